@@ -1,0 +1,92 @@
+# Skiff — one binary, `ctl`. Every target installs what it needs (Debian
+# packages, Go tools), so a fresh machine needs only Go and make.
+
+GO        ?= go
+BIN       := bin/ctl
+PKGS      := ./...
+# Debian packages the tests and demo use; `deps` installs only what is missing.
+APT_PKGS  := protobuf-compiler busybox-static containernetworking-plugins nftables \
+             iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio \
+             etcd-server etcd-client runc libseccomp-dev docker-registry
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
+
+.PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
+        bench-api bench-scheduler bench-runtime bench-netproxy soak fuzz demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=1 $(GO) build -o $(BIN) ./cmd/ctl
+
+# The test command of the README and of CI. Root-only tests (containers,
+# netns, nftables) run when root; the qemu IPVS test boots a Debian kernel.
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -short -count=1 -timeout 30m -p 2 $(PKGS)
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not root: cannot install$$missing (tests needing them will skip and say so)"; fi; \
+	fi
+	$(GO) mod download
+
+tools:
+	$(GO) install $(PROTOC_GEN_GO)
+	$(GO) install $(PROTOC_GEN_GO_GRPC)
+
+# Regenerates every .proto under proto/ (generated code is committed).
+proto: deps tools
+	cd proto && for f in $$(find . -name '*.proto' | sort); do \
+	  protoc -I . --go_out=. --go_opt=paths=source_relative \
+	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$f || exit 1; done
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+
+bench-store: deps
+	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
+
+bench-api: deps
+	$(GO) run ./integration/benchapi $(BENCH_ARGS)
+
+bench-scheduler: deps
+	$(GO) run ./integration/benchscheduler $(BENCH_ARGS)
+
+bench-runtime: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)
+
+bench-netproxy: deps
+	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
+
+# Long runs of the parts that `make test` runs briefly (-short).
+SOAK_TIME ?= 10m
+soak: deps
+	SKIFF_SOAK=$(SOAK_TIME) $(GO) test -count=1 -timeout 2h -run 'Linearizable|Soak' ./consensus/... ./integration/...
+
+FUZZ_TIME ?= 2m
+fuzz: deps
+	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$spec || exit 1; done; done
+
+demo: deps build
+	./integration/demo/run.sh
+
+clean:
+	rm -rf bin
