@@ -1,0 +1,615 @@
+package netproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// nftVersion is part of every content hash: bump it when the rules a chain
+// holds change shape, and the next sync replaces all chains.
+const nftVersion = "v1"
+
+// batchOps bounds how many objects go into one netlink batch: the kernel
+// acks every message, and a 10,000-service batch would overflow the socket
+// buffers. Each batch is atomic and batches are ordered so that nothing
+// points at a chain that does not exist yet.
+const batchOps = 2000
+
+// Names of the fixed objects in the nftables backend's table.
+const (
+	nftServicesChain  = "services"
+	nftSvcIPsMap      = "svc-ips"
+	nftSvcNodePorts   = "svc-nodeports"
+	nftNoEPIPs        = "no-ep-ips"
+	nftNoEPNodePorts  = "no-ep-nodeports"
+	nftBaseRuleMarker = "skiff-base-" + nftVersion
+)
+
+// nftBackend implements Services with DNAT in an nftables table of its own:
+//
+//	svc-ips   map ip . proto . port : goto s-<svc>-<content>
+//	svc-nodeports map proto . port : goto x-<svc>-<content> (for local daddr)
+//	s-chain   masquerade marks, affinity lookups, then
+//	          `dnat to numgen inc mod N map { i : ep_i }` (round robin)
+//	e-chain   per endpoint, only with session affinity: refresh the client in
+//	          the endpoint's timed set a-<svc>-<ep>, then DNAT
+//
+// Chain names carry a hash of their content, so "actual state" is one dump of
+// chain names and map elements; a change builds the new chain, repoints the
+// map element and deletes the old chain in one atomic batch.
+type nftBackend struct {
+	cfg   Config
+	log   *slog.Logger
+	ns    netns.NsHandle
+	conn  *nftables.Conn
+	table *nftables.Table
+	// known is what the last successful sync left in the kernel; nil forces
+	// reading the kernel back (start, periodic resync, after an error).
+	known *nftObjects
+}
+
+// nftObjects is the part of the table that changes with Services.
+type nftObjects struct {
+	chains    map[string]func(*nftables.Conn, *nftables.Chain) // name -> rule builder (desired only)
+	sets      map[string]bool                                  // affinity sets
+	svcIPs    map[string]string                                // key -> chain
+	nodePorts map[string]string
+	noEPIPs   map[string]bool
+	noEPPorts map[string]bool
+	// udpFlows are (ClusterIP, endpoint) pairs whose stale conntrack entries
+	// must go when the endpoint disappears (see deleteStaleUDP).
+	udpFlows map[[2]netip.Addr]bool
+	rules    int
+}
+
+func newNFTBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*nftBackend, error) {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting(),
+		nftables.WithSockOptions(bigSocketBuffers))
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return &nftBackend{
+		cfg: cfg, log: log, ns: ns, conn: conn,
+		table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable},
+	}, nil
+}
+
+func (b *nftBackend) name() string { return BackendNFTables }
+
+func (b *nftBackend) close() error { return b.conn.CloseLasting() }
+
+// cleanup deletes the whole table (used when the operator switches backends
+// or removes the proxy, never during a sync).
+func (b *nftBackend) cleanup() error {
+	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
+		return nil // nothing there
+	}
+	b.conn.DelTable(b.table)
+	return b.conn.Flush()
+}
+
+func (b *nftBackend) sync(ctx context.Context, want desiredState, full bool) (syncResult, error) {
+	desired := b.desiredObjects(want)
+	if full || b.known == nil {
+		if err := b.ensureBase(); err != nil {
+			b.known = nil
+			return syncResult{}, err
+		}
+		actual, err := b.readKernel()
+		if err != nil {
+			b.known = nil
+			return syncResult{}, err
+		}
+		b.known = actual
+	}
+	changed, err := b.apply(b.known, desired)
+	if err != nil {
+		b.known = nil
+		return syncResult{}, err
+	}
+	b.deleteStaleUDP(b.known.udpFlows, desired.udpFlows)
+	b.known = desired
+	return syncResult{Rules: desired.rules, Changed: changed}, nil
+}
+
+// desiredObjects computes every service-dependent object of the table.
+func (b *nftBackend) desiredObjects(want desiredState) *nftObjects {
+	o := &nftObjects{
+		chains: map[string]func(*nftables.Conn, *nftables.Chain){}, sets: map[string]bool{},
+		svcIPs: map[string]string{}, nodePorts: map[string]string{},
+		noEPIPs: map[string]bool{}, noEPPorts: map[string]bool{}, udpFlows: map[[2]netip.Addr]bool{},
+	}
+	mark := b.cfg.MasqueradeMark
+	for _, sp := range want {
+		sid := shortHash(12, sp.ID)
+		proto := sp.Port.Protocol
+		if sp.Port.Protocol == UDP {
+			for _, vip := range sp.ClusterIPs {
+				for _, ep := range slices.Concat(sp.Ready, sp.Terminating) {
+					o.udpFlows[[2]netip.Addr{vip, ep.Addr()}] = true
+				}
+			}
+		}
+		if len(sp.Ready) == 0 {
+			for _, vip := range sp.ClusterIPs {
+				o.noEPIPs[string(serviceKey(vip, proto, sp.Port.Port))] = true
+			}
+			if sp.Port.NodePort != 0 {
+				o.noEPPorts[string(nodePortKey(proto, sp.Port.NodePort))] = true
+			}
+			continue
+		}
+		eps := sp.Ready
+		var epChains []string
+		var affSets []string
+		if sp.Affinity > 0 {
+			for _, ep := range eps {
+				set := "a-" + sid + "-" + shortHash(8, ep)
+				chain := "e-" + sid + "-" + shortHash(8, nftVersion, ep, set, sp.Affinity)
+				o.sets[set] = true
+				epChains = append(epChains, chain)
+				affSets = append(affSets, set)
+				timeout := sp.Affinity
+				target := ep
+				o.chains[chain] = func(c *nftables.Conn, ch *nftables.Chain) {
+					c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: []expr.Any{
+						loadSaddr(reg0),
+						&expr.Dynset{SrcRegKey: reg0, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout},
+					}})
+					c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dnatTo(target)})
+				}
+				o.rules += 2
+			}
+		}
+		content := shortHash(8, nftVersion, mark, b.cfg.ClusterCIDR, eps, sp.Affinity, epChains)
+		sChain := "s-" + sid + "-" + content
+		o.chains[sChain] = b.serviceChainBuilder(eps, epChains, affSets)
+		o.rules += 3 + len(epChains) + 1
+		for _, vip := range sp.ClusterIPs {
+			o.svcIPs[string(serviceKey(vip, proto, sp.Port.Port))] = sChain
+		}
+		if sp.Port.NodePort != 0 {
+			xChain := "x-" + sid + "-" + shortHash(8, nftVersion, sChain)
+			o.chains[xChain] = func(c *nftables.Conn, ch *nftables.Chain) {
+				// Off-node clients reach a NodePort: their replies must come
+				// back through this node, so always masquerade.
+				c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: append(setMark(mark), gotoChain(sChain))})
+			}
+			o.rules++
+			o.nodePorts[string(nodePortKey(proto, sp.Port.NodePort))] = xChain
+		}
+	}
+	o.rules += len(o.svcIPs) + len(o.nodePorts) + len(o.noEPIPs) + len(o.noEPPorts)
+	return o
+}
+
+// serviceChainBuilder writes an s-chain: masquerade marks, affinity, round robin.
+func (b *nftBackend) serviceChainBuilder(eps []netip.AddrPort, epChains, affSets []string) func(*nftables.Conn, *nftables.Chain) {
+	mark := b.cfg.MasqueradeMark
+	cidr := b.cfg.ClusterCIDR
+	return func(c *nftables.Conn, ch *nftables.Chain) {
+		add := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: e}) }
+		// Clients outside the cluster network (other hosts) are masqueraded so
+		// the endpoint's reply returns through this node to be un-DNATed.
+		if cidr.IsValid() {
+			add(slices.Concat(saddrOutside(cidr), setMark(mark))...)
+		}
+		// Traffic this node originates (output hook) carries a node address.
+		add(slices.Concat(fibLocal(true), setMark(mark))...)
+		// Hairpin: an endpoint calling its own Service may be sent to itself;
+		// without SNAT it would see a packet from its own address and drop it.
+		epIPs := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, KeyType: nftables.TypeIPAddr}
+		var ipElems []nftables.SetElement
+		seen := map[netip.Addr]bool{}
+		for _, ep := range eps {
+			if !seen[ep.Addr()] {
+				seen[ep.Addr()] = true
+				a := ep.Addr().As4()
+				ipElems = append(ipElems, nftables.SetElement{Key: a[:]})
+			}
+		}
+		if err := c.AddSet(epIPs, ipElems); err == nil {
+			add(slices.Concat([]expr.Any{loadSaddr(reg0), &expr.Lookup{SourceRegister: reg0, SetName: epIPs.Name, SetID: epIPs.ID}}, setMark(mark))...)
+		}
+		for i, set := range affSets {
+			add(loadSaddr(reg0), &expr.Lookup{SourceRegister: reg0, SetName: set}, gotoChain(epChains[i]))
+		}
+		ng := &expr.Numgen{Register: reg0, Modulus: uint32(len(eps)), Type: unix.NFT_NG_INCREMENTAL}
+		if len(epChains) > 0 {
+			vmap := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, IsMap: true,
+				KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian}
+			elems := make([]nftables.SetElement, len(epChains))
+			for i, name := range epChains {
+				elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
+			}
+			if err := c.AddSet(vmap, elems); err == nil {
+				add(ng, &expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: vmap.Name, SetID: vmap.ID})
+			}
+			return
+		}
+		nat := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, IsMap: true,
+			KeyType: nftables.TypeInteger, DataType: endpointType, KeyByteOrder: binaryutil.NativeEndian}
+		elems := make([]nftables.SetElement, len(eps))
+		for i, ep := range eps {
+			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: endpointValue(ep)}
+		}
+		if err := c.AddSet(nat, elems); err == nil {
+			add(ng, &expr.Lookup{SourceRegister: reg0, DestRegister: reg0, IsDestRegSet: true, SetName: nat.Name, SetID: nat.ID},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg0, RegProtoMin: reg1, Specified: true})
+		}
+	}
+}
+
+func dnatTo(ep netip.AddrPort) []expr.Any {
+	a := ep.Addr().As4()
+	return []expr.Any{
+		&expr.Immediate{Register: reg0, Data: a[:]},
+		&expr.Immediate{Register: reg1, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg0, RegProtoMin: reg1, Specified: true},
+	}
+}
+
+// Fixed parts of the table.
+func (b *nftBackend) mapsAndSets() (svcIPs, nodePorts, noEPIPs, noEPPorts *nftables.Set) {
+	svcIPs = &nftables.Set{Table: b.table, Name: nftSvcIPsMap, IsMap: true, Concatenation: true,
+		KeyType: serviceKeyType, DataType: nftables.TypeVerdict}
+	nodePorts = &nftables.Set{Table: b.table, Name: nftSvcNodePorts, IsMap: true, Concatenation: true,
+		KeyType: nodePortKeyType, DataType: nftables.TypeVerdict}
+	noEPIPs = &nftables.Set{Table: b.table, Name: nftNoEPIPs, Concatenation: true, KeyType: serviceKeyType}
+	noEPPorts = &nftables.Set{Table: b.table, Name: nftNoEPNodePorts, Concatenation: true, KeyType: nodePortKeyType}
+	return
+}
+
+type baseChain struct {
+	chain *nftables.Chain
+	rules [][]expr.Any
+}
+
+func (b *nftBackend) baseChains() []baseChain {
+	prio := func(p int32) *nftables.ChainPriority { v := nftables.ChainPriority(p); return &v }
+	rejectNoEP := slices.Concat(loadServiceTuple(), []expr.Any{&expr.Lookup{SourceRegister: reg0, SetName: nftNoEPIPs},
+		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* port unreachable */}})
+	rejectNoEPPort := slices.Concat(loadNodePortTuple(), []expr.Any{&expr.Lookup{SourceRegister: reg0, SetName: nftNoEPNodePorts},
+		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})
+	mark := b.cfg.MasqueradeMark
+	return []baseChain{
+		{&nftables.Chain{Name: nftServicesChain, Table: b.table}, [][]expr.Any{
+			slices.Concat(loadServiceTuple(), []expr.Any{&expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: nftSvcIPsMap}}),
+			slices.Concat(fibLocal(false), daddrNotLoopback(), loadNodePortTuple(),
+				[]expr.Any{&expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: nftSvcNodePorts}}),
+		}},
+		// Priority -100 (dstnat) in both hooks: output is where locally
+		// originated traffic must be DNATed, prerouting the rest.
+		{&nftables.Chain{Name: "nat-prerouting", Table: b.table, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: prio(-100)}, [][]expr.Any{{jumpChain(nftServicesChain)}}},
+		{&nftables.Chain{Name: "nat-output", Table: b.table, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: prio(-100)}, [][]expr.Any{{jumpChain(nftServicesChain)}}},
+		{&nftables.Chain{Name: "nat-postrouting", Table: b.table, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: prio(100)}, [][]expr.Any{
+			append(markMatches(mark, true), &expr.Verdict{Kind: expr.VerdictReturn}),
+			slices.Concat(clearMark(mark), []expr.Any{&expr.Masq{}}),
+		}},
+		// Services without ready endpoints: refuse at once instead of letting
+		// the packet follow the default route off the node.
+		{&nftables.Chain{Name: "filter-input", Table: b.table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: prio(-10)}, [][]expr.Any{rejectNoEP, rejectNoEPPort}},
+		{&nftables.Chain{Name: "filter-forward", Table: b.table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: prio(-10)}, [][]expr.Any{rejectNoEP}},
+		{&nftables.Chain{Name: "filter-output", Table: b.table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookOutput, Priority: prio(-10)}, [][]expr.Any{rejectNoEP}},
+	}
+}
+
+func clearMark(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg0},
+		&expr.Bitwise{SourceRegister: reg0, DestRegister: reg0, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^bits), Xor: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg0},
+	}
+}
+
+// ensureBase creates the table, maps and base chains if missing, and
+// rewrites a base chain whose rules are not ours (atomically: flush and
+// refill happen in one batch, so traffic never sees an empty chain).
+func (b *nftBackend) ensureBase() error {
+	c := b.conn
+	c.AddTable(b.table)
+	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
+	for _, s := range []*nftables.Set{svcIPs, nodePorts, noEPIPs, noEPPorts} {
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("nftables: add set %s: %w", s.Name, err)
+		}
+	}
+	bases := b.baseChains()
+	// the services chain first: base chains jump to it
+	for _, bc := range bases {
+		c.AddChain(bc.chain)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: create table %s: %w", b.table.Name, err)
+	}
+	for _, bc := range bases {
+		rules, err := c.GetRules(b.table, bc.chain)
+		if err != nil {
+			return fmt.Errorf("nftables: read chain %s: %w", bc.chain.Name, err)
+		}
+		if len(rules) == len(bc.rules) && allMarked(rules) {
+			continue
+		}
+		c.FlushChain(bc.chain)
+		for _, r := range bc.rules {
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: bc.chain, Exprs: r, UserData: []byte(nftBaseRuleMarker)})
+		}
+		b.log.Info("nftables: (re)wrote base chain", "chain", bc.chain.Name, "had_rules", len(rules))
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: write base chains: %w", err)
+	}
+	return nil
+}
+
+func allMarked(rules []*nftables.Rule) bool {
+	for _, r := range rules {
+		if string(r.UserData) != nftBaseRuleMarker {
+			return false
+		}
+	}
+	return true
+}
+
+// readKernel reads the service-dependent objects back from the kernel.
+func (b *nftBackend) readKernel() (*nftObjects, error) {
+	o := &nftObjects{chains: map[string]func(*nftables.Conn, *nftables.Chain){}, sets: map[string]bool{},
+		svcIPs: map[string]string{}, nodePorts: map[string]string{}, noEPIPs: map[string]bool{}, noEPPorts: map[string]bool{},
+		udpFlows: map[[2]netip.Addr]bool{}}
+	chains, err := b.conn.ListChainsOfTableFamily(b.table.Family)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == b.table.Name && ch.Hooknum == nil && isServiceChain(ch.Name) {
+			o.chains[ch.Name] = nil
+		}
+	}
+	sets, err := b.conn.GetSets(b.table)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list sets: %w", err)
+	}
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, "a-") {
+			o.sets[s.Name] = true
+		}
+	}
+	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
+	for _, m := range []struct {
+		set *nftables.Set
+		dst map[string]string
+	}{{svcIPs, o.svcIPs}, {nodePorts, o.nodePorts}} {
+		elems, err := b.conn.GetSetElements(m.set)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: read map %s: %w", m.set.Name, err)
+		}
+		for _, e := range elems {
+			chain := ""
+			if e.VerdictData != nil {
+				chain = e.VerdictData.Chain
+			}
+			m.dst[string(e.Key)] = chain
+		}
+	}
+	for _, s := range []struct {
+		set *nftables.Set
+		dst map[string]bool
+	}{{noEPIPs, o.noEPIPs}, {noEPPorts, o.noEPPorts}} {
+		elems, err := b.conn.GetSetElements(s.set)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: read set %s: %w", s.set.Name, err)
+		}
+		for _, e := range elems {
+			s.dst[string(e.Key)] = true
+		}
+	}
+	return o, nil
+}
+
+func isServiceChain(name string) bool {
+	return strings.HasPrefix(name, "s-") || strings.HasPrefix(name, "e-") || strings.HasPrefix(name, "x-")
+}
+
+// apply changes the kernel from have to want, in ordered atomic batches:
+// new sets and chains, then map elements, then removal of what is unused.
+func (b *nftBackend) apply(have, want *nftObjects) (int, error) {
+	c := b.conn
+	ops := 0
+	changed := 0
+	flushIfBig := func(force bool) error {
+		if ops == 0 || (!force && ops < batchOps) {
+			return nil
+		}
+		ops = 0
+		return c.Flush()
+	}
+	for name := range want.sets {
+		if !have.sets[name] {
+			s := &nftables.Set{Table: b.table, Name: name, KeyType: nftables.TypeIPAddr, HasTimeout: true, Dynamic: true}
+			if err := c.AddSet(s, nil); err != nil {
+				return changed, fmt.Errorf("nftables: add set %s: %w", name, err)
+			}
+			ops++
+			changed++
+		}
+	}
+	// e- < s- < x-: a chain is created after the chains it jumps to.
+	var newChains []string
+	for name := range want.chains {
+		if _, ok := have.chains[name]; !ok {
+			newChains = append(newChains, name)
+		}
+	}
+	slices.Sort(newChains)
+	for _, name := range newChains {
+		ch := c.AddChain(&nftables.Chain{Name: name, Table: b.table})
+		want.chains[name](c, ch)
+		ops += 6
+		changed++
+		if err := flushIfBig(false); err != nil {
+			return changed, fmt.Errorf("nftables: add chains: %w", err)
+		}
+	}
+	if err := flushIfBig(true); err != nil {
+		return changed, fmt.Errorf("nftables: add chains: %w", err)
+	}
+	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
+	for _, m := range []struct {
+		set        *nftables.Set
+		have, want map[string]string
+	}{{svcIPs, have.svcIPs, want.svcIPs}, {nodePorts, have.nodePorts, want.nodePorts}} {
+		var del, add []nftables.SetElement
+		for k, chain := range m.have {
+			if w, ok := m.want[k]; !ok || w != chain {
+				del = append(del, nftables.SetElement{Key: []byte(k)})
+			}
+		}
+		for k, chain := range m.want {
+			if h, ok := m.have[k]; !ok || h != chain {
+				add = append(add, nftables.SetElement{Key: []byte(k), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}})
+			}
+		}
+		if err := b.changeElements(m.set, del, add); err != nil {
+			return changed, err
+		}
+		changed += len(add) + len(del)
+	}
+	for _, s := range []struct {
+		set        *nftables.Set
+		have, want map[string]bool
+	}{{noEPIPs, have.noEPIPs, want.noEPIPs}, {noEPPorts, have.noEPPorts, want.noEPPorts}} {
+		var del, add []nftables.SetElement
+		for k := range s.have {
+			if !s.want[k] {
+				del = append(del, nftables.SetElement{Key: []byte(k)})
+			}
+		}
+		for k := range s.want {
+			if !s.have[k] {
+				add = append(add, nftables.SetElement{Key: []byte(k)})
+			}
+		}
+		if err := b.changeElements(s.set, del, add); err != nil {
+			return changed, err
+		}
+		changed += len(add) + len(del)
+	}
+	var oldChains []string
+	for name := range have.chains {
+		if _, ok := want.chains[name]; !ok {
+			oldChains = append(oldChains, name)
+		}
+	}
+	slices.Sort(oldChains)
+	slices.Reverse(oldChains) // x- before s- before e-: referrers go first
+	for _, name := range oldChains {
+		c.DelChain(&nftables.Chain{Name: name, Table: b.table})
+		ops++
+		changed++
+		if err := flushIfBig(false); err != nil {
+			return changed, fmt.Errorf("nftables: delete chains: %w", err)
+		}
+	}
+	if err := flushIfBig(true); err != nil {
+		return changed, fmt.Errorf("nftables: delete chains: %w", err)
+	}
+	for name := range have.sets {
+		if !want.sets[name] {
+			c.DelSet(&nftables.Set{Table: b.table, Name: name})
+			ops++
+			changed++
+		}
+	}
+	if err := flushIfBig(true); err != nil {
+		return changed, fmt.Errorf("nftables: delete sets: %w", err)
+	}
+	return changed, nil
+}
+
+// changeElements deletes then adds elements in batches; a deleted key that is
+// added again (repointed to a new chain) is in the same batch, so lookups
+// never miss it.
+func (b *nftBackend) changeElements(set *nftables.Set, del, add []nftables.SetElement) error {
+	return changeElements(b.conn, set, del, add)
+}
+
+func changeElements(conn *nftables.Conn, set *nftables.Set, del, add []nftables.SetElement) error {
+	const per = 1000
+	for len(del) > 0 || len(add) > 0 {
+		nd, na := min(per, len(del)), min(per, len(add))
+		if nd > 0 {
+			if err := conn.SetDeleteElements(set, del[:nd]); err != nil {
+				return fmt.Errorf("nftables: %s: delete elements: %w", set.Name, err)
+			}
+		}
+		if na > 0 {
+			if err := conn.SetAddElements(set, add[:na]); err != nil {
+				return fmt.Errorf("nftables: %s: add elements: %w", set.Name, err)
+			}
+		}
+		if err := conn.Flush(); err != nil {
+			return fmt.Errorf("nftables: update %s: %w", set.Name, err)
+		}
+		del, add = del[nd:], add[na:]
+	}
+	return nil
+}
+
+// deleteStaleUDP removes conntrack entries of UDP flows from a ClusterIP to
+// an endpoint that is gone. UDP has no connection end: without this a
+// client that keeps sending (DNS) would be stuck on the dead endpoint's
+// conntrack entry for as long as it keeps sending. TCP needs nothing: its
+// entries end with the connection, and a live one must keep working.
+func (b *nftBackend) deleteStaleUDP(have, want map[[2]netip.Addr]bool) {
+	var filters []netlink.CustomConntrackFilter
+	for pair := range have {
+		if want[pair] {
+			continue
+		}
+		f := &netlink.ConntrackFilter{}
+		if err := errors.Join(f.AddIP(netlink.ConntrackOrigDstIP, pair[0].AsSlice()),
+			f.AddIP(netlink.ConntrackReplySrcIP, pair[1].AsSlice()), f.AddProtocol(unix.IPPROTO_UDP)); err != nil {
+			b.log.Warn("conntrack filter", "err", err)
+			continue
+		}
+		filters = append(filters, f)
+	}
+	if len(filters) == 0 {
+		return
+	}
+	h, err := netlink.NewHandleAt(b.ns, unix.NETLINK_NETFILTER)
+	if err != nil {
+		b.log.Warn("conntrack: open netlink", "err", err)
+		return
+	}
+	defer h.Close()
+	n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if err != nil {
+		b.log.Warn("conntrack: delete stale UDP entries", "err", err)
+		return
+	}
+	if n > 0 {
+		b.log.Debug("conntrack: deleted stale UDP entries", "count", n)
+	}
+}
+
