@@ -1,0 +1,130 @@
+package consensus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/consensus/consensustest"
+	"github.com/skiffhq/skiff/integration/testutil"
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func put(t *testing.T, s *consensus.Store, k, v string) *storepb.PutResponse {
+	t.Helper()
+	resp, err := s.Put(ctxT(t), &storepb.PutRequest{Key: []byte(k), Value: []byte(v)})
+	if err != nil {
+		t.Fatalf("put %s on %s: %v", k, s.ID(), err)
+	}
+	return resp
+}
+
+func get(t *testing.T, s *consensus.Store, k string) string {
+	t.Helper()
+	kv, _, err := s.Get(ctxT(t), []byte(k))
+	if err != nil {
+		t.Fatalf("get %s on %s: %v", k, s.ID(), err)
+	}
+	if kv == nil {
+		return ""
+	}
+	return string(kv.Value)
+}
+
+func followers(c *consensustest.Cluster, leader *consensustest.Node) []*consensustest.Node {
+	var out []*consensustest.Node
+	for _, n := range c.Running() {
+		if n != leader {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func TestThreeNodesForwardAndReadYourWrite(t *testing.T) {
+	c := consensustest.Start(t, 3, nil)
+	leader := c.MustLeader(t)
+	fs := followers(c, leader)
+	if len(fs) != 2 {
+		t.Fatalf("want 2 followers, have %d", len(fs))
+	}
+	// A write on a follower is forwarded; every node reads it back at once.
+	for i, n := range c.Running() {
+		k := fmt.Sprintf("/k/%d", i)
+		put(t, n.Store(), k, "v-"+n.ID)
+		for _, m := range c.Running() {
+			if got := get(t, m.Store(), k); got != "v-"+n.ID {
+				t.Fatalf("node %s reads %s = %q right after %s wrote it, want %q", m.ID, k, got, n.ID, "v-"+n.ID)
+			}
+		}
+	}
+	members, err := fs[0].Store().Members(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := 0
+	for _, m := range members {
+		if m.Suffrage == storepb.Member_VOTER {
+			voters++
+		}
+		if !m.Healthy {
+			t.Errorf("member %s unhealthy: %v", m.Id, m)
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("want 3 voters, got %d: %v", voters, members)
+	}
+}
+
+func TestLeaderKilledNewLeaderWritesGoOn(t *testing.T) {
+	c := consensustest.Start(t, 3, nil)
+	old := c.MustLeader(t)
+	put(t, old.Store(), "/before", "1")
+	old.Stop()
+	start := time.Now()
+	nl := c.MustLeader(t)
+	t.Logf("new leader %s after %s", nl.ID, time.Since(start))
+	if nl == old {
+		t.Fatal("stopped node still leader")
+	}
+	for _, n := range c.Running() {
+		put(t, n.Store(), "/after-"+n.ID, "2")
+		if got := get(t, n.Store(), "/before"); got != "1" {
+			t.Fatalf("%s lost /before: %q", n.ID, got)
+		}
+	}
+	// The old leader comes back as a follower and catches up.
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "old leader catches up", func() bool {
+		kv, _, err := old.Store().Get(context.Background(), []byte("/after-"+nl.ID))
+		return err == nil && kv != nil
+	})
+}
+
+func TestNoQuorumWritesFailWithClearError(t *testing.T) {
+	c := consensustest.Start(t, 3, nil)
+	l := c.MustLeader(t)
+	for _, f := range followers(c, l) {
+		f.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := l.Store().Put(ctx, &storepb.PutRequest{Key: []byte("/x"), Value: []byte("y")})
+	if err == nil {
+		t.Fatal("write without quorum succeeded")
+	}
+	if !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrIndeterminate) {
+		t.Fatalf("want ErrNoLeader or ErrIndeterminate, got %v", err)
+	}
+}

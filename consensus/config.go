@@ -1,0 +1,101 @@
+package consensus
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures one control node's store.
+type Config struct {
+	// ID names this node in the Raft configuration; it must be unique and
+	// stable across restarts.
+	ID string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// BindAddr is where the consensus port listens ("127.0.0.1:0" picks a port).
+	BindAddr string
+	// AdvertiseAddr is the address peers dial; empty means the bound address.
+	AdvertiseAddr string
+	// ServerTLS and ClientTLS secure every connection between control nodes.
+	// Both must verify the peer (mutual TLS).
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
+	// Bootstrap makes a brand-new node form a one-voter cluster. It is
+	// ignored when DataDir already holds Raft state.
+	Bootstrap bool
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout is how soon an idle leader tells followers the commit
+	// index; it bounds how long a follower's read-your-write waits.
+	CommitTimeout     time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries stay after a snapshot; a follower
+	// further behind catches up by snapshot install.
+	TrailingLogs uint64
+	// WatchHistory is how many events are kept for watch resumes.
+	WatchHistory int
+	// WatchBuffer is each watcher's channel depth.
+	WatchBuffer int
+	// MaxVoters caps the voter count; the odd-quorum policy keeps it odd.
+	MaxVoters int
+	// ApplyTimeout bounds a write when the caller's context has no deadline.
+	ApplyTimeout time.Duration
+	// HealthyContact: a member that has not heard from the leader for
+	// longer is unhealthy (and not promoted to voter).
+	HealthyContact time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Fault, when set, lets tests cut this node off the network.
+	Fault *NetworkFault
+}
+
+// DefaultConfig returns production defaults. Timeouts are tighter than
+// etcd's (1 s election) because control nodes sit on a LAN and fast
+// failover is a goal.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:           "0.0.0.0:7444",
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      10 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
+		WatchHistory:       100_000,
+		WatchBuffer:        64,
+		MaxVoters:          5,
+		ApplyTimeout:       10 * time.Second,
+		HealthyContact:     5 * time.Second,
+		Logger:             slog.Default(),
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("%w: config: ID is empty", ErrInvalid)
+	case c.DataDir == "":
+		return fmt.Errorf("%w: config: DataDir is empty", ErrInvalid)
+	case c.BindAddr == "":
+		return fmt.Errorf("%w: config: BindAddr is empty", ErrInvalid)
+	case c.ServerTLS == nil || c.ClientTLS == nil:
+		return fmt.Errorf("%w: config: ServerTLS and ClientTLS are required (control nodes speak mutual TLS only)", ErrInvalid)
+	case c.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert:
+		return fmt.Errorf("%w: config: ServerTLS must require and verify client certificates", ErrInvalid)
+	case c.MaxVoters < 1:
+		return fmt.Errorf("%w: config: MaxVoters %d must be at least 1", ErrInvalid, c.MaxVoters)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+// registerServices puts the KV, Cluster and Internal services on a gRPC
+// server. The store serves them on its own mutual-TLS consensus port, which
+// only control nodes (and tools holding a control certificate) can reach.
+func registerServices(srv *grpc.Server, s *Store) {
+	storepb.RegisterKVServer(srv, kvServer{s: s})
+	storepb.RegisterClusterServer(srv, clusterServer{s: s})
+	storepb.RegisterInternalServer(srv, internalServer{s: s})
+}
+
+// ToStatus maps the package's errors to gRPC status codes; it is used only
+// at gRPC boundaries.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isOurs(err) {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrConflict):
+		code = codes.Aborted
+	case errors.Is(err, ErrKeyNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrNotLeader):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrStopped):
+		code = codes.Unavailable
+	case errors.Is(err, ErrCompacted):
+		code = codes.OutOfRange
+	case errors.Is(err, ErrWatcherTooSlow):
+		code = codes.ResourceExhausted
+	case errors.Is(err, ErrIndeterminate):
+		code = codes.Unknown
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+func isOurs(err error) bool {
+	for _, s := range []error{ErrInvalid, ErrConflict, ErrKeyNotFound, ErrNotLeader, ErrNoLeader, ErrStopped, ErrCompacted, ErrWatcherTooSlow, ErrIndeterminate} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// FromStatus maps a gRPC status from a store service back to the package's
+// sentinel errors (keeping the message).
+func FromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return err
+	}
+	var base error
+	switch st.Code() {
+	case codes.InvalidArgument:
+		base = ErrInvalid
+	case codes.Aborted:
+		base = ErrConflict
+	case codes.NotFound:
+		base = ErrKeyNotFound
+	case codes.FailedPrecondition:
+		base = ErrNotLeader
+	case codes.Unavailable:
+		base = ErrNoLeader
+	case codes.OutOfRange:
+		base = ErrCompacted
+	case codes.ResourceExhausted:
+		base = ErrWatcherTooSlow
+	case codes.Unknown:
+		base = ErrIndeterminate
+	default:
+		return err
+	}
+	return &remoteError{base: base, msg: st.Message()}
+}
+
+type remoteError struct {
+	base error
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.base }
+
+type kvServer struct {
+	storepb.UnimplementedKVServer
+	s *Store
+}
+
+func (k kvServer) Put(ctx context.Context, r *storepb.PutRequest) (*storepb.PutResponse, error) {
+	resp, err := k.s.Put(ctx, r)
+	return resp, ToStatus(err)
+}
+
+func (k kvServer) Delete(ctx context.Context, r *storepb.DeleteRequest) (*storepb.DeleteResponse, error) {
+	resp, err := k.s.Delete(ctx, r)
+	return resp, ToStatus(err)
+}
+
+func (k kvServer) Txn(ctx context.Context, r *storepb.TxnRequest) (*storepb.TxnResponse, error) {
+	resp, err := k.s.Txn(ctx, r)
+	return resp, ToStatus(err)
+}
+
+func (k kvServer) Range(ctx context.Context, r *storepb.RangeRequest) (*storepb.RangeResponse, error) {
+	resp, err := k.s.Range(ctx, r)
+	return resp, ToStatus(err)
+}
+
+func (k kvServer) Watch(r *storepb.WatchRequest, stream storepb.KV_WatchServer) error {
+	w, err := k.s.Watch(stream.Context(), r.Key, r.Prefix, r.StartRevision)
+	if err != nil {
+		return ToStatus(err)
+	}
+	defer w.Stop()
+	for b := range w.C {
+		if err := stream.Send(&storepb.WatchResponse{Revision: b.Revision, Events: b.Events}); err != nil {
+			return err
+		}
+	}
+	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return ToStatus(err)
+	}
+	return nil
+}
+
+type clusterServer struct {
+	storepb.UnimplementedClusterServer
+	s *Store
+}
+
+func (c clusterServer) MemberList(ctx context.Context, _ *storepb.MemberListRequest) (*storepb.MemberListResponse, error) {
+	ms, err := c.s.Members(ctx)
+	return &storepb.MemberListResponse{Members: ms}, ToStatus(err)
+}
+
+func (c clusterServer) MemberAdd(ctx context.Context, r *storepb.MemberAddRequest) (*storepb.MemberAddResponse, error) {
+	m, err := c.s.AddMember(ctx, r.Id, r.Address, r.Nonvoter)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &storepb.MemberAddResponse{Member: m}, nil
+}
+
+func (c clusterServer) MemberRemove(ctx context.Context, r *storepb.MemberRemoveRequest) (*storepb.MemberRemoveResponse, error) {
+	return &storepb.MemberRemoveResponse{}, ToStatus(c.s.RemoveMember(ctx, r.Id))
+}
+
+type internalServer struct {
+	storepb.UnimplementedInternalServer
+	s *Store
+}
+
+// Apply commits a command forwarded by a follower. Only the leader takes
+// it; the exact ErrNotLeader message tells the follower to retry elsewhere
+// (the command was certainly not applied).
+func (i internalServer) Apply(ctx context.Context, r *storepb.ApplyRequest) (*storepb.ApplyResponse, error) {
+	if !i.s.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+	}
+	res, idx, err := i.s.applyLocal(ctx, r.Command)
+	if err != nil {
+		if errors.Is(err, errRetryable) {
+			return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		}
+		return nil, ToStatus(err)
+	}
+	return &storepb.ApplyResponse{Index: idx, Result: res}, nil
+}
+
+func (i internalServer) ReadIndex(ctx context.Context, _ *storepb.ReadIndexRequest) (*storepb.ReadIndexResponse, error) {
+	if !i.s.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+	}
+	idx, err := i.s.reads.get(ctx)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &storepb.ReadIndexResponse{Index: idx}, nil
+}
+
+func (i internalServer) Status(context.Context, *storepb.StatusRequest) (*storepb.StatusResponse, error) {
+	return i.s.localStatus(), nil
+}

@@ -1,0 +1,207 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+// leaderState tracks whether this node leads and is ready to serve
+// linearizable reads (its NOOP of the current term is applied), and tells
+// subscribers (the control plane's leader loops) about it.
+type leaderState struct {
+	mu      sync.Mutex
+	ready   bool
+	readyCh chan struct{} // closed once ready; replaced when leadership ends
+	subs    []chan bool
+}
+
+func newLeaderState() *leaderState { return &leaderState{readyCh: make(chan struct{})} }
+
+func (l *leaderState) setReady(ready bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ready == l.ready {
+		return
+	}
+	l.ready = ready
+	if ready {
+		close(l.readyCh)
+	} else {
+		l.readyCh = make(chan struct{})
+	}
+	for _, ch := range l.subs {
+		// Coalesce: a subscriber only needs the latest state.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- ready
+	}
+}
+
+func (l *leaderState) subscribe() <-chan bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := make(chan bool, 1)
+	if l.ready {
+		ch <- true
+	}
+	l.subs = append(l.subs, ch)
+	return ch
+}
+
+func (l *leaderState) waitReady(stop <-chan struct{}, timeout time.Duration) error {
+	l.mu.Lock()
+	ch := l.readyCh
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-stop:
+		return ErrStopped
+	case <-time.After(timeout):
+		return fmt.Errorf("%w: leader has not committed an entry of its term yet", ErrNoLeader)
+	}
+}
+
+// startBackground runs the loops every node has: leadership tracking and
+// peer health from Raft observations.
+func (s *Store) startBackground() {
+	obs := make(chan raft.Observation, 256)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	s.raft.RegisterObserver(observer)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.raft.DeregisterObserver(observer)
+		var cancelLeader context.CancelFunc
+		var leaderDone chan struct{}
+		stopLeader := func() {
+			if cancelLeader != nil {
+				cancelLeader()
+				<-leaderDone
+				cancelLeader = nil
+			}
+			s.leader.setReady(false)
+			s.metrics.isLeader.Set(0)
+		}
+		defer stopLeader()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case isLeader := <-s.raft.LeaderCh():
+				stopLeader()
+				if isLeader {
+					var ctx context.Context
+					ctx, cancelLeader = context.WithCancel(context.Background())
+					leaderDone = make(chan struct{})
+					s.metrics.isLeader.Set(1)
+					go func() {
+						defer close(leaderDone)
+						s.runLeader(ctx)
+					}()
+				}
+			case o := <-obs:
+				switch d := o.Data.(type) {
+				case raft.LeaderObservation:
+					s.metrics.leaderChanges.Inc()
+					s.log.Info("leader changed", "leader", d.LeaderID, "address", d.LeaderAddr)
+				case raft.FailedHeartbeatObservation:
+					s.health.failed(string(d.PeerID), d.LastContact)
+				case raft.ResumedHeartbeatObservation:
+					s.health.resumed(string(d.PeerID))
+				}
+			}
+		}
+	}()
+}
+
+// runLeader is the store's own leader-only work: commit a NOOP of this term
+// (a barrier after which reads are linearizable and state is current), then
+// keep the voter set odd until leadership ends.
+func (s *Store) runLeader(ctx context.Context) {
+	noop, _ := encodeCommand(storepb.Command_NOOP, nil)
+	for {
+		_, _, err := s.applyLocal(ctx, noop)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retryBackoff):
+		}
+		if !s.IsLeader() {
+			return
+		}
+	}
+	s.log.Info("leader ready", "term", s.raft.CurrentTerm())
+	s.leader.setReady(true)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := s.reconcileVoters(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("odd-quorum reconcile failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.health.changed():
+		}
+	}
+}
+
+// peerHealth records which peers the leader currently fails to reach.
+type peerHealth struct {
+	mu      sync.Mutex
+	failing map[string]time.Time
+	notify  chan struct{}
+}
+
+func newPeerHealth() *peerHealth {
+	return &peerHealth{failing: map[string]time.Time{}, notify: make(chan struct{}, 1)}
+}
+
+func (h *peerHealth) failed(id string, lastContact time.Time) {
+	h.mu.Lock()
+	h.failing[id] = lastContact
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *peerHealth) resumed(id string) {
+	h.mu.Lock()
+	delete(h.failing, id)
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *peerHealth) poke() {
+	select {
+	case h.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (h *peerHealth) changed() <-chan struct{} { return h.notify }
+
+func (h *peerHealth) isFailing(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.failing[id]
+	return ok
+}

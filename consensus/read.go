@@ -1,0 +1,189 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+// Range reads a key or a prefix. By default the read is linearizable from
+// any node: it reflects every write acknowledged before it started. With
+// req.Stale it is served from this node's state as is.
+func (s *Store) Range(ctx context.Context, req *storepb.RangeRequest) (*storepb.RangeResponse, error) {
+	if err := validateRange("range", req); err != nil {
+		return nil, err
+	}
+	if !req.Stale {
+		if err := s.Linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.fsm.rangeRead(req), nil
+}
+
+// Get reads one key linearizably; nil when it does not exist.
+func (s *Store) Get(ctx context.Context, key []byte) (*storepb.KeyValue, int64, error) {
+	resp, err := s.Range(ctx, &storepb.RangeRequest{Key: key})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Revision, nil
+	}
+	return resp.Kvs[0], resp.Revision, nil
+}
+
+// Linearize returns once this node's state reflects every write committed
+// before the call: the leader confirms it still leads (VerifyLeader) and
+// hands out its commit index; this node waits until it has applied it.
+func (s *Store) Linearize(ctx context.Context) error {
+	ctx, cancel := s.withDefaultTimeout(ctx)
+	defer cancel()
+	idx, err := s.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.fsm.applied.wait(ctx, idx); err != nil {
+		return fmt.Errorf("%w: waiting to apply read index %d: %v", ErrNoLeader, idx, err)
+	}
+	return nil
+}
+
+func (s *Store) readIndex(ctx context.Context) (uint64, error) {
+	if s.IsLeader() {
+		return s.reads.get(ctx)
+	}
+	_, addr := s.Leader()
+	if addr == "" {
+		return 0, ErrNoLeader
+	}
+	client, err := s.peers.readyInternal(ctx, addr)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
+	}
+	resp, err := client.ReadIndex(ctx, &storepb.ReadIndexRequest{})
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			return 0, fmt.Errorf("%w: %s", ErrNoLeader, st.Message())
+		}
+		return 0, fmt.Errorf("%w: read index from leader %s: %v", ErrNoLeader, addr, err)
+	}
+	return resp.Index, nil
+}
+
+// readIndexBatcher coalesces concurrent read-index requests on the leader:
+// one VerifyLeader round serves every read that arrived before it began,
+// as etcd does, so reads scale with clients instead of costing a heartbeat
+// round each.
+type readIndexBatcher struct {
+	s       *Store
+	mu      sync.Mutex
+	waiting []chan readIndexResult
+	kick    chan struct{}
+}
+
+type readIndexResult struct {
+	index uint64
+	err   error
+}
+
+func newReadIndexBatcher(s *Store) *readIndexBatcher {
+	b := &readIndexBatcher{s: s, kick: make(chan struct{}, 1)}
+	s.wg.Add(1)
+	go b.loop()
+	return b
+}
+
+func (b *readIndexBatcher) get(ctx context.Context) (uint64, error) {
+	ch := make(chan readIndexResult, 1)
+	b.mu.Lock()
+	b.waiting = append(b.waiting, ch)
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case r := <-ch:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: read index: %v", ErrNoLeader, ctx.Err())
+	}
+}
+
+func (b *readIndexBatcher) loop() {
+	defer b.s.wg.Done()
+	for {
+		select {
+		case <-b.s.stop:
+			b.fail(ErrStopped)
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		batch := b.waiting
+		b.waiting = nil
+		b.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		idx, err := b.s.leaderReadIndex()
+		for _, ch := range batch {
+			ch <- readIndexResult{idx, err}
+		}
+	}
+}
+
+func (b *readIndexBatcher) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ch := range b.waiting {
+		ch <- readIndexResult{0, err}
+	}
+	b.waiting = nil
+}
+
+// leaderReadIndex is the read index on the leader. It is valid only once the
+// leader has committed an entry of its own term (its NOOP): before that its
+// commit index may lag entries the previous leader committed.
+func (s *Store) leaderReadIndex() (uint64, error) {
+	if err := s.leader.waitReady(s.stop, s.cfg.ElectionTimeout*4); err != nil {
+		return 0, err
+	}
+	idx := s.raft.CommitIndex()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return idx, nil
+}
+
+// Watch streams events for a key or prefix from startRev (0: from the next
+// write). A startRev older than the history kept fails with ErrCompacted.
+func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int64) (*Watcher, error) {
+	if !prefix {
+		if err := validateKey("watch.key", key); err != nil {
+			return nil, err
+		}
+	}
+	if startRev < 0 {
+		return nil, invalidf("watch.start_revision: %d is negative", startRev)
+	}
+	if startRev == 0 {
+		// "From now" means from the linearizable present, not from this
+		// node's possibly stale state.
+		if err := s.Linearize(ctx); err != nil {
+			return nil, err
+		}
+		startRev = s.fsm.currentRevision() + 1
+	}
+	from, err := s.fsm.hub.checkStart(startRev)
+	if err != nil {
+		return nil, err
+	}
+	return s.fsm.hub.startWatcher(ctx, key, prefix, from, s.cfg.WatchBuffer, func() {}), nil
+}

@@ -1,0 +1,258 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// One port carries both Raft's streams and the internal gRPC service
+// (forwarding, read index, status): the first byte of a connection says which.
+// Peers then need only each other's Raft address, and both paths share the
+// same mutual TLS and the same fault injection.
+const (
+	connRaft byte = 'R'
+	connRPC  byte = 'G'
+	// muxHeaderTimeout bounds how long an accepted connection may take to
+	// send its type byte.
+	muxHeaderTimeout = 5 * time.Second
+)
+
+// ErrIsolated is returned by dials while a NetworkFault isolates the node.
+var ErrIsolated = errors.New("network fault: node isolated")
+
+// mux splits one listener into a Raft stream layer and a gRPC listener.
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	fault     *NetworkFault
+	log       *slog.Logger
+
+	raftCh chan net.Conn
+	rpcCh  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newMux(ln net.Listener, advertise string, serverTLS, clientTLS *tls.Config, fault *NetworkFault, log *slog.Logger) (*mux, error) {
+	adv := ln.Addr()
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			return nil, fmt.Errorf("advertise address %q: %w", advertise, err)
+		}
+		adv = a
+	}
+	m := &mux{ln: ln, advertise: adv, serverTLS: serverTLS, clientTLS: clientTLS, fault: fault, log: log,
+		raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{})}
+	go m.serve()
+	return m, nil
+}
+
+func (m *mux) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.log.Error("consensus listener failed; node is deaf until restart", "err", err)
+			return
+		}
+		go m.route(c)
+	}
+}
+
+func (m *mux) route(c net.Conn) {
+	if m.fault.blocked() {
+		_ = c.Close()
+		return
+	}
+	c = m.fault.track(c)
+	_ = c.SetReadDeadline(time.Now().Add(muxHeaderTimeout))
+	var b [1]byte
+	if _, err := c.Read(b[:]); err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	var ch chan net.Conn
+	switch b[0] {
+	case connRaft:
+		c, ch = tls.Server(c, m.serverTLS), m.raftCh
+	case connRPC:
+		ch = m.rpcCh // the gRPC server does its own TLS handshake
+	default:
+		m.log.Warn("consensus port: unknown connection type, closing", "remote", c.RemoteAddr(), "byte", b[0])
+		_ = c.Close()
+		return
+	}
+	select {
+	case ch <- c:
+	case <-m.done:
+		_ = c.Close()
+	}
+}
+
+func (m *mux) close() error {
+	var err error
+	m.once.Do(func() {
+		close(m.done)
+		err = m.ln.Close()
+	})
+	return err
+}
+
+// dial opens a raw connection of the given type to a peer.
+func (m *mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
+	if m.fault.blocked() {
+		return nil, ErrIsolated
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c = m.fault.track(c)
+	if _, err := c.Write([]byte{kind}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// clientTLSFor returns the client TLS config for a peer address, naming the
+// host as server name when the config does not fix one.
+func (m *mux) clientTLSFor(addr string) *tls.Config {
+	cfg := m.clientTLS.Clone()
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	return cfg
+}
+
+// raftLayer is the raft.StreamLayer over the mux.
+type raftLayer struct{ m *mux }
+
+func (l raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.raftCh:
+		return c, nil
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l raftLayer) Close() error   { return l.m.close() }
+func (l raftLayer) Addr() net.Addr { return l.m.advertise }
+
+func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := l.m.dial(ctx, string(address), connRaft)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, l.m.clientTLSFor(string(address)))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("raft TLS handshake with %s: %w", address, err)
+	}
+	return tc, nil
+}
+
+// rpcListener is the gRPC side of the mux.
+type rpcListener struct{ m *mux }
+
+func (l rpcListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.rpcCh:
+		return c, nil
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l rpcListener) Close() error   { return nil } // the mux owns the socket
+func (l rpcListener) Addr() net.Addr { return l.m.advertise }
+
+// NetworkFault cuts a node off the network for tests: while isolated, its
+// dials fail, connections to it are dropped on arrival, and every open
+// connection is closed. A nil *NetworkFault is a healthy network.
+type NetworkFault struct {
+	mu       sync.Mutex
+	isolated bool
+	conns    map[*trackedConn]struct{}
+}
+
+// Isolate cuts the node off and closes its open connections.
+func (f *NetworkFault) Isolate() {
+	f.mu.Lock()
+	f.isolated = true
+	open := make([]*trackedConn, 0, len(f.conns))
+	for c := range f.conns {
+		open = append(open, c)
+	}
+	f.mu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
+	}
+}
+
+// Heal reconnects the node.
+func (f *NetworkFault) Heal() {
+	f.mu.Lock()
+	f.isolated = false
+	f.mu.Unlock()
+}
+
+func (f *NetworkFault) blocked() bool {
+	if f == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.isolated
+}
+
+func (f *NetworkFault) track(c net.Conn) net.Conn {
+	if f == nil {
+		return c
+	}
+	tc := &trackedConn{Conn: c, f: f}
+	f.mu.Lock()
+	if f.conns == nil {
+		f.conns = map[*trackedConn]struct{}{}
+	}
+	f.conns[tc] = struct{}{}
+	f.mu.Unlock()
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	f *NetworkFault
+}
+
+func (c *trackedConn) Close() error {
+	c.f.mu.Lock()
+	delete(c.f.conns, c)
+	c.f.mu.Unlock()
+	return c.Conn.Close()
+}

@@ -1,0 +1,122 @@
+package consensus
+
+import (
+	"fmt"
+
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+func validateKey(field string, key []byte) error {
+	if len(key) == 0 {
+		return invalidf("%s: key is empty", field)
+	}
+	if len(key) > MaxKeyBytes {
+		return invalidf("%s: key is %d bytes, limit %d", field, len(key), MaxKeyBytes)
+	}
+	return nil
+}
+
+func validatePut(field string, r *storepb.PutRequest) error {
+	if r == nil {
+		return invalidf("%s: missing put", field)
+	}
+	if err := validateKey(field+".key", r.Key); err != nil {
+		return err
+	}
+	if len(r.Value) > MaxValueBytes {
+		return invalidf("%s.value: %d bytes, limit %d", field, len(r.Value), MaxValueBytes)
+	}
+	if r.IfModRevision != nil && *r.IfModRevision < 0 {
+		return invalidf("%s.if_mod_revision: %d is negative", field, *r.IfModRevision)
+	}
+	return nil
+}
+
+func validateDelete(field string, r *storepb.DeleteRequest) error {
+	if r == nil {
+		return invalidf("%s: missing delete", field)
+	}
+	if err := validateKey(field+".key", r.Key); err != nil {
+		return err
+	}
+	if r.IfModRevision != nil && *r.IfModRevision < 0 {
+		return invalidf("%s.if_mod_revision: %d is negative", field, *r.IfModRevision)
+	}
+	return nil
+}
+
+func validateRange(field string, r *storepb.RangeRequest) error {
+	if r == nil {
+		return invalidf("%s: missing range", field)
+	}
+	if !r.Prefix {
+		if err := validateKey(field+".key", r.Key); err != nil {
+			return err
+		}
+	} else if len(r.Key) > MaxKeyBytes {
+		return invalidf("%s.key: prefix is %d bytes, limit %d", field, len(r.Key), MaxKeyBytes)
+	}
+	if r.Limit < 0 {
+		return invalidf("%s.limit: %d is negative", field, r.Limit)
+	}
+	return nil
+}
+
+// validateTxn checks a transaction's shape. single marks the one-op form of a
+// conditional Put/Delete; in a real Txn, preconditions belong in compares.
+func validateTxn(t *storepb.TxnRequest, single bool) error {
+	if t == nil {
+		return invalidf("txn: missing")
+	}
+	if n := len(t.Compare) + len(t.Success) + len(t.Failure); n > MaxTxnOps {
+		return invalidf("txn: %d compares and ops, limit %d", n, MaxTxnOps)
+	}
+	for i, c := range t.Compare {
+		if c == nil {
+			return invalidf("txn.compare[%d]: missing", i)
+		}
+		if err := validateKey(fmtIdx("txn.compare", i)+".key", c.Key); err != nil {
+			return err
+		}
+		if _, ok := storepb.Compare_Target_name[int32(c.Target)]; !ok {
+			return invalidf("txn.compare[%d].target: unknown %d", i, c.Target)
+		}
+		if _, ok := storepb.Compare_Result_name[int32(c.Result)]; !ok {
+			return invalidf("txn.compare[%d].result: unknown %d", i, c.Result)
+		}
+	}
+	for _, branch := range []struct {
+		name string
+		ops  []*storepb.RequestOp
+	}{{"txn.success", t.Success}, {"txn.failure", t.Failure}} {
+		for i, op := range branch.ops {
+			field := fmtIdx(branch.name, i)
+			if op == nil {
+				return invalidf("%s: missing", field)
+			}
+			var err error
+			switch o := op.Op.(type) {
+			case *storepb.RequestOp_Put:
+				err = validatePut(field+".put", o.Put)
+				if err == nil && !single && o.Put.IfModRevision != nil {
+					err = invalidf("%s.put.if_mod_revision: not allowed in a txn, use a compare", field)
+				}
+			case *storepb.RequestOp_Delete:
+				err = validateDelete(field+".delete", o.Delete)
+				if err == nil && !single && o.Delete.IfModRevision != nil {
+					err = invalidf("%s.delete.if_mod_revision: not allowed in a txn, use a compare", field)
+				}
+			case *storepb.RequestOp_Range:
+				err = validateRange(field+".range", o.Range)
+			default:
+				err = invalidf("%s: empty op", field)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fmtIdx(name string, i int) string { return fmt.Sprintf("%s[%d]", name, i) }
