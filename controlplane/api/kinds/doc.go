@@ -1,0 +1,9 @@
+// Package kinds is the registry of API kinds: every kind (Pod, Deployment,
+// Service …) is defined once here with its names (plural, short names),
+// accepted apiVersions, scope, storage key, defaults, validation and printer
+// columns. Nothing else in Skiff switches over kinds: the API server, the
+// manifest codec and the CLI look kinds up in a Registry.
+//
+// It also owns the field-error type validation returns and the Quantity
+// parser (500m, 0.5, 128Mi, 1G → millicores / bytes).
+package kinds
