@@ -353,3 +353,25 @@ func bigSocketBuffers(c *netlink.Conn) error {
 	}
 	return nil
 }
+
+// Services returns a copy of the Services the proxy was given.
+func (p *Proxy) Services() []Service {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Service, 0, len(p.services))
+	for _, s := range p.services {
+		out = append(out, s)
+	}
+	return out
+}
+
+// AllEndpoints returns a copy of the Endpoints the proxy was given.
+func (p *Proxy) AllEndpoints() []Endpoints {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Endpoints, 0, len(p.endpoints))
+	for _, e := range p.endpoints {
+		out = append(out, e)
+	}
+	return out
+}
