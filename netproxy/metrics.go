@@ -54,4 +54,3 @@ func (m *metrics) observe(full bool, took time.Duration, res syncResult, want de
 	m.endpoints.Set(float64(n))
 	m.servicePorts.Set(float64(len(want)))
 }
-
