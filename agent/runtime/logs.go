@@ -1,0 +1,337 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Container output goes: container stdout/stderr → a FIFO per stream (the
+// container holds it read-write, so it never gets SIGPIPE while the agent
+// restarts; writes just block once the pipe is full) → a pump in the
+// runtime → one CRI-format log file per container ("<RFC3339Nano> <stream>
+// <F|P> <text>"), rotated by size into <file>.1 … <file>.N.
+
+const maxLogLine = 16 << 10 // longer lines are split into P(artial) records
+
+// logFile is a size-rotated CRI log file shared by a container's two pumps.
+type logFile struct {
+	path     string
+	maxBytes int64
+	maxFiles int
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+func openLogFile(path string, maxBytes int64, maxFiles int) (*logFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &logFile{path: path, maxBytes: maxBytes, maxFiles: maxFiles, f: f, size: st.Size()}, nil
+}
+
+func (l *logFile) write(stream string, partial bool, msg []byte, now time.Time) error {
+	tag := "F"
+	if partial {
+		tag = "P"
+	}
+	var b bytes.Buffer
+	b.Grow(len(msg) + 48)
+	b.WriteString(now.UTC().Format(time.RFC3339Nano))
+	b.WriteByte(' ')
+	b.WriteString(stream)
+	b.WriteByte(' ')
+	b.WriteString(tag)
+	b.WriteByte(' ')
+	b.Write(msg)
+	b.WriteByte('\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return os.ErrClosed
+	}
+	if l.maxBytes > 0 && l.size > 0 && l.size+int64(b.Len()) > l.maxBytes {
+		if err := l.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := l.f.Write(b.Bytes())
+	l.size += int64(n)
+	return err
+}
+
+// rotate shifts path.N-1 → path.N … path → path.1 and starts a new file.
+func (l *logFile) rotate() error {
+	l.f.Close()
+	keep := l.maxFiles - 1
+	if keep < 1 {
+		keep = 1
+	}
+	_ = os.Remove(l.path + "." + strconv.Itoa(keep))
+	for i := keep - 1; i >= 1; i-- {
+		_ = os.Rename(l.path+"."+strconv.Itoa(i), l.path+"."+strconv.Itoa(i+1))
+	}
+	if err := os.Rename(l.path, l.path+".1"); err != nil {
+		return fmt.Errorf("rotate log: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		l.f = nil
+		return fmt.Errorf("rotate log: %w", err)
+	}
+	l.f, l.size = f, 0
+	return nil
+}
+
+func (l *logFile) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// containerLog is the stdio plumbing of one container of a pod.
+type containerLog struct {
+	dir  string // holds the FIFOs
+	name string
+	file *logFile
+
+	readers []*os.File
+	wg      sync.WaitGroup
+}
+
+func (cl *containerLog) fifo(stream string) string {
+	return filepath.Join(cl.dir, cl.name+"."+stream)
+}
+
+// startPumps opens the FIFOs (creating them) for reading and copies them into
+// the log file until stopPumps.
+func (cl *containerLog) startPumps() error {
+	if err := os.MkdirAll(cl.dir, 0o700); err != nil {
+		return err
+	}
+	for _, stream := range []string{"stdout", "stderr"} {
+		p := cl.fifo(stream)
+		if err := unix.Mkfifo(p, 0o600); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("mkfifo %s: %w", p, err)
+		}
+		// Read-write: the open does not block, and the pump never sees EOF
+		// between container restarts.
+		r, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("open fifo %s: %w", p, err)
+		}
+		cl.readers = append(cl.readers, r)
+		cl.wg.Add(1)
+		go func() {
+			defer cl.wg.Done()
+			pump(r, stream, cl.file)
+		}()
+	}
+	return nil
+}
+
+// stdio opens the container's ends of the FIFOs; the caller closes them once
+// the container has inherited them.
+func (cl *containerLog) stdio() (stdout, stderr *os.File, err error) {
+	stdout, err = os.OpenFile(cl.fifo("stdout"), os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stdout fifo: %w", err)
+	}
+	stderr, err = os.OpenFile(cl.fifo("stderr"), os.O_RDWR, 0)
+	if err != nil {
+		stdout.Close()
+		return nil, nil, fmt.Errorf("stderr fifo: %w", err)
+	}
+	return stdout, stderr, nil
+}
+
+// stopPumps drains what is already in the pipes, then stops.
+func (cl *containerLog) stopPumps() {
+	for _, r := range cl.readers {
+		_ = r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	}
+	cl.wg.Wait()
+	for _, r := range cl.readers {
+		r.Close()
+	}
+	cl.readers = nil
+	cl.file.close()
+}
+
+func pump(r io.Reader, stream string, lf *logFile) {
+	br := bufio.NewReaderSize(r, maxLogLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			partial := line[len(line)-1] != '\n'
+			msg := bytes.TrimSuffix(line, []byte("\n"))
+			if werr := lf.write(stream, partial, msg, time.Now()); werr != nil && errors.Is(werr, os.ErrClosed) {
+				return
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return // deadline at stop, or closed
+		}
+	}
+}
+
+// LogOptions for reading a container's log.
+type LogOptions struct {
+	// Follow keeps streaming new lines until ctx ends or the container is
+	// no longer running and everything was read.
+	Follow bool
+	// TailLines > 0 starts that many lines before the end; 0 means all.
+	TailLines int
+	// Timestamps prefixes each line with its RFC3339Nano time.
+	Timestamps bool
+	// Stream "stdout" or "stderr" limits output to one stream; "" is both.
+	Stream string
+}
+
+type logRecord struct {
+	ts      []byte
+	stream  []byte
+	partial bool
+	msg     []byte
+}
+
+func parseRecord(line []byte) (logRecord, bool) {
+	parts := bytes.SplitN(line, []byte(" "), 4)
+	if len(parts) < 3 {
+		return logRecord{}, false
+	}
+	r := logRecord{ts: parts[0], stream: parts[1], partial: string(parts[2]) == "P"}
+	if len(parts) == 4 {
+		r.msg = parts[3]
+	}
+	return r, true
+}
+
+func (o LogOptions) emit(w io.Writer, r logRecord) error {
+	if o.Stream != "" && string(r.stream) != o.Stream {
+		return nil
+	}
+	var b []byte
+	if o.Timestamps {
+		b = append(append(b, r.ts...), ' ')
+	}
+	b = append(b, r.msg...)
+	if !r.partial {
+		b = append(b, '\n')
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// readLog writes the log at path (with its rotated files) to w.
+func readLog(ctx context.Context, path string, maxFiles int, o LogOptions, w io.Writer, running func() bool) error {
+	var files []string
+	for i := maxFiles; i >= 1; i-- {
+		if _, err := os.Stat(path + "." + strconv.Itoa(i)); err == nil {
+			files = append(files, path+"."+strconv.Itoa(i))
+		}
+	}
+	var records []logRecord
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // rotated away while reading
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if r, ok := parseRecord(line); ok {
+				records = append(records, r)
+			}
+		}
+	}
+	cur, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("log %s: %w", path, err)
+	}
+	defer func() { cur.Close() }()
+	br := bufio.NewReader(cur)
+	var pending []byte
+	readCurrent := func() {
+		for {
+			line, err := br.ReadBytes('\n')
+			if err != nil { // incomplete last line: keep for the next round
+				pending = append(pending, line...)
+				return
+			}
+			if len(pending) > 0 {
+				line = append(pending, line...)
+				pending = nil
+			}
+			if r, ok := parseRecord(bytes.TrimSuffix(line, []byte("\n"))); ok {
+				records = append(records, r)
+			}
+		}
+	}
+	readCurrent()
+	if o.TailLines > 0 && len(records) > o.TailLines {
+		records = records[len(records)-o.TailLines:]
+	}
+	flush := func() error {
+		for _, r := range records {
+			if err := o.emit(w, r); err != nil {
+				return err
+			}
+		}
+		records = records[:0]
+		return nil
+	}
+	if err := flush(); err != nil || !o.Follow {
+		return err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		wasRunning := running()
+		readCurrent()
+		// Rotated: finish the old file, then switch to the new one.
+		if st, err := os.Stat(path); err == nil {
+			if old, err2 := cur.Stat(); err2 == nil && !os.SameFile(st, old) {
+				readCurrent()
+				if nf, err := os.Open(path); err == nil {
+					cur.Close()
+					cur, br, pending = nf, bufio.NewReader(nf), nil
+					readCurrent()
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if !wasRunning {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiffhq/skiff/agent/network"
+)
+
+// sandbox is what a pod's containers share.
+type sandbox struct {
+	Netns string                `json:"netns"`
+	IPC   string                `json:"ipc"`
+	UTS   string                `json:"uts"`
+	IP    string                `json:"ip,omitempty"`
+	Ports []network.PortMapping `json:"ports,omitempty"`
+	// Networked: CNI ADD succeeded (so teardown runs DEL).
+	Networked bool `json:"networked"`
+}
+
+func (p *podRT) hostPorts() []network.PortMapping {
+	var pm []network.PortMapping
+	for _, c := range p.rec.Pod.Containers {
+		for _, pt := range c.Ports {
+			if pt.HostPort > 0 {
+				pm = append(pm, network.PortMapping{HostPort: pt.HostPort, ContainerPort: pt.ContainerPort, Protocol: strings.ToLower(pt.Protocol), HostIP: pt.HostIP})
+			}
+		}
+	}
+	return pm
+}
+
+// createSandbox makes the pod's namespaces, wires the network and prepares
+// volumes and /etc files.
+func (p *podRT) createSandbox(ctx context.Context) error {
+	r, uid := p.rt, p.rec.Pod.UID
+	dir := r.podDir(uid)
+	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o700); err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	sb := &p.rec.Sandbox
+	sb.IPC = filepath.Join(dir, "ns", "ipc")
+	sb.UTS = filepath.Join(dir, "ns", "uts")
+	if err := p.persist(); err != nil { // record first: a crash from here on leaves something to clean
+		return err
+	}
+	netns, err := r.cfg.Network.CreateNetns(uid)
+	if err != nil {
+		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
+	}
+	sb.Netns = netns
+	if err := network.CreateNamespaceFile(sb.IPC, unix.CLONE_NEWIPC, nil); err != nil {
+		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
+	}
+	host := p.rec.Pod.hostname()
+	if err := network.CreateNamespaceFile(sb.UTS, unix.CLONE_NEWUTS, func() error { return unix.Sethostname([]byte(host)) }); err != nil {
+		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
+	}
+	sb.Ports = p.hostPorts()
+	att, err := r.cfg.Network.Setup(ctx, uid, netns, sb.Ports)
+	if err != nil {
+		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
+	}
+	sb.Networked = true
+	if att.IP != nil {
+		sb.IP = att.IP.String()
+	}
+	if err := p.writeEtc(); err != nil {
+		return err
+	}
+	if err := p.prepareVolumes(); err != nil {
+		return err
+	}
+	if err := p.persist(); err != nil {
+		return err
+	}
+	return p.startLogs()
+}
+
+func (p *podRT) writeEtc() error {
+	dir := filepath.Join(p.rt.podDir(p.rec.Pod.UID), "etc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	host := p.rec.Pod.hostname()
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if p.rec.Sandbox.IP != "" {
+		hosts += p.rec.Sandbox.IP + "\t" + host + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
+		return fmt.Errorf("runtime: /etc/hosts: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "hostname"), []byte(host+"\n"), 0o644)
+}
+
+func (p *podRT) volumeDir(name string) string {
+	return filepath.Join(p.rt.podDir(p.rec.Pod.UID), "volumes", name)
+}
+
+func (p *podRT) prepareVolumes() error {
+	for _, v := range p.rec.Pod.Volumes {
+		dir := p.volumeDir(v.Name)
+		switch {
+		case v.EmptyDir != nil:
+			if err := os.MkdirAll(dir, 0o777); err != nil {
+				return fmt.Errorf("runtime: emptyDir %q: %w", v.Name, err)
+			}
+			if v.EmptyDir.Medium == "Memory" {
+				opt := "mode=1777"
+				if v.EmptyDir.SizeLimit > 0 {
+					opt += fmt.Sprintf(",size=%d", v.EmptyDir.SizeLimit)
+				}
+				if err := mountTmpfsOnce(dir, opt); err != nil {
+					return fmt.Errorf("runtime: emptyDir %q: %w", v.Name, err)
+				}
+			}
+		case v.HostPath != nil:
+			switch v.HostPath.Type {
+			case "DirectoryOrCreate":
+				if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
+					return fmt.Errorf("runtime: hostPath %q: %w", v.Name, err)
+				}
+			case "Directory", "File":
+				st, err := os.Stat(v.HostPath.Path)
+				if err != nil {
+					return fmt.Errorf("runtime: hostPath %q: %w", v.Name, err)
+				}
+				if st.IsDir() != (v.HostPath.Type == "Directory") {
+					return fmt.Errorf("runtime: hostPath %q: %s is not a %s", v.Name, v.HostPath.Path, v.HostPath.Type)
+				}
+			}
+		case v.ConfigMap != nil, v.Secret != nil:
+			files, mode := map[string][]byte(nil), int32(0o644)
+			if v.ConfigMap != nil {
+				files = v.ConfigMap.Files
+				if v.ConfigMap.DefaultMode != nil {
+					mode = *v.ConfigMap.DefaultMode
+				}
+			} else {
+				files = v.Secret.Files
+				if v.Secret.DefaultMode != nil {
+					mode = *v.Secret.DefaultMode
+				}
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("runtime: volume %q: %w", v.Name, err)
+			}
+			if v.Secret != nil { // secrets never touch the disk
+				if err := mountTmpfsOnce(dir, "mode=0755,size=4m"); err != nil {
+					return fmt.Errorf("runtime: secret volume %q: %w", v.Name, err)
+				}
+			}
+			for k, data := range files {
+				if err := os.WriteFile(filepath.Join(dir, k), data, os.FileMode(mode)&0o777); err != nil {
+					return fmt.Errorf("runtime: volume %q key %q: %w", v.Name, k, err)
+				}
+				if err := os.Chmod(filepath.Join(dir, k), os.FileMode(mode)&0o777); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func mountTmpfsOnce(dir, opt string) error {
+	if mounted, _ := isMountPoint(dir); mounted {
+		return nil
+	}
+	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opt)
+}
+
+func isMountPoint(path string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMount(fields[4]) == path {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}
+
+// mountsUnder lists mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) > 4 {
+			mp := unescapeMount(fields[4])
+			if mp == dir || strings.HasPrefix(mp, dir+"/") {
+				out = append(out, mp)
+			}
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// teardownSandbox undoes createSandbox; every step tolerates "already gone".
+func (p *podRT) teardownSandbox(ctx context.Context) error {
+	r, uid := p.rt, p.rec.Pod.UID
+	sb := &p.rec.Sandbox
+	var errs []error
+	if sb.Networked || sb.Netns != "" {
+		netns := sb.Netns
+		if netns == "" {
+			netns = filepath.Join(os.TempDir(), "gone")
+		}
+		if err := r.cfg.Network.Teardown(ctx, uid, netns, sb.Ports); err != nil {
+			errs = append(errs, err)
+		} else {
+			sb.Networked = false
+		}
+	}
+	if err := r.cfg.Network.DeleteNetns(uid); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range []string{sb.IPC, sb.UTS} {
+		if f != "" {
+			if err := network.DeleteNamespaceFile(f); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, mp := range mountsUnder(r.podDir(uid)) {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	if err := removeCgroupTree(r.podCgroup(uid)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) podCgroup(uid string) string {
+	return filepath.Join(r.cfg.CgroupRoot, "pods", uid)
+}
+
+// cgroupMounts lists the mount points of cgroup (v1) and cgroup2 file
+// systems: works on v1, v2 and hybrid hosts alike.
+func cgroupMounts() []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		if !ok {
+			continue
+		}
+		fs := strings.Fields(post)
+		f := strings.Fields(pre)
+		if len(fs) > 0 && len(f) > 4 && (fs[0] == "cgroup" || fs[0] == "cgroup2") {
+			out = append(out, unescapeMount(f[4]))
+		}
+	}
+	return out
+}
+
+// removeCgroupTree removes the cgroup directory rel (absolute cgroup path)
+// and its children in every hierarchy. Empty cgroups only: the caller has
+// stopped the processes.
+func removeCgroupTree(rel string) error {
+	var errs []error
+	for _, mnt := range cgroupMounts() {
+		root := filepath.Join(mnt, rel)
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("rmdir cgroup %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

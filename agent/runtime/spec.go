@@ -1,0 +1,309 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/skiffhq/skiff/agent/image"
+	"github.com/skiffhq/skiff/agent/probe"
+)
+
+// This file is the pod spec the runtime consumes. Field names and meaning
+// follow Kubernetes' core/v1 Pod; references (ConfigMap, Secret, image pull
+// secrets) arrive already resolved to their contents, and quantities arrive
+// parsed. Anything not listed here is not supported yet.
+
+// RestartPolicy is Always (default), OnFailure or Never.
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+// Pod is one pod to run on this node.
+type Pod struct {
+	// UID identifies the pod on the node (and names its cgroup, netns, dirs).
+	UID       string `json:"uid"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Hostname defaults to Name.
+	Hostname       string      `json:"hostname,omitempty"`
+	InitContainers []Container `json:"initContainers,omitempty"`
+	Containers     []Container `json:"containers"`
+	Volumes        []Volume    `json:"volumes,omitempty"`
+	// RestartPolicy applies to app containers; init containers restart
+	// unless it is Never.
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
+	// TerminationGracePeriodSeconds between SIGTERM and SIGKILL (default 30).
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// ImagePullSecrets are .dockerconfigjson documents of the pod's pull secrets.
+	ImagePullSecrets [][]byte `json:"imagePullSecrets,omitempty"`
+}
+
+// Container is Kubernetes' Container, minus what the runtime does not do.
+type Container struct {
+	Name            string           `json:"name"`
+	Image           string           `json:"image"`
+	ImagePullPolicy image.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// Command replaces the image's entrypoint; Args replace its cmd.
+	Command         []string         `json:"command,omitempty"`
+	Args            []string         `json:"args,omitempty"`
+	Env             []EnvVar         `json:"env,omitempty"`
+	WorkingDir      string           `json:"workingDir,omitempty"`
+	Ports           []ContainerPort  `json:"ports,omitempty"`
+	Resources       Resources        `json:"resources,omitempty"`
+	VolumeMounts    []VolumeMount    `json:"volumeMounts,omitempty"`
+	LivenessProbe   *probe.Probe     `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *probe.Probe     `json:"readinessProbe,omitempty"`
+	StartupProbe    *probe.Probe     `json:"startupProbe,omitempty"`
+	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+}
+
+// EnvVar is a literal environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ContainerPort; HostPort > 0 is published on the node through CNI portmap.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	HostPort      int32  `json:"hostPort,omitempty"`
+	Protocol      string `json:"protocol,omitempty"` // TCP (default) or UDP
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// ResourceList holds parsed quantities: CPU in millicores, memory in bytes.
+type ResourceList struct {
+	MilliCPU int64 `json:"milliCPU,omitempty"`
+	Memory   int64 `json:"memory,omitempty"`
+}
+
+// Resources are requests (cpu shares) and limits (cpu quota, memory limit).
+type Resources struct {
+	Requests ResourceList `json:"requests,omitempty"`
+	Limits   ResourceList `json:"limits,omitempty"`
+}
+
+// VolumeMount mounts pod volume Name at MountPath.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// SecurityContext is the container-level subset the runtime applies.
+type SecurityContext struct {
+	RunAsUser              *int64        `json:"runAsUser,omitempty"`
+	RunAsGroup             *int64        `json:"runAsGroup,omitempty"`
+	ReadOnlyRootFilesystem bool          `json:"readOnlyRootFilesystem,omitempty"`
+	Capabilities           *Capabilities `json:"capabilities,omitempty"`
+}
+
+// Capabilities to add to / drop from the default set; names as in
+// Kubernetes ("NET_ADMIN"; "ALL" in Drop clears the set).
+type Capabilities struct {
+	Add  []string `json:"add,omitempty"`
+	Drop []string `json:"drop,omitempty"`
+}
+
+// Volume is one pod volume; exactly one source is set.
+type Volume struct {
+	Name      string                 `json:"name"`
+	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
+	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
+	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
+	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
+}
+
+// EmptyDirVolumeSource: Medium "Memory" is a tmpfs (of SizeLimit bytes).
+type EmptyDirVolumeSource struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit int64  `json:"sizeLimit,omitempty"`
+}
+
+// HostPathVolumeSource; Type "" (no check), Directory, DirectoryOrCreate, File.
+type HostPathVolumeSource struct {
+	Path string `json:"path"`
+	Type string `json:"type,omitempty"`
+}
+
+// ConfigMapVolumeSource carries the resolved keys of ConfigMap Name; each
+// key becomes a file.
+type ConfigMapVolumeSource struct {
+	Name        string            `json:"name"`
+	Files       map[string][]byte `json:"files"`
+	DefaultMode *int32            `json:"defaultMode,omitempty"`
+}
+
+// SecretVolumeSource is like ConfigMapVolumeSource, stored on a tmpfs.
+type SecretVolumeSource struct {
+	SecretName  string            `json:"secretName"`
+	Files       map[string][]byte `json:"files"`
+	DefaultMode *int32            `json:"defaultMode,omitempty"`
+}
+
+// ErrInvalidPod wraps every validation error.
+var ErrInvalidPod = errors.New("invalid pod")
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	uidRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidPod, fmt.Sprintf(format, a...))
+}
+
+// Validate checks the pod; errors name the field and value.
+func (p *Pod) Validate() error {
+	if !uidRe.MatchString(p.UID) {
+		return invalid("uid %q: want 1-63 of [A-Za-z0-9_.-]", p.UID)
+	}
+	switch p.RestartPolicy {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		return invalid("restartPolicy %q: want Always, OnFailure or Never", p.RestartPolicy)
+	}
+	if len(p.Containers) == 0 {
+		return invalid("containers: at least one is required")
+	}
+	vols := map[string]bool{}
+	for i, v := range p.Volumes {
+		if !dnsLabel.MatchString(v.Name) {
+			return invalid("volumes[%d].name %q: not a DNS label", i, v.Name)
+		}
+		if vols[v.Name] {
+			return invalid("volumes[%d].name %q: duplicate", i, v.Name)
+		}
+		vols[v.Name] = true
+		n := 0
+		for _, set := range []bool{v.EmptyDir != nil, v.HostPath != nil, v.ConfigMap != nil, v.Secret != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return invalid("volumes[%d] %q: exactly one of emptyDir, hostPath, configMap, secret must be set", i, v.Name)
+		}
+		if v.HostPath != nil && !filepath.IsAbs(v.HostPath.Path) {
+			return invalid("volumes[%d].hostPath.path %q: must be absolute", i, v.HostPath.Path)
+		}
+		files := map[string][]byte{}
+		if v.ConfigMap != nil {
+			files = v.ConfigMap.Files
+		} else if v.Secret != nil {
+			files = v.Secret.Files
+		}
+		for k := range files {
+			if k == "" || strings.Contains(k, "/") || k == "." || k == ".." {
+				return invalid("volumes[%d] %q: key %q is not a file name", i, v.Name, k)
+			}
+		}
+	}
+	names := map[string]bool{}
+	check := func(field string, cs []Container) error {
+		for i, c := range cs {
+			f := fmt.Sprintf("%s[%d]", field, i)
+			if !dnsLabel.MatchString(c.Name) {
+				return invalid("%s.name %q: not a DNS label", f, c.Name)
+			}
+			if names[c.Name] {
+				return invalid("%s.name %q: duplicate", f, c.Name)
+			}
+			names[c.Name] = true
+			if c.Image == "" {
+				return invalid("%s.image: required", f)
+			}
+			switch c.ImagePullPolicy {
+			case "", image.PullAlways, image.PullIfNotPresent, image.PullNever:
+			default:
+				return invalid("%s.imagePullPolicy %q: want Always, IfNotPresent or Never", f, c.ImagePullPolicy)
+			}
+			for j, m := range c.VolumeMounts {
+				if !vols[m.Name] {
+					return invalid("%s.volumeMounts[%d].name %q: no such volume", f, j, m.Name)
+				}
+				if !filepath.IsAbs(m.MountPath) {
+					return invalid("%s.volumeMounts[%d].mountPath %q: must be absolute", f, j, m.MountPath)
+				}
+			}
+			for j, e := range c.Env {
+				if e.Name == "" || strings.ContainsAny(e.Name, "=\x00") {
+					return invalid("%s.env[%d].name %q: invalid", f, j, e.Name)
+				}
+			}
+			for j, pt := range c.Ports {
+				if pt.ContainerPort < 1 || pt.ContainerPort > 65535 || pt.HostPort < 0 || pt.HostPort > 65535 {
+					return invalid("%s.ports[%d]: containerPort %d / hostPort %d out of range", f, j, pt.ContainerPort, pt.HostPort)
+				}
+				if pr := strings.ToUpper(pt.Protocol); pr != "" && pr != "TCP" && pr != "UDP" {
+					return invalid("%s.ports[%d].protocol %q: want TCP or UDP", f, j, pt.Protocol)
+				}
+			}
+			r := c.Resources
+			if r.Requests.MilliCPU < 0 || r.Limits.MilliCPU < 0 || r.Requests.Memory < 0 || r.Limits.Memory < 0 {
+				return invalid("%s.resources: negative quantity", f)
+			}
+			if r.Limits.MilliCPU > 0 && r.Requests.MilliCPU > r.Limits.MilliCPU {
+				return invalid("%s.resources.requests.cpu %dm exceeds limit %dm", f, r.Requests.MilliCPU, r.Limits.MilliCPU)
+			}
+			if r.Limits.Memory > 0 && r.Limits.Memory < 4<<20 {
+				return invalid("%s.resources.limits.memory %d: below the 4Mi minimum", f, r.Limits.Memory)
+			}
+			for kind, pr := range map[probe.Kind]*probe.Probe{probe.Liveness: c.LivenessProbe, probe.Readiness: c.ReadinessProbe, probe.Startup: c.StartupProbe} {
+				if pr == nil {
+					continue
+				}
+				if field == "initContainers" {
+					return invalid("%s.%sProbe: init containers may not have probes", f, kind)
+				}
+				if err := pr.Validate(kind); err != nil {
+					return invalid("%s.%v", f, err)
+				}
+			}
+			if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
+				for _, cp := range append(append([]string{}, sc.Capabilities.Add...), sc.Capabilities.Drop...) {
+					if _, err := capName(cp); err != nil {
+						return invalid("%s.securityContext.capabilities: %v", f, err)
+					}
+				}
+			}
+		}
+		return nil
+	}
+	if err := check("initContainers", p.InitContainers); err != nil {
+		return err
+	}
+	return check("containers", p.Containers)
+}
+
+func (p *Pod) restartPolicy() RestartPolicy {
+	if p.RestartPolicy == "" {
+		return RestartAlways
+	}
+	return p.RestartPolicy
+}
+
+func (p *Pod) hostname() string {
+	if p.Hostname != "" {
+		return p.Hostname
+	}
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.UID
+}
+
+func (p *Pod) grace() int64 {
+	if p.TerminationGracePeriodSeconds != nil && *p.TerminationGracePeriodSeconds >= 0 {
+		return *p.TerminationGracePeriodSeconds
+	}
+	return 30
+}
