@@ -26,8 +26,8 @@ var _ = define(Kind{
 		cur := "<unknown>"
 		if i < len(h.GetStatus().GetCurrentMetrics()) {
 			c := h.GetStatus().GetCurrentMetrics()[i]
-			if u := c.GetResource().GetCurrent().AverageUtilization; u != nil {
-				cur = fmt.Sprintf("%d%%", *u)
+			if cv := c.GetResource().GetCurrent(); cv != nil && cv.AverageUtilization != nil {
+				cur = fmt.Sprintf("%d%%", *cv.AverageUtilization)
 			} else if v := c.GetResource().GetCurrent().GetAverageValue(); v != "" {
 				cur = v
 			}
@@ -35,7 +35,7 @@ var _ = define(Kind{
 		if m.GetResource() != nil {
 			t := m.GetResource().GetTarget()
 			want := t.GetAverageValue()
-			if t.AverageUtilization != nil {
+			if t != nil && t.AverageUtilization != nil {
 				want = fmt.Sprintf("%d%%", *t.AverageUtilization)
 			}
 			targets = append(targets, fmt.Sprintf("%s: %s/%s", m.GetResource().GetName(), cur, want))
@@ -157,6 +157,9 @@ func validateHPA(h *apiv1.HorizontalPodAutoscaler) FieldErrors {
 	}
 	for name, rules := range map[string]*apiv1.HPAScalingRules{"scaleUp": s.GetBehavior().GetScaleUp(), "scaleDown": s.GetBehavior().GetScaleDown()} {
 		p := "spec.behavior." + name
+		if rules == nil {
+			continue
+		}
 		if w := rules.StabilizationWindowSeconds; w != nil && (*w < 0 || *w > 3600) {
 			errs = append(errs, Invalid(p+".stabilizationWindowSeconds", *w, "must be 0-3600"))
 		}

@@ -81,7 +81,7 @@ var _ = define(Kind{
 		}
 	}
 	completions := strconv.Itoa(int(st.GetSucceeded())) + "/"
-	if j.GetSpec().Completions != nil {
+	if j.GetSpec() != nil && j.GetSpec().Completions != nil {
 		completions += strconv.Itoa(int(j.GetSpec().GetCompletions()))
 	} else {
 		completions += "1"
@@ -208,7 +208,7 @@ var _ = define(Kind{
 		last = age(c.GetStatus().GetLastScheduleTime(), now)
 	}
 	tz := "<none>"
-	if c.GetSpec().TimeZone != nil {
+	if c.GetSpec() != nil && c.GetSpec().TimeZone != nil {
 		tz = *c.GetSpec().TimeZone
 	}
 	names, images := containerCells(c.GetSpec().GetJobTemplate().GetSpec().GetTemplate())

@@ -308,8 +308,8 @@ func validateService(s *apiv1.Service) FieldErrors {
 	if sp.GetSessionAffinity() != "" {
 		errs = append(errs, oneOf("spec.sessionAffinity", sp.GetSessionAffinity(), "None", "ClientIP")...)
 	}
-	if t := sp.GetSessionAffinityConfig().GetClientIP().TimeoutSeconds; t != nil && (*t <= 0 || *t > 86400) {
-		errs = append(errs, Invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", *t, "must be 1-86400"))
+	if t := sp.GetSessionAffinityConfig().GetClientIP(); t != nil && t.TimeoutSeconds != nil && (*t.TimeoutSeconds <= 0 || *t.TimeoutSeconds > 86400) {
+		errs = append(errs, Invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", *t.TimeoutSeconds, "must be 1-86400"))
 	}
 	headless := sp.GetClusterIP() == "None"
 	if ip := sp.GetClusterIP(); ip != "" && !headless {

@@ -118,7 +118,7 @@ func Forbidden(path, detail string) *FieldError {
 // idx and key build paths: idx("spec.ports", 0) = "spec.ports[0]",
 // key("metadata.labels", "app") = "metadata.labels[app]".
 func idx(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-func key(path, k string) string    { return path + "[" + k + "]" }
+func key(path, k string) string     { return path + "[" + k + "]" }
 
 // sortErrors orders errors by path so output is deterministic (several
 // validators iterate maps).

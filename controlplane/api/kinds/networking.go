@@ -72,7 +72,7 @@ var _ = define(Kind{
 		ports = "80, 443"
 	}
 	class := "<none>"
-	if in.GetSpec().IngressClassName != nil {
+	if in.GetSpec() != nil && in.GetSpec().IngressClassName != nil {
 		class = *in.GetSpec().IngressClassName
 	}
 	return []string{in.GetMetadata().GetName(), class, strings.Join(hosts, ","), strings.Join(addrs, ","), ports,
