@@ -275,7 +275,19 @@ var statefulSetKind = define(Kind{
 	}
 	errs := validateNonNegative32("spec.replicas", s.Replicas)
 	errs = append(errs, validateSelectorTemplate(s.GetSelector(), s.GetTemplate(), "spec")...)
-	errs = append(errs, validatePodTemplate(s.GetTemplate(), "spec.template", "Always")...)
+	var claims []string
+	for _, pvc := range s.GetVolumeClaimTemplates() {
+		claims = append(claims, pvc.GetMetadata().GetName())
+	}
+	if t := s.GetTemplate(); t == nil || t.GetSpec() == nil {
+		errs = append(errs, Required("spec.template.spec", ""))
+	} else {
+		errs = append(errs, validateLabels(t.GetMetadata().GetLabels(), "spec.template.metadata.labels")...)
+		errs = append(errs, validatePodSpec(t.GetSpec(), "spec.template.spec", claims...)...)
+		if rp := t.GetSpec().GetRestartPolicy(); rp != "" {
+			errs = append(errs, oneOf("spec.template.spec.restartPolicy", rp, "Always")...)
+		}
+	}
 	if s.GetPodManagementPolicy() != "" {
 		errs = append(errs, oneOf("spec.podManagementPolicy", s.GetPodManagementPolicy(), "OrderedReady", "Parallel")...)
 	}

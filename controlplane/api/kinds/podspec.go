@@ -152,9 +152,14 @@ func validatePodTemplate(t *apiv1.PodTemplateSpec, path string, restart ...strin
 	return errs
 }
 
-func validatePodSpec(s *apiv1.PodSpec, path string) FieldErrors {
+// validatePodSpec checks a pod spec; claimNames are extra volume names
+// containers may mount (a StatefulSet's volumeClaimTemplates).
+func validatePodSpec(s *apiv1.PodSpec, path string, claimNames ...string) FieldErrors {
 	var errs FieldErrors
 	volumes := map[string]bool{}
+	for _, n := range claimNames {
+		volumes[n] = true
+	}
 	for i, v := range s.GetVolumes() {
 		p := idx(path+".volumes", i)
 		errs = append(errs, validateVolume(v, p)...)
