@@ -222,7 +222,7 @@ func lcConfig(p *Pod, c *Container, sb *sandbox, rootfs, cgroupPath string, pids
 			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: defaultMountFlags | unix.MS_RDONLY},
 			{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup", Flags: defaultMountFlags | unix.MS_RDONLY},
 		},
-		Rlimits: []configs.Rlimit{{Type: unix.RLIMIT_NOFILE, Hard: 1048576, Soft: 1048576}},
+		Rlimits: []configs.Rlimit{nofileLimit()},
 	}
 	for _, m := range mounts {
 		flags := unix.MS_BIND | unix.MS_REC
@@ -232,4 +232,15 @@ func lcConfig(p *Pod, c *Container, sb *sandbox, rootfs, cgroupPath string, pids
 		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: m.source, Destination: filepath.Clean(m.dest), Device: "bind", Flags: flags})
 	}
 	return cfg
+}
+
+// nofileLimit raises the soft open-files limit to the agent's hard limit
+// (raising the hard limit itself would need CAP_SYS_RESOURCE in the
+// container).
+func nofileLimit() configs.Rlimit {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		rl.Max = 1024
+	}
+	return configs.Rlimit{Type: unix.RLIMIT_NOFILE, Hard: rl.Max, Soft: rl.Max}
 }
