@@ -88,7 +88,7 @@ func newIPVSBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*ipvsBacke
 	if err != nil {
 		return nil, fmt.Errorf("ipvs handle: %w", err)
 	}
-	nl, err := netlink.NewHandleAt(ns)
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink handle: %w", err)

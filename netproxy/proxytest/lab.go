@@ -21,6 +21,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Addresses of the lab. Backends are the "pods": ClusterCIDR covers them.
@@ -121,7 +122,7 @@ func NewLab(n int) (_ *Lab, err error) {
 	if l.Client, err = newNS(); err != nil {
 		return nil, err
 	}
-	nh, err := netlink.NewHandleAt(l.Node)
+	nh, err := netlink.NewHandleAt(l.Node, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func (l *Lab) link(nh *netlink.Handle, name string, nodeIP netip.Addr, peer netn
 	if err := addAddr(nh, name, nodeIP); err != nil {
 		return err
 	}
-	ph, err := netlink.NewHandleAt(peer)
+	ph, err := netlink.NewHandleAt(peer, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
