@@ -178,6 +178,7 @@ func (m *ipvsMarks) sync(want *markSets, full bool) (int, error) {
 	}
 	a, b, d := m.sets()
 	changed := 0
+	eb := &elementBatcher{conn: m.conn}
 	for _, x := range []struct {
 		set        *nftables.Set
 		have, want map[string]bool
@@ -193,11 +194,15 @@ func (m *ipvsMarks) sync(want *markSets, full bool) (int, error) {
 				add = append(add, nftables.SetElement{Key: []byte(k)})
 			}
 		}
-		if err := changeElements(m.conn, x.set, del, add); err != nil {
+		if err := eb.change(x.set, del, add); err != nil {
 			m.known = nil
 			return changed, err
 		}
 		changed += len(del) + len(add)
+	}
+	if err := eb.flush(); err != nil {
+		m.known = nil
+		return changed, fmt.Errorf("nftables: update sets: %w", err)
 	}
 	m.known = want
 	return changed, nil

@@ -2,6 +2,7 @@ package netproxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,9 @@ const (
 	nftSvcNodePorts   = "svc-nodeports"
 	nftNoEPIPs        = "no-ep-ips"
 	nftNoEPNodePorts  = "no-ep-nodeports"
+	nftEndpoints      = "svc-endpoints"
+	nftAffinity       = "svc-affinity"
+	nftLoopback       = "loopback"
 	nftBaseRuleMarker = "skiff-base-" + nftVersion
 )
 
@@ -63,16 +67,24 @@ type nftBackend struct {
 
 // nftObjects is the part of the table that changes with Services.
 type nftObjects struct {
-	chains    map[string]func(*nftables.Conn, *nftables.Chain) // name -> rule builder (desired only)
-	sets      map[string]bool                                  // affinity sets
-	svcIPs    map[string]string                                // key -> chain
-	nodePorts map[string]string
-	noEPIPs   map[string]bool
-	noEPPorts map[string]bool
+	chains map[string]func(*nftables.Conn, *nftables.Chain) // name -> rule builder (desired only)
+	sets   map[string]bool                                  // affinity sets
+	// elems holds the elements of each fixed set or map: key -> value
+	// (chain name for verdict maps, data bytes for data maps, "" for sets).
+	elems map[string]map[string]string
 	// udpFlows are (ClusterIP, endpoint) pairs whose stale conntrack entries
 	// must go when the endpoint disappears (see deleteStaleUDP).
 	udpFlows map[[2]netip.Addr]bool
 	rules    int
+}
+
+func newNFTObjects() *nftObjects {
+	o := &nftObjects{chains: map[string]func(*nftables.Conn, *nftables.Chain){}, sets: map[string]bool{},
+		elems: map[string]map[string]string{}, udpFlows: map[[2]netip.Addr]bool{}}
+	for _, name := range []string{nftSvcIPsMap, nftSvcNodePorts, nftNoEPIPs, nftNoEPNodePorts, nftEndpoints, nftAffinity, nftLoopback} {
+		o.elems[name] = map[string]string{}
+	}
+	return o
 }
 
 func newNFTBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*nftBackend, error) {
@@ -126,15 +138,17 @@ func (b *nftBackend) sync(ctx context.Context, want desiredState, full bool) (sy
 }
 
 // desiredObjects computes every service-dependent object of the table.
+//
+// No anonymous sets: the kernel allocates their names by scanning every set
+// of the table (quadratic at 10,000 services) and looks sets up by name in
+// a list. Endpoints live instead in one table-wide map keyed by
+// (service id, numgen index), so an endpoint change is one element update.
 func (b *nftBackend) desiredObjects(want desiredState) *nftObjects {
-	o := &nftObjects{
-		chains: map[string]func(*nftables.Conn, *nftables.Chain){}, sets: map[string]bool{},
-		svcIPs: map[string]string{}, nodePorts: map[string]string{},
-		noEPIPs: map[string]bool{}, noEPPorts: map[string]bool{}, udpFlows: map[[2]netip.Addr]bool{},
-	}
+	o := newNFTObjects()
 	mark := b.cfg.MasqueradeMark
 	for _, sp := range want {
 		sid := shortHash(12, sp.ID)
+		id := serviceID(sp.ID)
 		proto := sp.Port.Protocol
 		if sp.Port.Protocol == UDP {
 			for _, vip := range sp.ClusterIPs {
@@ -145,41 +159,47 @@ func (b *nftBackend) desiredObjects(want desiredState) *nftObjects {
 		}
 		if len(sp.Ready) == 0 {
 			for _, vip := range sp.ClusterIPs {
-				o.noEPIPs[string(serviceKey(vip, proto, sp.Port.Port))] = true
+				o.elems[nftNoEPIPs][string(serviceKey(vip, proto, sp.Port.Port))] = ""
 			}
 			if sp.Port.NodePort != 0 {
-				o.noEPPorts[string(nodePortKey(proto, sp.Port.NodePort))] = true
+				o.elems[nftNoEPNodePorts][string(nodePortKey(proto, sp.Port.NodePort))] = ""
 			}
 			continue
 		}
 		eps := sp.Ready
-		var epChains []string
-		var affSets []string
-		if sp.Affinity > 0 {
-			for _, ep := range eps {
-				set := "a-" + sid + "-" + shortHash(8, ep)
-				chain := "e-" + sid + "-" + shortHash(8, nftVersion, ep, set, sp.Affinity)
-				o.sets[set] = true
-				epChains = append(epChains, chain)
-				affSets = append(affSets, set)
-				timeout := sp.Affinity
-				target := ep
-				o.chains[chain] = func(c *nftables.Conn, ch *nftables.Chain) {
-					c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: []expr.Any{
-						loadSaddr(reg0),
-						&expr.Dynset{SrcRegKey: reg0, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout},
-					}})
-					c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dnatTo(target)})
-				}
-				o.rules += 2
+		var epChains, affSets []string
+		for i, ep := range eps {
+			// hairpin: an endpoint sent to itself must be SNATed, or it sees
+			// a packet from its own address and drops it
+			o.elems[nftLoopback][string(loopbackKey(ep))] = ""
+			key := string(endpointKey(id, i))
+			if sp.Affinity == 0 {
+				o.elems[nftEndpoints][key] = string(endpointValue(ep))
+				continue
 			}
+			set := "a-" + sid + "-" + shortHash(8, ep)
+			chain := "e-" + sid + "-" + shortHash(8, nftVersion, ep, set, sp.Affinity)
+			o.sets[set] = true
+			epChains = append(epChains, chain)
+			affSets = append(affSets, set)
+			o.elems[nftAffinity][key] = chain
+			timeout := sp.Affinity
+			target := ep
+			o.chains[chain] = func(c *nftables.Conn, ch *nftables.Chain) {
+				c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: []expr.Any{
+					loadSaddr(reg0),
+					&expr.Dynset{SrcRegKey: reg0, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout},
+				}})
+				c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dnatTo(target)})
+			}
+			o.rules += 2
 		}
-		content := shortHash(8, nftVersion, mark, b.cfg.ClusterCIDR, eps, sp.Affinity, epChains)
+		content := shortHash(8, nftVersion, mark, b.cfg.ClusterCIDR, len(eps), sp.Affinity, epChains)
 		sChain := "s-" + sid + "-" + content
-		o.chains[sChain] = b.serviceChainBuilder(eps, epChains, affSets)
-		o.rules += 3 + len(epChains) + 1
+		o.chains[sChain] = b.serviceChainBuilder(id, len(eps), epChains, affSets)
+		o.rules += 3 + len(epChains)
 		for _, vip := range sp.ClusterIPs {
-			o.svcIPs[string(serviceKey(vip, proto, sp.Port.Port))] = sChain
+			o.elems[nftSvcIPsMap][string(serviceKey(vip, proto, sp.Port.Port))] = sChain
 		}
 		if sp.Port.NodePort != 0 {
 			xChain := "x-" + sid + "-" + shortHash(8, nftVersion, sChain)
@@ -189,15 +209,29 @@ func (b *nftBackend) desiredObjects(want desiredState) *nftObjects {
 				c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: append(setMark(mark), gotoChain(sChain))})
 			}
 			o.rules++
-			o.nodePorts[string(nodePortKey(proto, sp.Port.NodePort))] = xChain
+			o.elems[nftSvcNodePorts][string(nodePortKey(proto, sp.Port.NodePort))] = xChain
 		}
 	}
-	o.rules += len(o.svcIPs) + len(o.nodePorts) + len(o.noEPIPs) + len(o.noEPPorts)
+	for _, e := range o.elems {
+		o.rules += len(e)
+	}
 	return o
 }
 
-// serviceChainBuilder writes an s-chain: masquerade marks, affinity, round robin.
-func (b *nftBackend) serviceChainBuilder(eps []netip.AddrPort, epChains, affSets []string) func(*nftables.Conn, *nftables.Chain) {
+// serviceID is a service port's 64-bit key in svc-endpoints/svc-affinity.
+func serviceID(id string) [8]byte {
+	h := sha256.Sum256([]byte(id))
+	return [8]byte(h[:8])
+}
+
+// endpointKey is id . index (the index as numgen writes it: host order).
+func endpointKey(id [8]byte, i int) []byte {
+	return append(id[:], binaryutil.NativeEndian.PutUint32(uint32(i))...)
+}
+
+// serviceChainBuilder writes an s-chain: masquerade marks, affinity, then
+// round robin: `dnat to id . numgen inc mod n map @svc-endpoints`.
+func (b *nftBackend) serviceChainBuilder(id [8]byte, n int, epChains, affSets []string) func(*nftables.Conn, *nftables.Chain) {
 	mark := b.cfg.MasqueradeMark
 	cidr := b.cfg.ClusterCIDR
 	return func(c *nftables.Conn, ch *nftables.Chain) {
@@ -209,48 +243,20 @@ func (b *nftBackend) serviceChainBuilder(eps []netip.AddrPort, epChains, affSets
 		}
 		// Traffic this node originates (output hook) carries a node address.
 		add(slices.Concat(fibLocal(true), setMark(mark))...)
-		// Hairpin: an endpoint calling its own Service may be sent to itself;
-		// without SNAT it would see a packet from its own address and drop it.
-		epIPs := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, KeyType: nftables.TypeIPAddr}
-		var ipElems []nftables.SetElement
-		seen := map[netip.Addr]bool{}
-		for _, ep := range eps {
-			if !seen[ep.Addr()] {
-				seen[ep.Addr()] = true
-				a := ep.Addr().As4()
-				ipElems = append(ipElems, nftables.SetElement{Key: a[:]})
-			}
-		}
-		if err := c.AddSet(epIPs, ipElems); err == nil {
-			add(slices.Concat([]expr.Any{loadSaddr(reg0), &expr.Lookup{SourceRegister: reg0, SetName: epIPs.Name, SetID: epIPs.ID}}, setMark(mark))...)
-		}
 		for i, set := range affSets {
 			add(loadSaddr(reg0), &expr.Lookup{SourceRegister: reg0, SetName: set}, gotoChain(epChains[i]))
 		}
-		ng := &expr.Numgen{Register: reg0, Modulus: uint32(len(eps)), Type: unix.NFT_NG_INCREMENTAL}
+		pick := []expr.Any{
+			&expr.Immediate{Register: reg0, Data: slices.Clone(id[:4])},
+			&expr.Immediate{Register: reg1, Data: slices.Clone(id[4:])},
+			&expr.Numgen{Register: reg2, Modulus: uint32(n), Type: unix.NFT_NG_INCREMENTAL},
+		}
 		if len(epChains) > 0 {
-			vmap := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, IsMap: true,
-				KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian}
-			elems := make([]nftables.SetElement, len(epChains))
-			for i, name := range epChains {
-				elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
-			}
-			if err := c.AddSet(vmap, elems); err == nil {
-				add(ng, &expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: vmap.Name, SetID: vmap.ID})
-			}
+			add(append(pick, &expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: nftAffinity})...)
 			return
 		}
-		nat := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, IsMap: true,
-			KeyType: nftables.TypeInteger, DataType: endpointType, KeyByteOrder: binaryutil.NativeEndian}
-		elems := make([]nftables.SetElement, len(eps))
-		for i, ep := range eps {
-			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: endpointValue(ep)}
-		}
-		if err := c.AddSet(nat, elems); err == nil {
-			add(ng, &expr.Lookup{SourceRegister: reg0, DestRegister: reg0, IsDestRegSet: true, SetName: nat.Name, SetID: nat.ID},
-				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg0, RegProtoMin: reg1, Specified: true})
-		}
+		add(append(pick, &expr.Lookup{SourceRegister: reg0, DestRegister: reg0, IsDestRegSet: true, SetName: nftEndpoints},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg0, RegProtoMin: reg1, Specified: true})...)
 	}
 }
 
@@ -263,15 +269,20 @@ func dnatTo(ep netip.AddrPort) []expr.Any {
 	}
 }
 
-// Fixed parts of the table.
-func (b *nftBackend) mapsAndSets() (svcIPs, nodePorts, noEPIPs, noEPPorts *nftables.Set) {
-	svcIPs = &nftables.Set{Table: b.table, Name: nftSvcIPsMap, IsMap: true, Concatenation: true,
-		KeyType: serviceKeyType, DataType: nftables.TypeVerdict}
-	nodePorts = &nftables.Set{Table: b.table, Name: nftSvcNodePorts, IsMap: true, Concatenation: true,
-		KeyType: nodePortKeyType, DataType: nftables.TypeVerdict}
-	noEPIPs = &nftables.Set{Table: b.table, Name: nftNoEPIPs, Concatenation: true, KeyType: serviceKeyType}
-	noEPPorts = &nftables.Set{Table: b.table, Name: nftNoEPNodePorts, Concatenation: true, KeyType: nodePortKeyType}
-	return
+// setDefs are the fixed sets and maps of the table.
+func (b *nftBackend) setDefs() []*nftables.Set {
+	idKey, _ := nftables.ConcatSetType(nftables.TypeInteger, nftables.TypeInteger, nftables.TypeInteger)
+	// endpoints first: when changes span batches, a new service chain
+	// finds its elements in place before svc-ips points at it
+	return []*nftables.Set{
+		{Table: b.table, Name: nftEndpoints, IsMap: true, Concatenation: true, KeyType: idKey, DataType: endpointType},
+		{Table: b.table, Name: nftAffinity, IsMap: true, Concatenation: true, KeyType: idKey, DataType: nftables.TypeVerdict},
+		{Table: b.table, Name: nftSvcIPsMap, IsMap: true, Concatenation: true, KeyType: serviceKeyType, DataType: nftables.TypeVerdict},
+		{Table: b.table, Name: nftSvcNodePorts, IsMap: true, Concatenation: true, KeyType: nodePortKeyType, DataType: nftables.TypeVerdict},
+		{Table: b.table, Name: nftNoEPIPs, Concatenation: true, KeyType: serviceKeyType},
+		{Table: b.table, Name: nftNoEPNodePorts, Concatenation: true, KeyType: nodePortKeyType},
+		{Table: b.table, Name: nftLoopback, Concatenation: true, KeyType: loopbackKeyType},
+	}
 }
 
 type baseChain struct {
@@ -300,6 +311,8 @@ func (b *nftBackend) baseChains() []baseChain {
 			Hooknum: nftables.ChainHookOutput, Priority: prio(-100)}, [][]expr.Any{{jumpChain(nftServicesChain)}}},
 		{&nftables.Chain{Name: "nat-postrouting", Table: b.table, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: prio(100)}, [][]expr.Any{
+			{loadDaddr(reg0), loadDport(reg1), loadSaddr(reg2),
+				&expr.Lookup{SourceRegister: reg0, SetName: nftLoopback}, &expr.Masq{}},
 			append(markMatches(mark, true), &expr.Verdict{Kind: expr.VerdictReturn}),
 			slices.Concat(clearMark(mark), []expr.Any{&expr.Masq{}}),
 		}},
@@ -331,8 +344,7 @@ func clearMark(bits uint32) []expr.Any {
 func (b *nftBackend) ensureBase() error {
 	c := b.conn
 	c.AddTable(b.table)
-	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
-	for _, s := range []*nftables.Set{svcIPs, nodePorts, noEPIPs, noEPPorts} {
+	for _, s := range b.setDefs() {
 		if err := c.AddSet(s, nil); err != nil {
 			return fmt.Errorf("nftables: add set %s: %w", s.Name, err)
 		}
@@ -376,9 +388,7 @@ func allMarked(rules []*nftables.Rule) bool {
 
 // readKernel reads the service-dependent objects back from the kernel.
 func (b *nftBackend) readKernel() (*nftObjects, error) {
-	o := &nftObjects{chains: map[string]func(*nftables.Conn, *nftables.Chain){}, sets: map[string]bool{},
-		svcIPs: map[string]string{}, nodePorts: map[string]string{}, noEPIPs: map[string]bool{}, noEPPorts: map[string]bool{},
-		udpFlows: map[[2]netip.Addr]bool{}}
+	o := newNFTObjects()
 	chains, err := b.conn.ListChainsOfTableFamily(b.table.Family)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: list chains: %w", err)
@@ -397,29 +407,21 @@ func (b *nftBackend) readKernel() (*nftObjects, error) {
 			o.sets[s.Name] = true
 		}
 	}
-	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
-	for _, m := range []struct {
-		set *nftables.Set
-		dst map[string]string
-	}{{svcIPs, o.svcIPs}, {nodePorts, o.nodePorts}} {
-		elems, err := b.conn.GetSetElements(m.set)
+	for _, set := range b.setDefs() {
+		elems, err := b.conn.GetSetElements(set)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: read map %s: %w", m.set.Name, err)
+			return nil, fmt.Errorf("nftables: read %s: %w", set.Name, err)
 		}
+		dst := o.elems[set.Name]
 		for _, e := range elems {
-			m.dst[string(e.Key)] = verdictChain(e)
-		}
-	}
-	for _, s := range []struct {
-		set *nftables.Set
-		dst map[string]bool
-	}{{noEPIPs, o.noEPIPs}, {noEPPorts, o.noEPPorts}} {
-		elems, err := b.conn.GetSetElements(s.set)
-		if err != nil {
-			return nil, fmt.Errorf("nftables: read set %s: %w", s.set.Name, err)
-		}
-		for _, e := range elems {
-			s.dst[string(e.Key)] = true
+			switch {
+			case set.IsMap && set.DataType.Name == nftables.TypeVerdict.Name:
+				dst[string(e.Key)] = verdictChain(e)
+			case set.IsMap:
+				dst[string(e.Key)] = string(e.Val)
+			default:
+				dst[string(e.Key)] = ""
+			}
 		}
 	}
 	return o, nil
@@ -491,46 +493,36 @@ func (b *nftBackend) apply(have, want *nftObjects) (int, error) {
 	if err := flushIfBig(true); err != nil {
 		return changed, fmt.Errorf("nftables: add chains: %w", err)
 	}
-	svcIPs, nodePorts, noEPIPs, noEPPorts := b.mapsAndSets()
-	for _, m := range []struct {
-		set        *nftables.Set
-		have, want map[string]string
-	}{{svcIPs, have.svcIPs, want.svcIPs}, {nodePorts, have.nodePorts, want.nodePorts}} {
+	eb := &elementBatcher{conn: c}
+	for _, set := range b.setDefs() {
+		h, w := have.elems[set.Name], want.elems[set.Name]
+		verdict := set.IsMap && set.DataType.Name == nftables.TypeVerdict.Name
 		var del, add []nftables.SetElement
-		for k, chain := range m.have {
-			if w, ok := m.want[k]; !ok || w != chain {
+		for k, v := range h {
+			if wv, ok := w[k]; !ok || wv != v {
 				del = append(del, nftables.SetElement{Key: []byte(k)})
 			}
 		}
-		for k, chain := range m.want {
-			if h, ok := m.have[k]; !ok || h != chain {
-				add = append(add, nftables.SetElement{Key: []byte(k), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}})
+		for k, v := range w {
+			if hv, ok := h[k]; ok && hv == v {
+				continue
 			}
+			e := nftables.SetElement{Key: []byte(k)}
+			switch {
+			case verdict:
+				e.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: v}
+			case set.IsMap:
+				e.Val = []byte(v)
+			}
+			add = append(add, e)
 		}
-		if err := b.changeElements(m.set, del, add); err != nil {
+		if err := eb.change(set, del, add); err != nil {
 			return changed, err
 		}
 		changed += len(add) + len(del)
 	}
-	for _, s := range []struct {
-		set        *nftables.Set
-		have, want map[string]bool
-	}{{noEPIPs, have.noEPIPs, want.noEPIPs}, {noEPPorts, have.noEPPorts, want.noEPPorts}} {
-		var del, add []nftables.SetElement
-		for k := range s.have {
-			if !s.want[k] {
-				del = append(del, nftables.SetElement{Key: []byte(k)})
-			}
-		}
-		for k := range s.want {
-			if !s.have[k] {
-				add = append(add, nftables.SetElement{Key: []byte(k)})
-			}
-		}
-		if err := b.changeElements(s.set, del, add); err != nil {
-			return changed, err
-		}
-		changed += len(add) + len(del)
+	if err := eb.flush(); err != nil {
+		return changed, fmt.Errorf("nftables: update elements: %w", err)
 	}
 	var oldChains []string
 	for name := range have.chains {
@@ -567,30 +559,75 @@ func (b *nftBackend) apply(have, want *nftObjects) (int, error) {
 // changeElements deletes then adds elements in batches; a deleted key that is
 // added again (repointed to a new chain) is in the same batch, so lookups
 // never miss it.
-func (b *nftBackend) changeElements(set *nftables.Set, del, add []nftables.SetElement) error {
-	return changeElements(b.conn, set, del, add)
+// elementBatcher queues element changes of any number of sets and flushes
+// them in batches. A sync's changes are normally far below one batch, so
+// all sets change in one atomic step: a service chain never sees its
+// endpoint elements half updated.
+type elementBatcher struct {
+	conn *nftables.Conn
+	msgs int
 }
 
-func changeElements(conn *nftables.Conn, set *nftables.Set, del, add []nftables.SetElement) error {
-	const per = 1000
-	for len(del) > 0 || len(add) > 0 {
-		nd, na := min(per, len(del)), min(per, len(add))
-		if nd > 0 {
-			if err := conn.SetDeleteElements(set, del[:nd]); err != nil {
+// One message carries its elements in a nested attribute whose length is
+// 16 bits: 1,000 vmap elements overflow it (the kernel then answers ENOENT).
+// 200 stay well below 64 KiB; about 20 messages share a batch.
+const elemsPerMsg, msgsPerBatch = 200, 20
+
+func (eb *elementBatcher) change(set *nftables.Set, del, add []nftables.SetElement) error {
+	// A key deleted and added again (repointed) goes in one message pair,
+	// so it is never missing between batches.
+	type op struct{ del, add *nftables.SetElement }
+	byKey := map[string]*op{}
+	var ops []*op
+	for i := range del {
+		o := &op{del: &del[i]}
+		byKey[string(del[i].Key)] = o
+		ops = append(ops, o)
+	}
+	for i := range add {
+		if o := byKey[string(add[i].Key)]; o != nil {
+			o.add = &add[i]
+			continue
+		}
+		ops = append(ops, &op{add: &add[i]})
+	}
+	for m := 0; m < len(ops); m += elemsPerMsg {
+		var d, a []nftables.SetElement
+		for _, o := range ops[m:min(m+elemsPerMsg, len(ops))] {
+			if o.del != nil {
+				d = append(d, *o.del)
+			}
+			if o.add != nil {
+				a = append(a, *o.add)
+			}
+		}
+		if len(d) > 0 {
+			if err := eb.conn.SetDeleteElements(set, d); err != nil {
 				return fmt.Errorf("nftables: %s: delete elements: %w", set.Name, err)
 			}
+			eb.msgs++
 		}
-		if na > 0 {
-			if err := conn.SetAddElements(set, add[:na]); err != nil {
+		if len(a) > 0 {
+			if err := eb.conn.SetAddElements(set, a); err != nil {
 				return fmt.Errorf("nftables: %s: add elements: %w", set.Name, err)
 			}
+			eb.msgs++
 		}
-		if err := conn.Flush(); err != nil {
-			return fmt.Errorf("nftables: update %s: %w", set.Name, err)
+		if eb.msgs >= msgsPerBatch {
+			if err := eb.flush(); err != nil {
+				return fmt.Errorf("nftables: update %s: %w", set.Name, err)
+			}
 		}
-		del, add = del[nd:], add[na:]
 	}
 	return nil
+}
+
+func (eb *elementBatcher) flush() error {
+	if eb.msgs == 0 {
+		return nil
+	}
+	eb.msgs = 0
+	return eb.conn.Flush()
 }
 
 // deleteStaleUDP removes conntrack entries of UDP flows from a ClusterIP to
