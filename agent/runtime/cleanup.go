@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -32,7 +33,7 @@ func (r *Runtime) cleanupLeftovers(ctx context.Context) error {
 			}
 			r.log.Info("removing leftover container", "id", e.Name())
 			if lc, err := libcontainer.Load(r.lcRoot(), e.Name()); err == nil {
-				_ = lc.Signal(unix.SIGKILL)
+				killAndWait(lc)
 				if err := lc.Destroy(); err != nil {
 					errs = append(errs, err)
 				}
@@ -101,4 +102,22 @@ func (r *Runtime) cleanupLeftovers(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killAndWait SIGKILLs a loaded (not our child) container and waits for its
+// init to be gone, so Destroy can remove it.
+func killAndWait(lc *libcontainer.Container) {
+	st, err := lc.State()
+	if err != nil || st.InitProcessPid == 0 {
+		return
+	}
+	ch, err := pidfdWaiter(st.InitProcessPid)
+	_ = lc.Signal(unix.SIGKILL)
+	if err != nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -62,7 +63,7 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	id := p.lcID(c)
 	// A previous attempt (or a crash) may have left state behind.
 	if old, err := libcontainer.Load(r.lcRoot(), id); err == nil {
-		_ = old.Signal(unix.SIGKILL)
+		killAndWait(old)
 		_ = old.Destroy()
 	}
 	rootfs, err := r.cfg.Images.MountRootfs(id, img)
@@ -122,7 +123,7 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 		ps, _ := proc.Wait()
 		e := exitInfo{at: time.Now(), code: -1}
 		if ps != nil {
-			if ws, ok := ps.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				e.signal = int32(ws.Signal())
 				e.code = 128 + e.signal
 			} else {
@@ -171,7 +172,16 @@ func (p *podRT) waitContainer(c *ctrRT) (exitInfo, bool) {
 	} else {
 		close(probesDone)
 	}
-	defer func() { cancelProbes(); <-probesDone }()
+	defer func() {
+		cancelProbes()
+		// A probe exec racing the container's death can take a moment to
+		// notice; do not hold the restart hostage to it.
+		select {
+		case <-probesDone:
+		case <-time.After(5 * time.Second):
+			p.rt.log.Warn("probes slow to stop", "pod", p.rec.Pod.UID, "container", c.spec.Name)
+		}
+	}()
 	select {
 	case e := <-c.exitCh:
 		return e, false

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/containerd/console"
 	"github.com/opencontainers/runc/libcontainer"
@@ -144,7 +145,7 @@ func (p *podRT) exec(ctx context.Context, name string, opts ExecOptions) (int, e
 	if ps == nil {
 		return -1, fmt.Errorf("exec: wait: %w", err)
 	}
-	if ws, ok := ps.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal()), ctx.Err()
 	}
 	return ps.ExitCode(), nil
