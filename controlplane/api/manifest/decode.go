@@ -311,10 +311,16 @@ type walker struct {
 	problems []Problem
 	lines    map[string]int
 	nodes    int
+	depth    int
 }
 
-// maxNodes bounds work on hostile input (alias bombs).
-const maxNodes = 1 << 20
+// maxNodes and maxDepth bound work on hostile input: alias bombs and
+// self-referencing aliases (spec: &a {template: *a}). Real kinds nest
+// fewer than 20 levels.
+const (
+	maxNodes = 100_000
+	maxDepth = 64
+)
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
 	if len(w.problems) < 100 {
@@ -337,10 +343,16 @@ func (w *walker) message(n *yaml.Node, md protoreflect.MessageDescriptor, path s
 		}
 		return nil
 	}
+	if w.depth >= maxDepth {
+		w.fail(n, path, "nested too deeply (recursive alias?)")
+		return nil
+	}
 	if n.Kind != yaml.MappingNode {
 		w.fail(n, path, "expected a mapping (object), got %s", describe(n))
 		return nil
 	}
+	w.depth++
+	defer func() { w.depth-- }()
 	out := map[string]any{}
 	fields := md.Fields()
 	for i := 0; i+1 < len(n.Content); i += 2 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -293,5 +294,22 @@ func TestMarshalList(t *testing.T) {
 	docs, err := NewDecoder(kinds.NewRegistry()).Decode("list", out)
 	if err != nil || len(docs) != 1 || docs[0].Object.GetMetadata().GetName() != "a" {
 		t.Fatalf("list did not decode back: %v\n%s", err, out)
+	}
+}
+
+func TestHostileAliasesAreBounded(t *testing.T) {
+	dec := NewDecoder(kinds.NewRegistry())
+	recursive := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: &s\n  template:\n    spec: *s\n"
+	if _, err := dec.Decode("r", []byte(recursive)); err == nil {
+		t.Error("recursive alias accepted")
+	}
+	bomb := "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: &c0 [{name: a, image: b}]\n"
+	prev := "c0"
+	for i := 1; i < 30; i++ {
+		bomb += fmt.Sprintf("  x%d: &c%d [*%s, *%s]\n", i, i, prev, prev)
+		prev = fmt.Sprintf("c%d", i)
+	}
+	if _, err := dec.Decode("b", []byte(bomb)); err == nil {
+		t.Error("alias bomb with unknown fields accepted")
 	}
 }
