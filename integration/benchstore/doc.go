@@ -1,0 +1,12 @@
+// Command benchstore is `make bench-store`: it measures Skiff's replicated
+// store (three in-process control nodes on loopback, mutual TLS, fsync on)
+// against a three-member etcd 3.4 cluster started from /usr/bin/etcd, in the
+// same run on the same machine, with the same workload and client layout:
+// 256-byte values over a fixed key space, writes and linearizable reads at
+// several client counts. It prints a side-by-side table and ends with one
+// `store-bench:` summary line for 64 clients.
+//
+// It is its own Go module because etcd's client (go.etcd.io/etcd/client/v3)
+// brings dependencies the main module should not carry; a replace directive
+// points it at the repository root.
+package main
