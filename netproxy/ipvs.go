@@ -311,7 +311,7 @@ func (b *ipvsBackend) readKernel() error {
 	return nil
 }
 
-func (b *ipvsBackend) sync(ctx context.Context, want desiredState, full bool) (syncResult, error) {
+func (b *ipvsBackend) sync(ctx context.Context, want desiredState, _ map[string]bool, full bool) (syncResult, error) {
 	if full || b.known == nil {
 		if err := b.setupKernel(); err != nil {
 			return syncResult{}, err

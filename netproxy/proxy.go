@@ -93,7 +93,9 @@ type backend interface {
 	name() string
 	// sync makes the kernel match want. full: re-read the kernel first
 	// instead of trusting what the last sync left.
-	sync(ctx context.Context, want desiredState, full bool) (syncResult, error)
+	// changed names the service port IDs that differ from the previous
+	// call (nil: unknown, compare everything).
+	sync(ctx context.Context, want desiredState, changed map[string]bool, full bool) (syncResult, error)
 	cleanup() error
 	close() error
 }
@@ -116,6 +118,10 @@ type Proxy struct {
 	services  map[ServiceKey]Service
 	endpoints map[ServiceKey]Endpoints
 	changed   chan struct{}
+	// desired is kept between syncs; dirty Services are rebuilt in it.
+	desired  desiredState
+	idsByKey map[ServiceKey][]string
+	dirty    map[ServiceKey]bool
 
 	syncMu sync.Mutex // one sync at a time
 	last   SyncStats
@@ -143,7 +149,8 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "netproxy"), ns: ns,
-		services: map[ServiceKey]Service{}, endpoints: map[ServiceKey]Endpoints{}, changed: make(chan struct{}, 1)}
+		services: map[ServiceKey]Service{}, endpoints: map[ServiceKey]Endpoints{}, changed: make(chan struct{}, 1),
+		dirty: map[ServiceKey]bool{}}
 	if err := p.chooseBackend(); err != nil {
 		ns.Close()
 		return nil, err
@@ -202,6 +209,7 @@ func (p *Proxy) SetService(s Service) error {
 	}
 	p.mu.Lock()
 	p.services[s.ServiceKey] = s
+	p.dirty[s.ServiceKey] = true
 	p.mu.Unlock()
 	p.notify()
 	return nil
@@ -211,6 +219,7 @@ func (p *Proxy) SetService(s Service) error {
 func (p *Proxy) DeleteService(k ServiceKey) {
 	p.mu.Lock()
 	delete(p.services, k)
+	p.dirty[k] = true
 	p.mu.Unlock()
 	p.notify()
 }
@@ -222,6 +231,7 @@ func (p *Proxy) SetEndpoints(e Endpoints) error {
 	}
 	p.mu.Lock()
 	p.endpoints[e.ServiceKey] = e
+	p.dirty[e.ServiceKey] = true
 	p.mu.Unlock()
 	p.notify()
 	return nil
@@ -231,6 +241,7 @@ func (p *Proxy) SetEndpoints(e Endpoints) error {
 func (p *Proxy) DeleteEndpoints(k ServiceKey) {
 	p.mu.Lock()
 	delete(p.endpoints, k)
+	p.dirty[k] = true
 	p.mu.Unlock()
 	p.notify()
 }
@@ -252,11 +263,11 @@ func (p *Proxy) FullSync(ctx context.Context) error { return p.sync(ctx, true) }
 func (p *Proxy) sync(ctx context.Context, full bool) error {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
-	p.mu.Lock()
-	want := buildDesired(p.services, p.endpoints)
-	p.mu.Unlock()
 	start := time.Now()
-	res, err := p.backend.sync(ctx, want, full)
+	p.mu.Lock()
+	want, changed := p.updateDesired(full)
+	p.mu.Unlock()
+	res, err := p.backend.sync(ctx, want, changed, full)
 	p.metrics.observe(full, time.Since(start), res, want, err)
 	if err != nil {
 		return fmt.Errorf("%s sync: %w", p.backend.name(), err)
@@ -264,6 +275,40 @@ func (p *Proxy) sync(ctx context.Context, full bool) error {
 	p.last = SyncStats{Full: full, Duration: time.Since(start), Rules: res.Rules, Changed: res.Changed}
 	p.log.Debug("synced", "backend", p.backend.name(), "full", full, "changed", res.Changed, "took", time.Since(start))
 	return nil
+}
+
+// updateDesired rebuilds the desired state of the Services changed since
+// the last sync (all of them when full) and names the changed IDs (nil:
+// all). Callers hold p.mu.
+func (p *Proxy) updateDesired(full bool) (desiredState, map[string]bool) {
+	if full || p.desired == nil {
+		p.desired = buildDesired(p.services, p.endpoints)
+		p.idsByKey = map[ServiceKey][]string{}
+		for id, sp := range p.desired {
+			p.idsByKey[sp.Service] = append(p.idsByKey[sp.Service], id)
+		}
+		clear(p.dirty)
+		return p.desired, nil
+	}
+	changed := map[string]bool{}
+	for key := range p.dirty {
+		for _, id := range p.idsByKey[key] {
+			changed[id] = true
+			delete(p.desired, id)
+		}
+		delete(p.idsByKey, key)
+		svc, ok := p.services[key]
+		if !ok {
+			continue
+		}
+		for id, sp := range buildDesired(map[ServiceKey]Service{key: svc}, map[ServiceKey]Endpoints{key: p.endpoints[key]}) {
+			p.desired[id] = sp
+			p.idsByKey[key] = append(p.idsByKey[key], id)
+			changed[id] = true
+		}
+	}
+	clear(p.dirty)
+	return p.desired, changed
 }
 
 // LastSync describes the last successful sync.
