@@ -16,7 +16,7 @@ import (
 // before it reaches the log, and again by the FSM (defence in depth).
 const (
 	MaxKeyBytes   = 8 << 10
-	MaxValueBytes = 4 << 20
+	MaxValueBytes = 3 << 19 // 1.5 MiB, as etcd; below gRPC's 4 MiB message limit
 	MaxTxnOps     = 1024
 	// CommandVersion is the envelope version this build writes and reads.
 	CommandVersion = 1

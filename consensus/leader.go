@@ -86,13 +86,11 @@ func (s *Store) startBackground() {
 	go func() {
 		defer s.wg.Done()
 		defer s.raft.DeregisterObserver(observer)
-		var cancelLeader context.CancelFunc
-		var leaderDone chan struct{}
+		var run *leaderRun
 		stopLeader := func() {
-			if cancelLeader != nil {
-				cancelLeader()
-				<-leaderDone
-				cancelLeader = nil
+			if run != nil {
+				run.stop()
+				run = nil
 			}
 			s.leader.setReady(false)
 			s.metrics.isLeader.Set(0)
@@ -105,14 +103,8 @@ func (s *Store) startBackground() {
 			case isLeader := <-s.raft.LeaderCh():
 				stopLeader()
 				if isLeader {
-					var ctx context.Context
-					ctx, cancelLeader = context.WithCancel(context.Background())
-					leaderDone = make(chan struct{})
 					s.metrics.isLeader.Set(1)
-					go func() {
-						defer close(leaderDone)
-						s.runLeader(ctx)
-					}()
+					run = startLeaderRun(s.runLeader)
 				}
 			case o := <-obs:
 				switch d := o.Data.(type) {
@@ -127,6 +119,27 @@ func (s *Store) startBackground() {
 			}
 		}
 	}()
+}
+
+// leaderRun is one term's leader-only work, with its own context.
+type leaderRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startLeaderRun(fn func(context.Context)) *leaderRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &leaderRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		fn(ctx)
+	}()
+	return r
+}
+
+func (r *leaderRun) stop() {
+	r.cancel()
+	<-r.done
 }
 
 // runLeader is the store's own leader-only work: commit a NOOP of this term
