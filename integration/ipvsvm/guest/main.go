@@ -12,7 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-		"os"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -98,11 +98,11 @@ func test() error {
 		fmt.Printf("  (%s took %s)\n", sc.Name, time.Since(start).Round(time.Millisecond))
 		result(sc.Name, err)
 	}
-	if err := p.FullSync(ctx); err == nil && p.LastSync().Changed != 0 {
+	err = p.FullSync(ctx)
+	if err == nil && p.LastSync().Changed != 0 {
 		err = fmt.Errorf("full resync without changes changed %d objects", p.LastSync().Changed)
-	} else {
-		result("ResyncIdempotent", err)
 	}
+	result("ResyncIdempotent", err)
 	if raw, err := proxytest.ReadIPVS(lab.Node); err == nil {
 		fmt.Printf("  ipvs table has %d virtual services\n", len(raw))
 	}
@@ -158,4 +158,3 @@ func bench(args []string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
