@@ -1,6 +1,3 @@
-// Package consensustest starts in-process control-node clusters on loopback
-// with mutual TLS, for the store's own tests, the integration tests and the
-// store benchmark.
 package consensustest
 
 import (
