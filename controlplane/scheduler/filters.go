@@ -1,0 +1,211 @@
+package scheduler
+
+import (
+	"fmt"
+	"strconv"
+
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// A Filter says why a node cannot run a pod ("" when it can). Reasons use
+// kube-scheduler's wording, since operators search for them.
+type Filter struct {
+	Name  string
+	Check func(p *PodInfo, n *NodeInfo) string
+}
+
+// DefaultFilters are run in order; the first failing one gives the reason.
+var DefaultFilters = []Filter{
+	{"NodeName", filterNodeName},
+	{"NodeReady", filterNodeReady},
+	{"NodeUnschedulable", filterUnschedulable},
+	{"NodeAffinity", filterNodeAffinity},
+	{"TaintToleration", filterTaints},
+	{"NodeResourcesFit", filterResources},
+	{"NodePorts", filterHostPorts},
+	{"HostPathConflict", filterHostPaths},
+}
+
+func filterNodeName(p *PodInfo, n *NodeInfo) string {
+	if want := p.Pod.GetSpec().GetNodeName(); want != "" && want != n.Name() {
+		return "node(s) didn't match the requested node name"
+	}
+	return ""
+}
+
+// NodeIsReady reports the node's Ready condition.
+func NodeIsReady(n *apiv1.Node) bool {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.GetType() == "Ready" {
+			return c.GetStatus() == "True"
+		}
+	}
+	return false
+}
+
+func filterNodeReady(_ *PodInfo, n *NodeInfo) string {
+	if !NodeIsReady(n.Node) {
+		return "node(s) were not ready"
+	}
+	return ""
+}
+
+func filterUnschedulable(p *PodInfo, n *NodeInfo) string {
+	if !n.Node.GetSpec().GetUnschedulable() {
+		return ""
+	}
+	t := &apiv1.Taint{Key: "node.kubernetes.io/unschedulable", Effect: "NoSchedule"}
+	if tolerated(p.Pod.GetSpec().GetTolerations(), t) {
+		return ""
+	}
+	return "node(s) were unschedulable"
+}
+
+func filterNodeAffinity(p *PodInfo, n *NodeInfo) string {
+	labels := n.Node.GetMetadata().GetLabels()
+	for k, v := range p.Pod.GetSpec().GetNodeSelector() {
+		if labels[k] != v {
+			return "node(s) didn't match Pod's node affinity/selector"
+		}
+	}
+	req := p.Pod.GetSpec().GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution()
+	if req == nil || len(req.GetNodeSelectorTerms()) == 0 {
+		return ""
+	}
+	// Terms are ORed; requirements within a term are ANDed.
+	for _, term := range req.GetNodeSelectorTerms() {
+		if termMatches(term, n.Node) {
+			return ""
+		}
+	}
+	return "node(s) didn't match Pod's node affinity/selector"
+}
+
+func termMatches(term *apiv1.NodeSelectorTerm, n *apiv1.Node) bool {
+	if len(term.GetMatchExpressions()) == 0 && len(term.GetMatchFields()) == 0 {
+		return false // an empty term matches nothing, as in Kubernetes
+	}
+	labels := n.GetMetadata().GetLabels()
+	for _, r := range term.GetMatchExpressions() {
+		v, has := labels[r.GetKey()]
+		if !requirementMatches(r, v, has) {
+			return false
+		}
+	}
+	for _, r := range term.GetMatchFields() {
+		if r.GetKey() != "metadata.name" || !requirementMatches(r, n.GetMetadata().GetName(), true) {
+			return false
+		}
+	}
+	return true
+}
+
+func requirementMatches(r *apiv1.NodeSelectorRequirement, v string, has bool) bool {
+	in := func() bool {
+		for _, x := range r.GetValues() {
+			if x == v {
+				return true
+			}
+		}
+		return false
+	}
+	switch r.GetOperator() {
+	case "In":
+		return has && in()
+	case "NotIn":
+		return !has || !in()
+	case "Exists":
+		return has
+	case "DoesNotExist":
+		return !has
+	case "Gt", "Lt":
+		if !has || len(r.GetValues()) != 1 {
+			return false
+		}
+		a, err1 := strconv.ParseInt(v, 10, 64)
+		b, err2 := strconv.ParseInt(r.GetValues()[0], 10, 64)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if r.GetOperator() == "Gt" {
+			return a > b
+		}
+		return a < b
+	}
+	return false
+}
+
+func filterTaints(p *PodInfo, n *NodeInfo) string {
+	for _, t := range n.Node.GetSpec().GetTaints() {
+		if t.GetEffect() != "NoSchedule" && t.GetEffect() != "NoExecute" {
+			continue
+		}
+		if !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
+			return fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.GetKey(), t.GetValue())
+		}
+	}
+	return ""
+}
+
+// tolerated reports whether any toleration matches the taint.
+func tolerated(tols []*apiv1.Toleration, t *apiv1.Taint) bool {
+	for _, tol := range tols {
+		if ToleratesTaint(tol, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// ToleratesTaint is Kubernetes' matching: an empty effect matches every
+// effect; operator Exists with an empty key matches every taint.
+func ToleratesTaint(tol *apiv1.Toleration, t *apiv1.Taint) bool {
+	if tol.GetEffect() != "" && tol.GetEffect() != t.GetEffect() {
+		return false
+	}
+	if tol.GetKey() != "" && tol.GetKey() != t.GetKey() {
+		return false
+	}
+	switch tol.GetOperator() {
+	case "Exists":
+		return true
+	case "", "Equal":
+		return tol.GetKey() != "" && tol.GetValue() == t.GetValue()
+	}
+	return false
+}
+
+func filterResources(p *PodInfo, n *NodeInfo) string {
+	free := n.Allocatable.sub(n.Requested)
+	switch {
+	case free.Pods < 1:
+		return "Too many pods"
+	case p.Requests.MilliCPU > free.MilliCPU:
+		return "Insufficient cpu"
+	case p.Requests.Memory > free.Memory:
+		return "Insufficient memory"
+	}
+	return ""
+}
+
+func filterHostPorts(p *PodInfo, n *NodeInfo) string {
+	for _, hp := range p.HostPorts {
+		for used := range n.hostPorts {
+			// 0.0.0.0 (or empty) conflicts with every address.
+			sameIP := hp.ip == used.ip || hp.ip == "" || used.ip == "" || hp.ip == "0.0.0.0" || used.ip == "0.0.0.0"
+			if used.port == hp.port && used.protocol == hp.protocol && sameIP {
+				return "node(s) didn't have free ports for the requested pod ports"
+			}
+		}
+	}
+	return ""
+}
+
+func filterHostPaths(p *PodInfo, n *NodeInfo) string {
+	for _, path := range p.HostPaths {
+		if n.hostPaths[path] > 0 {
+			return "node(s) had a hostPath volume conflict"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,191 @@
+package scheduler
+
+import (
+	"fmt"
+
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// Resources are the amounts the scheduler accounts: millicores, bytes and
+// a pod count.
+type Resources struct {
+	MilliCPU int64
+	Memory   int64
+	Pods     int64
+}
+
+func (r Resources) add(o Resources) Resources {
+	return Resources{r.MilliCPU + o.MilliCPU, r.Memory + o.Memory, r.Pods + o.Pods}
+}
+
+func (r Resources) sub(o Resources) Resources {
+	return Resources{r.MilliCPU - o.MilliCPU, r.Memory - o.Memory, r.Pods - o.Pods}
+}
+
+// PodInfo is a pod with what scheduling needs precomputed once.
+type PodInfo struct {
+	Pod       *apiv1.Pod
+	Requests  Resources
+	HostPorts []hostPort
+	HostPaths []string
+	// Owner is "<kind>/<namespace>/<name>" of the controlling owner, or "".
+	Owner string
+}
+
+type hostPort struct {
+	protocol string
+	ip       string
+	port     int32
+}
+
+// NewPodInfo computes a pod's requests as Kubernetes does: the sum over
+// app containers, at least the largest init container, plus overhead.
+func NewPodInfo(p *apiv1.Pod) (*PodInfo, error) {
+	pi := &PodInfo{Pod: p, Requests: Resources{Pods: 1}}
+	spec := p.GetSpec()
+	for _, c := range spec.GetContainers() {
+		r, err := requestsOf(c.GetResources().GetRequests())
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.GetName(), err)
+		}
+		pi.Requests.MilliCPU += r.MilliCPU
+		pi.Requests.Memory += r.Memory
+		for _, port := range c.GetPorts() {
+			if port.GetHostPort() > 0 {
+				proto := port.GetProtocol()
+				if proto == "" {
+					proto = "TCP"
+				}
+				pi.HostPorts = append(pi.HostPorts, hostPort{protocol: proto, ip: port.GetHostIP(), port: port.GetHostPort()})
+			}
+		}
+	}
+	for _, c := range spec.GetInitContainers() {
+		r, err := requestsOf(c.GetResources().GetRequests())
+		if err != nil {
+			return nil, fmt.Errorf("init container %s: %w", c.GetName(), err)
+		}
+		pi.Requests.MilliCPU = max(pi.Requests.MilliCPU, r.MilliCPU)
+		pi.Requests.Memory = max(pi.Requests.Memory, r.Memory)
+	}
+	over, err := requestsOf(spec.GetOverhead())
+	if err != nil {
+		return nil, fmt.Errorf("overhead: %w", err)
+	}
+	pi.Requests.MilliCPU += over.MilliCPU
+	pi.Requests.Memory += over.Memory
+	for _, v := range spec.GetVolumes() {
+		if hp := v.GetHostPath(); hp != nil {
+			pi.HostPaths = append(pi.HostPaths, hp.GetPath())
+		}
+	}
+	for _, ref := range p.GetMetadata().GetOwnerReferences() {
+		if ref.GetController() {
+			pi.Owner = ref.GetKind() + "/" + p.GetMetadata().GetNamespace() + "/" + ref.GetName()
+		}
+	}
+	return pi, nil
+}
+
+func requestsOf(m map[string]string) (Resources, error) {
+	var r Resources
+	for name, v := range m {
+		q, err := kinds.ParseQuantity(v)
+		if err != nil {
+			return r, fmt.Errorf("%s %q: %w", name, v, err)
+		}
+		switch name {
+		case "cpu":
+			r.MilliCPU = q.MilliValue()
+		case "memory":
+			r.Memory = q.Value()
+		case "pods":
+			r.Pods = q.Value()
+		}
+	}
+	return r, nil
+}
+
+// NodeInfo is a node with the pods bound (or assumed) to it.
+type NodeInfo struct {
+	Node        *apiv1.Node
+	Allocatable Resources
+	Requested   Resources
+	hostPorts   map[hostPort]int
+	hostPaths   map[string]int
+	owners      map[string]int
+	// pods holds the keys of the pods counted here, so removal is exact.
+	pods map[string]*PodInfo
+}
+
+// NewNodeInfo reads a node's allocatable (falling back to capacity).
+func NewNodeInfo(n *apiv1.Node) (*NodeInfo, error) {
+	alloc := n.GetStatus().GetAllocatable()
+	if len(alloc) == 0 {
+		alloc = n.GetStatus().GetCapacity()
+	}
+	r, err := requestsOf(alloc)
+	if err != nil {
+		return nil, fmt.Errorf("node %s allocatable: %w", n.GetMetadata().GetName(), err)
+	}
+	if _, ok := alloc["pods"]; !ok {
+		r.Pods = 110 // Kubernetes' default max pods per node
+	}
+	return &NodeInfo{Node: n, Allocatable: r, hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, owners: map[string]int{}, pods: map[string]*PodInfo{}}, nil
+}
+
+// Name is the node's name.
+func (ni *NodeInfo) Name() string { return ni.Node.GetMetadata().GetName() }
+
+func podKey(p *apiv1.Pod) string {
+	return p.GetMetadata().GetNamespace() + "/" + p.GetMetadata().GetName()
+}
+
+// AddPod counts a pod bound or assumed to this node (idempotent per pod).
+func (ni *NodeInfo) AddPod(pi *PodInfo) {
+	k := podKey(pi.Pod)
+	if _, ok := ni.pods[k]; ok {
+		return
+	}
+	ni.pods[k] = pi
+	ni.Requested = ni.Requested.add(pi.Requests)
+	for _, hp := range pi.HostPorts {
+		ni.hostPorts[hp]++
+	}
+	for _, p := range pi.HostPaths {
+		ni.hostPaths[p]++
+	}
+	if pi.Owner != "" {
+		ni.owners[pi.Owner]++
+	}
+}
+
+// RemovePod uncounts a pod.
+func (ni *NodeInfo) RemovePod(p *apiv1.Pod) {
+	k := podKey(p)
+	pi, ok := ni.pods[k]
+	if !ok {
+		return
+	}
+	delete(ni.pods, k)
+	ni.Requested = ni.Requested.sub(pi.Requests)
+	for _, hp := range pi.HostPorts {
+		if ni.hostPorts[hp]--; ni.hostPorts[hp] <= 0 {
+			delete(ni.hostPorts, hp)
+		}
+	}
+	for _, p := range pi.HostPaths {
+		if ni.hostPaths[p]--; ni.hostPaths[p] <= 0 {
+			delete(ni.hostPaths, p)
+		}
+	}
+	if pi.Owner != "" {
+		if ni.owners[pi.Owner]--; ni.owners[pi.Owner] <= 0 {
+			delete(ni.owners, pi.Owner)
+		}
+	}
+}
+
+// PodCount is the number of pods counted on the node.
+func (ni *NodeInfo) PodCount() int { return len(ni.pods) }

@@ -1,0 +1,82 @@
+package scheduler
+
+// A Score ranks a feasible node for a pod from 0 (worst) to MaxScore.
+type Score struct {
+	Name   string
+	Weight int64
+	Rate   func(p *PodInfo, n *NodeInfo) int64
+}
+
+// MaxScore is the best a single score gives.
+const MaxScore = 100
+
+// DefaultScores are summed with their weights.
+var DefaultScores = []Score{
+	{"LeastRequested", 1, scoreLeastRequested},
+	{"BalancedAllocation", 1, scoreBalanced},
+	{"SelectorSpread", 2, scoreSpread},
+	{"NodeAffinityPreferred", 2, scorePreferredAffinity},
+	{"TaintPreferNoSchedule", 1, scorePreferNoSchedule},
+}
+
+// after is the node's usage fraction (0..1) of cpu and memory with the pod.
+func after(p *PodInfo, n *NodeInfo) (cpu, mem float64) {
+	if n.Allocatable.MilliCPU > 0 {
+		cpu = float64(n.Requested.MilliCPU+p.Requests.MilliCPU) / float64(n.Allocatable.MilliCPU)
+	}
+	if n.Allocatable.Memory > 0 {
+		mem = float64(n.Requested.Memory+p.Requests.Memory) / float64(n.Allocatable.Memory)
+	}
+	return min(cpu, 1), min(mem, 1)
+}
+
+func scoreLeastRequested(p *PodInfo, n *NodeInfo) int64 {
+	cpu, mem := after(p, n)
+	return int64(((1-cpu)+(1-mem))/2*MaxScore + 0.5)
+}
+
+func scoreBalanced(p *PodInfo, n *NodeInfo) int64 {
+	cpu, mem := after(p, n)
+	d := cpu - mem
+	if d < 0 {
+		d = -d
+	}
+	return int64((1-d)*MaxScore + 0.5)
+}
+
+// scoreSpread favours nodes with fewer pods of the same owner.
+func scoreSpread(p *PodInfo, n *NodeInfo) int64 {
+	if p.Owner == "" {
+		return MaxScore
+	}
+	same := int64(n.owners[p.Owner])
+	return MaxScore / (1 + same)
+}
+
+func scorePreferredAffinity(p *PodInfo, n *NodeInfo) int64 {
+	prefs := p.Pod.GetSpec().GetAffinity().GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()
+	if len(prefs) == 0 {
+		return 0
+	}
+	var total, got int64
+	for _, pref := range prefs {
+		total += int64(pref.GetWeight())
+		if pref.GetPreference() != nil && termMatches(pref.GetPreference(), n.Node) {
+			got += int64(pref.GetWeight())
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	return got * MaxScore / total
+}
+
+func scorePreferNoSchedule(p *PodInfo, n *NodeInfo) int64 {
+	bad := int64(0)
+	for _, t := range n.Node.GetSpec().GetTaints() {
+		if t.GetEffect() == "PreferNoSchedule" && !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
+			bad++
+		}
+	}
+	return MaxScore / (1 + bad)
+}
