@@ -218,3 +218,16 @@ func (h *peerHealth) isFailing(id string) bool {
 	_, ok := h.failing[id]
 	return ok
 }
+
+// TransferLeadership asks Raft to hand leadership to another voter. The
+// control plane calls it when one of its leader-only loops keeps failing:
+// a leader that cannot do its work should not keep the job.
+func (s *Store) TransferLeadership() error {
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("leadership transfer: %w", mapRaftErr(err))
+	}
+	return nil
+}
