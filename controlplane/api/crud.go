@@ -1,0 +1,455 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	"github.com/skiffhq/skiff/controlplane/api/manifest"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// lookup resolves the kind a request names.
+func (s *Server) lookup(name string) (*kinds.Kind, error) {
+	if name == "" {
+		return nil, fmt.Errorf("%w: kind is required", ErrInvalid)
+	}
+	k, err := s.reg.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return k, nil
+}
+
+// unpack opens a request's envelope.
+func (s *Server) unpack(env *apiv1.Object) (kinds.Object, *kinds.Kind, error) {
+	if env == nil {
+		return nil, nil, fmt.Errorf("%w: object is required", ErrInvalid)
+	}
+	obj, k, err := s.reg.Unpack(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return obj, k, nil
+}
+
+// scope normalizes the namespace of a request: namespaced kinds default to
+// "default"; cluster-scoped kinds have none.
+func scope(k *kinds.Kind, ns string) string {
+	if !k.Namespaced {
+		return ""
+	}
+	if ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+func invalid(k *kinds.Kind, name string, errs kinds.FieldErrors) error {
+	return fmt.Errorf("%w: %s %q is invalid:\n%s", ErrInvalid, k.Resource(), name, errs.Error())
+}
+
+func conflictOn(k *kinds.Kind, name string, err error) error {
+	return fmt.Errorf("%w: operation cannot be fulfilled on %s %q: the object has been modified; please apply your changes to the latest version and try again (%v)",
+		ErrConflict, k.Resource(), name, err)
+}
+
+// Create implements apiv1.APIServer.
+func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.Object, error) {
+	obj, k, err := s.unpack(req.GetObject())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	md := kinds.Meta(obj)
+	if k.Namespaced && md.Namespace == "" {
+		md.Namespace = "default"
+	}
+	if err := s.authorize(ctx, "create", k.Name, "", md.Namespace, md.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := s.create(ctx, k, obj, req.GetDryRun())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	env, err := s.pack(out)
+	return env, toStatus(err)
+}
+
+// create defaults, admits, validates and writes a new object.
+func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun bool) (kinds.Object, error) {
+	md := kinds.Meta(obj)
+	if k.Namespaced && md.Namespace == "" {
+		md.Namespace = "default"
+	}
+	if md.Name == "" && md.GenerateName != "" {
+		md.Name = md.GenerateName + randomSuffix(5)
+	}
+	if md.Name == "" {
+		return nil, invalid(k, "", kinds.FieldErrors{kinds.Required("metadata.name", "name or generateName is required")})
+	}
+	md.Uid = newUID()
+	md.CreationTimestamp = s.timestamp(s.cfg.Now())
+	md.Generation = 1
+	md.ResourceVersion = ""
+	md.DeletionTimestamp = ""
+	md.DeletionGracePeriodSeconds = nil
+	k.Default(obj)
+	key := k.Key(md.Namespace, md.Name)
+	for attempt := 0; ; attempt++ {
+		o := proto.Clone(obj).(kinds.Object)
+		a := &admission{}
+		if err := s.admitNamespace(ctx, k, md.Namespace, a); err != nil {
+			return nil, err
+		}
+		if pod, ok := o.(*apiv1.Pod); ok {
+			if err := s.admitLimitRanges(ctx, pod, a); err != nil {
+				return nil, err
+			}
+		}
+		if errs := k.Validate(o); len(errs) > 0 {
+			return nil, invalid(k, md.Name, errs)
+		}
+		if q, ok := o.(*apiv1.ResourceQuota); ok {
+			if err := s.initQuotaStatus(ctx, q); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.admitQuota(ctx, k, o, +1, a); err != nil {
+			return nil, err
+		}
+		if dryRun {
+			return o, nil
+		}
+		value, err := encode(o)
+		if err != nil {
+			return nil, err
+		}
+		t := &txnBuilder{objectKey: key}
+		t.expect(key, 0)
+		if err := a.addTo(t, s); err != nil {
+			return nil, err
+		}
+		t.put(key, value)
+		rev, err := s.commit(ctx, t)
+		switch {
+		case err == nil:
+			kinds.Meta(o).ResourceVersion = formatRev(rev)
+			return o, nil
+		case errors.Is(err, ErrConflict):
+			return nil, fmt.Errorf("%w: %s %q already exists", ErrAlreadyExists, k.Resource(), md.Name)
+		case errors.Is(err, errRetry) && attempt < maxAdmissionRetries:
+			continue
+		default:
+			return nil, err
+		}
+	}
+}
+
+// Get implements apiv1.APIServer.
+func (s *Server) Get(ctx context.Context, req *apiv1.GetRequest) (*apiv1.Object, error) {
+	k, err := s.lookup(req.GetKind())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ns := scope(k, req.GetNamespace())
+	if err := s.authorize(ctx, "get", k.Name, "", ns, req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	st, err := s.get(ctx, k, ns, req.GetName(), req.GetStale())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if st == nil {
+		return nil, toStatus(notFound(k, ns, req.GetName()))
+	}
+	env, err := s.pack(st.obj)
+	return env, toStatus(err)
+}
+
+// updateOpts shape one update.
+type updateOpts struct {
+	// status replaces only the status.
+	status bool
+	dryRun bool
+	// retryConflicts: the caller gave no resourceVersion, so a concurrent
+	// write is not its conflict: re-read and redo.
+	retryConflicts bool
+}
+
+// Update implements apiv1.APIServer.
+func (s *Server) Update(ctx context.Context, req *apiv1.UpdateRequest) (*apiv1.Object, error) {
+	return s.updateRPC(ctx, req, false)
+}
+
+// UpdateStatus implements apiv1.APIServer.
+func (s *Server) UpdateStatus(ctx context.Context, req *apiv1.UpdateRequest) (*apiv1.Object, error) {
+	return s.updateRPC(ctx, req, true)
+}
+
+func (s *Server) updateRPC(ctx context.Context, req *apiv1.UpdateRequest, status bool) (*apiv1.Object, error) {
+	obj, k, err := s.unpack(req.GetObject())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	md := kinds.Meta(obj)
+	md.Namespace = scope(k, md.Namespace)
+	sub := ""
+	if status {
+		sub = "status"
+	}
+	if err := s.authorize(ctx, "update", k.Name, sub, md.Namespace, md.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	out, _, err := s.update(ctx, k, obj, updateOpts{status: status, dryRun: req.GetDryRun(), retryConflicts: md.ResourceVersion == ""})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	env, err := s.pack(out)
+	return env, toStatus(err)
+}
+
+// update replaces an existing object (or its status). It keeps the fields
+// the server owns, bumps generation on a spec change, and reports whether
+// anything changed (an identical update writes nothing).
+func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, opts updateOpts) (kinds.Object, bool, error) {
+	md := kinds.Meta(obj)
+	md.Namespace = scope(k, md.Namespace)
+	if opts.status && !k.HasStatus() {
+		return nil, false, fmt.Errorf("%w: %s has no status", ErrInvalid, k.Name)
+	}
+	want, err := parseRev("metadata.resourceVersion", md.ResourceVersion)
+	if err != nil {
+		return nil, false, err
+	}
+	key := k.Key(md.Namespace, md.Name)
+	for attempt := 0; ; attempt++ {
+		cur, err := s.mustGet(ctx, k, md.Namespace, md.Name)
+		if err != nil {
+			return nil, false, err
+		}
+		if want != 0 && want != cur.rev {
+			return nil, false, conflictOn(k, md.Name, fmt.Errorf("resourceVersion %d is stale, current is %d", want, cur.rev))
+		}
+		next, err := s.prepareUpdate(ctx, k, cur.obj, obj, opts.status)
+		if err != nil {
+			return nil, false, err
+		}
+		if proto.Equal(withoutRV(cur.obj), withoutRV(next)) {
+			return cur.obj, false, nil
+		}
+		if opts.dryRun {
+			return next, true, nil
+		}
+		nmd := kinds.Meta(next)
+		if nmd.DeletionTimestamp != "" && len(nmd.Finalizers) == 0 && !podGracePending(next) && k.Name != "Namespace" {
+			// The last finalizer went: the deletion it held can finish.
+			rev, err := s.remove(ctx, k, cur)
+			if errors.Is(err, ErrConflict) && attempt < maxAdmissionRetries {
+				continue
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			nmd.ResourceVersion = formatRev(rev)
+			s.queueCascade(k, next, "Background")
+			return next, true, nil
+		}
+		value, err := encode(next)
+		if err != nil {
+			return nil, false, err
+		}
+		t := &txnBuilder{objectKey: key}
+		t.expect(key, cur.rev)
+		t.put(key, value)
+		rev, err := s.commit(ctx, t)
+		if err != nil {
+			if errors.Is(err, ErrConflict) {
+				if opts.retryConflicts && attempt < maxAdmissionRetries {
+					continue
+				}
+				return nil, false, conflictOn(k, md.Name, err)
+			}
+			return nil, false, err
+		}
+		nmd.ResourceVersion = formatRev(rev)
+		return next, true, nil
+	}
+}
+
+// prepareUpdate builds the object to store from the current one and the
+// caller's: server-owned metadata and (unless a status write) the status
+// come from cur; generation is bumped when the spec changed.
+func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds.Object, status bool) (kinds.Object, error) {
+	cmd := cur.GetMetadata()
+	if status {
+		next := proto.Clone(cur).(kinds.Object)
+		kinds.CopyStatus(next, in)
+		return next, nil
+	}
+	next := proto.Clone(in).(kinds.Object)
+	k.Default(next)
+	nmd := kinds.Meta(next)
+	nmd.Uid = cmd.GetUid()
+	nmd.CreationTimestamp = cmd.GetCreationTimestamp()
+	nmd.DeletionTimestamp = cmd.GetDeletionTimestamp()
+	nmd.DeletionGracePeriodSeconds = cmd.DeletionGracePeriodSeconds
+	nmd.GenerateName = cmd.GetGenerateName()
+	nmd.Generation = cmd.GetGeneration()
+	kinds.CopyStatus(next, cur)
+	if !kinds.SpecEqual(cur, next) {
+		nmd.Generation++
+	}
+	if errs := k.ValidateUpdate(cur, next); len(errs) > 0 {
+		return nil, invalid(k, nmd.Name, errs)
+	}
+	if cmd.GetDeletionTimestamp() != "" {
+		for _, f := range nmd.Finalizers {
+			if !containsString(cmd.GetFinalizers(), f) {
+				return nil, fmt.Errorf("%w: metadata.finalizers: %q may not be added to an object being deleted", ErrInvalid, f)
+			}
+		}
+	}
+	if q, ok := next.(*apiv1.ResourceQuota); ok && !kinds.SpecEqual(cur, next) {
+		if err := s.initQuotaStatus(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return next, nil
+}
+
+func withoutRV(obj kinds.Object) kinds.Object {
+	c := proto.Clone(obj).(kinds.Object)
+	kinds.Meta(c).ResourceVersion = ""
+	return c
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Patch implements apiv1.APIServer with RFC 7386 JSON merge patch.
+func (s *Server) Patch(ctx context.Context, req *apiv1.PatchRequest) (*apiv1.Object, error) {
+	k, err := s.lookup(req.GetKind())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ns := scope(k, req.GetNamespace())
+	sub := ""
+	if req.GetStatus() {
+		sub = "status"
+	}
+	if err := s.authorize(ctx, "patch", k.Name, sub, ns, req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := s.patch(ctx, k, ns, req.GetName(), req.GetPatch(), updateOpts{status: req.GetStatus(), dryRun: req.GetDryRun()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	env, err := s.pack(out)
+	return env, toStatus(err)
+}
+
+func (s *Server) patch(ctx context.Context, k *kinds.Kind, ns, name string, patch []byte, opts updateOpts) (kinds.Object, error) {
+	var p any
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return nil, fmt.Errorf("%w: patch is not JSON: %v", ErrInvalid, err)
+	}
+	pm, ok := p.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: a merge patch must be a JSON object", ErrInvalid)
+	}
+	// A patch that names a resourceVersion is conditional on it; otherwise
+	// it applies to whatever is current, re-read on a concurrent write.
+	_, pinned := jsonPath(pm, "metadata", "resourceVersion")
+	opts.retryConflicts = false
+	for attempt := 0; ; attempt++ {
+		cur, err := s.mustGet(ctx, k, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		next, err := applyPatchTo(k, cur.obj, pm)
+		if err != nil {
+			return nil, err
+		}
+		nmd := kinds.Meta(next)
+		if nmd.Name != name || scope(k, nmd.Namespace) != ns {
+			return nil, fmt.Errorf("%w: a patch may not change metadata.name or metadata.namespace", ErrInvalid)
+		}
+		out, _, err := s.update(ctx, k, next, opts)
+		if errors.Is(err, ErrConflict) && !pinned && attempt < maxAdmissionRetries {
+			continue
+		}
+		return out, err
+	}
+}
+
+// applyPatchTo merges a patch into obj's Kubernetes JSON and decodes the
+// result as a new object of kind k.
+func applyPatchTo(k *kinds.Kind, obj kinds.Object, patch map[string]any) (kinds.Object, error) {
+	js, err := manifest.MarshalJSON(obj)
+	if err != nil {
+		return nil, err
+	}
+	var doc any
+	if err := json.Unmarshal(js, &doc); err != nil {
+		return nil, fmt.Errorf("decode %s JSON: %w", k.Name, err)
+	}
+	merged, err := json.Marshal(MergePatch(doc, patch))
+	if err != nil {
+		return nil, fmt.Errorf("encode patched %s: %w", k.Name, err)
+	}
+	next := k.New()
+	if err := manifest.UnmarshalJSON(merged, next); err != nil {
+		return nil, fmt.Errorf("%w: patched object: %s", ErrInvalid, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return next, nil
+}
+
+// MergePatch applies an RFC 7386 JSON merge patch to a decoded JSON value:
+// objects merge key by key, null deletes, anything else replaces.
+func MergePatch(target, patch any) any {
+	pm, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	tm, ok := target.(map[string]any)
+	if !ok {
+		tm = map[string]any{}
+	}
+	out := make(map[string]any, len(tm))
+	for k, v := range tm {
+		out[k] = v
+	}
+	for k, v := range pm {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		out[k] = MergePatch(out[k], v)
+	}
+	return out
+}
+
+func jsonPath(m map[string]any, path ...string) (any, bool) {
+	var cur any = m
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}

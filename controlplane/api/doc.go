@@ -1,0 +1,18 @@
+// Package api is the cluster API server: one gRPC service (skiff.api.v1.API)
+// for every registered kind, served by every control node on top of the
+// replicated store (consensus.Store).
+//
+// It owns what happens between a request and the store: caller identity
+// from the mTLS peer certificate and the authorization hook, defaults and
+// validation (from the kinds registry), admission (namespace lifecycle,
+// LimitRange defaults, ResourceQuota accounting committed in the same store
+// transaction as the write), optimistic concurrency on resourceVersion (the
+// store's mod_revision), generation bumps, graceful pod deletion, finalizers,
+// cascading deletion through ownerReferences, declarative Apply, and watch
+// streams that resume from any revision still in the store's history.
+//
+// Objects are stored as deterministic protobuf under Kind.Key with
+// metadata.resourceVersion cleared; reads set it from the key's mod_revision.
+// Store errors are wrapped with %w inside the package and mapped to gRPC
+// codes only in status.go, at the boundary.
+package api

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	"github.com/skiffhq/skiff/controlplane/api/manifest"
+)
+
+// Sentinel errors of the API server. Handlers wrap them with %w; toStatus
+// maps them to gRPC codes at the boundary.
+var (
+	// ErrNotFound: the object (or its namespace) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: Create of a name that is taken.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict: the resourceVersion or a precondition is stale.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request or object failed validation.
+	ErrInvalid = errors.New("invalid")
+	// ErrNamespaceTerminating: the namespace is being deleted.
+	ErrNamespaceTerminating = errors.New("namespace is terminating")
+	// ErrQuotaExceeded: a ResourceQuota or LimitRange refused the object.
+	ErrQuotaExceeded = errors.New("exceeded quota")
+	// ErrForbidden: the authorizer refused the caller.
+	ErrForbidden = errors.New("forbidden")
+	// ErrTooOld: a watch asked for history the store no longer keeps.
+	ErrTooOld = errors.New("resourceVersion too old, re-list")
+)
+
+// toStatus maps an error to a gRPC status error. Only gRPC handlers call it.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrAlreadyExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, ErrConflict):
+		code = codes.Aborted
+	case errors.Is(err, ErrInvalid), errors.Is(err, kinds.ErrUnknownKind),
+		errors.Is(err, kinds.ErrUnsupportedVersion), errors.Is(err, manifest.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrNamespaceTerminating):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrQuotaExceeded):
+		code = codes.ResourceExhausted
+	case errors.Is(err, ErrForbidden):
+		code = codes.PermissionDenied
+	case errors.Is(err, ErrTooOld), errors.Is(err, consensus.ErrCompacted), errors.Is(err, consensus.ErrWatcherTooSlow):
+		code = codes.OutOfRange
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	default:
+		return consensus.ToStatus(err)
+	}
+	return status.Error(code, err.Error())
+}

@@ -1,0 +1,245 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// Version is reported by the Version RPC; the build may override it.
+var Version = "v0.1.0-dev"
+
+// Config configures an API server.
+type Config struct {
+	// Store is this control node's replicated store (required).
+	Store *consensus.Store
+	// Registry holds the kinds served; nil means kinds.NewRegistry().
+	Registry *kinds.Registry
+	// Authorizer decides every request; nil means AllowAll.
+	Authorizer Authorizer
+	// CollectInterval is how often the leader sweeps for deletions left
+	// unfinished (finalizers cleared, owners gone, terminating namespaces).
+	CollectInterval time.Duration
+	// RetryBackoff is the pause before a deletion step that must wait
+	// (foreground dependents, namespace contents) is tried again.
+	RetryBackoff time.Duration
+	// DefaultNamespaces are created at start if missing.
+	DefaultNamespaces []string
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer
+	// Now is the clock (tests may fix it).
+	Now func() time.Time
+}
+
+// DefaultConfig returns the production defaults; Store must still be set.
+func DefaultConfig() Config {
+	return Config{
+		CollectInterval:   10 * time.Second,
+		RetryBackoff:      500 * time.Millisecond,
+		DefaultNamespaces: []string{"default", "kube-system"},
+		Logger:            slog.Default(),
+		Now:               time.Now,
+	}
+}
+
+// Server implements apiv1.APIServer on top of a consensus.Store.
+type Server struct {
+	apiv1.UnimplementedAPIServer
+	cfg     Config
+	store   *consensus.Store
+	reg     *kinds.Registry
+	log     *slog.Logger
+	metrics *metrics
+	tasks   *taskQueue
+	health  *health.Server
+	wg      sync.WaitGroup
+}
+
+// New builds a server. It serves nothing until Register/Serve, and does no
+// background work until Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: api config: Store is required", ErrInvalid)
+	}
+	def := DefaultConfig()
+	if cfg.Registry == nil {
+		cfg.Registry = kinds.NewRegistry()
+	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = AllowAll{}
+	}
+	if cfg.CollectInterval <= 0 {
+		cfg.CollectInterval = def.CollectInterval
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = def.RetryBackoff
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, reg: cfg.Registry, log: cfg.Logger.With("component", "api"),
+		health: health.NewServer()}
+	if err := checkRawLayout(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.metrics = newMetrics(cfg.Registerer)
+	s.tasks = newTaskQueue()
+	return s, nil
+}
+
+// Registry returns the kinds the server serves.
+func (s *Server) Registry() *kinds.Registry { return s.reg }
+
+// ServerOptions are the gRPC options the API needs: identity extraction
+// from the peer certificate and request metrics. Callers that build their
+// own grpc.Server (to share the port with other services) must pass them.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryIdentity, s.metrics.unary),
+		grpc.ChainStreamInterceptor(streamIdentity, s.metrics.stream),
+	}
+}
+
+// Register puts the API, the gRPC health service and server reflection on g.
+func (s *Server) Register(g *grpc.Server) {
+	apiv1.RegisterAPIServer(g, s)
+	healthpb.RegisterHealthServer(g, s.health)
+	reflection.Register(g)
+}
+
+// NewGRPCServer returns a gRPC server with mutual TLS and everything
+// Register adds. tlsConfig must require and verify client certificates.
+func (s *Server) NewGRPCServer(tlsConfig *tls.Config) (*grpc.Server, error) {
+	if tlsConfig == nil || tlsConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		return nil, fmt.Errorf("%w: api TLS config must require and verify client certificates", ErrInvalid)
+	}
+	g := grpc.NewServer(append(s.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsConfig)))...)
+	s.Register(g)
+	return g, nil
+}
+
+// Serve runs the API on lis with mutual TLS until ctx ends, together with
+// the server's background work (Run).
+func (s *Server) Serve(ctx context.Context, lis net.Listener, tlsConfig *tls.Config) error {
+	g, err := s.NewGRPCServer(tlsConfig)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(ctx) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- g.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		g.Stop()
+		<-serveErr
+		return <-runErr
+	case err := <-serveErr:
+		cancel()
+		<-runErr
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve API on %s: %w", lis.Addr(), err)
+		}
+		return nil
+	}
+}
+
+// Run does the server's background work until ctx ends: it creates the
+// default namespaces, runs deletion tasks queued by requests (cascades,
+// foreground waits, namespace cleanup) and, while this node leads, sweeps
+// for deletions a crashed server left unfinished.
+func (s *Server) Run(ctx context.Context) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(apiv1.API_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	defer s.health.Shutdown()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.ensureNamespaces(ctx) }()
+	go func() { defer s.wg.Done(); s.runCollector(ctx) }()
+	s.tasks.run(ctx, s.log, s.cfg.RetryBackoff)
+	s.wg.Wait()
+	return nil
+}
+
+// ensureNamespaces creates the default namespaces, retrying until the store
+// accepts the writes (it may have no leader yet).
+func (s *Server) ensureNamespaces(ctx context.Context) {
+	k, _ := s.reg.ForKind("Namespace")
+	for _, name := range s.cfg.DefaultNamespaces {
+		for {
+			ns := k.New()
+			kinds.Meta(ns).Name = name
+			_, err := s.create(ctx, k, ns, false)
+			if err == nil || errors.Is(err, ErrAlreadyExists) {
+				break
+			}
+			s.log.Debug("creating default namespace", "namespace", name, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.RetryBackoff):
+			}
+		}
+	}
+}
+
+// Version reports the server version and this node's view of the cluster.
+func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.VersionResponse, error) {
+	id, _ := s.store.Leader()
+	return &apiv1.VersionResponse{Version: Version, Node: s.store.ID(), Leader: s.store.IsLeader(),
+		LeaderId: id, Revision: s.store.Revision()}, nil
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "api",
+			Name: "requests_total", Help: "API requests by method and gRPC code."}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "api",
+			Name: "request_seconds", Help: "API unary request latency.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return err
+}

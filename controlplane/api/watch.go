@@ -1,0 +1,144 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+// Watch implements apiv1.APIServer. Any node serves it from its own store:
+// events arrive in revision order with each object's resourceVersion, so a
+// client that loses its stream (or its server) resumes from the last
+// resourceVersion it saw on any node, without gaps or repeats.
+func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) error {
+	ctx := stream.Context()
+	k, err := s.lookup(req.GetKind())
+	if err != nil {
+		return toStatus(err)
+	}
+	ns := req.GetNamespace()
+	if !k.Namespaced {
+		ns = ""
+	}
+	if err := s.authorize(ctx, "watch", k.Name, "", ns, req.GetName()); err != nil {
+		return toStatus(err)
+	}
+	sel, err := parseSelection(k, req.GetLabelSelector(), req.GetFieldSelector())
+	if err != nil {
+		return toStatus(err)
+	}
+	from, err := parseRev("resource_version", req.GetResourceVersion())
+	if err != nil {
+		return toStatus(err)
+	}
+	start := int64(0) // from now
+	if req.GetResourceVersion() != "" {
+		start = from + 1
+	}
+	key, prefix := k.Prefix(ns), true
+	if req.GetName() != "" {
+		if k.Namespaced && ns == "" {
+			ns = "default"
+		}
+		key, prefix = k.Key(ns, req.GetName()), false
+	}
+	w, err := s.store.Watch(ctx, []byte(key), prefix, start)
+	if err != nil {
+		return toStatus(watchErr(err, req.GetResourceVersion()))
+	}
+	defer w.Stop()
+	// Tell the client the stream is established (headers) before the first
+	// event, so it knows the watch is in place.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for batch := range w.C {
+		resp := &apiv1.WatchResponse{}
+		for _, ev := range batch.Events {
+			we, err := s.watchEvent(k, ev, sel)
+			if err != nil {
+				return toStatus(err)
+			}
+			if we != nil {
+				resp.Events = append(resp.Events, we)
+			}
+		}
+		if len(resp.Events) == 0 {
+			continue
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return toStatus(watchErr(err, req.GetResourceVersion()))
+	}
+	return nil
+}
+
+func watchErr(err error, rv string) error {
+	if errors.Is(err, consensus.ErrCompacted) || errors.Is(err, consensus.ErrWatcherTooSlow) {
+		return fmt.Errorf("%w: watch from resourceVersion %q: %w", ErrTooOld, rv, err)
+	}
+	return err
+}
+
+// watchEvent converts a store event for one watcher: with selectors, an
+// object entering the selection is ADDED and one leaving it DELETED.
+func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*apiv1.WatchEvent, error) {
+	rev := ev.Kv.ModRevision
+	if sel.empty() {
+		switch {
+		case ev.Type == storepb.Event_DELETE:
+			if ev.PrevKv == nil {
+				return nil, nil
+			}
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_DELETED, Object: rawEnvelope(k, ev.PrevKv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+		case ev.PrevKv == nil:
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_ADDED, Object: rawEnvelope(k, ev.Kv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+		default:
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_MODIFIED, Object: rawEnvelope(k, ev.Kv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+		}
+	}
+	var prev, cur kinds.Object
+	var err error
+	if ev.PrevKv != nil {
+		if prev, err = decode(k, ev.PrevKv); err != nil {
+			return nil, err
+		}
+		if !sel.matches(prev) {
+			prev = nil
+		}
+	}
+	if ev.Type == storepb.Event_PUT {
+		if cur, err = decode(k, ev.Kv); err != nil {
+			return nil, err
+		}
+		if !sel.matches(cur) {
+			cur = nil
+		}
+	}
+	var t apiv1.WatchEvent_Type
+	var obj kinds.Object
+	switch {
+	case prev == nil && cur == nil:
+		return nil, nil
+	case prev == nil:
+		t, obj = apiv1.WatchEvent_ADDED, cur
+	case cur == nil:
+		t, obj = apiv1.WatchEvent_DELETED, prev
+	default:
+		t, obj = apiv1.WatchEvent_MODIFIED, cur
+	}
+	kinds.Meta(obj).ResourceVersion = formatRev(rev)
+	env, err := s.pack(obj)
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.WatchEvent{Type: t, Object: env, ResourceVersion: formatRev(rev)}, nil
+}
