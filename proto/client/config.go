@@ -1,0 +1,148 @@
+package client
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ErrConfig: the client config file is missing or wrong.
+var ErrConfig = errors.New("client config")
+
+// Config is the client config file (YAML), written by `ctl init` for the
+// admin and by `ctl join` for nodes:
+//
+//	servers: [10.0.0.1:7443, 10.0.0.2:7443, 10.0.0.3:7443]
+//	certificate-authority: ca.crt        # or certificate-authority-data: <base64 PEM>
+//	client-certificate: admin.crt        # or client-certificate-data
+//	client-key: admin.key                # or client-key-data
+//	namespace: default
+//
+// Relative paths are relative to the config file's directory.
+type Config struct {
+	Servers []string `json:"servers"`
+	// ServerName overrides the name verified in server certificates
+	// (default: the host of the address dialed).
+	ServerName               string `json:"server-name,omitempty"`
+	CertificateAuthority     string `json:"certificate-authority,omitempty"`
+	CertificateAuthorityData string `json:"certificate-authority-data,omitempty"`
+	ClientCertificate        string `json:"client-certificate,omitempty"`
+	ClientCertificateData    string `json:"client-certificate-data,omitempty"`
+	ClientKey                string `json:"client-key,omitempty"`
+	ClientKeyData            string `json:"client-key-data,omitempty"`
+	// Namespace is the default namespace of namespaced requests.
+	Namespace string `json:"namespace,omitempty"`
+
+	dir string // directory of the file it was loaded from
+}
+
+// ConfigEnv names the environment variable that points at the config file.
+const ConfigEnv = "SKIFF_CONFIG"
+
+// DefaultConfigPath is $SKIFF_CONFIG, else ~/.skiff/config.
+func DefaultConfigPath() string {
+	if p := os.Getenv(ConfigEnv); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(".skiff", "config")
+	}
+	return filepath.Join(home, ".skiff", "config")
+}
+
+// LoadConfig reads a config file; unknown keys are an error naming them.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
+	}
+	c.dir = filepath.Dir(path)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate checks the config names at least one server and its credentials.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Servers) == 0:
+		return fmt.Errorf("%w: servers: at least one server address is required", ErrConfig)
+	case c.CertificateAuthority == "" && c.CertificateAuthorityData == "":
+		return fmt.Errorf("%w: certificate-authority or certificate-authority-data is required", ErrConfig)
+	case c.ClientCertificate == "" && c.ClientCertificateData == "":
+		return fmt.Errorf("%w: client-certificate or client-certificate-data is required", ErrConfig)
+	case c.ClientKey == "" && c.ClientKeyData == "":
+		return fmt.Errorf("%w: client-key or client-key-data is required", ErrConfig)
+	}
+	return nil
+}
+
+// Save writes the config (mode 0600: it may carry a private key inline).
+func (c *Config) Save(path string) error {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("%w: encode: %w", ErrConfig, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+func (c *Config) material(field, path, data string) ([]byte, error) {
+	if data != "" {
+		b, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s-data: not base64: %v", ErrConfig, field, err)
+		}
+		return b, nil
+	}
+	if !filepath.IsAbs(path) && c.dir != "" {
+		path = filepath.Join(c.dir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, field, err)
+	}
+	return b, nil
+}
+
+// TLS builds the mutual-TLS client config.
+func (c *Config) TLS() (*tls.Config, error) {
+	caPEM, err := c.material("certificate-authority", c.CertificateAuthority, c.CertificateAuthorityData)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%w: certificate-authority: no PEM certificate found", ErrConfig)
+	}
+	certPEM, err := c.material("client-certificate", c.ClientCertificate, c.ClientCertificateData)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := c.material("client-key", c.ClientKey, c.ClientKeyData)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client certificate/key: %w", ErrConfig, err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS13}, nil
+}

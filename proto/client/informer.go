@@ -1,0 +1,262 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// EventHandler receives an informer's changes, in order, on the informer's
+// goroutine. Objects passed in must not be modified. Nil funcs are skipped.
+type EventHandler struct {
+	OnAdd    func(obj Object)
+	OnUpdate func(old, cur Object)
+	OnDelete func(obj Object)
+}
+
+// Informer keeps a local cache of one kind's objects: it lists them, then
+// watches from the list's resourceVersion; when the stream breaks it
+// resumes from the last resourceVersion seen (on any server), and when that
+// is too old it lists again and reports the difference as events.
+type Informer struct {
+	c       *Client
+	kind    string
+	opts    ListOptions
+	handler EventHandler
+	log     func(msg string, args ...any)
+
+	mu     sync.RWMutex
+	items  map[string]Object // "namespace/name"
+	rv     string
+	synced chan struct{}
+	once   sync.Once
+
+	// Relists counts full re-lists after the first (for tests and metrics).
+	relists int
+}
+
+// NewInformer returns an informer for kind (a kind name such as "Pod").
+func NewInformer(c *Client, kind string, opts ListOptions, h EventHandler) *Informer {
+	return &Informer{c: c, kind: kind, opts: opts, handler: h, items: map[string]Object{},
+		synced: make(chan struct{}), log: c.opts.Logger.With("informer", kind).Debug}
+}
+
+// Key is the cache key of an object: "namespace/name", or "name".
+func Key(obj Object) string {
+	md := obj.GetMetadata()
+	if md.GetNamespace() == "" {
+		return md.GetName()
+	}
+	return md.GetNamespace() + "/" + md.GetName()
+}
+
+// Run lists and watches until ctx ends. It returns ctx.Err() then; other
+// errors are retried with backoff.
+func (i *Informer) Run(ctx context.Context) error {
+	pause := i.c.opts.RetryBackoff
+	needList := true
+	for ctx.Err() == nil {
+		if needList {
+			if err := i.list(ctx); err != nil {
+				i.log("list failed", "err", err)
+				if !sleep(ctx, pause) {
+					break
+				}
+				pause = min(2*pause, i.c.opts.MaxBackoff)
+				continue
+			}
+			needList = false
+		}
+		err := i.watch(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case IsTooOld(err):
+			i.log("watch history gone, re-listing", "rv", i.ResourceVersion())
+			needList = true
+		case err != nil:
+			i.log("watch ended, resuming", "rv", i.ResourceVersion(), "err", err)
+			if !sleep(ctx, pause) {
+				break
+			}
+			pause = min(2*pause, i.c.opts.MaxBackoff)
+		default:
+			pause = i.c.opts.RetryBackoff
+		}
+	}
+	return ctx.Err()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func (i *Informer) list(ctx context.Context) error {
+	envs, rv, err := i.c.ListEnvelopes(ctx, i.kind, i.opts)
+	if err != nil {
+		return err
+	}
+	fresh := make(map[string]Object, len(envs))
+	for _, env := range envs {
+		obj, err := Unpack(env)
+		if err != nil {
+			return err
+		}
+		fresh[Key(obj)] = obj
+	}
+	i.mu.Lock()
+	old := i.items
+	i.items = fresh
+	i.rv = rv
+	first := false
+	i.once.Do(func() { first = true })
+	if !first {
+		i.relists++
+	}
+	i.mu.Unlock()
+	for k, obj := range fresh {
+		if prev, ok := old[k]; !ok {
+			i.call(i.handler.OnAdd, obj)
+		} else if prev.GetMetadata().GetResourceVersion() != obj.GetMetadata().GetResourceVersion() {
+			if i.handler.OnUpdate != nil {
+				i.handler.OnUpdate(prev, obj)
+			}
+		}
+	}
+	for k, prev := range old {
+		if _, ok := fresh[k]; !ok {
+			i.call(i.handler.OnDelete, prev)
+		}
+	}
+	if first {
+		close(i.synced)
+	}
+	return nil
+}
+
+func (i *Informer) call(f func(Object), obj Object) {
+	if f != nil {
+		f(obj)
+	}
+}
+
+// watch streams from the cached resourceVersion until the stream ends.
+func (i *Informer) watch(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := i.c.api.Watch(ctx, &apiv1.WatchRequest{Kind: i.kind, Namespace: i.opts.Namespace,
+		LabelSelector: i.opts.LabelSelector, FieldSelector: i.opts.FieldSelector, ResourceVersion: i.ResourceVersion()})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		for _, ev := range resp.GetEvents() {
+			if err := i.apply(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (i *Informer) apply(ev *apiv1.WatchEvent) error {
+	obj, err := Unpack(ev.GetObject())
+	if err != nil {
+		return fmt.Errorf("watch event: %w", err)
+	}
+	k := Key(obj)
+	i.mu.Lock()
+	prev, had := i.items[k]
+	if ev.GetType() == apiv1.WatchEvent_DELETED {
+		delete(i.items, k)
+	} else {
+		i.items[k] = obj
+	}
+	i.rv = ev.GetResourceVersion()
+	i.mu.Unlock()
+	switch {
+	case ev.GetType() == apiv1.WatchEvent_DELETED:
+		if had {
+			i.call(i.handler.OnDelete, obj)
+		}
+	case had:
+		if i.handler.OnUpdate != nil {
+			i.handler.OnUpdate(prev, obj)
+		}
+	default:
+		i.call(i.handler.OnAdd, obj)
+	}
+	return nil
+}
+
+// HasSynced reports whether the first list is in the cache.
+func (i *Informer) HasSynced() bool {
+	select {
+	case <-i.synced:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitForSync blocks until the first list is in the cache or ctx ends.
+func (i *Informer) WaitForSync(ctx context.Context) error {
+	select {
+	case <-i.synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("informer %s: waiting for first list: %w", i.kind, ctx.Err())
+	}
+}
+
+// ResourceVersion is the revision the cache reflects.
+func (i *Informer) ResourceVersion() string {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.rv
+}
+
+// Get returns a cached object by namespace and name (a copy).
+func (i *Informer) Get(ns, name string) (Object, bool) {
+	k := name
+	if ns != "" {
+		k = ns + "/" + name
+	}
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	obj, ok := i.items[k]
+	if !ok {
+		return nil, false
+	}
+	return proto.Clone(obj).(Object), true
+}
+
+// List returns copies of every cached object.
+func (i *Informer) List() []Object {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	out := make([]Object, 0, len(i.items))
+	for _, obj := range i.items {
+		out = append(out, proto.Clone(obj).(Object))
+	}
+	return out
+}
+
+// Relists is how many times the informer re-listed after its first list.
+func (i *Informer) Relists() int {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.relists
+}

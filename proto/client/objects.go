@@ -1,0 +1,237 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// Object is any API object (every kind's generated message).
+type Object interface {
+	proto.Message
+	GetMetadata() *apiv1.ObjectMeta
+}
+
+// KindOf is the kind name of an object: its message name ("Pod").
+func KindOf(obj proto.Message) string { return string(obj.ProtoReflect().Descriptor().Name()) }
+
+// Pack wraps obj in the API envelope.
+func Pack(obj Object) (*apiv1.Object, error) {
+	a, err := anypb.New(obj)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", KindOf(obj), err)
+	}
+	return &apiv1.Object{Kind: KindOf(obj), Object: a}, nil
+}
+
+// Unpack opens an envelope into the kind's generated message.
+func Unpack(env *apiv1.Object) (Object, error) {
+	if env.GetObject() == nil {
+		return nil, errors.New("empty object envelope")
+	}
+	m, err := env.GetObject().UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("unpack %s: %w", env.GetObject().GetTypeUrl(), err)
+	}
+	obj, ok := m.(Object)
+	if !ok {
+		return nil, fmt.Errorf("unpack: %T is not an API object", m)
+	}
+	return obj, nil
+}
+
+// Error predicates over the API's gRPC codes.
+func IsNotFound(err error) bool      { return status.Code(err) == codes.NotFound }
+func IsAlreadyExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
+func IsConflict(err error) bool      { return status.Code(err) == codes.Aborted }
+func IsInvalid(err error) bool       { return status.Code(err) == codes.InvalidArgument }
+func IsForbidden(err error) bool {
+	c := status.Code(err)
+	return c == codes.PermissionDenied || c == codes.ResourceExhausted || c == codes.FailedPrecondition
+}
+
+// IsTooOld: a watch's resourceVersion is older than the history: re-list.
+func IsTooOld(err error) bool { return status.Code(err) == codes.OutOfRange }
+
+// IsUnavailable: no server could answer (down, or without quorum).
+func IsUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }
+
+func (c *Client) defaultNS(ns string) string {
+	if ns == "" {
+		return c.opts.Namespace
+	}
+	return ns
+}
+
+func unpackTo[T Object](env *apiv1.Object, err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	obj, err := Unpack(env)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := obj.(T)
+	if !ok {
+		return zero, fmt.Errorf("server returned %s, want %s", KindOf(obj), KindOf(zero))
+	}
+	return t, nil
+}
+
+// Create creates obj (namespace defaults to the client's) and returns it as stored.
+func Create[T Object](ctx context.Context, c *Client, obj T) (T, error) {
+	env, err := Pack(obj)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	if obj.GetMetadata() == nil {
+		var zero T
+		return zero, fmt.Errorf("create %s: metadata is required", KindOf(obj))
+	}
+	return unpackTo[T](c.api.Create(ctx, &apiv1.CreateRequest{Object: env}))
+}
+
+// Get reads one object of T's kind: Get[*apiv1.Pod](ctx, c, "default", "web").
+func Get[T Object](ctx context.Context, c *Client, ns, name string) (T, error) {
+	var zero T
+	return unpackTo[T](c.api.Get(ctx, &apiv1.GetRequest{Kind: KindOf(zero), Namespace: c.defaultNS(ns), Name: name}))
+}
+
+// Update writes obj; with metadata.resourceVersion set it fails with a
+// conflict (IsConflict) if the object changed since.
+func Update[T Object](ctx context.Context, c *Client, obj T) (T, error) {
+	env, err := Pack(obj)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return unpackTo[T](c.api.Update(ctx, &apiv1.UpdateRequest{Object: env}))
+}
+
+// UpdateStatus writes only obj's status.
+func UpdateStatus[T Object](ctx context.Context, c *Client, obj T) (T, error) {
+	env, err := Pack(obj)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return unpackTo[T](c.api.UpdateStatus(ctx, &apiv1.UpdateRequest{Object: env}))
+}
+
+// Patch applies a JSON merge patch to an object of T's kind.
+func Patch[T Object](ctx context.Context, c *Client, ns, name string, patch []byte) (T, error) {
+	var zero T
+	return unpackTo[T](c.api.Patch(ctx, &apiv1.PatchRequest{Kind: KindOf(zero), Namespace: c.defaultNS(ns), Name: name, Patch: patch}))
+}
+
+// ListOptions select the objects of a List or Watch.
+type ListOptions struct {
+	// Namespace: "" means all namespaces (AllNamespaces is then implied).
+	Namespace     string
+	LabelSelector string
+	FieldSelector string
+	// Stale lets the answering node serve from its own state.
+	Stale bool
+}
+
+// List reads all objects of T's kind matching opts (every page), and the
+// resourceVersion to watch from.
+func List[T Object](ctx context.Context, c *Client, opts ListOptions) ([]T, string, error) {
+	var zero T
+	envs, rv, err := c.ListEnvelopes(ctx, KindOf(zero), opts)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]T, 0, len(envs))
+	for _, env := range envs {
+		t, err := unpackTo[T](env, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, t)
+	}
+	return out, rv, nil
+}
+
+// ListEnvelopes reads all objects of a kind (by name), page by page.
+func (c *Client) ListEnvelopes(ctx context.Context, kind string, opts ListOptions) ([]*apiv1.Object, string, error) {
+	var out []*apiv1.Object
+	req := &apiv1.ListRequest{Kind: kind, Namespace: opts.Namespace, LabelSelector: opts.LabelSelector,
+		FieldSelector: opts.FieldSelector, Limit: 1000, Stale: opts.Stale}
+	var rv string
+	for {
+		list, err := c.api.List(ctx, req)
+		if err != nil {
+			return nil, "", err
+		}
+		if rv == "" {
+			rv = list.GetMetadata().GetResourceVersion()
+		}
+		out = append(out, list.GetItems()...)
+		if list.GetMetadata().GetContinue() == "" {
+			return out, rv, nil
+		}
+		req.Continue = list.GetMetadata().GetContinue()
+	}
+}
+
+// DeleteOptions shape a Delete.
+type DeleteOptions struct {
+	// GracePeriodSeconds: nil for the object's default; 0 for at once.
+	GracePeriodSeconds *int64
+	// PropagationPolicy: "Background" (default), "Foreground" or "Orphan".
+	PropagationPolicy string
+	// Preconditions: delete only this uid / resourceVersion.
+	UID, ResourceVersion string
+}
+
+// Delete deletes an object of a kind (by name). removed is false when the
+// object stays marked for deletion (grace period, finalizers).
+func (c *Client) Delete(ctx context.Context, kind, ns, name string, opts DeleteOptions) (obj Object, removed bool, err error) {
+	req := &apiv1.DeleteRequest{Kind: kind, Namespace: c.defaultNS(ns), Name: name,
+		GracePeriodSeconds: opts.GracePeriodSeconds, PropagationPolicy: opts.PropagationPolicy}
+	if opts.UID != "" || opts.ResourceVersion != "" {
+		req.Preconditions = &apiv1.Preconditions{Uid: opts.UID, ResourceVersion: opts.ResourceVersion}
+	}
+	resp, err := c.api.Delete(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	obj, err = Unpack(resp.GetObject())
+	return obj, resp.GetRemoved(), err
+}
+
+// Apply creates or declaratively updates obj by name. An empty namespace
+// of a namespaced kind means "default" (the client cannot tell kinds'
+// scope, so it does not fill in its own default here).
+func (c *Client) Apply(ctx context.Context, obj Object) (Object, apiv1.ApplyResponse_Result, error) {
+	env, err := Pack(obj)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.api.Apply(ctx, &apiv1.ApplyRequest{Object: env})
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := Unpack(resp.GetObject())
+	return out, resp.GetResult(), err
+}
+
+// Int64 returns a pointer to v (for DeleteOptions.GracePeriodSeconds).
+func Int64(v int64) *int64 { return &v }
+
+// Revision parses a resourceVersion; 0 if empty or malformed.
+func Revision(rv string) int64 {
+	n, _ := strconv.ParseInt(rv, 10, 64)
+	return n
+}
