@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
+
+// WatchReadyHeader is the response header a Watch sends once the watch is
+// in place; a stream that ends without it failed before starting.
+const WatchReadyHeader = "skiff-watch-ready"
 
 // Watch implements apiv1.APIServer. Any node serves it from its own store:
 // events arrive in revision order with each object's resourceVersion, so a
@@ -54,7 +60,7 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 	defer w.Stop()
 	// Tell the client the stream is established (headers) before the first
 	// event, so it knows the watch is in place.
-	if err := stream.SendHeader(nil); err != nil {
+	if err := stream.SendHeader(metadata.Pairs(WatchReadyHeader, "1")); err != nil {
 		return err
 	}
 	for batch := range w.C {
