@@ -16,12 +16,16 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
+
+// logCacheEntries is how many recent log entries stay in memory.
+const logCacheEntries = 1024
 
 // Store is one control node's replicated key/value store.
 type Store struct {
@@ -101,7 +105,14 @@ func Open(cfg Config) (*Store, error) {
 		s.closeTransport()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, boltStore, boltStore, snaps, s.transport)
+	// The cache serves replication's reads of recent entries from memory
+	// instead of a bbolt read transaction per entry.
+	logs, err := raft.NewLogCache(logCacheEntries, boltStore)
+	if err != nil {
+		s.closeTransport()
+		return nil, fmt.Errorf("log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, boltStore, snaps, s.transport)
 	if err != nil {
 		s.closeTransport()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -124,7 +135,19 @@ func Open(cfg Config) (*Store, error) {
 func openRaftStorage(cfg Config, log *slog.Logger) (*raftboltdb.BoltStore, raft.SnapshotStore, error) {
 	// raft-boltdb syncs every batch of log writes (NoSync false): an
 	// acknowledged write survives power loss on a quorum.
-	bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	bs, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			// A second process on the same data dir fails fast instead of
+			// waiting forever for bbolt's file lock.
+			Timeout: time.Second,
+			// Every log write is a bbolt commit; not writing the freelist
+			// page makes each commit (and its fdatasyncs) smaller. bbolt
+			// rebuilds the freelist on open instead.
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
 	}
