@@ -201,7 +201,9 @@ func TestReadinessExecLogs(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	var follow syncBuffer
 	fdone := make(chan error, 1)
-	go func() { fdone <- e.Runtime.Logs(fctx, "rel", "app", runtime.LogOptions{Follow: true, TailLines: 1}, &follow) }()
+	go func() {
+		fdone <- e.Runtime.Logs(fctx, "rel", "app", runtime.LogOptions{Follow: true, TailLines: 1}, &follow)
+	}()
 	want := fmt.Sprintf("tick %d\n", last+10)
 	testutil.WaitFor(t, 10*time.Second, "followed "+want, func() bool { return strings.Contains(follow.String(), want) })
 	cancel()
@@ -383,11 +385,11 @@ func TestImagePullFailures(t *testing.T) {
 
 func TestValidateNamesField(t *testing.T) {
 	cases := map[string]*runtime.Pod{
-		"containers[0].name":         {UID: "u", Containers: []runtime.Container{{Name: "Bad_Name", Image: "x"}}},
-		"volumeMounts[0].name \"v\"": {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", VolumeMounts: []runtime.VolumeMount{{Name: "v", MountPath: "/v"}}}}},
+		"containers[0].name":          {UID: "u", Containers: []runtime.Container{{Name: "Bad_Name", Image: "x"}}},
+		"volumeMounts[0].name \"v\"":  {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", VolumeMounts: []runtime.VolumeMount{{Name: "v", MountPath: "/v"}}}}},
 		"restartPolicy \"Sometimes\"": {UID: "u", RestartPolicy: "Sometimes", Containers: []runtime.Container{{Name: "a", Image: "x"}}},
-		"limits.memory":              {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", Resources: runtime.Resources{Limits: runtime.ResourceList{Memory: 10}}}}},
-		"capabilities":               {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", SecurityContext: &runtime.SecurityContext{Capabilities: &runtime.Capabilities{Add: []string{"FLY"}}}}}},
+		"limits.memory":               {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", Resources: runtime.Resources{Limits: runtime.ResourceList{Memory: 10}}}}},
+		"capabilities":                {UID: "u", Containers: []runtime.Container{{Name: "a", Image: "x", SecurityContext: &runtime.SecurityContext{Capabilities: &runtime.Capabilities{Add: []string{"FLY"}}}}}},
 	}
 	for want, p := range cases {
 		err := p.Validate()

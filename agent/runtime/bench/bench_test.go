@@ -1,0 +1,264 @@
+// Package bench measures pod start on this node next to bare libcontainer
+// and `runc run` of the same rootfs (make bench-runtime).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	devcfg "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiffhq/skiff/agent/image"
+	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
+)
+
+func TestMain(m *testing.M) { runtimetest.Main(m) }
+
+const pods = 100
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s))*p+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func podSpec(uid, img string) *runtime.Pod {
+	g := int64(0)
+	return &runtime.Pod{UID: uid, Name: uid, TerminationGracePeriodSeconds: &g,
+		Containers: []runtime.Container{{Name: "app", Image: img, Command: []string{"sleep", "3600"}}}}
+}
+
+func waitRunning(rt *runtime.Runtime, uid string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := rt.PodStatus(uid)
+		if err != nil {
+			return err
+		}
+		if len(st.ContainerStatuses) == 1 && st.ContainerStatuses[0].State.Running != nil {
+			return nil
+		}
+		if w := st.ContainerStatuses[0].State.Waiting; w != nil && w.Reason != runtime.ReasonContainerCreating {
+			return fmt.Errorf("%s: %s: %s", uid, w.Reason, w.Message)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return fmt.Errorf("%s: not running after 30s", uid)
+}
+
+func BenchmarkRuntime(b *testing.B) {
+	e := runtimetest.NewEnv(b)
+	img := e.Registry.BusyboxImage(b, "busybox", nil)
+	ctx := context.Background()
+	rt := e.Runtime
+	// Warm: pull the image once.
+	if err := rt.RunPod(ctx, podSpec("warm", img)); err != nil {
+		b.Fatal(err)
+	}
+	if err := waitRunning(rt, "warm"); err != nil {
+		b.Fatal(err)
+	}
+	if err := rt.RemovePod(ctx, "warm"); err != nil {
+		b.Fatal(err)
+	}
+
+	// 1. Sequential pod starts (sandbox: netns+CNI, ipc, uts; one container).
+	var podTimes []time.Duration
+	for i := 0; i < pods; i++ {
+		uid := fmt.Sprintf("seq%d", i)
+		t0 := time.Now()
+		if err := rt.RunPod(ctx, podSpec(uid, img)); err != nil {
+			b.Fatal(err)
+		}
+		if err := waitRunning(rt, uid); err != nil {
+			b.Fatal(err)
+		}
+		podTimes = append(podTimes, time.Since(t0))
+		if err := rt.RemovePod(ctx, uid); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// 2. Bare libcontainer create+start of the same image rootfs.
+	stored, ok := e.Images.Lookup(img)
+	if !ok {
+		b.Fatal("image not in store")
+	}
+	bare := bareLibcontainer(b, e, stored)
+	// 3. runc run of the same rootfs.
+	runcTimes := runcRun(b, e, stored)
+
+	// 4. Burst: 100 pods at once.
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, pods)
+	for i := 0; i < pods; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			uid := fmt.Sprintf("burst%d", i)
+			if err := rt.RunPod(ctx, podSpec(uid, img)); err != nil {
+				errs <- err
+				return
+			}
+			if err := waitRunning(rt, uid); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	burst := time.Since(t0)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	for i := 0; i < pods; i++ {
+		if err := rt.RemovePod(ctx, fmt.Sprintf("burst%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	fmt.Printf("\n%-34s %8s %8s %8s\n", "measure (n=100)", "p50 ms", "p99 ms", "max ms")
+	row := func(n string, ds []time.Duration) {
+		if len(ds) == 0 {
+			fmt.Printf("%-34s %8s\n", n, "n/a")
+			return
+		}
+		fmt.Printf("%-34s %8.1f %8.1f %8.1f\n", n, ms(pct(ds, .5)), ms(pct(ds, .99)), ms(pct(ds, 1)))
+	}
+	row("pod start (sandbox+1 container)", podTimes)
+	row("bare libcontainer create+start", bare)
+	row("runc run -d (same rootfs)", runcTimes)
+	fmt.Printf("%-34s %8.2f s\n", "burst: 100 pods all running", burst.Seconds())
+	runcP50 := -1.0
+	if len(runcTimes) > 0 {
+		runcP50 = ms(pct(runcTimes, .5))
+	}
+	fmt.Printf("runtime-bench: pod_start_p50_ms=%.0f pod_start_p99_ms=%.0f bare_libcontainer_p50_ms=%.0f runc_p50_ms=%.0f burst100_s=%.1f\n",
+		ms(pct(podTimes, .5)), ms(pct(podTimes, .99)), ms(pct(bare, .5)), runcP50, burst.Seconds())
+	b.ReportMetric(ms(pct(podTimes, .5)), "pod_p50_ms")
+	b.ReportMetric(ms(pct(podTimes, .99)), "pod_p99_ms")
+}
+
+// bareConfig is the minimum libcontainer needs for the same rootfs: own
+// namespaces (an empty netns), cgroup under the env's root.
+func bareConfig(rootfs, cg string) *configs.Config {
+	const fl = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+	caps := []string{"CAP_KILL", "CAP_CHOWN"}
+	return &configs.Config{
+		Rootfs:       rootfs,
+		Capabilities: &configs.Capabilities{Bounding: caps, Effective: caps, Permitted: caps},
+		Namespaces: configs.Namespaces([]configs.Namespace{{Type: configs.NEWNS}, {Type: configs.NEWUTS},
+			{Type: configs.NEWIPC}, {Type: configs.NEWPID}, {Type: configs.NEWNET}}),
+		Cgroups: &cgroups.Cgroup{Path: cg, Resources: &cgroups.Resources{Devices: deviceRules()}},
+		Devices: specconv.AllowedDevices,
+		Mounts: []*configs.Mount{
+			{Source: "proc", Destination: "/proc", Device: "proc", Flags: fl},
+			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755"},
+		},
+	}
+}
+
+func deviceRules() []*devcfg.Rule {
+	var rules []*devcfg.Rule
+	for _, d := range specconv.AllowedDevices {
+		rules = append(rules, &d.Rule)
+	}
+	return rules
+}
+
+func bareLibcontainer(b *testing.B, e *runtimetest.Env, img *image.Image) []time.Duration {
+	rootfs, err := e.Images.MountRootfs("bench-bare", img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Images.UnmountRootfs("bench-bare")
+	root := filepath.Join(e.Dir, "bare-state")
+	var out []time.Duration
+	for i := 0; i < pods; i++ {
+		id := fmt.Sprintf("bare%d", i)
+		t0 := time.Now()
+		c, err := libcontainer.Create(root, id, bareConfig(rootfs, filepath.Join(e.Cgroup, "bare", id)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := &libcontainer.Process{Args: []string{"/bin/sleep", "3600"}, Env: []string{"PATH=/bin"}, Init: true}
+		if err := c.Run(p); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, time.Since(t0))
+		_ = c.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		if err := c.Destroy(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return out
+}
+
+func runcRun(b *testing.B, e *runtimetest.Env, img *image.Image) []time.Duration {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Logf("runc not installed (make deps installs it): skipping the runc column")
+		return nil
+	}
+	rootfs, err := e.Images.MountRootfs("bench-runc", img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Images.UnmountRootfs("bench-runc")
+	bundle := filepath.Join(e.Dir, "runc-bundle")
+	state := filepath.Join(e.Dir, "runc-state")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	raw, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		b.Fatal(err)
+	}
+	spec["root"] = map[string]any{"path": rootfs, "readonly": false}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/sleep", "3600"}
+	lin := spec["linux"].(map[string]any)
+	lin["cgroupsPath"] = filepath.Join(e.Cgroup, "runc")
+	raw, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var out []time.Duration
+	for i := 0; i < pods; i++ {
+		id := fmt.Sprintf("runc%d", i)
+		t0 := time.Now()
+		cmd := exec.Command(runc, "--root", state, "run", "-d", "--bundle", bundle, id)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v %s", err, o)
+		}
+		out = append(out, time.Since(t0))
+		if o, err := exec.Command(runc, "--root", state, "delete", "-f", id).CombinedOutput(); err != nil {
+			b.Fatalf("runc delete: %v %s", err, o)
+		}
+	}
+	return out
+}
