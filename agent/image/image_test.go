@@ -35,7 +35,6 @@ func needRoot(t *testing.T) {
 	}
 }
 
-
 func layer(t *testing.T, fs []string) v1.Layer {
 	t.Helper()
 	l, err := runtimetest.TarLayer(func(tw *tar.Writer) error {
