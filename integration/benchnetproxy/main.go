@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -37,12 +38,27 @@ func main() {
 	dur := flag.Duration("load", 2*time.Second, "length of one load round")
 	workers := flag.Int("workers", 4, "concurrent load generator connections")
 	skipIPVS := flag.Bool("skip-ipvs", false, "do not boot the IPVS guest")
+	skipLoad := flag.Bool("skip-load", false, "only time syncs, no ClusterIP vs direct load")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the nftables sync timing to this file")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "benchnetproxy needs root (network namespaces, nftables)")
 		os.Exit(1)
 	}
-	if err := run(*sizes, *dur, *workers, *skipIPVS); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchnetproxy:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "benchnetproxy:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+	}
+	err := run(*sizes, *dur, *workers, *skipIPVS, *skipLoad, *cpuProfile != "")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchnetproxy:", err)
 		os.Exit(1)
 	}
@@ -50,7 +66,7 @@ func main() {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func run(sizes string, dur time.Duration, workers int, skipIPVS bool) error {
+func run(sizes string, dur time.Duration, workers int, skipIPVS, skipLoad, profiling bool) error {
 	fmt.Println("## sync time, services × 10 endpoints")
 	fmt.Printf("%-9s %9s %10s %14s %11s\n", "backend", "services", "endpoints", "full_sync_ms", "change_ms")
 	var last struct {
@@ -69,6 +85,9 @@ func run(sizes string, dur time.Duration, workers int, skipIPVS bool) error {
 		fmt.Printf("%-9s %9d %10d %14.1f %11.2f\n", "nftables", n, n*10, ms(full), ms(change))
 		last.n, last.full, last.change = n, full, change
 	}
+	if profiling {
+		pprof.StopCPUProfile()
+	}
 	if !skipIPVS {
 		lines, err := ipvsSync(sizes)
 		if err != nil {
@@ -79,6 +98,9 @@ func run(sizes string, dur time.Duration, workers int, skipIPVS bool) error {
 		}
 	}
 
+	if skipLoad {
+		return nil
+	}
 	fmt.Println()
 	fmt.Printf("## through a ClusterIP vs direct (nftables, %d workers, %s rounds, median of 3)\n", workers, dur)
 	ratio, err := throughput(dur, workers)
