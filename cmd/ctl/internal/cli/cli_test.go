@@ -1,0 +1,250 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/skiffhq/skiff/cmd/ctl/internal/cli"
+	"github.com/skiffhq/skiff/integration/api/apitest"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// examplesDir is ../shared/examples from the repository root.
+const examplesDir = "../../../../../shared/examples"
+
+type env struct {
+	t      *testing.T
+	c      *apitest.Cluster
+	config string
+}
+
+func newEnv(t *testing.T, nodes int) *env {
+	t.Helper()
+	c := apitest.Start(t, nodes, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path, err := c.WriteClientConfig(t.TempDir(), "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, c: c, config: path}
+}
+
+// ctl runs one command line in-process, as the binary would.
+func (e *env) ctl(stdin string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Main(append([]string{"--config", e.config}, args...), cli.Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return out.String(), errb.String(), code
+}
+
+func (e *env) mustCtl(args ...string) string {
+	e.t.Helper()
+	out, errs, code := e.ctl("", args...)
+	if code != 0 {
+		e.t.Fatalf("ctl %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+// TestExamplesApplyAndRoundTrip: the shared example manifests apply
+// unchanged through the CLI, re-apply as unchanged, and every field they set
+// comes back the same from `get -o yaml` (and -o json).
+func TestExamplesApplyAndRoundTrip(t *testing.T) {
+	e := newEnv(t, 1)
+	out := e.mustCtl("apply", "-f", examplesDir)
+	want := []string{"namespace/shop created", "replicationcontroller/static-site created", "deployment.apps/web created",
+		"service/web created", "service/web-nodeport created"}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("apply output:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+	out = e.mustCtl("apply", "-f", examplesDir)
+	if strings.Count(out, " unchanged") != 5 {
+		t.Fatalf("re-apply should leave all 5 unchanged:\n%s", out)
+	}
+	files, _ := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))
+	if len(files) < 4 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(data), -1) {
+			var m map[string]any
+			if err := sigsyaml.Unmarshal([]byte(doc), &m); err != nil || m == nil {
+				continue
+			}
+			md := m["metadata"].(map[string]any)
+			args := []string{"get", m["kind"].(string), md["name"].(string)}
+			if ns, ok := md["namespace"].(string); ok {
+				args = append(args, "-n", ns)
+			}
+			for _, format := range []string{"yaml", "json"} {
+				got := e.mustCtl(append(args, "-o", format)...)
+				var back map[string]any
+				if err := sigsyaml.Unmarshal([]byte(got), &back); err != nil {
+					t.Fatalf("%s -o %s output does not parse: %v\n%s", f, format, err, got)
+				}
+				if path, ok := subset(m, back, ""); !ok {
+					t.Errorf("%s (%s %s): field %s differs after round trip:\n%s", f, m["kind"], md["name"], path, got)
+				}
+			}
+		}
+	}
+	// Table and name output.
+	if out := e.mustCtl("get", "deploy", "-A"); !strings.Contains(out, "shop ") || !strings.Contains(out, "web ") {
+		t.Fatalf("get deploy -A:\n%s", out)
+	}
+	if out := e.mustCtl("get", "svc", "-n", "shop", "-o", "name"); out != "service/web\nservice/web-nodeport\n" {
+		t.Fatalf("get -o name:\n%q", out)
+	}
+}
+
+// subset reports whether every field of want is in got with the same
+// value, returning the first path that is not.
+func subset(want, got any, path string) (string, bool) {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return path, false
+		}
+		for k, v := range w {
+			if p, ok := subset(v, g[k], path+"."+k); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return path, false
+		}
+		for i := range w {
+			if p, ok := subset(w[i], g[i], fmt.Sprintf("%s[%d]", path, i)); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	}
+	wj, _ := json.Marshal(want)
+	gj, _ := json.Marshal(got)
+	return path, bytes.Equal(wj, gj)
+}
+
+func TestBadManifestsRejectedBeforeAnyWrite(t *testing.T) {
+	e := newEnv(t, 1)
+	dir := t.TempDir()
+	good := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\n"
+	bad := "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: old\nspec: {}\n"
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(good), 0o600)
+	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(bad), 0o600)
+	_, errs, code := e.ctl("", "apply", "-f", dir)
+	if code == 0 || !strings.Contains(errs, "b.yaml:1") || !strings.Contains(errs, `use apiVersion "apps/v1"`) {
+		t.Fatalf("retired apiVersion: exit %d: %s", code, errs)
+	}
+	if _, errs, _ := e.ctl("", "get", "cm", "fine"); !strings.Contains(errs, "not found") {
+		t.Fatalf("a manifest was applied despite errors in another: %s", errs)
+	}
+	// stdin, and a field error with its line.
+	_, errs, code = e.ctl("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 70000\n", "apply", "-f", "-")
+	if code == 0 || !strings.Contains(errs, "-:10: spec.containers[0].ports[0].containerPort: 70000 must be 1-65535") {
+		t.Fatalf("field error: %s", errs)
+	}
+}
+
+func TestScaleDescribeDeleteCreateNamespace(t *testing.T) {
+	e := newEnv(t, 1)
+	if out := e.mustCtl("create", "namespace", "shop"); out != "namespace/shop created\n" {
+		t.Fatalf("create namespace: %q", out)
+	}
+	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "web-deployment.yaml"))
+	if out := e.mustCtl("scale", "deployment", "web", "-n", "shop", "--replicas=2"); out != "deployment.apps/web scaled\n" {
+		t.Fatalf("scale: %q", out)
+	}
+	if _, errs, code := e.ctl("", "scale", "deployment", "web", "-n", "shop", "--replicas=3", "--current-replicas=5"); code == 0 || !strings.Contains(errs, "expected 5 replicas") {
+		t.Fatalf("conditional scale: %s", errs)
+	}
+	cl, err := e.c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := client.Get[*apiv1.Deployment](ctx, cl, "shop", "web")
+	if err != nil || d.GetSpec().GetReplicas() != 2 {
+		t.Fatalf("replicas after scale: %v %v", d.GetSpec().GetReplicas(), err)
+	}
+	if err := client.NewRecorder(cl, "deployment-controller", "").Event(ctx, d, client.EventNormal, "ScalingReplicaSet", "Scaled up replica set web-1 to 2"); err != nil {
+		t.Fatal(err)
+	}
+	out := e.mustCtl("describe", "deploy", "web", "-n", "shop")
+	for _, want := range []string{"Name:        web", "Namespace:   shop", "replicas: 2", "Events:", "ScalingReplicaSet", "Scaled up replica set web-1 to 2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("describe lacks %q:\n%s", want, out)
+		}
+	}
+	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "web-services.yaml"))
+	if out := e.mustCtl("delete", "svc", "-n", "shop", "-l", "app!=nothing"); out != "service \"web\" deleted\nservice \"web-nodeport\" deleted\n" {
+		t.Fatalf("delete -l: %q", out)
+	}
+	if out := e.mustCtl("delete", "deploy", "web", "-n", "shop", "--cascade=foreground"); !strings.Contains(out, `deployment.apps "web" deleted`) {
+		t.Fatalf("delete: %q", out)
+	}
+	if out := e.mustCtl("version"); !strings.Contains(out, "Server Version: ") {
+		t.Fatalf("version: %q", out)
+	}
+	if out := e.mustCtl("completion", "bash"); !strings.Contains(out, "__start_ctl") {
+		t.Fatalf("bash completion script missing")
+	}
+}
+
+// TestUnreachableServerIsOneLine: no server listening, and a follower cut
+// off from its quorum, both give a single "error: …" line.
+func TestUnreachableServerIsOneLine(t *testing.T) {
+	e := newEnv(t, 3)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	_, errs, code := e.ctl("", "get", "pods", "--server", dead, "--request-timeout", "10s")
+	if code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "error: API server unavailable") || !strings.Contains(errs, "connection refused") {
+		t.Fatalf("unreachable server: exit %d, stderr %q", code, errs)
+	}
+	f, err := e.c.Follower(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range e.c.Servers() {
+		if s != f {
+			e.c.StopNode(s)
+		}
+	}
+	start := time.Now()
+	_, errs, code = e.ctl("", "get", "pods", "--server", f.Addr, "--request-timeout", "10s")
+	if code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "error: ") {
+		t.Fatalf("follower without quorum: exit %d, stderr %q", code, errs)
+	}
+	t.Logf("follower without quorum answered in %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(errs))
+}

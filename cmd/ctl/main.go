@@ -1,0 +1,24 @@
+// Command ctl is Skiff's one binary: the client verbs (apply, get, describe,
+// delete, scale …) and, from issue 4 on, `ctl init` / `ctl join` that run
+// control and worker nodes. Verb logic lives in internal/cli; this file is
+// wiring only.
+package main
+
+import (
+	"os"
+
+	"github.com/skiffhq/skiff/cmd/ctl/internal/cli"
+)
+
+// HOOK (libcontainer re-exec): the agent starts containers by re-executing
+// /proc/self/exe with argv[1] == "init" and _LIBCONTAINER_INITPIPE set.
+// That dispatch must happen in an init() function of this package, before
+// cobra sees the arguments: if os.Args[1] == "init" &&
+// os.Getenv("_LIBCONTAINER_INITPIPE") != "" { runtime.LockOSThread();
+// libcontainer.Init() } (plus the nsenter and cgroups/devices blank
+// imports; see /work/shared/NOTES.md). `ctl init` (cluster creation) is the
+// same word without that variable, so the two never collide.
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+}
