@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +83,20 @@ type ipvsBackend struct {
 	// gone are destinations whose endpoint disappeared: weight 0 since the
 	// time recorded, deleted when their connections end or the grace passes.
 	gone map[vsKey]map[netip.AddrPort]time.Time
+	// For incremental syncs: what each service port asked for at the last
+	// sync, how many service ports need each dummy address and hairpin
+	// element, and the node addresses NodePorts were programmed on.
+	perSvc      map[string]*ipvsPort
+	ipRefs      map[netip.Addr]int
+	loopRefs    map[string]int
+	lastNodeIPs []netip.Addr
+}
+
+// ipvsPort is one service port's share of the kernel state.
+type ipvsPort struct {
+	vs    map[vsKey]*vsState // ClusterIP and NodePort virtual services
+	ips   []netip.Addr       // ClusterIPs, held by the dummy interface
+	marks *markSets          // its elements of the mark sets
 }
 
 func newIPVSBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*ipvsBackend, error) {
@@ -224,30 +240,29 @@ func (b *ipvsBackend) nodeIPs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-func (b *ipvsBackend) desired(want desiredState, nodeIPs []netip.Addr) (map[vsKey]*vsState, *markSets) {
-	vs := map[vsKey]*vsState{}
-	marks := newMarkSets()
-	for _, sp := range want {
-		st := &vsState{affinity: sp.Affinity, dests: map[netip.AddrPort]int{}}
-		for _, ep := range sp.Ready {
-			st.dests[ep] = 1
-			marks.loopback[string(loopbackKey(ep))] = true
-		}
-		for _, ep := range sp.Terminating {
-			st.dests[ep] = 0 // listed but not ready: no new connections
-		}
-		for _, ip := range sp.ClusterIPs {
-			vs[vsKey{ip, sp.Port.Protocol, sp.Port.Port}] = st
-			marks.clusterIPs[string(serviceKey(ip, sp.Port.Protocol, sp.Port.Port))] = true
-		}
-		if sp.Port.NodePort != 0 {
-			for _, ip := range nodeIPs {
-				vs[vsKey{ip, sp.Port.Protocol, sp.Port.NodePort}] = st
-				marks.nodePorts[string(serviceKey(ip, sp.Port.Protocol, sp.Port.NodePort))] = true
-			}
+// portState computes what one service port needs.
+func portState(sp *servicePortState, nodeIPs []netip.Addr) *ipvsPort {
+	p := &ipvsPort{vs: map[vsKey]*vsState{}, marks: newMarkSets()}
+	st := &vsState{affinity: sp.Affinity, dests: map[netip.AddrPort]int{}}
+	for _, ep := range sp.Ready {
+		st.dests[ep] = 1
+		p.marks.loopback[string(loopbackKey(ep))] = true
+	}
+	for _, ep := range sp.Terminating {
+		st.dests[ep] = 0 // listed but not ready: no new connections
+	}
+	for _, ip := range sp.ClusterIPs {
+		p.vs[vsKey{ip, sp.Port.Protocol, sp.Port.Port}] = st
+		p.ips = append(p.ips, ip)
+		p.marks.clusterIPs[string(serviceKey(ip, sp.Port.Protocol, sp.Port.Port))] = true
+	}
+	if sp.Port.NodePort != 0 {
+		for _, ip := range nodeIPs {
+			p.vs[vsKey{ip, sp.Port.Protocol, sp.Port.NodePort}] = st
+			p.marks.nodePorts[string(serviceKey(ip, sp.Port.Protocol, sp.Port.NodePort))] = true
 		}
 	}
-	return vs, marks
+	return p
 }
 
 func ipvsService(k vsKey, affinity time.Duration, sched string) *ipvs.Service {
@@ -311,7 +326,7 @@ func (b *ipvsBackend) readKernel() error {
 	return nil
 }
 
-func (b *ipvsBackend) sync(ctx context.Context, want desiredState, _ map[string]bool, full bool) (syncResult, error) {
+func (b *ipvsBackend) sync(ctx context.Context, want desiredState, changed map[string]bool, full bool) (syncResult, error) {
 	if full || b.known == nil {
 		if err := b.setupKernel(); err != nil {
 			return syncResult{}, err
@@ -325,44 +340,150 @@ func (b *ipvsBackend) sync(ctx context.Context, want desiredState, _ map[string]
 	if err != nil {
 		return syncResult{}, err
 	}
-	desired, marks := b.desired(want, nodeIPs)
-	changed, err := b.apply(desired)
+	var n, recomputed int
+	if full || changed == nil || b.perSvc == nil || !slices.Equal(nodeIPs, b.lastNodeIPs) {
+		n, err = b.syncAll(want, nodeIPs, full)
+		recomputed = len(want)
+	} else {
+		n, err = b.syncChanged(want, changed, nodeIPs)
+		recomputed = len(changed)
+	}
 	if err != nil {
-		b.known = nil // re-read next time
+		b.known, b.perSvc = nil, nil // re-read and recompute next time
 		return syncResult{}, err
 	}
-	n, err := b.mark.sync(marks, full)
-	if err != nil {
-		return syncResult{}, err
-	}
-	changed += n
+	b.lastNodeIPs = nodeIPs
 	rules := len(b.known)
 	for _, st := range b.known {
 		rules += len(st.dests)
 	}
-	return syncResult{Rules: rules, Changed: changed}, nil
+	return syncResult{Rules: rules, Changed: n, Recomputed: recomputed}, nil
+}
+
+// syncAll recomputes every service port and compares it with b.known (the
+// kernel as last read or changed).
+func (b *ipvsBackend) syncAll(want desiredState, nodeIPs []netip.Addr, full bool) (int, error) {
+	b.perSvc = make(map[string]*ipvsPort, len(want))
+	b.ipRefs, b.loopRefs = map[netip.Addr]int{}, map[string]int{}
+	desired := map[vsKey]*vsState{}
+	marks := newMarkSets()
+	for id, sp := range want {
+		p := portState(sp, nodeIPs)
+		b.perSvc[id] = p
+		for k, st := range p.vs {
+			desired[k] = st
+		}
+		for _, ip := range p.ips {
+			b.ipRefs[ip]++
+		}
+		maps.Copy(marks.clusterIPs, p.marks.clusterIPs)
+		maps.Copy(marks.nodePorts, p.marks.nodePorts)
+		for k := range p.marks.loopback {
+			b.loopRefs[k]++
+			marks.loopback[k] = true
+		}
+	}
+	wantIPs := map[netip.Addr]bool{}
+	for ip := range b.ipRefs {
+		wantIPs[ip] = true
+	}
+	ips := make([]netip.Addr, 0, len(b.knownIPs)+len(wantIPs))
+	for ip := range b.knownIPs {
+		ips = append(ips, ip)
+	}
+	for ip := range wantIPs {
+		ips = append(ips, ip)
+	}
+	changed, err := b.apply(desired, nil, wantIPs, ips, nodeIPs)
+	if err != nil {
+		return changed, err
+	}
+	n, err := b.mark.sync(marks, full)
+	return changed + n, err
+}
+
+// syncChanged recomputes only the changed service ports and changes only
+// their virtual services, addresses and mark elements.
+func (b *ipvsBackend) syncChanged(want desiredState, changedIDs map[string]bool, nodeIPs []netip.Addr) (int, error) {
+	desired := map[vsKey]*vsState{}
+	scope := map[vsKey]bool{}
+	haveM, wantM := newMarkSets(), newMarkSets()
+	touchedIPs := map[netip.Addr]bool{}
+	loopBefore := map[string]int{}
+	count := func(p *ipvsPort, delta int, m *markSets) {
+		for k := range p.vs {
+			scope[k] = true
+		}
+		for _, ip := range p.ips {
+			touchedIPs[ip] = true
+			b.ipRefs[ip] += delta
+		}
+		maps.Copy(m.clusterIPs, p.marks.clusterIPs)
+		maps.Copy(m.nodePorts, p.marks.nodePorts)
+		for k := range p.marks.loopback {
+			if _, ok := loopBefore[k]; !ok {
+				loopBefore[k] = b.loopRefs[k]
+			}
+			b.loopRefs[k] += delta
+		}
+	}
+	for id := range changedIDs {
+		if old := b.perSvc[id]; old != nil {
+			count(old, -1, haveM)
+			delete(b.perSvc, id)
+		}
+		if sp := want[id]; sp != nil {
+			p := portState(sp, nodeIPs)
+			b.perSvc[id] = p
+			count(p, +1, wantM)
+			for k, st := range p.vs {
+				desired[k] = st
+			}
+		}
+	}
+	// hairpin elements are shared by every service an endpoint is in
+	for k, before := range loopBefore {
+		if before > 0 {
+			haveM.loopback[k] = true
+		}
+		if b.loopRefs[k] > 0 {
+			wantM.loopback[k] = true
+		} else {
+			delete(b.loopRefs, k)
+		}
+	}
+	wantIPs := map[netip.Addr]bool{}
+	ips := make([]netip.Addr, 0, len(touchedIPs))
+	for ip := range touchedIPs {
+		ips = append(ips, ip)
+		if b.ipRefs[ip] > 0 {
+			wantIPs[ip] = true
+		} else {
+			delete(b.ipRefs, ip)
+		}
+	}
+	changed, err := b.apply(desired, scope, wantIPs, ips, nodeIPs)
+	if err != nil {
+		return changed, err
+	}
+	n, err := b.mark.change(haveM, wantM)
+	return changed + n, err
 }
 
 // apply changes IPVS and the dummy addresses from b.known to desired.
-// b.known follows every successful change so that a failure part-way leaves
-// an accurate picture.
-func (b *ipvsBackend) apply(desired map[vsKey]*vsState) (int, error) {
+// scope names the virtual services to compare (nil: all of b.known);
+// ips the dummy addresses to compare with wantIPs. b.known follows every
+// successful change so that a failure part-way leaves an accurate picture.
+func (b *ipvsBackend) apply(desired map[vsKey]*vsState, scope map[vsKey]bool, wantIPs map[netip.Addr]bool, ips, nodeIPs []netip.Addr) (int, error) {
 	sched := b.cfg.IPVS.Scheduler
 	changed := 0
 	// ClusterIPs must be local before IPVS can see their packets.
-	wantIPs := map[netip.Addr]bool{}
-	nodeIPs := map[netip.Addr]bool{}
 	if l, err := b.nl.LinkByName(b.cfg.IPVS.Interface); err == nil {
-		for k := range desired {
-			wantIPs[k.IP] = true
-		}
-		addrs, _ := b.nodeIPs()
-		for _, a := range addrs {
-			nodeIPs[a] = true
+		for _, a := range nodeIPs {
 			delete(wantIPs, a) // NodePort services sit on node addresses
 		}
-		for ip := range wantIPs {
-			if !b.knownIPs[ip] {
+		for _, ip := range ips {
+			if wantIPs[ip] && !b.knownIPs[ip] {
 				if err := b.nl.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil && !errors.Is(err, unix.EEXIST) {
 					return changed, fmt.Errorf("add %s to %s: %w", ip, b.cfg.IPVS.Interface, err)
 				}
@@ -371,8 +492,8 @@ func (b *ipvsBackend) apply(desired map[vsKey]*vsState) (int, error) {
 			}
 		}
 		defer func() {
-			for ip := range b.knownIPs {
-				if !wantIPs[ip] {
+			for _, ip := range ips {
+				if b.knownIPs[ip] && !wantIPs[ip] {
 					if err := b.nl.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err == nil || errors.Is(err, unix.EADDRNOTAVAIL) {
 						delete(b.knownIPs, ip)
 					}
@@ -439,8 +560,17 @@ func (b *ipvsBackend) apply(desired map[vsKey]*vsState) (int, error) {
 			}
 		}
 	}
-	for k := range b.known {
+	if scope == nil {
+		scope = make(map[vsKey]bool, len(b.known))
+		for k := range b.known {
+			scope[k] = true
+		}
+	}
+	for k := range scope {
 		if _, ok := desired[k]; ok {
+			continue
+		}
+		if _, ok := b.known[k]; !ok {
 			continue
 		}
 		// A Service that is gone takes its connections with it;

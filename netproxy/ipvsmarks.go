@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -176,13 +177,46 @@ func (m *ipvsMarks) sync(want *markSets, full bool) (int, error) {
 		}
 		m.known = have
 	}
+	n, err := m.apply(m.known, want)
+	if err != nil {
+		m.known = nil
+		return n, err
+	}
+	m.known = want
+	return n, nil
+}
+
+// change applies the difference between parts of the sets: have is what
+// the changed services held, want what they hold now.
+func (m *ipvsMarks) change(have, want *markSets) (int, error) {
+	if m.known == nil {
+		return 0, fmt.Errorf("nftables: mark sets changed before a full sync")
+	}
+	n, err := m.apply(have, want)
+	if err != nil {
+		m.known = nil
+		return n, err
+	}
+	for _, x := range []struct{ known, have, want map[string]bool }{
+		{m.known.clusterIPs, have.clusterIPs, want.clusterIPs},
+		{m.known.nodePorts, have.nodePorts, want.nodePorts},
+		{m.known.loopback, have.loopback, want.loopback}} {
+		for k := range x.have {
+			delete(x.known, k)
+		}
+		maps.Copy(x.known, x.want)
+	}
+	return n, nil
+}
+
+func (m *ipvsMarks) apply(have, want *markSets) (int, error) {
 	a, b, d := m.sets()
 	changed := 0
 	eb := &elementBatcher{conn: m.conn}
 	for _, x := range []struct {
 		set        *nftables.Set
 		have, want map[string]bool
-	}{{a, m.known.clusterIPs, want.clusterIPs}, {b, m.known.nodePorts, want.nodePorts}, {d, m.known.loopback, want.loopback}} {
+	}{{a, have.clusterIPs, want.clusterIPs}, {b, have.nodePorts, want.nodePorts}, {d, have.loopback, want.loopback}} {
 		var del, add []nftables.SetElement
 		for k := range x.have {
 			if !x.want[k] {
@@ -195,15 +229,12 @@ func (m *ipvsMarks) sync(want *markSets, full bool) (int, error) {
 			}
 		}
 		if err := eb.change(x.set, del, add); err != nil {
-			m.known = nil
 			return changed, err
 		}
 		changed += len(del) + len(add)
 	}
 	if err := eb.flush(); err != nil {
-		m.known = nil
 		return changed, fmt.Errorf("nftables: update sets: %w", err)
 	}
-	m.known = want
 	return changed, nil
 }

@@ -192,7 +192,7 @@ func (b *nftBackend) sync(ctx context.Context, want desiredState, changed map[st
 		b.known.udpFlows[f] = true
 	}
 	b.known.rules += wantP.rules - haveP.rules
-	return syncResult{Rules: b.known.rules, Changed: n}, nil
+	return syncResult{Rules: b.known.rules, Changed: n, Recomputed: len(changed)}, nil
 }
 
 // fullSync reads the kernel back and repairs every difference.
@@ -242,7 +242,7 @@ func (b *nftBackend) fullSync(want desiredState) (syncResult, error) {
 	}
 	b.deleteStaleUDP(b.known.udpFlows, desired.udpFlows)
 	b.known = desired
-	return syncResult{Rules: desired.rules, Changed: changed}, nil
+	return syncResult{Rules: desired.rules, Changed: changed, Recomputed: len(want)}, nil
 }
 
 // ensureBase creates the table, maps and base chains if missing, and

@@ -101,8 +101,9 @@ type backend interface {
 }
 
 type syncResult struct {
-	Rules   int // kernel objects owned (rules/elements, or services/destinations)
-	Changed int // objects changed by this sync
+	Rules      int // kernel objects owned (rules/elements, or services/destinations)
+	Changed    int // objects changed by this sync
+	Recomputed int // service ports recomputed and compared
 }
 
 // Proxy keeps the node's Service data path in line with the Services and
@@ -133,6 +134,10 @@ type SyncStats struct {
 	Duration time.Duration
 	Rules    int // kernel objects owned
 	Changed  int // kernel objects added, changed or removed
+	// Recomputed counts the service ports whose kernel state was computed
+	// and compared: all of them in a full sync, only the changed ones in
+	// an incremental one.
+	Recomputed int
 }
 
 // New opens the namespace, chooses the backend (logging which and why) and
@@ -272,7 +277,7 @@ func (p *Proxy) sync(ctx context.Context, full bool) error {
 	if err != nil {
 		return fmt.Errorf("%s sync: %w", p.backend.name(), err)
 	}
-	p.last = SyncStats{Full: full, Duration: time.Since(start), Rules: res.Rules, Changed: res.Changed}
+	p.last = SyncStats{Full: full, Duration: time.Since(start), Rules: res.Rules, Changed: res.Changed, Recomputed: res.Recomputed}
 	p.log.Debug("synced", "backend", p.backend.name(), "full", full, "changed", res.Changed, "took", time.Since(start))
 	return nil
 }

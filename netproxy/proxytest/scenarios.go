@@ -45,6 +45,7 @@ func Scenarios() []Scenario {
 		{"EndpointRemovedGraceful", graceful},
 		{"NoEndpointsRefused", noEndpoints},
 		{"RestartKeepsTraffic", restart},
+		{"IncrementalChange", incremental},
 	}
 }
 
