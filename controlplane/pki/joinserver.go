@@ -1,0 +1,329 @@
+package pki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	joinv1 "github.com/skiffhq/skiff/proto/join/v1"
+)
+
+// errorDomain tags the ErrorInfo details of join errors so that the
+// client can turn them back into this package's sentinel errors.
+const errorDomain = "join.skiff.dev"
+
+// ControlMembers adds joining control nodes to the replicated store. The
+// control plane implements it over consensus.Store.AddMember + Members.
+type ControlMembers interface {
+	AddControlNode(ctx context.Context, id, raftAddress string) (ControlJoinInfo, error)
+}
+
+// Member is one store member.
+type Member struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// ControlJoinInfo is what a joining control node learns about the store.
+type ControlJoinInfo struct {
+	// Voter says whether the node was added as a voter.
+	Voter   bool
+	Members []Member
+}
+
+// JoinServerConfig configures the join service.
+type JoinServerConfig struct {
+	// CA signs joins and renewals; it must hold its key.
+	CA *CA
+	// Tokens validates join tokens.
+	Tokens *Tokens
+	// Members adds control nodes to the store; nil refuses control joins.
+	Members ControlMembers
+	// APIAddresses lists control nodes' API addresses for joiners (optional).
+	APIAddresses func(ctx context.Context) ([]string, error)
+	// GossipKey is handed to every joined node (optional).
+	GossipKey func(ctx context.Context) ([]byte, error)
+	// CheckJoin may refuse an identity before it is issued, e.g. a node
+	// name that belongs to a live Node (optional). A gRPC status error is
+	// passed on as is; others become PermissionDenied.
+	CheckJoin func(ctx context.Context, id Identity) error
+	// CheckRenew may refuse a renewal, e.g. of a removed member (optional).
+	CheckRenew func(ctx context.Context, id Identity) error
+	// NodeCertLifetime is the lifetime of node and control certificates.
+	NodeCertLifetime time.Duration
+	Logger           *slog.Logger
+}
+
+// DefaultJoinServerConfig returns defaults; CA and Tokens must be set.
+func DefaultJoinServerConfig() JoinServerConfig {
+	return JoinServerConfig{NodeCertLifetime: DefaultNodeCertLifetime, Logger: slog.Default()}
+}
+
+// JoinServer implements skiff.join.v1.Join. Register it on both gRPC
+// servers of a SplitListener: anonymous callers use GetCA and Join,
+// RenewCertificate requires a verified client certificate.
+type JoinServer struct {
+	joinv1.UnimplementedJoinServer
+	cfg JoinServerConfig
+	log *slog.Logger
+}
+
+// NewJoinServer checks cfg and returns the service.
+func NewJoinServer(cfg JoinServerConfig) (*JoinServer, error) {
+	if cfg.CA == nil || cfg.CA.Key == nil {
+		return nil, errors.New("join server: CA with its key is required")
+	}
+	if cfg.Tokens == nil {
+		return nil, errors.New("join server: Tokens is required")
+	}
+	if cfg.NodeCertLifetime <= 0 {
+		cfg.NodeCertLifetime = DefaultNodeCertLifetime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &JoinServer{cfg: cfg, log: cfg.Logger.With("component", "join")}, nil
+}
+
+// GetCA implements joinv1.JoinServer.
+func (s *JoinServer) GetCA(context.Context, *joinv1.GetCARequest) (*joinv1.GetCAResponse, error) {
+	return &joinv1.GetCAResponse{CaBundlePem: s.cfg.CA.CertPEM}, nil
+}
+
+// Join implements joinv1.JoinServer.
+func (s *JoinServer) Join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1.JoinResponse, error) {
+	log := s.log.With("remote", remoteAddr(ctx), "token", req.GetTokenId(), "node", req.GetNodeName(), "role", req.GetRole().String())
+	resp, err := s.join(ctx, req)
+	if err != nil {
+		log.Warn("join refused", "err", err)
+		return nil, toJoinStatus(err)
+	}
+	log.Info("node joined", "identity", resp.Identity)
+	return resp, nil
+}
+
+func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1.JoinResponse, error) {
+	var role JoinRole
+	switch req.GetRole() {
+	case joinv1.Role_ROLE_CONTROL:
+		role = JoinControl
+	case joinv1.Role_ROLE_WORKER:
+		role = JoinWorker
+	default:
+		return nil, invalidf("role: %v is not control or worker", req.GetRole())
+	}
+	if _, err := s.cfg.Tokens.Validate(ctx, req.GetTokenId(), req.GetTokenSecret(), role); err != nil {
+		return nil, err
+	}
+	var (
+		id  Identity
+		err error
+	)
+	if role == JoinControl {
+		id, err = ControlIdentity(req.GetNodeName())
+	} else {
+		id, err = NodeIdentity(req.GetNodeName())
+	}
+	if err != nil {
+		return nil, invalidf("node_name: %v", err)
+	}
+	if req.GetAdvertiseAddress() == "" {
+		return nil, invalidf("advertise_address: required (host:port this node is reached at)")
+	}
+	if _, _, err := net.SplitHostPort(req.GetAdvertiseAddress()); err != nil {
+		return nil, invalidf("advertise_address %q: %v", req.GetAdvertiseAddress(), err)
+	}
+	if role == JoinControl {
+		if _, _, err := net.SplitHostPort(req.GetRaftAddress()); err != nil {
+			return nil, invalidf("raft_address %q: a control node needs host:port of its store port: %v", req.GetRaftAddress(), err)
+		}
+	}
+	csr, err := ParseCSRPEM(req.GetCsrPem())
+	if err != nil {
+		return nil, invalidf("csr_pem: %v", err)
+	}
+	if s.cfg.CheckJoin != nil {
+		if err := s.cfg.CheckJoin(ctx, id); err != nil {
+			return nil, refused(err)
+		}
+	}
+	hosts := append([]string{req.GetAdvertiseAddress()}, req.GetExtraSans()...)
+	if role == JoinControl {
+		hosts = append(hosts, req.GetRaftAddress())
+	}
+	kp, _, err := s.cfg.CA.SignCSR(csr, IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Server: true, Hosts: hosts})
+	if err != nil {
+		if errors.Is(err, ErrBadCSR) || errors.Is(err, ErrBadIdentity) {
+			return nil, invalidf("%v", err)
+		}
+		return nil, err
+	}
+	resp := &joinv1.JoinResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM, Identity: id.User}
+	if s.cfg.APIAddresses != nil {
+		if resp.ApiAddresses, err = s.cfg.APIAddresses(ctx); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "list API addresses: %v", err)
+		}
+	}
+	if s.cfg.GossipKey != nil {
+		if resp.GossipKey, err = s.cfg.GossipKey(ctx); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "gossip key: %v", err)
+		}
+	}
+	if role == JoinControl {
+		if s.cfg.Members == nil {
+			return nil, status.Error(codes.FailedPrecondition, "this server cannot add control nodes (no store membership configured)")
+		}
+		// Added last: a refused or failed join above leaves the Raft
+		// configuration untouched.
+		info, err := s.cfg.Members.AddControlNode(ctx, id.Name, req.GetRaftAddress())
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "add %s to the store: %v", id.Name, err)
+		}
+		keyPEM, err := s.cfg.CA.KeyPEM()
+		if err != nil {
+			return nil, err
+		}
+		cj := &joinv1.ControlJoin{Voter: info.Voter, CaKeyPem: keyPEM}
+		for _, m := range info.Members {
+			cj.Members = append(cj.Members, &joinv1.Member{Id: m.ID, Address: m.Address, Voter: m.Voter})
+		}
+		resp.Control = cj
+	}
+	return resp, nil
+}
+
+// RenewCertificate implements joinv1.JoinServer: a fresh certificate with
+// the caller's own identity and SANs (never wider) for a new key.
+func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCertificateRequest) (*joinv1.RenewCertificateResponse, error) {
+	p, ok := peer.FromContext(ctx)
+	var ti credentials.TLSInfo
+	if ok {
+		ti, ok = p.AuthInfo.(credentials.TLSInfo)
+	}
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "renewing a certificate needs the current, verified client certificate")
+	}
+	cur := ti.State.VerifiedChains[0][0]
+	id, err := IdentityFromCert(cur)
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	if id.Role != RoleNode && id.Role != RoleControl {
+		return nil, status.Errorf(codes.PermissionDenied, "%s: only node certificates are renewed; users get a new client config from an admin", id)
+	}
+	if s.cfg.CheckRenew != nil {
+		if err := s.cfg.CheckRenew(ctx, id); err != nil {
+			return nil, toJoinStatus(refused(err))
+		}
+	}
+	csr, err := ParseCSRPEM(req.GetCsrPem())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr_pem: %v", err)
+	}
+	kp, _, err := s.cfg.CA.SignCSR(csr, IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Server: true, Hosts: HostsOf(cur)})
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	s.log.Info("certificate renewed", "identity", id.User, "remote", remoteAddr(ctx))
+	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM}, nil
+}
+
+type invalidError struct{ msg string }
+
+func (e invalidError) Error() string { return e.msg }
+
+func invalidf(format string, a ...any) error { return invalidError{fmt.Sprintf(format, a...)} }
+
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string { return e.err.Error() }
+func (e refusedError) Unwrap() error { return e.err }
+
+func refused(err error) error { return refusedError{err} }
+
+// joinReasons map sentinel errors to ErrorInfo reasons and back.
+var joinReasons = []struct {
+	err    error
+	reason string
+	code   codes.Code
+}{
+	{ErrTokenUnknown, "TOKEN_UNKNOWN", codes.Unauthenticated},
+	{ErrTokenRevoked, "TOKEN_REVOKED", codes.Unauthenticated},
+	{ErrTokenExpired, "TOKEN_EXPIRED", codes.Unauthenticated},
+	{ErrBadSecret, "TOKEN_BAD_SECRET", codes.Unauthenticated},
+	{ErrTokenRole, "TOKEN_ROLE", codes.PermissionDenied},
+	{ErrBadToken, "TOKEN_MALFORMED", codes.InvalidArgument},
+}
+
+func toJoinStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, r := range joinReasons {
+		if errors.Is(err, r.err) {
+			st, detErr := status.New(r.code, err.Error()).WithDetails(&errdetails.ErrorInfo{Reason: r.reason, Domain: errorDomain})
+			if detErr != nil {
+				return status.Error(r.code, err.Error())
+			}
+			return st.Err()
+		}
+	}
+	var inv invalidError
+	if errors.As(err, &inv) {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	var ref refusedError
+	if errors.As(err, &ref) {
+		if st, ok := status.FromError(ref.err); ok {
+			return st.Err()
+		}
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// fromJoinStatus turns a join error from the server back into an error
+// that errors.Is the matching sentinel, keeping the server's message.
+func fromJoinStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.Domain != errorDomain {
+			continue
+		}
+		for _, r := range joinReasons {
+			if r.reason == info.Reason {
+				return &remoteError{sentinel: r.err, msg: st.Message()}
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s", st.Code(), st.Message())
+}
+
+type remoteError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func remoteAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
