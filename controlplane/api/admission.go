@@ -13,7 +13,9 @@ import (
 
 // admission is what a write into a namespace was admitted against; its
 // compares go into the write's txn so the write fails (and is redone) if
-// any of it changed in between.
+// any of it changed in between. Admission reads this node's state after one
+// Linearize per attempt (see create): the compares catch anything that
+// moved, so further read-index rounds would only add latency.
 type admission struct {
 	nsKey string
 	nsRev int64
@@ -64,7 +66,7 @@ func (s *Server) admitNamespace(ctx context.Context, k *kinds.Kind, ns string, a
 		return nil
 	}
 	nk := s.kind("Namespace")
-	st, err := s.get(ctx, nk, "", ns, false)
+	st, err := s.get(ctx, nk, "", ns, true)
 	if err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func (s *Server) admitNamespace(ctx context.Context, k *kinds.Kind, ns string, a
 // admitLimitRanges applies the namespace's LimitRange container defaults to
 // a new pod and checks its min/max bounds.
 func (s *Server) admitLimitRanges(ctx context.Context, pod *apiv1.Pod, a *admission) error {
-	lrs, _, err := s.listAll(ctx, s.kind("LimitRange"), pod.GetMetadata().GetNamespace(), false)
+	lrs, _, err := s.listAll(ctx, s.kind("LimitRange"), pod.GetMetadata().GetNamespace(), true)
 	if err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func (s *Server) admitQuota(ctx context.Context, k *kinds.Kind, obj kinds.Object
 		return nil
 	}
 	ns := obj.GetMetadata().GetNamespace()
-	qs, _, err := s.listAll(ctx, s.kind("ResourceQuota"), ns, false)
+	qs, _, err := s.listAll(ctx, s.kind("ResourceQuota"), ns, true)
 	if err != nil {
 		return err
 	}

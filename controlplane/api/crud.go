@@ -103,6 +103,9 @@ func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dr
 	for attempt := 0; ; attempt++ {
 		o := proto.Clone(obj).(kinds.Object)
 		a := &admission{}
+		if err := s.store.Linearize(ctx); err != nil {
+			return nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
+		}
 		if err := s.admitNamespace(ctx, k, md.Namespace, a); err != nil {
 			return nil, err
 		}

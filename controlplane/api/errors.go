@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -67,5 +68,16 @@ func toStatus(err error) error {
 	default:
 		return consensus.ToStatus(err)
 	}
-	return status.Error(code, err.Error())
+	return status.Error(code, trimSentinel(err.Error()))
+}
+
+// trimSentinel drops a leading "not found: " (and the like) that wrapping
+// a sentinel put before a message that already says it.
+func trimSentinel(msg string) string {
+	for _, s := range []error{ErrNotFound, ErrAlreadyExists, ErrInvalid, ErrQuotaExceeded, ErrNamespaceTerminating} {
+		if p := s.Error() + ": "; strings.HasPrefix(msg, p) {
+			return msg[len(p):]
+		}
+	}
+	return msg
 }
