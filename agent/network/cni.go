@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -82,9 +83,11 @@ type Manager struct {
 	cni      *libcni.CNIConfig
 	list     *libcni.NetworkConfigList
 	loopback *libcni.NetworkConfigList
-	// bridgeMu serialises ADDs of the built-in list: the bridge plugin
-	// creating the same bridge from parallel ADDs races on first use.
-	bridgeMu sync.Mutex
+	// firstAdd serialises ADDs until one succeeded: the bridge plugin
+	// creating the same bridge from parallel ADDs races; once the bridge
+	// exists, ADDs run in parallel (host-local locks its own store).
+	firstAdd sync.Mutex
+	bridgeUp atomic.Bool
 }
 
 // New loads the CNI config (a user conflist from ConfDir, else the built-in
@@ -236,9 +239,14 @@ func (m *Manager) Setup(ctx context.Context, id, netns string, ports []PortMappi
 		return nil, fmt.Errorf("network: loopback for %s: %w", id, err)
 	}
 	rt := m.runtimeConf(id, netns, "eth0", ports)
-	m.bridgeMu.Lock()
+	if !m.bridgeUp.Load() {
+		m.firstAdd.Lock()
+		defer m.firstAdd.Unlock()
+	}
 	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
-	m.bridgeMu.Unlock()
+	if err == nil {
+		m.bridgeUp.Store(true)
+	}
 	if err != nil {
 		_ = m.cni.DelNetworkList(ctx, m.list, rt)
 		return nil, fmt.Errorf("network: CNI ADD %s for %s: %w", m.list.Name, id, err)
