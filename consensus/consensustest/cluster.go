@@ -54,9 +54,9 @@ func (n *Node) Store() *consensus.Store {
 // fast enough to fail over in well under a second, slow enough not to flap.
 func FastConfig() consensus.Config {
 	c := consensus.DefaultConfig()
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.HeartbeatTimeout = 400 * time.Millisecond
+	c.ElectionTimeout = 400 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.HealthyContact = 2 * time.Second
 	c.ApplyTimeout = 5 * time.Second
