@@ -118,6 +118,13 @@ func IdentityFromCert(cert *x509.Certificate) (Identity, error) {
 	return identityFromSubject(cert.Subject)
 }
 
+// IdentityFromNames is IdentityFromCert for a subject already taken apart
+// (common name and organizations), as the API server's caller identity
+// carries it.
+func IdentityFromNames(commonName string, organizations []string) (Identity, error) {
+	return identityFromSubject(pkix.Name{CommonName: commonName, Organization: organizations})
+}
+
 func identityFromSubject(subj pkix.Name) (Identity, error) {
 	cn := subj.CommonName
 	var role Role

@@ -71,3 +71,13 @@ func TestIdentityConstructorsValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityFromNames(t *testing.T) {
+	id, err := IdentityFromNames("node:w1", []string{GroupNodes})
+	if err != nil || id.Role != RoleNode || id.Name != "w1" {
+		t.Fatalf("%+v %v", id, err)
+	}
+	if _, err := IdentityFromNames("node:w1", nil); !errors.Is(err, ErrBadIdentity) {
+		t.Fatalf("no groups: %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane/pki"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// ErrForbidden is wrapped by every denial.
+var ErrForbidden = errors.New("forbidden")
+
+// Verbs.
+const (
+	VerbGet              = "get"
+	VerbList             = "list"
+	VerbWatch            = "watch"
+	VerbCreate           = "create"
+	VerbUpdate           = "update"
+	VerbPatch            = "patch"
+	VerbDelete           = "delete"
+	VerbDeleteCollection = "deletecollection"
+)
+
+// IsReadOnly reports whether verb only reads.
+func IsReadOnly(verb string) bool {
+	return verb == VerbGet || verb == VerbList || verb == VerbWatch
+}
+
+// Request is one API request to decide.
+type Request struct {
+	Identity pki.Identity
+	// Verb is one of the Verb constants.
+	Verb string
+	// Kind is the kind name as registered ("Pod", "Deployment").
+	Kind string
+	// Resource is the plural resource name for messages ("deployments");
+	// empty means derived from Kind.
+	Resource string
+	// Subresource is "status" for status writes, else empty.
+	Subresource string
+	Namespace   string
+	// Name is the object's name; empty for list/watch of a collection.
+	Name string
+	// Stored is the object as currently stored, for update, patch and
+	// delete. The node restriction decides pod status writes on it (the
+	// stored spec.nodeName, not the one the caller sends). nil for reads
+	// and create.
+	Stored proto.Message
+}
+
+// Authorizer implements the cluster's fixed roles. It holds no state.
+type Authorizer struct{}
+
+// New returns the authorizer.
+func New() *Authorizer { return &Authorizer{} }
+
+// Authorize returns nil to allow, or an error wrapping ErrForbidden whose
+// message is meant for the caller.
+func (a *Authorizer) Authorize(_ context.Context, r Request) error {
+	switch r.Identity.Role {
+	case pki.RoleAdmin, pki.RoleControl:
+		return nil
+	case pki.RoleViewer:
+		return viewer(r)
+	case pki.RoleNode:
+		return node(r)
+	}
+	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
+}
+
+func viewer(r Request) error {
+	if !IsReadOnly(r.Verb) {
+		return deny(r, "viewers are read-only")
+	}
+	if r.Kind == "Secret" {
+		return deny(r, "viewers may not read secrets")
+	}
+	return nil
+}
+
+// nodeReadable are the kinds a worker node reads to run its pods and
+// route Service traffic.
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "ConfigMap": true, "Secret": true, "Node": true}
+
+func node(r Request) error {
+	self := r.Identity.Name
+	if IsReadOnly(r.Verb) {
+		if nodeReadable[r.Kind] {
+			return nil
+		}
+		return deny(r, "a node reads only pods, services, endpoints, configmaps, secrets and nodes")
+	}
+	write := r.Verb == VerbCreate || r.Verb == VerbUpdate || r.Verb == VerbPatch
+	switch r.Kind {
+	case "Node":
+		if !write || (r.Verb == VerbCreate && r.Subresource != "") {
+			return deny(r, "a node may only create and update its own Node")
+		}
+		if r.Name != self {
+			return deny(r, fmt.Sprintf("a node may write only its own Node %q", self))
+		}
+		return nil
+	case "Pod":
+		if (r.Verb != VerbUpdate && r.Verb != VerbPatch) || r.Subresource != "status" {
+			return deny(r, "a node may only update the status of pods bound to it")
+		}
+		pod, ok := r.Stored.(*apiv1.Pod)
+		if !ok || pod == nil {
+			// Fail closed: without the stored pod we cannot know where it runs.
+			return deny(r, "the server did not pass the stored pod to check where it is bound (server bug)")
+		}
+		if bound := pod.GetSpec().GetNodeName(); bound != self {
+			if bound == "" {
+				return deny(r, "the pod is not bound to any node")
+			}
+			return deny(r, fmt.Sprintf("the pod is bound to node %q", bound))
+		}
+		return nil
+	case "Event":
+		if !write || r.Subresource != "" {
+			return deny(r, "a node may only create and update events")
+		}
+		return nil
+	}
+	return deny(r, "a node may write only its own Node, the status of its pods, and events")
+}
+
+func deny(r Request, why string) error {
+	what := resourceName(r)
+	if r.Subresource != "" {
+		what += "/" + r.Subresource
+	}
+	if r.Name != "" {
+		what += fmt.Sprintf(" %q", r.Name)
+	}
+	where := ""
+	if r.Namespace != "" {
+		where = fmt.Sprintf(" in namespace %q", r.Namespace)
+	}
+	return fmt.Errorf("%w: user %q (role %s) may not %s %s%s: %s", ErrForbidden, r.Identity.User, r.Identity.Role, r.Verb, what, where, why)
+}
+
+// resourceName is the plural lower-case resource, as Kubernetes names it
+// in messages ("deployments", "endpoints", "ingresses", "networkpolicies").
+func resourceName(r Request) string {
+	if r.Resource != "" {
+		return r.Resource
+	}
+	k := strings.ToLower(r.Kind)
+	switch {
+	case k == "":
+		return "objects"
+	case strings.HasSuffix(k, "ss"):
+		return k + "es"
+	case strings.HasSuffix(k, "s"):
+		return k
+	case strings.HasSuffix(k, "y") && len(k) > 1 && !strings.ContainsRune("aeiou", rune(k[len(k)-2])):
+		return k[:len(k)-1] + "ies"
+	}
+	return k + "s"
+}

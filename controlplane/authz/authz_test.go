@@ -1,0 +1,152 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/skiffhq/skiff/controlplane/pki"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+func must(id pki.Identity, err error) pki.Identity {
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+var (
+	admin   = pki.AdminIdentity()
+	alice   = must(pki.UserIdentity("alice", pki.RoleAdmin))
+	bob     = must(pki.UserIdentity("bob", pki.RoleViewer))
+	control = must(pki.ControlIdentity("c1"))
+	w1      = must(pki.NodeIdentity("w1"))
+)
+
+func podOn(node string) *apiv1.Pod {
+	return &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: "web-1", Namespace: "shop"}, Spec: &apiv1.PodSpec{NodeName: node}}
+}
+
+func TestAuthorize(t *testing.T) {
+	cases := []struct {
+		name string
+		req  Request
+		// deny is empty to expect allow, else the exact denial message.
+		deny string
+	}{
+		// admin and control: everything.
+		{"admin deletes a namespace", Request{Identity: admin, Verb: VerbDelete, Kind: "Namespace", Name: "shop"}, ""},
+		{"admin user creates deployment", Request{Identity: alice, Verb: VerbCreate, Kind: "Deployment", Namespace: "shop", Name: "web"}, ""},
+		{"control binds a pod", Request{Identity: control, Verb: VerbUpdate, Kind: "Pod", Namespace: "shop", Name: "web-1"}, ""},
+		{"control writes secrets", Request{Identity: control, Verb: VerbCreate, Kind: "Secret", Namespace: "shop", Name: "s"}, ""},
+
+		// viewer: read-only, no secrets.
+		{"viewer lists pods", Request{Identity: bob, Verb: VerbList, Kind: "Pod", Namespace: "shop"}, ""},
+		{"viewer watches deployments", Request{Identity: bob, Verb: VerbWatch, Kind: "Deployment"}, ""},
+		{"viewer gets a node", Request{Identity: bob, Verb: VerbGet, Kind: "Node", Name: "w1"}, ""},
+		{"viewer creates deployment", Request{Identity: bob, Verb: VerbCreate, Kind: "Deployment", Namespace: "shop"},
+			`forbidden: user "user:bob" (role viewer) may not create deployments in namespace "shop": viewers are read-only`},
+		{"viewer patches pod status", Request{Identity: bob, Verb: VerbPatch, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "user:bob" (role viewer) may not patch pods/status "web-1" in namespace "shop": viewers are read-only`},
+		{"viewer deletes", Request{Identity: bob, Verb: VerbDelete, Kind: "Ingress", Namespace: "shop", Name: "i"},
+			`forbidden: user "user:bob" (role viewer) may not delete ingresses "i" in namespace "shop": viewers are read-only`},
+		{"viewer reads secret", Request{Identity: bob, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"},
+			`forbidden: user "user:bob" (role viewer) may not get secrets "db" in namespace "shop": viewers may not read secrets`},
+
+		// worker node: reads what it needs.
+		{"node lists pods", Request{Identity: w1, Verb: VerbList, Kind: "Pod"}, ""},
+		{"node watches services", Request{Identity: w1, Verb: VerbWatch, Kind: "Service"}, ""},
+		{"node watches endpoints", Request{Identity: w1, Verb: VerbWatch, Kind: "Endpoints"}, ""},
+		{"node gets configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "cfg"}, ""},
+		{"node gets secret", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"}, ""},
+		{"node gets another node", Request{Identity: w1, Verb: VerbGet, Kind: "Node", Name: "w2"}, ""},
+		{"node lists deployments", Request{Identity: w1, Verb: VerbList, Kind: "Deployment"},
+			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, configmaps, secrets and nodes`},
+
+		// worker node: its own Node.
+		{"node registers itself", Request{Identity: w1, Verb: VerbCreate, Kind: "Node", Name: "w1"}, ""},
+		{"node updates own status", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Subresource: "status", Name: "w1"}, ""},
+		{"node patches own node", Request{Identity: w1, Verb: VerbPatch, Kind: "Node", Name: "w1"}, ""},
+		{"node writes another node's status", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Subresource: "status", Name: "w2"},
+			`forbidden: user "node:w1" (role node) may not update nodes/status "w2": a node may write only its own Node "w1"`},
+		{"node creates another node", Request{Identity: w1, Verb: VerbCreate, Kind: "Node", Name: "w2"},
+			`forbidden: user "node:w1" (role node) may not create nodes "w2": a node may write only its own Node "w1"`},
+		{"node deletes itself", Request{Identity: w1, Verb: VerbDelete, Kind: "Node", Name: "w1"},
+			`forbidden: user "node:w1" (role node) may not delete nodes "w1": a node may only create and update its own Node`},
+
+		// worker node: status of pods bound to it, decided on the stored pod.
+		{"node updates status of its pod", Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1", Stored: podOn("w1")}, ""},
+		{"node patches status of its pod", Request{Identity: w1, Verb: VerbPatch, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1", Stored: podOn("w1")}, ""},
+		{"node updates status of another node's pod", Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1", Stored: podOn("w2")},
+			`forbidden: user "node:w1" (role node) may not update pods/status "web-1" in namespace "shop": the pod is bound to node "w2"`},
+		{"node updates status of unbound pod", Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1", Stored: podOn("")},
+			`forbidden: user "node:w1" (role node) may not update pods/status "web-1" in namespace "shop": the pod is not bound to any node`},
+		{"node pod status without stored pod", Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "node:w1" (role node) may not update pods/status "web-1" in namespace "shop": the server did not pass the stored pod to check where it is bound (server bug)`},
+		{"node updates its pod's spec", Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Namespace: "shop", Name: "web-1", Stored: podOn("w1")},
+			`forbidden: user "node:w1" (role node) may not update pods "web-1" in namespace "shop": a node may only update the status of pods bound to it`},
+		{"node creates a pod", Request{Identity: w1, Verb: VerbCreate, Kind: "Pod", Namespace: "shop", Name: "evil"},
+			`forbidden: user "node:w1" (role node) may not create pods "evil" in namespace "shop": a node may only update the status of pods bound to it`},
+		{"node deletes its pod", Request{Identity: w1, Verb: VerbDelete, Kind: "Pod", Namespace: "shop", Name: "web-1", Stored: podOn("w1")},
+			`forbidden: user "node:w1" (role node) may not delete pods "web-1" in namespace "shop": a node may only update the status of pods bound to it`},
+
+		// worker node: events yes, everything else no.
+		{"node creates event", Request{Identity: w1, Verb: VerbCreate, Kind: "Event", Namespace: "shop", Name: "web-1.1"}, ""},
+		{"node updates event", Request{Identity: w1, Verb: VerbUpdate, Kind: "Event", Namespace: "shop", Name: "web-1.1"}, ""},
+		{"node deletes event", Request{Identity: w1, Verb: VerbDelete, Kind: "Event", Namespace: "shop", Name: "web-1.1"},
+			`forbidden: user "node:w1" (role node) may not delete events "web-1.1" in namespace "shop": a node may only create and update events`},
+		{"node creates deployment", Request{Identity: w1, Verb: VerbCreate, Kind: "Deployment", Namespace: "shop", Name: "web"},
+			`forbidden: user "node:w1" (role node) may not create deployments "web" in namespace "shop": a node may write only its own Node, the status of its pods, and events`},
+		{"node updates a secret", Request{Identity: w1, Verb: VerbUpdate, Kind: "Secret", Namespace: "shop", Name: "db"},
+			`forbidden: user "node:w1" (role node) may not update secrets "db" in namespace "shop": a node may write only its own Node, the status of its pods, and events`},
+		{"node patches a service", Request{Identity: w1, Verb: VerbPatch, Kind: "Service", Resource: "services", Namespace: "shop", Name: "web"},
+			`forbidden: user "node:w1" (role node) may not patch services "web" in namespace "shop": a node may write only its own Node, the status of its pods, and events`},
+
+		// no role: nothing.
+		{"empty identity", Request{Verb: VerbGet, Kind: "Pod"},
+			`forbidden: user "" (role ) may not get pods: unknown role ""`},
+	}
+	a := New()
+	for _, c := range cases {
+		err := a.Authorize(context.Background(), c.req)
+		switch {
+		case c.deny == "" && err != nil:
+			t.Errorf("%s: denied: %v", c.name, err)
+		case c.deny != "" && err == nil:
+			t.Errorf("%s: allowed, want %q", c.name, c.deny)
+		case c.deny != "" && (!errors.Is(err, ErrForbidden) || err.Error() != c.deny):
+			t.Errorf("%s:\n got %v\nwant %s", c.name, err, c.deny)
+		}
+	}
+}
+
+func TestResourceName(t *testing.T) {
+	for kind, want := range map[string]string{
+		"Deployment": "deployments", "Endpoints": "endpoints", "Ingress": "ingresses",
+		"NetworkPolicy": "networkpolicies", "Gateway": "gateways", "": "objects",
+	} {
+		if got := resourceName(Request{Kind: kind}); got != want {
+			t.Errorf("%q -> %q, want %q", kind, got, want)
+		}
+	}
+}
+
+// Every verb a worker might try on every kind it must not write is
+// refused; read verbs on them are refused too unless listed.
+func TestNodeRestrictionIsClosed(t *testing.T) {
+	a := New()
+	kinds := []string{"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob", "Service", "Endpoints",
+		"ConfigMap", "Secret", "Namespace", "ResourceQuota", "LimitRange", "ReplicationController", "Ingress", "HorizontalPodAutoscaler"}
+	for _, kind := range kinds {
+		for _, verb := range []string{VerbCreate, VerbUpdate, VerbPatch, VerbDelete, VerbDeleteCollection} {
+			for _, sub := range []string{"", "status"} {
+				err := a.Authorize(context.Background(), Request{Identity: w1, Verb: verb, Kind: kind, Subresource: sub, Namespace: "shop", Name: "x"})
+				if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), `user "node:w1" (role node)`) {
+					t.Errorf("node %s %s/%s: %v", verb, kind, sub, err)
+				}
+			}
+		}
+	}
+}
