@@ -13,4 +13,18 @@
 //   - automatic certificate renewal (Renewer).
 //
 // Files written here hold PEM; private keys are written 0600.
+//
+// Wiring (control node):
+//
+//	ca, _, _ := pki.LoadOrCreateCA(dataDir+"/pki", pki.DefaultCAConfig())   // init; join: save JoinResult
+//	src := renewer (or pki.StaticCert{cert})
+//	split, _ := pki.NewSplitListener(lis, pki.ServerTLSConfig(ca.Pool(), src, tls.VerifyClientCertIfGiven), log)
+//	anon := grpc.NewServer(grpc.Creds(pki.HandshakenTLS()))             // join service ONLY
+//	joinv1.RegisterJoinServer(anon, joinServer)
+//	authed := grpc.NewServer(append(apiServer.ServerOptions(), grpc.Creds(pki.HandshakenTLS()))...)
+//	apiServer.Register(authed); joinv1.RegisterJoinServer(authed, joinServer)
+//	go anon.Serve(split.Anonymous()); go authed.Serve(split.Authenticated())
+//
+// Ports where every caller has a certificate (Raft, agent) use
+// ServerTLSConfig(..., tls.RequireAndVerifyClientCert) directly.
 package pki

@@ -377,3 +377,18 @@ func TestSplitListenerRequiresOptionalClientAuth(t *testing.T) {
 		t.Fatal("a config that requires client certs makes the anonymous side unreachable; must be refused")
 	}
 }
+
+// A client that connects and never speaks must not hold up others: each
+// handshake runs on its own and is bounded by HandshakeTimeout.
+func TestSplitListenerSlowClientDoesNotBlock(t *testing.T) {
+	ts := startJoinServer(t, newTestCA(t))
+	idle, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	tok := ts.token(t, JoinWorker)
+	if _, err := newJoinClient().Join(context.Background(), JoinRequest{Address: ts.addr, Token: tok, Role: JoinWorker, NodeName: "w1", AdvertiseAddress: "10.0.0.5:7445"}); err != nil {
+		t.Fatalf("Join beside an idle connection: %v", err)
+	}
+}
