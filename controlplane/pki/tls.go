@@ -155,21 +155,22 @@ func (s *SplitListener) acceptLoop() {
 	for {
 		conn, err := s.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary (e.g. out of file descriptors): back off like net/http.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-					continue
-				case <-s.done:
-				}
+			if errors.Is(err, net.ErrClosed) {
+				// Permanent: both listeners return it from Accept.
+				s.fail(fmt.Errorf("accept on %s: %w", s.inner.Addr(), err))
+				s.Close()
+				return
 			}
-			// Permanent: both listeners return it from Accept.
-			s.fail(fmt.Errorf("accept on %s: %w", s.inner.Addr(), err))
-			s.Close()
-			return
+			// Anything else (out of file descriptors, aborted connection)
+			// passes: back off like net/http and keep serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-s.done:
+				return
+			}
 		}
 		backoff = 0
 		go s.handshake(conn)

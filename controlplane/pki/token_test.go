@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -148,5 +149,32 @@ func TestTokenCreateAndParseRefuse(t *testing.T) {
 	}
 	if _, err := NewTokens(NewMemoryTokenStore(), TokensConfig{Pin: "x"}); !errors.Is(err, ErrBadToken) {
 		t.Errorf("bad pin config: %v", err)
+	}
+}
+
+// The replicated store keeps records as JSON; a round trip must keep
+// every field the registry decides on.
+func TestTokenRecordJSONRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	tokens, store, _ := newTestTokens(t)
+	tok, _, _ := tokens.Create(ctx, CreateTokenOptions{Role: JoinControl, Description: "third control node"})
+	if err := tokens.Revoke(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := store.Get(ctx, tok.ID)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back TokenRecord
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.ID != rec.ID || back.Role != rec.Role || back.SecretHash != rec.SecretHash || back.Description != rec.Description ||
+		!back.CreatedAt.Equal(rec.CreatedAt) || !back.ExpiresAt.Equal(rec.ExpiresAt) || back.RevokedAt == nil || !back.RevokedAt.Equal(*rec.RevokedAt) {
+		t.Fatalf("round trip:\n%+v\n%+v", rec, back)
+	}
+	if strings.Contains(string(b), tok.Secret) {
+		t.Fatal("JSON record contains the secret")
 	}
 }
