@@ -54,6 +54,15 @@ type Request struct {
 	Stored proto.Message
 }
 
+// NeedsStored reports whether the decision for r depends on the stored
+// object, so the server must read it first and pass it in Stored: a
+// node's writes to pods. Authorize with the same stored revision the
+// write's compare-and-swap is based on, so a pod re-bound in between makes
+// the write fail instead of slipping through.
+func NeedsStored(r Request) bool {
+	return r.Identity.Role == pki.RoleNode && r.Kind == "Pod" && !IsReadOnly(r.Verb)
+}
+
 // Authorizer implements the cluster's fixed roles. It holds no state.
 type Authorizer struct{}
 

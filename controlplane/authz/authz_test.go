@@ -150,3 +150,21 @@ func TestNodeRestrictionIsClosed(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsStored(t *testing.T) {
+	cases := []struct {
+		req  Request
+		want bool
+	}{
+		{Request{Identity: w1, Verb: VerbUpdate, Kind: "Pod", Subresource: "status"}, true},
+		{Request{Identity: w1, Verb: VerbPatch, Kind: "Pod", Subresource: "status"}, true},
+		{Request{Identity: w1, Verb: VerbGet, Kind: "Pod"}, false},
+		{Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Subresource: "status"}, false},
+		{Request{Identity: admin, Verb: VerbUpdate, Kind: "Pod", Subresource: "status"}, false},
+	}
+	for _, c := range cases {
+		if got := NeedsStored(c.req); got != c.want {
+			t.Errorf("NeedsStored(%+v) = %v", c.req, got)
+		}
+	}
+}
