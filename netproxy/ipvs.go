@@ -87,6 +87,7 @@ type ipvsBackend struct {
 	// sync, how many service ports need each dummy address and hairpin
 	// element, and the node addresses NodePorts were programmed on.
 	perSvc      map[string]*ipvsPort
+	rules       int // virtual services + destinations in known
 	ipRefs      map[netip.Addr]int
 	loopRefs    map[string]int
 	lastNodeIPs []netip.Addr
@@ -353,11 +354,7 @@ func (b *ipvsBackend) sync(ctx context.Context, want desiredState, changed map[s
 		return syncResult{}, err
 	}
 	b.lastNodeIPs = nodeIPs
-	rules := len(b.known)
-	for _, st := range b.known {
-		rules += len(st.dests)
-	}
-	return syncResult{Rules: rules, Changed: n, Recomputed: recomputed}, nil
+	return syncResult{Rules: b.rules, Changed: n, Recomputed: recomputed}, nil
 }
 
 // syncAll recomputes every service port and compares it with b.known (the
@@ -397,6 +394,10 @@ func (b *ipvsBackend) syncAll(want desiredState, nodeIPs []netip.Addr, full bool
 	changed, err := b.apply(desired, nil, wantIPs, ips, nodeIPs)
 	if err != nil {
 		return changed, err
+	}
+	b.rules = len(b.known)
+	for _, st := range b.known {
+		b.rules += len(st.dests)
 	}
 	n, err := b.mark.sync(marks, full)
 	return changed + n, err
@@ -462,10 +463,26 @@ func (b *ipvsBackend) syncChanged(want desiredState, changedIDs map[string]bool,
 			delete(b.ipRefs, ip)
 		}
 	}
+	// the rule count changes only in scope and where destinations drain
+	counted := maps.Clone(scope)
+	for k := range b.gone {
+		counted[k] = true
+	}
+	countRules := func() int {
+		n := 0
+		for k := range counted {
+			if st := b.known[k]; st != nil {
+				n += 1 + len(st.dests)
+			}
+		}
+		return n
+	}
+	before := countRules()
 	changed, err := b.apply(desired, scope, wantIPs, ips, nodeIPs)
 	if err != nil {
 		return changed, err
 	}
+	b.rules += countRules() - before
 	n, err := b.mark.change(haveM, wantM)
 	return changed + n, err
 }

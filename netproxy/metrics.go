@@ -36,7 +36,10 @@ func newMetrics(reg prometheus.Registerer, backend string) *metrics {
 	return m
 }
 
-func (m *metrics) observe(full bool, took time.Duration, res syncResult, want desiredState, err error) {
+// observe records a sync; readyEndpoints and servicePorts describe the
+// desired state (kept as running totals: counting them here would make
+// every small sync cost as much as the number of services).
+func (m *metrics) observe(full bool, took time.Duration, res syncResult, readyEndpoints, servicePorts int, err error) {
 	kind := "partial"
 	if full {
 		kind = "full"
@@ -47,10 +50,6 @@ func (m *metrics) observe(full bool, took time.Duration, res syncResult, want de
 	}
 	m.syncDuration.WithLabelValues(kind).Observe(took.Seconds())
 	m.rules.Set(float64(res.Rules))
-	n := 0
-	for _, sp := range want {
-		n += len(sp.Ready)
-	}
-	m.endpoints.Set(float64(n))
-	m.servicePorts.Set(float64(len(want)))
+	m.endpoints.Set(float64(readyEndpoints))
+	m.servicePorts.Set(float64(servicePorts))
 }

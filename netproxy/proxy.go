@@ -123,6 +123,8 @@ type Proxy struct {
 	desired  desiredState
 	idsByKey map[ServiceKey][]string
 	dirty    map[ServiceKey]bool
+	// readyEndpoints sums len(Ready) over desired.
+	readyEndpoints int
 
 	syncMu sync.Mutex // one sync at a time
 	last   SyncStats
@@ -271,9 +273,10 @@ func (p *Proxy) sync(ctx context.Context, full bool) error {
 	start := time.Now()
 	p.mu.Lock()
 	want, changed := p.updateDesired(full)
+	ready, ports := p.readyEndpoints, len(want)
 	p.mu.Unlock()
 	res, err := p.backend.sync(ctx, want, changed, full)
-	p.metrics.observe(full, time.Since(start), res, want, err)
+	p.metrics.observe(full, time.Since(start), res, ready, ports, err)
 	if err != nil {
 		return fmt.Errorf("%s sync: %w", p.backend.name(), err)
 	}
@@ -289,8 +292,10 @@ func (p *Proxy) updateDesired(full bool) (desiredState, map[string]bool) {
 	if full || p.desired == nil {
 		p.desired = buildDesired(p.services, p.endpoints)
 		p.idsByKey = map[ServiceKey][]string{}
+		p.readyEndpoints = 0
 		for id, sp := range p.desired {
 			p.idsByKey[sp.Service] = append(p.idsByKey[sp.Service], id)
+			p.readyEndpoints += len(sp.Ready)
 		}
 		clear(p.dirty)
 		return p.desired, nil
@@ -299,6 +304,9 @@ func (p *Proxy) updateDesired(full bool) (desiredState, map[string]bool) {
 	for key := range p.dirty {
 		for _, id := range p.idsByKey[key] {
 			changed[id] = true
+			if sp := p.desired[id]; sp != nil {
+				p.readyEndpoints -= len(sp.Ready)
+			}
 			delete(p.desired, id)
 		}
 		delete(p.idsByKey, key)
@@ -309,6 +317,7 @@ func (p *Proxy) updateDesired(full bool) (desiredState, map[string]bool) {
 		for id, sp := range buildDesired(map[ServiceKey]Service{key: svc}, map[ServiceKey]Endpoints{key: p.endpoints[key]}) {
 			p.desired[id] = sp
 			p.idsByKey[key] = append(p.idsByKey[key], id)
+			p.readyEndpoints += len(sp.Ready)
 			changed[id] = true
 		}
 	}

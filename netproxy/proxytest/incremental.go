@@ -78,11 +78,20 @@ func incremental(ctx context.Context, e *Env) error {
 			return err
 		}
 	}
+	// drain ticks and the like: a sync without changes recomputes nothing
+	if err := e.Proxy.Sync(ctx); err != nil {
+		return err
+	}
+	incRules := e.Proxy.LastSync().Rules
 	if err := e.Proxy.FullSync(ctx); err != nil {
 		return err
 	}
-	if st := e.Proxy.LastSync(); st.Changed != 0 {
-		return fmt.Errorf("full resync after the incremental change repaired %d objects", st.Changed)
+	full := e.Proxy.LastSync()
+	if full.Changed != 0 {
+		return fmt.Errorf("full resync after the incremental change repaired %d objects", full.Changed)
+	}
+	if full.Rules != incRules {
+		return fmt.Errorf("incremental syncs count %d kernel objects, a full sync %d", incRules, full.Rules)
 	}
 	return nil
 }
