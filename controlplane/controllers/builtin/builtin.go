@@ -1,0 +1,20 @@
+// Package builtin lists every leader-only loop Skiff runs: the scheduler
+// and each controller, one line each. Whoever wires a control node (ctl,
+// integration/cptest) calls Register on a fresh controllers.Registry.
+package builtin
+
+import (
+	"github.com/skiffhq/skiff/controlplane/controllers"
+)
+
+// Register adds every built-in leader loop to r. Add a controller here
+// with one line: r.Register("name", pkg.New).
+func Register(r *controllers.Registry) {
+}
+
+// NewRegistry is a registry holding every built-in loop.
+func NewRegistry() *controllers.Registry {
+	r := controllers.NewRegistry()
+	Register(r)
+	return r
+}

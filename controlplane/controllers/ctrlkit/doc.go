@@ -1,0 +1,13 @@
+// Package ctrlkit is what every Skiff controller shares: a Base that runs
+// informers (list + watch caches) and workers over a rate-limited work
+// queue as one controlplane.Loop, a read-your-writes guard (a sync waits
+// until the caches hold this controller's own last writes, so a stale cache
+// never makes it create a pod twice), and pod helpers (readiness,
+// availability, owner references, deletion order, pods from templates with
+// deterministic names).
+//
+// Deterministic pod names matter for leader changes: a deposed leader's
+// late create of "the next pod" collides with the new leader's create of
+// the same name (AlreadyExists) instead of adding a pod; updates and
+// deletes carry resourceVersion preconditions for the same reason.
+package ctrlkit
