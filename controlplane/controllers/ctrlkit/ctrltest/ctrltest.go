@@ -1,0 +1,150 @@
+// Package ctrltest runs controllers against a real in-process API server
+// (integration/api/apitest) for the controllers' own tests, with a small
+// pod "kubelet" stand-in that marks pods Running and Ready (or lets a test
+// drive their phase), so a controller's logic can be tested without the
+// scheduler and hollow nodes. Cluster-level behaviour (scheduling, leader
+// changes) is tested with integration/cptest.
+package ctrltest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/integration/api/apitest"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// Loop is controlplane.Loop (repeated to keep this package's imports small).
+type Loop interface {
+	Name() string
+	Run(ctx context.Context) error
+}
+
+// Env is a 1-node API server and an admin client.
+type Env struct {
+	T       *testing.T
+	Cluster *apitest.Cluster
+	Client  *client.Client
+}
+
+// Start starts the API server.
+func Start(t *testing.T) *Env {
+	t.Helper()
+	c := apitest.Start(t, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Cluster: c, Client: c.MustClient(t)}
+}
+
+// Run runs loops until the test ends; a loop's error fails the test.
+func (e *Env) Run(loops ...Loop) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Run(ctx); err != nil && ctx.Err() == nil {
+				e.T.Errorf("loop %s: %v", l.Name(), err)
+			}
+		}()
+	}
+	e.T.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// Ctx is a context bounded by d, cancelled when the test ends.
+func (e *Env) Ctx(d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	e.T.Cleanup(cancel)
+	return ctx
+}
+
+// Kubelet marks pods Running and Ready unless Hold says otherwise; it
+// binds pods without a node to Node (when set).
+type Kubelet struct {
+	e    *Env
+	Node string
+	mu   sync.Mutex
+	// hold keeps pods with these names Pending (not ready).
+	hold map[string]bool
+}
+
+// StartKubelet starts the stand-in; pods are made Running+Ready on sight.
+func (e *Env) StartKubelet() *Kubelet {
+	k := &Kubelet{e: e, hold: map[string]bool{}}
+	var inf *client.Informer
+	inf = client.NewInformer(e.Client, "Pod", client.ListOptions{}, client.EventHandler{
+		OnAdd:    func(o client.Object) { go k.touch(o.(*apiv1.Pod)) },
+		OnUpdate: func(_, o client.Object) { go k.touch(o.(*apiv1.Pod)) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	e.T.Cleanup(func() { cancel(); <-done })
+	return k
+}
+
+// Hold keeps the named pod not ready.
+func (k *Kubelet) Hold(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hold[name] = true
+}
+
+func (k *Kubelet) touch(p *apiv1.Pod) {
+	k.mu.Lock()
+	held := k.hold[p.GetMetadata().GetName()]
+	k.mu.Unlock()
+	if held || p.GetMetadata().GetDeletionTimestamp() != "" {
+		return
+	}
+	ph := p.GetStatus().GetPhase()
+	if ph == "Running" || ph == "Succeeded" || ph == "Failed" {
+		return
+	}
+	_ = SetPhase(context.Background(), k.e.Client, p, "Running", true)
+}
+
+// SetPhase writes a pod's phase and Ready condition (with a resourceVersion
+// precondition; a conflict is returned).
+func SetPhase(ctx context.Context, c *client.Client, p *apiv1.Pod, phase string, ready bool) error {
+	p = proto.Clone(p).(*apiv1.Pod)
+	now := time.Now().UTC().Format(time.RFC3339)
+	rs := "False"
+	if ready {
+		rs = "True"
+	}
+	p.Status = &apiv1.PodStatus{Phase: phase, StartTime: now,
+		Conditions: []*apiv1.PodCondition{{Type: "Ready", Status: rs, LastTransitionTime: now}}}
+	_, err := client.UpdateStatus(ctx, c, p)
+	return err
+}
+
+// Pods lists the pods of ns matching selector.
+func (e *Env) Pods(ns, selector string) []*apiv1.Pod {
+	e.T.Helper()
+	pods, _, err := client.List[*apiv1.Pod](e.Ctx(10*time.Second), e.Client, client.ListOptions{Namespace: ns, LabelSelector: selector})
+	if err != nil {
+		e.T.Fatalf("list pods: %v", err)
+	}
+	return pods
+}
+
+// ActivePods are Pods that are neither finished nor terminating.
+func (e *Env) ActivePods(ns, selector string) []*apiv1.Pod {
+	var out []*apiv1.Pod
+	for _, p := range e.Pods(ns, selector) {
+		if ph := p.GetStatus().GetPhase(); ph != "Succeeded" && ph != "Failed" && p.GetMetadata().GetDeletionTimestamp() == "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
