@@ -76,9 +76,9 @@ func (b *Base) Now() time.Time { return b.cfg.Now() }
 // wrote to its kind.
 type Cache struct {
 	*client.Informer // new per Run: every leadership term lists afresh
-	kind    string
-	handler client.EventHandler
-	wrote   atomic.Int64
+	kind             string
+	handler          client.EventHandler
+	wrote            atomic.Int64
 }
 
 // Kind is the cached kind.
