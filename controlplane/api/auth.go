@@ -5,9 +5,13 @@ import (
 	"crypto/x509"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 )
 
 // Identity is who is calling, taken from the verified mTLS client
@@ -30,6 +34,16 @@ type Attributes struct {
 	Subresource string
 	Namespace   string
 	Name        string
+	// Stored is the object as stored, set for writes the authorizer asked
+	// to see it for (StoredNeeder); nil otherwise.
+	Stored proto.Message
+}
+
+// StoredNeeder is implemented by authorizers that decide some writes on
+// the stored object (a node may update only the status of pods bound to
+// it): for those the server reads the object before authorizing.
+type StoredNeeder interface {
+	NeedsStored(a Attributes) bool
 }
 
 // Authorizer decides whether a request may proceed. It returns nil to allow,
@@ -112,9 +126,37 @@ func (s *identityStream) Context() context.Context { return s.ctx }
 
 func (s *Server) authorize(ctx context.Context, verb string, kind, sub, ns, name string) error {
 	id, _ := IdentityFrom(ctx)
-	a := Attributes{Identity: id, Verb: verb, Kind: kind, Subresource: sub, Namespace: ns, Name: name}
+	return s.authorizeAttrs(ctx, Attributes{Identity: id, Verb: verb, Kind: kind, Subresource: sub, Namespace: ns, Name: name})
+}
+
+// authorizeWrite is authorize for update and patch: when the authorizer
+// decides on the stored object, it reads it first (a missing object is
+// passed as nil; the write then fails with NotFound if allowed).
+func (s *Server) authorizeWrite(ctx context.Context, k *kinds.Kind, verb, sub, ns, name string) error {
+	id, _ := IdentityFrom(ctx)
+	a := Attributes{Identity: id, Verb: verb, Kind: k.Name, Subresource: sub, Namespace: ns, Name: name}
+	if sn, ok := s.cfg.Authorizer.(StoredNeeder); ok && sn.NeedsStored(a) {
+		cur, err := s.get(ctx, k, ns, name, false)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			a.Stored = cur.obj
+		}
+	}
+	return s.authorizeAttrs(ctx, a)
+}
+
+func (s *Server) authorizeAttrs(ctx context.Context, a Attributes) error {
 	if err := s.cfg.Authorizer.Authorize(ctx, a); err != nil {
-		return fmt.Errorf("%w: user %q may not %s %s %q in namespace %q: %w", ErrForbidden, id.User, verb, kind, name, ns, err)
+		return forbiddenError{err}
 	}
 	return nil
 }
+
+// forbiddenError is an authorizer's refusal: its message reaches the
+// caller as is (it already says who, what and why) and it is ErrForbidden.
+type forbiddenError struct{ err error }
+
+func (e forbiddenError) Error() string   { return e.err.Error() }
+func (e forbiddenError) Unwrap() []error { return []error{ErrForbidden, e.err} }

@@ -205,7 +205,7 @@ func (s *Server) updateRPC(ctx context.Context, req *apiv1.UpdateRequest, status
 	if status {
 		sub = "status"
 	}
-	if err := s.authorize(ctx, "update", k.Name, sub, md.Namespace, md.Name); err != nil {
+	if err := s.authorizeWrite(ctx, k, "update", sub, md.Namespace, md.Name); err != nil {
 		return nil, toStatus(err)
 	}
 	out, _, err := s.update(ctx, k, obj, updateOpts{status: status, dryRun: req.GetDryRun(), retryConflicts: md.ResourceVersion == ""})
@@ -351,7 +351,7 @@ func (s *Server) Patch(ctx context.Context, req *apiv1.PatchRequest) (*apiv1.Obj
 	if req.GetStatus() {
 		sub = "status"
 	}
-	if err := s.authorize(ctx, "patch", k.Name, sub, ns, req.GetName()); err != nil {
+	if err := s.authorizeWrite(ctx, k, "patch", sub, ns, req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
 	out, err := s.patch(ctx, k, ns, req.GetName(), req.GetPatch(), updateOpts{status: req.GetStatus(), dryRun: req.GetDryRun()})
