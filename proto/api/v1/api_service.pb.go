@@ -31,9 +31,6 @@ const (
 	WatchEvent_ADDED    WatchEvent_Type = 0
 	WatchEvent_MODIFIED WatchEvent_Type = 1
 	WatchEvent_DELETED  WatchEvent_Type = 2
-	// BOOKMARK carries only a resourceVersion: no event the watcher wants
-	// happened up to it.
-	WatchEvent_BOOKMARK WatchEvent_Type = 3
 )
 
 // Enum value maps for WatchEvent_Type.
@@ -42,13 +39,11 @@ var (
 		0: "ADDED",
 		1: "MODIFIED",
 		2: "DELETED",
-		3: "BOOKMARK",
 	}
 	WatchEvent_Type_value = map[string]int32{
 		"ADDED":    0,
 		"MODIFIED": 1,
 		"DELETED":  2,
-		"BOOKMARK": 3,
 	}
 )
 
@@ -705,11 +700,8 @@ type WatchRequest struct {
 	// List's metadata.resourceVersion). Empty: changes from now on. A revision
 	// older than the history kept fails with OutOfRange: re-list.
 	ResourceVersion string `protobuf:"bytes,6,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
-	// progress_notify asks for BOOKMARK events carrying the current revision
-	// when the watch is idle, so a resume after a long quiet spell is cheap.
-	ProgressNotify bool `protobuf:"varint,7,opt,name=progress_notify,json=progressNotify,proto3" json:"progress_notify,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -782,13 +774,6 @@ func (x *WatchRequest) GetResourceVersion() string {
 		return x.ResourceVersion
 	}
 	return ""
-}
-
-func (x *WatchRequest) GetProgressNotify() bool {
-	if x != nil {
-		return x.ProgressNotify
-	}
-	return false
 }
 
 type WatchEvent struct {
@@ -1161,25 +1146,23 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x15_grace_period_seconds\"X\n" +
 	"\x0eDeleteResponse\x12,\n" +
 	"\x06object\x18\x01 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12\x18\n" +
-	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xf6\x01\n" +
+	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xcd\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12%\n" +
 	"\x0elabel_selector\x18\x04 \x01(\tR\rlabelSelector\x12%\n" +
 	"\x0efield_selector\x18\x05 \x01(\tR\rfieldSelector\x12)\n" +
-	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\x12'\n" +
-	"\x0fprogress_notify\x18\a \x01(\bR\x0eprogressNotify\"\xd4\x01\n" +
+	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\"\xc6\x01\n" +
 	"\n" +
 	"WatchEvent\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.skiff.api.v1.WatchEvent.TypeR\x04type\x12,\n" +
 	"\x06object\x18\x02 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12)\n" +
-	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\":\n" +
+	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\",\n" +
 	"\x04Type\x12\t\n" +
 	"\x05ADDED\x10\x00\x12\f\n" +
 	"\bMODIFIED\x10\x01\x12\v\n" +
-	"\aDELETED\x10\x02\x12\f\n" +
-	"\bBOOKMARK\x10\x03\"A\n" +
+	"\aDELETED\x10\x02\"A\n" +
 	"\rWatchResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.skiff.api.v1.WatchEventR\x06events\"U\n" +
 	"\fApplyRequest\x12,\n" +
