@@ -126,6 +126,15 @@ func (p *Pool) WaitForSync(ctx context.Context) error { return p.pods.WaitForSyn
 // AddNode registers a node (or takes over an existing Node object of that
 // name) and starts its heartbeat if the pool runs.
 func (p *Pool) AddNode(ctx context.Context, name string, labels map[string]string) (*Node, error) {
+	return p.AddNodeWithCapacity(ctx, name, labels, nil)
+}
+
+// AddNodeWithCapacity is AddNode with this node's own capacity (nil: the
+// pool's).
+func (p *Pool) AddNodeWithCapacity(ctx context.Context, name string, labels, capacity map[string]string) (*Node, error) {
+	if capacity == nil {
+		capacity = p.cfg.Capacity
+	}
 	p.mu.Lock()
 	if _, dup := p.nodes[name]; dup {
 		p.mu.Unlock()
@@ -134,7 +143,7 @@ func (p *Pool) AddNode(ctx context.Context, name string, labels map[string]strin
 	n := &Node{Name: name, index: len(p.nodes), pool: p, wake: make(chan struct{}, 1)}
 	p.nodes[name] = n
 	p.mu.Unlock()
-	if err := n.register(ctx, labels); err != nil {
+	if err := n.register(ctx, labels, capacity); err != nil {
 		p.mu.Lock()
 		delete(p.nodes, name)
 		p.mu.Unlock()
@@ -323,7 +332,7 @@ func (n *Node) runningStatus(pod *apiv1.Pod, ready bool) *apiv1.PodStatus {
 func (n *Node) hostIP() string { return fmt.Sprintf("100.64.%d.%d", n.index/256, n.index%256) }
 
 // register creates the Node object (or adopts an existing one) with Ready status.
-func (n *Node) register(ctx context.Context, labels map[string]string) error {
+func (n *Node) register(ctx context.Context, labels, capacity map[string]string) error {
 	p := n.pool
 	l := map[string]string{"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "skiff.dev/hollow": "true"}
 	maps.Copy(l, p.cfg.Labels)
@@ -331,7 +340,7 @@ func (n *Node) register(ctx context.Context, labels map[string]string) error {
 	cidr := fmt.Sprintf("10.%d.%d.0/24", 64+n.index/256, n.index%256)
 	ts := now()
 	n.status = &apiv1.NodeStatus{
-		Capacity: maps.Clone(p.cfg.Capacity), Allocatable: maps.Clone(p.cfg.Capacity),
+		Capacity: maps.Clone(capacity), Allocatable: maps.Clone(capacity),
 		Conditions: []*apiv1.NodeCondition{{Type: "Ready", Status: "True", Reason: "HollowNodeReady",
 			Message: "hollow node is posting ready status", LastHeartbeatTime: ts, LastTransitionTime: ts}},
 		Addresses: []*apiv1.NodeAddress{{Type: "InternalIP", Address: n.hostIP()}, {Type: "Hostname", Address: n.Name}},

@@ -5,11 +5,13 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
 // Register adds every built-in leader loop to r. Add a controller here
 // with one line: r.Register("name", pkg.New).
 func Register(r *controllers.Registry) {
+	r.Register("scheduler", scheduler.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

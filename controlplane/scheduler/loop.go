@@ -1,0 +1,468 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/controllers"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// DefaultSchedulerName is the schedulerName of pods this scheduler places
+// (an empty schedulerName means it too).
+const DefaultSchedulerName = "default-scheduler"
+
+// Config tunes the scheduler loop.
+type Config struct {
+	SchedulerName string
+	// BindWorkers bounds binds in flight. Concurrent binds are what
+	// batches them: the store groups concurrent proposals into one Raft
+	// append, so many pending pods commit in few log writes.
+	BindWorkers int
+	// RetryPeriod: unschedulable pods are retried at least this often
+	// (and at once when nodes or bound pods change).
+	RetryPeriod time.Duration
+	// BindBackoff is the first pause before re-placing a pod whose bind
+	// failed (it doubles per failure up to RetryPeriod).
+	BindBackoff time.Duration
+	// PercentageOfNodesToScore: 0 is kube-scheduler's adaptive share.
+	PercentageOfNodesToScore int
+	// Seed makes tie-breaks reproducible (0: from the clock).
+	Seed       uint64
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{SchedulerName: DefaultSchedulerName, BindWorkers: 128, RetryPeriod: 10 * time.Second,
+		BindBackoff: 100 * time.Millisecond, Logger: slog.Default()}
+}
+
+// Scheduler is the leader-only loop that places pending pods.
+type Scheduler struct {
+	cfg     Config
+	c       *client.Client
+	rec     *client.Recorder
+	metrics *metrics
+	attempt atomic.Uint64
+}
+
+// New returns a scheduler that reads and binds through c.
+func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
+	def := DefaultConfig()
+	if cfg.SchedulerName == "" {
+		cfg.SchedulerName = def.SchedulerName
+	}
+	if cfg.BindWorkers <= 0 {
+		cfg.BindWorkers = def.BindWorkers
+	}
+	if cfg.RetryPeriod <= 0 {
+		cfg.RetryPeriod = def.RetryPeriod
+	}
+	if cfg.BindBackoff <= 0 {
+		cfg.BindBackoff = def.BindBackoff
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	if rec == nil {
+		rec = client.NewRecorder(c, cfg.SchedulerName, "")
+	}
+	return &Scheduler{cfg: cfg, c: c, rec: rec, metrics: newMetrics(cfg.Registerer)}
+}
+
+// NewLoop is the scheduler's controllers.Factory (registered as "scheduler").
+func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
+	cfg, err := controllers.ConfigFor(d, "scheduler", DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger, cfg.Registerer = d.Logger, d.Registerer
+	if cfg.SchedulerName == "" {
+		cfg.SchedulerName = DefaultSchedulerName
+	}
+	return New(d.Client, d.Recorder(cfg.SchedulerName), cfg), nil
+}
+
+// Name implements controlplane.Loop.
+func (s *Scheduler) Name() string { return "scheduler" }
+
+// term is the state of one leadership term.
+type term struct {
+	s     *Scheduler
+	cache *cache
+	alg   *Algorithm
+	next  int // sampled placement start index
+	// active holds pod keys to place; reports holds unschedulable pods
+	// whose condition and Event are to be written.
+	active  *controllers.Queue
+	reports *controllers.Queue
+	binds   chan bindReq
+	// fitMsg is the latest FitError message per unschedulable pod.
+	fitMu  sync.Mutex
+	fitMsg map[string]string
+}
+
+type bindReq struct {
+	pod     *apiv1.Pod
+	node    string
+	attempt uint64
+}
+
+// Run places pods until ctx ends (leadership lost).
+func (s *Scheduler) Run(ctx context.Context) error {
+	t := &term{s: s, cache: newCache(), alg: NewAlgorithm(s.cfg.Seed + s.attempt.Add(1)),
+		active:  controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
+		reports: controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
+		binds:   make(chan bindReq, s.cfg.BindWorkers), fitMsg: map[string]string{}}
+	nodes := client.NewInformer(s.c, "Node", client.ListOptions{}, client.EventHandler{
+		OnAdd:    func(o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
+		OnUpdate: func(_, o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
+		OnDelete: func(o client.Object) { t.nodeDeleted(o.(*apiv1.Node)) },
+	})
+	pods := client.NewInformer(s.c, "Pod", client.ListOptions{}, client.EventHandler{
+		OnAdd:    func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod)) },
+		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod)) },
+		OnDelete: func(o client.Object) { t.podDeleted(o.(*apiv1.Pod)) },
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wait, err := controllers.Informers{nodes, pods}.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	s.cfg.Logger.Info("scheduler started", "nodes", len(t.cache.nodes), "pending", len(t.cache.pending))
+	var wg sync.WaitGroup
+	for i := 0; i < s.cfg.BindWorkers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.bindWorker(ctx) }()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		controllers.RunWorkers(ctx, t.reports, 4, s.cfg.Logger, t.report)
+	}()
+	go func() { defer wg.Done(); t.retryUnschedulable(ctx) }()
+	go func() { <-ctx.Done(); t.active.ShutDown() }()
+	for {
+		key, ok := t.active.Get()
+		if !ok {
+			break
+		}
+		t.scheduleOne(ctx, key)
+		t.active.Done(key)
+	}
+	close(t.binds)
+	wg.Wait()
+	return nil
+}
+
+func (t *term) nodeChanged(n *apiv1.Node) {
+	t.cache.mu.Lock()
+	changed, err := t.cache.setNode(n)
+	t.cache.mu.Unlock()
+	if err != nil {
+		t.s.cfg.Logger.Warn("node ignored", "node", n.GetMetadata().GetName(), "err", err)
+		return
+	}
+	if changed {
+		t.flushUnschedulable()
+	}
+}
+
+func (t *term) nodeDeleted(n *apiv1.Node) {
+	t.cache.mu.Lock()
+	t.cache.removeNode(n.GetMetadata().GetName())
+	t.cache.mu.Unlock()
+}
+
+// wantsScheduling: the pod waits for this scheduler.
+func (t *term) wantsScheduling(p *apiv1.Pod) bool {
+	if p.GetSpec().GetNodeName() != "" || p.GetMetadata().GetDeletionTimestamp() != "" {
+		return false
+	}
+	if ph := p.GetStatus().GetPhase(); ph == "Succeeded" || ph == "Failed" {
+		return false
+	}
+	name := p.GetSpec().GetSchedulerName()
+	return name == t.s.cfg.SchedulerName || (name == "" && t.s.cfg.SchedulerName == DefaultSchedulerName)
+}
+
+func (t *term) podChanged(old, p *apiv1.Pod) {
+	k := podKey(p)
+	c := t.cache
+	c.mu.Lock()
+	if counts(p) {
+		delete(c.pending, k)
+		delete(c.unschedulable, k)
+		delete(c.assumed, k) // the bind is visible: no longer an assumption
+		if err := c.countPod(p); err != nil {
+			t.s.cfg.Logger.Warn("bound pod not counted", "pod", k, "err", err)
+		}
+		c.mu.Unlock()
+		return
+	}
+	freed := c.uncountPod(p) // ended (Succeeded/Failed) or never bound
+	if !t.wantsScheduling(p) {
+		delete(c.pending, k)
+		delete(c.unschedulable, k)
+		c.mu.Unlock()
+		if freed {
+			t.flushUnschedulable()
+		}
+		return
+	}
+	c.pending[k] = p
+	_, assumed := c.assumed[k]
+	wasUnschedulable := c.unschedulable[k]
+	specChanged := old == nil || old.GetMetadata().GetGeneration() != p.GetMetadata().GetGeneration()
+	if wasUnschedulable && specChanged {
+		delete(c.unschedulable, k)
+	}
+	c.mu.Unlock()
+	if freed {
+		t.flushUnschedulable()
+	}
+	// An assumed pod's own bind is in flight; an unschedulable one waits for
+	// a change that may let it fit (its own status write is not one).
+	if !assumed && (!wasUnschedulable || specChanged) {
+		t.active.Add(k)
+	}
+}
+
+func (t *term) podDeleted(p *apiv1.Pod) {
+	k := podKey(p)
+	c := t.cache
+	c.mu.Lock()
+	delete(c.pending, k)
+	delete(c.unschedulable, k)
+	delete(c.assumed, k)
+	freed := c.uncountPod(p)
+	c.mu.Unlock()
+	t.fitMu.Lock()
+	delete(t.fitMsg, k)
+	t.fitMu.Unlock()
+	if freed {
+		t.flushUnschedulable()
+	}
+}
+
+// flushUnschedulable moves every unschedulable pod back to the active queue.
+func (t *term) flushUnschedulable() {
+	c := t.cache
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.unschedulable))
+	for k := range c.unschedulable {
+		keys = append(keys, k)
+	}
+	clear(c.unschedulable)
+	c.mu.Unlock()
+	for _, k := range keys {
+		t.active.Add(k)
+	}
+}
+
+func (t *term) retryUnschedulable(ctx context.Context) {
+	tick := time.NewTicker(t.s.cfg.RetryPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.flushUnschedulable()
+		}
+	}
+}
+
+// scheduleOne places one pending pod and hands it to a bind worker.
+func (t *term) scheduleOne(ctx context.Context, key string) {
+	c := t.cache
+	c.mu.Lock()
+	p := c.pending[key]
+	if p == nil || c.unschedulable[key] {
+		c.mu.Unlock()
+		return
+	}
+	if _, inFlight := c.assumed[key]; inFlight {
+		c.mu.Unlock()
+		return
+	}
+	pi, err := NewPodInfo(p)
+	if err != nil {
+		c.unschedulable[key] = true
+		c.mu.Unlock()
+		t.s.metrics.attempts.WithLabelValues("error").Inc()
+		t.setFit(key, fmt.Sprintf("pod cannot be scheduled: %v", err))
+		return
+	}
+	start := time.Now()
+	node, next, err := t.alg.PlaceSampled(pi, c.nodeList, t.next, NodesToScore(len(c.nodeList), t.s.cfg.PercentageOfNodesToScore))
+	t.next = next
+	if err != nil {
+		c.unschedulable[key] = true
+		c.mu.Unlock()
+		t.s.metrics.attempts.WithLabelValues("unschedulable").Inc()
+		t.setFit(key, err.Error())
+		return
+	}
+	// Assume: count the pod on the node now so the next placement sees it,
+	// before the bind commits.
+	node.AddPod(pi)
+	c.podNode[key] = node
+	attempt := t.s.attempt.Add(1)
+	c.assumed[key] = attempt
+	c.mu.Unlock()
+	t.s.metrics.attempts.WithLabelValues("scheduled").Inc()
+	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
+	select {
+	case t.binds <- bindReq{pod: p, node: node.Name(), attempt: attempt}:
+	case <-ctx.Done():
+	}
+}
+
+func (t *term) setFit(key, msg string) {
+	t.fitMu.Lock()
+	t.fitMsg[key] = msg
+	t.fitMu.Unlock()
+	t.reports.Add(key)
+}
+
+// bindWorker commits binds: an update of spec.nodeName conditional on the
+// pod's resourceVersion, so a deposed leader's late bind (or one racing
+// another writer) is rejected instead of overwriting.
+func (t *term) bindWorker(ctx context.Context) {
+	for req := range t.binds {
+		if ctx.Err() != nil {
+			continue // drain
+		}
+		next := proto.Clone(req.pod).(*apiv1.Pod)
+		next.Spec.NodeName = req.node
+		_, err := client.Update(ctx, t.s.c, next)
+		if err == nil {
+			t.s.metrics.binds.Inc()
+			continue
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		t.s.metrics.bindErrors.Inc()
+		k := podKey(req.pod)
+		c := t.cache
+		c.mu.Lock()
+		mine := c.assumed[k] == req.attempt
+		if mine {
+			delete(c.assumed, k)
+			if ni := c.podNode[k]; ni != nil && ni.Name() == req.node {
+				ni.RemovePod(req.pod)
+				delete(c.podNode, k)
+			}
+		}
+		_, pending := c.pending[k]
+		c.mu.Unlock()
+		if !mine || !pending || client.IsNotFound(err) {
+			continue
+		}
+		t.s.cfg.Logger.Debug("bind failed, will place again", "pod", k, "node", req.node, "err", err)
+		if client.IsConflict(err) {
+			t.active.Add(k) // the informer has (or will have) the newer pod
+		} else {
+			t.active.AddRateLimited(k)
+		}
+	}
+}
+
+// report writes PodScheduled=False with the reason and a Warning Event.
+func (t *term) report(ctx context.Context, key string) error {
+	t.fitMu.Lock()
+	msg := t.fitMsg[key]
+	t.fitMu.Unlock()
+	c := t.cache
+	c.mu.Lock()
+	p := c.pending[key]
+	still := c.unschedulable[key]
+	c.mu.Unlock()
+	if p == nil || msg == "" {
+		return nil
+	}
+	if err := t.s.rec.Event(ctx, p, client.EventWarning, "FailedScheduling", msg); err != nil && !client.IsNotFound(err) {
+		return fmt.Errorf("event for %s: %w", key, err)
+	}
+	if !still || podScheduledMessage(p) == msg {
+		return nil
+	}
+	next := proto.Clone(p).(*apiv1.Pod)
+	if next.Status == nil {
+		next.Status = &apiv1.PodStatus{}
+	}
+	if next.Status.Phase == "" {
+		next.Status.Phase = "Pending"
+	}
+	setCondition(next.Status, &apiv1.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable",
+		Message: msg, LastTransitionTime: time.Now().UTC().Format(time.RFC3339)})
+	_, err := client.UpdateStatus(ctx, t.s.c, next)
+	if client.IsNotFound(err) || client.IsConflict(err) {
+		return nil // gone, or changed: a later attempt reports again
+	}
+	return err
+}
+
+func podScheduledMessage(p *apiv1.Pod) string {
+	for _, c := range p.GetStatus().GetConditions() {
+		if c.GetType() == "PodScheduled" && c.GetStatus() == "False" {
+			return c.GetMessage()
+		}
+	}
+	return ""
+}
+
+func setCondition(st *apiv1.PodStatus, cond *apiv1.PodCondition) {
+	for i, c := range st.Conditions {
+		if c.GetType() == cond.GetType() {
+			if c.GetStatus() == cond.GetStatus() {
+				cond.LastTransitionTime = c.GetLastTransitionTime()
+			}
+			st.Conditions[i] = cond
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, cond)
+}
+
+type metrics struct {
+	attempts   *prometheus.CounterVec
+	binds      prometheus.Counter
+	bindErrors prometheus.Counter
+	algorithm  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "schedule_attempts_total",
+			Help: "Placement attempts by result (scheduled, unschedulable, error)."}, []string{"result"}),
+		binds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "binds_total",
+			Help: "Binds committed."}),
+		bindErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "bind_errors_total",
+			Help: "Binds rejected or failed (the pod is placed again)."}),
+		algorithm: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "algorithm_seconds",
+			Help: "Time to filter and score one pod.", Buckets: prometheus.ExponentialBuckets(0.00001, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.attempts, m.binds, m.bindErrors, m.algorithm)
+	}
+	return m
+}
