@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -76,6 +77,7 @@ type ipvsBackend struct {
 	ns   netns.NsHandle
 	h    *ipvs.Handle
 	nl   *netlink.Handle
+	rt   *mdnetlink.Conn // strict rtnetlink for per-interface address dumps
 	mark *ipvsMarks
 	// known: kernel state after the last good sync; nil: read it back.
 	known    map[vsKey]*vsState
@@ -125,6 +127,9 @@ func (b *ipvsBackend) name() string { return BackendIPVS }
 func (b *ipvsBackend) close() error {
 	b.h.Close()
 	b.nl.Close()
+	if b.rt != nil {
+		b.rt.Close()
+	}
 	return b.mark.close()
 }
 
@@ -220,25 +225,6 @@ func (b *ipvsBackend) ensureDummy() error {
 		return fmt.Errorf("set %s up: %w", b.cfg.IPVS.Interface, err)
 	}
 	return nil
-}
-
-// nodeIPs are the IPv4 addresses NodePorts answer on: all of the
-// namespace's except loopback and the ClusterIPs on the dummy interface.
-func (b *ipvsBackend) nodeIPs() ([]netip.Addr, error) {
-	dummy, _ := b.nl.LinkByName(b.cfg.IPVS.Interface)
-	addrs, err := b.nl.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP.To4())
-		if !ok || ip.IsLoopback() || (dummy != nil && a.LinkIndex == dummy.Attrs().Index) {
-			continue
-		}
-		out = append(out, ip)
-	}
-	return out, nil
 }
 
 // portState computes what one service port needs.
