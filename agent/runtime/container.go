@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,16 +61,19 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 // startContainer creates and starts one attempt of c.
 func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	r := p.rt
+	pc := newPhaseClock()
 	id := p.lcID(c)
 	// A previous attempt (or a crash) may have left state behind.
 	if old, err := libcontainer.Load(r.lcRoot(), id); err == nil {
 		killAndWait(old)
 		_ = old.Destroy()
 	}
+	pc.mark("load")
 	rootfs, err := r.cfg.Images.MountRootfs(id, img)
 	if err != nil {
 		return err
 	}
+	pc.mark("rootfs")
 	defer func() {
 		if retErr != nil {
 			_ = r.cfg.Images.UnmountRootfs(id)
@@ -92,10 +96,12 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	}
 	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname()), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
 	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, p.mountsFor(c))
+	pc.mark("config")
 	lc, err := libcontainer.Create(r.lcRoot(), id, cfg)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", c.spec.Name, err)
 	}
+	pc.mark("lc_create")
 	defer func() {
 		if retErr != nil {
 			_ = lc.Destroy()
@@ -112,6 +118,7 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	if err := lc.Run(proc); err != nil {
 		return fmt.Errorf("start container %s: %w", c.spec.Name, err)
 	}
+	pc.mark("lc_run")
 	st, err := lc.State()
 	if err != nil {
 		_ = lc.Signal(unix.SIGKILL)
@@ -144,6 +151,8 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	c.rec.ImageID, c.rec.LcID, c.rec.StartedAt, c.rec.CgroupPaths, c.rec.Exec = img.ID, id, time.Now(), paths, ex
 	p.persistLocked()
 	p.mu.Unlock()
+	pc.mark("record")
+	pc.log(r.log, MsgContainerPhases, slog.String("pod", p.rec.Pod.UID), slog.String("container", c.spec.Name))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,7 @@ func (p *podRT) hostPorts() []network.PortMapping {
 // volumes and /etc files.
 func (p *podRT) createSandbox(ctx context.Context) error {
 	r, uid := p.rt, p.rec.Pod.UID
+	pc := newPhaseClock()
 	dir := r.podDir(uid)
 	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o700); err != nil {
 		return fmt.Errorf("runtime: %w", err)
@@ -51,6 +53,7 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 	if err := p.persist(); err != nil { // record first: a crash from here on leaves something to clean
 		return err
 	}
+	pc.mark("record")
 	netns, err := r.cfg.Network.CreateNetns(uid)
 	if err != nil {
 		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
@@ -63,6 +66,7 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 	if err := network.CreateNamespaceFile(sb.UTS, unix.CLONE_NEWUTS, func() error { return unix.Sethostname([]byte(host)) }); err != nil {
 		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
 	}
+	pc.mark("namespaces")
 	sb.Ports = p.hostPorts()
 	att, err := r.cfg.Network.Setup(ctx, uid, netns, sb.Ports)
 	if err != nil {
@@ -72,6 +76,7 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 	if att.IP != nil {
 		sb.IP = att.IP.String()
 	}
+	pc.mark("cni")
 	if err := p.writeEtc(); err != nil {
 		return err
 	}
@@ -81,7 +86,12 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 	if err := p.persist(); err != nil {
 		return err
 	}
-	return p.startLogs()
+	if err := p.startLogs(); err != nil {
+		return err
+	}
+	pc.mark("files")
+	pc.log(r.log, MsgSandboxPhases, slog.String("pod", uid))
+	return nil
 }
 
 func (p *podRT) writeEtc() error {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,9 @@ func waitRunning(rt *runtime.Runtime, uid string) error {
 
 func BenchmarkRuntime(b *testing.B) {
 	e := runtimetest.NewEnv(b)
+	phases := newPhaseCollector()
+	e.RtCfg.Logger = slog.New(phases)
+	e.Reopen(b) // same runtime, logging pod start phases to the collector
 	img := e.Registry.BusyboxImage(b, "busybox", nil)
 	ctx := context.Background()
 	rt := e.Runtime
@@ -80,6 +84,7 @@ func BenchmarkRuntime(b *testing.B) {
 	}
 
 	// 1. Sequential pod starts (sandbox: netns+CNI, ipc, uts; one container).
+	phases.setEnabled(true)
 	var podTimes []time.Duration
 	for i := 0; i < pods; i++ {
 		uid := fmt.Sprintf("seq%d", i)
@@ -97,6 +102,9 @@ func BenchmarkRuntime(b *testing.B) {
 	}
 
 	progress("sequential pods done: p50 %.1f ms", ms(pct(podTimes, .5)))
+	phases.setEnabled(false)
+	phases.print("sequential pods")
+	phases.reset()
 	// 2. Bare libcontainer create+start of the same image rootfs.
 	stored, ok := e.Images.Lookup(img)
 	if !ok {
@@ -108,6 +116,7 @@ func BenchmarkRuntime(b *testing.B) {
 
 	progress("bare libcontainer and runc done")
 	// 4. Burst: 100 pods at once.
+	phases.setEnabled(true)
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, pods)
@@ -127,6 +136,8 @@ func BenchmarkRuntime(b *testing.B) {
 	}
 	wg.Wait()
 	burst := time.Since(t0)
+	phases.setEnabled(false)
+	phases.print("burst")
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
