@@ -5,6 +5,7 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
@@ -12,6 +13,7 @@ import (
 // with one line: r.Register("name", pkg.New).
 func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
+	r.Register("nodelifecycle", nodelifecycle.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

@@ -1,0 +1,15 @@
+// Package nodelifecycle watches node heartbeats. A node whose Ready
+// condition is not refreshed within the grace period becomes Ready=Unknown
+// and gets the node.kubernetes.io/unreachable:NoExecute taint (a node that
+// reports Ready=False gets node.kubernetes.io/not-ready:NoExecute); the
+// taints go again when heartbeats return. Pods on a node with NoExecute
+// taints are evicted (deleted at once: nobody is left to stop them) when
+// their toleration runs out; pods without a toleration for the unreachable
+// and not-ready taints get DefaultTolerationSeconds, as Kubernetes'
+// DefaultTolerationSeconds admission gives them 300 s. Skiff's defaults aim
+// at pods running elsewhere within 10 s of a node's death.
+//
+// Heartbeat age is measured on this controller's clock from when it saw
+// the heartbeat change, not from the node's timestamp, so clock skew does
+// not matter; a new leader gives every node a full grace period.
+package nodelifecycle

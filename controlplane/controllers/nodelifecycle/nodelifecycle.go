@@ -1,0 +1,355 @@
+package nodelifecycle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/scheduler"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// Taint keys this controller manages.
+const (
+	TaintUnreachable = "node.kubernetes.io/unreachable"
+	TaintNotReady    = "node.kubernetes.io/not-ready"
+)
+
+// Config tunes the controller.
+type Config struct {
+	// GracePeriod without a heartbeat before a node is Unknown.
+	GracePeriod time.Duration
+	// DefaultTolerationSeconds for pods that do not tolerate the
+	// unreachable / not-ready taints themselves.
+	DefaultTolerationSeconds int64
+	// MonitorPeriod is how often heartbeats and evictions are checked.
+	MonitorPeriod time.Duration
+	Logger        *slog.Logger
+}
+
+// DefaultConfig: 4 s grace, 2 s default toleration, checks every 250 ms.
+func DefaultConfig() Config {
+	return Config{GracePeriod: 4 * time.Second, DefaultTolerationSeconds: 2, MonitorPeriod: 250 * time.Millisecond, Logger: slog.Default()}
+}
+
+// Controller is the node lifecycle loop.
+type Controller struct {
+	cfg Config
+	c   *client.Client
+	rec *client.Recorder
+	now func() time.Time
+}
+
+// New returns the controller.
+func New(c *client.Client, rec *client.Recorder, cfg Config) *Controller {
+	def := DefaultConfig()
+	if cfg.GracePeriod <= 0 {
+		cfg.GracePeriod = def.GracePeriod
+	}
+	if cfg.MonitorPeriod <= 0 {
+		cfg.MonitorPeriod = def.MonitorPeriod
+	}
+	if cfg.DefaultTolerationSeconds < 0 {
+		cfg.DefaultTolerationSeconds = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if rec == nil {
+		rec = client.NewRecorder(c, "node-controller", "")
+	}
+	return &Controller{cfg: cfg, c: c, rec: rec, now: time.Now}
+}
+
+// NewLoop is the registry factory ("nodelifecycle").
+func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
+	cfg, err := controllers.ConfigFor(d, "nodelifecycle", DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = d.Logger
+	return New(d.Client, d.Recorder("node-controller"), cfg), nil
+}
+
+// Name implements controlplane.Loop.
+func (c *Controller) Name() string { return "nodelifecycle" }
+
+// health is what the controller remembers of a node's heartbeats.
+type health struct {
+	heartbeat string    // last Ready lastHeartbeatTime + status seen
+	seen      time.Time // when it last changed, on our clock
+}
+
+type state struct {
+	mu     sync.Mutex
+	health map[string]*health
+	// podsByNode indexes bound pods for eviction.
+	podsByNode map[string]map[string]*apiv1.Pod
+}
+
+// Run monitors until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	st := &state{health: map[string]*health{}, podsByNode: map[string]map[string]*apiv1.Pod{}}
+	nodes := client.NewInformer(c.c, "Node", client.ListOptions{}, client.EventHandler{
+		OnAdd:    func(o client.Object) { c.observe(st, o.(*apiv1.Node)) },
+		OnUpdate: func(_, o client.Object) { c.observe(st, o.(*apiv1.Node)) },
+		OnDelete: func(o client.Object) {
+			st.mu.Lock()
+			delete(st.health, o.GetMetadata().GetName())
+			st.mu.Unlock()
+		},
+	})
+	pods := client.NewInformer(c.c, "Pod", client.ListOptions{FieldSelector: "spec.nodeName!="}, client.EventHandler{
+		OnAdd:    func(o client.Object) { st.setPod(o.(*apiv1.Pod)) },
+		OnUpdate: func(_, o client.Object) { st.setPod(o.(*apiv1.Pod)) },
+		OnDelete: func(o client.Object) { st.deletePod(o.(*apiv1.Pod)) },
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wait, err := controllers.Informers{nodes, pods}.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	tick := time.NewTicker(c.cfg.MonitorPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for _, obj := range nodes.List() {
+			// A conflict is a heartbeat racing our write: the next tick redoes it.
+			if err := c.check(ctx, st, obj.(*apiv1.Node)); err != nil && ctx.Err() == nil && !client.IsConflict(err) {
+				c.cfg.Logger.Warn("node check failed", "node", obj.GetMetadata().GetName(), "err", err)
+			}
+		}
+	}
+}
+
+func (st *state) setPod(p *apiv1.Pod) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := p.GetSpec().GetNodeName()
+	if st.podsByNode[n] == nil {
+		st.podsByNode[n] = map[string]*apiv1.Pod{}
+	}
+	st.podsByNode[n][client.Key(p)] = p
+}
+
+func (st *state) deletePod(p *apiv1.Pod) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := p.GetSpec().GetNodeName()
+	delete(st.podsByNode[n], client.Key(p))
+	if len(st.podsByNode[n]) == 0 {
+		delete(st.podsByNode, n)
+	}
+}
+
+func (st *state) podsOn(node string) []*apiv1.Pod {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]*apiv1.Pod, 0, len(st.podsByNode[node]))
+	for _, p := range st.podsByNode[node] {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return client.Key(out[i]) < client.Key(out[j]) })
+	return out
+}
+
+func readyCondition(n *apiv1.Node) *apiv1.NodeCondition {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.GetType() == "Ready" {
+			return c
+		}
+	}
+	return nil
+}
+
+// observe notes when a node's heartbeat changed.
+func (c *Controller) observe(st *state, n *apiv1.Node) {
+	rc := readyCondition(n)
+	hb := rc.GetLastHeartbeatTime() + "|" + rc.GetStatus()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	h := st.health[n.GetMetadata().GetName()]
+	if h == nil {
+		st.health[n.GetMetadata().GetName()] = &health{heartbeat: hb, seen: c.now()}
+		return
+	}
+	if h.heartbeat != hb && rc.GetStatus() != "Unknown" {
+		// Our own Unknown write is not a heartbeat.
+		h.heartbeat, h.seen = hb, c.now()
+	}
+}
+
+// check updates one node's condition and taints, and evicts its pods
+// whose tolerations ran out.
+func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error {
+	name := n.GetMetadata().GetName()
+	st.mu.Lock()
+	h := st.health[name]
+	st.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	rc := readyCondition(n)
+	silent := c.now().Sub(h.seen) > c.cfg.GracePeriod
+	if silent && rc.GetStatus() != "Unknown" {
+		var err error
+		if n, err = c.markUnknown(ctx, n); err != nil {
+			return err
+		}
+		rc = readyCondition(n)
+	}
+	want := ""
+	switch {
+	case rc.GetStatus() == "Unknown" || rc == nil:
+		want = TaintUnreachable
+	case rc.GetStatus() == "False":
+		want = TaintNotReady
+	}
+	n, err := c.reconcileTaints(ctx, n, want)
+	if err != nil {
+		return err
+	}
+	return c.evict(ctx, st, n)
+}
+
+func (c *Controller) markUnknown(ctx context.Context, n *apiv1.Node) (*apiv1.Node, error) {
+	next := proto.Clone(n).(*apiv1.Node)
+	if next.Status == nil {
+		next.Status = &apiv1.NodeStatus{}
+	}
+	ts := c.now().UTC().Format(time.RFC3339)
+	cond := &apiv1.NodeCondition{Type: "Ready", Status: "Unknown", Reason: "NodeStatusUnknown",
+		Message: "Node stopped posting node status.", LastTransitionTime: ts}
+	found := false
+	for i, x := range next.Status.Conditions {
+		if x.GetType() == "Ready" {
+			cond.LastHeartbeatTime = x.GetLastHeartbeatTime()
+			next.Status.Conditions[i] = cond
+			found = true
+		}
+	}
+	if !found {
+		next.Status.Conditions = append(next.Status.Conditions, cond)
+	}
+	out, err := client.UpdateStatus(ctx, c.c, next) // conditional on n's resourceVersion
+	if err != nil {
+		return nil, fmt.Errorf("mark node %s Unknown: %w", n.GetMetadata().GetName(), err)
+	}
+	c.cfg.Logger.Info("node stopped heartbeating", "node", n.GetMetadata().GetName(), "grace", c.cfg.GracePeriod)
+	_ = c.rec.Event(ctx, out, client.EventNormal, "NodeNotReady", "Node "+n.GetMetadata().GetName()+" status is now: NodeNotReady")
+	return out, nil
+}
+
+// reconcileTaints makes the node carry exactly the managed NoExecute taint
+// want ("" for none), keeping every other taint.
+func (c *Controller) reconcileTaints(ctx context.Context, n *apiv1.Node, want string) (*apiv1.Node, error) {
+	var keep []*apiv1.Taint
+	has := false
+	for _, t := range n.GetSpec().GetTaints() {
+		managed := (t.GetKey() == TaintUnreachable || t.GetKey() == TaintNotReady) && t.GetEffect() == "NoExecute"
+		if managed && t.GetKey() == want {
+			has = true
+		}
+		if !managed || t.GetKey() == want {
+			keep = append(keep, t)
+		}
+	}
+	if !has && want != "" {
+		keep = append(keep, &apiv1.Taint{Key: want, Effect: "NoExecute", TimeAdded: c.now().UTC().Format(time.RFC3339)})
+	}
+	if len(keep) == len(n.GetSpec().GetTaints()) && (has || want == "") {
+		return n, nil
+	}
+	next := proto.Clone(n).(*apiv1.Node)
+	if next.Spec == nil {
+		next.Spec = &apiv1.NodeSpec{}
+	}
+	next.Spec.Taints = keep
+	out, err := client.Update(ctx, c.c, next)
+	if err != nil {
+		return nil, fmt.Errorf("taints of node %s: %w", n.GetMetadata().GetName(), err)
+	}
+	return out, nil
+}
+
+// evictAt is when a pod must leave a node with these NoExecute taints:
+// zero time for never (all tolerated forever).
+func (c *Controller) evictAt(p *apiv1.Pod, taints []*apiv1.Taint) (time.Time, bool) {
+	var at time.Time
+	evict := false
+	for _, t := range taints {
+		if t.GetEffect() != "NoExecute" {
+			continue
+		}
+		added, err := time.Parse(time.RFC3339, t.GetTimeAdded())
+		if err != nil {
+			added = c.now()
+		}
+		secs, tolerated, forever := int64(-1), false, false
+		for _, tol := range p.GetSpec().GetTolerations() {
+			if !scheduler.ToleratesTaint(tol, t) {
+				continue
+			}
+			tolerated = true
+			if tol.TolerationSeconds == nil {
+				forever = true
+				break
+			}
+			if secs < 0 || *tol.TolerationSeconds < secs {
+				secs = *tol.TolerationSeconds
+			}
+		}
+		switch {
+		case forever:
+			continue
+		case !tolerated && (t.GetKey() == TaintUnreachable || t.GetKey() == TaintNotReady):
+			secs = c.cfg.DefaultTolerationSeconds
+		case !tolerated:
+			secs = 0
+		}
+		when := added.Add(time.Duration(max(secs, 0)) * time.Second)
+		if !evict || when.Before(at) {
+			at, evict = when, true
+		}
+	}
+	return at, evict
+}
+
+func (c *Controller) evict(ctx context.Context, st *state, n *apiv1.Node) error {
+	taints := n.GetSpec().GetTaints()
+	if len(taints) == 0 {
+		return nil
+	}
+	for _, p := range st.podsOn(n.GetMetadata().GetName()) {
+		at, ok := c.evictAt(p, taints)
+		if !ok || c.now().Before(at) {
+			continue
+		}
+		_, _, err := c.c.Delete(ctx, "Pod", p.GetMetadata().GetNamespace(), p.GetMetadata().GetName(),
+			client.DeleteOptions{GracePeriodSeconds: client.Int64(0), UID: p.GetMetadata().GetUid()})
+		if client.IsNotFound(err) || client.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("evict pod %s from node %s: %w", client.Key(p), n.GetMetadata().GetName(), err)
+		}
+		st.deletePod(p)
+		c.cfg.Logger.Info("evicted pod from unhealthy node", "pod", client.Key(p), "node", n.GetMetadata().GetName())
+		_ = c.rec.Event(ctx, p, client.EventNormal, "TaintManagerEviction", "Marking for deletion Pod "+client.Key(p))
+	}
+	return nil
+}
