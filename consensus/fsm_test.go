@@ -213,7 +213,7 @@ func TestFSMWatchEventsWithPrevValue(t *testing.T) {
 	l := newFeeder(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := l.f.hub.startWatcher(ctx, []byte("/w/"), true, 1, 16, func() {})
+	w := l.f.hub.startWatcher(ctx, []byte("/w/"), true, 1, 16, 0, func() {})
 	mustOK(t, l.put("/w/a", "1"))
 	mustOK(t, l.put("/other", "x"))
 	mustOK(t, l.put("/w/a", "2"))
@@ -238,7 +238,7 @@ func TestFSMWatchEventsWithPrevValue(t *testing.T) {
 		t.Fatalf("delete event: %v", evs[2])
 	}
 	// Resume from a middle revision replays exactly the rest.
-	w2 := l.f.hub.startWatcher(ctx, []byte("/w/a"), false, 3, 16, func() {})
+	w2 := l.f.hub.startWatcher(ctx, []byte("/w/a"), false, 3, 16, 0, func() {})
 	b := <-w2.C
 	if len(b.Events) != 2 || b.Events[0].Kv.ModRevision != 3 {
 		t.Fatalf("resume from 3: %v", b.Events)
@@ -260,8 +260,8 @@ func TestWatchCompactedAndSlowWatcher(t *testing.T) {
 	// history it needs is gone it ends with ErrWatcherTooSlow.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	slow := l.f.hub.startWatcher(ctx, []byte("/k"), false, 55, 1, func() {})
-	fast := l.f.hub.startWatcher(ctx, []byte("/k"), false, 61, 256, func() {})
+	slow := l.f.hub.startWatcher(ctx, []byte("/k"), false, 55, 1, 0, func() {})
+	fast := l.f.hub.startWatcher(ctx, []byte("/k"), false, 61, 256, 0, func() {})
 	got := 0
 	for i := 0; i < 100; i++ {
 		mustOK(t, l.put("/k", "v")) // never blocks on the slow watcher
@@ -401,4 +401,30 @@ func FuzzFSMApply(f *testing.F) {
 func mustCommandF(ty storepb.Command_Type, m proto.Message) []byte {
 	b, _ := encodeCommand(ty, m)
 	return b
+}
+
+func TestWatchProgressNotify(t *testing.T) {
+	l := newFeeder(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := l.f.hub.startWatcher(ctx, []byte("/quiet/"), true, 1, 16, 20*time.Millisecond, func() {})
+	for i := 0; i < 5; i++ {
+		mustOK(t, l.put("/busy", "v"))
+	}
+	// Nothing under /quiet/ happened, but the watcher learns it has seen
+	// everything up to revision 5.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case b := <-w.C:
+			if len(b.Events) != 0 {
+				t.Fatalf("unexpected events %v", b.Events)
+			}
+			if b.Revision == 5 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no progress notification up to revision 5")
+		}
+	}
 }

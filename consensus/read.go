@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -162,9 +163,25 @@ func (s *Store) leaderReadIndex() (uint64, error) {
 	return idx, nil
 }
 
+// WatchOption tunes a watch.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct{ progress time.Duration }
+
+// WithProgressNotify makes a quiet watcher send an empty batch with the
+// revision it has seen up to, at most every interval (etcd's progress
+// notifications; the API turns them into BOOKMARK events).
+func WithProgressNotify(interval time.Duration) WatchOption {
+	return func(o *watchOptions) { o.progress = interval }
+}
+
 // Watch streams events for a key or prefix from startRev (0: from the next
 // write). A startRev older than the history kept fails with ErrCompacted.
-func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int64) (*Watcher, error) {
+func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int64, opts ...WatchOption) (*Watcher, error) {
+	var o watchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if !prefix {
 		if err := validateKey("watch.key", key); err != nil {
 			return nil, err
@@ -185,5 +202,5 @@ func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int
 	if err != nil {
 		return nil, err
 	}
-	return s.fsm.hub.startWatcher(ctx, key, prefix, from, s.cfg.WatchBuffer, func() {}), nil
+	return s.fsm.hub.startWatcher(ctx, key, prefix, from, s.cfg.WatchBuffer, o.progress, func() {}), nil
 }

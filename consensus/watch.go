@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
@@ -123,7 +124,8 @@ func matches(k, key []byte, prefix bool) bool {
 }
 
 // WatchBatch is one delivery to a watcher: the events of one or more whole
-// revisions, in order.
+// revisions, in order. A batch without events is a progress notification:
+// nothing matching happened up to Revision.
 type WatchBatch struct {
 	Revision int64 // the revision of the last event
 	Events   []*storepb.Event
@@ -152,8 +154,11 @@ func (w *Watcher) Err() error {
 // Stop ends the watch.
 func (w *Watcher) Stop() { w.cancel() }
 
-// start launches a watcher from revision from (already validated).
-func (h *watchHub) startWatcher(ctx context.Context, key []byte, prefix bool, from int64, buffer int, onEnd func()) *Watcher {
+// startWatcher launches a watcher from revision from (already validated).
+// With progress > 0, a watcher whose filter matched nothing for that long
+// sends an empty batch carrying the revision it has seen up to, so its
+// consumer can resume from there instead of from an old revision.
+func (h *watchHub) startWatcher(ctx context.Context, key []byte, prefix bool, from int64, buffer int, progress time.Duration, onEnd func()) *Watcher {
 	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan WatchBatch, buffer)
 	w := &Watcher{C: ch, done: make(chan struct{}), cancel: cancel}
@@ -169,13 +174,20 @@ func (h *watchHub) startWatcher(ctx context.Context, key []byte, prefix bool, fr
 			close(w.done)
 			onEnd()
 		}()
-		w.err = h.run(ctx, key, prefix, from, ch)
+		w.err = h.run(ctx, key, prefix, from, progress, ch)
 	}()
 	return w
 }
 
-func (h *watchHub) run(ctx context.Context, key []byte, prefix bool, from int64, ch chan<- WatchBatch) error {
+func (h *watchHub) run(ctx context.Context, key []byte, prefix bool, from int64, progress time.Duration, ch chan<- WatchBatch) error {
 	next := from
+	var tick <-chan time.Time
+	if progress > 0 {
+		t := time.NewTicker(progress)
+		defer t.Stop()
+		tick = t.C
+	}
+	sent := from - 1 // the revision the consumer knows it has seen up to
 	for {
 		evs, n, wake, err := h.collect(next, key, prefix)
 		if err != nil {
@@ -183,8 +195,10 @@ func (h *watchHub) run(ctx context.Context, key []byte, prefix bool, from int64,
 		}
 		next = n
 		if len(evs) > 0 {
+			b := WatchBatch{Revision: eventRevision(evs[len(evs)-1]), Events: evs}
 			select {
-			case ch <- WatchBatch{Revision: eventRevision(evs[len(evs)-1]), Events: evs}:
+			case ch <- b:
+				sent = b.Revision
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -195,6 +209,15 @@ func (h *watchHub) run(ctx context.Context, key []byte, prefix bool, from int64,
 		}
 		select {
 		case <-wake:
+		case <-tick:
+			if next-1 > sent {
+				select {
+				case ch <- WatchBatch{Revision: next - 1}:
+					sent = next - 1
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
