@@ -4,6 +4,7 @@
 // columns. Nothing else in Skiff switches over kinds: the API server, the
 // manifest codec and the CLI look kinds up in a Registry.
 //
-// It also owns the field-error type validation returns and the Quantity
-// parser (500m, 0.5, 128Mi, 1G → millicores / bytes).
+// It also owns the field-error type validation returns; the Quantity parser
+// (500m, 0.5, 128Mi, 1G → millicores / bytes) lives in proto/api/v1 and is
+// aliased here.
 package kinds

@@ -4,5 +4,7 @@
 // codec (controlplane/api/manifest) adds what protojson cannot: int-or-string
 // and numeric quantities, unknown-field errors with line numbers.
 //
-// Regenerate with `make proto`; generated code is committed.
+// Regenerate with `make proto`; generated code is committed. quantity.go is
+// hand-written: the resource quantity parser shared by control plane and
+// agent.
 package apiv1
