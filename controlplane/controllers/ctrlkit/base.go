@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +214,7 @@ func (b *Base) work(ctx context.Context) {
 		}
 		err := b.waitCaughtUp(ctx)
 		if err == nil {
-			err = b.sync(ctx, key)
+			err = b.safeSync(ctx, key)
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -229,6 +230,17 @@ func (b *Base) work(ctx context.Context) {
 		}
 		b.Queue.Done(key)
 	}
+}
+
+// safeSync turns a panic into an error: one malformed object must not take
+// the leader down, and it is retried with backoff like any failure.
+func (b *Base) safeSync(ctx context.Context, key string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic syncing %s: %v\n%s", key, r, debug.Stack())
+		}
+	}()
+	return b.sync(ctx, key)
 }
 
 // ErrCacheBehind: the caches have not yet seen this controller's own

@@ -74,7 +74,15 @@ type Kubelet struct {
 	Node string
 	mu   sync.Mutex
 	// hold keeps pods with these names Pending (not ready).
-	hold map[string]bool
+	hold   map[string]bool
+	holdIf func(*apiv1.Pod) bool
+}
+
+// HoldIf keeps pods matching f not ready (nil: none).
+func (k *Kubelet) HoldIf(f func(*apiv1.Pod) bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.holdIf = f
 }
 
 // StartKubelet starts the stand-in; pods are made Running+Ready on sight.
@@ -101,7 +109,7 @@ func (k *Kubelet) Hold(name string) {
 
 func (k *Kubelet) touch(p *apiv1.Pod) {
 	k.mu.Lock()
-	held := k.hold[p.GetMetadata().GetName()]
+	held := k.hold[p.GetMetadata().GetName()] || (k.holdIf != nil && k.holdIf(p))
 	k.mu.Unlock()
 	if held || p.GetMetadata().GetDeletionTimestamp() != "" {
 		return
@@ -147,4 +155,63 @@ func (e *Env) ActivePods(ns, selector string) []*apiv1.Pod {
 		}
 	}
 	return out
+}
+
+// PodWatch follows the pods of a namespace and calls check with the whole
+// set after every event (in order, on one goroutine).
+func (e *Env) PodWatch(ns, selector string, check func(pods map[string]*apiv1.Pod)) {
+	WatchPods(e.T, e.Client, ns, selector, check)
+}
+
+// WatchPods is PodWatch for any client (cptest clusters too).
+func WatchPods(t testing.TB, c *client.Client, ns, selector string, check func(pods map[string]*apiv1.Pod)) {
+	pods := map[string]*apiv1.Pod{}
+	var mu sync.Mutex
+	inf := client.NewInformer(c, "Pod", client.ListOptions{Namespace: ns, LabelSelector: selector}, client.EventHandler{
+		OnAdd: func(o client.Object) {
+			mu.Lock()
+			defer mu.Unlock()
+			pods[o.GetMetadata().GetName()] = o.(*apiv1.Pod)
+			check(pods)
+		},
+		OnUpdate: func(_, o client.Object) {
+			mu.Lock()
+			defer mu.Unlock()
+			pods[o.GetMetadata().GetName()] = o.(*apiv1.Pod)
+			check(pods)
+		},
+		OnDelete: func(o client.Object) {
+			mu.Lock()
+			defer mu.Unlock()
+			delete(pods, o.GetMetadata().GetName())
+			check(pods)
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := inf.WaitForSync(wctx); err != nil {
+		cancel()
+		<-done
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Counts are the active (not finished, not terminating) and ready pods.
+func Counts(pods map[string]*apiv1.Pod) (active, ready int) {
+	for _, p := range pods {
+		if ph := p.GetStatus().GetPhase(); ph == "Succeeded" || ph == "Failed" || p.GetMetadata().GetDeletionTimestamp() != "" {
+			continue
+		}
+		active++
+		for _, c := range p.GetStatus().GetConditions() {
+			if c.GetType() == "Ready" && c.GetStatus() == "True" {
+				ready++
+			}
+		}
+	}
+	return active, ready
 }
