@@ -61,6 +61,9 @@ type nftBackend struct {
 	// refs: how many service ports use each shared object (by refKey).
 	perSvc map[string]*svcObjects
 	refs   map[refKey]int
+	// countChains caches the shared round-robin chains by endpoint count
+	// (their names are hashes: computing one per service is measurable).
+	countChains map[countChainKey]nftChain
 }
 
 // refKey names a shared object: an element (set, key) or a chain ("", name).
@@ -78,7 +81,8 @@ func newNFTBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*nftBackend
 	}
 	return &nftBackend{
 		cfg: cfg, log: log, ns: ns, conn: conn,
-		table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable},
+		table:       &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable},
+		countChains: map[countChainKey]nftChain{},
 	}, nil
 }
 
@@ -412,7 +416,8 @@ func (b *nftBackend) apply(have, want *nftObjects) (int, error) {
 	for _, set := range b.setDefs() {
 		h, w := have.elems[set.Name], want.elems[set.Name]
 		verdict := set.IsMap && set.DataType.Name == nftables.TypeVerdict.Name
-		var del, add []nftables.SetElement
+		var del []nftables.SetElement
+		add := make([]nftables.SetElement, 0, max(len(w)-len(h), 0))
 		for k, v := range h {
 			if wv, ok := w[k]; !ok || wv != v {
 				del = append(del, nftables.SetElement{Key: []byte(k)})

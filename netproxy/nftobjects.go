@@ -170,6 +170,8 @@ func (b *nftBackend) objectsFor(sp *servicePortState) *svcObjects {
 		return o
 	}
 	eps := sp.Ready
+	o.elems = make([]nftElem, 0, len(eps)+len(sp.ClusterIPs)+1)
+	o.sharedElems = make([]nftElem, 0, len(eps)+2)
 	for _, ep := range eps {
 		// hairpin: an endpoint sent to itself must be SNATed, or it sees
 		// a packet from its own address and drops it
@@ -261,6 +263,21 @@ func rrValue(n int, id [8]byte) []byte { return append(countKey(n), id[:]...) }
 // across a goto, but nothing documents that, and a hash lookup per new
 // connection is cheap.
 func (b *nftBackend) countChain(nodePort bool, n int) nftChain {
+	key := countChainKey{nodePort, n}
+	if c, ok := b.countChains[key]; ok {
+		return c
+	}
+	c := b.newCountChain(nodePort, n)
+	b.countChains[key] = c
+	return c
+}
+
+type countChainKey struct {
+	nodePort bool
+	n        int
+}
+
+func (b *nftBackend) newCountChain(nodePort bool, n int) nftChain {
 	mark, cidr := b.cfg.MasqueradeMark, b.cfg.ClusterCIDR
 	kind, rules := "n", 3
 	if nodePort {
