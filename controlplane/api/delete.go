@@ -37,7 +37,8 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 		return nil, toStatus(err)
 	}
 	ns := scope(k, req.GetNamespace())
-	if err := s.authorize(ctx, "delete", k.Name, "", ns, req.GetName()); err != nil {
+	// authorizeWrite: a node may delete only pods bound to it, decided on the stored pod.
+	if err := s.authorizeWrite(ctx, k, "delete", "", ns, req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
 	obj, removed, err := s.delete(ctx, k, ns, req.GetName(), deleteOpts{grace: req.GracePeriodSeconds,

@@ -116,8 +116,11 @@ func node(r Request) error {
 		}
 		return nil
 	case "Pod":
-		if (r.Verb != VerbUpdate && r.Verb != VerbPatch) || r.Subresource != "status" {
-			return deny(r, "a node may only update the status of pods bound to it")
+		// Delete: the agent confirms a graceful delete (grace 0) once the
+		// pod's containers have stopped, as the kubelet does.
+		statusWrite := (r.Verb == VerbUpdate || r.Verb == VerbPatch) && r.Subresource == "status"
+		if !statusWrite && (r.Verb != VerbDelete || r.Subresource != "") {
+			return deny(r, "a node may only update the status of pods bound to it and delete them")
 		}
 		pod, ok := r.Stored.(*apiv1.Pod)
 		if !ok || pod == nil {
@@ -137,7 +140,7 @@ func node(r Request) error {
 		}
 		return nil
 	}
-	return deny(r, "a node may write only its own Node, the status of its pods, and events")
+	return deny(r, "a node may write only its own Node, the status of its pods (and delete them), and events")
 }
 
 func deny(r Request, why string) error {

@@ -7,8 +7,9 @@
 //   - worker nodes (node:<name>), the node restriction: read pods,
 //     services, endpoints, configmaps, secrets and nodes; create and
 //     update only their own Node (and its status); update the status of
-//     pods bound to them (decided on the STORED pod's spec.nodeName, which
-//     the server passes in Request.Stored); create and update Events.
+//     pods bound to them and delete them (decided on the STORED pod's
+//     spec.nodeName, which the server passes in Request.Stored); create and
+//     update Events.
 //     Nothing else.
 //
 // Denials wrap ErrForbidden and say who, what, where and why.
