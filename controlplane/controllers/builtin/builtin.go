@@ -5,7 +5,9 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
+	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
@@ -14,6 +16,9 @@ import (
 func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
+	r.Register("replicaset", replicaset.NewReplicaSetLoop)
+	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
+	r.Register("deployment", deployment.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

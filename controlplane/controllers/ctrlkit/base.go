@@ -10,7 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/skiffhq/skiff/controlplane/controllers/workqueue"
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -24,14 +25,42 @@ type Config struct {
 	// time-based changes (availability after minReadySeconds, deadlines)
 	// that no watch event announces.
 	Resync time.Duration
-	Queue  workqueue.Config
+	// Retries of a failed key back off from RetryBase to RetryMax.
+	RetryBase, RetryMax time.Duration
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }
 
 // DefaultConfig: 2 workers, resync every 30 s.
 func DefaultConfig(c *client.Client) Config {
-	return Config{Client: c, Logger: slog.Default(), Workers: 2, Resync: 30 * time.Second, Queue: workqueue.DefaultConfig(), Now: time.Now}
+	return Config{Client: c, Logger: slog.Default(), Workers: 2, Resync: 30 * time.Second,
+		RetryBase: 5 * time.Millisecond, RetryMax: 10 * time.Second, Now: time.Now}
+}
+
+// FromDeps is the Config of the controller registered as name: its entry
+// in d.Configs (a ctrlkit.Config) or DefaultConfig, with d's client and
+// logger.
+func FromDeps(d controllers.Deps, name string) (Config, error) {
+	cfg, err := controllers.ConfigFor(d, name, DefaultConfig(d.Client))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Client = d.Client
+	if d.Logger != nil {
+		cfg.Logger = d.Logger
+	}
+	return cfg, nil
+}
+
+// Factory adapts a constructor to controllers.Factory under name.
+func Factory[T controlplane.Loop](name string, build func(Config) T) controllers.Factory {
+	return func(d controllers.Deps) (controlplane.Loop, error) {
+		cfg, err := FromDeps(d, name)
+		if err != nil {
+			return nil, err
+		}
+		return build(cfg), nil
+	}
 }
 
 // SyncFunc reconciles one key ("namespace/name").
@@ -41,7 +70,7 @@ type SyncFunc func(ctx context.Context, key string) error
 type Base struct {
 	name   string
 	cfg    Config
-	Queue  *workqueue.Queue
+	Queue  *controllers.Queue
 	Log    *slog.Logger
 	caches []*Cache
 	sync   SyncFunc
@@ -60,6 +89,12 @@ func NewBase(name string, cfg Config, sync SyncFunc) *Base {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = def.RetryBase
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = def.RetryMax
 	}
 	return &Base{name: name, cfg: cfg, Log: cfg.Logger.With("controller", name), sync: sync}
 }
@@ -152,7 +187,7 @@ func (b *Base) Run(ctx context.Context) error {
 	if b.primary == nil {
 		return errors.New("controller has no caches")
 	}
-	b.Queue = workqueue.New(b.cfg.Queue)
+	b.Queue = controllers.NewQueue(b.cfg.RetryBase, b.cfg.RetryMax)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -224,7 +259,7 @@ func (b *Base) work(ctx context.Context) {
 			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) {
 				b.Log.Debug("sync raced, retrying", "key", key, "err", err)
 			} else {
-				b.Log.Warn("sync failed, retrying", "key", key, "err", err, "retries", b.Queue.NumRequeues(key))
+				b.Log.Warn("sync failed, retrying", "key", key, "err", err)
 			}
 			b.Queue.AddRateLimited(key)
 		}

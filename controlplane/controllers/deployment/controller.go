@@ -391,3 +391,7 @@ func (c *Controller) event(ctx context.Context, obj client.Object, typ, reason, 
 		c.Log.Debug("record event", "err", err)
 	}
 }
+
+// NewLoop builds the controller for the registry (config: a ctrlkit.Config
+// under "deployment").
+var NewLoop = ctrlkit.Factory("deployment", New)

@@ -279,3 +279,11 @@ func (c *Controller) event(ctx context.Context, obj client.Object, typ, reason, 
 		c.Log.Debug("record event", "err", err)
 	}
 }
+
+// NewReplicaSetLoop builds the ReplicaSet controller for the registry
+// (config: a ctrlkit.Config under "replicaset").
+var NewReplicaSetLoop = ctrlkit.Factory("replicaset", NewReplicaSet)
+
+// NewReplicationControllerLoop builds the ReplicationController controller
+// for the registry (config under "replicationcontroller").
+var NewReplicationControllerLoop = ctrlkit.Factory("replicationcontroller", NewReplicationController)
