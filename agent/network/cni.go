@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,10 +80,15 @@ type Attachment struct {
 
 // Manager calls CNI plugins for pod sandboxes. It is safe for concurrent use.
 type Manager struct {
-	cfg      Config
-	cni      *libcni.CNIConfig
-	list     *libcni.NetworkConfigList
-	loopback *libcni.NetworkConfigList
+	cfg  Config
+	cni  *libcni.CNIConfig
+	list *libcni.NetworkConfigList
+	// noPortmap is the built-in list without portmap, for pods without
+	// host ports (nil for a user list, which always runs as written).
+	noPortmap *libcni.NetworkConfigList
+	// legacyLoopback is the loopback attachment earlier versions ran as a
+	// CNI plugin; Teardown still deletes it for pods that have one cached.
+	legacyLoopback *libcni.NetworkConfigList
 	// firstAdd serialises ADDs until one succeeded: the bridge plugin
 	// creating the same bridge from parallel ADDs races; once the bridge
 	// exists, ADDs run in parallel (host-local locks its own store).
@@ -99,7 +105,10 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	if list == nil {
-		if list, err = m.builtinList(); err != nil {
+		if list, err = m.builtinList(true); err != nil {
+			return nil, err
+		}
+		if m.noPortmap, err = m.builtinList(false); err != nil {
 			return nil, err
 		}
 	}
@@ -108,12 +117,10 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loopback config: %w", err)
 	}
-	m.loopback = lo
-	for _, l := range []*libcni.NetworkConfigList{m.list, m.loopback} {
-		for _, p := range l.Plugins {
-			if _, err := invoke.FindInPath(p.Network.Type, cfg.PluginDirs); err != nil {
-				return nil, fmt.Errorf("network: CNI plugin %q of %s not in %v: %w", p.Network.Type, l.Name, cfg.PluginDirs, err)
-			}
+	m.legacyLoopback = lo
+	for _, p := range m.list.Plugins {
+		if _, err := invoke.FindInPath(p.Network.Type, cfg.PluginDirs); err != nil {
+			return nil, fmt.Errorf("network: CNI plugin %q of %s not in %v: %w", p.Network.Type, m.list.Name, cfg.PluginDirs, err)
 		}
 	}
 	if cfg.IPMasq && list.Name == cfg.NetworkName {
@@ -146,7 +153,10 @@ func (m *Manager) loadUserList() (*libcni.NetworkConfigList, error) {
 	return l, nil
 }
 
-func (m *Manager) builtinList() (*libcni.NetworkConfigList, error) {
+// builtinList is bridge + host-local, and portmap if withPortmap. Both
+// variants share the network name, so libcni's result cache (and with it
+// DEL after an agent restart) is the same for either.
+func (m *Manager) builtinList(withPortmap bool) (*libcni.NetworkConfigList, error) {
 	if m.cfg.PodCIDR == "" {
 		return nil, ErrNoPodCIDR
 	}
@@ -169,14 +179,11 @@ func (m *Manager) builtinList() (*libcni.NetworkConfigList, error) {
 	if m.cfg.MTU > 0 {
 		bridge["mtu"] = m.cfg.MTU
 	}
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       m.cfg.NetworkName,
-		"plugins": []any{
-			bridge,
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
-		},
+	plugins := []any{bridge}
+	if withPortmap {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true})
 	}
+	conf := map[string]any{"cniVersion": "1.0.0", "name": m.cfg.NetworkName, "plugins": plugins}
 	b, err := json.Marshal(conf)
 	if err != nil {
 		return nil, err
@@ -191,10 +198,31 @@ func (m *Manager) builtinList() (*libcni.NetworkConfigList, error) {
 // NetnsPath is where the network namespace of pod id is pinned.
 func (m *Manager) NetnsPath(id string) string { return filepath.Join(m.cfg.NetnsDir, id) }
 
-// CreateNetns creates and pins a fresh network namespace for pod id.
+// CreateNetns creates and pins a fresh network namespace for pod id, with
+// its loopback interface up.
+//
+// Loopback is brought up here, on the thread that is already inside the new
+// namespace, instead of through the CNI loopback plugin: that plugin only
+// sets lo up (and down on DEL, moot for a namespace about to be destroyed),
+// holds no state, and exec'ing it cost a process start and a libcni round
+// trip on every pod start and stop. User config lists are not affected:
+// they configure eth0, and loopback was never part of them.
 func (m *Manager) CreateNetns(id string) (string, error) {
 	p := m.NetnsPath(id)
-	return p, CreateNamespaceFile(p, unix.CLONE_NEWNET, nil)
+	return p, CreateNamespaceFile(p, unix.CLONE_NEWNET, loopbackUp)
+}
+
+// loopbackUp sets lo up in the calling thread's network namespace (the
+// kernel then gives it 127.0.0.1 and ::1).
+func loopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
 }
 
 // DeleteNetns removes the pinned namespace of pod id (missing is fine).
@@ -232,24 +260,33 @@ func (m *Manager) runtimeConf(id, netns, ifname string, ports []PortMapping) *li
 	return rt
 }
 
-// Setup attaches pod id's namespace: loopback up, then the network list on
-// eth0. On failure it undoes what it did.
-func (m *Manager) Setup(ctx context.Context, id, netns string, ports []PortMapping) (*Attachment, error) {
-	if _, err := m.cni.AddNetworkList(ctx, m.loopback, m.runtimeConf(id, netns, "lo", nil)); err != nil {
-		return nil, fmt.Errorf("network: loopback for %s: %w", id, err)
+// listFor is the config list for a pod with these host ports. The built-in
+// list leaves portmap out when there are none: without portMappings the
+// plugin's ADD only passes the previous result through and its DEL returns
+// at once, so running it would cost a process start for nothing.
+func (m *Manager) listFor(ports []PortMapping) *libcni.NetworkConfigList {
+	if len(ports) == 0 && m.noPortmap != nil {
+		return m.noPortmap
 	}
+	return m.list
+}
+
+// Setup runs the network list on eth0 of pod id's namespace (loopback is
+// already up, see CreateNetns). On failure it undoes what it did.
+func (m *Manager) Setup(ctx context.Context, id, netns string, ports []PortMapping) (*Attachment, error) {
 	rt := m.runtimeConf(id, netns, "eth0", ports)
 	if !m.bridgeUp.Load() {
 		m.firstAdd.Lock()
 		defer m.firstAdd.Unlock()
 	}
-	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	list := m.listFor(ports)
+	res, err := m.cni.AddNetworkList(ctx, list, rt)
 	if err == nil {
 		m.bridgeUp.Store(true)
 	}
 	if err != nil {
-		_ = m.cni.DelNetworkList(ctx, m.list, rt)
-		return nil, fmt.Errorf("network: CNI ADD %s for %s: %w", m.list.Name, id, err)
+		_ = m.cni.DelNetworkList(ctx, list, rt)
+		return nil, fmt.Errorf("network: CNI ADD %s for %s: %w", list.Name, id, err)
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
@@ -269,11 +306,17 @@ func (m *Manager) Teardown(ctx context.Context, id, netns string, ports []PortMa
 	if _, err := os.Stat(netns); err != nil {
 		netns = "" // plugins must release IPAM even without the namespace
 	}
-	if err := m.cni.DelNetworkList(ctx, m.list, m.runtimeConf(id, netns, "eth0", ports)); err != nil {
-		return fmt.Errorf("network: CNI DEL %s for %s: %w", m.list.Name, id, err)
+	list := m.listFor(ports)
+	if err := m.cni.DelNetworkList(ctx, list, m.runtimeConf(id, netns, "eth0", ports)); err != nil {
+		return fmt.Errorf("network: CNI DEL %s for %s: %w", list.Name, id, err)
 	}
-	if err := m.cni.DelNetworkList(ctx, m.loopback, m.runtimeConf(id, netns, "lo", nil)); err != nil && netns != "" {
-		return fmt.Errorf("network: loopback DEL for %s: %w", id, err)
+	// Pods set up by an agent that still ran the loopback plugin have its
+	// result cached: DEL it so the cache entry goes too.
+	lo := m.runtimeConf(id, netns, "lo", nil)
+	if cached, err := m.cni.GetNetworkListCachedResult(m.legacyLoopback, lo); err == nil && cached != nil {
+		if err := m.cni.DelNetworkList(ctx, m.legacyLoopback, lo); err != nil && netns != "" {
+			return fmt.Errorf("network: loopback DEL for %s: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -4,7 +4,9 @@
 // is made of (net, and for the runtime also ipc/uts), and calling the CNI
 // plugins on them. By default it writes no files: it uses a built-in config
 // list (bridge with gateway + host-local IPAM from the node's pod CIDR +
-// portmap for hostPort) plus a separate loopback attachment. If the
+// portmap for hostPort, left out for pods without host ports). Loopback is
+// set up by CreateNetns itself over netlink, not by the CNI loopback plugin
+// (see CreateNetns for why). If the
 // configured CNI config dir holds a *.conflist, the first one (sorted by
 // name) replaces the built-in list, so users can plug other CNI plugins.
 // Plugins are looked up in Config.PluginDirs (Debian's

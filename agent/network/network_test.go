@@ -3,11 +3,13 @@ package network_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
@@ -90,6 +92,7 @@ func TestSetupTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireLoopbackUp(t, ns)
 	ctx := context.Background()
 	ports := []network.PortMapping{{HostPort: 18080, ContainerPort: 80, Protocol: "TCP"}}
 	att, err := m.Setup(ctx, "pod1", ns, ports)
@@ -116,5 +119,55 @@ func TestSetupTeardown(t *testing.T) {
 	}
 	if _, err := os.Stat(ns); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("netns file left: %v", err)
+	}
+
+	// Without host ports (the built-in list then skips portmap).
+	ns2, err := m.CreateNetns("pod2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.DeleteNetns("pod2") })
+	att2, err := m.Setup(ctx, "pod2", ns2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ips, _ := m.Allocations(); len(ips) != 1 || ips[0] != att2.IP.String() {
+		t.Fatalf("allocations %v, want [%s]", ips, att2.IP)
+	}
+	if err := m.Teardown(ctx, "pod2", ns2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ips, _ := m.Allocations(); len(ips) != 0 {
+		t.Fatalf("address not released: %v", ips)
+	}
+}
+
+// requireLoopbackUp checks that lo in the pinned namespace at path is up
+// and has 127.0.0.1.
+func requireLoopbackUp(t *testing.T, path string) {
+	t.Helper()
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("lo is down in %s", path)
+	}
+	addrs, err := nl.AddrList(lo, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) == 0 || !addrs[0].IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("lo addresses %v, want 127.0.0.1", addrs)
 	}
 }
