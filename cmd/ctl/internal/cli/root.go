@@ -89,6 +89,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	_ = root.RegisterFlagCompletionFunc("namespace", o.completeNames("Namespace"))
 	root.AddCommand(o.applyCmd(), o.getCmd(), o.describeCmd(), o.deleteCmd(), o.scaleCmd(), o.createCmd(),
 		o.versionCmd(), o.devServerCmd())
+	root.AddCommand(o.nodeCommands()...)
 	return root
 }
 

@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiffhq/skiff/controlplane/node"
+)
+
+// nodeCommands are the verbs that run a node in the foreground (init,
+// join, recover) and the cluster administration verbs (token, members,
+// member, snapshot, user).
+func (o *options) nodeCommands() []*cobra.Command {
+	return []*cobra.Command{o.initCmd(), o.joinCmd(), o.recoverCmd(),
+		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd()}
+}
+
+// nodeFlags are the flags of commands that run a node.
+type nodeFlags struct {
+	dataDir, name, advertise, bind string
+	apiPort, raftPort              int
+	logLevel                       string
+}
+
+func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff", "where this node keeps its state; restarting with the same dir resumes the node")
+	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
+	fl.StringVar(&f.advertise, "advertise", "", "host or IP other machines reach this node at (default: the first non-loopback IPv4 address)")
+	fl.StringVar(&f.bind, "bind-address", "", "address the ports listen on (default 0.0.0.0)")
+	if control {
+		fl.IntVar(&f.apiPort, "api-port", 0, "API port (default 7443)")
+		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
+	}
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (f *nodeFlags) config(o *options) (node.Config, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return node.Config{}, errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Name, cfg.Advertise, cfg.BindAddress = f.dataDir, f.name, f.advertise, f.bind
+	// Zero ports mean "node.json's, else the default", so that a restart
+	// without the flags resumes and a restart with other ports is refused.
+	cfg.APIPort, cfg.RaftPort = f.apiPort, f.raftPort
+	cfg.Out = o.streams.Out
+	cfg.Logger = slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
+	cfg.Loops = leaderLoops
+	return cfg, nil
+}
+
+// leaderLoops builds the scheduler and controllers run by the leader.
+// TODO(issue 5+): wire controlplane/controllers once its registry and
+// builtin.Register are committed:
+//
+//	reg := controllers.NewRegistry(); builtin.Register(reg)
+//	return reg.Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer})
+var leaderLoops node.LoopFactory
+
+// untilSignal is ctx cancelled on SIGINT or SIGTERM.
+func untilSignal(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func (o *options) initCmd() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a cluster with this machine as its first control node (runs in the foreground)",
+		Long: `Create a cluster: the cluster CA, this node's certificate, an admin client
+config (<data-dir>/admin.conf) and the replicated store. Prints the commands
+that join control nodes and workers. Runs the control node until stopped;
+running it again with the same --data-dir resumes the node.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config(o)
+			if err != nil {
+				return err
+			}
+			ctx, stop := untilSignal(cmd.Context())
+			defer stop()
+			return node.Init(ctx, cfg)
+		},
+	}
+	f.add(cmd, true)
+	return cmd
+}
+
+func (o *options) joinCmd() *cobra.Command {
+	var f nodeFlags
+	var token string
+	var control bool
+	cmd := &cobra.Command{
+		Use:   "join --token TOKEN [--control] ADDR",
+		Short: "Join this machine to a cluster as a control node or a worker (runs in the foreground)",
+		Long: `Join the cluster whose control node's API port is ADDR (host:port). The
+token (from ctl init or ctl token create) pins the cluster CA: the CA is
+checked before the token's secret is sent. Running it again with the same
+--data-dir resumes the node (the token is then not used).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config(o)
+			if err != nil {
+				return err
+			}
+			opts := node.JoinOptions{Token: token, Control: control}
+			if len(args) == 1 {
+				opts.Address = args[0]
+			}
+			if _, serr := node.LoadState(cfg.DataDir); serr != nil {
+				switch {
+				case opts.Address == "":
+					return errors.New("ADDR (host:port of a control node's API) is required to join")
+				case token == "":
+					return errors.New("--token is required to join (see `ctl token create` on a control node)")
+				}
+			}
+			ctx, stop := untilSignal(cmd.Context())
+			defer stop()
+			return node.Join(ctx, cfg, opts)
+		},
+	}
+	f.add(cmd, true)
+	cmd.Flags().StringVar(&token, "token", "", "join token (skiff1.…)")
+	cmd.Flags().BoolVar(&control, "control", false, "join as a control node (store member and API server) instead of a worker")
+	return cmd
+}
+
+func (o *options) recoverCmd() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "recover --data-dir DIR",
+		Short: "After quorum is lost for good: rebuild a one-node cluster from this control node's data and run it",
+		Long: `Quorum lost for good (most control nodes are gone): stop this node, then run
+ctl recover with its data dir. The node becomes a one-node cluster keeping
+every entry it has and keeps running. Never run it while other members of
+the old cluster still run. The other control nodes rejoin with EMPTY data
+dirs and a new control token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("data-dir") {
+				return errors.New("--data-dir is required: recover rewrites that node's store")
+			}
+			cfg, err := f.config(o)
+			if err != nil {
+				return err
+			}
+			ctx, stop := untilSignal(cmd.Context())
+			defer stop()
+			return node.Recover(ctx, cfg)
+		},
+	}
+	f.add(cmd, false)
+	return cmd
+}

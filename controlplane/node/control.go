@@ -1,0 +1,341 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/api"
+	"github.com/skiffhq/skiff/controlplane/audit"
+	"github.com/skiffhq/skiff/controlplane/authz"
+	"github.com/skiffhq/skiff/controlplane/pki"
+	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
+	"github.com/skiffhq/skiff/proto/client"
+	joinv1 "github.com/skiffhq/skiff/proto/join/v1"
+)
+
+// Control is a running control node.
+type Control struct {
+	cfg     Config
+	state   State
+	log     *slog.Logger
+	ca      *pki.CA
+	renewer *pki.Renewer
+	Store   *consensus.Store
+	API     *api.Server
+	Tokens  *pki.Tokens
+	audit   *audit.Log
+	split   *pki.SplitListener
+	anon    *grpc.Server
+	authed  *grpc.Server
+}
+
+// State is the node's node.json.
+func (c *Control) State() State { return c.state }
+
+// controlTLS loads the CA (with key) and this node's key pair and returns
+// a renewer that re-signs the key pair locally before it expires.
+func controlTLS(cfg Config, st State) (*pki.CA, *pki.Renewer, error) {
+	dir := filepath.Join(cfg.DataDir, PKIDir)
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ca.Key == nil {
+		return nil, nil, fmt.Errorf("%s: the CA key (%s) is missing; a control node needs it to sign joins", dir, pki.CAKeyFile)
+	}
+	kp, err := pki.LoadKeyPair(dir, controlKeyPair)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control node key pair in %s: %w", dir, err)
+	}
+	cert, err := kp.TLS()
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := pki.ControlIdentity(st.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := cfg.Renew
+	rc.Initial = cert
+	rc.Logger = cfg.Logger
+	var r *pki.Renewer
+	rc.Renew = func(context.Context) (tls.Certificate, error) {
+		// Control nodes hold the CA key: sign a new key pair locally with
+		// the same identity and addresses.
+		cur := r.Current()
+		next, _, err := ca.Issue(pki.IssueOptions{Identity: id, Lifetime: cfg.NodeCertLifetime, Server: true, Hosts: pki.HostsOf(cur.Leaf)})
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		if err := pki.SaveKeyPair(dir, controlKeyPair, next); err != nil {
+			return tls.Certificate{}, err
+		}
+		return next.TLS()
+	}
+	if r, err = pki.NewRenewer(rc); err != nil {
+		return nil, nil, err
+	}
+	return ca, r, nil
+}
+
+func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, bootstrap bool) consensus.Config {
+	sc := consensus.DefaultConfig()
+	sc.ID = st.Name
+	sc.DataDir = filepath.Join(cfg.DataDir, RaftDir)
+	sc.BindAddr = st.raftBind()
+	sc.AdvertiseAddr = st.RaftAddress()
+	sc.ServerTLS = pki.ServerTLSConfig(ca.Pool(), src, tls.RequireAndVerifyClientCert)
+	sc.ClientTLS = pki.ClientTLSConfig(ca.Pool(), src, "")
+	sc.Bootstrap = bootstrap
+	sc.Logger = cfg.Logger
+	sc.Registerer = cfg.Registerer
+	if cfg.Store != nil {
+		cfg.Store(&sc)
+	}
+	return sc
+}
+
+// startControl opens the store and serves the API port. Close stops it.
+func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) {
+	log := cfg.Logger.With("node", st.Name)
+	ca, renewer, err := controlTLS(cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	c := &Control{cfg: cfg, state: st, log: log, ca: ca, renewer: renewer}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.Store, err = consensus.Open(storeConfig(cfg, st, ca, renewer, bootstrap)); err != nil {
+		return nil, fmt.Errorf("open the store (%s): %w", filepath.Join(cfg.DataDir, RaftDir), err)
+	}
+	if bootstrap && !st.Bootstrapped {
+		c.state.Bootstrapped = true
+		if err := saveState(cfg.DataDir, c.state); err != nil {
+			return nil, err
+		}
+	}
+	if c.audit, err = audit.Open(audit.Config{Dir: filepath.Join(cfg.DataDir, AuditDir), MaxBytes: cfg.AuditMaxBytes, MaxBackups: audit.DefaultConfig().MaxBackups}); err != nil {
+		return nil, err
+	}
+	tc := pki.DefaultTokensConfig()
+	tc.Pin = ca.Pin()
+	if c.Tokens, err = pki.NewTokens(tokenStore{c.Store}, tc); err != nil {
+		return nil, err
+	}
+	ac := api.DefaultConfig()
+	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New()}, log, cfg.Registerer
+	if c.API, err = api.New(ac); err != nil {
+		return nil, err
+	}
+	jc := pki.DefaultJoinServerConfig()
+	jc.CA, jc.Tokens, jc.Members, jc.Logger, jc.NodeCertLifetime = ca, c.Tokens, storeMembers{c.Store}, log, cfg.NodeCertLifetime
+	jc.APIAddresses = func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }
+	jc.GossipKey = func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) }
+	joinSrv, err := pki.NewJoinServer(jc)
+	if err != nil {
+		return nil, err
+	}
+	self := controlRecord{ID: st.Name, APIAddress: st.APIAddress(), RaftAddress: st.RaftAddress()}
+	admin := &adminServer{store: c.Store, tokens: c.Tokens, ca: ca, self: self, userLife: cfg.UserCertLifetime,
+		clientTLS: pki.ClientTLSConfig(ca.Pool(), renewer, ""), log: log.With("component", "admin")}
+
+	lis, err := listen(st.apiBind())
+	if err != nil {
+		return nil, err
+	}
+	if c.split, err = pki.NewSplitListener(lis, pki.ServerTLSConfig(ca.Pool(), renewer, tls.VerifyClientCertIfGiven), log); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	aud := &auditor{log: c.audit, reg: c.API.Registry(), lg: log}
+	c.anon = grpc.NewServer(grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly), grpc.ChainUnaryInterceptor(aud.unary))
+	joinv1.RegisterJoinServer(c.anon, joinSrv)
+	c.authed = grpc.NewServer(append(c.API.ServerOptions(), grpc.Creds(pki.HandshakenTLS()),
+		grpc.ChainUnaryInterceptor(aud.unary), grpc.ChainStreamInterceptor(aud.stream))...)
+	c.API.Register(c.authed)
+	joinv1.RegisterJoinServer(c.authed, joinSrv)
+	adminv1.RegisterAdminServer(c.authed, admin)
+	return c, nil
+}
+
+// listen retries briefly: a restarted node's port may linger a moment.
+func listen(addr string) (net.Listener, error) {
+	var err error
+	for i := 0; i < 20; i++ {
+		var lis net.Listener
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			return lis, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("listen on %s (API port): %w", addr, err)
+}
+
+// Run serves until ctx ends or a part fails. ready, if set, runs once the
+// ports serve; its error stops the node.
+func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		goRun(ctx, errs, name, func(ctx context.Context) error { defer wg.Done(); return f(ctx) })
+	}
+	serve := func(g *grpc.Server, l net.Listener) func(context.Context) error {
+		return func(ctx context.Context) error {
+			err := g.Serve(l)
+			if ctx.Err() != nil || errors.Is(err, grpc.ErrServerStopped) {
+				return nil
+			}
+			return err
+		}
+	}
+	start("serve API port (authenticated)", serve(c.authed, c.split.Authenticated()))
+	start("serve API port (join)", serve(c.anon, c.split.Anonymous()))
+	start("API server", c.API.Run)
+	start("certificate renewal", c.renewer.Run)
+	start("control node registration", c.register)
+	if c.cfg.Loops != nil {
+		start("leader loops", c.runLoops)
+	}
+	if ready != nil {
+		start("start-up", func(ctx context.Context) error { return ready(ctx, c) })
+	}
+	fmt.Fprintf(c.cfg.Out, "control node %s serving: API %s, store %s (data dir %s)\n", c.state.Name, c.state.APIAddress(), c.state.RaftAddress(), c.cfg.DataDir)
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errs:
+	}
+	for first == nil && ctx.Err() == nil {
+		// A part that ended without error (start-up) is not a reason to stop.
+		select {
+		case <-ctx.Done():
+		case first = <-errs:
+		}
+	}
+	cancel()
+	c.stopServing()
+	wg.Wait()
+	return first
+}
+
+func (c *Control) stopServing() {
+	done := make(chan struct{})
+	go func() {
+		c.authed.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second): // watches never end on their own
+		c.authed.Stop()
+	}
+	c.anon.Stop()
+	_ = c.split.Close()
+}
+
+// Close releases everything; call it after Run returned.
+func (c *Control) Close() error {
+	var errs []error
+	if c.authed != nil {
+		c.authed.Stop()
+	}
+	if c.anon != nil {
+		c.anon.Stop()
+	}
+	if c.split != nil {
+		_ = c.split.Close()
+	}
+	if c.Store != nil {
+		errs = append(errs, c.Store.Close())
+	}
+	if c.audit != nil {
+		errs = append(errs, c.audit.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// register keeps this node's API address in the store.
+func (c *Control) register(ctx context.Context) error {
+	rec := controlRecord{ID: c.state.Name, APIAddress: c.state.APIAddress(), RaftAddress: c.state.RaftAddress()}
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := registerControl(rctx, c.Store, rec)
+		cancel()
+		if err != nil {
+			c.log.Debug("registering the API address", "err", err)
+			wait = time.Second
+			continue
+		}
+		wait = c.cfg.RegistrationInterval
+	}
+}
+
+// ClientTLS is a client TLS config presenting this node's certificate.
+func (c *Control) ClientTLS() *tls.Config { return pki.ClientTLSConfig(c.ca.Pool(), c.renewer, "") }
+
+func (c *Control) runLoops(ctx context.Context) error {
+	o := client.DefaultOptions()
+	o.Servers, o.TLS, o.Logger = []string{c.state.APIAddress()}, c.ClientTLS(), c.log
+	cl, err := client.New(o)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer})
+	if err != nil {
+		return fmt.Errorf("build leader loops: %w", err)
+	}
+	lc := controlplane.DefaultLeaderConfig()
+	lc.Logger, lc.Registerer = c.log, c.cfg.Registerer
+	return controlplane.NewLeaderLoops(lc, c.Store, loops...).Run(ctx)
+}
+
+// writeAdminConfig issues an admin certificate and writes a client config
+// (certificates inline, so the file can be copied to another machine).
+func writeAdminConfig(dataDir string, ca *pki.CA, servers []string, lifetime time.Duration) (string, error) {
+	kp, _, err := ca.Issue(pki.IssueOptions{Identity: pki.AdminIdentity(), Lifetime: lifetime})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, AdminConfigFile)
+	cc := inlineConfig(servers, ca.CertPEM, kp)
+	if err := cc.Save(path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// InlineConfig is a client config carrying its certificates and key.
+func inlineConfig(servers []string, caPEM []byte, kp pki.KeyPair) *client.Config {
+	return &client.Config{Servers: servers, CertificateAuthorityData: b64(caPEM),
+		ClientCertificateData: b64(kp.CertPEM), ClientKeyData: b64(kp.KeyPEM)}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

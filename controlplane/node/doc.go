@@ -1,0 +1,32 @@
+// Package node runs a Skiff machine from its data dir: the control-node
+// daemon (replicated store, API server, join and admin services on one
+// port) and, until the agent exists, the worker's join-and-hold.
+//
+// It owns the data dir layout and the bootstrap flows behind `ctl init`,
+// `ctl join` and `ctl recover`:
+//
+//	<data-dir>/node.json     who this node is (role, name, addresses, ports)
+//	<data-dir>/pki/          ca.crt (+ ca.key on control nodes), the node's
+//	                         key pair (control.crt/.key or node.crt/.key)
+//	<data-dir>/raft/         the store (control nodes)
+//	<data-dir>/audit/        audit.log of mutating requests (control nodes)
+//	<data-dir>/admin.conf    admin client config (control nodes)
+//	<data-dir>/node.conf     the worker's client config (its node:<name> cert)
+//
+// Starting on a data dir that holds node.json always resumes that node: it
+// never bootstraps a second cluster or wipes state.
+//
+// On the API port a pki.SplitListener sends callers without a client
+// certificate to a gRPC server that has only the join service (anything
+// else is answered Unauthenticated); callers with a certificate from the
+// cluster CA reach the API, the join service (renewals) and the admin
+// service. Authorization is controlplane/authz behind api.Authorizer; every
+// mutating request (API writes, admin calls, joins) is written to the audit
+// log.
+//
+// Cluster-internal keys in the store (never under /registry/):
+//
+//	/skiff/tokens/<id>        join token records (JSON pki.TokenRecord)
+//	/skiff/controlnodes/<id>  each control node's API and store address
+//	/skiff/gossip-key         the memberlist key handed to joined nodes
+package node
