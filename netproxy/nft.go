@@ -64,6 +64,7 @@ type nftBackend struct {
 	// countChains caches the shared round-robin chains by endpoint count
 	// (their names are hashes: computing one per service is measurable).
 	countChains map[countChainKey]nftChain
+	dumpConn    *mdnetlink.Conn // see dumpElements
 }
 
 // refKey names a shared object: an element (set, key) or a chain ("", name).
@@ -88,7 +89,12 @@ func newNFTBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*nftBackend
 
 func (b *nftBackend) name() string { return BackendNFTables }
 
-func (b *nftBackend) close() error { return b.conn.CloseLasting() }
+func (b *nftBackend) close() error {
+	if b.dumpConn != nil {
+		b.dumpConn.Close()
+	}
+	return b.conn.CloseLasting()
+}
 
 // cleanup deletes the whole table (used when the operator switches backends
 // or removes the proxy, never during a sync).
@@ -325,42 +331,13 @@ func (b *nftBackend) readKernel() (*nftObjects, error) {
 		}
 	}
 	for _, set := range b.setDefs() {
-		elems, err := b.conn.GetSetElements(set)
+		elems, err := b.dumpElements(set)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: read %s: %w", set.Name, err)
+			return nil, fmt.Errorf("nftables: %w", err)
 		}
-		dst := o.elems[set.Name]
-		for _, e := range elems {
-			switch {
-			case set.IsMap && set.DataType.Name == nftables.TypeVerdict.Name:
-				dst[string(e.Key)] = verdictChain(e)
-			case set.IsMap:
-				dst[string(e.Key)] = string(e.Val)
-			default:
-				dst[string(e.Key)] = ""
-			}
-		}
+		o.elems[set.Name] = elems
 	}
 	return o, nil
-}
-
-// verdictChain returns the chain a vmap element jumps to. google/nftables
-// v0.3.0 leaves the element's verdict undecoded in Val (nested
-// NFTA_VERDICT_CODE / NFTA_VERDICT_CHAIN attributes).
-func verdictChain(e nftables.SetElement) string {
-	if e.VerdictData != nil {
-		return e.VerdictData.Chain
-	}
-	ad, err := mdnetlink.NewAttributeDecoder(e.Val)
-	if err != nil {
-		return ""
-	}
-	for ad.Next() {
-		if ad.Type() == unix.NFTA_VERDICT_CHAIN {
-			return strings.TrimRight(string(ad.Bytes()), "\x00")
-		}
-	}
-	return ""
 }
 
 // isServiceChain: the chains that change with Services (e-, n-, p-, s-, x-).

@@ -68,7 +68,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func run(sizes string, dur time.Duration, workers int, skipIPVS, skipLoad, profiling bool) error {
 	fmt.Println("## sync time, services × 10 endpoints")
-	fmt.Printf("%-9s %9s %10s %14s %11s\n", "backend", "services", "endpoints", "full_sync_ms", "change_ms")
+	fmt.Printf("%-9s %9s %10s %14s %11s %11s\n", "backend", "services", "endpoints", "full_sync_ms", "change_ms", "resync_ms")
 	var last struct {
 		n            int
 		full, change time.Duration
@@ -78,12 +78,12 @@ func run(sizes string, dur time.Duration, workers int, skipIPVS, skipLoad, profi
 		if _, err := fmt.Sscan(s, &n); err != nil {
 			return fmt.Errorf("-services: %q: %w", s, err)
 		}
-		full, change, err := nftSync(n)
+		t, err := nftSync(n)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-9s %9d %10d %14.1f %11.2f\n", "nftables", n, n*10, ms(full), ms(change))
-		last.n, last.full, last.change = n, full, change
+		fmt.Printf("%-9s %9d %10d %14.1f %11.2f %11.1f\n", "nftables", n, n*10, ms(t.Full), ms(t.Change), ms(t.Resync))
+		last.n, last.full, last.change = n, t.Full, t.Change
 	}
 	if profiling {
 		pprof.StopCPUProfile()
@@ -122,15 +122,15 @@ func quietConfig(lab *proxytest.Lab) netproxy.Config {
 	return cfg
 }
 
-func nftSync(n int) (full, change time.Duration, err error) {
+func nftSync(n int) (proxytest.SyncTimes, error) {
 	lab, err := proxytest.NewLab(1)
 	if err != nil {
-		return 0, 0, err
+		return proxytest.SyncTimes{}, err
 	}
 	defer lab.Close()
 	p, err := netproxy.New(quietConfig(lab))
 	if err != nil {
-		return 0, 0, err
+		return proxytest.SyncTimes{}, err
 	}
 	defer p.Close()
 	return proxytest.TimeSyncs(p, n)
@@ -156,10 +156,10 @@ func ipvsSync(sizes string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, console)
 	}
-	re := regexp.MustCompile(`BENCH backend=ipvs services=(\d+) endpoints=(\d+) full_sync_ms=([\d.]+) change_ms=([\d.]+)`)
+	re := regexp.MustCompile(`BENCH backend=ipvs services=(\d+) endpoints=(\d+) full_sync_ms=([\d.]+) change_ms=([\d.]+) resync_ms=([\d.]+)`)
 	var rows []string
 	for _, m := range re.FindAllStringSubmatch(console, -1) {
-		rows = append(rows, fmt.Sprintf("%-9s %9s %10s %14s %11s   (qemu TCG guest, software-emulated CPU)", "ipvs", m[1], m[2], m[3], m[4]))
+		rows = append(rows, fmt.Sprintf("%-9s %9s %10s %14s %11s %11s   (qemu TCG guest, software-emulated CPU)", "ipvs", m[1], m[2], m[3], m[4], m[5]))
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("guest printed no BENCH lines:\n%s", console)

@@ -10,10 +10,34 @@ import (
 	"github.com/skiffhq/skiff/netproxy"
 )
 
+// SyncTimes are what TimeSyncs measures.
+type SyncTimes struct {
+	Full   time.Duration // first full sync into an empty kernel
+	Change time.Duration // one endpoint replaced (median of 5)
+	Resync time.Duration // periodic full resync with nothing to repair
+}
+
 // TimeSyncs loads n TCP services × 10 endpoints into p and times the full
-// sync, then the sync that applies one endpoint change (median of 5).
+// sync, the sync that applies one endpoint change (median of 5), and a
+// full resync that reads everything back and finds nothing to change.
 // The endpoint addresses need not exist: only programming is timed.
-func TimeSyncs(p *netproxy.Proxy, n int) (full, change time.Duration, err error) {
+func TimeSyncs(p *netproxy.Proxy, n int) (SyncTimes, error) {
+	full, change, err := timeSyncs(p, n)
+	if err != nil {
+		return SyncTimes{}, err
+	}
+	start := time.Now()
+	if err := p.FullSync(context.Background()); err != nil {
+		return SyncTimes{}, err
+	}
+	resync := time.Since(start)
+	if st := p.LastSync(); st.Changed != 0 {
+		return SyncTimes{}, fmt.Errorf("resync without changes changed %d objects", st.Changed)
+	}
+	return SyncTimes{Full: full, Change: change, Resync: resync}, nil
+}
+
+func timeSyncs(p *netproxy.Proxy, n int) (full, change time.Duration, err error) {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("s%d", i)
