@@ -6,8 +6,10 @@ package builtin
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
@@ -16,6 +18,8 @@ import (
 func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
+	r.Register("serviceip", serviceip.NewLoop)
+	r.Register("endpoints", endpoints.NewLoop)
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
 	r.Register("deployment", deployment.NewLoop)

@@ -1,0 +1,467 @@
+package serviceip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/controllers"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+var errBadConfig = errors.New("serviceip config")
+
+// ErrRangeFull: no free address or port is left.
+var ErrRangeFull = errors.New("range is full")
+
+// Labels and data keys of allocation records.
+const (
+	LabelAllocation = "skiff.dev/allocation" // "clusterip" or "nodeport"
+	dataService     = "service"              // namespace/name
+	dataUID         = "uid"                  // the Service's uid
+)
+
+// Config tunes the allocator.
+type Config struct {
+	ServiceCIDR              string
+	NodePortMin, NodePortMax int32
+	// RecordNamespace holds the allocation records.
+	RecordNamespace string
+	// OrphanGrace: a record whose Service does not use it is deleted only
+	// after this age (the Service update may still be in flight).
+	OrphanGrace time.Duration
+	// GCPeriod is how often records are checked for orphans.
+	GCPeriod time.Duration
+	Workers  int
+	Logger   *slog.Logger
+}
+
+// DefaultConfig: 10.96.0.0/12, ports 30000–32767 (Kubernetes' defaults).
+func DefaultConfig() Config {
+	return Config{ServiceCIDR: "10.96.0.0/12", NodePortMin: 30000, NodePortMax: 32767, RecordNamespace: "kube-system",
+		OrphanGrace: 30 * time.Second, GCPeriod: 10 * time.Second, Workers: 4, Logger: slog.Default()}
+}
+
+// Controller is the allocation loop.
+type Controller struct {
+	cfg Config
+	c   *client.Client
+	rec *client.Recorder
+	ips *ipRange
+}
+
+// New checks cfg and returns the controller.
+func New(c *client.Client, rec *client.Recorder, cfg Config) (*Controller, error) {
+	def := DefaultConfig()
+	if cfg.ServiceCIDR == "" {
+		cfg.ServiceCIDR = def.ServiceCIDR
+	}
+	if cfg.NodePortMin == 0 && cfg.NodePortMax == 0 {
+		cfg.NodePortMin, cfg.NodePortMax = def.NodePortMin, def.NodePortMax
+	}
+	if cfg.NodePortMin < 1 || cfg.NodePortMax > 65535 || cfg.NodePortMin > cfg.NodePortMax {
+		return nil, fmt.Errorf("%w: node port range %d-%d", errBadConfig, cfg.NodePortMin, cfg.NodePortMax)
+	}
+	if cfg.RecordNamespace == "" {
+		cfg.RecordNamespace = def.RecordNamespace
+	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = def.OrphanGrace
+	}
+	if cfg.GCPeriod <= 0 {
+		cfg.GCPeriod = def.GCPeriod
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = def.Workers
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	ips, err := parseRange(cfg.ServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		rec = client.NewRecorder(c, "ipallocator", "")
+	}
+	return &Controller{cfg: cfg, c: c, rec: rec, ips: ips}, nil
+}
+
+// NewLoop is the registry factory ("serviceip").
+func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
+	cfg, err := controllers.ConfigFor(d, "serviceip", DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = d.Logger
+	return New(d.Client, d.Recorder("ipallocator"), cfg)
+}
+
+// Name implements controlplane.Loop.
+func (c *Controller) Name() string { return "serviceip" }
+
+// record is an allocation record as cached.
+type record struct {
+	name, service, owner, uid string
+	created                   time.Time
+}
+
+// term is one leadership term's state.
+type term struct {
+	c        *Controller
+	services *client.Informer
+	rng      *rand.Rand
+
+	mu      sync.Mutex
+	records map[string]*record // by record name
+	// claimed are record names being created by a worker right now.
+	claimed map[string]bool
+	// gone are uids of Services seen deleted: their records go at once.
+	gone map[string]bool
+}
+
+func clusterIPRecord(ip string) string { return "clusterip-" + ip }
+func nodePortRecord(p int32) string    { return "nodeport-" + strconv.Itoa(int(p)) }
+
+// Run allocates until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	t := &term{c: c, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		records: map[string]*record{}, claimed: map[string]bool{}, gone: map[string]bool{}}
+	q := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
+	gc := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
+	t.services = client.NewInformer(c.c, "Service", client.ListOptions{}, client.EventHandler{
+		OnAdd:    func(o client.Object) { q.Add(client.Key(o)) },
+		OnUpdate: func(_, o client.Object) { q.Add(client.Key(o)) },
+		OnDelete: func(o client.Object) {
+			uid := o.GetMetadata().GetUid()
+			t.mu.Lock()
+			t.gone[uid] = true
+			var names []string
+			for _, r := range t.records {
+				if r.owner == uid {
+					names = append(names, r.name)
+				}
+			}
+			t.mu.Unlock()
+			for _, n := range names {
+				gc.Add(n)
+			}
+		},
+	})
+	records := client.NewInformer(c.c, "ConfigMap", client.ListOptions{Namespace: c.cfg.RecordNamespace, LabelSelector: LabelAllocation}, client.EventHandler{
+		OnAdd:    func(o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
+		OnUpdate: func(_, o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
+		OnDelete: func(o client.Object) {
+			t.mu.Lock()
+			delete(t.records, o.GetMetadata().GetName())
+			t.mu.Unlock()
+		},
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Records first: no Service is looked at before every existing
+	// allocation is known.
+	wait, err := controllers.Informers{records, t.services}.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); controllers.RunWorkers(ctx, q, c.cfg.Workers, c.cfg.Logger, t.syncService) }()
+	go func() { defer wg.Done(); controllers.RunWorkers(ctx, gc, 1, c.cfg.Logger, t.collect) }()
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(c.cfg.GCPeriod)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				t.mu.Lock()
+				for n := range t.records {
+					gc.Add(n)
+				}
+				t.mu.Unlock()
+			}
+		}
+	}()
+	wg.Wait()
+	return nil
+}
+
+func (t *term) setRecord(cm *apiv1.ConfigMap) {
+	created, err := time.Parse(time.RFC3339, cm.GetMetadata().GetCreationTimestamp())
+	if err != nil {
+		created = time.Now()
+	}
+	t.mu.Lock()
+	t.records[cm.GetMetadata().GetName()] = &record{name: cm.GetMetadata().GetName(), service: cm.GetData()[dataService],
+		owner: cm.GetData()[dataUID], uid: cm.GetMetadata().GetUid(), created: created}
+	t.mu.Unlock()
+}
+
+// wants lists what a Service should hold: its ClusterIP ("" to allocate,
+// "-" for none) and its node ports (0 to allocate) by port index.
+func wants(s *apiv1.Service) (ip string, nodePorts map[int]int32) {
+	sp := s.GetSpec()
+	ip = sp.GetClusterIP()
+	if sp.GetType() == "ExternalName" || ip == "None" {
+		ip = "-"
+	}
+	if sp.GetType() == "NodePort" || sp.GetType() == "LoadBalancer" {
+		nodePorts = map[int]int32{}
+		for i, p := range sp.GetPorts() {
+			nodePorts[i] = p.GetNodePort()
+		}
+	}
+	return ip, nodePorts
+}
+
+// syncService makes one Service hold its allocations.
+func (t *term) syncService(ctx context.Context, key string) error {
+	ns, name, _ := strings.Cut(key, "/")
+	obj, ok := t.services.Get(ns, name)
+	if !ok {
+		return nil
+	}
+	svc := obj.(*apiv1.Service)
+	if svc.GetMetadata().GetDeletionTimestamp() != "" {
+		return nil
+	}
+	ip, ports := wants(svc)
+	next := proto.Clone(svc).(*apiv1.Service)
+	changed := false
+	switch {
+	case ip == "-":
+	case ip == "":
+		got, err := t.allocate(ctx, svc, "clusterip", func(r *record) bool { return true })
+		if err != nil {
+			return err
+		}
+		next.Spec.ClusterIP, next.Spec.ClusterIPs = got, []string{got}
+		changed = true
+	default:
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !t.c.ips.contains(a) {
+			t.warn(ctx, svc, "ClusterIPOutOfRange", fmt.Sprintf("spec.clusterIP %s is not in the service CIDR %s: the Service stays unallocated", ip, t.c.cfg.ServiceCIDR))
+		} else if err := t.claim(ctx, svc, clusterIPRecord(a.String()), "clusterip"); err != nil {
+			if !errors.Is(err, errTaken) {
+				return err
+			}
+			t.warn(ctx, svc, "ClusterIPAlreadyAllocated", fmt.Sprintf("spec.clusterIP %s is already allocated to another Service: the Service stays unallocated", ip))
+		}
+	}
+	for i := 0; i < len(ports); i++ {
+		p := ports[i]
+		if p != 0 {
+			if p < t.c.cfg.NodePortMin || p > t.c.cfg.NodePortMax {
+				t.warn(ctx, svc, "NodePortOutOfRange", fmt.Sprintf("spec.ports[%d].nodePort %d is outside %d-%d: it stays unallocated", i, p, t.c.cfg.NodePortMin, t.c.cfg.NodePortMax))
+				continue
+			}
+			if err := t.claim(ctx, svc, nodePortRecord(p), "nodeport"); err != nil {
+				if !errors.Is(err, errTaken) {
+					return err
+				}
+				t.warn(ctx, svc, "PortAlreadyAllocated", fmt.Sprintf("spec.ports[%d].nodePort %d is already allocated to another Service: it stays unallocated", i, p))
+			}
+			continue
+		}
+		inUse := map[string]bool{}
+		for _, q := range next.Spec.Ports {
+			if q.GetNodePort() != 0 {
+				inUse[nodePortRecord(q.GetNodePort())] = true
+			}
+		}
+		got, err := t.allocate(ctx, svc, "nodeport", func(r *record) bool { return !inUse[r.name] })
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(got, "nodeport-"))
+		next.Spec.Ports[i].NodePort = int32(n)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	// Conditional on the resourceVersion the allocation was made for: a
+	// Service changed meanwhile (or allocated by another leader) conflicts,
+	// and the record this attempt holds is reused next time.
+	if _, err := client.Update(ctx, t.c.c, next); err != nil {
+		if client.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("write allocation of service %s: %w", key, err)
+	}
+	return nil
+}
+
+var errTaken = errors.New("allocated to another service")
+
+func (t *term) warn(ctx context.Context, svc *apiv1.Service, reason, msg string) {
+	t.c.cfg.Logger.Warn("service allocation refused", "service", client.Key(svc), "reason", reason, "msg", msg)
+	if err := t.c.rec.Event(ctx, svc, client.EventWarning, reason, msg); err != nil {
+		t.c.cfg.Logger.Debug("event not recorded", "err", err)
+	}
+}
+
+// claim makes sure record name exists and belongs to svc.
+func (t *term) claim(ctx context.Context, svc *apiv1.Service, name, kind string) error {
+	uid := svc.GetMetadata().GetUid()
+	t.mu.Lock()
+	r := t.records[name]
+	t.mu.Unlock()
+	if r != nil {
+		if r.owner == uid {
+			return nil
+		}
+		return errTaken
+	}
+	return t.create(ctx, svc, name, kind)
+}
+
+// create writes a record; errTaken if it exists for another Service.
+func (t *term) create(ctx context.Context, svc *apiv1.Service, name, kind string) error {
+	uid := svc.GetMetadata().GetUid()
+	cm := &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: t.c.cfg.RecordNamespace,
+		Labels: map[string]string{LabelAllocation: kind}},
+		Data: map[string]string{dataService: client.Key(svc), dataUID: uid}}
+	out, err := client.Create(ctx, t.c.c, cm)
+	if err == nil {
+		t.setRecord(out)
+		return nil
+	}
+	if !client.IsAlreadyExists(err) {
+		return fmt.Errorf("create allocation record %s: %w", name, err)
+	}
+	cur, gerr := client.Get[*apiv1.ConfigMap](ctx, t.c.c, t.c.cfg.RecordNamespace, name)
+	if gerr != nil {
+		return fmt.Errorf("read allocation record %s: %w", name, gerr)
+	}
+	t.setRecord(cur)
+	if cur.GetData()[dataUID] == uid {
+		return nil
+	}
+	return errTaken
+}
+
+// allocate returns a value of kind ("clusterip" or "nodeport") for svc:
+// a record it already owns and does not use (reusable says so), else a
+// fresh one created here. The value is returned as the IP, or as the
+// record name for node ports.
+func (t *term) allocate(ctx context.Context, svc *apiv1.Service, kind string, reusable func(*record) bool) (string, error) {
+	uid := svc.GetMetadata().GetUid()
+	prefix := kind + "-"
+	t.mu.Lock()
+	for _, r := range t.records {
+		if r.owner == uid && strings.HasPrefix(r.name, prefix) && reusable(r) {
+			t.mu.Unlock()
+			return t.value(kind, r.name), nil
+		}
+	}
+	t.mu.Unlock()
+	for attempt := 0; attempt < 64; attempt++ {
+		name, err := t.pickFree(kind)
+		if err != nil {
+			return "", err
+		}
+		err = t.create(ctx, svc, name, kind)
+		t.mu.Lock()
+		delete(t.claimed, name)
+		t.mu.Unlock()
+		if errors.Is(err, errTaken) {
+			continue // someone else's since we looked: try another
+		}
+		if err != nil {
+			return "", err
+		}
+		return t.value(kind, name), nil
+	}
+	return "", fmt.Errorf("allocate %s for service %s: too many collisions", kind, client.Key(svc))
+}
+
+func (t *term) value(kind, name string) string {
+	if kind == "clusterip" {
+		return strings.TrimPrefix(name, "clusterip-")
+	}
+	return name
+}
+
+// pickFree chooses a free record name and marks it claimed.
+func (t *term) pickFree(kind string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	taken := func(name string) bool { return t.records[name] != nil || t.claimed[name] }
+	var name string
+	var ok bool
+	if kind == "clusterip" {
+		name, ok = pick(t.rng, t.c.ips.size, func(i uint64) string { return clusterIPRecord(t.c.ips.at(i).String()) }, taken)
+	} else {
+		lo, n := t.c.cfg.NodePortMin, uint64(t.c.cfg.NodePortMax-t.c.cfg.NodePortMin+1)
+		name, ok = pick(t.rng, n, func(i uint64) string { return nodePortRecord(lo + int32(i)) }, taken)
+	}
+	if !ok {
+		return "", fmt.Errorf("allocate %s: %w", kind, ErrRangeFull)
+	}
+	t.claimed[name] = true
+	return name, nil
+}
+
+// collect deletes a record whose Service is gone (at once) or does not
+// use it (after OrphanGrace).
+func (t *term) collect(ctx context.Context, name string) error {
+	t.mu.Lock()
+	r := t.records[name]
+	var gone bool
+	if r != nil {
+		gone = t.gone[r.owner]
+	}
+	t.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	if !gone {
+		ns, svcName, _ := strings.Cut(r.service, "/")
+		obj, ok := t.services.Get(ns, svcName)
+		if ok && obj.GetMetadata().GetUid() == r.owner && uses(obj.(*apiv1.Service), name) {
+			return nil
+		}
+		if time.Since(r.created) < t.c.cfg.OrphanGrace {
+			return nil
+		}
+	}
+	_, _, err := t.c.c.Delete(ctx, "ConfigMap", t.c.cfg.RecordNamespace, name, client.DeleteOptions{UID: r.uid})
+	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) {
+		return fmt.Errorf("release %s: %w", name, err)
+	}
+	t.mu.Lock()
+	delete(t.records, name)
+	t.mu.Unlock()
+	return nil
+}
+
+// uses: the Service's spec holds the record's value.
+func uses(s *apiv1.Service, name string) bool {
+	ip, ports := wants(s)
+	if ip != "-" && ip != "" && clusterIPRecord(ip) == name {
+		return true
+	}
+	for _, p := range ports {
+		if p != 0 && nodePortRecord(p) == name {
+			return true
+		}
+	}
+	return false
+}
