@@ -49,6 +49,7 @@ type ipvsMarks struct {
 	conn  *nftables.Conn
 	table *nftables.Table
 	known *markSets
+	dump  *setDumper
 }
 
 func newIPVSMarks(cfg Config, ns netns.NsHandle, log *slog.Logger) (*ipvsMarks, error) {
@@ -56,11 +57,14 @@ func newIPVSMarks(cfg Config, ns netns.NsHandle, log *slog.Logger) (*ipvsMarks, 
 	if err != nil {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
-	return &ipvsMarks{cfg: cfg, log: log, conn: conn,
+	return &ipvsMarks{cfg: cfg, log: log, conn: conn, dump: &setDumper{ns: ns},
 		table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable}}, nil
 }
 
-func (m *ipvsMarks) close() error { return m.conn.CloseLasting() }
+func (m *ipvsMarks) close() error {
+	m.dump.close()
+	return m.conn.CloseLasting()
+}
 
 func (m *ipvsMarks) cleanup() error {
 	if _, err := m.conn.ListTableOfFamily(m.table.Name, m.table.Family); err != nil {
@@ -153,12 +157,12 @@ func (m *ipvsMarks) read() (*markSets, error) {
 		set *nftables.Set
 		dst map[string]bool
 	}{{a, out.clusterIPs}, {b, out.nodePorts}, {d, out.loopback}} {
-		elems, err := m.conn.GetSetElements(x.set)
+		elems, err := m.dump.dumpElements(x.set)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: read set %s: %w", x.set.Name, err)
+			return nil, fmt.Errorf("nftables: %w", err)
 		}
-		for _, e := range elems {
-			x.dst[string(e.Key)] = true
+		for k := range elems {
+			x.dst[k] = true
 		}
 	}
 	return out, nil

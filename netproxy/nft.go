@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -64,7 +63,7 @@ type nftBackend struct {
 	// countChains caches the shared round-robin chains by endpoint count
 	// (their names are hashes: computing one per service is measurable).
 	countChains map[countChainKey]nftChain
-	dumpConn    *mdnetlink.Conn // see dumpElements
+	dump        *setDumper
 }
 
 // refKey names a shared object: an element (set, key) or a chain ("", name).
@@ -84,15 +83,14 @@ func newNFTBackend(cfg Config, ns netns.NsHandle, log *slog.Logger) (*nftBackend
 		cfg: cfg, log: log, ns: ns, conn: conn,
 		table:       &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable},
 		countChains: map[countChainKey]nftChain{},
+		dump:        &setDumper{ns: ns},
 	}, nil
 }
 
 func (b *nftBackend) name() string { return BackendNFTables }
 
 func (b *nftBackend) close() error {
-	if b.dumpConn != nil {
-		b.dumpConn.Close()
-	}
+	b.dump.close()
 	return b.conn.CloseLasting()
 }
 
@@ -331,7 +329,7 @@ func (b *nftBackend) readKernel() (*nftObjects, error) {
 		}
 	}
 	for _, set := range b.setDefs() {
-		elems, err := b.dumpElements(set)
+		elems, err := b.dump.dumpElements(set)
 		if err != nil {
 			return nil, fmt.Errorf("nftables: %w", err)
 		}

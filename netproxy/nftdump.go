@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,6 +17,19 @@ import (
 // sizes every later chunk of a dump after the largest buffer the socket's
 // reader has passed to recvmsg (up to 32 KiB, netlink_recvmsg records it).
 const dumpReadBuffer = 64 << 10
+
+// setDumper reads sets back (see dumpElements); the socket is opened at
+// first use.
+type setDumper struct {
+	ns   netns.NsHandle
+	conn *mdnetlink.Conn
+}
+
+func (d *setDumper) close() {
+	if d.conn != nil {
+		d.conn.Close()
+	}
+}
 
 // dumpElements reads the elements of one of the table's sets: key -> value
 // (chain name for verdict maps, data bytes for data maps, "" for sets).
@@ -26,13 +40,13 @@ const dumpReadBuffer = 64 << 10
 // held), so a dump costs elements × chunks. mdlayher/netlink reads with a
 // 4 KiB buffer, which keeps chunks at 4 KiB: reading 100,000 endpoints back
 // took ~6 s. Reading with a large buffer makes the chunks 32 KiB.
-func (b *nftBackend) dumpElements(set *nftables.Set) (map[string]string, error) {
-	if b.dumpConn == nil {
-		c, err := mdnetlink.Dial(unix.NETLINK_NETFILTER, &mdnetlink.Config{NetNS: int(b.ns)})
+func (d *setDumper) dumpElements(set *nftables.Set) (map[string]string, error) {
+	if d.conn == nil {
+		c, err := mdnetlink.Dial(unix.NETLINK_NETFILTER, &mdnetlink.Config{NetNS: int(d.ns)})
 		if err != nil {
 			return nil, fmt.Errorf("nftables dump socket: %w", err)
 		}
-		b.dumpConn = c
+		d.conn = c
 	}
 	attrs, err := mdnetlink.MarshalAttributes([]mdnetlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(set.Table.Name + "\x00")},
@@ -41,7 +55,7 @@ func (b *nftBackend) dumpElements(set *nftables.Set) (map[string]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	req, err := b.dumpConn.Send(mdnetlink.Message{
+	req, err := d.conn.Send(mdnetlink.Message{
 		Header: mdnetlink.Header{
 			Type:  mdnetlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM),
 			Flags: mdnetlink.Request | mdnetlink.Dump,
@@ -52,7 +66,7 @@ func (b *nftBackend) dumpElements(set *nftables.Set) (map[string]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w", set.Name, err)
 	}
-	raw, err := b.dumpConn.SyscallConn()
+	raw, err := d.conn.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
