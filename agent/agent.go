@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// Agent is the worker daemon: it keeps this node's Node object alive and
+// runs the pods the API binds to it.
+type Agent struct {
+	cfg         Config
+	log         *slog.Logger
+	capacity    map[string]string
+	allocatable map[string]string
+	readySince  string
+	registered  chan struct{}
+	heartbeats  atomic.Int64
+	recorder    *client.Recorder
+	pods        *client.Informer
+	wake        chan struct{}
+
+	mu sync.Mutex
+	// busy: pods (by UID) with a start or a termination in flight; the
+	// sync pass leaves them alone until it ends.
+	busy map[string]bool
+	// configErr: pods whose spec could not be resolved (retried each pass).
+	configErr map[string]string
+	// written: the last status written per pod and the revision it got, so
+	// a pass that runs before the watch delivers our own write does not
+	// write the same status again.
+	written map[string]writtenStatus
+	wg      sync.WaitGroup
+}
+
+type writtenStatus struct {
+	status *apiv1.PodStatus
+	rev    int64
+}
+
+// New checks cfg and returns an agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	capacity := machineCapacity()
+	for k, v := range cfg.Capacity {
+		if _, err := apiv1.ParseQuantity(v); err != nil {
+			return nil, fmt.Errorf("%w: capacity %s=%q: %v", ErrConfig, k, v, err)
+		}
+		capacity[k] = v
+	}
+	alloc, err := allocatable(capacity, cfg.Reserved)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
+		capacity: capacity, allocatable: alloc, registered: make(chan struct{}),
+		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
+		wake:     make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
+		written: map[string]writtenStatus{}}
+	poke := func(client.Object) { a.poke() }
+	a.pods = client.NewInformer(cfg.Client, "Pod", client.ListOptions{FieldSelector: "spec.nodeName=" + cfg.NodeName},
+		client.EventHandler{OnAdd: poke, OnDelete: poke, OnUpdate: func(_, cur client.Object) { a.poke() }})
+	return a, nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Registered is closed once the Node object is written.
+func (a *Agent) Registered() <-chan struct{} { return a.registered }
+
+// Heartbeats counts successful Node status writes.
+func (a *Agent) Heartbeats() int64 { return a.heartbeats.Load() }
+
+// Run registers the node, heartbeats, runs this node's pods and (if
+// configured) the Service proxy until ctx ends. Pods keep running when it
+// returns: a restarted agent adopts them. It returns the first failure of
+// a part that cannot recover, else nil.
+func (a *Agent) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.runHeartbeats(ctx) })
+	g.Go(func() error {
+		if err := a.pods.Run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("pod informer: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return a.runPodSync(ctx) })
+	if a.cfg.Proxy != nil {
+		g.Go(func() error {
+			if err := a.cfg.Proxy.Run(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("service proxy: %w", err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	a.wg.Wait() // starts and terminations in flight
+	return err
+}

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// PodRuntime is what the agent needs from agent/runtime.
+type PodRuntime interface {
+	RunPod(ctx context.Context, pod *runtime.Pod) error
+	StopPod(ctx context.Context, uid string, grace *time.Duration) error
+	RemovePod(ctx context.Context, uid string) error
+	PodStatus(uid string) (runtime.PodStatus, error)
+	ListPods() []runtime.PodStatus
+}
+
+// ServiceProxy is what the agent feeds Services into (netproxy.Proxy
+// through netproxy/apifeed); nil runs no proxy.
+type ServiceProxy interface {
+	Run(ctx context.Context) error
+}
+
+// Config of an Agent. Start from DefaultConfig.
+type Config struct {
+	// NodeName is this node's Node object name (and the certificate's).
+	NodeName string
+	// Client talks to the cluster API with the node's certificate.
+	Client *client.Client
+	// Runtime runs the pods (runtime.Runtime).
+	Runtime PodRuntime
+	// PodCIDR is this node's pod range, written to Node.spec.podCIDR. The
+	// control plane does not allocate pod ranges yet: the network the
+	// runtime uses must be configured with the same range.
+	PodCIDR string
+	// NodeIP is the node's InternalIP address (status.hostIP of its pods).
+	NodeIP netip.Addr
+	// Labels are added to the Node's (kubernetes.io/hostname, os and arch
+	// are always set).
+	Labels map[string]string
+	// Capacity overrides what the machine reports (cpu, memory, pods …);
+	// Allocatable is Capacity minus Reserved.
+	Capacity map[string]string
+	Reserved map[string]string
+	// HeartbeatInterval between Node status writes (lastHeartbeatTime).
+	HeartbeatInterval time.Duration
+	// SyncInterval between full passes over this node's pods (status,
+	// retries, orphans); changes from the API are acted on at once.
+	SyncInterval time.Duration
+	// Proxy, when set, runs beside the pod loop (the Service data path).
+	Proxy  ServiceProxy
+	Logger *slog.Logger
+}
+
+// DefaultConfig has Kubernetes-like timings: heartbeats well inside the
+// node lifecycle controller's 40 s grace.
+func DefaultConfig() Config {
+	return Config{HeartbeatInterval: 5 * time.Second, SyncInterval: time.Second,
+		Capacity: map[string]string{}, Reserved: map[string]string{}}
+}
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("agent config")
+
+func (c *Config) validate() error {
+	d := DefaultConfig()
+	switch {
+	case c.NodeName == "":
+		return fmt.Errorf("%w: NodeName is required", ErrConfig)
+	case c.Client == nil:
+		return fmt.Errorf("%w: Client is required", ErrConfig)
+	case c.Runtime == nil:
+		return fmt.Errorf("%w: Runtime is required", ErrConfig)
+	}
+	if c.PodCIDR != "" {
+		if _, err := netip.ParsePrefix(c.PodCIDR); err != nil {
+			return fmt.Errorf("%w: PodCIDR %q: %v", ErrConfig, c.PodCIDR, err)
+		}
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = d.SyncInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

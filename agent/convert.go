@@ -1,0 +1,500 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+
+	"github.com/skiffhq/skiff/agent/image"
+	"github.com/skiffhq/skiff/agent/probe"
+	"github.com/skiffhq/skiff/agent/runtime"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// ErrPodConfig wraps every reason a pod cannot be turned into a runtime
+// pod: an unsupported field, a missing ConfigMap or Secret key, a bad
+// quantity. The pod then waits with reason CreateContainerConfigError and
+// is retried (the missing object may appear).
+var ErrPodConfig = errors.New("pod configuration")
+
+func configErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrPodConfig, fmt.Sprintf(format, a...))
+}
+
+// Resolver reads the objects a pod refers to. The agent's implementation
+// goes to the API; tests may pass maps.
+type Resolver interface {
+	ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error)
+	Secret(ctx context.Context, ns, name string) (*apiv1.Secret, error)
+}
+
+// converter turns an API pod into the runtime's pod spec.
+type converter struct {
+	ctx    context.Context
+	res    Resolver
+	pod    *apiv1.Pod
+	hostIP string
+	// fetched objects, so a pod's many references cost one read each
+	cms     map[string]*apiv1.ConfigMap
+	secrets map[string]*apiv1.Secret
+}
+
+// convertPod builds the runtime pod for pod. hostIP is the node's address
+// (for fieldRef status.hostIP).
+func convertPod(ctx context.Context, res Resolver, pod *apiv1.Pod, hostIP string) (*runtime.Pod, error) {
+	c := &converter{ctx: ctx, res: res, pod: pod, hostIP: hostIP,
+		cms: map[string]*apiv1.ConfigMap{}, secrets: map[string]*apiv1.Secret{}}
+	return c.convert()
+}
+
+func (c *converter) convert() (*runtime.Pod, error) {
+	md, spec := c.pod.GetMetadata(), c.pod.GetSpec()
+	if spec.GetHostNetwork() || spec.GetHostPID() || spec.GetHostIPC() {
+		return nil, configErr("spec.hostNetwork/hostPID/hostIPC: host namespaces are not supported")
+	}
+	out := &runtime.Pod{UID: md.GetUid(), Name: md.GetName(), Namespace: md.GetNamespace(),
+		Hostname:                      spec.GetHostname(),
+		RestartPolicy:                 runtime.RestartPolicy(spec.GetRestartPolicy()),
+		TerminationGracePeriodSeconds: spec.TerminationGracePeriodSeconds}
+	for i, v := range spec.GetVolumes() {
+		rv, err := c.volume(i, v)
+		if err != nil {
+			return nil, err
+		}
+		out.Volumes = append(out.Volumes, rv)
+	}
+	for i, ref := range spec.GetImagePullSecrets() {
+		s, err := c.secret(ref.GetName())
+		if err != nil {
+			return nil, configErr("spec.imagePullSecrets[%d] %q: %v", i, ref.GetName(), err)
+		}
+		doc, ok := s.GetData()[".dockerconfigjson"]
+		if !ok {
+			return nil, configErr("spec.imagePullSecrets[%d] %q: no .dockerconfigjson key (type %q)", i, ref.GetName(), s.GetType())
+		}
+		out.ImagePullSecrets = append(out.ImagePullSecrets, doc)
+	}
+	for i, ctr := range spec.GetInitContainers() {
+		rc, err := c.container(fmt.Sprintf("spec.initContainers[%d]", i), ctr)
+		if err != nil {
+			return nil, err
+		}
+		out.InitContainers = append(out.InitContainers, rc)
+	}
+	for i, ctr := range spec.GetContainers() {
+		rc, err := c.container(fmt.Sprintf("spec.containers[%d]", i), ctr)
+		if err != nil {
+			return nil, err
+		}
+		out.Containers = append(out.Containers, rc)
+	}
+	if err := out.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPodConfig, err)
+	}
+	return out, nil
+}
+
+func (c *converter) configMap(name string) (*apiv1.ConfigMap, error) {
+	if cm, ok := c.cms[name]; ok {
+		return cm, nil
+	}
+	cm, err := c.res.ConfigMap(c.ctx, c.pod.GetMetadata().GetNamespace(), name)
+	if err != nil {
+		return nil, err
+	}
+	c.cms[name] = cm
+	return cm, nil
+}
+
+func (c *converter) secret(name string) (*apiv1.Secret, error) {
+	if s, ok := c.secrets[name]; ok {
+		return s, nil
+	}
+	s, err := c.res.Secret(c.ctx, c.pod.GetMetadata().GetNamespace(), name)
+	if err != nil {
+		return nil, err
+	}
+	c.secrets[name] = s
+	return s, nil
+}
+
+// configMapData merges data and binaryData.
+func configMapData(cm *apiv1.ConfigMap) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range cm.GetData() {
+		out[k] = []byte(v)
+	}
+	maps.Copy(out, cm.GetBinaryData())
+	return out
+}
+
+func (c *converter) volume(i int, v *apiv1.Volume) (runtime.Volume, error) {
+	f := fmt.Sprintf("spec.volumes[%d] %q", i, v.GetName())
+	out := runtime.Volume{Name: v.GetName()}
+	switch {
+	case v.GetEmptyDir() != nil:
+		ed := &runtime.EmptyDirVolumeSource{Medium: v.GetEmptyDir().GetMedium()}
+		if s := v.GetEmptyDir().GetSizeLimit(); s != "" {
+			q, err := apiv1.ParseQuantity(s)
+			if err != nil {
+				return out, configErr("%s.emptyDir.sizeLimit %q: %v", f, s, err)
+			}
+			ed.SizeLimit = q.Value()
+		}
+		out.EmptyDir = ed
+	case v.GetHostPath() != nil:
+		out.HostPath = &runtime.HostPathVolumeSource{Path: v.GetHostPath().GetPath(), Type: v.GetHostPath().GetType()}
+	case v.GetConfigMap() != nil:
+		src := v.GetConfigMap()
+		files, err := c.projectFiles(f+".configMap", src.GetItems(), src.GetOptional(), func() (map[string][]byte, error) {
+			cm, err := c.configMap(src.GetName())
+			if err != nil {
+				return nil, err
+			}
+			return configMapData(cm), nil
+		})
+		if err != nil {
+			return out, err
+		}
+		out.ConfigMap = &runtime.ConfigMapVolumeSource{Name: src.GetName(), Files: files, DefaultMode: src.DefaultMode}
+	case v.GetSecret() != nil:
+		src := v.GetSecret()
+		files, err := c.projectFiles(f+".secret", src.GetItems(), src.GetOptional(), func() (map[string][]byte, error) {
+			s, err := c.secret(src.GetSecretName())
+			if err != nil {
+				return nil, err
+			}
+			return s.GetData(), nil
+		})
+		if err != nil {
+			return out, err
+		}
+		out.Secret = &runtime.SecretVolumeSource{SecretName: src.GetSecretName(), Files: files, DefaultMode: src.DefaultMode}
+	default:
+		return out, configErr("%s: only emptyDir, hostPath, configMap and secret volumes are supported", f)
+	}
+	return out, nil
+}
+
+// projectFiles maps keys to files: all keys, or only items (key → path).
+// An optional source that does not exist gives an empty volume.
+func (c *converter) projectFiles(field string, items []*apiv1.KeyToPath, optional bool, read func() (map[string][]byte, error)) (map[string][]byte, error) {
+	data, err := read()
+	if err != nil {
+		if optional && isNotFound(err) {
+			return map[string][]byte{}, nil
+		}
+		return nil, configErr("%s: %v", field, err)
+	}
+	if len(items) == 0 {
+		return maps.Clone(data), nil
+	}
+	files := map[string][]byte{}
+	for j, it := range items {
+		v, ok := data[it.GetKey()]
+		if !ok {
+			if optional {
+				continue
+			}
+			return nil, configErr("%s.items[%d]: key %q not found", field, j, it.GetKey())
+		}
+		if strings.Contains(it.GetPath(), "/") {
+			return nil, configErr("%s.items[%d].path %q: nested paths are not supported", field, j, it.GetPath())
+		}
+		files[it.GetPath()] = v
+	}
+	return files, nil
+}
+
+func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Container, error) {
+	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),
+		ImagePullPolicy: image.PullPolicy(ctr.GetImagePullPolicy()),
+		Command:         ctr.GetCommand(), Args: ctr.GetArgs(), WorkingDir: ctr.GetWorkingDir()}
+	if ctr.GetLifecycle() != nil {
+		return out, configErr("%s.lifecycle: postStart/preStop hooks are not supported", field)
+	}
+	for _, p := range ctr.GetPorts() {
+		out.Ports = append(out.Ports, runtime.ContainerPort{Name: p.GetName(), ContainerPort: p.GetContainerPort(),
+			HostPort: p.GetHostPort(), Protocol: p.GetProtocol(), HostIP: p.GetHostIP()})
+	}
+	env, err := c.env(field, ctr)
+	if err != nil {
+		return out, err
+	}
+	out.Env = env
+	res, err := resources(field+".resources", ctr.GetResources())
+	if err != nil {
+		return out, err
+	}
+	out.Resources = res
+	for _, m := range ctr.GetVolumeMounts() {
+		if m.GetSubPath() != "" || m.GetSubPathExpr() != "" {
+			return out, configErr("%s.volumeMounts %q: subPath is not supported", field, m.GetName())
+		}
+		out.VolumeMounts = append(out.VolumeMounts, runtime.VolumeMount{Name: m.GetName(), MountPath: m.GetMountPath(), ReadOnly: m.GetReadOnly()})
+	}
+	probes := []struct {
+		name string
+		in   *apiv1.Probe
+		out  **probe.Probe
+	}{{"livenessProbe", ctr.GetLivenessProbe(), &out.LivenessProbe}, {"readinessProbe", ctr.GetReadinessProbe(), &out.ReadinessProbe},
+		{"startupProbe", ctr.GetStartupProbe(), &out.StartupProbe}}
+	for _, p := range probes {
+		if p.in == nil {
+			continue
+		}
+		pr, err := convertProbe(field+"."+p.name, p.in, ctr.GetPorts())
+		if err != nil {
+			return out, err
+		}
+		*p.out = pr
+	}
+	sc, err := securityContext(field+".securityContext", c.pod.GetSpec().GetSecurityContext(), ctr.GetSecurityContext())
+	if err != nil {
+		return out, err
+	}
+	out.SecurityContext = sc
+	return out, nil
+}
+
+// env resolves envFrom and env (later entries win, as in Kubernetes).
+func (c *converter) env(field string, ctr *apiv1.Container) ([]runtime.EnvVar, error) {
+	var out []runtime.EnvVar
+	for i, from := range ctr.GetEnvFrom() {
+		f := fmt.Sprintf("%s.envFrom[%d]", field, i)
+		var data map[string][]byte
+		var optional bool
+		var err error
+		switch {
+		case from.GetConfigMapRef() != nil:
+			optional = from.GetConfigMapRef().GetOptional()
+			var cm *apiv1.ConfigMap
+			if cm, err = c.configMap(from.GetConfigMapRef().GetName()); err == nil {
+				data = configMapData(cm)
+			}
+		case from.GetSecretRef() != nil:
+			optional = from.GetSecretRef().GetOptional()
+			var s *apiv1.Secret
+			if s, err = c.secret(from.GetSecretRef().GetName()); err == nil {
+				data = s.GetData()
+			}
+		default:
+			return nil, configErr("%s: needs configMapRef or secretRef", f)
+		}
+		if err != nil {
+			if optional && isNotFound(err) {
+				continue
+			}
+			return nil, configErr("%s: %v", f, err)
+		}
+		for _, k := range sortedKeys(data) {
+			out = append(out, runtime.EnvVar{Name: from.GetPrefix() + k, Value: string(data[k])})
+		}
+	}
+	for i, e := range ctr.GetEnv() {
+		f := fmt.Sprintf("%s.env[%d] %q", field, i, e.GetName())
+		v, skip, err := c.envValue(f, e)
+		if err != nil {
+			return nil, err
+		}
+		if !skip {
+			out = append(out, runtime.EnvVar{Name: e.GetName(), Value: v})
+		}
+	}
+	return out, nil
+}
+
+func (c *converter) envValue(f string, e *apiv1.EnvVar) (value string, skip bool, err error) {
+	src := e.GetValueFrom()
+	if src == nil {
+		return e.GetValue(), false, nil
+	}
+	switch {
+	case src.GetFieldRef() != nil:
+		v, err := c.fieldRef(src.GetFieldRef().GetFieldPath())
+		if err != nil {
+			return "", false, configErr("%s.valueFrom.fieldRef: %v", f, err)
+		}
+		return v, false, nil
+	case src.GetConfigMapKeyRef() != nil:
+		ref := src.GetConfigMapKeyRef()
+		cm, err := c.configMap(ref.GetName())
+		if err != nil {
+			if ref.GetOptional() && isNotFound(err) {
+				return "", true, nil
+			}
+			return "", false, configErr("%s.valueFrom.configMapKeyRef: %v", f, err)
+		}
+		v, ok := configMapData(cm)[ref.GetKey()]
+		if !ok {
+			if ref.GetOptional() {
+				return "", true, nil
+			}
+			return "", false, configErr("%s.valueFrom.configMapKeyRef: key %q not in ConfigMap %q", f, ref.GetKey(), ref.GetName())
+		}
+		return string(v), false, nil
+	case src.GetSecretKeyRef() != nil:
+		ref := src.GetSecretKeyRef()
+		s, err := c.secret(ref.GetName())
+		if err != nil {
+			if ref.GetOptional() && isNotFound(err) {
+				return "", true, nil
+			}
+			return "", false, configErr("%s.valueFrom.secretKeyRef: %v", f, err)
+		}
+		v, ok := s.GetData()[ref.GetKey()]
+		if !ok {
+			if ref.GetOptional() {
+				return "", true, nil
+			}
+			return "", false, configErr("%s.valueFrom.secretKeyRef: key %q not in Secret %q", f, ref.GetKey(), ref.GetName())
+		}
+		return string(v), false, nil
+	}
+	return "", false, configErr("%s.valueFrom: resourceFieldRef is not supported", f)
+}
+
+// fieldRef is the downward API for env. status.podIP is not offered: the
+// runtime fixes a container's environment before its sandbox has an
+// address (see the package doc).
+func (c *converter) fieldRef(path string) (string, error) {
+	md := c.pod.GetMetadata()
+	switch path {
+	case "metadata.name":
+		return md.GetName(), nil
+	case "metadata.namespace":
+		return md.GetNamespace(), nil
+	case "metadata.uid":
+		return md.GetUid(), nil
+	case "spec.nodeName":
+		return c.pod.GetSpec().GetNodeName(), nil
+	case "spec.serviceAccountName":
+		return c.pod.GetSpec().GetServiceAccountName(), nil
+	case "status.hostIP":
+		return c.hostIP, nil
+	case "status.podIP", "status.podIPs":
+		return "", fmt.Errorf("fieldPath %q is not supported yet (the pod IP is assigned after the environment is fixed)", path)
+	}
+	for prefix, m := range map[string]map[string]string{"metadata.labels": md.GetLabels(), "metadata.annotations": md.GetAnnotations()} {
+		if rest, ok := strings.CutPrefix(path, prefix+"['"); ok && strings.HasSuffix(rest, "']") {
+			return m[strings.TrimSuffix(rest, "']")], nil
+		}
+	}
+	return "", fmt.Errorf("fieldPath %q is not supported", path)
+}
+
+// resources parses cpu and memory; other resources are ignored (the
+// scheduler accounts for them; the node has no cgroup for them).
+func resources(field string, r *apiv1.ResourceRequirements) (runtime.Resources, error) {
+	var out runtime.Resources
+	parse := func(f string, m map[string]string, into *runtime.ResourceList) error {
+		for name, s := range m {
+			if name != "cpu" && name != "memory" {
+				continue
+			}
+			q, err := apiv1.ParseQuantity(s)
+			if err != nil {
+				return configErr("%s.%s.%s %q: %v", field, f, name, s, err)
+			}
+			if name == "cpu" {
+				into.MilliCPU = q.MilliValue()
+			} else {
+				into.Memory = q.Value()
+			}
+		}
+		return nil
+	}
+	if err := parse("requests", r.GetRequests(), &out.Requests); err != nil {
+		return out, err
+	}
+	if err := parse("limits", r.GetLimits(), &out.Limits); err != nil {
+		return out, err
+	}
+	// Kubernetes defaults a missing request to the limit.
+	if out.Requests.MilliCPU == 0 {
+		out.Requests.MilliCPU = out.Limits.MilliCPU
+	}
+	if out.Requests.Memory == 0 {
+		out.Requests.Memory = out.Limits.Memory
+	}
+	return out, nil
+}
+
+// portNumber resolves an int-or-string port against the container's ports.
+func portNumber(field, port string, ports []*apiv1.ContainerPort) (int32, error) {
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 1 || n > 65535 {
+			return 0, configErr("%s %d: out of range", field, n)
+		}
+		return int32(n), nil
+	}
+	for _, p := range ports {
+		if p.GetName() == port {
+			return p.GetContainerPort(), nil
+		}
+	}
+	return 0, configErr("%s %q: no container port has that name", field, port)
+}
+
+func convertProbe(field string, p *apiv1.Probe, ports []*apiv1.ContainerPort) (*probe.Probe, error) {
+	out := &probe.Probe{InitialDelaySeconds: p.GetInitialDelaySeconds(), TimeoutSeconds: p.GetTimeoutSeconds(),
+		PeriodSeconds: p.GetPeriodSeconds(), SuccessThreshold: p.GetSuccessThreshold(), FailureThreshold: p.GetFailureThreshold()}
+	switch {
+	case p.GetExec() != nil:
+		out.Exec = &probe.ExecAction{Command: p.GetExec().GetCommand()}
+	case p.GetHttpGet() != nil:
+		h := p.GetHttpGet()
+		port, err := portNumber(field+".httpGet.port", h.GetPort(), ports)
+		if err != nil {
+			return nil, err
+		}
+		g := &probe.HTTPGetAction{Path: h.GetPath(), Port: port, Host: h.GetHost(), Scheme: h.GetScheme()}
+		for _, hd := range h.GetHttpHeaders() {
+			g.HTTPHeaders = append(g.HTTPHeaders, probe.HTTPHeader{Name: hd.GetName(), Value: hd.GetValue()})
+		}
+		out.HTTPGet = g
+	case p.GetTcpSocket() != nil:
+		port, err := portNumber(field+".tcpSocket.port", p.GetTcpSocket().GetPort(), ports)
+		if err != nil {
+			return nil, err
+		}
+		out.TCPSocket = &probe.TCPSocketAction{Port: port, Host: p.GetTcpSocket().GetHost()}
+	case p.GetGrpc() != nil:
+		return nil, configErr("%s.grpc: gRPC probes are not supported", field)
+	}
+	return out, nil
+}
+
+// securityContext merges the pod-level user/group under the container's.
+func securityContext(field string, pod *apiv1.PodSecurityContext, ctr *apiv1.SecurityContext) (*runtime.SecurityContext, error) {
+	if pod == nil && ctr == nil {
+		return nil, nil
+	}
+	out := &runtime.SecurityContext{}
+	if pod != nil {
+		out.RunAsUser, out.RunAsGroup = pod.RunAsUser, pod.RunAsGroup
+	}
+	if ctr != nil {
+		if ctr.GetPrivileged() {
+			return nil, configErr("%s.privileged: privileged containers are not supported", field)
+		}
+		if ctr.RunAsUser != nil {
+			out.RunAsUser = ctr.RunAsUser
+		}
+		if ctr.RunAsGroup != nil {
+			out.RunAsGroup = ctr.RunAsGroup
+		}
+		out.ReadOnlyRootFilesystem = ctr.GetReadOnlyRootFilesystem()
+		if caps := ctr.GetCapabilities(); caps != nil {
+			out.Capabilities = &runtime.Capabilities{Add: caps.GetAdd(), Drop: caps.GetDrop()}
+		}
+	}
+	runAsNonRoot := pod.GetRunAsNonRoot() || ctr.GetRunAsNonRoot()
+	if runAsNonRoot && (out.RunAsUser == nil || *out.RunAsUser == 0) {
+		return nil, configErr("%s.runAsNonRoot: needs a non-zero runAsUser (image users are not checked)", field)
+	}
+	return out, nil
+}

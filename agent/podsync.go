@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/agent/runtime"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// apiResolver reads ConfigMaps and Secrets through the API.
+type apiResolver struct{ c *client.Client }
+
+func (r apiResolver) ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error) {
+	cm, err := client.Get[*apiv1.ConfigMap](ctx, r.c, ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("configmap %s/%s: %w", ns, name, err)
+	}
+	return cm, nil
+}
+
+func (r apiResolver) Secret(ctx context.Context, ns, name string) (*apiv1.Secret, error) {
+	s, err := client.Get[*apiv1.Secret](ctx, r.c, ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", ns, name, err)
+	}
+	return s, nil
+}
+
+func isNotFound(err error) bool { return client.IsNotFound(err) }
+
+func (a *Agent) hostIP() string {
+	if a.cfg.NodeIP.IsValid() {
+		return a.cfg.NodeIP.String()
+	}
+	return ""
+}
+
+// runPodSync passes over this node's pods after every change the pod
+// informer sees and every SyncInterval: start what is new, stop what is
+// being deleted, report status, remove orphans.
+func (a *Agent) runPodSync(ctx context.Context) error {
+	if err := a.pods.WaitForSync(ctx); err != nil {
+		return nil // ctx ended
+	}
+	t := time.NewTicker(a.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		a.syncAll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) syncAll(ctx context.Context) {
+	keep := map[string]bool{}
+	for _, obj := range a.pods.List() {
+		pod, ok := obj.(*apiv1.Pod)
+		if !ok || pod.GetSpec().GetNodeName() != a.cfg.NodeName {
+			continue
+		}
+		keep[pod.GetMetadata().GetUid()] = true
+		a.syncPod(ctx, pod)
+	}
+	// Pods the API no longer has (deleted at once, or bound elsewhere):
+	// stop and remove them.
+	for _, st := range a.cfg.Runtime.ListPods() {
+		if keep[st.UID] || !a.claim(st.UID) {
+			continue
+		}
+		uid := st.UID
+		a.goFor(uid, func() {
+			a.log.Info("removing orphaned pod", "uid", uid)
+			if err := a.cfg.Runtime.RemovePod(ctx, uid); err != nil && !errors.Is(err, runtime.ErrPodNotFound) {
+				a.log.Error("remove orphaned pod", "uid", uid, "err", err)
+			}
+		})
+	}
+	a.mu.Lock()
+	for uid := range a.written {
+		if !keep[uid] {
+			delete(a.written, uid)
+			delete(a.configErr, uid)
+		}
+	}
+	a.mu.Unlock()
+}
+
+// claim marks uid busy; false if it already was.
+func (a *Agent) claim(uid string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.busy[uid] {
+		return false
+	}
+	a.busy[uid] = true
+	return true
+}
+
+// goFor runs f for a claimed pod and releases it afterwards.
+func (a *Agent) goFor(uid string, f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.busy, uid)
+			a.mu.Unlock()
+			a.poke()
+		}()
+		f()
+	}()
+}
+
+func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
+	uid := pod.GetMetadata().GetUid()
+	if pod.GetMetadata().GetDeletionTimestamp() != "" {
+		if a.claim(uid) {
+			a.goFor(uid, func() { a.terminate(ctx, pod) })
+		}
+		return
+	}
+	a.mu.Lock()
+	busy := a.busy[uid]
+	a.mu.Unlock()
+	if busy {
+		return
+	}
+	st, err := a.cfg.Runtime.PodStatus(uid)
+	switch {
+	case errors.Is(err, runtime.ErrPodNotFound):
+		if ph := pod.GetStatus().GetPhase(); ph == "Succeeded" || ph == "Failed" {
+			return // finished before (e.g. the node's state was lost): never rerun
+		}
+		if a.claim(uid) {
+			a.goFor(uid, func() { a.start(ctx, pod) })
+		}
+	case err != nil:
+		a.log.Error("pod status", "pod", client.Key(pod), "err", err)
+	default:
+		a.writeStatus(ctx, pod, apiStatus(pod, st, a.hostIP(), time.Now()))
+	}
+}
+
+// start resolves the pod's references and hands it to the runtime. A pod
+// whose configuration cannot be resolved is reported Pending with the
+// reason and retried on the next pass.
+func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
+	uid := pod.GetMetadata().GetUid()
+	rp, err := convertPod(ctx, apiResolver{a.cfg.Client}, pod, a.hostIP())
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		a.mu.Lock()
+		prev := a.configErr[uid]
+		a.configErr[uid] = err.Error()
+		a.mu.Unlock()
+		if prev != err.Error() {
+			a.log.Warn("pod configuration not resolvable; will retry", "pod", client.Key(pod), "err", err)
+			_ = a.recorder.Event(ctx, pod, client.EventWarning, "Failed", err.Error())
+		}
+		a.writeStatus(ctx, pod, pendingStatus(pod, a.hostIP(), err.Error(), time.Now()))
+		return
+	}
+	a.mu.Lock()
+	delete(a.configErr, uid)
+	a.mu.Unlock()
+	if err := a.cfg.Runtime.RunPod(ctx, rp); err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("run pod", "pod", client.Key(pod), "err", err)
+			_ = a.recorder.Event(ctx, pod, client.EventWarning, "FailedCreatePodSandBox", err.Error())
+		}
+		return
+	}
+	a.log.Info("pod started", "pod", client.Key(pod), "uid", uid)
+	_ = a.recorder.Event(ctx, pod, client.EventNormal, "Scheduled", "started on node "+a.cfg.NodeName)
+}
+
+// terminate stops a pod marked for deletion within its grace period,
+// removes what it left on the node, and then confirms the deletion to the
+// API (grace 0, only for this UID), as the kubelet does.
+func (a *Agent) terminate(ctx context.Context, pod *apiv1.Pod) {
+	md := pod.GetMetadata()
+	uid := md.GetUid()
+	grace := int64(30)
+	if g := pod.GetSpec().TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	if g := md.DeletionGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	d := time.Duration(grace) * time.Second
+	if _, err := a.cfg.Runtime.PodStatus(uid); err == nil {
+		_ = a.recorder.Event(ctx, pod, client.EventNormal, "Killing", fmt.Sprintf("stopping pod (grace %ds)", grace))
+		if err := a.cfg.Runtime.StopPod(ctx, uid, &d); err != nil {
+			a.log.Error("stop pod", "pod", client.Key(pod), "err", err)
+			return
+		}
+		if err := a.cfg.Runtime.RemovePod(ctx, uid); err != nil {
+			a.log.Error("remove pod", "pod", client.Key(pod), "err", err)
+			return
+		}
+	}
+	_, _, err := a.cfg.Client.Delete(ctx, "Pod", md.GetNamespace(), md.GetName(),
+		client.DeleteOptions{GracePeriodSeconds: client.Int64(0), UID: uid})
+	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) && ctx.Err() == nil {
+		a.log.Error("confirm pod deletion", "pod", client.Key(pod), "err", err)
+		return
+	}
+	a.log.Info("pod deleted", "pod", client.Key(pod), "uid", uid)
+}
+
+// writeStatus writes st unless the pod already has it (as the informer
+// sees it, or as we last wrote it when the informer is behind).
+func (a *Agent) writeStatus(ctx context.Context, pod *apiv1.Pod, st *apiv1.PodStatus) {
+	uid := pod.GetMetadata().GetUid()
+	base := pod.GetStatus()
+	a.mu.Lock()
+	if w, ok := a.written[uid]; ok && w.rev > client.Revision(pod.GetMetadata().GetResourceVersion()) {
+		base = w.status
+	}
+	a.mu.Unlock()
+	if proto.Equal(base, st) {
+		return
+	}
+	next := proto.Clone(pod).(*apiv1.Pod)
+	next.Status = st
+	// The status is the agent's to write: no resourceVersion precondition
+	// (a conflict would only delay it). The informer is scoped to this node
+	// and the UID checked above, so it is this pod.
+	next.Metadata.ResourceVersion = ""
+	out, err := client.UpdateStatus(ctx, a.cfg.Client, next)
+	if err != nil {
+		if !client.IsNotFound(err) && ctx.Err() == nil {
+			a.log.Warn("pod status write failed; will retry", "pod", client.Key(pod), "err", err)
+		}
+		return
+	}
+	a.mu.Lock()
+	a.written[uid] = writtenStatus{status: st, rev: client.Revision(out.GetMetadata().GetResourceVersion())}
+	a.mu.Unlock()
+}
