@@ -5,6 +5,7 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
@@ -23,6 +24,7 @@ func Register(r *controllers.Registry) {
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
 	r.Register("deployment", deployment.NewLoop)
+	r.Register("daemonset", daemonset.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
