@@ -413,4 +413,3 @@ func (c *Controller) event(ctx context.Context, obj client.Object, typ, reason, 
 		c.Log.Debug("record event", "err", err)
 	}
 }
-

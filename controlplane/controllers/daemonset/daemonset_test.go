@@ -18,8 +18,8 @@ func TestPlacementSelectorsAndTaints(t *testing.T) {
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "n1", Labels: map[string]string{"disk": "ssd"}},
 		Spec: &apiv1.NodeSpec{Taints: []*apiv1.Taint{{Key: "gpu", Effect: "NoSchedule"}}}}
 	cases := []struct {
-		name          string
-		spec          *apiv1.PodSpec
+		name           string
+		spec           *apiv1.PodSpec
 		run, continue_ bool
 	}{
 		{"selector matches, taint not tolerated: keep but do not start", &apiv1.PodSpec{NodeSelector: map[string]string{"disk": "ssd"}}, false, true},
