@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -47,8 +48,11 @@ type Options struct {
 	// Leader tunes LeaderLoops (zero: DefaultLeaderConfig).
 	Leader  *controlplane.LeaderConfig
 	TuneAPI func(*api.Config)
-	BaseDir string
-	Logger  *slog.Logger
+	// TuneStore adjusts each node's store config (consensustest.FastConfig
+	// timeouts by default).
+	TuneStore func(*consensus.Config)
+	BaseDir   string
+	Logger    *slog.Logger
 }
 
 // Cluster is a running control plane with hollow nodes.
@@ -86,7 +90,7 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Registry == nil {
 		opts.Registry = builtin.NewRegistry()
 	}
-	ac, err := apitest.NewCluster(apitest.Options{Nodes: opts.ControlNodes, BaseDir: opts.BaseDir, Logger: opts.Logger, TuneAPI: opts.TuneAPI})
+	ac, err := apitest.NewCluster(apitest.Options{Nodes: opts.ControlNodes, BaseDir: opts.BaseDir, Logger: opts.Logger, TuneAPI: opts.TuneAPI, Tune: opts.TuneStore})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,417 @@
+// Command benchscheduler measures the scheduler end to end (`make
+// bench-scheduler`): a 3-node in-process control plane (Raft store + API
+// server per node, mutual TLS on loopback) with the leader loops running,
+// thousands of hollow nodes in this process sharing one pod watch, and
+// rounds of pods created through the API. It reports binds committed per
+// second and the latency from a pod's create call to its bind being seen
+// on a watch, then one summary line:
+//
+//	scheduler-bench: nodes=5000 pods=50000 pods_per_s=N p99_ms=N
+//
+// Pods come from Deployments when the deployment and replicaset
+// controllers are registered (controllers/builtin), else they are created
+// directly with a ReplicaSet-like ownerReference (so owner spreading
+// applies) and the output says so.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/scheduler"
+	"github.com/skiffhq/skiff/integration/cptest"
+	"github.com/skiffhq/skiff/integration/hollow"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+type options struct {
+	nodes       int
+	rounds      []int
+	creators    int
+	heartbeat   time.Duration
+	markRunning bool
+	perOwner    int
+	cpuProfile  string
+	timeout     time.Duration
+	verbose     bool
+	direct      bool
+	backlog     int
+}
+
+func main() {
+	var o options
+	var rounds string
+	flag.IntVar(&o.nodes, "nodes", 5000, "hollow nodes")
+	flag.StringVar(&rounds, "pods", "10000,50000", "pods per round (comma-separated); each round adds to the cluster")
+	flag.IntVar(&o.creators, "creators", 64, "concurrent pod creates")
+	flag.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "hollow node heartbeat period")
+	flag.BoolVar(&o.markRunning, "mark-running", false, "hollow nodes also write Running status for every bound pod (one more write per pod)")
+	flag.IntVar(&o.perOwner, "per-owner", 1000, "pods per owner (Deployment, or ReplicaSet-like owner reference)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the rounds")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after")
+	flag.BoolVar(&o.verbose, "v", false, "log warnings of the cluster")
+	flag.IntVar(&o.backlog, "backlog", 10000, "then: create this many pods for a second scheduler (schedulerName bench-backlog) that starts only once all exist, and time how fast it drains them (0: skip)")
+	flag.BoolVar(&o.direct, "direct", false, "create pods directly even when the Deployment controllers exist (measures the scheduler alone)")
+	flag.Parse()
+	for _, s := range strings.Split(rounds, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "benchscheduler: -pods: %q is not a positive number\n", s)
+			os.Exit(2)
+		}
+		o.rounds = append(o.rounds, n)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, o.timeout)
+	defer cancelT()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchscheduler:", err)
+		os.Exit(1)
+	}
+}
+
+// watcher notes when each pod is first seen bound.
+type watcher struct {
+	mu      sync.Mutex
+	created map[string]time.Time
+	bound   map[string]time.Time
+	nBound  atomic.Int64
+}
+
+func (w *watcher) seen(o client.Object) {
+	p := o.(*apiv1.Pod)
+	now := time.Now()
+	k := client.Key(p)
+	w.mu.Lock()
+	if _, ok := w.created[k]; !ok {
+		// Pods a controller creates: their creation is when the watch
+		// first shows them (direct creates note the call's start).
+		w.created[k] = now
+	}
+	if p.GetSpec().GetNodeName() == "" {
+		w.mu.Unlock()
+		return
+	}
+	if _, ok := w.bound[k]; !ok {
+		w.bound[k] = now
+		w.nBound.Add(1)
+	}
+	w.mu.Unlock()
+}
+
+func run(ctx context.Context, o options) error {
+	logLevel := slog.LevelError + 4
+	if o.verbose {
+		logLevel = slog.LevelWarn
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	}
+	dir, err := os.MkdirTemp("", "benchscheduler-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	names := builtin.NewRegistry().Names()
+	fromDeployments := !o.direct && slices.Contains(names, "deployment") && slices.Contains(names, "replicaset")
+	loops := []string{"scheduler"}
+	if fromDeployments {
+		loops = append(loops, "deployment", "replicaset")
+	}
+	fmt.Printf("scheduler benchmark: %d hollow nodes, 3 control nodes, rounds %v, GOMAXPROCS=%d\n", o.nodes, o.rounds, runtime.GOMAXPROCS(0))
+	if fromDeployments {
+		fmt.Printf("pods from Deployments of %d replicas (leader loops: %s); latency from the pod's first watch event\n", o.perOwner, strings.Join(loops, ", "))
+	} else {
+		why := "the Deployment/ReplicaSet controllers are not registered"
+		if o.direct {
+			why = "-direct"
+		}
+		fmt.Printf("NOTE (%s): pods are created directly, %d per ReplicaSet-like ownerReference\n"+
+			"      (leader loops: %s); latency from the start of the create call\n", why, o.perOwner, strings.Join(loops, ", "))
+	}
+	start := time.Now()
+	c, err := cptest.New(ctx, cptest.Options{HollowNodes: -1, Loops: loops, BaseDir: dir, Logger: logger,
+		// Production Raft timeouts: the test ones flap under this load.
+		TuneStore: func(cfg *consensus.Config) {
+			def := consensus.DefaultConfig()
+			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
+			cfg.ApplyTimeout = 30 * time.Second
+		},
+		TuneHollow: func(h *hollow.Config) {
+			h.HeartbeatPeriod = o.heartbeat
+			h.MarkPodsRunning = o.markRunning
+			h.StatusWorkers = 64
+		}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Printf("control plane up in %s\n", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	nodeNames := make([]string, o.nodes)
+	for i := range nodeNames {
+		nodeNames[i] = fmt.Sprintf("hollow-%05d", i)
+	}
+	if err := c.Pool.AddNodes(ctx, nodeNames, map[string]string{"topology.kubernetes.io/zone": "zone-a"}, 64); err != nil {
+		return err
+	}
+	fmt.Printf("%d hollow nodes registered in %s (%.0f/s)\n", o.nodes, time.Since(start).Round(time.Millisecond), float64(o.nodes)/time.Since(start).Seconds())
+
+	cl, err := c.API.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	w := &watcher{created: map[string]time.Time{}, bound: map[string]time.Time{}}
+	inf := client.NewInformer(cl, "Pod", client.ListOptions{Namespace: "bench"}, client.EventHandler{
+		OnAdd: w.seen, OnUpdate: func(_, o client.Object) { w.seen(o) }})
+	if _, err := client.Create(ctx, cl, &apiv1.Namespace{Metadata: &apiv1.ObjectMeta{Name: "bench"}}); err != nil {
+		return err
+	}
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	go func() { _ = inf.Run(ictx) }()
+	if err := inf.WaitForSync(ctx); err != nil {
+		return err
+	}
+	// Wait until the scheduler sees every node (its informer).
+	time.Sleep(2 * time.Second)
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | create→bound p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	total := 0
+	var last string
+	for r, n := range o.rounds {
+		res, err := round(ctx, cl, w, o, r, total, n, fromDeployments)
+		if err != nil {
+			return err
+		}
+		total += n
+		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.p50, res.p99, res.max)
+		last = fmt.Sprintf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f", o.nodes, n, res.rate, res.p99)
+	}
+	if o.backlog > 0 {
+		if err := backlog(ctx, c, cl, w, o); err != nil {
+			return err
+		}
+	}
+	fmt.Println()
+	fmt.Println(last)
+	return nil
+}
+
+// backlog measures the scheduler alone: pods are created first for a
+// scheduler name nobody serves yet, then a scheduler (the same code as the
+// leader loop, reading and binding through the leader's API server) starts
+// and binds them all.
+func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watcher, o options) error {
+	const name = "bench-backlog"
+	start := time.Now()
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for g := 0; g < o.creators; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.backlog || ctx.Err() != nil {
+					return
+				}
+				owner := fmt.Sprintf("backlog-rs%d", i/o.perOwner)
+				spec := podTemplate()
+				spec.SchedulerName = name
+				p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: fmt.Sprintf("%s-%d", owner, i), Namespace: "bench",
+					OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "apps/v1", Kind: "ReplicaSet", Name: owner,
+						Uid: "bench-" + owner, Controller: proto.Bool(true)}}}, Spec: spec}
+				if _, err := client.Create(ctx, cl, p); err != nil && !client.IsAlreadyExists(err) {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("create backlog pod: %w", err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	fmt.Printf("\nbacklog: %d pending pods created in %.1f s (%.0f creates/s)\n", o.backlog, time.Since(start).Seconds(), float64(o.backlog)/time.Since(start).Seconds())
+	leader, err := c.Leader(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	lc, err := c.API.Client(leader.Addr)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	before := w.nBound.Load()
+	cfg := scheduler.DefaultConfig()
+	cfg.SchedulerName = name
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	sched := scheduler.New(lc, nil, cfg)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start = time.Now()
+	go func() { done <- sched.Run(sctx) }()
+	for w.nBound.Load()-before < int64(o.backlog) {
+		select {
+		case <-ctx.Done():
+			cancel()
+			return fmt.Errorf("backlog: %d of %d bound: %w", w.nBound.Load()-before, o.backlog, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	secs := time.Since(start).Seconds()
+	cancel()
+	<-done
+	fmt.Printf("backlog: %d pods bound in %.1f s from scheduler start (informer sync included): %.0f binds/s\n", o.backlog, secs, float64(o.backlog)/secs)
+	return nil
+}
+
+type result struct {
+	createSecs, boundSecs, rate, p50, p99, max float64
+}
+
+func podTemplate() *apiv1.PodSpec {
+	return &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "app", Image: "registry.local/pause:3.9",
+		Resources: &apiv1.ResourceRequirements{Requests: map[string]string{"cpu": "100m", "memory": "64Mi"}}}}}
+}
+
+// round creates n pods (or Deployments totalling n replicas) and waits
+// until all are bound.
+func round(ctx context.Context, cl *client.Client, w *watcher, o options, r, offset, n int, fromDeployments bool) (result, error) {
+	var res result
+	keys := make([]string, 0, n)
+	owners := (n + o.perOwner - 1) / o.perOwner
+	start := time.Now()
+	before := w.nBound.Load()
+	if fromDeployments {
+		for d := 0; d < owners; d++ {
+			replicas := min(o.perOwner, n-d*o.perOwner)
+			name := fmt.Sprintf("r%d-d%d", r, d)
+			dep := &apiv1.Deployment{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench"}, Spec: &apiv1.DeploymentSpec{
+				Replicas: proto.Int32(int32(replicas)), Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+				Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": name}}, Spec: podTemplate()}}}
+			if _, err := client.Create(ctx, cl, dep); err != nil {
+				return res, fmt.Errorf("create deployment %s: %w", name, err)
+			}
+		}
+	} else {
+		next := atomic.Int64{}
+		var wg sync.WaitGroup
+		var firstErr atomic.Value
+		for g := 0; g < o.creators; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n || ctx.Err() != nil {
+						return
+					}
+					owner := fmt.Sprintf("r%d-rs%d", r, i/o.perOwner)
+					name := fmt.Sprintf("%s-%d", owner, i)
+					p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench", Labels: map[string]string{"app": owner},
+						OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "apps/v1", Kind: "ReplicaSet", Name: owner,
+							Uid: "bench-" + owner, Controller: proto.Bool(true)}}}, Spec: podTemplate()}
+					t0 := time.Now()
+					w.mu.Lock()
+					w.created["bench/"+name] = t0
+					w.mu.Unlock()
+					for attempt := 0; ; attempt++ {
+						_, err := client.Create(ctx, cl, p)
+						if err == nil || client.IsAlreadyExists(err) {
+							break
+						}
+						if attempt == 10 || ctx.Err() != nil {
+							firstErr.CompareAndSwap(nil, fmt.Errorf("create pod %s: %w", name, err))
+							return
+						}
+						time.Sleep(100 * time.Millisecond)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := firstErr.Load().(error); err != nil {
+			return res, err
+		}
+		for i := 0; i < n; i++ {
+			keys = append(keys, fmt.Sprintf("bench/r%d-rs%d-%d", r, i/o.perOwner, i))
+		}
+	}
+	res.createSecs = time.Since(start).Seconds()
+	progress := time.NewTicker(5 * time.Second)
+	defer progress.Stop()
+	for w.nBound.Load()-before < int64(n) {
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("round %d: %d of %d pods bound when time ran out: %w", r+1, w.nBound.Load()-before, n, ctx.Err())
+		case <-progress.C:
+			fmt.Fprintf(os.Stderr, "  round %d: %d/%d bound after %s\n", r+1, w.nBound.Load()-before, n, time.Since(start).Round(time.Second))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	res.boundSecs = time.Since(start).Seconds()
+	res.rate = float64(n) / res.boundSecs
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fromDeployments {
+		for k := range w.bound {
+			if strings.HasPrefix(k, fmt.Sprintf("bench/r%d-", r)) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	lat := make([]float64, 0, len(keys))
+	for _, k := range keys {
+		c, b := w.created[k], w.bound[k]
+		if !c.IsZero() && !b.IsZero() {
+			lat = append(lat, float64(b.Sub(c).Microseconds())/1000)
+		}
+	}
+	sort.Float64s(lat)
+	if len(lat) > 0 {
+		res.p50 = lat[len(lat)/2]
+		res.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		res.max = lat[len(lat)-1]
+	}
+	_ = offset
+	return res, nil
+}
