@@ -7,6 +7,9 @@ package main
 import (
 	"os"
 
+	// Handles libcontainer's re-exec ("ctl init" with _LIBCONTAINER_INITPIPE
+	// set) in its init(), before cobra sees the arguments (see HOOK below).
+	_ "github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/cmd/ctl/internal/cli"
 )
 

@@ -90,6 +90,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.applyCmd(), o.getCmd(), o.describeCmd(), o.deleteCmd(), o.scaleCmd(), o.createCmd(),
 		o.versionCmd(), o.devServerCmd())
 	root.AddCommand(o.nodeCommands()...)
+	root.AddCommand(o.agentCmd())
 	return root
 }
 

@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiffhq/skiff/agent"
+	"github.com/skiffhq/skiff/agent/image"
+	"github.com/skiffhq/skiff/agent/network"
+	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/netproxy"
+	"github.com/skiffhq/skiff/netproxy/apifeed"
+)
+
+// agentFlags are the flags of `ctl agent`.
+type agentFlags struct {
+	nodeName, dataDir, podCIDR, nodeIP, netns string
+	clusterCIDR, proxyBackend, logLevel      string
+	cniConfDir, bridge                       string
+	insecureRegistries                       []string
+	labels                                   map[string]string
+	noProxy                                  bool
+}
+
+func (o *options) agentCmd() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run this machine as a worker: its Node, the pods bound to it, and the Service proxy (foreground)",
+		Long: `Run the worker agent in the foreground. It registers (or adopts) the Node
+--node-name with the cluster API using the client config given by --config
+(a certificate for node:<name>), heartbeats it, runs the pods bound to it
+with libcontainer, and programs Services into the kernel (IPVS, or nftables
+where the kernel has none). Stopping the agent leaves pods running: the next
+agent on the same --data-dir adopts them.
+
+Needs root, containernetworking-plugins (/usr/lib/cni) and a pod CIDR for
+this node that no other node uses (the control plane does not allocate them
+yet).`,
+		Example: `  ctl agent --config /etc/skiff/node.conf --node-name w1 --pod-cidr 10.244.1.0/24 --node-ip 192.168.10.21`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := untilSignal(cmd.Context())
+			defer stop()
+			return o.runAgent(ctx, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the host name); the certificate must be node:<name>")
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "images, pod state, volumes, logs and CNI state")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod range, e.g. 10.244.1.0/24 (required)")
+	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: the first global IPv4 address)")
+	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
+	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
+	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
+	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
+	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
+	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
+	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (o *options) runAgent(ctx context.Context, f agentFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
+	}
+	log := slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
+	if f.podCIDR == "" {
+		return errors.New("--pod-cidr is required (the control plane does not allocate pod ranges yet)")
+	}
+	if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
+		return fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+	}
+	if f.nodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-name not given and no host name: %w", err)
+		}
+		f.nodeName = strings.ToLower(h)
+	}
+	var nodeIP netip.Addr
+	if f.nodeIP != "" {
+		ip, err := netip.ParseAddr(f.nodeIP)
+		if err != nil {
+			return fmt.Errorf("--node-ip %q: %w", f.nodeIP, err)
+		}
+		nodeIP = ip
+	} else {
+		ip, err := agent.DetectNodeIP(f.bridge, "veth", "cni", "skiff")
+		if err != nil {
+			return fmt.Errorf("%w (pass --node-ip)", err)
+		}
+		nodeIP = ip
+	}
+	c, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	imgCfg := image.DefaultConfig()
+	imgCfg.Root = filepath.Join(f.dataDir, "images")
+	imgCfg.InsecureRegistries = f.insecureRegistries
+	imgCfg.Logger = log
+	images, err := image.New(imgCfg)
+	if err != nil {
+		return err
+	}
+	netCfg := network.DefaultConfig()
+	netCfg.ConfDir = f.cniConfDir
+	netCfg.CacheDir = filepath.Join(f.dataDir, "cni", "cache")
+	netCfg.IPAMDataDir = filepath.Join(f.dataDir, "cni", "networks")
+	netCfg.PodCIDR, netCfg.BridgeName = f.podCIDR, f.bridge
+	nets, err := network.New(netCfg)
+	if err != nil {
+		return err
+	}
+	rtCfg := runtime.DefaultConfig()
+	rtCfg.StateDir = filepath.Join(f.dataDir, "pods")
+	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
+	rt, err := runtime.New(ctx, rtCfg)
+	if err != nil {
+		return err
+	}
+	defer rt.Close() // pods keep running; the next agent adopts them
+
+	cfg := agent.DefaultConfig()
+	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
+	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
+	if !f.noProxy {
+		pc := netproxy.DefaultConfig()
+		pc.NetNSPath, pc.Backend, pc.Logger = f.netns, f.proxyBackend, log
+		if f.clusterCIDR != "" {
+			if pc.ClusterCIDR, err = netip.ParsePrefix(f.clusterCIDR); err != nil {
+				return fmt.Errorf("--cluster-cidr %q: %w", f.clusterCIDR, err)
+			}
+		}
+		proxy, err := netproxy.New(pc)
+		if err != nil {
+			return err
+		}
+		defer proxy.Close() // kernel state stays: traffic flows across restarts
+		cfg.Proxy = apifeed.New(c, proxy, log)
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", f.podCIDR, "dataDir", f.dataDir)
+	return a.Run(ctx)
+}
