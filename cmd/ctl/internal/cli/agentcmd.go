@@ -23,11 +23,11 @@ import (
 // agentFlags are the flags of `ctl agent`.
 type agentFlags struct {
 	nodeName, dataDir, podCIDR, nodeIP, netns string
-	clusterCIDR, proxyBackend, logLevel      string
-	cniConfDir, bridge                       string
-	insecureRegistries                       []string
-	labels                                   map[string]string
-	noProxy                                  bool
+	clusterCIDR, proxyBackend, logLevel       string
+	cniConfDir, bridge                        string
+	insecureRegistries                        []string
+	labels                                    map[string]string
+	noProxy                                   bool
 }
 
 func (o *options) agentCmd() *cobra.Command {
