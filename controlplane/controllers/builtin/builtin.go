@@ -10,6 +10,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
@@ -25,6 +26,7 @@ func Register(r *controllers.Registry) {
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
 	r.Register("deployment", deployment.NewLoop)
 	r.Register("daemonset", daemonset.NewLoop)
+	r.Register("statefulset", statefulset.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

@@ -1,0 +1,12 @@
+// Package statefulset is the StatefulSet controller: pods with stable
+// names <set>-<ordinal> (hostname = name, subdomain = serviceName). With
+// the OrderedReady policy (the default) it creates ordinal N only once
+// every lower ordinal is Running and Ready, and scales down from the
+// highest ordinal, one pod at a time; Parallel does both at once. A
+// template change rolls out with RollingUpdate from the highest ordinal
+// down to the partition, one pod at a time and only while all pods are
+// ready; OnDelete waits for pods to be deleted by hand. Status reports
+// replicas, ready/available/current/updated counts and revisions.
+// (volumeClaimTemplates are accepted but no claims are made: Skiff has no
+// persistent volumes yet.)
+package statefulset
