@@ -1,5 +1,33 @@
-// Package agent is the worker side of Skiff: gossip membership, the pod
-// sync loop that drives this node's pods from the API, and the node-side
-// machinery it uses — runtime (libcontainer pods), image (OCI pulls and
-// rootfs), network (CNI) and probe (container health checks).
+// Package agent is the worker side of Skiff: the node's daemon and the
+// node-side machinery it uses — runtime (libcontainer pods), image (OCI
+// pulls and rootfs), network (CNI) and probe (container health checks).
+//
+// The Agent (agent.go) talks to the control plane only through the public
+// API (proto/client) with the node's certificate:
+//
+//   - node.go registers or adopts the Node (labels, spec.podCIDR from the
+//     config, capacity and allocatable from the machine or the config,
+//     addresses, Ready condition) and heartbeats its status so the node
+//     lifecycle controller sees it alive;
+//   - podsync.go watches the pods bound to this node (field selector
+//     spec.nodeName), starts new ones, stops a pod marked for deletion
+//     within its grace period and then confirms the delete (grace 0, UID
+//     precondition, as the kubelet does), removes orphans, and writes each
+//     pod's status (phase, IPs, conditions, container statuses) only when
+//     it changed;
+//   - convert.go turns an API Pod into the runtime's Pod, resolving
+//     ConfigMaps and Secrets (volumes, env, envFrom, image pull secrets),
+//     the downward API for env (metadata.*, spec.nodeName, status.hostIP),
+//     quantities, named probe ports and security contexts; what it cannot
+//     honour is refused with ErrPodConfig naming the field, and the pod
+//     waits with CreateContainerConfigError;
+//   - podstatus.go maps runtime status to the API's.
+//
+// Not yet: env fieldRef status.podIP (the runtime fixes a container's
+// environment before the sandbox has an address), lifecycle hooks, subPath,
+// downwardAPI/projected/PVC volumes, updating ConfigMap/Secret volumes of
+// running pods, gossip membership.
+//
+// The Service data path runs beside it (Config.Proxy): netproxy/apifeed
+// feeds a netproxy.Proxy from Services and Endpoints.
 package agent

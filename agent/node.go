@@ -140,7 +140,7 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	_, err := client.Create(ctx, a.cfg.Client, node)
 	if err == nil {
-		a.log.Info("registered node", "node", a.cfg.NodeName, "podCIDR", a.cfg.PodCIDR)
+		a.log.Info("registered node", "podCIDR", a.cfg.PodCIDR)
 		return a.heartbeat(ctx) // Create may drop status on some servers; write it for sure
 	}
 	if !client.IsAlreadyExists(err) {
@@ -163,7 +163,7 @@ func (a *Agent) register(ctx context.Context) error {
 			next.Spec.PodCIDR, next.Spec.PodCIDRs = a.cfg.PodCIDR, []string{a.cfg.PodCIDR}
 		} else if a.cfg.PodCIDR != "" && next.Spec.PodCIDR != a.cfg.PodCIDR {
 			a.log.Warn("Node already has another pod CIDR; keeping it, pods here may be unroutable",
-				"node", a.cfg.NodeName, "stored", next.Spec.PodCIDR, "configured", a.cfg.PodCIDR)
+				"stored", next.Spec.PodCIDR, "configured", a.cfg.PodCIDR)
 		}
 		if !proto.Equal(next, cur) {
 			if _, err := client.Update(ctx, a.cfg.Client, next); err != nil {
@@ -175,7 +175,7 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		break
 	}
-	a.log.Info("adopted existing node", "node", a.cfg.NodeName)
+	a.log.Info("adopted existing node")
 	return a.heartbeat(ctx)
 }
 
