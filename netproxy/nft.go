@@ -21,7 +21,8 @@ import (
 // replaces all chains (and drops sets an older version made).
 // v2: round robin through shared per-count chains instead of a chain per
 // service.
-const nftVersion = "v2"
+// v3: endpoint and hairpin sets in 16 shards.
+const nftVersion = "v3"
 
 // chainsPerBatch bounds how many chains (each with a few rules) go into one
 // netlink batch, so that the batch and its acks fit the socket buffers.
@@ -264,10 +265,18 @@ func (b *nftBackend) ensureBase() error {
 			return fmt.Errorf("nftables: add set %s: %w", s.Name, err)
 		}
 	}
+	dispatch, dispatchElems := b.hairpinDispatch()
+	if err := c.AddSet(dispatch, nil); err != nil {
+		return fmt.Errorf("nftables: add set %s: %w", dispatch.Name, err)
+	}
 	bases := b.baseChains()
-	// the services chain first: base chains jump to it
+	// the chains base chains jump to first
 	for _, bc := range bases {
 		c.AddChain(bc.chain)
+	}
+	// (re)adding an identical element is not an error
+	if err := c.SetAddElements(dispatch, dispatchElems); err != nil {
+		return fmt.Errorf("nftables: fill %s: %w", dispatch.Name, err)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: create table %s: %w", b.table.Name, err)
@@ -317,7 +326,7 @@ func (b *nftBackend) readKernel() (*nftObjects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: list sets: %w", err)
 	}
-	fixed := map[string]bool{}
+	fixed := map[string]bool{nftHairpinShards: true}
 	for _, name := range fixedSetNames() {
 		fixed[name] = true
 	}

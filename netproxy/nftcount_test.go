@@ -15,7 +15,7 @@ import (
 )
 
 // serviceChains lists the chains of the proxy's table that change with
-// Services (everything but the base chains), sorted.
+// Services (all but the base chains and the fixed hairpin chains), sorted.
 func serviceChains(t *testing.T, lab *proxytest.Lab, table string) []string {
 	t.Helper()
 	c, err := nftables.New(nftables.WithNetNSFd(int(lab.Node)))
@@ -28,7 +28,7 @@ func serviceChains(t *testing.T, lab *proxytest.Lab, table string) []string {
 	}
 	var out []string
 	for _, ch := range chains {
-		if ch.Table.Name == table && ch.Hooknum == nil && ch.Name != "services" {
+		if ch.Table.Name == table && ch.Hooknum == nil && ch.Name != "services" && !strings.HasPrefix(ch.Name, "hairpin-") {
 			out = append(out, ch.Name)
 		}
 	}
@@ -36,14 +36,21 @@ func serviceChains(t *testing.T, lab *proxytest.Lab, table string) []string {
 	return out
 }
 
-// chainKinds turns "n-3-1a2b..." into "n-3".
-func chainKinds(names []string) []string {
-	var out []string
+// chainKinds turns "n-3-07-1a2b..." into "n-3" and returns the distinct
+// kinds, sorted, and how many chains there are of each.
+func chainKinds(names []string) ([]string, map[string]int) {
+	count := map[string]int{}
+	var kinds []string
 	for _, n := range names {
 		parts := strings.SplitN(n, "-", 3)
-		out = append(out, parts[0]+"-"+parts[1])
+		k := parts[0] + "-" + parts[1]
+		if count[k] == 0 {
+			kinds = append(kinds, k)
+		}
+		count[k]++
 	}
-	return out
+	slices.Sort(kinds)
+	return kinds, count
 }
 
 // reachesOnly dials addr n times and fails unless exactly the backends in
@@ -67,8 +74,8 @@ func reachesOnly(t *testing.T, lab *proxytest.Lab, addr string, want ...*proxyte
 }
 
 // TestNFTablesSharedCountChains: round-robin services share one chain per
-// endpoint count. A chain stays while any service still needs it and goes
-// with the last one, through incremental syncs only.
+// endpoint count (and endpoint map shard). A chain stays while any service
+// still needs it and goes with the last one, through incremental syncs only.
 func TestNFTablesSharedCountChains(t *testing.T) {
 	needRoot(t)
 	lab := newLab(t, 3)
@@ -89,39 +96,68 @@ func TestNFTablesSharedCountChains(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	kinds := func(want ...string) map[string]int {
+		t.Helper()
+		got, count := chainKinds(serviceChains(t, lab, cfg.NFTTable))
+		if !slices.Equal(got, want) {
+			t.Fatalf("chain kinds %v (%v), want %v", got, count, want)
+		}
+		return count
+	}
+	// More services than endpoint map shards: some must share a chain.
+	const many = 40
+	vip := func(i int) string { return fmt.Sprintf("10.96.5.%d", i+1) }
+	for i := 0; i < many; i++ {
+		set(fmt.Sprintf("b%d", i), vip(i), 0, b0, b1)
+	}
 	set("a", "10.96.3.1", 30081, b0, b1)
-	set("b", "10.96.3.2", 0, b0, b1)
 	if err := p.FullSync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	nodePortA := fmt.Sprintf("%s:30081", proxytest.NodeClientSide)
 	reachesOnly(t, lab, "10.96.3.1:80", b0, b1)
-	reachesOnly(t, lab, "10.96.3.2:80", b0, b1)
+	reachesOnly(t, lab, vip(0)+":80", b0, b1)
 	reachesOnly(t, lab, nodePortA, b0, b1)
-	if got, want := chainKinds(serviceChains(t, lab, cfg.NFTTable)), []string{"n-2", "p-2"}; !slices.Equal(got, want) {
-		t.Fatalf("chains %v, want %v (one shared chain per count)", got, want)
+	if n := kinds("n-2", "p-2")["n-2"]; n >= many {
+		t.Fatalf("%d chains for %d services with 2 endpoints: not shared", n, many+1)
 	}
 
-	set("a", "10.96.3.1", 30081, b0, b1, b2) // a: 2 -> 3 endpoints; b keeps n-2
+	set("a", "10.96.3.1", 30081, b0, b1, b2) // a: 2 -> 3 endpoints; the b's keep n-2
 	if err := p.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	reachesOnly(t, lab, "10.96.3.1:80", b0, b1, b2)
 	reachesOnly(t, lab, nodePortA, b0, b1, b2)
-	reachesOnly(t, lab, "10.96.3.2:80", b0, b1)
-	if got, want := chainKinds(serviceChains(t, lab, cfg.NFTTable)), []string{"n-2", "n-3", "p-3"}; !slices.Equal(got, want) {
-		t.Fatalf("after a grew: chains %v, want %v", got, want)
+	kinds("n-2", "n-3", "p-3")
+	for i := 0; i < many; i++ {
+		reachesOnly(t, lab, vip(i)+":80", b0, b1)
 	}
 
-	set("b", "10.96.3.2", 0, b2) // b: 2 -> 1; n-2 has no user left
+	// Half the b's shrink: the other half still needs every n-2 chain it
+	// shares with them.
+	for i := 0; i < many/2; i++ {
+		set(fmt.Sprintf("b%d", i), vip(i), 0, b2)
+	}
 	if err := p.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	reachesOnly(t, lab, "10.96.3.2:80", b2)
-	reachesOnly(t, lab, "10.96.3.1:80", b0, b1, b2)
-	if got, want := chainKinds(serviceChains(t, lab, cfg.NFTTable)), []string{"n-1", "n-3", "p-3"}; !slices.Equal(got, want) {
-		t.Fatalf("after b shrank: chains %v, want %v", got, want)
+	kinds("n-1", "n-2", "n-3", "p-3")
+	for i := 0; i < many; i++ {
+		if i < many/2 {
+			reachesOnly(t, lab, vip(i)+":80", b2)
+		} else {
+			reachesOnly(t, lab, vip(i)+":80", b0, b1)
+		}
 	}
+	for i := many / 2; i < many; i++ {
+		set(fmt.Sprintf("b%d", i), vip(i), 0, b2)
+	}
+	if err := p.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kinds("n-1", "n-3", "p-3") // n-2 went with its last user
+	reachesOnly(t, lab, vip(many-1)+":80", b2)
+	reachesOnly(t, lab, "10.96.3.1:80", b0, b1, b2)
 
 	// The incremental picture must equal what a full resync finds.
 	if err := p.FullSync(ctx); err != nil {
@@ -132,7 +168,9 @@ func TestNFTablesSharedCountChains(t *testing.T) {
 	}
 
 	p.DeleteService(netproxy.ServiceKey{Namespace: "test", Name: "a"})
-	p.DeleteService(netproxy.ServiceKey{Namespace: "test", Name: "b"})
+	for i := 0; i < many; i++ {
+		p.DeleteService(netproxy.ServiceKey{Namespace: "test", Name: fmt.Sprintf("b%d", i)})
+	}
 	if err := p.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +196,7 @@ func TestNFTablesReplacesOlderLayout(t *testing.T) {
 	table := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.NFTTable})
 	idKey, _ := nftables.ConcatSetType(nftables.TypeInteger, nftables.TypeInteger, nftables.TypeInteger)
 	epType, _ := nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
-	oldSet := &nftables.Set{Table: table, Name: "svc-endpoints-00", IsMap: true, Concatenation: true, KeyType: idKey, DataType: epType}
+	oldSet := &nftables.Set{Table: table, Name: "svc-endpoints-63", IsMap: true, Concatenation: true, KeyType: idKey, DataType: epType}
 	if err := c.AddSet(oldSet, nil); err != nil {
 		t.Fatal(err)
 	}

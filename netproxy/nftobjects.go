@@ -95,18 +95,21 @@ func (o *nftObjects) addOwn(s *svcObjects) {
 const (
 	nftServicesChain = "services"
 	// Services without session affinity: no chain of their own.
-	nftSvcRR      = "svc-rr"      // ip . proto . port : count . id
-	nftNodePortRR = "nodeport-rr" // proto . nodePort : count . id
-	nftRRChains   = "rr-chains"   // count : goto n-<count>
-	nftNPChains   = "np-chains"   // count : goto p-<count>
-	nftEndpoints  = "svc-endpoints"
+	nftSvcRR      = "svc-rr"        // ip . proto . port : count . id
+	nftNodePortRR = "nodeport-rr"   // proto . nodePort : count . id
+	nftRRChains   = "rr-chains"     // count . shard : goto n-<count>-<shard>
+	nftNPChains   = "np-chains"     // count . shard : goto p-<count>-<shard>
+	nftEndpoints  = "svc-endpoints" // + shard suffix
 	// Services with session affinity: a chain each.
 	nftSvcIPsMap     = "svc-ips"
 	nftSvcNodePorts  = "svc-nodeports"
 	nftAffinity      = "svc-affinity" // + shard suffix
 	nftNoEPIPs       = "no-ep-ips"
 	nftNoEPNodePorts = "no-ep-nodeports"
-	nftLoopback      = "loopback"
+	nftLoopback      = "loopback" // + shard suffix
+	// Hairpin: postrouting jumps by the destination's last address bits.
+	nftHairpinShards = "hairpin-shards" // 0.0.0.<shard> : jump hairpin-<shard>
+	nftHairpinChain  = "hairpin"        // + shard suffix
 )
 
 // Registers holding the svc-rr value (count . id) and the numgen index,
@@ -117,6 +120,26 @@ const (
 	regID    = unix.NFT_REG32_05 // and NFT_REG32_06
 	regIndex = unix.NFT_REG32_07
 )
+
+// elemShards splits the two large sets, endpoints and hairpin (one element
+// per endpoint each). Reading a set back costs elements × dump chunks in
+// the kernel (nft_rhash_walk rewalks the set for every chunk), so one set of
+// 100,000 elements took ~0.8 s to read in a periodic resync; 16 take 1/16 of
+// that walk. A power of two: the hairpin shard is `ip daddr & 0.0.0.15`.
+const elemShards = 16
+
+// endpointShard picks a service's endpoints map.
+func endpointShard(id [8]byte) int { return int(id[1]) % elemShards }
+
+// hairpinShard picks an endpoint's hairpin set: its address' low bits, which
+// postrouting can compute from the packet.
+func hairpinShard(ep netip.AddrPort) int { return int(ep.Addr().As4()[3]) % elemShards }
+
+func endpointsMap(shard int) string { return fmt.Sprintf("%s-%02d", nftEndpoints, shard) }
+
+func loopbackSet(shard int) string { return fmt.Sprintf("%s-%02d", nftLoopback, shard) }
+
+func hairpinChain(shard int) string { return fmt.Sprintf("%s-%02d", nftHairpinChain, shard) }
 
 // affinityShards splits the affinity verdict maps. The kernel checks every
 // new map element against every rule bound to the map (nft_add_set_elem
@@ -129,9 +152,13 @@ func shardOf(id [8]byte) int { return int(id[0]) % affinityShards }
 
 func affinityMap(shard int) string { return fmt.Sprintf("%s-%02d", nftAffinity, shard) }
 
+// fixedSetNames are the sets whose elements change with Services.
 func fixedSetNames() []string {
-	names := []string{nftEndpoints, nftRRChains, nftNPChains, nftSvcRR, nftNodePortRR,
-		nftSvcIPsMap, nftSvcNodePorts, nftNoEPIPs, nftNoEPNodePorts, nftLoopback}
+	names := []string{nftRRChains, nftNPChains, nftSvcRR, nftNodePortRR,
+		nftSvcIPsMap, nftSvcNodePorts, nftNoEPIPs, nftNoEPNodePorts}
+	for i := 0; i < elemShards; i++ {
+		names = append(names, endpointsMap(i), loopbackSet(i))
+	}
 	for i := 0; i < affinityShards; i++ {
 		names = append(names, affinityMap(i))
 	}
@@ -175,24 +202,24 @@ func (b *nftBackend) objectsFor(sp *servicePortState) *svcObjects {
 	for _, ep := range eps {
 		// hairpin: an endpoint sent to itself must be SNATed, or it sees
 		// a packet from its own address and drops it
-		o.sharedElems = append(o.sharedElems, nftElem{nftLoopback, string(loopbackKey(ep)), ""})
+		o.sharedElems = append(o.sharedElems, nftElem{loopbackSet(hairpinShard(ep)), string(loopbackKey(ep)), ""})
 	}
 	if sp.Affinity == 0 {
-		n := len(eps)
+		n, shard := len(eps), endpointShard(id)
 		for i, ep := range eps {
-			o.elems = append(o.elems, nftElem{nftEndpoints, string(endpointKey(id, i)), string(endpointValue(ep))})
+			o.elems = append(o.elems, nftElem{endpointsMap(shard), string(endpointKey(id, i)), string(endpointValue(ep))})
 		}
-		val := string(rrValue(n, id))
+		val := string(rrValue(n, shard, id))
 		for _, vip := range sp.ClusterIPs {
 			o.elems = append(o.elems, nftElem{nftSvcRR, string(serviceKey(vip, proto, sp.Port.Port)), val})
 		}
-		rr := b.countChain(false, n)
+		rr := b.countChain(false, n, shard)
 		o.sharedChains = append(o.sharedChains, rr)
-		o.sharedElems = append(o.sharedElems, nftElem{nftRRChains, string(countKey(n)), rr.name})
+		o.sharedElems = append(o.sharedElems, nftElem{nftRRChains, string(countKey(n, shard)), rr.name})
 		if sp.Port.NodePort != 0 {
-			np := b.countChain(true, n)
+			np := b.countChain(true, n, shard)
 			o.sharedChains = append(o.sharedChains, np)
-			o.sharedElems = append(o.sharedElems, nftElem{nftNPChains, string(countKey(n)), np.name})
+			o.sharedElems = append(o.sharedElems, nftElem{nftNPChains, string(countKey(n, shard)), np.name})
 			o.elems = append(o.elems, nftElem{nftNodePortRR, string(nodePortKey(proto, sp.Port.NodePort)), val})
 		}
 		return o
@@ -248,11 +275,14 @@ func endpointKey(id [8]byte, i int) []byte {
 	return append(id[:], binaryutil.NativeEndian.PutUint32(uint32(i))...)
 }
 
-// countKey is an endpoint count as rr-chains/np-chains keys hold it.
-func countKey(n int) []byte { return binaryutil.NativeEndian.PutUint32(uint32(n)) }
+// countKey is the rr-chains/np-chains key: endpoint count and endpoints
+// map shard in one 32-bit word (shard in the top byte).
+func countKey(n, shard int) []byte {
+	return binaryutil.NativeEndian.PutUint32(uint32(shard)<<24 | uint32(n)&0xffffff)
+}
 
-// rrValue is the svc-rr/nodeport-rr data: count . id.
-func rrValue(n int, id [8]byte) []byte { return append(countKey(n), id[:]...) }
+// rrValue is the svc-rr/nodeport-rr data: count key . id.
+func rrValue(n, shard int, id [8]byte) []byte { return append(countKey(n, shard), id[:]...) }
 
 // countChain is the round-robin chain shared by every service with n ready
 // endpoints (nodePort: reached through a NodePort). Its name carries what
@@ -262,32 +292,32 @@ func rrValue(n int, id [8]byte) []byte { return append(countKey(n), id[:]...) }
 // the services chain filled before `goto`: the kernel does keep registers
 // across a goto, but nothing documents that, and a hash lookup per new
 // connection is cheap.
-func (b *nftBackend) countChain(nodePort bool, n int) nftChain {
-	key := countChainKey{nodePort, n}
+func (b *nftBackend) countChain(nodePort bool, n, shard int) nftChain {
+	key := countChainKey{nodePort, n, shard}
 	if c, ok := b.countChains[key]; ok {
 		return c
 	}
-	c := b.newCountChain(nodePort, n)
+	c := b.newCountChain(nodePort, n, shard)
 	b.countChains[key] = c
 	return c
 }
 
 type countChainKey struct {
 	nodePort bool
-	n        int
+	n, shard int
 }
 
-func (b *nftBackend) newCountChain(nodePort bool, n int) nftChain {
+func (b *nftBackend) newCountChain(nodePort bool, n, shard int) nftChain {
 	mark, cidr := b.cfg.MasqueradeMark, b.cfg.ClusterCIDR
 	kind, rules := "n", 3
 	if nodePort {
 		kind, rules = "p", 2
 	}
-	name := fmt.Sprintf("%s-%d-%s", kind, n, shortHash(8, nftVersion, mark, cidr, nodePort))
+	name := fmt.Sprintf("%s-%d-%02d-%s", kind, n, shard, shortHash(8, nftVersion, mark, cidr, nodePort))
 	pick := func(lookup []expr.Any) []expr.Any {
 		return append(lookup,
 			&expr.Numgen{Register: regIndex, Modulus: uint32(n), Type: unix.NFT_NG_INCREMENTAL},
-			&expr.Lookup{SourceRegister: regID, DestRegister: reg0, IsDestRegSet: true, SetName: nftEndpoints},
+			&expr.Lookup{SourceRegister: regID, DestRegister: reg0, IsDestRegSet: true, SetName: endpointsMap(shard)},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg0, RegProtoMin: reg1, Specified: true})
 	}
 	build := func(c *nftables.Conn, ch *nftables.Chain) {
@@ -354,24 +384,42 @@ func dnatTo(ep netip.AddrPort) []expr.Any {
 func (b *nftBackend) setDefs() []*nftables.Set {
 	idKey, _ := nftables.ConcatSetType(nftables.TypeInteger, nftables.TypeInteger, nftables.TypeInteger)
 	rrData := idKey // count . id
-	defs := []*nftables.Set{
-		{Table: b.table, Name: nftEndpoints, IsMap: true, Concatenation: true, KeyType: idKey, DataType: endpointType},
+	var defs []*nftables.Set
+	for i := 0; i < elemShards; i++ {
+		defs = append(defs, &nftables.Set{Table: b.table, Name: endpointsMap(i), IsMap: true, Concatenation: true, KeyType: idKey, DataType: endpointType})
+	}
+	defs = append(defs, []*nftables.Set{
 		{Table: b.table, Name: nftRRChains, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict},
 		{Table: b.table, Name: nftNPChains, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict},
 		{Table: b.table, Name: nftSvcRR, IsMap: true, Concatenation: true, KeyType: serviceKeyType, DataType: rrData},
 		{Table: b.table, Name: nftNodePortRR, IsMap: true, Concatenation: true, KeyType: nodePortKeyType, DataType: rrData},
-	}
+	}...)
 	for i := 0; i < affinityShards; i++ {
 		defs = append(defs,
 			&nftables.Set{Table: b.table, Name: affinityMap(i), IsMap: true, Concatenation: true, KeyType: idKey, DataType: nftables.TypeVerdict})
 	}
-	return append(defs, []*nftables.Set{
+	defs = append(defs, []*nftables.Set{
 		{Table: b.table, Name: nftSvcIPsMap, IsMap: true, Concatenation: true, KeyType: serviceKeyType, DataType: nftables.TypeVerdict},
 		{Table: b.table, Name: nftSvcNodePorts, IsMap: true, Concatenation: true, KeyType: nodePortKeyType, DataType: nftables.TypeVerdict},
 		{Table: b.table, Name: nftNoEPIPs, Concatenation: true, KeyType: serviceKeyType},
 		{Table: b.table, Name: nftNoEPNodePorts, Concatenation: true, KeyType: nodePortKeyType},
-		{Table: b.table, Name: nftLoopback, Concatenation: true, KeyType: loopbackKeyType},
 	}...)
+	for i := 0; i < elemShards; i++ {
+		defs = append(defs, &nftables.Set{Table: b.table, Name: loopbackSet(i), Concatenation: true, KeyType: loopbackKeyType})
+	}
+	return defs
+}
+
+// hairpinDispatch is the fixed vmap postrouting looks the hairpin shard up
+// in, and its elements (written by ensureBase, never by a sync).
+func (b *nftBackend) hairpinDispatch() (*nftables.Set, []nftables.SetElement) {
+	set := &nftables.Set{Table: b.table, Name: nftHairpinShards, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
+	var elems []nftables.SetElement
+	for i := 0; i < elemShards; i++ {
+		elems = append(elems, nftables.SetElement{Key: []byte{0, 0, 0, byte(i)},
+			VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: hairpinChain(i)}})
+	}
+	return set, elems
 }
 
 type baseChain struct {
@@ -387,7 +435,15 @@ func (b *nftBackend) baseChains() []baseChain {
 		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})
 	mark := b.cfg.MasqueradeMark
 	toNodePort := slices.Concat(fibLocal(false), daddrNotLoopback(), loadNodePortTuple())
-	return []baseChain{
+	// hairpin: an endpoint sent to itself must be SNATed, or it sees a
+	// packet from its own address and drops it
+	var hairpin []baseChain
+	for i := 0; i < elemShards; i++ {
+		hairpin = append(hairpin, baseChain{&nftables.Chain{Name: hairpinChain(i), Table: b.table}, [][]expr.Any{
+			{loadDaddr(reg0), loadDport(reg1), loadSaddr(reg2),
+				&expr.Lookup{SourceRegister: reg0, SetName: loopbackSet(i)}, &expr.Masq{}}}})
+	}
+	return append(hairpin, []baseChain{
 		{&nftables.Chain{Name: nftServicesChain, Table: b.table}, [][]expr.Any{
 			// round robin: the count of ready endpoints picks the chain
 			slices.Concat(loadServiceTuple(), []expr.Any{
@@ -407,8 +463,9 @@ func (b *nftBackend) baseChains() []baseChain {
 			Hooknum: nftables.ChainHookOutput, Priority: prio(-100)}, [][]expr.Any{{jumpChain(nftServicesChain)}}},
 		{&nftables.Chain{Name: "nat-postrouting", Table: b.table, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: prio(100)}, [][]expr.Any{
-			{loadDaddr(reg0), loadDport(reg1), loadSaddr(reg2),
-				&expr.Lookup{SourceRegister: reg0, SetName: nftLoopback}, &expr.Masq{}},
+			{loadDaddr(reg0),
+				&expr.Bitwise{SourceRegister: reg0, DestRegister: reg0, Len: 4, Mask: []byte{0, 0, 0, elemShards - 1}, Xor: make([]byte, 4)},
+				&expr.Lookup{SourceRegister: reg0, DestRegister: 0, IsDestRegSet: true, SetName: nftHairpinShards}},
 			append(markMatches(mark, true), &expr.Verdict{Kind: expr.VerdictReturn}),
 			slices.Concat(clearMark(mark), []expr.Any{&expr.Masq{}}),
 		}},
@@ -422,7 +479,7 @@ func (b *nftBackend) baseChains() []baseChain {
 		{&nftables.Chain{Name: "filter-output", Table: b.table, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: prio(-10)}, [][]expr.Any{
 			rejectNoEP, slices.Concat(fibLocal(false), daddrNotLoopback(), rejectNoEPPort)}},
-	}
+	}...)
 }
 
 func clearMark(bits uint32) []expr.Any {
