@@ -8,6 +8,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
+	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
@@ -27,6 +28,7 @@ func Register(r *controllers.Registry) {
 	r.Register("deployment", deployment.NewLoop)
 	r.Register("daemonset", daemonset.NewLoop)
 	r.Register("statefulset", statefulset.NewLoop)
+	r.Register("job", job.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
