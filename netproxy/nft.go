@@ -34,20 +34,26 @@ const nftBaseRuleMarker = "skiff-base-" + nftVersion
 
 // nftBackend implements Services with DNAT in an nftables table of its own:
 //
-//	services      svc-rr: ip . proto . port -> count . id, then
-//	              rr-chains: count -> goto n-<count> (round robin), or
-//	              svc-ips: ip . proto . port -> goto s-<svc> (affinity);
-//	              the same for NodePorts (nodeport-rr, svc-nodeports)
-//	n-<count>     masquerade marks, then
-//	              `dnat to id . numgen inc mod count map @svc-endpoints`
-//	s-<svc>       affinity: masquerade marks, the client's remembered
-//	              endpoint (timed sets a-<svc>-<ep>), else numgen over the
-//	e-<svc>-<ep>  chains that remember the client and DNAT
+//	services       svc-rr: ip . proto . port -> count . shard . id, then
+//	               rr-chains: count . shard -> goto n-<count>-<shard>, or
+//	               svc-ips: ip . proto . port -> goto s-<svc> (affinity);
+//	               the same for NodePorts (nodeport-rr, np-chains,
+//	               svc-nodeports)
+//	n-<count>-<shard>  masquerade marks, then `dnat to id . numgen inc mod
+//	               count map @svc-endpoints-<shard>`; one chain for every
+//	               service with that many ready endpoints in that shard
+//	s-<svc>        affinity: masquerade marks, the client's remembered
+//	               endpoint (timed sets a-<svc>-<ep>), else numgen over the
+//	e-<svc>-<ep>   chains that remember the client and DNAT
+//	nat-postrouting  hairpin (`jump` by `ip daddr & 0.0.0.15` to hairpin-<n>:
+//	               daddr . dport . saddr in loopback-<n>) and marked packets:
+//	               masquerade
 //
 // Chain names carry a hash of their content, so "actual state" is one dump of
 // chain names and map elements; a change builds the new chain, repoints the
 // map element and deletes the old chain in one atomic batch. A change of a
-// round-robin service is only element updates.
+// round-robin service is only element updates (plus a shared chain when its
+// endpoint count is new).
 type nftBackend struct {
 	cfg   Config
 	log   *slog.Logger

@@ -168,10 +168,12 @@ func fixedSetNames() []string {
 // objectsFor computes the table objects of one service port.
 //
 // Round robin without affinity takes no chain per service: svc-rr maps the
-// service tuple to its endpoint count and id, rr-chains sends the packet to
-// the one chain shared by all services with that count, and that chain does
-// `dnat to id . numgen inc mod count map @svc-endpoints`. Creating a chain
-// per service cost ~1.5 s at 10,000 services; elements are far cheaper.
+// service tuple to its endpoint count, endpoint map shard and id; rr-chains
+// sends the packet to the one chain shared by all services with that count
+// and shard, and that chain does `dnat to id . numgen inc mod count map
+// @svc-endpoints-<shard>`. Creating a chain per service cost ~1.5 s at
+// 10,000 services; elements are far cheaper. (numgen's modulus is fixed in
+// the expression, hence a chain per count.)
 //
 // No anonymous sets: the kernel allocates their names by scanning every set
 // of the table (quadratic at 10,000 services).
