@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -71,6 +74,9 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 		req.Role, req.AdvertiseAddress = pki.JoinWorker, hostPort(st.Advertise, orDefault(cfg.AgentPort, DefaultAgentPort))
 	}
 	res, err := joiner.Join(ctx, req)
+	if status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("cannot reach the control node at %s: %s", opts.Address, client.Reason(err))
+	}
 	if err != nil {
 		return err
 	}
