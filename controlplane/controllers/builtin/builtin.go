@@ -5,6 +5,7 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
@@ -29,6 +30,7 @@ func Register(r *controllers.Registry) {
 	r.Register("daemonset", daemonset.NewLoop)
 	r.Register("statefulset", statefulset.NewLoop)
 	r.Register("job", job.NewLoop)
+	r.Register("cronjob", cronjob.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
