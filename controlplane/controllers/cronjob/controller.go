@@ -183,7 +183,7 @@ func (c *Controller) schedule(ctx context.Context, cj *apiv1.CronJob, st *apiv1.
 func (c *Controller) createJob(ctx context.Context, cj *apiv1.CronJob, name string, at time.Time) (*apiv1.Job, error) {
 	t := cj.GetSpec().GetJobTemplate()
 	md := &apiv1.ObjectMeta{Name: name, Namespace: cj.GetMetadata().GetNamespace(), Labels: map[string]string{},
-		Annotations: map[string]string{ScheduledAnnotation: at.UTC().Format(time.RFC3339)},
+		Annotations:     map[string]string{ScheduledAnnotation: at.UTC().Format(time.RFC3339)},
 		OwnerReferences: []*apiv1.OwnerReference{ctrlkit.ControllerRef(cj, "batch/v1")}}
 	for k, v := range t.GetMetadata().GetLabels() {
 		md.Labels[k] = v
