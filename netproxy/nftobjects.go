@@ -135,9 +135,19 @@ func endpointShard(id [8]byte) int { return int(id[1]) % elemShards }
 // postrouting can compute from the packet.
 func hairpinShard(ep netip.AddrPort) int { return int(ep.Addr().As4()[3]) % elemShards }
 
-func endpointsMap(shard int) string { return fmt.Sprintf("%s-%02d", nftEndpoints, shard) }
+// Shard set names, computed once: objectsFor names one per endpoint.
+var endpointsMapNames, loopbackSetNames = shardNames(nftEndpoints), shardNames(nftLoopback)
 
-func loopbackSet(shard int) string { return fmt.Sprintf("%s-%02d", nftLoopback, shard) }
+func shardNames(prefix string) (out [elemShards]string) {
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return out
+}
+
+func endpointsMap(shard int) string { return endpointsMapNames[shard] }
+
+func loopbackSet(shard int) string { return loopbackSetNames[shard] }
 
 func hairpinChain(shard int) string { return fmt.Sprintf("%s-%02d", nftHairpinChain, shard) }
 
