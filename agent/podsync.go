@@ -183,7 +183,7 @@ func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 		return
 	}
 	a.log.Info("pod started", "pod", client.Key(pod), "uid", uid)
-	_ = a.recorder.Event(ctx, pod, client.EventNormal, "Scheduled", "started on node "+a.cfg.NodeName)
+	_ = a.recorder.Event(ctx, pod, client.EventNormal, "Started", "pod sandbox created on node "+a.cfg.NodeName+"; containers starting")
 }
 
 // terminate stops a pod marked for deletion within its grace period,
