@@ -91,6 +91,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 		o.versionCmd(), o.devServerCmd())
 	root.AddCommand(o.nodeCommands()...)
 	root.AddCommand(o.agentCmd())
+	root.AddCommand(o.rolloutCmd(), o.setCmd())
 	return root
 }
 
