@@ -10,6 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
 	"github.com/skiffhq/skiff/controlplane/node"
 )
 
@@ -57,13 +60,11 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	return cfg, nil
 }
 
-// leaderLoops builds the scheduler and controllers run by the leader.
-// TODO(issue 5+): wire controlplane/controllers once its registry and
-// builtin.Register are committed:
-//
-//	reg := controllers.NewRegistry(); builtin.Register(reg)
-//	return reg.Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer})
-var leaderLoops node.LoopFactory
+// leaderLoops builds the scheduler and every controller (the builtin
+// registry) for the leader of a control node.
+func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
+	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer})
+}
 
 // untilSignal is ctx cancelled on SIGINT or SIGTERM.
 func untilSignal(parent context.Context) (context.Context, context.CancelFunc) {
