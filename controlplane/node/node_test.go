@@ -62,7 +62,10 @@ func testConfig(t *testing.T, dir, name string) (Config, *lockedBuffer) {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // runInBackground runs f until the test ends and fails the test if f
 // returns an error before that.
