@@ -344,10 +344,16 @@ stringData:
 		if out := c.mustCtl(t, "snapshot", "save", file); !strings.Contains(out, "saved to") {
 			t.Fatalf("snapshot save: %s", out)
 		}
-		fresh, _, _ := newCluster(t, "r1")
-		fresh.eventuallyCtl(t, 30*time.Second, "snapshot", "restore", file)
+		// A fresh two-node cluster; the restore goes to the follower, which
+		// streams it on to the leader, and every member installs it.
+		fresh, freshToken, _ := newCluster(t, "r1")
+		r2 := fresh.joinControl(t, "r2", freshToken)
+		fresh.waitMembers(t, 30*time.Second, map[string]string{"r1": "voter", "r2": "non-voter"})
+		if out := mustRun(t, "--config", fresh.admin, "--server", r2.api(), "snapshot", "restore", file); !strings.Contains(out, "restored") {
+			t.Fatalf("snapshot restore: %s", out)
+		}
 		for i, k := range kinds {
-			got := listItems(t, fresh.eventuallyCtl(t, 30*time.Second, k.args...))
+			got := listItems(t, mustRun(t, append([]string{"--config", fresh.admin, "--server", r2.api()}, k.args...)...))
 			if !k.whole {
 				got = identities(got)
 			}

@@ -70,4 +70,12 @@ func TestQuorumLossRecover(t *testing.T) {
 	if out := c.mustCtl(t, "get", "namespaces"); !strings.Contains(out, "after-recover") || !strings.Contains(out, "acked-4") {
 		t.Fatalf("after rejoin, namespaces are missing:\n%s", out)
 	}
+
+	// A member leaves for good: stop it, remove it.
+	c.nodes[1].p.stop(t)
+	if out := c.mustCtl(t, "member", "remove", "q4"); !strings.Contains(out, "member q4 removed") {
+		t.Fatalf("member remove: %s", out)
+	}
+	c.waitMembers(t, 30*time.Second, voters("q1"))
+	mustFail(t, `no control node "q4"`, "--config", c.admin, "--server", c.servers(), "member", "remove", "q4")
 }
