@@ -272,7 +272,11 @@ func (c *Control) Close() error {
 	return errors.Join(errs...)
 }
 
-// register keeps this node's API address in the store.
+// tokenKeep is how long expired or revoked join tokens are kept.
+const tokenKeep = 7 * 24 * time.Hour
+
+// register keeps this node's API address in the store and, on the leader,
+// prunes long-dead join tokens.
 func (c *Control) register(ctx context.Context) error {
 	rec := controlRecord{ID: c.state.Name, APIAddress: c.state.APIAddress(), RaftAddress: c.state.RaftAddress()}
 	wait := time.Duration(0)
@@ -289,6 +293,17 @@ func (c *Control) register(ctx context.Context) error {
 			c.log.Debug("registering the API address", "err", err)
 			wait = time.Second
 			continue
+		}
+		if c.Store.IsLeader() {
+			// Dead tokens are kept a week so that their use is reported as
+			// "expired"/"revoked" rather than "unknown", then dropped.
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if n, err := c.Tokens.Prune(pctx, tokenKeep); err != nil {
+				c.log.Warn("pruning join tokens", "err", err)
+			} else if n > 0 {
+				c.log.Info("pruned dead join tokens", "count", n)
+			}
+			cancel()
 		}
 		wait = c.cfg.RegistrationInterval
 	}
