@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,8 +59,28 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 	return ms
 }
 
+// createdCtr is one attempt of a container created up to the point where
+// its init waits to exec the user's process (libcontainer's "created"
+// state): namespaces joined, mounts and cgroups set up.
+type createdCtr struct {
+	lc   *libcontainer.Container
+	proc *libcontainer.Process
+	img  *image.Image
+	ex   execContext
+	pc   *phaseClock
+}
+
 // startContainer creates and starts one attempt of c.
-func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
+func (p *podRT) startContainer(c *ctrRT, img *image.Image) error {
+	cc, err := p.createContainer(c, img)
+	if err != nil {
+		return err
+	}
+	return p.execContainer(c, cc)
+}
+
+// createContainer creates one attempt of c without starting its process.
+func (p *podRT) createContainer(c *ctrRT, img *image.Image) (_ *createdCtr, retErr error) {
 	r := p.rt
 	pc := newPhaseClock()
 	id := p.lcID(c)
@@ -71,7 +92,7 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	pc.mark("load")
 	rootfs, err := r.cfg.Images.MountRootfs(id, img)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pc.mark("rootfs")
 	defer func() {
@@ -81,11 +102,11 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	}()
 	args, err := processArgs(c.spec, img.Config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	u, err := processUser(c.spec, img.Config, rootfs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cwd := c.spec.WorkingDir
 	if cwd == "" {
@@ -99,7 +120,7 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	pc.mark("config")
 	lc, err := libcontainer.Create(r.lcRoot(), id, cfg)
 	if err != nil {
-		return fmt.Errorf("create container %s: %w", c.spec.Name, err)
+		return nil, fmt.Errorf("create container %s: %w", c.spec.Name, err)
 	}
 	pc.mark("lc_create")
 	defer func() {
@@ -109,22 +130,35 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	}()
 	stdout, stderr, err := c.log.stdio()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stdout.Close()
 	defer stderr.Close()
 	proc := &libcontainer.Process{Args: args, Env: ex.Env, Cwd: ex.Cwd, UID: ex.UID, GID: ex.GID,
 		AdditionalGroups: ex.Groups, Stdout: stdout, Stderr: stderr, Init: true}
-	if err := lc.Run(proc); err != nil {
+	if err := lc.Start(proc); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", c.spec.Name, err)
+	}
+	pc.mark("lc_start")
+	return &createdCtr{lc: lc, proc: proc, img: img, ex: ex, pc: pc}, nil
+}
+
+// execContainer starts the user's process of a created container and
+// supervises it from then on. On failure the attempt is removed.
+func (p *podRT) execContainer(c *ctrRT, cc *createdCtr) error {
+	r, lc, pc := p.rt, cc.lc, cc.pc
+	pc.mark("until_exec")
+	if err := lc.Exec(); err != nil {
+		p.discardCreated(c, cc)
 		return fmt.Errorf("start container %s: %w", c.spec.Name, err)
 	}
-	pc.mark("lc_run")
+	pc.mark("lc_exec")
 	st, err := lc.State()
 	if err != nil {
-		_ = lc.Signal(unix.SIGKILL)
-		_, _ = proc.Wait()
+		p.discardCreated(c, cc)
 		return fmt.Errorf("state of %s: %w", c.spec.Name, err)
 	}
+	proc := cc.proc
 	exitCh := make(chan exitInfo, 1)
 	go func() {
 		ps, _ := proc.Wait()
@@ -148,12 +182,93 @@ func (p *podRT) startContainer(c *ctrRT, img *image.Image) (retErr error) {
 	c.waiting, c.killNote = nil, ""
 	c.started = c.spec.StartupProbe == nil
 	c.ready = false
-	c.rec.ImageID, c.rec.LcID, c.rec.StartedAt, c.rec.CgroupPaths, c.rec.Exec = img.ID, id, time.Now(), paths, ex
+	c.rec.ImageID, c.rec.LcID, c.rec.StartedAt, c.rec.CgroupPaths, c.rec.Exec = cc.img.ID, p.lcID(c), time.Now(), paths, cc.ex
 	p.persistLocked()
 	p.mu.Unlock()
 	pc.mark("record")
 	pc.log(r.log, MsgContainerPhases, slog.String("pod", p.rec.Pod.UID), slog.String("container", c.spec.Name))
 	return nil
+}
+
+// discardCreated kills and removes a created (or half-started) attempt of
+// c and its rootfs.
+func (p *podRT) discardCreated(c *ctrRT, cc *createdCtr) {
+	_ = cc.lc.Signal(unix.SIGKILL)
+	_, _ = cc.proc.Wait()
+	if err := cc.lc.Destroy(); err != nil {
+		p.rt.log.Warn("destroy container", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
+	}
+	if err := p.rt.cfg.Images.UnmountRootfs(p.lcID(c)); err != nil {
+		p.rt.log.Warn("unmount rootfs", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
+	}
+}
+
+// firstToRun are the containers a new pod starts with: its first init
+// container, or all app containers if it has none.
+func (p *podRT) firstToRun() []*ctrRT {
+	var out []*ctrRT
+	for _, c := range p.order {
+		if c.isInit {
+			if p.initIndex(c) >= p.rec.InitDone {
+				return []*ctrRT{c}
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// precreate creates the containers that run first (see createSandbox), if
+// their image is already stored and their pull policy does not ask for a
+// pull. A container it cannot create is left to the normal start path,
+// which retries and reports the error.
+func (p *podRT) precreate() {
+	var wg sync.WaitGroup
+	for _, c := range p.firstToRun() {
+		policy := c.spec.ImagePullPolicy
+		if policy == "" {
+			policy = image.DefaultPullPolicy(c.spec.Image)
+		}
+		if policy == image.PullAlways {
+			continue
+		}
+		img, ok := p.rt.cfg.Images.Lookup(c.spec.Image)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cc, err := p.createContainer(c, img)
+			if err != nil {
+				p.rt.log.Debug("pre-create failed; starting the normal way", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
+				return
+			}
+			p.mu.Lock()
+			c.created = cc
+			p.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// takeCreated hands over c's pre-created attempt, if any.
+func (p *podRT) takeCreated(c *ctrRT) *createdCtr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cc := c.created
+	c.created = nil
+	return cc
+}
+
+// abortPrecreated removes pre-created attempts that never ran.
+func (p *podRT) abortPrecreated() {
+	for _, c := range p.order {
+		if cc := p.takeCreated(c); cc != nil {
+			p.discardCreated(c, cc)
+		}
+	}
 }
 
 // waitContainer waits for c to exit while probing it. If the pod stops, it

@@ -64,6 +64,8 @@ type ctrRT struct {
 	backoffN int
 	killNote string // why the runtime killed it (liveness…)
 	imageRef string
+	// created: an attempt pre-created with the sandbox, waiting to exec.
+	created *createdCtr
 }
 
 type podRT struct {
@@ -283,26 +285,32 @@ func (p *podRT) runContainer(c *ctrRT) bool {
 			return false
 		}
 		if !c.attached {
-			img, err := p.ensureImage(c)
-			if err != nil {
-				pullFailures++
-				p.setWaiting(c, pullReason(err), err.Error())
-				p.rt.log.Warn("image pull failed", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
-				// ErrImagePull is shown for the attempt; ImagePullBackOff
-				// while waiting for the next one (as kubelet does).
-				if !p.sleep(min(p.rt.cfg.BackoffBase/4, time.Second)) {
-					return false
+			var err error
+			if cc := p.takeCreated(c); cc != nil {
+				err = p.execContainer(c, cc) // created with the sandbox
+			} else {
+				img, pullErr := p.ensureImage(c)
+				if pullErr != nil {
+					pullFailures++
+					p.setWaiting(c, pullReason(pullErr), pullErr.Error())
+					p.rt.log.Warn("image pull failed", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", pullErr)
+					// ErrImagePull is shown for the attempt; ImagePullBackOff
+					// while waiting for the next one (as kubelet does).
+					if !p.sleep(min(p.rt.cfg.BackoffBase/4, time.Second)) {
+						return false
+					}
+					if pullReason(pullErr) == ReasonErrImagePull {
+						p.setWaiting(c, ReasonImagePullBackOff, fmt.Sprintf("Back-off pulling image %q: %v", c.spec.Image, pullErr))
+					}
+					if !p.sleep(p.backoff(pullFailures)) {
+						return false
+					}
+					continue
 				}
-				if pullReason(err) == ReasonErrImagePull {
-					p.setWaiting(c, ReasonImagePullBackOff, fmt.Sprintf("Back-off pulling image %q: %v", c.spec.Image, err))
-				}
-				if !p.sleep(p.backoff(pullFailures)) {
-					return false
-				}
-				continue
+				pullFailures = 0
+				err = p.startContainer(c, img)
 			}
-			pullFailures = 0
-			if err := p.startContainer(c, img); err != nil {
+			if err != nil {
 				p.rt.log.Error("start container", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
 				p.setWaiting(c, ReasonCreateError, err.Error())
 				c.backoffN++
@@ -390,6 +398,8 @@ func (p *podRT) stop(ctx context.Context, grace *time.Duration) error {
 				return
 			}
 		}
+		// Attempts pre-created with the sandbox that run never reached.
+		p.abortPrecreated()
 		// Containers never started by run (re-attach of a stopped pod).
 		for _, c := range p.order {
 			if c.lc != nil {
@@ -419,6 +429,9 @@ func (p *podRT) detach() {
 	if p.started {
 		<-p.done
 	}
+	// Pre-created attempts have run nothing of the user's yet, and a new
+	// runtime would not know them: remove them (run starts them afresh).
+	p.abortPrecreated()
 	p.mu.Lock()
 	p.persistLocked()
 	p.mu.Unlock()

@@ -349,7 +349,7 @@ func TestStopGracePeriod(t *testing.T) {
 		t.Errorf("polite: %+v", p)
 	}
 	if s == nil || s.ExitCode != 137 || s.Signal != 9 {
-		t.Errorf("stubborn: %+v", s)
+		t.Errorf("stubborn: %+v; its log:\n%s", s, logsOf(t, e, "grace", "stubborn"))
 	}
 	if !strings.Contains(logsOf(t, e, "grace", "polite"), "got-term") {
 		t.Error("SIGTERM handler did not run")

@@ -40,6 +40,14 @@ func (p *podRT) hostPorts() []network.PortMapping {
 
 // createSandbox makes the pod's namespaces, wires the network and prepares
 // volumes and /etc files.
+//
+// While CNI wires the network, the containers that run first are created
+// up to the point where their init waits to exec the user's process
+// (precreate): the two are the largest parts of a pod start and need
+// nothing from each other but the namespace files. Only after the network
+// is up (and /etc/hosts has the pod IP) does a container's process start
+// (p.run → execContainer), so containers still never see the network half
+// made. If CNI fails, the created containers are removed again.
 func (p *podRT) createSandbox(ctx context.Context) error {
 	r, uid := p.rt, p.rec.Pod.UID
 	pc := newPhaseClock()
@@ -67,29 +75,47 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
 	}
 	pc.mark("namespaces")
-	sb.Ports = p.hostPorts()
-	att, err := r.cfg.Network.Setup(ctx, uid, netns, sb.Ports)
-	if err != nil {
-		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
-	}
-	sb.Networked = true
-	if att.IP != nil {
-		sb.IP = att.IP.String()
-	}
-	pc.mark("cni")
+	// The files containers bind-mount must exist before they are created;
+	// /etc/hosts gets the pod IP once CNI has given one.
 	if err := p.writeEtc(); err != nil {
 		return err
 	}
 	if err := p.prepareVolumes(); err != nil {
 		return err
 	}
-	if err := p.persist(); err != nil {
-		return err
-	}
 	if err := p.startLogs(); err != nil {
 		return err
 	}
 	pc.mark("files")
+	precreated := make(chan struct{})
+	go func() {
+		defer close(precreated)
+		p.precreate()
+	}()
+	sb.Ports = p.hostPorts()
+	att, err := r.cfg.Network.Setup(ctx, uid, netns, sb.Ports)
+	pc.mark("cni")
+	<-precreated
+	pc.mark("precreate_wait")
+	if err != nil {
+		p.abortPrecreated()
+		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
+	}
+	sb.Networked = true
+	if att.IP != nil {
+		sb.IP = att.IP.String()
+		// Rewritten in place: containers created above have the file
+		// bind-mounted already, and none of their processes has started.
+		if err := p.writeEtc(); err != nil {
+			p.abortPrecreated()
+			return err
+		}
+	}
+	if err := p.persist(); err != nil {
+		p.abortPrecreated()
+		return err
+	}
+	pc.mark("hosts_record")
 	pc.log(r.log, MsgSandboxPhases, slog.String("pod", uid))
 	return nil
 }
