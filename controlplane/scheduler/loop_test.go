@@ -105,3 +105,64 @@ func TestSchedulerBindsSpreadsAndReportsUnschedulable(t *testing.T) {
 		return err == nil && p.GetSpec().GetNodeName() == "big"
 	})
 }
+
+// The leader is killed while pods are being bound. The new leader's
+// scheduler rebuilds its accounting from the store (pods the old one bound
+// count at once), so nodes that hold exactly 10 pods each end up with
+// exactly 10 — no node overcommitted by the two leaders' work.
+func TestSchedulerAcrossLeaderChange(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Pool.AddNodeWithCapacity(ctx, fmt.Sprintf("small-%d", i), nil, map[string]string{"cpu": "8", "memory": "8Gi", "pods": "10"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 30
+	for i := 0; i < n; i++ {
+		if i == n/2 {
+			old := c.StopLeader(t)
+			t.Cleanup(func() { _ = c.StartControlNode(old) })
+		}
+		for attempt := 0; ; attempt++ {
+			_, err := client.Create(ctx, cl, testPod(fmt.Sprintf("p%02d", i), "100m"))
+			if err == nil || client.IsAlreadyExists(err) {
+				break
+			}
+			if attempt == 20 {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	testutil.WaitFor(t, 30*time.Second, "all pods bound", func() bool {
+		pods, _, err := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "default"})
+		if err != nil || len(pods) != n {
+			return false
+		}
+		for _, p := range pods {
+			if p.GetSpec().GetNodeName() == "" {
+				return false
+			}
+		}
+		return true
+	})
+	perNode := map[string]int{}
+	for _, p := range listPods(t, cl) {
+		perNode[p.GetSpec().GetNodeName()]++
+	}
+	for node, k := range perNode {
+		if k != 10 {
+			t.Fatalf("node %s holds %d pods, capacity is 10: %v", node, k, perNode)
+		}
+	}
+	// One more finds no room, with the exact reason.
+	if _, err := client.Create(ctx, cl, testPod("extra", "100m")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, "extra pod reported unschedulable", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "extra")
+		return err == nil && strings.Contains(p.GetStatus().String(), "0/3 nodes are available: 3 Too many pods.")
+	})
+}

@@ -384,7 +384,11 @@ func round(ctx context.Context, cl *client.Client, w *watcher, o options, r, off
 		case <-ctx.Done():
 			return res, fmt.Errorf("round %d: %d of %d pods bound when time ran out: %w", r+1, w.nBound.Load()-before, n, ctx.Err())
 		case <-progress.C:
-			fmt.Fprintf(os.Stderr, "  round %d: %d/%d bound after %s\n", r+1, w.nBound.Load()-before, n, time.Since(start).Round(time.Second))
+			w.mu.Lock()
+			seen := len(w.created)
+			w.mu.Unlock()
+			fmt.Fprintf(os.Stderr, "  round %d: %d/%d bound after %s (pods seen in all rounds: %d, bound: %d)\n",
+				r+1, w.nBound.Load()-before, n, time.Since(start).Round(time.Second), seen, w.nBound.Load())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
