@@ -60,9 +60,10 @@ type nftBackend struct {
 	ns    netns.NsHandle
 	conn  *nftables.Conn
 	table *nftables.Table
-	// known is what the last successful sync left in the kernel; nil forces
-	// reading the kernel back (start, periodic resync, after an error).
-	known *nftObjects
+	// synced: perSvc and refs describe the kernel (the last sync
+	// succeeded); false forces a full sync that reads the kernel back.
+	synced bool
+	rules  int // kernel objects owned, after the last sync
 	// perSvc: the objects of each service port as last programmed;
 	// refs: how many service ports use each shared object (by refKey).
 	perSvc map[string]*svcObjects
@@ -107,12 +108,13 @@ func (b *nftBackend) cleanup() error {
 	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
 		return nil // nothing there
 	}
+	b.synced = false
 	b.conn.DelTable(b.table)
 	return b.conn.Flush()
 }
 
 func (b *nftBackend) sync(ctx context.Context, want desiredState, changed map[string]bool, full bool) (syncResult, error) {
-	if full || b.known == nil || changed == nil {
+	if full || !b.synced || changed == nil {
 		return b.fullSync(want)
 	}
 	// Incremental: only the changed service ports are recomputed and
@@ -173,41 +175,12 @@ func (b *nftBackend) sync(ctx context.Context, want desiredState, changed map[st
 	}
 	n, err := b.apply(haveP, wantP)
 	if err != nil {
-		b.known = nil
+		b.synced = false
 		return syncResult{}, err
 	}
 	b.deleteStaleUDP(haveP.udpFlows, wantP.udpFlows)
-	// fold the change into the picture of the kernel
-	for name := range haveP.chains {
-		delete(b.known.chains, name)
-	}
-	for name, f := range wantP.chains {
-		b.known.chains[name] = f
-	}
-	for name := range haveP.sets {
-		delete(b.known.sets, name)
-	}
-	for name := range wantP.sets {
-		b.known.sets[name] = true
-	}
-	for set, elems := range haveP.elems {
-		for k := range elems {
-			delete(b.known.elems[set], k)
-		}
-	}
-	for set, elems := range wantP.elems {
-		for k, v := range elems {
-			b.known.elems[set][k] = v
-		}
-	}
-	for f := range haveP.udpFlows {
-		delete(b.known.udpFlows, f)
-	}
-	for f := range wantP.udpFlows {
-		b.known.udpFlows[f] = true
-	}
-	b.known.rules += wantP.rules - haveP.rules
-	return syncResult{Rules: b.known.rules, Changed: n, Recomputed: len(changed)}, nil
+	b.rules += wantP.rules - haveP.rules
+	return syncResult{Rules: b.rules, Changed: n, Recomputed: len(changed)}, nil
 }
 
 // fullSync reads the kernel back and repairs every difference.
@@ -240,23 +213,21 @@ func (b *nftBackend) fullSync(want desiredState) (syncResult, error) {
 			desired.addElem(e)
 		}
 	}
+	b.synced = false
 	if err := b.ensureBase(); err != nil {
-		b.known = nil
 		return syncResult{}, err
 	}
 	actual, err := b.readKernel()
 	if err != nil {
-		b.known = nil
 		return syncResult{}, err
 	}
-	b.known = actual
-	changed, err := b.apply(b.known, desired)
+	changed, err := b.apply(actual, desired)
 	if err != nil {
-		b.known = nil
 		return syncResult{}, err
 	}
-	b.deleteStaleUDP(b.known.udpFlows, desired.udpFlows)
-	b.known = desired
+	// (conntrack entries of flows to endpoints removed while no proxy ran
+	// are not known; UDP clients move on when those entries time out)
+	b.synced, b.rules = true, desired.rules
 	return syncResult{Rules: desired.rules, Changed: changed, Recomputed: len(want)}, nil
 }
 
