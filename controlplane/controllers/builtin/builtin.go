@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
+	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
@@ -31,6 +32,7 @@ func Register(r *controllers.Registry) {
 	r.Register("statefulset", statefulset.NewLoop)
 	r.Register("job", job.NewLoop)
 	r.Register("cronjob", cronjob.NewLoop)
+	r.Register("hpa", hpa.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

@@ -1,0 +1,11 @@
+// Package hpa is the HorizontalPodAutoscaler controller for CPU
+// utilisation: it reads the CPU usage agents report in each pod's
+// status.metrics, relates it to the pods' CPU requests, and sets the
+// target's (Deployment, ReplicaSet, StatefulSet, ReplicationController)
+// spec.replicas to ceil(current × utilisation / target), within
+// minReplicas..maxReplicas, ignoring changes within a 10% tolerance, and
+// scaling down no lower than the highest recommendation of the
+// stabilization window (behavior.scaleDown, 300 s by default). With no
+// metrics it sets ScalingActive=False (FailedGetResourceMetric) and leaves
+// the target alone. Every write carries the resourceVersion it read.
+package hpa
