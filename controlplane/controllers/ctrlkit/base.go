@@ -256,7 +256,7 @@ func (b *Base) work(ctx context.Context) {
 		case err == nil:
 			b.Queue.Forget(key)
 		default:
-			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) {
+			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) || errors.Is(err, ErrOwnerGone) {
 				b.Log.Debug("sync raced, retrying", "key", key, "err", err)
 			} else {
 				b.Log.Warn("sync failed, retrying", "key", key, "err", err)

@@ -3,6 +3,7 @@ package ctrlkit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -272,4 +273,29 @@ func Pods(cache *Cache, ns string) []*apiv1.Pod {
 		}
 	}
 	return out
+}
+
+// ErrOwnerGone: an owner is gone or being deleted, so it must not adopt.
+var ErrOwnerGone = errors.New("owner is gone or being deleted")
+
+// RecheckOwner reads owner afresh (linearizable) before an adoption: a
+// cached owner may already be deleted, and adopting for it would hand the
+// orphan to the garbage collector.
+func RecheckOwner(ctx context.Context, c *client.Client, owner client.Object) error {
+	md := owner.GetMetadata()
+	env, err := c.API().Get(ctx, &apiv1.GetRequest{Kind: client.KindOf(owner), Namespace: md.GetNamespace(), Name: md.GetName()})
+	if client.IsNotFound(err) {
+		return fmt.Errorf("%s %s: %w", client.KindOf(owner), md.GetName(), ErrOwnerGone)
+	}
+	if err != nil {
+		return err
+	}
+	cur, err := client.Unpack(env)
+	if err != nil {
+		return err
+	}
+	if cur.GetMetadata().GetUid() != md.GetUid() || cur.GetMetadata().GetDeletionTimestamp() != "" {
+		return fmt.Errorf("%s %s: %w", client.KindOf(owner), md.GetName(), ErrOwnerGone)
+	}
+	return nil
 }

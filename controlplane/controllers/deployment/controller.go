@@ -140,6 +140,7 @@ func (c *Controller) claim(ctx context.Context, d *apiv1.Deployment) ([]*apiv1.R
 	md := d.GetMetadata()
 	var out []*apiv1.ReplicaSet
 	var errs []error
+	rechecked := false
 	for _, rs := range c.replicaSets(md.GetNamespace()) {
 		rmd := rs.GetMetadata()
 		matches := kinds.SelectorMatches(d.GetSpec().GetSelector(), rmd.GetLabels())
@@ -160,6 +161,12 @@ func (c *Controller) claim(ctx context.Context, d *apiv1.Deployment) ([]*apiv1.R
 				errs = append(errs, fmt.Errorf("release replicaset %s: %w", rmd.GetName(), err))
 			}
 		case ref == nil && matches && md.GetDeletionTimestamp() == "" && rmd.GetDeletionTimestamp() == "":
+			if !rechecked {
+				if err := ctrlkit.RecheckOwner(ctx, c.Client(), d); err != nil {
+					return out, errors.Join(append(errs, err)...)
+				}
+				rechecked = true
+			}
 			refs := append(append([]*apiv1.OwnerReference{}, rmd.GetOwnerReferences()...), ctrlkit.ControllerRef(d, "apps/v1"))
 			if err := ctrlkit.SetOwnerRefs(ctx, c.Client(), c.sets, rs, refs); err != nil {
 				if !client.IsNotFound(err) {

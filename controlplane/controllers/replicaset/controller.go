@@ -111,6 +111,7 @@ func (c *Controller) claim(ctx context.Context, owner client.Object, pods []*api
 	md := owner.GetMetadata()
 	var out []*apiv1.Pod
 	var errs []error
+	rechecked := false
 	for _, p := range pods {
 		pmd := p.GetMetadata()
 		matches := c.a.matches(owner, pmd.GetLabels())
@@ -134,6 +135,12 @@ func (c *Controller) claim(ctx context.Context, owner client.Object, pods []*api
 				errs = append(errs, fmt.Errorf("release pod %s: %w", pmd.GetName(), err))
 			}
 		case ref == nil && matches && md.GetDeletionTimestamp() == "" && ctrlkit.IsPodActive(p):
+			if !rechecked {
+				if err := ctrlkit.RecheckOwner(ctx, c.Client(), owner); err != nil {
+					return out, errors.Join(append(errs, err)...)
+				}
+				rechecked = true
+			}
 			refs := append(append([]*apiv1.OwnerReference{}, pmd.GetOwnerReferences()...), ctrlkit.ControllerRef(owner, c.a.apiVersion))
 			if err := ctrlkit.SetOwnerRefs(ctx, c.Client(), c.pods, p, refs); err != nil {
 				if !client.IsNotFound(err) {
