@@ -1,6 +1,7 @@
 package replicaset_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +138,46 @@ func TestReplicationControllerExample(t *testing.T) {
 	if n := len(e.Pods("default", "name=static-site")); n != 6 {
 		t.Fatalf("%d pods exist, want exactly 6 (no over-creation)", n)
 	}
+}
+
+// TestReplicaSetUnderQuota: a ResourceQuota of 2 pods stops the third
+// create; the ReplicaSet says why (ReplicaFailure) and the quota's status
+// counts the 2; raising the quota lets the third pod in and clears it.
+func TestReplicaSetUnderQuota(t *testing.T) {
+	e := ctrltest.Start(t)
+	e.StartKubelet()
+	ctx := e.Ctx(60 * time.Second)
+	q := &apiv1.ResourceQuota{Metadata: &apiv1.ObjectMeta{Name: "pods", Namespace: "default"},
+		Spec: &apiv1.ResourceQuotaSpec{Hard: map[string]string{"pods": "2"}}}
+	if _, err := client.Create(ctx, e.Client, q); err != nil {
+		t.Fatal(err)
+	}
+	e.Run(replicaset.NewReplicaSet(cfg(e)))
+	if _, err := client.Create(ctx, e.Client, newRS("web", 3)); err != nil {
+		t.Fatal(err)
+	}
+	failure := func() *apiv1.ReplicaCondition {
+		cur, err := client.Get[*apiv1.ReplicaSet](ctx, e.Client, "default", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cur.GetStatus().GetConditions() {
+			if c.GetType() == "ReplicaFailure" {
+				return c
+			}
+		}
+		return nil
+	}
+	testutil.WaitFor(t, 20*time.Second, "ReplicaFailure naming the quota, 2 pods, quota used 2", func() bool {
+		c := failure()
+		cur, err := client.Get[*apiv1.ResourceQuota](ctx, e.Client, "default", "pods")
+		return c != nil && strings.Contains(c.GetMessage(), "quota") && len(e.ActivePods("default", "app=web")) == 2 &&
+			err == nil && cur.GetStatus().GetUsed()["pods"] == "2"
+	})
+	if _, err := client.Patch[*apiv1.ResourceQuota](ctx, e.Client, "default", "pods", []byte(`{"spec":{"hard":{"pods":"5"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "third pod once the quota allows, condition cleared", func() bool {
+		return len(e.ActivePods("default", "app=web")) == 3 && failure() == nil
+	})
 }
