@@ -254,11 +254,16 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 					return
 				}
 				owner := fmt.Sprintf("backlog-rs%d", i/o.perOwner)
+				uid, err := benchOwners.uid(ctx, cl, owner)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
 				spec := podTemplate()
 				spec.SchedulerName = name
-				p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: fmt.Sprintf("%s-%d", owner, i), Namespace: "bench",
+				p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: fmt.Sprintf("%s-%d", owner, i), Namespace: "bench", Labels: map[string]string{"app": owner},
 					OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "apps/v1", Kind: "ReplicaSet", Name: owner,
-						Uid: "bench-" + owner, Controller: proto.Bool(true)}}}, Spec: spec}
+						Uid: uid, Controller: proto.Bool(true)}}}, Spec: spec}
 				if _, err := client.Create(ctx, cl, p); err != nil && !client.IsAlreadyExists(err) {
 					firstErr.CompareAndSwap(nil, fmt.Errorf("create backlog pod: %w", err))
 					return
@@ -289,12 +294,27 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 	done := make(chan error, 1)
 	start = time.Now()
 	go func() { done <- sched.Run(sctx) }()
+	lastProgress, lastCount := time.Now(), int64(-1)
 	for w.nBound.Load()-before < int64(o.backlog) {
 		select {
 		case <-ctx.Done():
 			cancel()
 			return fmt.Errorf("backlog: %d of %d bound: %w", w.nBound.Load()-before, o.backlog, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+		if n := w.nBound.Load(); n != lastCount {
+			lastProgress, lastCount = time.Now(), n
+		} else if time.Since(lastProgress) > 30*time.Second {
+			cancel()
+			pods, _, err := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "bench"})
+			unbound := 0
+			for _, p := range pods {
+				if p.GetSpec().GetNodeName() == "" {
+					unbound++
+				}
+			}
+			return fmt.Errorf("backlog stalled at %d/%d bound as the watch saw it; a fresh List shows %d pods, %d unbound (err %v)",
+				n-before, o.backlog, len(pods), unbound, err)
 		}
 	}
 	secs := time.Since(start).Seconds()
@@ -303,6 +323,34 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 	fmt.Printf("backlog: %d pods bound in %.1f s from scheduler start (informer sync included): %.0f binds/s\n", o.backlog, secs, float64(o.backlog)/secs)
 	return nil
 }
+
+// owners are real ReplicaSet objects (replicas 0; no ReplicaSet
+// controller runs in direct mode) that directly created pods point at: a
+// dangling ownerReference would let the API's garbage collector delete
+// the pods as orphans.
+type owners struct {
+	mu   sync.Mutex
+	uids map[string]string
+}
+
+func (ow *owners) uid(ctx context.Context, cl *client.Client, name string) (string, error) {
+	ow.mu.Lock()
+	defer ow.mu.Unlock()
+	if u, ok := ow.uids[name]; ok {
+		return u, nil
+	}
+	rs := &apiv1.ReplicaSet{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench"}, Spec: &apiv1.ReplicaSetSpec{
+		Replicas: proto.Int32(0), Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+		Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": name}}, Spec: podTemplate()}}}
+	out, err := client.Create(ctx, cl, rs)
+	if err != nil {
+		return "", fmt.Errorf("create owner %s: %w", name, err)
+	}
+	ow.uids[name] = out.GetMetadata().GetUid()
+	return ow.uids[name], nil
+}
+
+var benchOwners = &owners{uids: map[string]string{}}
 
 type result struct {
 	createSecs, boundSecs, rate, p50, p99, max float64
@@ -347,9 +395,14 @@ func round(ctx context.Context, cl *client.Client, w *watcher, o options, r, off
 					}
 					owner := fmt.Sprintf("r%d-rs%d", r, i/o.perOwner)
 					name := fmt.Sprintf("%s-%d", owner, i)
+					uid, err := benchOwners.uid(ctx, cl, owner)
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
 					p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench", Labels: map[string]string{"app": owner},
 						OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "apps/v1", Kind: "ReplicaSet", Name: owner,
-							Uid: "bench-" + owner, Controller: proto.Bool(true)}}}, Spec: podTemplate()}
+							Uid: uid, Controller: proto.Bool(true)}}}, Spec: podTemplate()}
 					t0 := time.Now()
 					w.mu.Lock()
 					w.created["bench/"+name] = t0
