@@ -38,7 +38,7 @@ func New(cfg ctrlkit.Config) *Controller {
 			c.EnqueueKey(md.GetNamespace() + "/" + ref.GetName())
 		}
 	}
-	c.jobs = c.Watch("Job", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }})
+	c.jobs = c.Watch("Job", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -64,12 +64,8 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	cj := obj.(*apiv1.CronJob)
 	var active, succeeded, failed []*apiv1.Job
-	for _, o := range c.jobs.List() {
+	for _, o := range c.jobs.ByIndex(ctrlkit.OwnerKey(cj.GetMetadata().GetUid())) {
 		j := o.(*apiv1.Job)
-		ref := ctrlkit.ControllerOf(j.GetMetadata())
-		if j.GetMetadata().GetNamespace() != ns || ref == nil || ref.GetUid() != cj.GetMetadata().GetUid() {
-			continue
-		}
 		switch _, cond := job.Finished(j); cond {
 		case job.CondComplete:
 			succeeded = append(succeeded, j)

@@ -115,6 +115,9 @@ type Cache struct {
 	kind             string
 	handler          client.EventHandler
 	wrote            atomic.Int64
+	indexFn          IndexFunc
+	idx              *index // new per Run, like the informer
+	rel              *releases
 }
 
 // Kind is the cached kind.
@@ -195,7 +198,14 @@ func (b *Base) Run(ctx context.Context) error {
 	defer b.Queue.ShutDown()
 	for _, c := range b.caches {
 		c.wrote.Store(0)
-		c.Informer = client.NewInformer(b.cfg.Client, c.kind, client.ListOptions{}, c.handler)
+		c.rel = &releases{}
+		h := c.rel.wrap(c.handler)
+		c.idx = nil
+		if c.indexFn != nil {
+			c.idx = newIndex(c.indexFn)
+			h = c.idx.wrap(h)
+		}
+		c.Informer = client.NewInformer(b.cfg.Client, c.kind, client.ListOptions{}, h)
 	}
 	for _, c := range b.caches {
 		wg.Add(1)

@@ -264,6 +264,23 @@ func SetOwnerRefs(ctx context.Context, c *client.Client, cache *Cache, obj clien
 	return nil
 }
 
+// OwnedPods returns copies of the cached pods that uid controls, plus,
+// with orphansOf set, the pods of that namespace without a controller (an
+// owner may adopt them). The cache must be Indexed(ByOwner).
+func OwnedPods(cache *Cache, uid, orphansOf string) []*apiv1.Pod {
+	objs := cache.ByIndex(OwnerKey(uid))
+	if orphansOf != "" {
+		objs = append(objs, cache.ByIndex(OrphanKey(orphansOf))...)
+	}
+	out := make([]*apiv1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p, ok := o.(*apiv1.Pod); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Pods returns the cached pods of namespace ns (copies).
 func Pods(cache *Cache, ns string) []*apiv1.Pod {
 	var out []*apiv1.Pod
@@ -277,6 +294,34 @@ func Pods(cache *Cache, ns string) []*apiv1.Pod {
 
 // ErrOwnerGone: an owner is gone or being deleted, so it must not adopt.
 var ErrOwnerGone = errors.New("owner is gone or being deleted")
+
+// UndoAdoptions releases objects adopted for owner if owner turned out to
+// be gone after all: the API server orphans dependents before it removes
+// the owner, so an adoption can slip in between; without this, the
+// garbage collector would delete the orphans for the vanished owner.
+func UndoAdoptions(ctx context.Context, c *client.Client, cache *Cache, owner client.Object, adopted []client.Object) {
+	if len(adopted) == 0 || !errors.Is(RecheckOwner(ctx, c, owner), ErrOwnerGone) {
+		return
+	}
+	uid := owner.GetMetadata().GetUid()
+	for _, o := range adopted {
+		env, err := c.API().Get(ctx, &apiv1.GetRequest{Kind: client.KindOf(o), Namespace: o.GetMetadata().GetNamespace(), Name: o.GetMetadata().GetName()})
+		if err != nil {
+			continue
+		}
+		cur, err := client.Unpack(env)
+		if err != nil {
+			continue
+		}
+		var keep []*apiv1.OwnerReference
+		for _, r := range cur.GetMetadata().GetOwnerReferences() {
+			if r.GetUid() != uid {
+				keep = append(keep, r)
+			}
+		}
+		_ = SetOwnerRefs(ctx, c, cache, cur, keep) // best effort: a conflict means someone else changed it
+	}
+}
 
 // RecheckOwner reads owner afresh (linearizable) before an adoption: a
 // cached owner may already be deleted, and adopting for it would hand the

@@ -49,7 +49,7 @@ func New(cfg ctrlkit.Config) *Controller {
 			c.EnqueueKey(md.GetNamespace() + "/" + ref.GetName())
 		}
 	}
-	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }})
+	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -155,10 +155,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	ds := obj.(*apiv1.DaemonSet)
 	hash := deployment.TemplateHash(ds.GetSpec().GetTemplate(), ds.GetStatus().GetCollisionCount())
 	byNode := map[string][]*apiv1.Pod{}
-	for _, p := range ctrlkit.Pods(c.pods, ns) {
-		if ref := ctrlkit.ControllerOf(p.GetMetadata()); ref == nil || ref.GetUid() != ds.GetMetadata().GetUid() {
-			continue
-		}
+	for _, p := range ctrlkit.OwnedPods(c.pods, ds.GetMetadata().GetUid(), "") {
 		byNode[p.GetSpec().GetNodeName()] = append(byNode[p.GetSpec().GetNodeName()], p)
 	}
 	nodes := map[string]*apiv1.Node{}

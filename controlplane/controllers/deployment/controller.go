@@ -34,7 +34,7 @@ func New(cfg ctrlkit.Config) *Controller {
 		OnAdd:    func(o client.Object) { c.setChanged(o) },
 		OnUpdate: func(old, o client.Object) { c.setChanged(old); c.setChanged(o) },
 		OnDelete: func(o client.Object) { c.setChanged(o) },
-	})
+	}).Indexed(ctrlkit.ByOwner)
 	// Pods matter only to Recreate, which waits for the old pods to go.
 	c.pods = c.Watch("Pod", client.EventHandler{
 		OnUpdate: func(_, o client.Object) {
@@ -43,7 +43,7 @@ func New(cfg ctrlkit.Config) *Controller {
 			}
 		},
 		OnDelete: func(o client.Object) { c.podGone(o) },
-	})
+	}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -74,12 +74,13 @@ func (c *Controller) podGone(o client.Object) {
 	}
 }
 
-func (c *Controller) replicaSets(ns string) []*apiv1.ReplicaSet {
-	var out []*apiv1.ReplicaSet
-	for _, o := range c.sets.List() {
-		if o.GetMetadata().GetNamespace() == ns {
-			out = append(out, o.(*apiv1.ReplicaSet))
-		}
+// replicaSets are the cached ReplicaSets d controls and the namespace's
+// ReplicaSets without a controller.
+func (c *Controller) replicaSets(d *apiv1.Deployment) []*apiv1.ReplicaSet {
+	objs := append(c.sets.ByIndex(ctrlkit.OwnerKey(d.GetMetadata().GetUid())), c.sets.ByIndex(ctrlkit.OrphanKey(d.GetMetadata().GetNamespace()))...)
+	out := make([]*apiv1.ReplicaSet, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*apiv1.ReplicaSet))
 	}
 	return out
 }
@@ -141,7 +142,9 @@ func (c *Controller) claim(ctx context.Context, d *apiv1.Deployment) ([]*apiv1.R
 	var out []*apiv1.ReplicaSet
 	var errs []error
 	rechecked := false
-	for _, rs := range c.replicaSets(md.GetNamespace()) {
+	var adopted []client.Object
+	defer func() { ctrlkit.UndoAdoptions(ctx, c.Client(), c.sets, d, adopted) }()
+	for _, rs := range c.replicaSets(d) {
 		rmd := rs.GetMetadata()
 		matches := kinds.SelectorMatches(d.GetSpec().GetSelector(), rmd.GetLabels())
 		ref := ctrlkit.ControllerOf(rmd)
@@ -160,7 +163,7 @@ func (c *Controller) claim(ctx context.Context, d *apiv1.Deployment) ([]*apiv1.R
 			if err := ctrlkit.SetOwnerRefs(ctx, c.Client(), c.sets, rs, keep); err != nil && !client.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("release replicaset %s: %w", rmd.GetName(), err))
 			}
-		case ref == nil && matches && md.GetDeletionTimestamp() == "" && rmd.GetDeletionTimestamp() == "":
+		case ref == nil && matches && md.GetDeletionTimestamp() == "" && rmd.GetDeletionTimestamp() == "" && !c.sets.ReleasedFrom(rs, md.GetUid()):
 			if !rechecked {
 				if err := ctrlkit.RecheckOwner(ctx, c.Client(), d); err != nil {
 					return out, errors.Join(append(errs, err)...)
@@ -174,6 +177,7 @@ func (c *Controller) claim(ctx context.Context, d *apiv1.Deployment) ([]*apiv1.R
 				}
 				continue
 			}
+			adopted = append(adopted, rs)
 			out = append(out, rs)
 		}
 	}

@@ -131,17 +131,11 @@ func (r *rollout) recreate(ctx context.Context) error {
 
 // oldPodsLeft: pods of old ReplicaSets that have not finished or gone.
 func (r *rollout) oldPodsLeft() bool {
-	old := map[string]bool{}
 	for _, rs := range r.olds {
-		old[rs.GetMetadata().GetUid()] = true
-	}
-	for _, p := range ctrlkit.Pods(r.c.pods, r.d.GetMetadata().GetNamespace()) {
-		ref := ctrlkit.ControllerOf(p.GetMetadata())
-		if ref == nil || !old[ref.GetUid()] {
-			continue
-		}
-		if ph := p.GetStatus().GetPhase(); ph != ctrlkit.PodSucceeded && ph != ctrlkit.PodFailed {
-			return true
+		for _, p := range ctrlkit.OwnedPods(r.c.pods, rs.GetMetadata().GetUid(), "") {
+			if ph := p.GetStatus().GetPhase(); ph != ctrlkit.PodSucceeded && ph != ctrlkit.PodFailed {
+				return true
+			}
 		}
 	}
 	return false

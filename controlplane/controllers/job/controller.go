@@ -49,7 +49,7 @@ func New(cfg ctrlkit.Config) *Controller {
 			c.EnqueueKey(md.GetNamespace() + "/" + ref.GetName())
 		}
 	}
-	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }})
+	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -75,12 +75,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	j := obj.(*apiv1.Job)
 	var active, succeeded, failed []*apiv1.Pod
-	taken := map[string]bool{}
-	for _, p := range ctrlkit.Pods(c.pods, ns) {
-		taken[p.GetMetadata().GetName()] = true
-		if ref := ctrlkit.ControllerOf(p.GetMetadata()); ref == nil || ref.GetUid() != j.GetMetadata().GetUid() {
-			continue
-		}
+	for _, p := range ctrlkit.OwnedPods(c.pods, j.GetMetadata().GetUid(), "") {
 		switch p.GetStatus().GetPhase() {
 		case ctrlkit.PodSucceeded:
 			succeeded = append(succeeded, p)
@@ -143,7 +138,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 					want = 0 // one success: let the rest finish, start no more
 				}
 				if n := int(want) - len(active); n > 0 {
-					errs = append(errs, c.create(ctx, j, n, taken))
+					errs = append(errs, c.create(ctx, j, n))
 				} else if n < 0 {
 					ctrlkit.DeletionOrder(active)
 					errs = append(errs, c.deleteAll(ctx, active[:-n]))
@@ -209,9 +204,12 @@ func setCondition(st *apiv1.JobStatus, typ, status, reason, msg, ts string) {
 		LastProbeTime: ts, LastTransitionTime: ts})
 }
 
-func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int, taken map[string]bool) error {
+func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 	md := j.GetMetadata()
-	names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool { return taken[name] })
+	names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool {
+		_, taken := c.pods.Get(md.GetNamespace(), name)
+		return taken
+	})
 	tmpl := proto.Clone(j.GetSpec().GetTemplate()).(*apiv1.PodTemplateSpec)
 	if tmpl.Metadata == nil {
 		tmpl.Metadata = &apiv1.ObjectMeta{}

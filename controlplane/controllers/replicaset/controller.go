@@ -46,7 +46,7 @@ func newController(cfg ctrlkit.Config, a adapter) *Controller {
 		OnAdd:    func(o client.Object) { c.podChanged(nil, o) },
 		OnUpdate: func(old, o client.Object) { c.podChanged(old, o) },
 		OnDelete: func(o client.Object) { c.podChanged(nil, o) },
-	})
+	}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -80,7 +80,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil // deleted: the API server's garbage collection removes its pods
 	}
 	md := owner.GetMetadata()
-	pods, err := c.claim(ctx, owner, ctrlkit.Pods(c.pods, ns))
+	pods, err := c.claim(ctx, owner, ctrlkit.OwnedPods(c.pods, md.GetUid(), ns))
 	if err != nil {
 		return err
 	}
@@ -112,6 +112,8 @@ func (c *Controller) claim(ctx context.Context, owner client.Object, pods []*api
 	var out []*apiv1.Pod
 	var errs []error
 	rechecked := false
+	var adopted []client.Object
+	defer func() { ctrlkit.UndoAdoptions(ctx, c.Client(), c.pods, owner, adopted) }()
 	for _, p := range pods {
 		pmd := p.GetMetadata()
 		matches := c.a.matches(owner, pmd.GetLabels())
@@ -134,7 +136,7 @@ func (c *Controller) claim(ctx context.Context, owner client.Object, pods []*api
 			if err := ctrlkit.SetOwnerRefs(ctx, c.Client(), c.pods, p, keep); err != nil && !client.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("release pod %s: %w", pmd.GetName(), err))
 			}
-		case ref == nil && matches && md.GetDeletionTimestamp() == "" && ctrlkit.IsPodActive(p):
+		case ref == nil && matches && md.GetDeletionTimestamp() == "" && ctrlkit.IsPodActive(p) && !c.pods.ReleasedFrom(p, md.GetUid()):
 			if !rechecked {
 				if err := ctrlkit.RecheckOwner(ctx, c.Client(), owner); err != nil {
 					return out, errors.Join(append(errs, err)...)
@@ -148,6 +150,7 @@ func (c *Controller) claim(ctx context.Context, owner client.Object, pods []*api
 				}
 				continue
 			}
+			adopted = append(adopted, p)
 			out = append(out, p)
 		}
 	}

@@ -42,7 +42,7 @@ func New(cfg ctrlkit.Config) *Controller {
 			c.EnqueueKey(md.GetNamespace() + "/" + ref.GetName())
 		}
 	}
-	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }})
+	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }}).Indexed(ctrlkit.ByOwner)
 	return c
 }
 
@@ -83,11 +83,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	set := obj.(*apiv1.StatefulSet)
 	rev := name + "-" + deployment.TemplateHash(set.GetSpec().GetTemplate(), set.GetStatus().GetCollisionCount())
 	pods := map[int]*apiv1.Pod{}
-	for _, p := range ctrlkit.Pods(c.pods, ns) {
-		ref := ctrlkit.ControllerOf(p.GetMetadata())
-		if ref == nil || ref.GetUid() != set.GetMetadata().GetUid() {
-			continue
-		}
+	for _, p := range ctrlkit.OwnedPods(c.pods, set.GetMetadata().GetUid(), "") {
 		if ord := Ordinal(name, p.GetMetadata().GetName()); ord >= 0 {
 			pods[ord] = p
 		}
