@@ -6,6 +6,11 @@
 // availability, owner references, deletion order, pods from templates with
 // deterministic names).
 //
+// Caches can keep an owner index (ByOwner) so a sync reads its own pods
+// rather than copying every pod, and remember objects just released by an
+// owner so that owner does not adopt them straight back (the Orphan
+// deletion race with the API server's garbage collector).
+//
 // Deterministic pod names matter for leader changes: a deposed leader's
 // late create of "the next pod" collides with the new leader's create of
 // the same name (AlreadyExists) instead of adding a pod; updates and
