@@ -226,7 +226,7 @@ func (s *Store) TransferLeadership() error {
 	if !s.IsLeader() {
 		return ErrNotLeader
 	}
-	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+	if err := s.await(s.raft.LeadershipTransfer(), s.cfg.ApplyTimeout); err != nil {
 		return fmt.Errorf("leadership transfer: %w", mapRaftErr(err))
 	}
 	return nil

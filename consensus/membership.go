@@ -20,7 +20,7 @@ const statusTimeout = 500 * time.Millisecond
 // every member for its applied and commit index and last leader contact.
 func (s *Store) Members(ctx context.Context) ([]*storepb.Member, error) {
 	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := s.await(f, s.cfg.ApplyTimeout); err != nil {
 		return nil, fmt.Errorf("raft configuration: %w", err)
 	}
 	_, leaderID := s.raft.LeaderWithID()
@@ -97,7 +97,7 @@ func (s *Store) AddMember(ctx context.Context, id, addr string, nonvoter bool) (
 		})
 	}
 	cf := s.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
+	if err := s.await(cf, s.cfg.ApplyTimeout); err != nil {
 		return nil, err
 	}
 	voters := 0
@@ -119,7 +119,7 @@ func (s *Store) AddMember(ctx context.Context, id, addr string, nonvoter bool) (
 	} else {
 		f = s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), cf.Index(), s.cfg.ApplyTimeout)
 	}
-	if err := f.Error(); err != nil {
+	if err := s.await(f, s.cfg.ApplyTimeout); err != nil {
 		return nil, fmt.Errorf("member add %s: %w", id, mapRaftErr(err))
 	}
 	s.log.Info("member added", "id", id, "address", addr, "voter", asVoter)
@@ -140,7 +140,7 @@ func (s *Store) RemoveMember(ctx context.Context, id string) error {
 	if _, err := s.memberByID(ctx, id); err != nil {
 		return err
 	}
-	if err := s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+	if err := s.await(s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout), s.cfg.ApplyTimeout); err != nil {
 		return fmt.Errorf("member remove %s: %w", id, mapRaftErr(err))
 	}
 	s.log.Info("member removed", "id", id)
@@ -211,7 +211,7 @@ func (s *Store) reconcileVoters(ctx context.Context) error {
 		if !m.Healthy {
 			continue
 		}
-		if err := s.raft.AddVoter(raft.ServerID(m.Id), raft.ServerAddress(m.Address), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		if err := s.await(s.raft.AddVoter(raft.ServerID(m.Id), raft.ServerAddress(m.Address), 0, s.cfg.ApplyTimeout), s.cfg.ApplyTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("promote %s: %w", m.Id, err))
 			continue
 		}
@@ -228,7 +228,7 @@ func (s *Store) reconcileVoters(ctx context.Context) error {
 		if m.Id == s.cfg.ID {
 			continue
 		}
-		if err := s.raft.DemoteVoter(raft.ServerID(m.Id), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		if err := s.await(s.raft.DemoteVoter(raft.ServerID(m.Id), 0, s.cfg.ApplyTimeout), s.cfg.ApplyTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("demote %s: %w", m.Id, err))
 			continue
 		}

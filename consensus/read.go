@@ -157,7 +157,7 @@ func (s *Store) leaderReadIndex() (uint64, error) {
 		return 0, err
 	}
 	idx := s.raft.CommitIndex()
-	if err := s.raft.VerifyLeader().Error(); err != nil {
+	if err := s.await(s.raft.VerifyLeader(), s.cfg.ElectionTimeout*4); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
 	}
 	return idx, nil

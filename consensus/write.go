@@ -126,7 +126,7 @@ func (s *Store) applyLocal(ctx context.Context, data []byte) (*storepb.CommandRe
 	}
 	start := time.Now()
 	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	if err := s.await(f, timeout); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, 0, fmt.Errorf("%w: %w", errRetryable, err)
