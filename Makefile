@@ -10,6 +10,7 @@ APT_PKGS  := protobuf-compiler busybox-static containernetworking-plugins nftabl
              etcd-server etcd-client runc libseccomp-dev docker-registry
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
@@ -38,6 +39,7 @@ deps:
 	  else echo "not root: cannot install$$missing (tests needing them will skip and say so)"; fi; \
 	fi
 	$(GO) mod download
+	@test -x $(GOBIN)/grpcurl || $(GO) install $(GRPCURL)
 
 tools:
 	$(GO) install $(PROTOC_GEN_GO)
