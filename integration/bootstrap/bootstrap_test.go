@@ -278,14 +278,21 @@ spec:
 		defer cl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// Get, change, update — retried on a conflict, as every client does:
+		// the node lifecycle controller rewrites a silent worker's Node
+		// (taints, Ready=Unknown) between our read and our write.
 		setReady := func(name string) error {
-			n, err := client.Get[*apiv1.Node](ctx, cl, "", name)
-			if err != nil {
-				return err
+			for {
+				n, err := client.Get[*apiv1.Node](ctx, cl, "", name)
+				if err != nil {
+					return err
+				}
+				n.Status = &apiv1.NodeStatus{Conditions: []*apiv1.NodeCondition{{Type: "Ready", Status: "True"}}}
+				_, err = client.UpdateStatus(ctx, cl, n)
+				if !client.IsConflict(err) || ctx.Err() != nil {
+					return err
+				}
 			}
-			n.Status = &apiv1.NodeStatus{Conditions: []*apiv1.NodeCondition{{Type: "Ready", Status: "True"}}}
-			_, err = client.UpdateStatus(ctx, cl, n)
-			return err
 		}
 		if err := setReady("w1"); err != nil {
 			t.Fatalf("w1 updating its own Node status: %v", err)
