@@ -31,19 +31,9 @@ type adminClient struct {
 }
 
 func (o *options) admin() (*adminClient, error) {
-	path := o.configPath
-	if path == "" {
-		path = client.DefaultConfigPath()
-	}
-	cfg, err := client.LoadConfig(path)
+	cfg, err := o.loadConfig()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no client config at %s: pass --config, set $%s, or create a cluster with `ctl init`", path, client.ConfigEnv)
-		}
 		return nil, err
-	}
-	if len(o.servers) > 0 {
-		cfg.Servers = o.servers
 	}
 	tc, err := cfg.TLS()
 	if err != nil {
@@ -60,6 +50,19 @@ func (o *options) admin() (*adminClient, error) {
 		a.conns = append(a.conns, conn)
 	}
 	return a, nil
+}
+
+// adminCall dials the admin service, gives the call the request deadline
+// and runs it against each control node until one is not Unavailable.
+func (o *options) adminCall(cmd *cobra.Command, call func(ctx context.Context, c adminv1.AdminClient) error) error {
+	a, err := o.admin()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := o.ctx(cmd.Context())
+	defer cancel()
+	return a.do(func(c adminv1.AdminClient) error { return call(ctx, c) })
 }
 
 func (a *adminClient) Close() {
@@ -133,15 +136,8 @@ func (o *options) tokenCmd() *cobra.Command {
 		Short: "List join tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := o.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ctx, cancel := o.ctx(cmd.Context())
-			defer cancel()
 			var resp *adminv1.ListTokensResponse
-			if err := a.do(func(c adminv1.AdminClient) (err error) {
+			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
 				resp, err = c.ListTokens(ctx, &adminv1.ListTokensRequest{})
 				return err
 			}); err != nil {
@@ -160,14 +156,7 @@ func (o *options) tokenCmd() *cobra.Command {
 		Short: "Revoke a join token: joins with it are refused from now on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := o.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ctx, cancel := o.ctx(cmd.Context())
-			defer cancel()
-			if err := a.do(func(c adminv1.AdminClient) error {
+			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
 				_, err := c.RevokeToken(ctx, &adminv1.RevokeTokenRequest{Id: args[0]})
 				return err
 			}); err != nil {
@@ -187,15 +176,8 @@ func (o *options) membersCmd() *cobra.Command {
 		Short: "List the control nodes: address, voter or not, leader, health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := o.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ctx, cancel := o.ctx(cmd.Context())
-			defer cancel()
 			var resp *adminv1.ListMembersResponse
-			if err := a.do(func(c adminv1.AdminClient) (err error) {
+			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
 				resp, err = c.ListMembers(ctx, &adminv1.ListMembersRequest{})
 				return err
 			}); err != nil {
@@ -236,14 +218,7 @@ func (o *options) memberCmd() *cobra.Command {
 		Short: "Remove a control node from the store's membership (stop it first)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := o.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ctx, cancel := o.ctx(cmd.Context())
-			defer cancel()
-			if err := a.do(func(c adminv1.AdminClient) error {
+			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
 				_, err := c.RemoveMember(ctx, &adminv1.RemoveMemberRequest{Id: args[0]})
 				return err
 			}); err != nil {
@@ -421,15 +396,8 @@ func (o *options) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := o.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ctx, cancel := o.ctx(cmd.Context())
-			defer cancel()
 			var resp *adminv1.CreateUserResponse
-			if err := a.do(func(c adminv1.AdminClient) (err error) {
+			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) (err error) {
 				resp, err = c.CreateUser(ctx, &adminv1.CreateUserRequest{Name: args[0], Role: role, CsrPem: csr, TtlSeconds: int64(ttl / time.Second)})
 				return err
 			}); err != nil {
@@ -441,7 +409,11 @@ func (o *options) userCmd() *cobra.Command {
 			}
 			servers := resp.ApiAddresses
 			if len(servers) == 0 {
-				servers = a.servers
+				cfg, err := o.loadConfig()
+				if err != nil {
+					return err
+				}
+				servers = cfg.Servers
 			}
 			cc := &client.Config{Servers: servers, CertificateAuthorityData: b64(resp.CaBundlePem),
 				ClientCertificateData: b64(resp.CertificatePem), ClientKeyData: b64(keyPEM)}

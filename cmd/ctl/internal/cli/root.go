@@ -95,8 +95,9 @@ func NewRootCommand(s Streams) *cobra.Command {
 	return root
 }
 
-// connect builds a client from the config file and flags.
-func (o *options) connect() (*client.Client, error) {
+// loadConfig reads the client config file, with --server overriding its
+// servers.
+func (o *options) loadConfig() (*client.Config, error) {
 	path := o.configPath
 	if path == "" {
 		path = client.DefaultConfigPath()
@@ -110,6 +111,15 @@ func (o *options) connect() (*client.Client, error) {
 	}
 	if len(o.servers) > 0 {
 		cfg.Servers = o.servers
+	}
+	return cfg, nil
+}
+
+// connect builds a client from the config file and flags.
+func (o *options) connect() (*client.Client, error) {
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return nil, err
 	}
 	o.configNS = cfg.Namespace
 	return client.NewFromConfig(cfg)
