@@ -99,6 +99,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return a.runPodSync(ctx) })
+	if a.cfg.Images != nil {
+		g.Go(func() error { return a.runImageGC(ctx) })
+	}
 	if a.cfg.Proxy != nil {
 		g.Go(func() error {
 			if err := a.cfg.Proxy.Run(ctx); err != nil && ctx.Err() == nil {

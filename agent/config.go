@@ -54,14 +54,19 @@ type Config struct {
 	// retries, orphans); changes from the API are acted on at once.
 	SyncInterval time.Duration
 	// Proxy, when set, runs beside the pod loop (the Service data path).
-	Proxy  ServiceProxy
+	Proxy ServiceProxy
+	// Images, when set, is garbage-collected every ImageGCInterval: images
+	// no pod on this node uses are removed (the runtime must report the
+	// images in use).
+	Images          ImageCollector
+	ImageGCInterval time.Duration
 	Logger *slog.Logger
 }
 
 // DefaultConfig has Kubernetes-like timings: heartbeats well inside the
 // node lifecycle controller's 40 s grace.
 func DefaultConfig() Config {
-	return Config{HeartbeatInterval: 5 * time.Second, SyncInterval: time.Second,
+	return Config{HeartbeatInterval: 5 * time.Second, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
 		Capacity: map[string]string{}, Reserved: map[string]string{}}
 }
 
@@ -77,6 +82,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: Client is required", ErrConfig)
 	case c.Runtime == nil:
 		return fmt.Errorf("%w: Runtime is required", ErrConfig)
+	case c.Images != nil && !implementsImagesInUse(c.Runtime):
+		return fmt.Errorf("%w: image GC needs a Runtime that reports the images in use", ErrConfig)
 	}
 	if c.PodCIDR != "" {
 		if _, err := netip.ParsePrefix(c.PodCIDR); err != nil {
@@ -88,6 +95,9 @@ func (c *Config) validate() error {
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = d.SyncInterval
+	}
+	if c.ImageGCInterval <= 0 {
+		c.ImageGCInterval = d.ImageGCInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

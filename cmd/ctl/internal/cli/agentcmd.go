@@ -137,6 +137,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 
 	cfg := agent.DefaultConfig()
 	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
+	cfg.Images = images
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {
 		pc := netproxy.DefaultConfig()
