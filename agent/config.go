@@ -60,7 +60,7 @@ type Config struct {
 	// images in use).
 	Images          ImageCollector
 	ImageGCInterval time.Duration
-	Logger *slog.Logger
+	Logger          *slog.Logger
 }
 
 // DefaultConfig has Kubernetes-like timings: heartbeats well inside the
