@@ -131,18 +131,8 @@ func (m *ipvsMarks) ensureBase() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: create table %s: %w", m.table.Name, err)
 	}
-	for _, bc := range bases {
-		rules, err := c.GetRules(m.table, bc.chain)
-		if err != nil {
-			return fmt.Errorf("nftables: read chain %s: %w", bc.chain.Name, err)
-		}
-		if len(rules) == len(bc.rules) && allMarked(rules) {
-			continue
-		}
-		c.FlushChain(bc.chain)
-		for _, r := range bc.rules {
-			c.AddRule(&nftables.Rule{Table: m.table, Chain: bc.chain, Exprs: r, UserData: []byte(nftBaseRuleMarker)})
-		}
+	if err := rewriteBaseChains(c, m.table, bases, m.log); err != nil {
+		return err
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: write base chains: %w", err)

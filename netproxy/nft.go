@@ -258,8 +258,22 @@ func (b *nftBackend) ensureBase() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: create table %s: %w", b.table.Name, err)
 	}
+	if err := rewriteBaseChains(c, b.table, bases, b.log); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: write base chains: %w", err)
+	}
+	return nil
+}
+
+// rewriteBaseChains makes each base chain hold exactly its rules, all
+// carrying our marker: a chain that already does is left alone (no gap in
+// traffic on restart); one that differs is flushed and rewritten (in the
+// caller's next Flush). Both backends keep their base chains this way.
+func rewriteBaseChains(c *nftables.Conn, table *nftables.Table, bases []baseChain, log *slog.Logger) error {
 	for _, bc := range bases {
-		rules, err := c.GetRules(b.table, bc.chain)
+		rules, err := c.GetRules(table, bc.chain)
 		if err != nil {
 			return fmt.Errorf("nftables: read chain %s: %w", bc.chain.Name, err)
 		}
@@ -268,12 +282,9 @@ func (b *nftBackend) ensureBase() error {
 		}
 		c.FlushChain(bc.chain)
 		for _, r := range bc.rules {
-			c.AddRule(&nftables.Rule{Table: b.table, Chain: bc.chain, Exprs: r, UserData: []byte(nftBaseRuleMarker)})
+			c.AddRule(&nftables.Rule{Table: table, Chain: bc.chain, Exprs: r, UserData: []byte(nftBaseRuleMarker)})
 		}
-		b.log.Info("nftables: (re)wrote base chain", "chain", bc.chain.Name, "had_rules", len(rules))
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: write base chains: %w", err)
+		log.Info("nftables: (re)wrote base chain", "table", table.Name, "chain", bc.chain.Name, "had_rules", len(rules))
 	}
 	return nil
 }
