@@ -151,7 +151,7 @@ func (c *Cluster) AddNode() (*Node, error) {
 	idx := len(c.Nodes)
 	c.mu.Unlock()
 	id := fmt.Sprintf("n%d", idx+1)
-	addr, err := freeLoopbackAddr()
+	addr, err := FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -205,9 +205,9 @@ func (c *Cluster) join(n *Node) error {
 	}
 }
 
-// freeLoopbackAddr asks the OS for a port. The node binds it again right
+// FreeLoopbackAddr asks the OS for a port. The node binds it again right
 // away; restarts reuse it, since Raft's configuration names addresses.
-func freeLoopbackAddr() (string, error) {
+func FreeLoopbackAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err

@@ -61,7 +61,7 @@ func NewCluster(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{Store: sc, opts: opts}
 	for _, n := range sc.Nodes {
-		addr, err := freeAddr()
+		addr, err := consensustest.FreeLoopbackAddr()
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -92,15 +92,6 @@ func Start(t testing.TB, nodes int, tuneAPI func(*api.Config)) *Cluster {
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 func (c *Cluster) startServer(srv *Server) error {
 	store := srv.Node.Store()
