@@ -128,3 +128,41 @@ func TestNoQuorumWritesFailWithClearError(t *testing.T) {
 		t.Fatalf("want ErrNoLeader or ErrIndeterminate, got %v", err)
 	}
 }
+
+func TestBatchThroughFollowerIsOneEntryWithPerTxnResults(t *testing.T) {
+	c := consensustest.Start(t, 3, nil)
+	leader := c.MustLeader(t)
+	f := followers(c, leader)[0]
+	put(t, leader.Store(), "/batch/taken", "x")
+	var txns []*storepb.TxnRequest
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("/batch/%03d", i)
+		if i == 50 {
+			k = "/batch/taken"
+		}
+		txns = append(txns, &storepb.TxnRequest{
+			Compare: []*storepb.Compare{{Key: []byte(k), Target: storepb.Compare_MOD_REVISION, Result: storepb.Compare_EQUAL, Number: 0}},
+			Success: []*storepb.RequestOp{{Op: &storepb.RequestOp_Put{Put: &storepb.PutRequest{Key: []byte(k), Value: []byte("v")}}}},
+		})
+	}
+	before := leader.Store().AppliedIndex()
+	res, err := f.Store().Batch(ctxT(t), txns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if want := i != 50; r.GetTxn().GetSucceeded() != want {
+			t.Errorf("txn %d: succeeded=%v, want %v (%v)", i, r.GetTxn().GetSucceeded(), want, r)
+		}
+	}
+	// Read-your-writes on the follower, and the 99 writes took one entry.
+	if got := get(t, f.Store(), "/batch/099"); got != "v" {
+		t.Fatalf("follower reads %q after its batch, want v", got)
+	}
+	if d := leader.Store().AppliedIndex() - before; d != 1 {
+		t.Errorf("batch took %d log entries, want 1", d)
+	}
+	if _, err := f.Store().Batch(ctxT(t), make([]*storepb.TxnRequest, consensus.MaxBatchTxns+1)); !errors.Is(err, consensus.ErrInvalid) {
+		t.Errorf("oversized batch: want ErrInvalid, got %v", err)
+	}
+}

@@ -108,6 +108,12 @@ func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Even
 			return invalidResult("undecodable txn: %v", err), nil
 		}
 		return f.applyTxn(&txnPlan{req: &req}, txnResult)
+	case storepb.Command_BATCH:
+		var req storepb.BatchRequest
+		if err := proto.Unmarshal(cmd.Payload, &req); err != nil {
+			return invalidResult("undecodable batch: %v", err), nil
+		}
+		return f.applyBatch(&req)
 	default:
 		return invalidResult("unknown command type %d", cmd.Type), nil
 	}
@@ -137,6 +143,22 @@ func deleteResult(r *storepb.CommandResult, t *storepb.TxnResponse) {
 }
 func txnResult(r *storepb.CommandResult, t *storepb.TxnResponse) {
 	r.Response = &storepb.CommandResult_Txn{Txn: t}
+}
+
+// applyBatch runs each transaction as its own command, in order. Caller
+// holds f.mu.
+func (f *fsm) applyBatch(req *storepb.BatchRequest) (*storepb.CommandResult, []*storepb.Event) {
+	if len(req.Txns) > MaxBatchTxns {
+		return invalidResult("batch of %d transactions exceeds %d", len(req.Txns), MaxBatchTxns), nil
+	}
+	out := &storepb.BatchResponse{Results: make([]*storepb.CommandResult, len(req.Txns))}
+	var events []*storepb.Event
+	for i, t := range req.Txns {
+		res, evs := f.applyTxn(&txnPlan{req: t}, txnResult)
+		out.Results[i] = res
+		events = append(events, evs...)
+	}
+	return &storepb.CommandResult{Revision: f.revision, Response: &storepb.CommandResult_Batch{Batch: out}}, events
 }
 
 func (f *fsm) get(key []byte) *storepb.KeyValue {

@@ -389,6 +389,7 @@ func FuzzFSMApply(f *testing.F) {
 	f.Add([]byte{0x08, 0x01, 0x10, 0x01})
 	f.Add(mustCommandF(storepb.Command_PUT, &storepb.PutRequest{Key: []byte("k"), Value: []byte("v")}))
 	f.Add(mustCommandF(storepb.Command_TXN, &storepb.TxnRequest{Compare: []*storepb.Compare{{Key: []byte("k")}}}))
+	f.Add(mustCommandF(storepb.Command_BATCH, &storepb.BatchRequest{Txns: []*storepb.TxnRequest{{Compare: []*storepb.Compare{{Key: []byte("k")}}}, {}}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fs := newFSM(16)
 		res, ok := fs.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}).(*storepb.CommandResult)
@@ -426,5 +427,45 @@ func TestWatchProgressNotify(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no progress notification up to revision 5")
 		}
+	}
+}
+
+func TestBatchAppliesEachTxnOnItsOwn(t *testing.T) {
+	l := newFeeder(t)
+	mustOK(t, l.put("/a", "1")) // revision 1
+	putTxn := func(k, v string, ifRev int64) *storepb.TxnRequest {
+		return &storepb.TxnRequest{
+			Compare: []*storepb.Compare{{Key: []byte(k), Target: storepb.Compare_MOD_REVISION, Result: storepb.Compare_EQUAL, Number: ifRev}},
+			Success: []*storepb.RequestOp{{Op: &storepb.RequestOp_Put{Put: &storepb.PutRequest{Key: []byte(k), Value: []byte(v)}}}},
+		}
+	}
+	res := l.cmd(storepb.Command_BATCH, &storepb.BatchRequest{Txns: []*storepb.TxnRequest{
+		putTxn("/a", "2", 1),                // holds: revision 2
+		putTxn("/a", "x", 1),                // stale now: not applied
+		{Success: []*storepb.RequestOp{{}}}, // malformed: INVALID, the rest go on
+		putTxn("/b", "1", 0),                // must not exist: revision 3
+	}})
+	mustOK(t, res)
+	got := res.GetBatch().GetResults()
+	if len(got) != 4 {
+		t.Fatalf("want 4 results, got %v", res)
+	}
+	if !got[0].GetTxn().GetSucceeded() || got[0].GetTxn().GetRevision() != 2 {
+		t.Errorf("first txn: want succeeded at revision 2, got %v", got[0])
+	}
+	if got[1].GetTxn().GetSucceeded() {
+		t.Errorf("second txn compared against a stale revision but succeeded: %v", got[1])
+	}
+	if got[2].GetCode() != storepb.CommandResult_INVALID {
+		t.Errorf("malformed txn: want INVALID, got %v", got[2])
+	}
+	if !got[3].GetTxn().GetSucceeded() || got[3].GetTxn().GetRevision() != 3 {
+		t.Errorf("fourth txn: want succeeded at revision 3, got %v", got[3])
+	}
+	if v := string(l.f.get([]byte("/a")).GetValue()); v != "2" {
+		t.Errorf("/a = %q, want 2", v)
+	}
+	if l.f.currentRevision() != 3 {
+		t.Errorf("revision %d, want 3", l.f.currentRevision())
 	}
 }

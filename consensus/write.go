@@ -60,6 +60,32 @@ func (s *Store) Txn(ctx context.Context, req *storepb.TxnRequest) (*storepb.TxnR
 	return res.GetTxn(), nil
 }
 
+// MaxBatchTxns bounds the transactions of one Batch (one Raft entry).
+const MaxBatchTxns = 2000
+
+// Batch commits independent transactions in one Raft entry. Each is applied
+// in order as its own write (its own revision when it writes); results are
+// per transaction, in order: an INVALID one is reported in its result and
+// does not stop the others. The error is for the batch as a whole (not
+// committed, or outcome unknown).
+func (s *Store) Batch(ctx context.Context, txns []*storepb.TxnRequest) ([]*storepb.CommandResult, error) {
+	if len(txns) == 0 {
+		return nil, nil
+	}
+	if len(txns) > MaxBatchTxns {
+		return nil, fmt.Errorf("%w: batch of %d transactions exceeds %d", ErrInvalid, len(txns), MaxBatchTxns)
+	}
+	res, err := s.propose(ctx, storepb.Command_BATCH, &storepb.BatchRequest{Txns: txns})
+	if err != nil {
+		return nil, err
+	}
+	out := res.GetBatch().GetResults()
+	if len(out) != len(txns) {
+		return nil, fmt.Errorf("%w: batch of %d returned %d results", ErrInvalid, len(txns), len(out))
+	}
+	return out, nil
+}
+
 func (s *Store) propose(ctx context.Context, t storepb.Command_Type, payload proto.Message) (*storepb.CommandResult, error) {
 	start := time.Now()
 	data, err := encodeCommand(t, payload)

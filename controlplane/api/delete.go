@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -264,7 +265,10 @@ func (s *Server) dependents(ctx context.Context, k *kinds.Kind, owner kinds.Obje
 		if k.Namespaced && !dk.Namespaced {
 			continue
 		}
-		objs, _, err := s.listAll(ctx, dk, ns, false)
+		// A dependent's encoded value holds the owner's uid verbatim (in
+		// its ownerReferences), so objects without those bytes are skipped
+		// undecoded: deleting one pod among 50,000 must not decode them all.
+		objs, _, err := s.listMatching(ctx, dk, ns, false, func(v []byte) bool { return bytes.Contains(v, []byte(uid)) })
 		if err != nil {
 			return nil, err
 		}

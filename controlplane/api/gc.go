@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
 // errLater: a deletion step must wait (dependents or namespace contents
@@ -225,65 +226,81 @@ func mustJSON(v any) []byte {
 
 // runCollector sweeps while this node leads.
 func (s *Server) runCollector(ctx context.Context) {
-	t := time.NewTicker(s.cfg.CollectInterval)
-	defer t.Stop()
+	wait := s.cfg.CollectInterval
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		if !s.store.IsLeader() {
 			continue
 		}
+		start := time.Now()
 		if err := s.Collect(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("deletion sweep", "err", err)
 		}
+		// The sweep reads every object: keep it under ~5% of a core on
+		// large clusters by spacing sweeps at least 20× their duration.
+		wait = max(s.cfg.CollectInterval, 20*time.Since(start))
 	}
 }
 
 // Collect finishes deletions a crashed server left undone: objects whose
 // last finalizer went, foreground owners, terminating namespaces, and
 // dependents whose owners are gone. The leader runs it periodically; it is
-// safe to run anywhere (every write is a compare-and-swap).
+// safe to run anywhere (every write is a compare-and-swap). It decodes only
+// metadata, and whole objects only for those it acts on.
 func (s *Server) Collect(ctx context.Context) error {
 	var errs []error
 	uids := map[string]bool{}
 	type item struct {
 		k  *kinds.Kind
-		st *stored
+		kv *storepb.KeyValue
+		md *apiv1.ObjectMeta
 	}
 	var all []item
 	for _, k := range s.reg.Kinds() {
-		objs, _, err := s.listAll(ctx, k, "", false)
+		_, err := s.scan(ctx, k, "", false, func(kv *storepb.KeyValue) error {
+			md, err := decodeMeta(k, kv)
+			if err != nil {
+				return err
+			}
+			uids[md.GetUid()] = true
+			if md.GetDeletionTimestamp() != "" || len(md.GetOwnerReferences()) > 0 {
+				all = append(all, item{k, kv, md})
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		for _, st := range objs {
-			uids[st.obj.GetMetadata().GetUid()] = true
-			all = append(all, item{k, st})
-		}
 	}
 	for _, it := range all {
-		md := it.st.obj.GetMetadata()
+		md := it.md
 		ns, name := md.GetNamespace(), md.GetName()
 		if md.GetDeletionTimestamp() != "" {
 			switch {
 			case it.k.Name == "Namespace":
 				s.queueNamespace(name)
-			case containsString(md.GetFinalizers(), FinalizerForeground):
-				s.queueForeground(it.k, it.st.obj)
-			case len(md.GetFinalizers()) == 0 && !podGracePending(it.st.obj):
-				if _, err := s.remove(ctx, it.k, it.st); err != nil && !errors.Is(err, ErrConflict) {
+			case containsString(md.GetFinalizers(), FinalizerForeground) || len(md.GetFinalizers()) == 0:
+				obj, err := decode(it.k, it.kv)
+				if err != nil {
 					errs = append(errs, err)
+					continue
+				}
+				st := &stored{obj: obj, rev: it.kv.ModRevision}
+				if len(md.GetFinalizers()) > 0 {
+					s.queueForeground(it.k, obj)
+				} else if !podGracePending(obj) {
+					if _, err := s.remove(ctx, it.k, st); err != nil && !errors.Is(err, ErrConflict) {
+						errs = append(errs, err)
+					}
 				}
 			}
 			continue
 		}
 		refs := md.GetOwnerReferences()
-		if len(refs) == 0 {
-			continue
-		}
 		gone := true
 		for _, r := range refs {
 			if uids[r.GetUid()] || s.ownerExists(ctx, ns, r) {

@@ -44,14 +44,14 @@ func NodeIsReady(n *apiv1.Node) bool {
 }
 
 func filterNodeReady(_ *PodInfo, n *NodeInfo) string {
-	if !NodeIsReady(n.Node) {
+	if !n.ready {
 		return "node(s) were not ready"
 	}
 	return ""
 }
 
 func filterUnschedulable(p *PodInfo, n *NodeInfo) string {
-	if !n.Node.GetSpec().GetUnschedulable() {
+	if !n.unschedulable {
 		return ""
 	}
 	t := &apiv1.Taint{Key: "node.kubernetes.io/unschedulable", Effect: "NoSchedule"}
@@ -62,7 +62,7 @@ func filterUnschedulable(p *PodInfo, n *NodeInfo) string {
 }
 
 func filterNodeAffinity(p *PodInfo, n *NodeInfo) string {
-	labels := n.Node.GetMetadata().GetLabels()
+	labels := n.labels
 	for k, v := range p.Pod.GetSpec().GetNodeSelector() {
 		if labels[k] != v {
 			return "node(s) didn't match Pod's node affinity/selector"
@@ -136,10 +136,7 @@ func requirementMatches(r *apiv1.NodeSelectorRequirement, v string, has bool) bo
 }
 
 func filterTaints(p *PodInfo, n *NodeInfo) string {
-	for _, t := range n.Node.GetSpec().GetTaints() {
-		if t.GetEffect() != "NoSchedule" && t.GetEffect() != "NoExecute" {
-			continue
-		}
+	for _, t := range n.taints {
 		if !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
 			return fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.GetKey(), t.GetValue())
 		}

@@ -24,10 +24,12 @@ const DefaultSchedulerName = "default-scheduler"
 // Config tunes the scheduler loop.
 type Config struct {
 	SchedulerName string
-	// BindWorkers bounds binds in flight. Concurrent binds are what
-	// batches them: the store groups concurrent proposals into one Raft
-	// append, so many pending pods commit in few log writes.
-	BindWorkers int
+	// BindBatch is the most bindings sent in one Bind call (one Raft
+	// entry); BindCalls bounds Bind calls in flight. While calls are in
+	// flight, placed pods queue up, so the batch grows with the backlog:
+	// one pod binds alone at once, ten thousand pending go in a few calls.
+	BindBatch int
+	BindCalls int
 	// RetryPeriod: unschedulable pods are retried at least this often
 	// (and at once when nodes or bound pods change).
 	RetryPeriod time.Duration
@@ -44,7 +46,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{SchedulerName: DefaultSchedulerName, BindWorkers: 128, RetryPeriod: 10 * time.Second,
+	return Config{SchedulerName: DefaultSchedulerName, BindBatch: 500, BindCalls: 4, RetryPeriod: 10 * time.Second,
 		BindBackoff: 100 * time.Millisecond, Logger: slog.Default()}
 }
 
@@ -63,8 +65,11 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	if cfg.SchedulerName == "" {
 		cfg.SchedulerName = def.SchedulerName
 	}
-	if cfg.BindWorkers <= 0 {
-		cfg.BindWorkers = def.BindWorkers
+	if cfg.BindBatch <= 0 {
+		cfg.BindBatch = def.BindBatch
+	}
+	if cfg.BindCalls <= 0 {
+		cfg.BindCalls = def.BindCalls
 	}
 	if cfg.RetryPeriod <= 0 {
 		cfg.RetryPeriod = def.RetryPeriod
@@ -127,7 +132,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	t := &term{s: s, cache: newCache(), alg: NewAlgorithm(s.cfg.Seed + s.attempt.Add(1)),
 		active:  controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
 		reports: controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
-		binds:   make(chan bindReq, s.cfg.BindWorkers), fitMsg: map[string]string{}}
+		binds:   make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
 	nodes := client.NewInformer(s.c, "Node", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
 		OnUpdate: func(_, o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
@@ -147,11 +152,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer wait()
 	s.cfg.Logger.Info("scheduler started", "nodes", len(t.cache.nodes), "pending", len(t.cache.pending))
 	var wg sync.WaitGroup
-	for i := 0; i < s.cfg.BindWorkers; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); t.bindWorker(ctx) }()
-	}
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); t.binder(ctx) }()
 	go func() {
 		defer wg.Done()
 		controllers.RunWorkers(ctx, t.reports, 4, s.cfg.Logger, t.report)
@@ -342,47 +344,93 @@ func (t *term) setFit(key, msg string) {
 	t.reports.Add(key)
 }
 
-// bindWorker commits binds: an update of spec.nodeName conditional on the
-// pod's resourceVersion, so a deposed leader's late bind (or one racing
-// another writer) is rejected instead of overwriting.
-func (t *term) bindWorker(ctx context.Context) {
-	for req := range t.binds {
-		if ctx.Err() != nil {
-			continue // drain
+// binder sends placed pods to the API in batches: a batch leaves as soon
+// as a call slot is free, with everything queued by then (up to
+// BindBatch). Each binding is conditional on the pod's uid and
+// resourceVersion, so a deposed leader's late bind (or one racing another
+// writer) is rejected instead of overwriting.
+func (t *term) binder(ctx context.Context) {
+	slots := make(chan struct{}, t.s.cfg.BindCalls)
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	for first := range t.binds {
+		batch := []bindReq{first}
+	fill:
+		for len(batch) < t.s.cfg.BindBatch {
+			select {
+			case r, ok := <-t.binds:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
 		}
-		next := proto.Clone(req.pod).(*apiv1.Pod)
-		next.Spec.NodeName = req.node
-		_, err := client.Update(ctx, t.s.c, next)
+		if ctx.Err() != nil {
+			continue // drain: the term is over
+		}
+		slots <- struct{}{}
+		calls.Add(1)
+		go func() {
+			defer func() { <-slots; calls.Done() }()
+			t.bind(ctx, batch)
+		}()
+	}
+}
+
+// bind commits one batch and puts back the pods whose binding failed.
+func (t *term) bind(ctx context.Context, batch []bindReq) {
+	bs := make([]*apiv1.Binding, len(batch))
+	for i, r := range batch {
+		md := r.pod.GetMetadata()
+		bs[i] = &apiv1.Binding{Namespace: md.GetNamespace(), Name: md.GetName(), Uid: md.GetUid(),
+			ResourceVersion: md.GetResourceVersion(), NodeName: r.node}
+	}
+	start := time.Now()
+	errs, err := client.Bind(ctx, t.s.c, bs)
+	t.s.metrics.bindCall.Observe(time.Since(start).Seconds())
+	if ctx.Err() != nil {
+		return
+	}
+	for i, r := range batch {
+		e := err
 		if err == nil {
+			e = errs[i]
+		}
+		if e == nil {
 			t.s.metrics.binds.Inc()
 			continue
 		}
-		if ctx.Err() != nil {
-			continue
+		t.bindFailed(r, e)
+	}
+}
+
+// bindFailed forgets the assumption of a failed bind and re-queues the pod
+// if it still waits for a node.
+func (t *term) bindFailed(req bindReq, err error) {
+	t.s.metrics.bindErrors.Inc()
+	k := podKey(req.pod)
+	c := t.cache
+	c.mu.Lock()
+	mine := c.assumed[k] == req.attempt
+	if mine {
+		delete(c.assumed, k)
+		if ni := c.podNode[k]; ni != nil && ni.Name() == req.node {
+			ni.RemovePod(req.pod)
+			delete(c.podNode, k)
 		}
-		t.s.metrics.bindErrors.Inc()
-		k := podKey(req.pod)
-		c := t.cache
-		c.mu.Lock()
-		mine := c.assumed[k] == req.attempt
-		if mine {
-			delete(c.assumed, k)
-			if ni := c.podNode[k]; ni != nil && ni.Name() == req.node {
-				ni.RemovePod(req.pod)
-				delete(c.podNode, k)
-			}
-		}
-		_, pending := c.pending[k]
-		c.mu.Unlock()
-		if !mine || !pending || client.IsNotFound(err) {
-			continue
-		}
-		t.s.cfg.Logger.Debug("bind failed, will place again", "pod", k, "node", req.node, "err", err)
-		if client.IsConflict(err) {
-			t.active.Add(k) // the informer has (or will have) the newer pod
-		} else {
-			t.active.AddRateLimited(k)
-		}
+	}
+	_, pending := c.pending[k]
+	c.mu.Unlock()
+	if !mine || !pending || client.IsNotFound(err) {
+		return
+	}
+	t.s.cfg.Logger.Debug("bind failed, will place again", "pod", k, "node", req.node, "err", err)
+	if client.IsConflict(err) {
+		t.active.Add(k) // the informer has (or will have) the newer pod
+	} else {
+		t.active.AddRateLimited(k)
 	}
 }
 
@@ -448,6 +496,7 @@ type metrics struct {
 	binds      prometheus.Counter
 	bindErrors prometheus.Counter
 	algorithm  prometheus.Histogram
+	bindCall   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -460,9 +509,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Binds rejected or failed (the pod is placed again)."}),
 		algorithm: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "algorithm_seconds",
 			Help: "Time to filter and score one pod.", Buckets: prometheus.ExponentialBuckets(0.00001, 2, 16)}),
+		bindCall: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "bind_call_seconds",
+			Help: "Time of one batched Bind call.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.binds, m.bindErrors, m.algorithm)
+		reg.MustRegister(m.attempts, m.binds, m.bindErrors, m.algorithm, m.bindCall)
 	}
 	return m
 }

@@ -73,8 +73,8 @@ func scorePreferredAffinity(p *PodInfo, n *NodeInfo) int64 {
 
 func scorePreferNoSchedule(p *PodInfo, n *NodeInfo) int64 {
 	bad := int64(0)
-	for _, t := range n.Node.GetSpec().GetTaints() {
-		if t.GetEffect() == "PreferNoSchedule" && !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
+	for _, t := range n.preferTaints {
+		if !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
 			bad++
 		}
 	}

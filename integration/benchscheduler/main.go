@@ -240,7 +240,7 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 					return
 				}
 				owner := fmt.Sprintf("backlog-rs%d", i/o.perOwner)
-				uid, err := benchOwners.uid(ctx, cl, owner)
+				uid, err := benchOwners.uid(ctx, cl, "ConfigMap", owner)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -248,7 +248,7 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 				spec := podTemplate()
 				spec.SchedulerName = name
 				p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: fmt.Sprintf("%s-%d", owner, i), Namespace: "bench", Labels: map[string]string{"app": owner},
-					OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "apps/v1", Kind: "ReplicaSet", Name: owner,
+					OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "v1", Kind: "ConfigMap", Name: owner,
 						Uid: uid, Controller: proto.Bool(true)}}}, Spec: spec}
 				if _, err := client.Create(ctx, cl, p); err != nil && !client.IsAlreadyExists(err) {
 					firstErr.CompareAndSwap(nil, fmt.Errorf("create backlog pod: %w", err))
@@ -310,30 +310,35 @@ func backlog(ctx context.Context, c *cptest.Cluster, cl *client.Client, w *watch
 	return nil
 }
 
-// owners are real ReplicaSet objects (replicas 0; no ReplicaSet
-// controller runs in direct mode) that directly created pods point at: a
-// dangling ownerReference would let the API's garbage collector delete
-// the pods as orphans.
+// owners are real objects that directly created pods point at: a
+// dangling ownerReference would let the API's garbage collector delete the
+// pods as orphans. In the rounds they are ReplicaSets with 0 replicas (no
+// ReplicaSet controller runs in direct mode); the backlog's are ConfigMaps,
+// which no controller acts on, since the ReplicaSet controller may be
+// running then and would delete pods beyond a ReplicaSet's 0 replicas.
 type owners struct {
 	mu   sync.Mutex
 	uids map[string]string
 }
 
-func (ow *owners) uid(ctx context.Context, cl *client.Client, name string) (string, error) {
+func (ow *owners) uid(ctx context.Context, cl *client.Client, kind, name string) (string, error) {
 	ow.mu.Lock()
 	defer ow.mu.Unlock()
-	if u, ok := ow.uids[name]; ok {
+	if u, ok := ow.uids[kind+"/"+name]; ok {
 		return u, nil
 	}
-	rs := &apiv1.ReplicaSet{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench"}, Spec: &apiv1.ReplicaSetSpec{
-		Replicas: proto.Int32(0), Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-		Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": name}}, Spec: podTemplate()}}}
-	out, err := client.Create(ctx, cl, rs)
-	if err != nil {
-		return "", fmt.Errorf("create owner %s: %w", name, err)
+	var obj client.Object = &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench"}}
+	if kind == "ReplicaSet" {
+		obj = &apiv1.ReplicaSet{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "bench"}, Spec: &apiv1.ReplicaSetSpec{
+			Replicas: proto.Int32(0), Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": name}}, Spec: podTemplate()}}}
 	}
-	ow.uids[name] = out.GetMetadata().GetUid()
-	return ow.uids[name], nil
+	out, err := client.Create(ctx, cl, obj)
+	if err != nil {
+		return "", fmt.Errorf("create owner %s %s: %w", kind, name, err)
+	}
+	ow.uids[kind+"/"+name] = out.GetMetadata().GetUid()
+	return ow.uids[kind+"/"+name], nil
 }
 
 var benchOwners = &owners{uids: map[string]string{}}
@@ -381,7 +386,7 @@ func round(ctx context.Context, cl *client.Client, w *watcher, o options, r, off
 					}
 					owner := fmt.Sprintf("r%d-rs%d", r, i/o.perOwner)
 					name := fmt.Sprintf("%s-%d", owner, i)
-					uid, err := benchOwners.uid(ctx, cl, owner)
+					uid, err := benchOwners.uid(ctx, cl, "ReplicaSet", owner)
 					if err != nil {
 						firstErr.CompareAndSwap(nil, err)
 						return

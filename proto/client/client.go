@@ -246,6 +246,9 @@ func (f *failoverAPI) Delete(ctx context.Context, in *apiv1.DeleteRequest, opts 
 func (f *failoverAPI) Apply(ctx context.Context, in *apiv1.ApplyRequest, opts ...grpc.CallOption) (*apiv1.ApplyResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
 }
+func (f *failoverAPI) Bind(ctx context.Context, in *apiv1.BindRequest, opts ...grpc.CallOption) (*apiv1.BindResponse, error) {
+	return unary(ctx, f.c, in, opts, apiv1.APIClient.Bind)
+}
 func (f *failoverAPI) Version(ctx context.Context, in *apiv1.VersionRequest, opts ...grpc.CallOption) (*apiv1.VersionResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Version)
 }

@@ -128,6 +128,25 @@ func UpdateStatus[T Object](ctx context.Context, c *Client, obj T) (T, error) {
 	return unpackTo[T](c.api.UpdateStatus(ctx, &apiv1.UpdateRequest{Object: env}))
 }
 
+// Bind assigns pods to nodes in one call. The returned errors are per
+// binding, in order (nil: bound); err is for the call as a whole.
+func Bind(ctx context.Context, c *Client, bindings []*apiv1.Binding) ([]error, error) {
+	resp, err := c.api.Bind(ctx, &apiv1.BindRequest{Bindings: bindings})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetResults()) != len(bindings) {
+		return nil, fmt.Errorf("bind: server answered %d results for %d bindings", len(resp.GetResults()), len(bindings))
+	}
+	out := make([]error, len(bindings))
+	for i, r := range resp.GetResults() {
+		if codes.Code(r.GetCode()) != codes.OK {
+			out[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
+		}
+	}
+	return out, nil
+}
+
 // Patch applies a JSON merge patch to an object of T's kind.
 func Patch[T Object](ctx context.Context, c *Client, ns, name string, patch []byte) (T, error) {
 	var zero T

@@ -71,7 +71,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{9, 0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type ApplyResponse_Result int32
@@ -120,7 +120,239 @@ func (x ApplyResponse_Result) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplyResponse_Result.Descriptor instead.
 func (ApplyResponse_Result) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{12, 0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16, 0}
+}
+
+type Binding struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// uid, when set, must be the pod's: a pod deleted and re-created under
+	// the same name is not bound by a decision made for the old one.
+	Uid string `protobuf:"bytes,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	// resource_version, when set, must still be the pod's (else Aborted).
+	ResourceVersion string `protobuf:"bytes,4,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	NodeName        string `protobuf:"bytes,5,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Binding) Reset() {
+	*x = Binding{}
+	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Binding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Binding) ProtoMessage() {}
+
+func (x *Binding) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Binding.ProtoReflect.Descriptor instead.
+func (*Binding) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Binding) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Binding) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Binding) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Binding) GetResourceVersion() string {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return ""
+}
+
+func (x *Binding) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+type BindRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*Binding             `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindRequest) Reset() {
+	*x = BindRequest{}
+	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindRequest) ProtoMessage() {}
+
+func (x *BindRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindRequest.ProtoReflect.Descriptor instead.
+func (*BindRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BindRequest) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+// BindResult is one binding's outcome: code is a gRPC status code number
+// (0 OK; NotFound, Aborted for a conflict, FailedPrecondition for a pod
+// being deleted or finished, InvalidArgument), with the bound pod's new
+// resource_version on success.
+type BindResult struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Code            int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message         string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	ResourceVersion string                 `protobuf:"bytes,3,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BindResult) Reset() {
+	*x = BindResult{}
+	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindResult) ProtoMessage() {}
+
+func (x *BindResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindResult.ProtoReflect.Descriptor instead.
+func (*BindResult) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BindResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BindResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BindResult) GetResourceVersion() string {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return ""
+}
+
+type BindResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are in the order of the request's bindings.
+	Results       []*BindResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindResponse) Reset() {
+	*x = BindResponse{}
+	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindResponse) ProtoMessage() {}
+
+func (x *BindResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindResponse.ProtoReflect.Descriptor instead.
+func (*BindResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BindResponse) GetResults() []*BindResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
 }
 
 type CreateRequest struct {
@@ -134,7 +366,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	mi := &file_api_v1_api_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +378,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	mi := &file_api_v1_api_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +391,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateRequest) GetObject() *Object {
@@ -191,7 +423,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	mi := &file_api_v1_api_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +435,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	mi := &file_api_v1_api_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +448,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{1}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -269,7 +501,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	mi := &file_api_v1_api_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +513,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	mi := &file_api_v1_api_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +526,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{2}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -356,7 +588,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	mi := &file_api_v1_api_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +600,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	mi := &file_api_v1_api_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +613,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{3}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateRequest) GetObject() *Object {
@@ -414,7 +646,7 @@ type PatchRequest struct {
 
 func (x *PatchRequest) Reset() {
 	*x = PatchRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[4]
+	mi := &file_api_v1_api_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +658,7 @@ func (x *PatchRequest) String() string {
 func (*PatchRequest) ProtoMessage() {}
 
 func (x *PatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[4]
+	mi := &file_api_v1_api_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +671,7 @@ func (x *PatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchRequest.ProtoReflect.Descriptor instead.
 func (*PatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{4}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PatchRequest) GetKind() string {
@@ -494,7 +726,7 @@ type Preconditions struct {
 
 func (x *Preconditions) Reset() {
 	*x = Preconditions{}
-	mi := &file_api_v1_api_service_proto_msgTypes[5]
+	mi := &file_api_v1_api_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +738,7 @@ func (x *Preconditions) String() string {
 func (*Preconditions) ProtoMessage() {}
 
 func (x *Preconditions) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[5]
+	mi := &file_api_v1_api_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +751,7 @@ func (x *Preconditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preconditions.ProtoReflect.Descriptor instead.
 func (*Preconditions) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Preconditions) GetUid() string {
@@ -557,7 +789,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[6]
+	mi := &file_api_v1_api_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +801,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[6]
+	mi := &file_api_v1_api_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +814,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -646,7 +878,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[7]
+	mi := &file_api_v1_api_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +890,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[7]
+	mi := &file_api_v1_api_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +903,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteResponse) GetObject() *Object {
@@ -706,7 +938,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[8]
+	mi := &file_api_v1_api_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +950,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[8]
+	mi := &file_api_v1_api_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +963,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchRequest) GetKind() string {
@@ -790,7 +1022,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_api_v1_api_service_proto_msgTypes[9]
+	mi := &file_api_v1_api_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1034,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[9]
+	mi := &file_api_v1_api_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1047,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -848,7 +1080,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[10]
+	mi := &file_api_v1_api_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1092,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[10]
+	mi := &file_api_v1_api_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1105,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{10}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchResponse) GetEvents() []*WatchEvent {
@@ -893,7 +1125,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[11]
+	mi := &file_api_v1_api_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1137,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[11]
+	mi := &file_api_v1_api_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1150,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{11}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyRequest) GetObject() *Object {
@@ -945,7 +1177,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[12]
+	mi := &file_api_v1_api_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1189,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[12]
+	mi := &file_api_v1_api_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1202,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{12}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyResponse) GetObject() *Object {
@@ -995,7 +1227,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[13]
+	mi := &file_api_v1_api_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1239,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[13]
+	mi := &file_api_v1_api_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1252,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{17}
 }
 
 type VersionResponse struct {
@@ -1037,7 +1269,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[14]
+	mi := &file_api_v1_api_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1281,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[14]
+	mi := &file_api_v1_api_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1294,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -1104,7 +1336,22 @@ var File_api_v1_api_service_proto protoreflect.FileDescriptor
 
 const file_api_v1_api_service_proto_rawDesc = "" +
 	"\n" +
-	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"V\n" +
+	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"\x95\x01\n" +
+	"\aBinding\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\x12)\n" +
+	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\x12\x1b\n" +
+	"\tnode_name\x18\x05 \x01(\tR\bnodeName\"@\n" +
+	"\vBindRequest\x121\n" +
+	"\bbindings\x18\x01 \x03(\v2\x15.skiff.api.v1.BindingR\bbindings\"e\n" +
+	"\n" +
+	"BindResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
+	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\"B\n" +
+	"\fBindResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.skiff.api.v1.BindResultR\aresults\"V\n" +
 	"\rCreateRequest\x12,\n" +
 	"\x06object\x18\x01 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"h\n" +
@@ -1182,7 +1429,7 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision2\xfe\x04\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision2\xbd\x05\n" +
 	"\x03API\x12;\n" +
 	"\x06Create\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
 	"\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
@@ -1193,7 +1440,8 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x06Delete\x12\x1b.skiff.api.v1.DeleteRequest\x1a\x1c.skiff.api.v1.DeleteResponse\x12B\n" +
 	"\x05Watch\x12\x1a.skiff.api.v1.WatchRequest\x1a\x1b.skiff.api.v1.WatchResponse0\x01\x12@\n" +
 	"\x05Apply\x12\x1a.skiff.api.v1.ApplyRequest\x1a\x1b.skiff.api.v1.ApplyResponse\x12F\n" +
-	"\aVersion\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
+	"\aVersion\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponse\x12=\n" +
+	"\x04Bind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_api_service_proto_rawDescOnce sync.Once
@@ -1208,64 +1456,72 @@ func file_api_v1_api_service_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_v1_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_api_v1_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_api_v1_api_service_proto_goTypes = []any{
 	(WatchEvent_Type)(0),      // 0: skiff.api.v1.WatchEvent.Type
 	(ApplyResponse_Result)(0), // 1: skiff.api.v1.ApplyResponse.Result
-	(*CreateRequest)(nil),     // 2: skiff.api.v1.CreateRequest
-	(*GetRequest)(nil),        // 3: skiff.api.v1.GetRequest
-	(*ListRequest)(nil),       // 4: skiff.api.v1.ListRequest
-	(*UpdateRequest)(nil),     // 5: skiff.api.v1.UpdateRequest
-	(*PatchRequest)(nil),      // 6: skiff.api.v1.PatchRequest
-	(*Preconditions)(nil),     // 7: skiff.api.v1.Preconditions
-	(*DeleteRequest)(nil),     // 8: skiff.api.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 9: skiff.api.v1.DeleteResponse
-	(*WatchRequest)(nil),      // 10: skiff.api.v1.WatchRequest
-	(*WatchEvent)(nil),        // 11: skiff.api.v1.WatchEvent
-	(*WatchResponse)(nil),     // 12: skiff.api.v1.WatchResponse
-	(*ApplyRequest)(nil),      // 13: skiff.api.v1.ApplyRequest
-	(*ApplyResponse)(nil),     // 14: skiff.api.v1.ApplyResponse
-	(*VersionRequest)(nil),    // 15: skiff.api.v1.VersionRequest
-	(*VersionResponse)(nil),   // 16: skiff.api.v1.VersionResponse
-	(*Object)(nil),            // 17: skiff.api.v1.Object
-	(*List)(nil),              // 18: skiff.api.v1.List
+	(*Binding)(nil),           // 2: skiff.api.v1.Binding
+	(*BindRequest)(nil),       // 3: skiff.api.v1.BindRequest
+	(*BindResult)(nil),        // 4: skiff.api.v1.BindResult
+	(*BindResponse)(nil),      // 5: skiff.api.v1.BindResponse
+	(*CreateRequest)(nil),     // 6: skiff.api.v1.CreateRequest
+	(*GetRequest)(nil),        // 7: skiff.api.v1.GetRequest
+	(*ListRequest)(nil),       // 8: skiff.api.v1.ListRequest
+	(*UpdateRequest)(nil),     // 9: skiff.api.v1.UpdateRequest
+	(*PatchRequest)(nil),      // 10: skiff.api.v1.PatchRequest
+	(*Preconditions)(nil),     // 11: skiff.api.v1.Preconditions
+	(*DeleteRequest)(nil),     // 12: skiff.api.v1.DeleteRequest
+	(*DeleteResponse)(nil),    // 13: skiff.api.v1.DeleteResponse
+	(*WatchRequest)(nil),      // 14: skiff.api.v1.WatchRequest
+	(*WatchEvent)(nil),        // 15: skiff.api.v1.WatchEvent
+	(*WatchResponse)(nil),     // 16: skiff.api.v1.WatchResponse
+	(*ApplyRequest)(nil),      // 17: skiff.api.v1.ApplyRequest
+	(*ApplyResponse)(nil),     // 18: skiff.api.v1.ApplyResponse
+	(*VersionRequest)(nil),    // 19: skiff.api.v1.VersionRequest
+	(*VersionResponse)(nil),   // 20: skiff.api.v1.VersionResponse
+	(*Object)(nil),            // 21: skiff.api.v1.Object
+	(*List)(nil),              // 22: skiff.api.v1.List
 }
 var file_api_v1_api_service_proto_depIdxs = []int32{
-	17, // 0: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
-	17, // 1: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
-	7,  // 2: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
-	17, // 3: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
-	0,  // 4: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
-	17, // 5: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
-	11, // 6: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
-	17, // 7: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
-	17, // 8: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
-	1,  // 9: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
-	2,  // 10: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
-	3,  // 11: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
-	4,  // 12: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
-	5,  // 13: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
-	5,  // 14: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
-	6,  // 15: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
-	8,  // 16: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
-	10, // 17: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
-	13, // 18: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
-	15, // 19: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
-	17, // 20: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
-	17, // 21: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
-	18, // 22: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
-	17, // 23: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
-	17, // 24: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
-	17, // 25: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
-	9,  // 26: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
-	12, // 27: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
-	14, // 28: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
-	16, // 29: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
-	20, // [20:30] is the sub-list for method output_type
-	10, // [10:20] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: skiff.api.v1.BindRequest.bindings:type_name -> skiff.api.v1.Binding
+	4,  // 1: skiff.api.v1.BindResponse.results:type_name -> skiff.api.v1.BindResult
+	21, // 2: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
+	21, // 3: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
+	11, // 4: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
+	21, // 5: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
+	0,  // 6: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
+	21, // 7: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
+	15, // 8: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
+	21, // 9: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
+	21, // 10: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
+	1,  // 11: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
+	6,  // 12: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
+	7,  // 13: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
+	8,  // 14: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
+	9,  // 15: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
+	9,  // 16: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
+	10, // 17: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
+	12, // 18: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
+	14, // 19: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
+	17, // 20: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
+	19, // 21: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
+	3,  // 22: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
+	21, // 23: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
+	21, // 24: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
+	22, // 25: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
+	21, // 26: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
+	21, // 27: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
+	21, // 28: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
+	13, // 29: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
+	16, // 30: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
+	18, // 31: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
+	20, // 32: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
+	5,  // 33: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_service_proto_init() }
@@ -1274,14 +1530,14 @@ func file_api_v1_api_service_proto_init() {
 		return
 	}
 	file_api_v1_meta_proto_init()
-	file_api_v1_api_service_proto_msgTypes[6].OneofWrappers = []any{}
+	file_api_v1_api_service_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_service_proto_rawDesc), len(file_api_v1_api_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	API_Watch_FullMethodName        = "/skiff.api.v1.API/Watch"
 	API_Apply_FullMethodName        = "/skiff.api.v1.API/Apply"
 	API_Version_FullMethodName      = "/skiff.api.v1.API/Version"
+	API_Bind_FullMethodName         = "/skiff.api.v1.API/Bind"
 )
 
 // APIClient is the client API for API service.
@@ -72,6 +73,14 @@ type APIClient interface {
 	// removed, status and fields set by the server or other writers are kept.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error)
+	// Bind assigns pods to nodes, many per call (Kubernetes' pods/binding
+	// subresource, batched for the scheduler). Each binding is checked and
+	// committed on its own, all of them in one Raft entry: one failing (pod
+	// gone, already bound, being deleted, uid or resourceVersion changed)
+	// does not stop the others. The call fails as a whole only when nothing
+	// could be committed (or the outcome is unknown). Needs create on
+	// pods/binding.
+	Bind(ctx context.Context, in *BindRequest, opts ...grpc.CallOption) (*BindResponse, error)
 }
 
 type aPIClient struct {
@@ -191,6 +200,16 @@ func (c *aPIClient) Version(ctx context.Context, in *VersionRequest, opts ...grp
 	return out, nil
 }
 
+func (c *aPIClient) Bind(ctx context.Context, in *BindRequest, opts ...grpc.CallOption) (*BindResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BindResponse)
+	err := c.cc.Invoke(ctx, API_Bind_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // APIServer is the server API for API service.
 // All implementations must embed UnimplementedAPIServer
 // for forward compatibility.
@@ -228,6 +247,14 @@ type APIServer interface {
 	// removed, status and fields set by the server or other writers are kept.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
+	// Bind assigns pods to nodes, many per call (Kubernetes' pods/binding
+	// subresource, batched for the scheduler). Each binding is checked and
+	// committed on its own, all of them in one Raft entry: one failing (pod
+	// gone, already bound, being deleted, uid or resourceVersion changed)
+	// does not stop the others. The call fails as a whole only when nothing
+	// could be committed (or the outcome is unknown). Needs create on
+	// pods/binding.
+	Bind(context.Context, *BindRequest) (*BindResponse, error)
 	mustEmbedUnimplementedAPIServer()
 }
 
@@ -267,6 +294,9 @@ func (UnimplementedAPIServer) Apply(context.Context, *ApplyRequest) (*ApplyRespo
 }
 func (UnimplementedAPIServer) Version(context.Context, *VersionRequest) (*VersionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Version not implemented")
+}
+func (UnimplementedAPIServer) Bind(context.Context, *BindRequest) (*BindResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Bind not implemented")
 }
 func (UnimplementedAPIServer) mustEmbedUnimplementedAPIServer() {}
 func (UnimplementedAPIServer) testEmbeddedByValue()             {}
@@ -462,6 +492,24 @@ func _API_Version_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _API_Bind_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BindRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APIServer).Bind(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: API_Bind_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APIServer).Bind(ctx, req.(*BindRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // API_ServiceDesc is the grpc.ServiceDesc for API service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +552,10 @@ var API_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Version",
 			Handler:    _API_Version_Handler,
+		},
+		{
+			MethodName: "Bind",
+			Handler:    _API_Bind_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

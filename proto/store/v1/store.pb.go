@@ -183,6 +183,7 @@ const (
 	Command_DELETE  Command_Type = 2
 	Command_TXN     Command_Type = 3
 	Command_NOOP    Command_Type = 4
+	Command_BATCH   Command_Type = 5
 )
 
 // Enum value maps for Command_Type.
@@ -193,6 +194,7 @@ var (
 		2: "DELETE",
 		3: "TXN",
 		4: "NOOP",
+		5: "BATCH",
 	}
 	Command_Type_value = map[string]int32{
 		"UNKNOWN": 0,
@@ -200,6 +202,7 @@ var (
 		"DELETE":  2,
 		"TXN":     3,
 		"NOOP":    4,
+		"BATCH":   5,
 	}
 )
 
@@ -227,7 +230,7 @@ func (x Command_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Command_Type.Descriptor instead.
 func (Command_Type) EnumDescriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{13, 0}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type CommandResult_Code int32
@@ -279,7 +282,7 @@ func (x CommandResult_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandResult_Code.Descriptor instead.
 func (CommandResult_Code) EnumDescriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{14, 0}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type Member_Suffrage int32
@@ -325,7 +328,7 @@ func (x Member_Suffrage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Member_Suffrage.Descriptor instead.
 func (Member_Suffrage) EnumDescriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{18, 0}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // KeyValue is one key's current record. Revisions are global store
@@ -1268,6 +1271,100 @@ func (x *TxnResponse) GetResponses() []*ResponseOp {
 	return nil
 }
 
+// BatchRequest carries independent transactions in one Raft entry: each is
+// applied in order as if it were its own command (its own revision when it
+// writes), and one failing does not affect the others. It is how many small
+// writes (the scheduler's binds) share one log append and one apply.
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Txns          []*TxnRequest          `protobuf:"bytes,1,rep,name=txns,proto3" json:"txns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_store_v1_store_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_v1_store_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_store_v1_store_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BatchRequest) GetTxns() []*TxnRequest {
+	if x != nil {
+		return x.Txns
+	}
+	return nil
+}
+
+// BatchResponse holds one result per transaction, in request order; a
+// malformed transaction has an INVALID result, the rest carry a TxnResponse.
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CommandResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_store_v1_store_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_store_v1_store_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_store_v1_store_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchResponse) GetResults() []*CommandResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Command is the versioned envelope of every Raft log entry: a type tag and
 // the payload encoded as that type's message.
 type Command struct {
@@ -1281,7 +1378,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_store_v1_store_proto_msgTypes[13]
+	mi := &file_store_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1390,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[13]
+	mi := &file_store_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1403,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -1342,6 +1439,7 @@ type CommandResult struct {
 	//	*CommandResult_Put
 	//	*CommandResult_Delete
 	//	*CommandResult_Txn
+	//	*CommandResult_Batch
 	Response      isCommandResult_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1349,7 +1447,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_store_v1_store_proto_msgTypes[14]
+	mi := &file_store_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1459,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[14]
+	mi := &file_store_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1472,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandResult) GetCode() CommandResult_Code {
@@ -1432,6 +1530,15 @@ func (x *CommandResult) GetTxn() *TxnResponse {
 	return nil
 }
 
+func (x *CommandResult) GetBatch() *BatchResponse {
+	if x != nil {
+		if x, ok := x.Response.(*CommandResult_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCommandResult_Response interface {
 	isCommandResult_Response()
 }
@@ -1448,11 +1555,17 @@ type CommandResult_Txn struct {
 	Txn *TxnResponse `protobuf:"bytes,6,opt,name=txn,proto3,oneof"`
 }
 
+type CommandResult_Batch struct {
+	Batch *BatchResponse `protobuf:"bytes,7,opt,name=batch,proto3,oneof"`
+}
+
 func (*CommandResult_Put) isCommandResult_Response() {}
 
 func (*CommandResult_Delete) isCommandResult_Response() {}
 
 func (*CommandResult_Txn) isCommandResult_Response() {}
+
+func (*CommandResult_Batch) isCommandResult_Response() {}
 
 // SnapshotHeader opens a snapshot stream; count KeyValue records follow, each
 // length-delimited.
@@ -1469,7 +1582,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_store_v1_store_proto_msgTypes[15]
+	mi := &file_store_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1594,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[15]
+	mi := &file_store_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1607,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1537,7 +1650,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[16]
+	mi := &file_store_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1662,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[16]
+	mi := &file_store_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1675,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchRequest) GetKey() []byte {
@@ -1597,7 +1710,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[17]
+	mi := &file_store_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1722,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[17]
+	mi := &file_store_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1735,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchResponse) GetRevision() int64 {
@@ -1656,7 +1769,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_store_v1_store_proto_msgTypes[18]
+	mi := &file_store_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1781,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[18]
+	mi := &file_store_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1794,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{18}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetId() string {
@@ -1748,7 +1861,7 @@ type MemberListRequest struct {
 
 func (x *MemberListRequest) Reset() {
 	*x = MemberListRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[19]
+	mi := &file_store_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1873,7 @@ func (x *MemberListRequest) String() string {
 func (*MemberListRequest) ProtoMessage() {}
 
 func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[19]
+	mi := &file_store_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1886,7 @@ func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
 func (*MemberListRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{19}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 type MemberListResponse struct {
@@ -1785,7 +1898,7 @@ type MemberListResponse struct {
 
 func (x *MemberListResponse) Reset() {
 	*x = MemberListResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[20]
+	mi := &file_store_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1910,7 @@ func (x *MemberListResponse) String() string {
 func (*MemberListResponse) ProtoMessage() {}
 
 func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[20]
+	mi := &file_store_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1923,7 @@ func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
 func (*MemberListResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{20}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberListResponse) GetMembers() []*Member {
@@ -1832,7 +1945,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[21]
+	mi := &file_store_v1_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1957,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[21]
+	mi := &file_store_v1_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1970,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{21}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberAddRequest) GetId() string {
@@ -1890,7 +2003,7 @@ type MemberAddResponse struct {
 
 func (x *MemberAddResponse) Reset() {
 	*x = MemberAddResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[22]
+	mi := &file_store_v1_store_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2015,7 @@ func (x *MemberAddResponse) String() string {
 func (*MemberAddResponse) ProtoMessage() {}
 
 func (x *MemberAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[22]
+	mi := &file_store_v1_store_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2028,7 @@ func (x *MemberAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddResponse.ProtoReflect.Descriptor instead.
 func (*MemberAddResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{22}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberAddResponse) GetMember() *Member {
@@ -1934,7 +2047,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[23]
+	mi := &file_store_v1_store_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2059,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[23]
+	mi := &file_store_v1_store_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2072,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{23}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberRemoveRequest) GetId() string {
@@ -1977,7 +2090,7 @@ type MemberRemoveResponse struct {
 
 func (x *MemberRemoveResponse) Reset() {
 	*x = MemberRemoveResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[24]
+	mi := &file_store_v1_store_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2102,7 @@ func (x *MemberRemoveResponse) String() string {
 func (*MemberRemoveResponse) ProtoMessage() {}
 
 func (x *MemberRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[24]
+	mi := &file_store_v1_store_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2115,7 @@ func (x *MemberRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveResponse.ProtoReflect.Descriptor instead.
 func (*MemberRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{24}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{26}
 }
 
 type ApplyRequest struct {
@@ -2015,7 +2128,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[25]
+	mi := &file_store_v1_store_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2140,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[25]
+	mi := &file_store_v1_store_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2153,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{25}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2061,7 +2174,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[26]
+	mi := &file_store_v1_store_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2186,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[26]
+	mi := &file_store_v1_store_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2199,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{26}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2111,7 +2224,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[27]
+	mi := &file_store_v1_store_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2236,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[27]
+	mi := &file_store_v1_store_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2249,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{27}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{29}
 }
 
 type ReadIndexResponse struct {
@@ -2148,7 +2261,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[28]
+	mi := &file_store_v1_store_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2273,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[28]
+	mi := &file_store_v1_store_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2286,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{28}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2191,7 +2304,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_store_v1_store_proto_msgTypes[29]
+	mi := &file_store_v1_store_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2316,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[29]
+	mi := &file_store_v1_store_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2329,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{29}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{31}
 }
 
 type StatusResponse struct {
@@ -2232,7 +2345,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_store_v1_store_proto_msgTypes[30]
+	mi := &file_store_v1_store_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2357,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_v1_store_proto_msgTypes[30]
+	mi := &file_store_v1_store_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2370,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_store_v1_store_proto_rawDescGZIP(), []int{30}
+	return file_store_v1_store_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusResponse) GetId() string {
@@ -2381,25 +2494,31 @@ const file_store_v1_store_proto_rawDesc = "" +
 	"\vTxnResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x128\n" +
-	"\tresponses\x18\x03 \x03(\v2\x1a.skiff.store.v1.ResponseOpR\tresponses\"\xac\x01\n" +
+	"\tresponses\x18\x03 \x03(\v2\x1a.skiff.store.v1.ResponseOpR\tresponses\">\n" +
+	"\fBatchRequest\x12.\n" +
+	"\x04txns\x18\x01 \x03(\v2\x1a.skiff.store.v1.TxnRequestR\x04txns\"H\n" +
+	"\rBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.skiff.store.v1.CommandResultR\aresults\"\xb7\x01\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1c.skiff.store.v1.Command.TypeR\x04type\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\";\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"F\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\a\n" +
 	"\x03PUT\x10\x01\x12\n" +
 	"\n" +
 	"\x06DELETE\x10\x02\x12\a\n" +
 	"\x03TXN\x10\x03\x12\b\n" +
-	"\x04NOOP\x10\x04\"\xdf\x02\n" +
+	"\x04NOOP\x10\x04\x12\t\n" +
+	"\x05BATCH\x10\x05\"\x96\x03\n" +
 	"\rCommandResult\x126\n" +
 	"\x04code\x18\x01 \x01(\x0e2\".skiff.store.v1.CommandResult.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12/\n" +
 	"\x03put\x18\x04 \x01(\v2\x1b.skiff.store.v1.PutResponseH\x00R\x03put\x128\n" +
 	"\x06delete\x18\x05 \x01(\v2\x1e.skiff.store.v1.DeleteResponseH\x00R\x06delete\x12/\n" +
-	"\x03txn\x18\x06 \x01(\v2\x1b.skiff.store.v1.TxnResponseH\x00R\x03txn\"8\n" +
+	"\x03txn\x18\x06 \x01(\v2\x1b.skiff.store.v1.TxnResponseH\x00R\x03txn\x125\n" +
+	"\x05batch\x18\a \x01(\v2\x1d.skiff.store.v1.BatchResponseH\x00R\x05batch\"8\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aINVALID\x10\x01\x12\f\n" +
@@ -2487,7 +2606,7 @@ func file_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_store_v1_store_proto_goTypes = []any{
 	(Event_Type)(0),              // 0: skiff.store.v1.Event.Type
 	(Compare_Target)(0),          // 1: skiff.store.v1.Compare.Target
@@ -2508,24 +2627,26 @@ var file_store_v1_store_proto_goTypes = []any{
 	(*ResponseOp)(nil),           // 16: skiff.store.v1.ResponseOp
 	(*TxnRequest)(nil),           // 17: skiff.store.v1.TxnRequest
 	(*TxnResponse)(nil),          // 18: skiff.store.v1.TxnResponse
-	(*Command)(nil),              // 19: skiff.store.v1.Command
-	(*CommandResult)(nil),        // 20: skiff.store.v1.CommandResult
-	(*SnapshotHeader)(nil),       // 21: skiff.store.v1.SnapshotHeader
-	(*WatchRequest)(nil),         // 22: skiff.store.v1.WatchRequest
-	(*WatchResponse)(nil),        // 23: skiff.store.v1.WatchResponse
-	(*Member)(nil),               // 24: skiff.store.v1.Member
-	(*MemberListRequest)(nil),    // 25: skiff.store.v1.MemberListRequest
-	(*MemberListResponse)(nil),   // 26: skiff.store.v1.MemberListResponse
-	(*MemberAddRequest)(nil),     // 27: skiff.store.v1.MemberAddRequest
-	(*MemberAddResponse)(nil),    // 28: skiff.store.v1.MemberAddResponse
-	(*MemberRemoveRequest)(nil),  // 29: skiff.store.v1.MemberRemoveRequest
-	(*MemberRemoveResponse)(nil), // 30: skiff.store.v1.MemberRemoveResponse
-	(*ApplyRequest)(nil),         // 31: skiff.store.v1.ApplyRequest
-	(*ApplyResponse)(nil),        // 32: skiff.store.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),     // 33: skiff.store.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),    // 34: skiff.store.v1.ReadIndexResponse
-	(*StatusRequest)(nil),        // 35: skiff.store.v1.StatusRequest
-	(*StatusResponse)(nil),       // 36: skiff.store.v1.StatusResponse
+	(*BatchRequest)(nil),         // 19: skiff.store.v1.BatchRequest
+	(*BatchResponse)(nil),        // 20: skiff.store.v1.BatchResponse
+	(*Command)(nil),              // 21: skiff.store.v1.Command
+	(*CommandResult)(nil),        // 22: skiff.store.v1.CommandResult
+	(*SnapshotHeader)(nil),       // 23: skiff.store.v1.SnapshotHeader
+	(*WatchRequest)(nil),         // 24: skiff.store.v1.WatchRequest
+	(*WatchResponse)(nil),        // 25: skiff.store.v1.WatchResponse
+	(*Member)(nil),               // 26: skiff.store.v1.Member
+	(*MemberListRequest)(nil),    // 27: skiff.store.v1.MemberListRequest
+	(*MemberListResponse)(nil),   // 28: skiff.store.v1.MemberListResponse
+	(*MemberAddRequest)(nil),     // 29: skiff.store.v1.MemberAddRequest
+	(*MemberAddResponse)(nil),    // 30: skiff.store.v1.MemberAddResponse
+	(*MemberRemoveRequest)(nil),  // 31: skiff.store.v1.MemberRemoveRequest
+	(*MemberRemoveResponse)(nil), // 32: skiff.store.v1.MemberRemoveResponse
+	(*ApplyRequest)(nil),         // 33: skiff.store.v1.ApplyRequest
+	(*ApplyResponse)(nil),        // 34: skiff.store.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),     // 35: skiff.store.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 36: skiff.store.v1.ReadIndexResponse
+	(*StatusRequest)(nil),        // 37: skiff.store.v1.StatusRequest
+	(*StatusResponse)(nil),       // 38: skiff.store.v1.StatusResponse
 }
 var file_store_v1_store_proto_depIdxs = []int32{
 	0,  // 0: skiff.store.v1.Event.type:type_name -> skiff.store.v1.Event.Type
@@ -2547,43 +2668,46 @@ var file_store_v1_store_proto_depIdxs = []int32{
 	15, // 16: skiff.store.v1.TxnRequest.success:type_name -> skiff.store.v1.RequestOp
 	15, // 17: skiff.store.v1.TxnRequest.failure:type_name -> skiff.store.v1.RequestOp
 	16, // 18: skiff.store.v1.TxnResponse.responses:type_name -> skiff.store.v1.ResponseOp
-	3,  // 19: skiff.store.v1.Command.type:type_name -> skiff.store.v1.Command.Type
-	4,  // 20: skiff.store.v1.CommandResult.code:type_name -> skiff.store.v1.CommandResult.Code
-	9,  // 21: skiff.store.v1.CommandResult.put:type_name -> skiff.store.v1.PutResponse
-	11, // 22: skiff.store.v1.CommandResult.delete:type_name -> skiff.store.v1.DeleteResponse
-	18, // 23: skiff.store.v1.CommandResult.txn:type_name -> skiff.store.v1.TxnResponse
-	7,  // 24: skiff.store.v1.WatchResponse.events:type_name -> skiff.store.v1.Event
-	5,  // 25: skiff.store.v1.Member.suffrage:type_name -> skiff.store.v1.Member.Suffrage
-	24, // 26: skiff.store.v1.MemberListResponse.members:type_name -> skiff.store.v1.Member
-	24, // 27: skiff.store.v1.MemberAddResponse.member:type_name -> skiff.store.v1.Member
-	20, // 28: skiff.store.v1.ApplyResponse.result:type_name -> skiff.store.v1.CommandResult
-	8,  // 29: skiff.store.v1.KV.Put:input_type -> skiff.store.v1.PutRequest
-	10, // 30: skiff.store.v1.KV.Delete:input_type -> skiff.store.v1.DeleteRequest
-	17, // 31: skiff.store.v1.KV.Txn:input_type -> skiff.store.v1.TxnRequest
-	12, // 32: skiff.store.v1.KV.Range:input_type -> skiff.store.v1.RangeRequest
-	22, // 33: skiff.store.v1.KV.Watch:input_type -> skiff.store.v1.WatchRequest
-	25, // 34: skiff.store.v1.Cluster.MemberList:input_type -> skiff.store.v1.MemberListRequest
-	27, // 35: skiff.store.v1.Cluster.MemberAdd:input_type -> skiff.store.v1.MemberAddRequest
-	29, // 36: skiff.store.v1.Cluster.MemberRemove:input_type -> skiff.store.v1.MemberRemoveRequest
-	31, // 37: skiff.store.v1.Internal.Apply:input_type -> skiff.store.v1.ApplyRequest
-	33, // 38: skiff.store.v1.Internal.ReadIndex:input_type -> skiff.store.v1.ReadIndexRequest
-	35, // 39: skiff.store.v1.Internal.Status:input_type -> skiff.store.v1.StatusRequest
-	9,  // 40: skiff.store.v1.KV.Put:output_type -> skiff.store.v1.PutResponse
-	11, // 41: skiff.store.v1.KV.Delete:output_type -> skiff.store.v1.DeleteResponse
-	18, // 42: skiff.store.v1.KV.Txn:output_type -> skiff.store.v1.TxnResponse
-	13, // 43: skiff.store.v1.KV.Range:output_type -> skiff.store.v1.RangeResponse
-	23, // 44: skiff.store.v1.KV.Watch:output_type -> skiff.store.v1.WatchResponse
-	26, // 45: skiff.store.v1.Cluster.MemberList:output_type -> skiff.store.v1.MemberListResponse
-	28, // 46: skiff.store.v1.Cluster.MemberAdd:output_type -> skiff.store.v1.MemberAddResponse
-	30, // 47: skiff.store.v1.Cluster.MemberRemove:output_type -> skiff.store.v1.MemberRemoveResponse
-	32, // 48: skiff.store.v1.Internal.Apply:output_type -> skiff.store.v1.ApplyResponse
-	34, // 49: skiff.store.v1.Internal.ReadIndex:output_type -> skiff.store.v1.ReadIndexResponse
-	36, // 50: skiff.store.v1.Internal.Status:output_type -> skiff.store.v1.StatusResponse
-	40, // [40:51] is the sub-list for method output_type
-	29, // [29:40] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 19: skiff.store.v1.BatchRequest.txns:type_name -> skiff.store.v1.TxnRequest
+	22, // 20: skiff.store.v1.BatchResponse.results:type_name -> skiff.store.v1.CommandResult
+	3,  // 21: skiff.store.v1.Command.type:type_name -> skiff.store.v1.Command.Type
+	4,  // 22: skiff.store.v1.CommandResult.code:type_name -> skiff.store.v1.CommandResult.Code
+	9,  // 23: skiff.store.v1.CommandResult.put:type_name -> skiff.store.v1.PutResponse
+	11, // 24: skiff.store.v1.CommandResult.delete:type_name -> skiff.store.v1.DeleteResponse
+	18, // 25: skiff.store.v1.CommandResult.txn:type_name -> skiff.store.v1.TxnResponse
+	20, // 26: skiff.store.v1.CommandResult.batch:type_name -> skiff.store.v1.BatchResponse
+	7,  // 27: skiff.store.v1.WatchResponse.events:type_name -> skiff.store.v1.Event
+	5,  // 28: skiff.store.v1.Member.suffrage:type_name -> skiff.store.v1.Member.Suffrage
+	26, // 29: skiff.store.v1.MemberListResponse.members:type_name -> skiff.store.v1.Member
+	26, // 30: skiff.store.v1.MemberAddResponse.member:type_name -> skiff.store.v1.Member
+	22, // 31: skiff.store.v1.ApplyResponse.result:type_name -> skiff.store.v1.CommandResult
+	8,  // 32: skiff.store.v1.KV.Put:input_type -> skiff.store.v1.PutRequest
+	10, // 33: skiff.store.v1.KV.Delete:input_type -> skiff.store.v1.DeleteRequest
+	17, // 34: skiff.store.v1.KV.Txn:input_type -> skiff.store.v1.TxnRequest
+	12, // 35: skiff.store.v1.KV.Range:input_type -> skiff.store.v1.RangeRequest
+	24, // 36: skiff.store.v1.KV.Watch:input_type -> skiff.store.v1.WatchRequest
+	27, // 37: skiff.store.v1.Cluster.MemberList:input_type -> skiff.store.v1.MemberListRequest
+	29, // 38: skiff.store.v1.Cluster.MemberAdd:input_type -> skiff.store.v1.MemberAddRequest
+	31, // 39: skiff.store.v1.Cluster.MemberRemove:input_type -> skiff.store.v1.MemberRemoveRequest
+	33, // 40: skiff.store.v1.Internal.Apply:input_type -> skiff.store.v1.ApplyRequest
+	35, // 41: skiff.store.v1.Internal.ReadIndex:input_type -> skiff.store.v1.ReadIndexRequest
+	37, // 42: skiff.store.v1.Internal.Status:input_type -> skiff.store.v1.StatusRequest
+	9,  // 43: skiff.store.v1.KV.Put:output_type -> skiff.store.v1.PutResponse
+	11, // 44: skiff.store.v1.KV.Delete:output_type -> skiff.store.v1.DeleteResponse
+	18, // 45: skiff.store.v1.KV.Txn:output_type -> skiff.store.v1.TxnResponse
+	13, // 46: skiff.store.v1.KV.Range:output_type -> skiff.store.v1.RangeResponse
+	25, // 47: skiff.store.v1.KV.Watch:output_type -> skiff.store.v1.WatchResponse
+	28, // 48: skiff.store.v1.Cluster.MemberList:output_type -> skiff.store.v1.MemberListResponse
+	30, // 49: skiff.store.v1.Cluster.MemberAdd:output_type -> skiff.store.v1.MemberAddResponse
+	32, // 50: skiff.store.v1.Cluster.MemberRemove:output_type -> skiff.store.v1.MemberRemoveResponse
+	34, // 51: skiff.store.v1.Internal.Apply:output_type -> skiff.store.v1.ApplyResponse
+	36, // 52: skiff.store.v1.Internal.ReadIndex:output_type -> skiff.store.v1.ReadIndexResponse
+	38, // 53: skiff.store.v1.Internal.Status:output_type -> skiff.store.v1.StatusResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_store_v1_store_proto_init() }
@@ -2603,10 +2727,11 @@ func file_store_v1_store_proto_init() {
 		(*ResponseOp_Delete)(nil),
 		(*ResponseOp_Range)(nil),
 	}
-	file_store_v1_store_proto_msgTypes[14].OneofWrappers = []any{
+	file_store_v1_store_proto_msgTypes[16].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
+		(*CommandResult_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2614,7 +2739,7 @@ func file_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_v1_store_proto_rawDesc), len(file_store_v1_store_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

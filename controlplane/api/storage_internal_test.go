@@ -1,0 +1,43 @@
+package api
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
+)
+
+func TestDecodeMetaMatchesFullDecode(t *testing.T) {
+	reg := kinds.NewRegistry()
+	k, ok := reg.ForKind("Pod")
+	if !ok {
+		t.Fatal("no Pod kind")
+	}
+	p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: "p", Namespace: "ns", Uid: "u-1", Labels: map[string]string{"a": "b"},
+		DeletionTimestamp: "2026-11-21T00:00:00Z", Finalizers: []string{"f"},
+		OwnerReferences: []*apiv1.OwnerReference{{Kind: "ReplicaSet", Name: "rs", Uid: "u-0", Controller: proto.Bool(true)}}},
+		Spec: &apiv1.PodSpec{NodeName: "n1", Containers: []*apiv1.Container{{Name: "c", Image: "busybox"}}}}
+	value, err := encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &storepb.KeyValue{Key: []byte(k.Key("ns", "p")), Value: value, ModRevision: 42}
+	full, err := decode(k, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := decodeMeta(k, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(md, full.GetMetadata()) {
+		t.Fatalf("decodeMeta = %v, full decode metadata = %v", md, full.GetMetadata())
+	}
+	kv.Value = append(append([]byte{}, value...), 0x1a, 0x05, 0x01) // metadata field cut short
+	if _, err := decodeMeta(k, kv); err == nil {
+		t.Fatal("truncated value decoded without error")
+	}
+}
