@@ -124,10 +124,10 @@ type NodeInfo struct {
 	// PreferNoSchedule ones.
 	taints, preferTaints []*apiv1.Taint
 	Allocatable          Resources
-	Requested   Resources
-	hostPorts   map[hostPort]int
-	hostPaths   map[string]int
-	owners      map[string]int
+	Requested            Resources
+	hostPorts            map[hostPort]int
+	hostPaths            map[string]int
+	owners               map[string]int
 	// pods holds the keys of the pods counted here, so removal is exact.
 	pods map[string]*PodInfo
 }
