@@ -220,9 +220,34 @@ func (p *Pool) podChanged(obj client.Object) {
 	if n == nil || n.silent.Load() {
 		return
 	}
-	if pod.GetMetadata().GetDeletionTimestamp() != "" || (p.cfg.MarkPodsRunning && !p.statusCurrent(pod)) {
+	if pod.GetMetadata().GetDeletionTimestamp() != "" || (p.cfg.MarkPodsRunning && !finished(pod) && !p.statusCurrent(pod)) {
 		p.queue.Add(client.Key(pod))
 	}
+}
+
+// ExitCodeAnnotation makes a hollow node run a pod to completion: with a
+// restartPolicy of Never or OnFailure, the pod ends at once with this exit
+// code, Succeeded for "0" and Failed otherwise (a Job's pods on hollow
+// nodes). Without it, pods run until deleted.
+const ExitCodeAnnotation = "hollow.skiff.dev/exit-code"
+
+// finished: Succeeded and Failed are final, as for a kubelet.
+func finished(pod *apiv1.Pod) bool {
+	ph := pod.GetStatus().GetPhase()
+	return ph == "Succeeded" || ph == "Failed"
+}
+
+// exitCode is the code a pod should end with, if it should end.
+func exitCode(pod *apiv1.Pod) (int32, bool) {
+	v, ok := pod.GetMetadata().GetAnnotations()[ExitCodeAnnotation]
+	if !ok || pod.GetSpec().GetRestartPolicy() == "" || pod.GetSpec().GetRestartPolicy() == "Always" {
+		return 0, false
+	}
+	var code int32
+	if _, err := fmt.Sscan(v, &code); err != nil {
+		code = 1
+	}
+	return code, true
 }
 
 // statusCurrent: the pod already shows what this pool would write.
@@ -270,12 +295,15 @@ func (p *Pool) syncPod(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	if !p.cfg.MarkPodsRunning || p.statusCurrent(pod) {
+	if !p.cfg.MarkPodsRunning || finished(pod) || p.statusCurrent(pod) {
 		return nil
 	}
 	next := proto.Clone(pod).(*apiv1.Pod)
 	next.GetMetadata().ResourceVersion = "" // status is the agent's: no precondition
 	next.Status = n.runningStatus(pod, ready)
+	if code, ok := exitCode(pod); ok {
+		n.terminate(next.Status, code)
+	}
 	_, err := client.UpdateStatus(ctx, p.c, next)
 	if client.IsNotFound(err) {
 		return nil
@@ -327,6 +355,27 @@ func (n *Node) runningStatus(pod *apiv1.Pod, ready bool) *apiv1.PodStatus {
 			State: &apiv1.ContainerState{Running: &apiv1.ContainerStateRunning{StartedAt: start}}})
 	}
 	return st
+}
+
+// terminate turns a running status into the final one of containers that
+// exited with code.
+func (n *Node) terminate(st *apiv1.PodStatus, code int32) {
+	ts := now()
+	st.Phase, st.Reason = "Succeeded", ""
+	reason := "Completed"
+	if code != 0 {
+		st.Phase, reason = "Failed", "Error"
+	}
+	for _, c := range st.Conditions {
+		if c.GetType() == "Ready" || c.GetType() == "ContainersReady" {
+			c.Status, c.Reason = "False", "PodCompleted"
+		}
+	}
+	for _, cs := range st.ContainerStatuses {
+		cs.Ready, cs.Started = false, proto.Bool(false)
+		cs.State = &apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{ExitCode: code, Reason: reason,
+			StartedAt: st.GetStartTime(), FinishedAt: ts, ContainerID: cs.GetContainerID()}}
+	}
 }
 
 func (n *Node) hostIP() string { return fmt.Sprintf("100.64.%d.%d", n.index/256, n.index%256) }

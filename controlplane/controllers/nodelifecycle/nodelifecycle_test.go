@@ -89,3 +89,58 @@ func TestSilentNodeIsTaintedAndItsPodsEvicted(t *testing.T) {
 		return err == nil && readyStatus(n) == "True" && len(n.GetSpec().GetTaints()) == 0
 	})
 }
+
+// A Deployment's pods on a node that dies are replaced on the other nodes
+// (default node-lifecycle timings, hollow heartbeats every second). The
+// time from the node's last heartbeat to all replicas ready elsewhere is
+// logged; the goal is under 10 s (Kubernetes: about 5 minutes).
+func TestDeadNodesDeploymentPodsReplacedElsewhere(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: 3,
+		Loops: []string{"scheduler", "nodelifecycle", "deployment", "replicaset"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	l := map[string]string{"app": "web"}
+	d := &apiv1.Deployment{Metadata: &apiv1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: &apiv1.DeploymentSpec{Replicas: ptr(int32(6)), Selector: &apiv1.LabelSelector{MatchLabels: l},
+			Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: l},
+				Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "web", Image: "nginx"}}}}}}
+	if _, err := client.Create(ctx, cl, d); err != nil {
+		t.Fatal(err)
+	}
+	// readyOn counts ready pods per node, ignoring pods being deleted.
+	readyOn := func() (map[string]int, int) {
+		pods, _, err := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "default", LabelSelector: "app=web"})
+		if err != nil {
+			return nil, 0
+		}
+		per, total := map[string]int{}, 0
+		for _, p := range pods {
+			if p.GetMetadata().GetDeletionTimestamp() != "" || p.GetStatus().GetPhase() != "Running" {
+				continue
+			}
+			per[p.GetSpec().GetNodeName()]++
+			total++
+		}
+		return per, total
+	}
+	victim := ""
+	testutil.WaitFor(t, 30*time.Second, "6 ready pods spread over the 3 nodes", func() bool {
+		per, total := readyOn()
+		if total != 6 || len(per) != 3 {
+			return false
+		}
+		for n := range per {
+			victim = n
+		}
+		return true
+	})
+	stopped := time.Now()
+	c.Pool.Node(victim).Stop()
+	testutil.WaitFor(t, 30*time.Second, "6 ready pods, none on the dead node "+victim, func() bool {
+		per, total := readyOn()
+		return total == 6 && per[victim] == 0
+	})
+	t.Logf("all 6 replicas ready on the other nodes %.1fs after %s stopped heartbeating (goal < 10 s)", time.Since(stopped).Seconds(), victim)
+}
+
+func ptr[T any](v T) *T { return &v }
