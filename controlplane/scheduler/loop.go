@@ -150,7 +150,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	defer wait()
-	s.cfg.Logger.Info("scheduler started", "nodes", len(t.cache.nodes), "pending", len(t.cache.pending))
+	t.cache.mu.Lock()
+	nodeCount, pendingCount := len(t.cache.nodes), len(t.cache.pending)
+	t.cache.mu.Unlock()
+	s.cfg.Logger.Info("scheduler started", "nodes", nodeCount, "pending", pendingCount)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); t.binder(ctx) }()

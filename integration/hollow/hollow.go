@@ -388,7 +388,7 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 	maps.Copy(l, labels)
 	cidr := fmt.Sprintf("10.%d.%d.0/24", 64+n.index/256, n.index%256)
 	ts := now()
-	n.status = &apiv1.NodeStatus{
+	status := &apiv1.NodeStatus{
 		Capacity: maps.Clone(capacity), Allocatable: maps.Clone(capacity),
 		Conditions: []*apiv1.NodeCondition{{Type: "Ready", Status: "True", Reason: "HollowNodeReady",
 			Message: "hollow node is posting ready status", LastHeartbeatTime: ts, LastTransitionTime: ts}},
@@ -396,7 +396,12 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 		NodeInfo:  &apiv1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "skiff-hollow"},
 	}
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name, Labels: l},
-		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: proto.Clone(n.status).(*apiv1.NodeStatus)}
+		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: proto.Clone(status).(*apiv1.NodeStatus)}
+	// A pool that starts running while nodes register heartbeats every
+	// node it holds: the status is shared with that goroutine.
+	n.mu.Lock()
+	n.status = status
+	n.mu.Unlock()
 	created, err := client.Create(ctx, p.c, node)
 	if err != nil && !client.IsAlreadyExists(err) {
 		return fmt.Errorf("register hollow node %s: %w", n.Name, err)
@@ -420,6 +425,10 @@ func NodeReady(node *apiv1.Node) bool {
 // heartbeat writes Ready=True with a fresh lastHeartbeatTime.
 func (n *Node) heartbeat(ctx context.Context) error {
 	n.mu.Lock()
+	if n.status == nil {
+		n.mu.Unlock()
+		return nil // still registering: register writes the first status
+	}
 	ts := now()
 	for _, c := range n.status.Conditions {
 		if c.Type == "Ready" {

@@ -199,12 +199,16 @@ func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error 
 	name := n.GetMetadata().GetName()
 	st.mu.Lock()
 	h := st.health[name]
+	var seen time.Time
+	if h != nil {
+		seen = h.seen // observe updates it under st.mu
+	}
 	st.mu.Unlock()
 	if h == nil {
 		return nil
 	}
 	rc := readyCondition(n)
-	silent := c.now().Sub(h.seen) > c.cfg.GracePeriod
+	silent := c.now().Sub(seen) > c.cfg.GracePeriod
 	if silent && rc.GetStatus() != "Unknown" {
 		var err error
 		if n, err = c.markUnknown(ctx, n); err != nil {
