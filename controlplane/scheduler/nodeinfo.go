@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"hash/maphash"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -31,7 +32,13 @@ type PodInfo struct {
 	HostPaths []string
 	// Owner is "<kind>/<namespace>/<name>" of the controlling owner, or "".
 	Owner string
+	// ownerHash identifies Owner in NodeInfo's per-owner counts.
+	ownerHash uint64
 }
+
+// ownerSeed hashes owners for the whole process: counts are compared
+// across nodes, so every NodeInfo must use the same seed.
+var ownerSeed = maphash.MakeSeed()
 
 type hostPort struct {
 	protocol string
@@ -83,6 +90,7 @@ func NewPodInfo(p *apiv1.Pod) (*PodInfo, error) {
 	for _, ref := range p.GetMetadata().GetOwnerReferences() {
 		if ref.GetController() {
 			pi.Owner = ref.GetKind() + "/" + p.GetMetadata().GetNamespace() + "/" + ref.GetName()
+			pi.ownerHash = maphash.String(ownerSeed, pi.Owner)
 		}
 	}
 	return pi, nil
@@ -127,7 +135,10 @@ type NodeInfo struct {
 	Requested            Resources
 	hostPorts            map[hostPort]int
 	hostPaths            map[string]int
-	owners               map[string]int
+	// owners counts pods per controlling owner (by hash), a short slice
+	// rather than a map: spreading reads it for hundreds of nodes per pod,
+	// and one contiguous scan beats a map's scattered buckets there.
+	owners []ownerCount
 	// pods holds the keys of the pods counted here, so removal is exact.
 	pods map[string]*PodInfo
 }
@@ -147,7 +158,7 @@ func NewNodeInfo(n *apiv1.Node) (*NodeInfo, error) {
 	}
 	ni := &NodeInfo{Node: n, name: n.GetMetadata().GetName(), ready: NodeIsReady(n), unschedulable: n.GetSpec().GetUnschedulable(),
 		labels: n.GetMetadata().GetLabels(), Allocatable: r,
-		hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, owners: map[string]int{}, pods: map[string]*PodInfo{}}
+		hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, pods: map[string]*PodInfo{}}
 	for _, t := range n.GetSpec().GetTaints() {
 		switch t.GetEffect() {
 		case "NoSchedule", "NoExecute":
@@ -181,7 +192,7 @@ func (ni *NodeInfo) AddPod(pi *PodInfo) {
 		ni.hostPaths[p]++
 	}
 	if pi.Owner != "" {
-		ni.owners[pi.Owner]++
+		ni.addOwner(pi.ownerHash, 1)
 	}
 }
 
@@ -205,11 +216,41 @@ func (ni *NodeInfo) RemovePod(p *apiv1.Pod) {
 		}
 	}
 	if pi.Owner != "" {
-		if ni.owners[pi.Owner]--; ni.owners[pi.Owner] <= 0 {
-			delete(ni.owners, pi.Owner)
-		}
+		ni.addOwner(pi.ownerHash, -1)
 	}
 }
 
 // PodCount is the number of pods counted on the node.
 func (ni *NodeInfo) PodCount() int { return len(ni.pods) }
+
+type ownerCount struct {
+	hash uint64
+	n    int32
+}
+
+func (ni *NodeInfo) addOwner(h uint64, d int32) {
+	for i := range ni.owners {
+		if ni.owners[i].hash == h {
+			ni.owners[i].n += d
+			if ni.owners[i].n <= 0 {
+				last := len(ni.owners) - 1
+				ni.owners[i] = ni.owners[last]
+				ni.owners = ni.owners[:last]
+			}
+			return
+		}
+	}
+	if d > 0 {
+		ni.owners = append(ni.owners, ownerCount{hash: h, n: d})
+	}
+}
+
+// ownerPods is how many pods of the owner with hash h the node counts.
+func (ni *NodeInfo) ownerPods(h uint64) int32 {
+	for _, o := range ni.owners {
+		if o.hash == h {
+			return o.n
+		}
+	}
+	return 0
+}

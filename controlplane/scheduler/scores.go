@@ -49,7 +49,7 @@ func scoreSpread(p *PodInfo, n *NodeInfo) int64 {
 	if p.Owner == "" {
 		return MaxScore
 	}
-	same := int64(n.owners[p.Owner])
+	same := int64(n.ownerPods(p.ownerHash))
 	return MaxScore / (1 + same)
 }
 
