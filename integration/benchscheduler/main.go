@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +38,7 @@ type options struct {
 	markRunning bool
 	perOwner    int
 	cpuProfile  string
+	tracePath   string
 	timeout     time.Duration
 	verbose     bool
 	direct      bool
@@ -53,6 +55,7 @@ func main() {
 	flag.BoolVar(&o.markRunning, "mark-running", false, "hollow nodes also write Running status for every bound pod (one more write per pod)")
 	flag.IntVar(&o.perOwner, "per-owner", 1000, "pods per owner (Deployment, or ReplicaSet-like owner reference)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the rounds")
+	flag.StringVar(&o.tracePath, "trace", "", "write an execution trace of the rounds (go tool trace)")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after")
 	flag.BoolVar(&o.verbose, "v", false, "log warnings of the cluster")
 	flag.IntVar(&o.backlog, "backlog", 10000, "then: create this many pods for a second scheduler (schedulerName bench-backlog) that starts only once all exist, and time how fast it drains them (0: skip)")
@@ -196,6 +199,18 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if o.tracePath != "" {
+		f, err := os.Create(o.tracePath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 
 	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | create→bound p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")

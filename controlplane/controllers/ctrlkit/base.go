@@ -31,9 +31,9 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig: 2 workers, resync every 30 s.
+// DefaultConfig: 5 workers (kube-controller-manager's --concurrent-*-syncs default), resync every 30 s.
 func DefaultConfig(c *client.Client) Config {
-	return Config{Client: c, Logger: slog.Default(), Workers: 2, Resync: 30 * time.Second,
+	return Config{Client: c, Logger: slog.Default(), Workers: 5, Resync: 30 * time.Second,
 		RetryBase: 5 * time.Millisecond, RetryMax: 10 * time.Second, Now: time.Now}
 }
 
