@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +165,69 @@ func TestBatchThroughFollowerIsOneEntryWithPerTxnResults(t *testing.T) {
 	}
 	if _, err := f.Store().Batch(ctxT(t), make([]*storepb.TxnRequest, consensus.MaxBatchTxns+1)); !errors.Is(err, consensus.ErrInvalid) {
 		t.Errorf("oversized batch: want ErrInvalid, got %v", err)
+	}
+}
+
+func TestTxnBatcherGroupsConcurrentTxns(t *testing.T) {
+	c := consensustest.Start(t, 3, nil)
+	leader := c.MustLeader(t)
+	f := followers(c, leader)[0]
+	b := consensus.NewTxnBatcher(f.Store(), 2)
+	put(t, leader.Store(), "/grp/taken", "x")
+	create := func(k string) *storepb.TxnRequest {
+		return &storepb.TxnRequest{
+			Compare: []*storepb.Compare{{Key: []byte(k), Target: storepb.Compare_MOD_REVISION, Result: storepb.Compare_EQUAL, Number: 0}},
+			Success: []*storepb.RequestOp{{Op: &storepb.RequestOp_Put{Put: &storepb.PutRequest{Key: []byte(k), Value: []byte("v")}}}},
+		}
+	}
+	const n = 300
+	before := leader.Store().AppliedIndex()
+	results := make([]*storepb.TxnResponse, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := fmt.Sprintf("/grp/%03d", i)
+			if i%100 == 7 {
+				k = "/grp/taken"
+			}
+			results[i], errs[i] = b.Txn(ctxT(t), create(k))
+		}()
+	}
+	wg.Wait()
+	revs := map[int64]bool{}
+	for i := 0; i < n; i++ {
+		if errs[i] != nil {
+			t.Fatalf("txn %d: %v", i, errs[i])
+		}
+		want := i%100 != 7
+		if results[i].GetSucceeded() != want {
+			t.Errorf("txn %d: succeeded=%v, want %v", i, results[i].GetSucceeded(), want)
+		}
+		if want {
+			if revs[results[i].GetRevision()] {
+				t.Errorf("txn %d: revision %d reported twice", i, results[i].GetRevision())
+			}
+			revs[results[i].GetRevision()] = true
+		}
+	}
+	entries := leader.Store().AppliedIndex() - before
+	t.Logf("%d concurrent txns took %d log entries", n, entries)
+	if entries >= n {
+		t.Errorf("%d txns took %d entries: nothing was grouped", n, entries)
+	}
+	if got := get(t, f.Store(), "/grp/299"); got != "v" {
+		t.Fatalf("follower reads %q after its write, want v", got)
+	}
+	// A call whose context is already over is not written.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Txn(ctx, create("/grp/cancelled")); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled call: %v, want context.Canceled", err)
+	}
+	if _, err := b.Txn(ctxT(t), &storepb.TxnRequest{Success: []*storepb.RequestOp{{}}}); !errors.Is(err, consensus.ErrInvalid) {
+		t.Errorf("malformed txn: %v, want ErrInvalid", err)
 	}
 }

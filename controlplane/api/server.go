@@ -62,8 +62,10 @@ func DefaultConfig() Config {
 // Server implements apiv1.APIServer on top of a consensus.Store.
 type Server struct {
 	apiv1.UnimplementedAPIServer
-	cfg     Config
-	store   *consensus.Store
+	cfg   Config
+	store *consensus.Store
+	// writes group concurrent object writes into store batches.
+	writes  *consensus.TxnBatcher
 	reg     *kinds.Registry
 	log     *slog.Logger
 	metrics *metrics
@@ -97,8 +99,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, reg: cfg.Registry, log: cfg.Logger.With("component", "api"),
-		health: health.NewServer()}
+	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 2), reg: cfg.Registry,
+		log: cfg.Logger.With("component", "api"), health: health.NewServer()}
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

@@ -282,7 +282,7 @@ func (s *Server) commit(ctx context.Context, t *txnBuilder) (int64, error) {
 	if t.objectKey != "" {
 		req.Failure = []*storepb.RequestOp{{Op: &storepb.RequestOp_Range{Range: &storepb.RangeRequest{Key: []byte(t.objectKey), KeysOnly: true}}}}
 	}
-	resp, err := s.store.Txn(ctx, req)
+	resp, err := s.writes.Txn(ctx, req)
 	if err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}

@@ -34,6 +34,11 @@ type PodInfo struct {
 	Owner string
 	// ownerHash identifies Owner in NodeInfo's per-owner counts.
 	ownerHash uint64
+	// plain: no nodeName, node selector, required node affinity,
+	// tolerations, host ports or hostPath volumes, so of the default
+	// filters only readiness, schedulability, taints and resources can
+	// reject a node (Algorithm.firstFailure's fast path).
+	plain bool
 }
 
 // ownerSeed hashes owners for the whole process: counts are compared
@@ -87,6 +92,9 @@ func NewPodInfo(p *apiv1.Pod) (*PodInfo, error) {
 			pi.HostPaths = append(pi.HostPaths, hp.GetPath())
 		}
 	}
+	pi.plain = spec.GetNodeName() == "" && len(spec.GetNodeSelector()) == 0 && len(spec.GetTolerations()) == 0 &&
+		len(spec.GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution().GetNodeSelectorTerms()) == 0 &&
+		len(pi.HostPorts) == 0 && len(pi.HostPaths) == 0
 	for _, ref := range p.GetMetadata().GetOwnerReferences() {
 		if ref.GetController() {
 			pi.Owner = ref.GetKind() + "/" + p.GetMetadata().GetNamespace() + "/" + ref.GetName()

@@ -28,7 +28,8 @@ func (a *Algorithm) PlaceSampled(p *PodInfo, nodes []*NodeInfo, start, want int)
 	}
 	start %= total
 	var fe *FitError
-	feasible := make([]*NodeInfo, 0, min(want, total))
+	feasible := a.feasible[:0]
+	defer func() { a.feasible = feasible[:0] }()
 	processed := 0
 	for ; processed < total && len(feasible) < want; processed++ {
 		n := nodes[(start+processed)%total]
@@ -45,7 +46,8 @@ func (a *Algorithm) PlaceSampled(p *PodInfo, nodes []*NodeInfo, start, want int)
 	if len(feasible) == 0 {
 		return nil, next, fe
 	}
-	var best []*NodeInfo
+	best := a.best[:0]
+	defer func() { a.best = best[:0] }()
 	bestScore := int64(-1)
 	for _, n := range feasible {
 		s := a.score(p, n)

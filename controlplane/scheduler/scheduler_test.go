@@ -236,3 +236,45 @@ func TestRemovePodReleasesEverything(t *testing.T) {
 		t.Fatalf("after remove: %+v ports %v", ni.Requested, ni.hostPorts)
 	}
 }
+
+// The plain-pod fast path gives the same verdict (and reason) as running
+// the default filter chain.
+func TestFastPathAgreesWithFilterChain(t *testing.T) {
+	nodes := infos(t,
+		node("ok", "4", "8Gi"),
+		node("small", "100m", "8Gi"),
+		node("nomem", "4", "10Mi"),
+		node("notready", "4", "8Gi", func(n *apiv1.Node) { n.Status.Conditions[0].Status = "False" }),
+		node("cordoned", "4", "8Gi", func(n *apiv1.Node) { n.Spec.Unschedulable = true }),
+		node("tainted", "4", "8Gi", func(n *apiv1.Node) {
+			n.Spec.Taints = []*apiv1.Taint{{Key: "k", Effect: "NoSchedule"}}
+		}),
+		node("preferred", "4", "8Gi", func(n *apiv1.Node) {
+			n.Spec.Taints = []*apiv1.Taint{{Key: "k", Effect: "PreferNoSchedule"}}
+		}),
+		node("full", "4", "8Gi", func(n *apiv1.Node) { n.Status.Allocatable["pods"] = "0" }),
+	)
+	fast := NewAlgorithm(1)
+	chain := NewAlgorithm(1)
+	chain.Filters = append([]Filter(nil), DefaultFilters...) // a copy: no fast path
+	for _, p := range []*apiv1.Pod{
+		pod("plain", "500m", "1Gi"),
+		pod("selector", "500m", "1Gi", func(p *apiv1.Pod) { p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "ok"} }),
+		pod("tolerant", "500m", "1Gi", func(p *apiv1.Pod) {
+			p.Spec.Tolerations = []*apiv1.Toleration{{Key: "k", Operator: "Exists"}}
+		}),
+	} {
+		pi := pinfo(t, p)
+		if want := p.GetMetadata().GetName() == "plain"; pi.plain != want {
+			t.Fatalf("pod %s: plain=%v, want %v", p.GetMetadata().GetName(), pi.plain, want)
+		}
+		for _, n := range nodes {
+			if got, want := fast.firstFailure(pi, n), chain.firstFailure(pi, n); got != want {
+				t.Errorf("pod %s on %s: fast path %q, filter chain %q", p.GetMetadata().GetName(), n.Name(), got, want)
+			}
+		}
+	}
+	if !fast.usesDefaultFilters() || chain.usesDefaultFilters() {
+		t.Fatal("usesDefaultFilters does not tell DefaultFilters from a copy")
+	}
+}
