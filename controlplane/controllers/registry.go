@@ -25,6 +25,8 @@ type Deps struct {
 	// Configs holds per-controller configuration by registered name; a
 	// controller without an entry uses its DefaultConfig.
 	Configs map[string]any
+	// Informers, when set, shares informers among the loops (see Watch).
+	Informers *client.InformerFactory
 }
 
 // ConfigFor returns d.Configs[name] as a T, or def when there is none. A

@@ -42,6 +42,9 @@ type Config struct {
 	Seed       uint64
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Informers, when set, shares the node and pod informers with the
+	// other leader loops.
+	Informers *client.InformerFactory
 }
 
 // DefaultConfig returns the defaults.
@@ -95,7 +98,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger, cfg.Registerer = d.Logger, d.Registerer
+	cfg.Logger, cfg.Registerer, cfg.Informers = d.Logger, d.Registerer, d.Informers
 	if cfg.SchedulerName == "" {
 		cfg.SchedulerName = DefaultSchedulerName
 	}
@@ -133,23 +136,25 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		active:  controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
 		reports: controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
 		binds:   make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
-	nodes := client.NewInformer(s.c, "Node", client.ListOptions{}, client.EventHandler{
+	var informers sync.WaitGroup
+	defer informers.Wait() // after cancel below: defers run last-in first-out
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nodes := controllers.Watch(ctx, &informers, s.cfg.Informers, s.c, "Node", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
 		OnUpdate: func(_, o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
 		OnDelete: func(o client.Object) { t.nodeDeleted(o.(*apiv1.Node)) },
 	})
-	pods := client.NewInformer(s.c, "Pod", client.ListOptions{}, client.EventHandler{
+	pods := controllers.Watch(ctx, &informers, s.cfg.Informers, s.c, "Pod", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod)) },
 		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod)) },
 		OnDelete: func(o client.Object) { t.podDeleted(o.(*apiv1.Pod)) },
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wait, err := controllers.Informers{nodes, pods}.Start(ctx)
-	if err != nil {
-		return err
+	for _, inf := range []*client.Informer{nodes, pods} {
+		if err := inf.WaitForSync(ctx); err != nil {
+			return fmt.Errorf("scheduler: %w", err)
+		}
 	}
-	defer wait()
 	t.cache.mu.Lock()
 	nodeCount, pendingCount := len(t.cache.nodes), len(t.cache.pending)
 	t.cache.mu.Unlock()

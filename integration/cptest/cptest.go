@@ -173,7 +173,8 @@ func (c *Cluster) startLoops(s *apitest.Server) error {
 	}
 	var loops []controlplane.Loop
 	if len(names) > 0 {
-		loops, err = c.opts.Registry.Build(controllers.Deps{Client: cl, Logger: log, Node: s.Node.ID, Configs: c.opts.Configs}, names...)
+		loops, err = c.opts.Registry.Build(controllers.Deps{Client: cl, Logger: log, Node: s.Node.ID, Configs: c.opts.Configs,
+			Informers: client.NewInformerFactory(cl)}, names...)
 		if err != nil {
 			cl.Close()
 			return err

@@ -24,11 +24,16 @@ type EventHandler struct {
 // resumes from the last resourceVersion seen (on any server), and when that
 // is too old it lists again and reports the difference as events.
 type Informer struct {
-	c       *Client
-	kind    string
-	opts    ListOptions
-	handler EventHandler
-	log     func(msg string, args ...any)
+	c    *Client
+	kind string
+	opts ListOptions
+	log  func(msg string, args ...any)
+
+	// deliver is held while the cache changes and the change is handed to
+	// every handler, and while a handler is added: a new handler sees each
+	// change exactly once, either in its replay or as an event.
+	deliver  sync.Mutex
+	handlers []*EventHandler
 
 	mu     sync.RWMutex
 	items  map[string]Object // "namespace/name"
@@ -42,8 +47,67 @@ type Informer struct {
 
 // NewInformer returns an informer for kind (a kind name such as "Pod").
 func NewInformer(c *Client, kind string, opts ListOptions, h EventHandler) *Informer {
-	return &Informer{c: c, kind: kind, opts: opts, handler: h, items: map[string]Object{},
+	i := &Informer{c: c, kind: kind, opts: opts, items: map[string]Object{},
 		synced: make(chan struct{}), log: c.opts.Logger.With("informer", kind).Debug}
+	if h.OnAdd != nil || h.OnUpdate != nil || h.OnDelete != nil {
+		i.handlers = []*EventHandler{&h}
+	}
+	return i
+}
+
+// AddHandler registers another handler. If the informer has its first list
+// already, the handler is first given every cached object as an add. The
+// returned func removes the handler.
+func (i *Informer) AddHandler(h EventHandler) (remove func()) {
+	hp := &h
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
+	if i.HasSynced() && h.OnAdd != nil {
+		i.mu.RLock()
+		objs := make([]Object, 0, len(i.items))
+		for _, obj := range i.items {
+			objs = append(objs, obj)
+		}
+		i.mu.RUnlock()
+		for _, obj := range objs {
+			h.OnAdd(obj)
+		}
+	}
+	i.handlers = append(i.handlers, hp)
+	return func() {
+		i.deliver.Lock()
+		defer i.deliver.Unlock()
+		for k, x := range i.handlers {
+			if x == hp {
+				i.handlers = append(i.handlers[:k:k], i.handlers[k+1:]...)
+				return
+			}
+		}
+	}
+}
+
+func (i *Informer) onAdd(obj Object) {
+	for _, h := range i.handlers {
+		if h.OnAdd != nil {
+			h.OnAdd(obj)
+		}
+	}
+}
+
+func (i *Informer) onUpdate(old, cur Object) {
+	for _, h := range i.handlers {
+		if h.OnUpdate != nil {
+			h.OnUpdate(old, cur)
+		}
+	}
+}
+
+func (i *Informer) onDelete(obj Object) {
+	for _, h := range i.handlers {
+		if h.OnDelete != nil {
+			h.OnDelete(obj)
+		}
+	}
 }
 
 // Key is the cache key of an object: "namespace/name", or "name".
@@ -113,6 +177,8 @@ func (i *Informer) list(ctx context.Context) error {
 		}
 		fresh[Key(obj)] = obj
 	}
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
 	old := i.items
 	i.items = fresh
@@ -125,28 +191,20 @@ func (i *Informer) list(ctx context.Context) error {
 	i.mu.Unlock()
 	for k, obj := range fresh {
 		if prev, ok := old[k]; !ok {
-			i.call(i.handler.OnAdd, obj)
+			i.onAdd(obj)
 		} else if prev.GetMetadata().GetResourceVersion() != obj.GetMetadata().GetResourceVersion() {
-			if i.handler.OnUpdate != nil {
-				i.handler.OnUpdate(prev, obj)
-			}
+			i.onUpdate(prev, obj)
 		}
 	}
 	for k, prev := range old {
 		if _, ok := fresh[k]; !ok {
-			i.call(i.handler.OnDelete, prev)
+			i.onDelete(prev)
 		}
 	}
 	if first {
 		close(i.synced)
 	}
 	return nil
-}
-
-func (i *Informer) call(f func(Object), obj Object) {
-	if f != nil {
-		f(obj)
-	}
 }
 
 // watch streams from the cached resourceVersion until the stream ends.
@@ -177,6 +235,8 @@ func (i *Informer) apply(ev *apiv1.WatchEvent) error {
 		return fmt.Errorf("watch event: %w", err)
 	}
 	k := Key(obj)
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
 	prev, had := i.items[k]
 	if ev.GetType() == apiv1.WatchEvent_DELETED {
@@ -189,14 +249,12 @@ func (i *Informer) apply(ev *apiv1.WatchEvent) error {
 	switch {
 	case ev.GetType() == apiv1.WatchEvent_DELETED:
 		if had {
-			i.call(i.handler.OnDelete, obj)
+			i.onDelete(obj)
 		}
 	case had:
-		if i.handler.OnUpdate != nil {
-			i.handler.OnUpdate(prev, obj)
-		}
+		i.onUpdate(prev, obj)
 	default:
-		i.call(i.handler.OnAdd, obj)
+		i.onAdd(obj)
 	}
 	return nil
 }

@@ -29,6 +29,8 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+	// Informers, when set, shares informers with the other loops.
+	Informers *client.InformerFactory
 }
 
 // DefaultConfig: 5 workers (kube-controller-manager's --concurrent-*-syncs default), resync every 30 s.
@@ -46,6 +48,7 @@ func FromDeps(d controllers.Deps, name string) (Config, error) {
 		return cfg, err
 	}
 	cfg.Client = d.Client
+	cfg.Informers = d.Informers
 	if d.Logger != nil {
 		cfg.Logger = d.Logger
 	}
@@ -185,16 +188,17 @@ func (b *Base) EnqueueAfter(key string, d time.Duration) {
 
 // Run implements controlplane.Loop: it starts the caches, waits for their
 // first lists, and runs workers until ctx ends. Caches and queue are new
-// per Run, so a new leadership term starts from a fresh, current list.
+// per Run, so a new leadership term starts from a fresh, current list (a
+// shared informer stops with its last subscriber, the term's end).
 func (b *Base) Run(ctx context.Context) error {
 	if b.primary == nil {
 		return errors.New("controller has no caches")
 	}
 	b.Queue = controllers.NewQueue(b.cfg.RetryBase, b.cfg.RetryMax)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel below: defers run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer b.Queue.ShutDown()
 	for _, c := range b.caches {
 		c.wrote.Store(0)
@@ -205,14 +209,7 @@ func (b *Base) Run(ctx context.Context) error {
 			c.idx = newIndex(c.indexFn)
 			h = c.idx.wrap(h)
 		}
-		c.Informer = client.NewInformer(b.cfg.Client, c.kind, client.ListOptions{}, h)
-	}
-	for _, c := range b.caches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = c.Run(ctx) // retries internally; returns when ctx ends
-		}()
+		c.Informer = controllers.Watch(ctx, &wg, b.cfg.Informers, b.cfg.Client, c.kind, client.ListOptions{}, h)
 	}
 	for _, c := range b.caches {
 		if err := c.WaitForSync(ctx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
 	"github.com/skiffhq/skiff/controlplane/node"
+	"github.com/skiffhq/skiff/proto/client"
 )
 
 // nodeCommands are the verbs that run a node in the foreground (init,
@@ -63,7 +64,8 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 // leaderLoops builds the scheduler and every controller (the builtin
 // registry) for the leader of a control node.
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
-	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer})
+	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
+		Informers: client.NewInformerFactory(d.Client)})
 }
 
 // untilSignal is ctx cancelled on SIGINT or SIGTERM.

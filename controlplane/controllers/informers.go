@@ -1,0 +1,32 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+// Watch returns an informer of kind delivering to h until ctx ends: the
+// shared one from f when there is a factory (one watch and one cache per
+// kind for all of a leader's loops), else a private one. Either way it runs
+// in a goroutine that wg tracks; wait for its first list with WaitForSync.
+func Watch(ctx context.Context, wg *sync.WaitGroup, f *client.InformerFactory, c *client.Client,
+	kind string, opts client.ListOptions, h client.EventHandler) *client.Informer {
+	wg.Add(1)
+	if f != nil {
+		inf, release := f.Subscribe(kind, opts, h)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			release()
+		}()
+		return inf
+	}
+	inf := client.NewInformer(c, kind, opts, h)
+	go func() {
+		defer wg.Done()
+		_ = inf.Run(ctx) // retries internally; returns when ctx ends
+	}()
+	return inf
+}
