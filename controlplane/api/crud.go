@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
@@ -61,23 +63,11 @@ func conflictOn(k *kinds.Kind, name string, err error) error {
 
 // Create implements apiv1.APIServer.
 func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.Object, error) {
-	obj, k, err := s.unpack(req.GetObject())
-	if err != nil {
-		return nil, toStatus(err)
+	res := s.createOne(ctx, req.GetObject(), req.GetDryRun())
+	if codes.Code(res.GetCode()) != codes.OK {
+		return nil, status.Error(codes.Code(res.GetCode()), res.GetMessage())
 	}
-	md := kinds.Meta(obj)
-	if k.Namespaced && md.Namespace == "" {
-		md.Namespace = "default"
-	}
-	if err := s.authorize(ctx, "create", k.Name, "", md.Namespace, md.Name); err != nil {
-		return nil, toStatus(err)
-	}
-	out, err := s.create(ctx, k, obj, req.GetDryRun())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	env, err := s.pack(out)
-	return env, toStatus(err)
+	return res.GetObject(), nil
 }
 
 // create defaults, admits, validates and writes a new object.

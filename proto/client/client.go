@@ -246,6 +246,9 @@ func (f *failoverAPI) Delete(ctx context.Context, in *apiv1.DeleteRequest, opts 
 func (f *failoverAPI) Apply(ctx context.Context, in *apiv1.ApplyRequest, opts ...grpc.CallOption) (*apiv1.ApplyResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
 }
+func (f *failoverAPI) CreateMany(ctx context.Context, in *apiv1.CreateManyRequest, opts ...grpc.CallOption) (*apiv1.CreateManyResponse, error) {
+	return unary(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)
+}
 func (f *failoverAPI) Bind(ctx context.Context, in *apiv1.BindRequest, opts ...grpc.CallOption) (*apiv1.BindResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Bind)
 }

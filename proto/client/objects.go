@@ -128,6 +128,34 @@ func UpdateStatus[T Object](ctx context.Context, c *Client, obj T) (T, error) {
 	return unpackTo[T](c.api.UpdateStatus(ctx, &apiv1.UpdateRequest{Object: env}))
 }
 
+// CreateMany creates objs in one call, each on its own. It returns the
+// created objects and an error per object, in order (nil: created); err is
+// for the call as a whole. A failed object's entry in out is nil.
+func CreateMany[T Object](ctx context.Context, c *Client, objs []T) (out []T, errs []error, err error) {
+	req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(objs))}
+	for i, obj := range objs {
+		if req.Objects[i], err = Pack(obj); err != nil {
+			return nil, nil, err
+		}
+	}
+	resp, err := c.api.CreateMany(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(resp.GetResults()) != len(objs) {
+		return nil, nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(objs))
+	}
+	out, errs = make([]T, len(objs)), make([]error, len(objs))
+	for i, r := range resp.GetResults() {
+		if codes.Code(r.GetCode()) != codes.OK {
+			errs[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
+			continue
+		}
+		out[i], errs[i] = unpackTo[T](r.GetObject(), nil)
+	}
+	return out, errs, nil
+}
+
 // Bind assigns pods to nodes in one call. The returned errors are per
 // binding, in order (nil: bound); err is for the call as a whole.
 func Bind(ctx context.Context, c *Client, bindings []*apiv1.Binding) ([]error, error) {

@@ -195,6 +195,23 @@ func Create[T client.Object](ctx context.Context, c *client.Client, cache *Cache
 	return out, err
 }
 
+// CreateMany creates objs in one call and records the writes in cache.
+// errs holds one error per object (nil: created); err is for the call.
+func CreateMany[T client.Object](ctx context.Context, c *client.Client, cache *Cache, objs []T) (errs []error, err error) {
+	out, errs, err := client.CreateMany(ctx, c, objs)
+	if err != nil {
+		return nil, err
+	}
+	if cache != nil {
+		for i, o := range out {
+			if errs[i] == nil {
+				cache.Wrote(o)
+			}
+		}
+	}
+	return errs, nil
+}
+
 // Update writes obj with its resourceVersion as precondition.
 func Update[T client.Object](ctx context.Context, c *client.Client, cache *Cache, obj T) (T, error) {
 	if obj.GetMetadata().GetResourceVersion() == "" {

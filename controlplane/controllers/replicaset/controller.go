@@ -169,9 +169,12 @@ func (c *Controller) manage(ctx context.Context, owner client.Object, active []*
 			return taken
 		})
 		ref := ctrlkit.ControllerRef(owner, c.a.apiVersion)
-		created, err := slowStart(names, func(name string) error {
-			_, err := ctrlkit.Create(ctx, c.Client(), c.pods, ctrlkit.PodFromTemplate(c.a.template(owner), md.GetNamespace(), name, ref))
-			return err
+		created, err := slowStartBatches(names, func(batch []string) ([]error, error) {
+			pods := make([]*apiv1.Pod, len(batch))
+			for i, name := range batch {
+				pods[i] = ctrlkit.PodFromTemplate(c.a.template(owner), md.GetNamespace(), name, ref)
+			}
+			return ctrlkit.CreateMany(ctx, c.Client(), c.pods, pods)
 		})
 		if len(created) > 0 {
 			c.event(ctx, owner, client.EventNormal, "SuccessfulCreate", "Created pod(s): "+strings.Join(created, ", "))
@@ -220,6 +223,28 @@ func slowStart(items []string, op func(string) error) (done []string, err error)
 			}()
 		}
 		wg.Wait()
+		for i := 0; i < n; i++ {
+			if errs[i] == nil {
+				done = append(done, items[i])
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return done, err
+		}
+		items = items[n:]
+	}
+	return done, nil
+}
+
+// slowStartBatches is slowStart with each wave sent as one call: op
+// returns an error per item (nil: done), or one error for the whole wave.
+func slowStartBatches(items []string, op func(batch []string) ([]error, error)) (done []string, err error) {
+	for batch := 1; len(items) > 0; batch *= 2 {
+		n := min(batch, len(items))
+		errs, callErr := op(items[:n])
+		if callErr != nil {
+			return done, callErr
+		}
 		for i := 0; i < n; i++ {
 			if errs[i] == nil {
 				done = append(done, items[i])

@@ -71,7 +71,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13, 0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type ApplyResponse_Result int32
@@ -120,7 +120,166 @@ func (x ApplyResponse_Result) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplyResponse_Result.Descriptor instead.
 func (ApplyResponse_Result) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16, 0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{19, 0}
+}
+
+type CreateManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateManyRequest) Reset() {
+	*x = CreateManyRequest{}
+	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateManyRequest) ProtoMessage() {}
+
+func (x *CreateManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateManyRequest.ProtoReflect.Descriptor instead.
+func (*CreateManyRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateManyRequest) GetObjects() []*Object {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *CreateManyRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// CreateResult is one object's outcome: code is a gRPC status code number
+// (0 OK, with the created object).
+type CreateResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Object        *Object                `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateResult) Reset() {
+	*x = CreateResult{}
+	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateResult) ProtoMessage() {}
+
+func (x *CreateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateResult.ProtoReflect.Descriptor instead.
+func (*CreateResult) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CreateResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CreateResult) GetObject() *Object {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+type CreateManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are in the order of the request's objects.
+	Results       []*CreateResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateManyResponse) Reset() {
+	*x = CreateManyResponse{}
+	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateManyResponse) ProtoMessage() {}
+
+func (x *CreateManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateManyResponse.ProtoReflect.Descriptor instead.
+func (*CreateManyResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateManyResponse) GetResults() []*CreateResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
 }
 
 type Binding struct {
@@ -139,7 +298,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	mi := &file_api_v1_api_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +310,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[0]
+	mi := &file_api_v1_api_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +323,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{0}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Binding) GetNamespace() string {
@@ -211,7 +370,7 @@ type BindRequest struct {
 
 func (x *BindRequest) Reset() {
 	*x = BindRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	mi := &file_api_v1_api_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +382,7 @@ func (x *BindRequest) String() string {
 func (*BindRequest) ProtoMessage() {}
 
 func (x *BindRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[1]
+	mi := &file_api_v1_api_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +395,7 @@ func (x *BindRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindRequest.ProtoReflect.Descriptor instead.
 func (*BindRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{1}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BindRequest) GetBindings() []*Binding {
@@ -261,7 +420,7 @@ type BindResult struct {
 
 func (x *BindResult) Reset() {
 	*x = BindResult{}
-	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	mi := &file_api_v1_api_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +432,7 @@ func (x *BindResult) String() string {
 func (*BindResult) ProtoMessage() {}
 
 func (x *BindResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[2]
+	mi := &file_api_v1_api_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +445,7 @@ func (x *BindResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindResult.ProtoReflect.Descriptor instead.
 func (*BindResult) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{2}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BindResult) GetCode() int32 {
@@ -320,7 +479,7 @@ type BindResponse struct {
 
 func (x *BindResponse) Reset() {
 	*x = BindResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	mi := &file_api_v1_api_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +491,7 @@ func (x *BindResponse) String() string {
 func (*BindResponse) ProtoMessage() {}
 
 func (x *BindResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[3]
+	mi := &file_api_v1_api_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +504,7 @@ func (x *BindResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindResponse.ProtoReflect.Descriptor instead.
 func (*BindResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{3}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BindResponse) GetResults() []*BindResult {
@@ -366,7 +525,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[4]
+	mi := &file_api_v1_api_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +537,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[4]
+	mi := &file_api_v1_api_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +550,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{4}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateRequest) GetObject() *Object {
@@ -423,7 +582,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[5]
+	mi := &file_api_v1_api_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +594,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[5]
+	mi := &file_api_v1_api_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +607,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -501,7 +660,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[6]
+	mi := &file_api_v1_api_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +672,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[6]
+	mi := &file_api_v1_api_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +685,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -588,7 +747,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[7]
+	mi := &file_api_v1_api_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +759,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[7]
+	mi := &file_api_v1_api_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +772,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateRequest) GetObject() *Object {
@@ -646,7 +805,7 @@ type PatchRequest struct {
 
 func (x *PatchRequest) Reset() {
 	*x = PatchRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[8]
+	mi := &file_api_v1_api_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +817,7 @@ func (x *PatchRequest) String() string {
 func (*PatchRequest) ProtoMessage() {}
 
 func (x *PatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[8]
+	mi := &file_api_v1_api_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +830,7 @@ func (x *PatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchRequest.ProtoReflect.Descriptor instead.
 func (*PatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PatchRequest) GetKind() string {
@@ -726,7 +885,7 @@ type Preconditions struct {
 
 func (x *Preconditions) Reset() {
 	*x = Preconditions{}
-	mi := &file_api_v1_api_service_proto_msgTypes[9]
+	mi := &file_api_v1_api_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +897,7 @@ func (x *Preconditions) String() string {
 func (*Preconditions) ProtoMessage() {}
 
 func (x *Preconditions) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[9]
+	mi := &file_api_v1_api_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +910,7 @@ func (x *Preconditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preconditions.ProtoReflect.Descriptor instead.
 func (*Preconditions) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Preconditions) GetUid() string {
@@ -789,7 +948,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[10]
+	mi := &file_api_v1_api_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +960,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[10]
+	mi := &file_api_v1_api_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +973,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{10}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -878,7 +1037,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[11]
+	mi := &file_api_v1_api_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1049,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[11]
+	mi := &file_api_v1_api_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1062,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{11}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteResponse) GetObject() *Object {
@@ -938,7 +1097,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[12]
+	mi := &file_api_v1_api_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1109,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[12]
+	mi := &file_api_v1_api_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1122,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{12}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRequest) GetKind() string {
@@ -1022,7 +1181,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_api_v1_api_service_proto_msgTypes[13]
+	mi := &file_api_v1_api_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1193,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[13]
+	mi := &file_api_v1_api_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1206,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1080,7 +1239,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[14]
+	mi := &file_api_v1_api_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1251,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[14]
+	mi := &file_api_v1_api_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1264,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchResponse) GetEvents() []*WatchEvent {
@@ -1125,7 +1284,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[15]
+	mi := &file_api_v1_api_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1296,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[15]
+	mi := &file_api_v1_api_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1309,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{15}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyRequest) GetObject() *Object {
@@ -1177,7 +1336,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[16]
+	mi := &file_api_v1_api_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1348,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[16]
+	mi := &file_api_v1_api_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1361,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{16}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyResponse) GetObject() *Object {
@@ -1227,7 +1386,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_api_v1_api_service_proto_msgTypes[17]
+	mi := &file_api_v1_api_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1398,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[17]
+	mi := &file_api_v1_api_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1411,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{17}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{20}
 }
 
 type VersionResponse struct {
@@ -1269,7 +1428,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_api_v1_api_service_proto_msgTypes[18]
+	mi := &file_api_v1_api_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1440,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_service_proto_msgTypes[18]
+	mi := &file_api_v1_api_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1453,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_service_proto_rawDescGZIP(), []int{18}
+	return file_api_v1_api_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -1336,7 +1495,16 @@ var File_api_v1_api_service_proto protoreflect.FileDescriptor
 
 const file_api_v1_api_service_proto_rawDesc = "" +
 	"\n" +
-	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"\x95\x01\n" +
+	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"\\\n" +
+	"\x11CreateManyRequest\x12.\n" +
+	"\aobjects\x18\x01 \x03(\v2\x14.skiff.api.v1.ObjectR\aobjects\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"j\n" +
+	"\fCreateResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12,\n" +
+	"\x06object\x18\x03 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\"J\n" +
+	"\x12CreateManyResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.skiff.api.v1.CreateResultR\aresults\"\x95\x01\n" +
 	"\aBinding\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -1429,7 +1597,7 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision2\xbd\x05\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision2\x8e\x06\n" +
 	"\x03API\x12;\n" +
 	"\x06Create\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
 	"\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
@@ -1441,7 +1609,9 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x05Watch\x12\x1a.skiff.api.v1.WatchRequest\x1a\x1b.skiff.api.v1.WatchResponse0\x01\x12@\n" +
 	"\x05Apply\x12\x1a.skiff.api.v1.ApplyRequest\x1a\x1b.skiff.api.v1.ApplyResponse\x12F\n" +
 	"\aVersion\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponse\x12=\n" +
-	"\x04Bind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
+	"\x04Bind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponse\x12O\n" +
+	"\n" +
+	"CreateMany\x12\x1f.skiff.api.v1.CreateManyRequest\x1a .skiff.api.v1.CreateManyResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_api_service_proto_rawDescOnce sync.Once
@@ -1456,72 +1626,80 @@ func file_api_v1_api_service_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_v1_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_v1_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_api_v1_api_service_proto_goTypes = []any{
-	(WatchEvent_Type)(0),      // 0: skiff.api.v1.WatchEvent.Type
-	(ApplyResponse_Result)(0), // 1: skiff.api.v1.ApplyResponse.Result
-	(*Binding)(nil),           // 2: skiff.api.v1.Binding
-	(*BindRequest)(nil),       // 3: skiff.api.v1.BindRequest
-	(*BindResult)(nil),        // 4: skiff.api.v1.BindResult
-	(*BindResponse)(nil),      // 5: skiff.api.v1.BindResponse
-	(*CreateRequest)(nil),     // 6: skiff.api.v1.CreateRequest
-	(*GetRequest)(nil),        // 7: skiff.api.v1.GetRequest
-	(*ListRequest)(nil),       // 8: skiff.api.v1.ListRequest
-	(*UpdateRequest)(nil),     // 9: skiff.api.v1.UpdateRequest
-	(*PatchRequest)(nil),      // 10: skiff.api.v1.PatchRequest
-	(*Preconditions)(nil),     // 11: skiff.api.v1.Preconditions
-	(*DeleteRequest)(nil),     // 12: skiff.api.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 13: skiff.api.v1.DeleteResponse
-	(*WatchRequest)(nil),      // 14: skiff.api.v1.WatchRequest
-	(*WatchEvent)(nil),        // 15: skiff.api.v1.WatchEvent
-	(*WatchResponse)(nil),     // 16: skiff.api.v1.WatchResponse
-	(*ApplyRequest)(nil),      // 17: skiff.api.v1.ApplyRequest
-	(*ApplyResponse)(nil),     // 18: skiff.api.v1.ApplyResponse
-	(*VersionRequest)(nil),    // 19: skiff.api.v1.VersionRequest
-	(*VersionResponse)(nil),   // 20: skiff.api.v1.VersionResponse
-	(*Object)(nil),            // 21: skiff.api.v1.Object
-	(*List)(nil),              // 22: skiff.api.v1.List
+	(WatchEvent_Type)(0),       // 0: skiff.api.v1.WatchEvent.Type
+	(ApplyResponse_Result)(0),  // 1: skiff.api.v1.ApplyResponse.Result
+	(*CreateManyRequest)(nil),  // 2: skiff.api.v1.CreateManyRequest
+	(*CreateResult)(nil),       // 3: skiff.api.v1.CreateResult
+	(*CreateManyResponse)(nil), // 4: skiff.api.v1.CreateManyResponse
+	(*Binding)(nil),            // 5: skiff.api.v1.Binding
+	(*BindRequest)(nil),        // 6: skiff.api.v1.BindRequest
+	(*BindResult)(nil),         // 7: skiff.api.v1.BindResult
+	(*BindResponse)(nil),       // 8: skiff.api.v1.BindResponse
+	(*CreateRequest)(nil),      // 9: skiff.api.v1.CreateRequest
+	(*GetRequest)(nil),         // 10: skiff.api.v1.GetRequest
+	(*ListRequest)(nil),        // 11: skiff.api.v1.ListRequest
+	(*UpdateRequest)(nil),      // 12: skiff.api.v1.UpdateRequest
+	(*PatchRequest)(nil),       // 13: skiff.api.v1.PatchRequest
+	(*Preconditions)(nil),      // 14: skiff.api.v1.Preconditions
+	(*DeleteRequest)(nil),      // 15: skiff.api.v1.DeleteRequest
+	(*DeleteResponse)(nil),     // 16: skiff.api.v1.DeleteResponse
+	(*WatchRequest)(nil),       // 17: skiff.api.v1.WatchRequest
+	(*WatchEvent)(nil),         // 18: skiff.api.v1.WatchEvent
+	(*WatchResponse)(nil),      // 19: skiff.api.v1.WatchResponse
+	(*ApplyRequest)(nil),       // 20: skiff.api.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 21: skiff.api.v1.ApplyResponse
+	(*VersionRequest)(nil),     // 22: skiff.api.v1.VersionRequest
+	(*VersionResponse)(nil),    // 23: skiff.api.v1.VersionResponse
+	(*Object)(nil),             // 24: skiff.api.v1.Object
+	(*List)(nil),               // 25: skiff.api.v1.List
 }
 var file_api_v1_api_service_proto_depIdxs = []int32{
-	2,  // 0: skiff.api.v1.BindRequest.bindings:type_name -> skiff.api.v1.Binding
-	4,  // 1: skiff.api.v1.BindResponse.results:type_name -> skiff.api.v1.BindResult
-	21, // 2: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
-	21, // 3: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
-	11, // 4: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
-	21, // 5: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
-	0,  // 6: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
-	21, // 7: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
-	15, // 8: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
-	21, // 9: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
-	21, // 10: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
-	1,  // 11: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
-	6,  // 12: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
-	7,  // 13: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
-	8,  // 14: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
-	9,  // 15: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
-	9,  // 16: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
-	10, // 17: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
-	12, // 18: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
-	14, // 19: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
-	17, // 20: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
-	19, // 21: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
-	3,  // 22: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
-	21, // 23: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
-	21, // 24: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
-	22, // 25: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
-	21, // 26: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
-	21, // 27: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
-	21, // 28: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
-	13, // 29: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
-	16, // 30: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
-	18, // 31: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
-	20, // 32: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
-	5,  // 33: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 0: skiff.api.v1.CreateManyRequest.objects:type_name -> skiff.api.v1.Object
+	24, // 1: skiff.api.v1.CreateResult.object:type_name -> skiff.api.v1.Object
+	3,  // 2: skiff.api.v1.CreateManyResponse.results:type_name -> skiff.api.v1.CreateResult
+	5,  // 3: skiff.api.v1.BindRequest.bindings:type_name -> skiff.api.v1.Binding
+	7,  // 4: skiff.api.v1.BindResponse.results:type_name -> skiff.api.v1.BindResult
+	24, // 5: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
+	24, // 6: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
+	14, // 7: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
+	24, // 8: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
+	0,  // 9: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
+	24, // 10: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
+	18, // 11: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
+	24, // 12: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
+	24, // 13: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
+	1,  // 14: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
+	9,  // 15: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
+	10, // 16: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
+	11, // 17: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
+	12, // 18: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
+	12, // 19: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
+	13, // 20: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
+	15, // 21: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
+	17, // 22: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
+	20, // 23: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
+	22, // 24: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
+	6,  // 25: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
+	2,  // 26: skiff.api.v1.API.CreateMany:input_type -> skiff.api.v1.CreateManyRequest
+	24, // 27: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
+	24, // 28: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
+	25, // 29: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
+	24, // 30: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
+	24, // 31: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
+	24, // 32: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
+	16, // 33: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
+	19, // 34: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
+	21, // 35: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
+	23, // 36: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
+	8,  // 37: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
+	4,  // 38: skiff.api.v1.API.CreateMany:output_type -> skiff.api.v1.CreateManyResponse
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_service_proto_init() }
@@ -1530,14 +1708,14 @@ func file_api_v1_api_service_proto_init() {
 		return
 	}
 	file_api_v1_meta_proto_init()
-	file_api_v1_api_service_proto_msgTypes[10].OneofWrappers = []any{}
+	file_api_v1_api_service_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_service_proto_rawDesc), len(file_api_v1_api_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	API_Apply_FullMethodName        = "/skiff.api.v1.API/Apply"
 	API_Version_FullMethodName      = "/skiff.api.v1.API/Version"
 	API_Bind_FullMethodName         = "/skiff.api.v1.API/Bind"
+	API_CreateMany_FullMethodName   = "/skiff.api.v1.API/CreateMany"
 )
 
 // APIClient is the client API for API service.
@@ -81,6 +82,10 @@ type APIClient interface {
 	// could be committed (or the outcome is unknown). Needs create on
 	// pods/binding.
 	Bind(ctx context.Context, in *BindRequest, opts ...grpc.CallOption) (*BindResponse, error)
+	// CreateMany creates several objects in one call, each on its own (as
+	// if by Create: one failing does not stop the others); their writes are
+	// committed together. Controllers creating many pods at once use it.
+	CreateMany(ctx context.Context, in *CreateManyRequest, opts ...grpc.CallOption) (*CreateManyResponse, error)
 }
 
 type aPIClient struct {
@@ -210,6 +215,16 @@ func (c *aPIClient) Bind(ctx context.Context, in *BindRequest, opts ...grpc.Call
 	return out, nil
 }
 
+func (c *aPIClient) CreateMany(ctx context.Context, in *CreateManyRequest, opts ...grpc.CallOption) (*CreateManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateManyResponse)
+	err := c.cc.Invoke(ctx, API_CreateMany_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // APIServer is the server API for API service.
 // All implementations must embed UnimplementedAPIServer
 // for forward compatibility.
@@ -255,6 +270,10 @@ type APIServer interface {
 	// could be committed (or the outcome is unknown). Needs create on
 	// pods/binding.
 	Bind(context.Context, *BindRequest) (*BindResponse, error)
+	// CreateMany creates several objects in one call, each on its own (as
+	// if by Create: one failing does not stop the others); their writes are
+	// committed together. Controllers creating many pods at once use it.
+	CreateMany(context.Context, *CreateManyRequest) (*CreateManyResponse, error)
 	mustEmbedUnimplementedAPIServer()
 }
 
@@ -297,6 +316,9 @@ func (UnimplementedAPIServer) Version(context.Context, *VersionRequest) (*Versio
 }
 func (UnimplementedAPIServer) Bind(context.Context, *BindRequest) (*BindResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Bind not implemented")
+}
+func (UnimplementedAPIServer) CreateMany(context.Context, *CreateManyRequest) (*CreateManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateMany not implemented")
 }
 func (UnimplementedAPIServer) mustEmbedUnimplementedAPIServer() {}
 func (UnimplementedAPIServer) testEmbeddedByValue()             {}
@@ -510,6 +532,24 @@ func _API_Bind_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _API_CreateMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APIServer).CreateMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: API_CreateMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APIServer).CreateMany(ctx, req.(*CreateManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // API_ServiceDesc is the grpc.ServiceDesc for API service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -556,6 +596,10 @@ var API_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Bind",
 			Handler:    _API_Bind_Handler,
+		},
+		{
+			MethodName: "CreateMany",
+			Handler:    _API_CreateMany_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

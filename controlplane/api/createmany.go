@@ -1,0 +1,70 @@
+package api
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+// createManyParallel bounds the creates of one CreateMany prepared at once.
+const createManyParallel = 64
+
+// CreateMany implements apiv1.APIServer. Each object goes through the same
+// path as Create (authorization, defaults, admission, validation, a
+// conditional write); the writes are concurrent, so the store's group
+// commit (TxnBatcher) puts them in few Raft entries. What the call saves
+// over N Creates is the per-call work on both ends (framing, TLS, dispatch),
+// which was a fifth of the control plane's CPU when a ReplicaSet
+// controller created pods one call each.
+func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (*apiv1.CreateManyResponse, error) {
+	objs := req.GetObjects()
+	if len(objs) > consensus.MaxBatchTxns {
+		return nil, status.Errorf(codes.InvalidArgument, "objects: %d exceeds the limit of %d per call", len(objs), consensus.MaxBatchTxns)
+	}
+	out := &apiv1.CreateManyResponse{Results: make([]*apiv1.CreateResult, len(objs))}
+	sem := make(chan struct{}, createManyParallel)
+	var wg sync.WaitGroup
+	for i, env := range objs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out.Results[i] = s.createOne(ctx, env, req.GetDryRun())
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun bool) *apiv1.CreateResult {
+	fail := func(err error) *apiv1.CreateResult {
+		st, _ := status.FromError(toStatus(err))
+		return &apiv1.CreateResult{Code: int32(st.Code()), Message: st.Message()}
+	}
+	obj, k, err := s.unpack(env)
+	if err != nil {
+		return fail(err)
+	}
+	md := kinds.Meta(obj)
+	if k.Namespaced && md.Namespace == "" {
+		md.Namespace = "default"
+	}
+	if err := s.authorize(ctx, "create", k.Name, "", md.Namespace, md.Name); err != nil {
+		return fail(err)
+	}
+	created, err := s.create(ctx, k, obj, dryRun)
+	if err != nil {
+		return fail(err)
+	}
+	packed, err := s.pack(created)
+	if err != nil {
+		return fail(err)
+	}
+	return &apiv1.CreateResult{Object: packed}
+}
