@@ -58,9 +58,18 @@ func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun bool) 
 	if err := s.authorize(ctx, "create", k.Name, "", md.Namespace, md.Name); err != nil {
 		return fail(err)
 	}
-	created, err := s.create(ctx, k, obj, dryRun)
+	created, value, err := s.createEncoded(ctx, k, obj, dryRun)
 	if err != nil {
 		return fail(err)
+	}
+	if value != nil {
+		// The stored bytes plus the resourceVersion, as a watch sends it:
+		// no second encoding of the object.
+		rev, err := parseRev("metadata.resourceVersion", kinds.Meta(created).ResourceVersion)
+		if err != nil {
+			return fail(err)
+		}
+		return &apiv1.CreateResult{Object: rawEnvelope(k, value, rev)}
 	}
 	packed, err := s.pack(created)
 	if err != nil {

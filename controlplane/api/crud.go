@@ -72,6 +72,13 @@ func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.O
 
 // create defaults, admits, validates and writes a new object.
 func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun bool) (kinds.Object, error) {
+	out, _, err := s.createEncoded(ctx, k, obj, dryRun)
+	return out, err
+}
+
+// createEncoded is create that also returns the stored encoding (nil for a
+// dry run), so a caller can answer with it instead of encoding again.
+func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun bool) (kinds.Object, []byte, error) {
 	md := kinds.Meta(obj)
 	if k.Namespaced && md.Namespace == "" {
 		md.Namespace = "default"
@@ -80,7 +87,7 @@ func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dr
 		md.Name = md.GenerateName + randomSuffix(5)
 	}
 	if md.Name == "" {
-		return nil, invalid(k, "", kinds.FieldErrors{kinds.Required("metadata.name", "name or generateName is required")})
+		return nil, nil, invalid(k, "", kinds.FieldErrors{kinds.Required("metadata.name", "name or generateName is required")})
 	}
 	md.Uid = newUID()
 	md.CreationTimestamp = s.timestamp(s.cfg.Now())
@@ -94,51 +101,51 @@ func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dr
 		o := proto.Clone(obj).(kinds.Object)
 		a := &admission{}
 		if err := s.store.Linearize(ctx); err != nil {
-			return nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
+			return nil, nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
 		}
 		if err := s.admitNamespace(ctx, k, md.Namespace, a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if pod, ok := o.(*apiv1.Pod); ok {
 			if err := s.admitLimitRanges(ctx, pod, a); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if errs := k.Validate(o); len(errs) > 0 {
-			return nil, invalid(k, md.Name, errs)
+			return nil, nil, invalid(k, md.Name, errs)
 		}
 		if q, ok := o.(*apiv1.ResourceQuota); ok {
 			if err := s.initQuotaStatus(ctx, q); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if err := s.admitQuota(ctx, k, o, +1, a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if dryRun {
-			return o, nil
+			return o, nil, nil
 		}
 		value, err := encode(o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		t := &txnBuilder{objectKey: key}
 		t.expect(key, 0)
 		if err := a.addTo(t, s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		t.put(key, value)
 		rev, err := s.commit(ctx, t)
 		switch {
 		case err == nil:
 			kinds.Meta(o).ResourceVersion = formatRev(rev)
-			return o, nil
+			return o, value, nil
 		case errors.Is(err, ErrConflict):
-			return nil, fmt.Errorf("%w: %s %q already exists", ErrAlreadyExists, k.Resource(), md.Name)
+			return nil, nil, fmt.Errorf("%w: %s %q already exists", ErrAlreadyExists, k.Resource(), md.Name)
 		case errors.Is(err, errRetry) && attempt < maxAdmissionRetries:
 			continue
 		default:
-			return nil, err
+			return nil, nil, err
 		}
 	}
 }

@@ -39,6 +39,8 @@ type PodInfo struct {
 	// filters only readiness, schedulability, taints and resources can
 	// reject a node (Algorithm.firstFailure's fast path).
 	plain bool
+	// prefersNodes: the pod has preferred node affinity terms.
+	prefersNodes bool
 }
 
 // ownerSeed hashes owners for the whole process: counts are compared
@@ -95,6 +97,7 @@ func NewPodInfo(p *apiv1.Pod) (*PodInfo, error) {
 	pi.plain = spec.GetNodeName() == "" && len(spec.GetNodeSelector()) == 0 && len(spec.GetTolerations()) == 0 &&
 		len(spec.GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution().GetNodeSelectorTerms()) == 0 &&
 		len(pi.HostPorts) == 0 && len(pi.HostPaths) == 0
+	pi.prefersNodes = len(spec.GetAffinity().GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()) > 0
 	for _, ref := range p.GetMetadata().GetOwnerReferences() {
 		if ref.GetController() {
 			pi.Owner = ref.GetKind() + "/" + p.GetMetadata().GetNamespace() + "/" + ref.GetName()

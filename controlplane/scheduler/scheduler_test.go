@@ -278,3 +278,32 @@ func TestFastPathAgreesWithFilterChain(t *testing.T) {
 		t.Fatal("usesDefaultFilters does not tell DefaultFilters from a copy")
 	}
 }
+
+// The scoring fast path sums to what the DefaultScores table gives.
+func TestFastScoreAgreesWithScoreTable(t *testing.T) {
+	owned := func(p *apiv1.Pod) {
+		p.Metadata.OwnerReferences = []*apiv1.OwnerReference{{Kind: "ReplicaSet", Name: "rs", Uid: "u", Controller: proto.Bool(true)}}
+	}
+	nodes := infos(t, node("a", "4", "8Gi"), node("b", "2", "16Gi"), node("c", "8", "1Gi"),
+		node("soft", "4", "8Gi", func(n *apiv1.Node) { n.Spec.Taints = []*apiv1.Taint{{Key: "k", Effect: "PreferNoSchedule"}} }))
+	nodes[0].AddPod(pinfo(t, pod("x1", "1", "1Gi", owned)))
+	nodes[1].AddPod(pinfo(t, pod("x2", "500m", "3Gi")))
+	fast := NewAlgorithm(1)
+	table := NewAlgorithm(1)
+	table.Scores = append([]Score(nil), DefaultScores...)
+	for _, p := range []*apiv1.Pod{
+		pod("plain", "500m", "1Gi"),
+		pod("owned", "250m", "2Gi", owned),
+		pod("prefers", "500m", "1Gi", func(p *apiv1.Pod) {
+			p.Spec.Affinity = &apiv1.Affinity{NodeAffinity: &apiv1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []*apiv1.PreferredSchedulingTerm{
+				{Weight: 10, Preference: &apiv1.NodeSelectorTerm{MatchExpressions: []*apiv1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{"b"}}}}}}}}
+		}),
+	} {
+		pi := pinfo(t, p)
+		for _, n := range nodes {
+			if got, want := fast.score(pi, n), table.score(pi, n); got != want {
+				t.Errorf("pod %s on %s: fast score %d, table %d", p.GetMetadata().GetName(), n.Name(), got, want)
+			}
+		}
+	}
+}
