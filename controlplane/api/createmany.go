@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -28,6 +29,11 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 		return nil, status.Errorf(codes.InvalidArgument, "objects: %d exceeds the limit of %d per call", len(objs), consensus.MaxBatchTxns)
 	}
 	out := &apiv1.CreateManyResponse{Results: make([]*apiv1.CreateResult, len(objs))}
+	// One leadership confirmation for the whole call: every object's
+	// admission then reads state at least as new as the call.
+	if err := s.store.Linearize(ctx); err != nil {
+		return nil, toStatus(fmt.Errorf("create: %w", err))
+	}
 	sem := make(chan struct{}, createManyParallel)
 	var wg sync.WaitGroup
 	for i, env := range objs {
@@ -35,14 +41,14 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			out.Results[i] = s.createOne(ctx, env, req.GetDryRun())
+			out.Results[i] = s.createOne(ctx, env, req.GetDryRun(), true)
 		}()
 	}
 	wg.Wait()
 	return out, nil
 }
 
-func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun bool) *apiv1.CreateResult {
+func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linearized bool) *apiv1.CreateResult {
 	fail := func(err error) *apiv1.CreateResult {
 		st, _ := status.FromError(toStatus(err))
 		return &apiv1.CreateResult{Code: int32(st.Code()), Message: st.Message()}
@@ -58,7 +64,7 @@ func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun bool) 
 	if err := s.authorize(ctx, "create", k.Name, "", md.Namespace, md.Name); err != nil {
 		return fail(err)
 	}
-	created, value, err := s.createEncoded(ctx, k, obj, dryRun)
+	created, value, err := s.createEncoded(ctx, k, obj, dryRun, linearized)
 	if err != nil {
 		return fail(err)
 	}

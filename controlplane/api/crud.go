@@ -63,7 +63,7 @@ func conflictOn(k *kinds.Kind, name string, err error) error {
 
 // Create implements apiv1.APIServer.
 func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.Object, error) {
-	res := s.createOne(ctx, req.GetObject(), req.GetDryRun())
+	res := s.createOne(ctx, req.GetObject(), req.GetDryRun(), false)
 	if codes.Code(res.GetCode()) != codes.OK {
 		return nil, status.Error(codes.Code(res.GetCode()), res.GetMessage())
 	}
@@ -72,13 +72,16 @@ func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.O
 
 // create defaults, admits, validates and writes a new object.
 func (s *Server) create(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun bool) (kinds.Object, error) {
-	out, _, err := s.createEncoded(ctx, k, obj, dryRun)
+	out, _, err := s.createEncoded(ctx, k, obj, dryRun, false)
 	return out, err
 }
 
 // createEncoded is create that also returns the stored encoding (nil for a
 // dry run), so a caller can answer with it instead of encoding again.
-func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun bool) (kinds.Object, []byte, error) {
+// linearized: the caller confirmed leadership (Linearize) after its
+// request arrived, so the first attempt reads this node's state as is (a
+// CreateMany does that once for all its objects); retries confirm again.
+func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Object, dryRun, linearized bool) (kinds.Object, []byte, error) {
 	md := kinds.Meta(obj)
 	if k.Namespaced && md.Namespace == "" {
 		md.Namespace = "default"
@@ -100,8 +103,10 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 	for attempt := 0; ; attempt++ {
 		o := proto.Clone(obj).(kinds.Object)
 		a := &admission{}
-		if err := s.store.Linearize(ctx); err != nil {
-			return nil, nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
+		if attempt > 0 || !linearized {
+			if err := s.store.Linearize(ctx); err != nil {
+				return nil, nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
+			}
 		}
 		if err := s.admitNamespace(ctx, k, md.Namespace, a); err != nil {
 			return nil, nil, err
