@@ -99,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 2), reg: cfg.Registry,
+	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 4), reg: cfg.Registry,
 		log: cfg.Logger.With("component", "api"), health: health.NewServer()}
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
