@@ -129,22 +129,19 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 			cur = nil
 		}
 	}
+	// The object goes out as its stored bytes (with the event's revision),
+	// as in the unselected case: decoding was only for the selection.
 	var t apiv1.WatchEvent_Type
-	var obj kinds.Object
+	var value []byte
 	switch {
 	case prev == nil && cur == nil:
 		return nil, nil
 	case prev == nil:
-		t, obj = apiv1.WatchEvent_ADDED, cur
+		t, value = apiv1.WatchEvent_ADDED, ev.Kv.Value
 	case cur == nil:
-		t, obj = apiv1.WatchEvent_DELETED, prev
+		t, value = apiv1.WatchEvent_DELETED, ev.PrevKv.Value
 	default:
-		t, obj = apiv1.WatchEvent_MODIFIED, cur
+		t, value = apiv1.WatchEvent_MODIFIED, ev.Kv.Value
 	}
-	kinds.Meta(obj).ResourceVersion = formatRev(rev)
-	env, err := s.pack(obj)
-	if err != nil {
-		return nil, err
-	}
-	return &apiv1.WatchEvent{Type: t, Object: env, ResourceVersion: formatRev(rev)}, nil
+	return &apiv1.WatchEvent{Type: t, Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}, nil
 }
