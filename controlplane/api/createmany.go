@@ -14,7 +14,7 @@ import (
 )
 
 // createManyParallel bounds the creates of one CreateMany prepared at once.
-const createManyParallel = 512
+const createManyParallel = 64
 
 // CreateMany implements apiv1.APIServer. Each object goes through the same
 // path as Create (authorization, defaults, admission, validation, a
