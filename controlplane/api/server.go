@@ -65,13 +65,15 @@ type Server struct {
 	cfg   Config
 	store *consensus.Store
 	// writes group concurrent object writes into store batches.
-	writes  *consensus.TxnBatcher
-	reg     *kinds.Registry
-	log     *slog.Logger
-	metrics *metrics
-	tasks   *taskQueue
-	health  *health.Server
-	wg      sync.WaitGroup
+	writes *consensus.TxnBatcher
+	// watchDecodes shares decoded records among selector watches.
+	watchDecodes *decodeCache
+	reg          *kinds.Registry
+	log          *slog.Logger
+	metrics      *metrics
+	tasks        *taskQueue
+	health       *health.Server
+	wg           sync.WaitGroup
 }
 
 // New builds a server. It serves nothing until Register/Serve, and does no
@@ -99,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 4), reg: cfg.Registry,
+	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 4), watchDecodes: newDecodeCache(8192), reg: cfg.Registry,
 		log: cfg.Logger.With("component", "api"), health: health.NewServer()}
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)

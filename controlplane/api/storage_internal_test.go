@@ -41,3 +41,34 @@ func TestDecodeMetaMatchesFullDecode(t *testing.T) {
 		t.Fatal("truncated value decoded without error")
 	}
 }
+
+func TestDecodeCacheSharesAndEvicts(t *testing.T) {
+	k, _ := kinds.NewRegistry().ForKind("Pod")
+	c := newDecodeCache(2)
+	kvs := make([]*storepb.KeyValue, 3)
+	for i := range kvs {
+		value, err := encode(&apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: "p", Namespace: "ns"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs[i] = &storepb.KeyValue{Key: []byte(k.Key("ns", "p")), Value: value, ModRevision: int64(i + 1)}
+	}
+	a, err := c.decode(k, kvs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.decode(k, kvs[0]); b != a {
+		t.Fatal("second decode of the same record was not shared")
+	}
+	if a.GetMetadata().GetResourceVersion() != "1" {
+		t.Fatalf("resourceVersion %q, want 1", a.GetMetadata().GetResourceVersion())
+	}
+	_, _ = c.decode(k, kvs[1])
+	_, _ = c.decode(k, kvs[2]) // evicts kvs[0]
+	if b, _ := c.decode(k, kvs[0]); b == a {
+		t.Fatal("record kept beyond the cache's size")
+	}
+	if len(c.m) != 2 {
+		t.Fatalf("cache holds %d records, want 2", len(c.m))
+	}
+}

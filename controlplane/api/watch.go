@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/metadata"
 
@@ -114,7 +115,7 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 	var prev, cur kinds.Object
 	var err error
 	if ev.PrevKv != nil {
-		if prev, err = decode(k, ev.PrevKv); err != nil {
+		if prev, err = s.watchDecodes.decode(k, ev.PrevKv); err != nil {
 			return nil, err
 		}
 		if !sel.matches(prev) {
@@ -122,7 +123,7 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 		}
 	}
 	if ev.Type == storepb.Event_PUT {
-		if cur, err = decode(k, ev.Kv); err != nil {
+		if cur, err = s.watchDecodes.decode(k, ev.Kv); err != nil {
 			return nil, err
 		}
 		if !sel.matches(cur) {
@@ -144,4 +145,46 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 		t, value = apiv1.WatchEvent_MODIFIED, ev.Kv.Value
 	}
 	return &apiv1.WatchEvent{Type: t, Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}, nil
+}
+
+// decodeCache decodes each stored record once for all the selector watches
+// that need it. Every watcher of a node sees the same immutable records, so
+// a record's pointer identifies it. Without it, N agents each watching
+// "spec.nodeName=<own node>" cost N decodes of every pod change (what
+// Kubernetes' watch cache exists for). The decoded objects are shared and
+// read only (selection matching); bounded to the most recent records.
+type decodeCache struct {
+	mu   sync.Mutex
+	m    map[*storepb.KeyValue]kinds.Object
+	ring []*storepb.KeyValue
+	next int
+}
+
+func newDecodeCache(size int) *decodeCache {
+	return &decodeCache{m: make(map[*storepb.KeyValue]kinds.Object, size), ring: make([]*storepb.KeyValue, size)}
+}
+
+func (c *decodeCache) decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
+	c.mu.Lock()
+	obj, ok := c.m[kv]
+	c.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	obj, err := decode(k, kv)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[kv]; ok {
+		return c.m[kv], nil // another watcher decoded it meanwhile
+	}
+	if old := c.ring[c.next]; old != nil {
+		delete(c.m, old)
+	}
+	c.ring[c.next] = kv
+	c.m[kv] = obj
+	c.next = (c.next + 1) % len(c.ring)
+	return obj, nil
 }
