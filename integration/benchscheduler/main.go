@@ -213,7 +213,7 @@ func run(ctx context.Context, o options) error {
 		defer trace.Stop()
 	}
 
-	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | create→bound p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | steady pods/s | create→bound p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	total := 0
 	var last string
 	for r, n := range o.rounds {
@@ -222,7 +222,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		total += n
-		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.p50, res.p99, res.max)
+		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.steady, res.p50, res.p99, res.max)
 		last = fmt.Sprintf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f", o.nodes, n, res.rate, res.p99)
 	}
 	if o.backlog > 0 {
@@ -369,6 +369,27 @@ var benchOwners = &owners{uids: map[string]string{}}
 
 type result struct {
 	createSecs, boundSecs, rate, p50, p99, max float64
+	// steady is the median of binds per whole second, the first and last
+	// seconds (ramp-up, tail) left out, as scheduler_perf's
+	// SchedulingThroughput samples a running scheduler; 0 when the round
+	// was too short to have such seconds.
+	steady float64
+}
+
+func steadyRate(perSecond map[int]int) float64 {
+	last := -1
+	for sec := range perSecond {
+		last = max(last, sec)
+	}
+	var samples []float64
+	for sec := 1; sec < last; sec++ {
+		samples = append(samples, float64(perSecond[sec]))
+	}
+	if len(samples) == 0 {
+		return 0
+	}
+	sort.Float64s(samples)
+	return samples[len(samples)/2]
 }
 
 func podTemplate() *apiv1.PodSpec {
@@ -472,12 +493,17 @@ func round(ctx context.Context, cl *client.Client, w *watcher, o options, r, off
 		}
 	}
 	lat := make([]float64, 0, len(keys))
+	perSecond := map[int]int{}
 	for _, k := range keys {
 		c, b := w.created[k], w.bound[k]
 		if !c.IsZero() && !b.IsZero() {
 			lat = append(lat, float64(b.Sub(c).Microseconds())/1000)
 		}
+		if !b.IsZero() {
+			perSecond[int(b.Sub(start)/time.Second)]++
+		}
 	}
+	res.steady = steadyRate(perSecond)
 	sort.Float64s(lat)
 	if len(lat) > 0 {
 		res.p50 = lat[len(lat)/2]
