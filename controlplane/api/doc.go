@@ -9,10 +9,13 @@
 // transaction as the write), optimistic concurrency on resourceVersion (the
 // store's mod_revision), generation bumps, graceful pod deletion, finalizers,
 // cascading deletion through ownerReferences, declarative Apply, and watch
-// streams that resume from any revision still in the store's history.
+// streams that resume from any revision still in the store's history. For
+// volume it batches: concurrent writes share store Batch entries (group
+// commit), CreateMany creates several objects per call, and Bind commits
+// many pods' bindings in one entry.
 //
 // Objects are stored as deterministic protobuf under Kind.Key with
 // metadata.resourceVersion cleared; reads set it from the key's mod_revision.
 // Store errors are wrapped with %w inside the package and mapped to gRPC
-// codes only in status.go, at the boundary.
+// codes only by toStatus (errors.go), at the boundary.
 package api
