@@ -72,3 +72,30 @@ func TestDecodeCacheSharesAndEvicts(t *testing.T) {
 		t.Fatalf("cache holds %d records, want 2", len(c.m))
 	}
 }
+
+func TestEnvelopeCacheSharesPerRecordAndRevision(t *testing.T) {
+	k, _ := kinds.NewRegistry().ForKind("Pod")
+	c := newDecodeCache(4)
+	value, err := encode(&apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: "p", Namespace: "ns"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &storepb.KeyValue{Key: []byte(k.Key("ns", "p")), Value: value, ModRevision: 7}
+	a := c.envelope(k, kv, 7)
+	if c.envelope(k, kv, 7) != a {
+		t.Fatal("same record and revision built twice")
+	}
+	del := c.envelope(k, kv, 9) // the object as a deletion at revision 9 reports it
+	if del == a {
+		t.Fatal("another revision shared the envelope")
+	}
+	obj, _, err := reg().Unpack(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv := obj.GetMetadata().GetResourceVersion(); rv != "9" || obj.GetMetadata().GetName() != "p" {
+		t.Fatalf("envelope decodes to %q rv %q, want p at 9", obj.GetMetadata().GetName(), rv)
+	}
+}
+
+func reg() *kinds.Registry { return kinds.NewRegistry() }

@@ -105,11 +105,11 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 			if ev.PrevKv == nil {
 				return nil, nil
 			}
-			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_DELETED, Object: rawEnvelope(k, ev.PrevKv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_DELETED, Object: s.watchDecodes.envelope(k, ev.PrevKv, rev), ResourceVersion: formatRev(rev)}, nil
 		case ev.PrevKv == nil:
-			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_ADDED, Object: rawEnvelope(k, ev.Kv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_ADDED, Object: s.watchDecodes.envelope(k, ev.Kv, rev), ResourceVersion: formatRev(rev)}, nil
 		default:
-			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_MODIFIED, Object: rawEnvelope(k, ev.Kv.Value, rev), ResourceVersion: formatRev(rev)}, nil
+			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_MODIFIED, Object: s.watchDecodes.envelope(k, ev.Kv, rev), ResourceVersion: formatRev(rev)}, nil
 		}
 	}
 	var prev, cur kinds.Object
@@ -133,35 +133,69 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 	// The object goes out as its stored bytes (with the event's revision),
 	// as in the unselected case: decoding was only for the selection.
 	var t apiv1.WatchEvent_Type
-	var value []byte
+	var kv *storepb.KeyValue
 	switch {
 	case prev == nil && cur == nil:
 		return nil, nil
 	case prev == nil:
-		t, value = apiv1.WatchEvent_ADDED, ev.Kv.Value
+		t, kv = apiv1.WatchEvent_ADDED, ev.Kv
 	case cur == nil:
-		t, value = apiv1.WatchEvent_DELETED, ev.PrevKv.Value
+		t, kv = apiv1.WatchEvent_DELETED, ev.PrevKv
 	default:
-		t, value = apiv1.WatchEvent_MODIFIED, ev.Kv.Value
+		t, kv = apiv1.WatchEvent_MODIFIED, ev.Kv
 	}
-	return &apiv1.WatchEvent{Type: t, Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}, nil
+	return &apiv1.WatchEvent{Type: t, Object: s.watchDecodes.envelope(k, kv, rev), ResourceVersion: formatRev(rev)}, nil
 }
 
-// decodeCache decodes each stored record once for all the selector watches
-// that need it. Every watcher of a node sees the same immutable records, so
-// a record's pointer identifies it. Without it, N agents each watching
+// decodeCache prepares each stored record once for all the watches that
+// send it: the decoded object for selector matching, the envelope to send.
+// Every watcher of a node sees the same immutable records, so a record's
+// pointer identifies it. Without it, N agents each watching
 // "spec.nodeName=<own node>" cost N decodes of every pod change (what
-// Kubernetes' watch cache exists for). The decoded objects are shared and
-// read only (selection matching); bounded to the most recent records.
+// Kubernetes' watch cache exists for), and N watchers N copies of each
+// object. What it hands out is shared and read only (matching, marshaling,
+// which protobuf allows concurrently); bounded to the most recent records.
 type decodeCache struct {
 	mu   sync.Mutex
 	m    map[*storepb.KeyValue]kinds.Object
 	ring []*storepb.KeyValue
 	next int
+
+	envMu   sync.Mutex
+	envs    map[envelopeKey]*apiv1.Object
+	envRing []envelopeKey
+	envNext int
+}
+
+// envelopeKey: a record sent at a revision (a deleted object goes out with
+// the deletion's revision).
+type envelopeKey struct {
+	kv  *storepb.KeyValue
+	rev int64
 }
 
 func newDecodeCache(size int) *decodeCache {
-	return &decodeCache{m: make(map[*storepb.KeyValue]kinds.Object, size), ring: make([]*storepb.KeyValue, size)}
+	return &decodeCache{m: make(map[*storepb.KeyValue]kinds.Object, size), ring: make([]*storepb.KeyValue, size),
+		envs: make(map[envelopeKey]*apiv1.Object, size), envRing: make([]envelopeKey, size)}
+}
+
+// envelope is rawEnvelope(k, kv.Value, rev), built once per record and
+// revision.
+func (c *decodeCache) envelope(k *kinds.Kind, kv *storepb.KeyValue, rev int64) *apiv1.Object {
+	key := envelopeKey{kv, rev}
+	c.envMu.Lock()
+	defer c.envMu.Unlock()
+	if env, ok := c.envs[key]; ok {
+		return env
+	}
+	env := rawEnvelope(k, kv.Value, rev)
+	if old := c.envRing[c.envNext]; old.kv != nil {
+		delete(c.envs, old)
+	}
+	c.envRing[c.envNext] = key
+	c.envs[key] = env
+	c.envNext = (c.envNext + 1) % len(c.envRing)
+	return env
 }
 
 func (c *decodeCache) decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
