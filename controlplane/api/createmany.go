@@ -75,11 +75,11 @@ func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linea
 		if err != nil {
 			return fail(err)
 		}
-		return &apiv1.CreateResult{Object: rawEnvelope(k, value, rev)}
+		return &apiv1.CreateResult{Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}
 	}
 	packed, err := s.pack(created)
 	if err != nil {
 		return fail(err)
 	}
-	return &apiv1.CreateResult{Object: packed}
+	return &apiv1.CreateResult{Object: packed, ResourceVersion: kinds.Meta(created).ResourceVersion}
 }

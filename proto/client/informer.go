@@ -301,6 +301,18 @@ func (i *Informer) Get(ns, name string) (Object, bool) {
 	return proto.Clone(obj).(Object), true
 }
 
+// Has reports whether an object is cached, without copying it.
+func (i *Informer) Has(ns, name string) bool {
+	k := name
+	if ns != "" {
+		k = ns + "/" + name
+	}
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	_, ok := i.items[k]
+	return ok
+}
+
 // List returns copies of every cached object.
 func (i *Informer) List() []Object {
 	i.mu.RLock()

@@ -132,7 +132,10 @@ func (c *Cache) Wrote(obj client.Object) {
 	if obj == nil {
 		return
 	}
-	rv := client.Revision(obj.GetMetadata().GetResourceVersion())
+	c.wroteRevision(client.Revision(obj.GetMetadata().GetResourceVersion()))
+}
+
+func (c *Cache) wroteRevision(rv int64) {
 	for {
 		cur := c.wrote.Load()
 		if rv <= cur || c.wrote.CompareAndSwap(cur, rv) {

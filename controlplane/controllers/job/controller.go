@@ -207,8 +207,7 @@ func setCondition(st *apiv1.JobStatus, typ, status, reason, msg, ts string) {
 func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 	md := j.GetMetadata()
 	names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool {
-		_, taken := c.pods.Get(md.GetNamespace(), name)
-		return taken
+		return c.pods.Has(md.GetNamespace(), name)
 	})
 	tmpl := proto.Clone(j.GetSpec().GetTemplate()).(*apiv1.PodTemplateSpec)
 	if tmpl.Metadata == nil {

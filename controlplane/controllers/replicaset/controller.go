@@ -165,8 +165,7 @@ func (c *Controller) manage(ctx context.Context, owner client.Object, active []*
 	case diff > 0:
 		n := min(diff, maxBatch)
 		names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool {
-			_, taken := c.pods.Get(md.GetNamespace(), name)
-			return taken
+			return c.pods.Has(md.GetNamespace(), name)
 		})
 		ref := ctrlkit.ControllerRef(owner, c.a.apiVersion)
 		created, err := slowStartBatches(names, func(batch []string) ([]error, error) {

@@ -178,12 +178,15 @@ func (x *CreateManyRequest) GetDryRun() bool {
 // CreateResult is one object's outcome: code is a gRPC status code number
 // (0 OK, with the created object).
 type CreateResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Object        *Object                `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Object  *Object                `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	// resource_version of the created object (also in object), for callers
+	// that need only that.
+	ResourceVersion string `protobuf:"bytes,4,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateResult) Reset() {
@@ -235,6 +238,13 @@ func (x *CreateResult) GetObject() *Object {
 		return x.Object
 	}
 	return nil
+}
+
+func (x *CreateResult) GetResourceVersion() string {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return ""
 }
 
 type CreateManyResponse struct {
@@ -1498,11 +1508,12 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"\\\n" +
 	"\x11CreateManyRequest\x12.\n" +
 	"\aobjects\x18\x01 \x03(\v2\x14.skiff.api.v1.ObjectR\aobjects\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"j\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x95\x01\n" +
 	"\fCreateResult\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12,\n" +
-	"\x06object\x18\x03 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\"J\n" +
+	"\x06object\x18\x03 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12)\n" +
+	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\"J\n" +
 	"\x12CreateManyResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.skiff.api.v1.CreateResultR\aresults\"\x95\x01\n" +
 	"\aBinding\x12\x1c\n" +
