@@ -44,9 +44,9 @@ func NewTxnBatcher(s *Store, maxInFlight int) *TxnBatcher {
 }
 
 // Txn commits req as Store.Txn would, possibly in a batch with others. A
-// call whose ctx ends before its batch is sent fails with ctx's error and
-// is not written; once sent, it waits for the outcome (bounded by the
-// store's apply timeout).
+// call whose ctx ends before its batch is sent is not written; one whose
+// ctx ends later returns ErrIndeterminate at once (as Store.Txn does), the
+// batch going on without it.
 func (b *TxnBatcher) Txn(ctx context.Context, req *storepb.TxnRequest) (*storepb.TxnResponse, error) {
 	if err := validateTxn(req, false); err != nil {
 		return nil, err
@@ -59,8 +59,14 @@ func (b *TxnBatcher) Txn(ctx context.Context, req *storepb.TxnRequest) (*storepb
 		go b.run()
 	}
 	b.mu.Unlock()
-	<-q.done
-	return q.resp, q.err
+	select {
+	case <-q.done:
+		return q.resp, q.err
+	case <-ctx.Done():
+		// Not yet taken: take() drops it, nothing is written. Taken: it may
+		// commit. The caller cannot tell which, so neither can we.
+		return nil, fmt.Errorf("%w (%v)", ErrIndeterminate, ctx.Err())
+	}
 }
 
 // run sends batches until the queue is empty.

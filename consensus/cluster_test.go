@@ -224,8 +224,11 @@ func TestTxnBatcherGroupsConcurrentTxns(t *testing.T) {
 	// A call whose context is already over is not written.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := b.Txn(ctx, create("/grp/cancelled")); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled call: %v, want context.Canceled", err)
+	if _, err := b.Txn(ctx, create("/grp/cancelled")); !errors.Is(err, consensus.ErrIndeterminate) {
+		t.Errorf("cancelled call: %v, want ErrIndeterminate", err)
+	}
+	if kv, _, err := f.Store().Get(ctxT(t), []byte("/grp/cancelled")); err != nil || kv != nil {
+		t.Errorf("a call cancelled before it was sent was written (%v, %v)", kv, err)
 	}
 	if _, err := b.Txn(ctxT(t), &storepb.TxnRequest{Success: []*storepb.RequestOp{{}}}); !errors.Is(err, consensus.ErrInvalid) {
 		t.Errorf("malformed txn: %v, want ErrInvalid", err)
