@@ -124,7 +124,7 @@ func (s *Server) bindingTxn(ctx context.Context, k *kinds.Kind, b *apiv1.Binding
 	if next.Status.Phase == "" {
 		next.Status.Phase = "Pending"
 	}
-	setPodCondition(next.Status, &apiv1.PodCondition{Type: "PodScheduled", Status: "True", LastTransitionTime: now})
+	kinds.SetPodCondition(next.Status, &apiv1.PodCondition{Type: "PodScheduled", Status: "True", LastTransitionTime: now})
 	value, err := encode(next)
 	if err != nil {
 		return nil, err
@@ -134,21 +134,6 @@ func (s *Server) bindingTxn(ctx context.Context, k *kinds.Kind, b *apiv1.Binding
 		Compare: []*storepb.Compare{{Key: key, Target: storepb.Compare_MOD_REVISION, Result: storepb.Compare_EQUAL, Number: cur.rev}},
 		Success: []*storepb.RequestOp{{Op: &storepb.RequestOp_Put{Put: &storepb.PutRequest{Key: key, Value: value}}}},
 	}, nil
-}
-
-// setPodCondition replaces the condition of the same type (keeping its
-// transition time when the status did not change) or appends it.
-func setPodCondition(st *apiv1.PodStatus, cond *apiv1.PodCondition) {
-	for i, c := range st.Conditions {
-		if c.GetType() == cond.GetType() {
-			if c.GetStatus() == cond.GetStatus() {
-				cond.LastTransitionTime = c.GetLastTransitionTime()
-			}
-			st.Conditions[i] = cond
-			return
-		}
-	}
-	st.Conditions = append(st.Conditions, cond)
 }
 
 func bindError(err error) *apiv1.BindResult {

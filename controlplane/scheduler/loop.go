@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -468,7 +469,7 @@ func (t *term) report(ctx context.Context, key string) error {
 	if next.Status.Phase == "" {
 		next.Status.Phase = "Pending"
 	}
-	setCondition(next.Status, &apiv1.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable",
+	kinds.SetPodCondition(next.Status, &apiv1.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable",
 		Message: msg, LastTransitionTime: time.Now().UTC().Format(time.RFC3339)})
 	_, err := client.UpdateStatus(ctx, t.s.c, next)
 	if client.IsNotFound(err) || client.IsConflict(err) {
@@ -484,19 +485,6 @@ func podScheduledMessage(p *apiv1.Pod) string {
 		}
 	}
 	return ""
-}
-
-func setCondition(st *apiv1.PodStatus, cond *apiv1.PodCondition) {
-	for i, c := range st.Conditions {
-		if c.GetType() == cond.GetType() {
-			if c.GetStatus() == cond.GetStatus() {
-				cond.LastTransitionTime = c.GetLastTransitionTime()
-			}
-			st.Conditions[i] = cond
-			return
-		}
-	}
-	st.Conditions = append(st.Conditions, cond)
 }
 
 type metrics struct {

@@ -685,3 +685,20 @@ func validateNodeSelectorTerm(t *apiv1.NodeSelectorTerm, path string) FieldError
 	}
 	return errs
 }
+
+// SetPodCondition replaces the pod condition of the same type, keeping its
+// lastTransitionTime when the status did not change, or appends it. The
+// API's Bind and the scheduler's unschedulable report both write
+// PodScheduled through it.
+func SetPodCondition(st *apiv1.PodStatus, cond *apiv1.PodCondition) {
+	for i, c := range st.Conditions {
+		if c.GetType() == cond.GetType() {
+			if c.GetStatus() == cond.GetStatus() {
+				cond.LastTransitionTime = c.GetLastTransitionTime()
+			}
+			st.Conditions[i] = cond
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, cond)
+}
