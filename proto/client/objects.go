@@ -132,28 +132,61 @@ func UpdateStatus[T Object](ctx context.Context, c *Client, obj T) (T, error) {
 // created objects and an error per object, in order (nil: created); err is
 // for the call as a whole. A failed object's entry in out is nil.
 func CreateMany[T Object](ctx context.Context, c *Client, objs []T) (out []T, errs []error, err error) {
-	req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(objs))}
-	for i, obj := range objs {
-		if req.Objects[i], err = Pack(obj); err != nil {
-			return nil, nil, err
-		}
-	}
-	resp, err := c.api.CreateMany(ctx, req)
+	results, err := createMany(ctx, c, objs)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(resp.GetResults()) != len(objs) {
-		return nil, nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(objs))
-	}
 	out, errs = make([]T, len(objs)), make([]error, len(objs))
-	for i, r := range resp.GetResults() {
-		if codes.Code(r.GetCode()) != codes.OK {
-			errs[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
-			continue
+	for i, r := range results {
+		if errs[i] = resultError(r.GetCode(), r.GetMessage()); errs[i] == nil {
+			out[i], errs[i] = unpackTo[T](r.GetObject(), nil)
 		}
-		out[i], errs[i] = unpackTo[T](r.GetObject(), nil)
 	}
 	return out, errs, nil
+}
+
+// CreateManyVersions is CreateMany for callers that need only the created
+// objects' resourceVersions (a controller learns the objects from its
+// informer): nothing is decoded.
+func CreateManyVersions[T Object](ctx context.Context, c *Client, objs []T) (versions []string, errs []error, err error) {
+	results, err := createMany(ctx, c, objs)
+	if err != nil {
+		return nil, nil, err
+	}
+	versions, errs = make([]string, len(objs)), make([]error, len(objs))
+	for i, r := range results {
+		if errs[i] = resultError(r.GetCode(), r.GetMessage()); errs[i] == nil {
+			versions[i] = r.GetResourceVersion()
+		}
+	}
+	return versions, errs, nil
+}
+
+func createMany[T Object](ctx context.Context, c *Client, objs []T) ([]*apiv1.CreateResult, error) {
+	req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(objs))}
+	for i, obj := range objs {
+		env, err := Pack(obj)
+		if err != nil {
+			return nil, err
+		}
+		req.Objects[i] = env
+	}
+	resp, err := c.api.CreateMany(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetResults()) != len(objs) {
+		return nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(objs))
+	}
+	return resp.GetResults(), nil
+}
+
+// resultError is a per-item result of a batch call as an error (nil: OK).
+func resultError(code int32, msg string) error {
+	if codes.Code(code) == codes.OK {
+		return nil
+	}
+	return status.Error(codes.Code(code), msg)
 }
 
 // Bind assigns pods to nodes in one call. The returned errors are per
@@ -168,9 +201,7 @@ func Bind(ctx context.Context, c *Client, bindings []*apiv1.Binding) ([]error, e
 	}
 	out := make([]error, len(bindings))
 	for i, r := range resp.GetResults() {
-		if codes.Code(r.GetCode()) != codes.OK {
-			out[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
-		}
+		out[i] = resultError(r.GetCode(), r.GetMessage())
 	}
 	return out, nil
 }

@@ -9,8 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -199,31 +197,16 @@ func Create[T client.Object](ctx context.Context, c *client.Client, cache *Cache
 
 // CreateMany creates objs in one call and records the writes in cache.
 // errs holds one error per object (nil: created); err is for the call.
-//
-// It reads only each result's resourceVersion: a controller learns the
-// created objects from its informer, so decoding them here was wasted.
 func CreateMany[T client.Object](ctx context.Context, c *client.Client, cache *Cache, objs []T) (errs []error, err error) {
-	req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(objs))}
-	for i, obj := range objs {
-		if req.Objects[i], err = client.Pack(obj); err != nil {
-			return nil, err
-		}
-	}
-	resp, err := c.API().CreateMany(ctx, req)
+	versions, errs, err := client.CreateManyVersions(ctx, c, objs)
 	if err != nil {
 		return nil, err
 	}
-	if len(resp.GetResults()) != len(objs) {
-		return nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(objs))
-	}
-	errs = make([]error, len(objs))
-	for i, r := range resp.GetResults() {
-		if codes.Code(r.GetCode()) != codes.OK {
-			errs[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
-			continue
-		}
-		if cache != nil {
-			cache.wroteRevision(client.Revision(r.GetResourceVersion()))
+	if cache != nil {
+		for i, rv := range versions {
+			if errs[i] == nil {
+				cache.wroteRevision(client.Revision(rv))
+			}
 		}
 	}
 	return errs, nil
