@@ -68,8 +68,8 @@ func TestDecodeCacheSharesAndEvicts(t *testing.T) {
 	if b, _ := c.decode(k, kvs[0]); b == a {
 		t.Fatal("record kept beyond the cache's size")
 	}
-	if len(c.m) != 2 {
-		t.Fatalf("cache holds %d records, want 2", len(c.m))
+	if len(c.objects.m) != 2 {
+		t.Fatalf("cache holds %d records, want 2", len(c.objects.m))
 	}
 }
 

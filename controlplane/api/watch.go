@@ -156,15 +156,8 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 // object. What it hands out is shared and read only (matching, marshaling,
 // which protobuf allows concurrently); bounded to the most recent records.
 type decodeCache struct {
-	mu   sync.Mutex
-	m    map[*storepb.KeyValue]kinds.Object
-	ring []*storepb.KeyValue
-	next int
-
-	envMu   sync.Mutex
-	envs    map[envelopeKey]*apiv1.Object
-	envRing []envelopeKey
-	envNext int
+	objects   *recentCache[*storepb.KeyValue, kinds.Object]
+	envelopes *recentCache[envelopeKey, *apiv1.Object]
 }
 
 // envelopeKey: a record sent at a revision (a deleted object goes out with
@@ -175,50 +168,58 @@ type envelopeKey struct {
 }
 
 func newDecodeCache(size int) *decodeCache {
-	return &decodeCache{m: make(map[*storepb.KeyValue]kinds.Object, size), ring: make([]*storepb.KeyValue, size),
-		envs: make(map[envelopeKey]*apiv1.Object, size), envRing: make([]envelopeKey, size)}
+	return &decodeCache{objects: newRecentCache[*storepb.KeyValue, kinds.Object](size),
+		envelopes: newRecentCache[envelopeKey, *apiv1.Object](size)}
+}
+
+// decode is decode(k, kv), done once per record.
+func (c *decodeCache) decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
+	return c.objects.get(kv, func() (kinds.Object, error) { return decode(k, kv) })
 }
 
 // envelope is rawEnvelope(k, kv.Value, rev), built once per record and
 // revision.
 func (c *decodeCache) envelope(k *kinds.Kind, kv *storepb.KeyValue, rev int64) *apiv1.Object {
-	key := envelopeKey{kv, rev}
-	c.envMu.Lock()
-	defer c.envMu.Unlock()
-	if env, ok := c.envs[key]; ok {
-		return env
-	}
-	env := rawEnvelope(k, kv.Value, rev)
-	if old := c.envRing[c.envNext]; old.kv != nil {
-		delete(c.envs, old)
-	}
-	c.envRing[c.envNext] = key
-	c.envs[key] = env
-	c.envNext = (c.envNext + 1) % len(c.envRing)
+	env, _ := c.envelopes.get(envelopeKey{kv, rev}, func() (*apiv1.Object, error) { return rawEnvelope(k, kv.Value, rev), nil })
 	return env
 }
 
-func (c *decodeCache) decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
+// recentCache keeps the values of the last size keys it computed.
+type recentCache[K comparable, V any] struct {
+	mu   sync.Mutex
+	m    map[K]V
+	ring []K
+	used []bool
+	next int
+}
+
+func newRecentCache[K comparable, V any](size int) *recentCache[K, V] {
+	return &recentCache[K, V]{m: make(map[K]V, size), ring: make([]K, size), used: make([]bool, size)}
+}
+
+// get returns key's value, computing it (outside the lock) when absent.
+// Concurrent misses may compute twice; the first stored wins.
+func (c *recentCache[K, V]) get(key K, compute func() (V, error)) (V, error) {
 	c.mu.Lock()
-	obj, ok := c.m[kv]
+	v, ok := c.m[key]
 	c.mu.Unlock()
 	if ok {
-		return obj, nil
+		return v, nil
 	}
-	obj, err := decode(k, kv)
+	v, err := compute()
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[kv]; ok {
-		return c.m[kv], nil // another watcher decoded it meanwhile
+	if prev, ok := c.m[key]; ok {
+		return prev, nil
 	}
-	if old := c.ring[c.next]; old != nil {
-		delete(c.m, old)
+	if c.used[c.next] {
+		delete(c.m, c.ring[c.next])
 	}
-	c.ring[c.next] = kv
-	c.m[kv] = obj
+	c.ring[c.next], c.used[c.next] = key, true
+	c.m[key] = v
 	c.next = (c.next + 1) % len(c.ring)
-	return obj, nil
+	return v, nil
 }
