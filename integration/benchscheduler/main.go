@@ -39,6 +39,7 @@ type options struct {
 	perOwner    int
 	cpuProfile  string
 	tracePath   string
+	memProfile  string
 	timeout     time.Duration
 	verbose     bool
 	direct      bool
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&o.perOwner, "per-owner", 1000, "pods per owner (Deployment, or ReplicaSet-like owner reference)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the rounds")
 	flag.StringVar(&o.tracePath, "trace", "", "write an execution trace of the rounds (go tool trace)")
+	flag.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the run (go tool pprof -sample_index=alloc_space)")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after")
 	flag.BoolVar(&o.verbose, "v", false, "log warnings of the cluster")
 	flag.IntVar(&o.backlog, "backlog", 10000, "then: create this many pods for a second scheduler (schedulerName bench-backlog) that starts only once all exist, and time how fast it drains them (0: skip)")
@@ -224,6 +226,16 @@ func run(ctx context.Context, o options) error {
 		total += n
 		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.steady, res.p50, res.p99, res.max)
 		last = fmt.Sprintf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f", o.nodes, n, res.rate, res.p99)
+	}
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
+		f.Close()
 	}
 	if o.backlog > 0 {
 		if err := backlog(ctx, c, cl, w, o); err != nil {
