@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/skiffhq/skiff/proto/client"
@@ -29,4 +30,14 @@ func Watch(ctx context.Context, wg *sync.WaitGroup, f *client.InformerFactory, c
 		_ = inf.Run(ctx) // retries internally; returns when ctx ends
 	}()
 	return inf
+}
+
+// WaitForSync waits until every informer has its first list (or ctx ends).
+func WaitForSync(ctx context.Context, infs ...*client.Informer) error {
+	for _, inf := range infs {
+		if err := inf.WaitForSync(ctx); err != nil {
+			return fmt.Errorf("informers: %w", err)
+		}
+	}
+	return nil
 }

@@ -2,12 +2,9 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/skiffhq/skiff/proto/client"
 )
 
 // Queue is a work queue of object keys in client-go's shape: a key added
@@ -162,28 +159,4 @@ func RunWorkers(ctx context.Context, q *Queue, n int, log *slog.Logger, handle f
 	<-ctx.Done()
 	q.ShutDown()
 	wg.Wait()
-}
-
-// Informers runs informers until ctx ends.
-type Informers []*client.Informer
-
-// Start runs every informer in its own goroutine and waits for their first
-// lists. The returned wait func blocks until they have stopped (after ctx
-// ends).
-func (is Informers) Start(ctx context.Context) (wait func(), err error) {
-	var wg sync.WaitGroup
-	for _, inf := range is {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = inf.Run(ctx) // retries internally; returns ctx.Err() only
-		}()
-	}
-	for _, inf := range is {
-		if err := inf.WaitForSync(ctx); err != nil {
-			wg.Wait()
-			return func() {}, fmt.Errorf("informers: %w", err)
-		}
-	}
-	return wg.Wait, nil
 }

@@ -20,6 +20,8 @@ import (
 type Config struct {
 	Workers int
 	Logger  *slog.Logger
+	// Informers, when set, shares informers with the other leader loops.
+	Informers *client.InformerFactory
 }
 
 // DefaultConfig returns the defaults.
@@ -48,7 +50,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger = d.Logger
+	cfg.Logger, cfg.Informers = d.Logger, d.Informers
 	return New(d.Client, cfg), nil
 }
 
@@ -80,28 +82,29 @@ func matches(sel, labels map[string]string) bool {
 func (c *Controller) Run(ctx context.Context) error {
 	t := &term{c: c, queue: controllers.NewQueue(100*time.Millisecond, 5*time.Second),
 		selectors: map[string]map[string]map[string]string{}, podsByNS: map[string]map[string]*apiv1.Pod{}}
-	t.services = client.NewInformer(c.c, "Service", client.ListOptions{}, client.EventHandler{
+	var informers sync.WaitGroup
+	defer informers.Wait() // after cancel below: defers run last-in first-out
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := c.cfg.Informers
+	t.services = controllers.Watch(ctx, &informers, f, c.c, "Service", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.serviceChanged(o.(*apiv1.Service), false) },
 		OnUpdate: func(_, o client.Object) { t.serviceChanged(o.(*apiv1.Service), false) },
 		OnDelete: func(o client.Object) { t.serviceChanged(o.(*apiv1.Service), true) },
 	})
-	t.pods = client.NewInformer(c.c, "Pod", client.ListOptions{}, client.EventHandler{
+	t.pods = controllers.Watch(ctx, &informers, f, c.c, "Pod", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod), false) },
 		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod), false) },
 		OnDelete: func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod), true) },
 	})
-	t.endpoints = client.NewInformer(c.c, "Endpoints", client.ListOptions{}, client.EventHandler{
+	t.endpoints = controllers.Watch(ctx, &informers, f, c.c, "Endpoints", client.ListOptions{}, client.EventHandler{
 		// An Endpoints changed or deleted by someone else is put right.
 		OnUpdate: func(_, o client.Object) { t.queue.Add(client.Key(o)) },
 		OnDelete: func(o client.Object) { t.queue.Add(client.Key(o)) },
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wait, err := controllers.Informers{t.endpoints, t.pods, t.services}.Start(ctx)
-	if err != nil {
+	if err := controllers.WaitForSync(ctx, t.endpoints, t.pods, t.services); err != nil {
 		return err
 	}
-	defer wait()
 	// Endpoints whose Service went while no leader watched.
 	for _, o := range t.endpoints.List() {
 		t.queue.Add(client.Key(o))

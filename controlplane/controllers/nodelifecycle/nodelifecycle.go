@@ -33,6 +33,8 @@ type Config struct {
 	// MonitorPeriod is how often heartbeats and evictions are checked.
 	MonitorPeriod time.Duration
 	Logger        *slog.Logger
+	// Informers, when set, shares informers with the other leader loops.
+	Informers *client.InformerFactory
 }
 
 // DefaultConfig: 4 s grace, 2 s default toleration, checks every 250 ms.
@@ -75,7 +77,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger = d.Logger
+	cfg.Logger, cfg.Informers = d.Logger, d.Informers
 	return New(d.Client, d.Recorder("node-controller"), cfg), nil
 }
 
@@ -98,7 +100,11 @@ type state struct {
 // Run monitors until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	st := &state{health: map[string]*health{}, podsByNode: map[string]map[string]*apiv1.Pod{}}
-	nodes := client.NewInformer(c.c, "Node", client.ListOptions{}, client.EventHandler{
+	var informers sync.WaitGroup
+	defer informers.Wait() // after cancel below: defers run last-in first-out
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nodes := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Node", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { c.observe(st, o.(*apiv1.Node)) },
 		OnUpdate: func(_, o client.Object) { c.observe(st, o.(*apiv1.Node)) },
 		OnDelete: func(o client.Object) {
@@ -107,18 +113,14 @@ func (c *Controller) Run(ctx context.Context) error {
 			st.mu.Unlock()
 		},
 	})
-	pods := client.NewInformer(c.c, "Pod", client.ListOptions{FieldSelector: "spec.nodeName!="}, client.EventHandler{
+	pods := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Pod", client.ListOptions{FieldSelector: "spec.nodeName!="}, client.EventHandler{
 		OnAdd:    func(o client.Object) { st.setPod(o.(*apiv1.Pod)) },
 		OnUpdate: func(_, o client.Object) { st.setPod(o.(*apiv1.Pod)) },
 		OnDelete: func(o client.Object) { st.deletePod(o.(*apiv1.Pod)) },
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wait, err := controllers.Informers{nodes, pods}.Start(ctx)
-	if err != nil {
+	if err := controllers.WaitForSync(ctx, nodes, pods); err != nil {
 		return err
 	}
-	defer wait()
 	tick := time.NewTicker(c.cfg.MonitorPeriod)
 	defer tick.Stop()
 	for {

@@ -45,6 +45,8 @@ type Config struct {
 	GCPeriod time.Duration
 	Workers  int
 	Logger   *slog.Logger
+	// Informers, when set, shares informers with the other leader loops.
+	Informers *client.InformerFactory
 }
 
 // DefaultConfig: 10.96.0.0/12, ports 30000–32767 (Kubernetes' defaults).
@@ -104,7 +106,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger = d.Logger
+	cfg.Logger, cfg.Informers = d.Logger, d.Informers
 	return New(d.Client, d.Recorder("ipallocator"), cfg)
 }
 
@@ -140,7 +142,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		records: map[string]*record{}, claimed: map[string]bool{}, gone: map[string]bool{}}
 	q := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
 	gc := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
-	t.services = client.NewInformer(c.c, "Service", client.ListOptions{}, client.EventHandler{
+	var informers sync.WaitGroup
+	defer informers.Wait() // after cancel below: defers run last-in first-out
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t.services = controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Service", client.ListOptions{}, client.EventHandler{
 		OnAdd:    func(o client.Object) { q.Add(client.Key(o)) },
 		OnUpdate: func(_, o client.Object) { q.Add(client.Key(o)) },
 		OnDelete: func(o client.Object) {
@@ -159,7 +165,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		},
 	})
-	records := client.NewInformer(c.c, "ConfigMap", client.ListOptions{Namespace: c.cfg.RecordNamespace, LabelSelector: LabelAllocation}, client.EventHandler{
+	records := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "ConfigMap", client.ListOptions{Namespace: c.cfg.RecordNamespace, LabelSelector: LabelAllocation}, client.EventHandler{
 		OnAdd:    func(o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
 		OnUpdate: func(_, o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
 		OnDelete: func(o client.Object) {
@@ -168,15 +174,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			t.mu.Unlock()
 		},
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Records first: no Service is looked at before every existing
-	// allocation is known.
-	wait, err := controllers.Informers{records, t.services}.Start(ctx)
-	if err != nil {
+	// Records first: no Service is looked at (the workers start below)
+	// before every existing allocation is known.
+	if err := controllers.WaitForSync(ctx, records, t.services); err != nil {
 		return err
 	}
-	defer wait()
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); controllers.RunWorkers(ctx, q, c.cfg.Workers, c.cfg.Logger, t.syncService) }()
