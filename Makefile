@@ -69,7 +69,7 @@ bench-api: deps
 	$(GO) run ./integration/benchapi $(BENCH_ARGS)
 
 bench-scheduler: deps
-	$(GO) run ./integration/benchscheduler $(BENCH_ARGS)
+	$(GO) run ./integration/benchscheduler -repeat 3 $(BENCH_ARGS)
 
 bench-runtime: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)

@@ -44,6 +44,7 @@ type options struct {
 	verbose     bool
 	direct      bool
 	backlog     int
+	repeat      int
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after")
 	flag.BoolVar(&o.verbose, "v", false, "log warnings of the cluster")
 	flag.IntVar(&o.backlog, "backlog", 10000, "then: create this many pods for a second scheduler (schedulerName bench-backlog) that starts only once all exist, and time how fast it drains them (0: skip)")
+	flag.IntVar(&o.repeat, "repeat", 1, "run the whole benchmark (a fresh cluster each time) this many times; the last line reports the median run by the last round's pods/s (use an odd count)")
 	flag.BoolVar(&o.direct, "direct", false, "create pods directly even when the Deployment controllers exist (measures the scheduler alone)")
 	flag.Parse()
 	for _, s := range strings.Split(rounds, ",") {
@@ -75,10 +77,28 @@ func main() {
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, o.timeout)
 	defer cancelT()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "benchscheduler:", err)
-		os.Exit(1)
+	var finals []result
+	for i := 0; i < max(o.repeat, 1); i++ {
+		if i > 0 {
+			fmt.Printf("\n=== run %d of %d\n", i+1, o.repeat)
+			o.cpuProfile, o.tracePath, o.memProfile = "", "", "" // profile the first run only
+		}
+		benchOwners = &owners{uids: map[string]string{}} // each run has a fresh cluster
+		res, err := run(ctx, o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchscheduler:", err)
+			os.Exit(1)
+		}
+		finals = append(finals, res)
 	}
+	// The median run by pods/s of the last round, its own p99 with it.
+	sort.Slice(finals, func(i, j int) bool { return finals[i].rate < finals[j].rate })
+	med := finals[len(finals)/2]
+	fmt.Println()
+	if len(finals) > 1 {
+		fmt.Printf("median of %d runs (pods/s of the last round: %.0f … %.0f)\n", len(finals), finals[0].rate, finals[len(finals)-1].rate)
+	}
+	fmt.Printf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f\n", o.nodes, o.rounds[len(o.rounds)-1], med.rate, med.p99)
 }
 
 // watcher notes when each pod is first seen bound.
@@ -110,7 +130,8 @@ func (w *watcher) seen(o client.Object) {
 	w.mu.Unlock()
 }
 
-func run(ctx context.Context, o options) error {
+// run measures once on a fresh cluster and returns the last round's result.
+func run(ctx context.Context, o options) (result, error) {
 	logLevel := slog.LevelError + 4
 	if o.verbose {
 		logLevel = slog.LevelWarn
@@ -121,7 +142,7 @@ func run(ctx context.Context, o options) error {
 	}
 	dir, err := os.MkdirTemp("", "benchscheduler-")
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer os.RemoveAll(dir)
 
@@ -156,7 +177,7 @@ func run(ctx context.Context, o options) error {
 			h.StatusWorkers = 64
 		}})
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer c.Close()
 	fmt.Printf("control plane up in %s\n", time.Since(start).Round(time.Millisecond))
@@ -167,26 +188,26 @@ func run(ctx context.Context, o options) error {
 		nodeNames[i] = fmt.Sprintf("hollow-%05d", i)
 	}
 	if err := c.Pool.AddNodes(ctx, nodeNames, map[string]string{"topology.kubernetes.io/zone": "zone-a"}, 64); err != nil {
-		return err
+		return result{}, err
 	}
 	fmt.Printf("%d hollow nodes registered in %s (%.0f/s)\n", o.nodes, time.Since(start).Round(time.Millisecond), float64(o.nodes)/time.Since(start).Seconds())
 
 	cl, err := c.API.Client()
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer cl.Close()
 	w := &watcher{created: map[string]time.Time{}, bound: map[string]time.Time{}}
 	inf := client.NewInformer(cl, "Pod", client.ListOptions{Namespace: "bench"}, client.EventHandler{
 		OnAdd: w.seen, OnUpdate: func(_, o client.Object) { w.seen(o) }})
 	if _, err := client.Create(ctx, cl, &apiv1.Namespace{Metadata: &apiv1.ObjectMeta{Name: "bench"}}); err != nil {
-		return err
+		return result{}, err
 	}
 	ictx, icancel := context.WithCancel(ctx)
 	defer icancel()
 	go func() { _ = inf.Run(ictx) }()
 	if err := inf.WaitForSync(ctx); err != nil {
-		return err
+		return result{}, err
 	}
 	// Wait until the scheduler sees every node (its informer).
 	time.Sleep(2 * time.Second)
@@ -194,11 +215,11 @@ func run(ctx context.Context, o options) error {
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return result{}, err
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -206,45 +227,43 @@ func run(ctx context.Context, o options) error {
 	if o.tracePath != "" {
 		f, err := os.Create(o.tracePath)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		defer f.Close()
 		if err := trace.Start(f); err != nil {
-			return err
+			return result{}, err
 		}
 		defer trace.Stop()
 	}
 
 	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | steady pods/s | create→bound p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	total := 0
-	var last string
+	var last result
 	for r, n := range o.rounds {
 		res, err := round(ctx, cl, w, o, r, total, n, fromDeployments)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		total += n
 		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.steady, res.p50, res.p99, res.max)
-		last = fmt.Sprintf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f", o.nodes, n, res.rate, res.p99)
+		last = res
 	}
 	if o.memProfile != "" {
 		f, err := os.Create(o.memProfile)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			return err
+			return result{}, err
 		}
 		f.Close()
 	}
 	if o.backlog > 0 {
 		if err := backlog(ctx, c, cl, w, o); err != nil {
-			return err
+			return result{}, err
 		}
 	}
-	fmt.Println()
-	fmt.Println(last)
-	return nil
+	return last, nil
 }
 
 // backlog measures the scheduler alone: pods are created first for a
