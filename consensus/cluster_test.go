@@ -166,6 +166,25 @@ func TestBatchThroughFollowerIsOneEntryWithPerTxnResults(t *testing.T) {
 	if _, err := f.Store().Batch(ctxT(t), make([]*storepb.TxnRequest, consensus.MaxBatchTxns+1)); !errors.Is(err, consensus.ErrInvalid) {
 		t.Errorf("oversized batch: want ErrInvalid, got %v", err)
 	}
+	// 12 MiB of values through a follower: split into entries that each
+	// fit the forwarding call, results still one per txn, in order.
+	big := make([]*storepb.TxnRequest, 12)
+	for i := range big {
+		big[i] = &storepb.TxnRequest{Success: []*storepb.RequestOp{{Op: &storepb.RequestOp_Put{Put: &storepb.PutRequest{
+			Key: []byte(fmt.Sprintf("/batch/big/%02d", i)), Value: make([]byte, 1<<20)}}}}}
+	}
+	res, err = f.Store().Batch(ctxT(t), big)
+	if err != nil {
+		t.Fatalf("12 MiB batch through a follower: %v", err)
+	}
+	for i, r := range res {
+		if !r.GetTxn().GetSucceeded() || len(r.GetTxn().GetResponses()) != 1 {
+			t.Fatalf("big txn %d: %v", i, r)
+		}
+	}
+	if kv, _, err := f.Store().Get(ctxT(t), []byte("/batch/big/11")); err != nil || len(kv.GetValue()) != 1<<20 {
+		t.Fatalf("last big value: %v, %v", len(kv.GetValue()), err)
+	}
 }
 
 func TestTxnBatcherGroupsConcurrentTxns(t *testing.T) {

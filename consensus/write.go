@@ -60,28 +60,41 @@ func (s *Store) Txn(ctx context.Context, req *storepb.TxnRequest) (*storepb.TxnR
 	return res.GetTxn(), nil
 }
 
-// MaxBatchTxns bounds the transactions of one Batch (one Raft entry).
+// MaxBatchTxns bounds the transactions of one Batch call.
 const MaxBatchTxns = 2000
 
-// Batch commits independent transactions in one Raft entry. Each is applied
-// in order as its own write (its own revision when it writes); results are
-// per transaction, in order: an INVALID one is reported in its result and
-// does not stop the others. The error is for the batch as a whole (not
-// committed, or outcome unknown).
+// maxEntryBytes bounds the transactions' encoded size in one Raft entry:
+// a follower forwards the entry to the leader in one gRPC message, whose
+// default limit is 4 MiB.
+const maxEntryBytes = 2 << 20
+
+// Batch commits independent transactions in one Raft entry (several when
+// they exceed 2 MiB together). Each is applied in order as its own write
+// (its own revision when it writes); results are per transaction, in
+// order: an INVALID one is reported in its result and does not stop the
+// others. The error is for the batch as a whole (not committed, or outcome
+// unknown; with several entries, earlier ones may have committed).
 func (s *Store) Batch(ctx context.Context, txns []*storepb.TxnRequest) ([]*storepb.CommandResult, error) {
-	if len(txns) == 0 {
-		return nil, nil
-	}
 	if len(txns) > MaxBatchTxns {
 		return nil, fmt.Errorf("%w: batch of %d transactions exceeds %d", ErrInvalid, len(txns), MaxBatchTxns)
 	}
-	res, err := s.propose(ctx, storepb.Command_BATCH, &storepb.BatchRequest{Txns: txns})
-	if err != nil {
-		return nil, err
-	}
-	out := res.GetBatch().GetResults()
-	if len(out) != len(txns) {
-		return nil, fmt.Errorf("%w: batch of %d returned %d results", ErrInvalid, len(txns), len(out))
+	out := make([]*storepb.CommandResult, 0, len(txns))
+	for len(txns) > 0 {
+		n, size := 0, 0
+		for n < len(txns) && (n == 0 || size+proto.Size(txns[n]) <= maxEntryBytes) {
+			size += proto.Size(txns[n])
+			n++
+		}
+		res, err := s.propose(ctx, storepb.Command_BATCH, &storepb.BatchRequest{Txns: txns[:n]})
+		if err != nil {
+			return nil, err
+		}
+		got := res.GetBatch().GetResults()
+		if len(got) != n {
+			return nil, fmt.Errorf("%w: batch of %d returned %d results", ErrInvalid, n, len(got))
+		}
+		out = append(out, got...)
+		txns = txns[n:]
 	}
 	return out, nil
 }
