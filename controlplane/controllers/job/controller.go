@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -220,15 +221,22 @@ func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 	tmpl.Metadata.Labels[LegacyJobNameLabel] = md.GetName()
 	tmpl.Metadata.Labels[ControllerUIDLabel] = md.GetUid()
 	ref := ctrlkit.ControllerRef(j, "batch/v1")
-	var errs []error
-	for _, name := range names {
-		if _, err := ctrlkit.Create(ctx, c.Client(), c.pods, ctrlkit.PodFromTemplate(tmpl, md.GetNamespace(), name, ref)); err != nil {
-			errs = append(errs, fmt.Errorf("create pod %s: %w", name, err))
-			break
+	// Slow-start waves, each one call: a Job of parallelism 1,000 starts in
+	// ten calls, and a quota refusal costs one.
+	created, err := ctrlkit.SlowStartBatches(names, func(batch []string) ([]error, error) {
+		pods := make([]*apiv1.Pod, len(batch))
+		for i, name := range batch {
+			pods[i] = ctrlkit.PodFromTemplate(tmpl, md.GetNamespace(), name, ref)
 		}
-		c.event(ctx, j, client.EventNormal, "SuccessfulCreate", "Created pod: "+name)
+		return ctrlkit.CreateMany(ctx, c.Client(), c.pods, pods)
+	})
+	if len(created) > 0 {
+		c.event(ctx, j, client.EventNormal, "SuccessfulCreate", "Created pod(s): "+strings.Join(created, ", "))
 	}
-	return errors.Join(errs...)
+	if err != nil {
+		return fmt.Errorf("create pods: %w", err)
+	}
+	return nil
 }
 
 func (c *Controller) deleteAll(ctx context.Context, pods []*apiv1.Pod) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -168,7 +167,7 @@ func (c *Controller) manage(ctx context.Context, owner client.Object, active []*
 			return c.pods.Has(md.GetNamespace(), name)
 		})
 		ref := ctrlkit.ControllerRef(owner, c.a.apiVersion)
-		created, err := slowStartBatches(names, func(batch []string) ([]error, error) {
+		created, err := ctrlkit.SlowStartBatches(names, func(batch []string) ([]error, error) {
 			pods := make([]*apiv1.Pod, len(batch))
 			for i, name := range batch {
 				pods[i] = ctrlkit.PodFromTemplate(c.a.template(owner), md.GetNamespace(), name, ref)
@@ -193,7 +192,7 @@ func (c *Controller) manage(ctx context.Context, owner client.Object, active []*
 		for _, p := range victims {
 			byName[p.GetMetadata().GetName()] = p
 		}
-		deleted, err := slowStart(names, func(name string) error {
+		deleted, err := ctrlkit.SlowStart(names, func(name string) error {
 			return ctrlkit.Delete(ctx, c.Client(), c.pods, byName[name], "")
 		})
 		if len(deleted) > 0 {
@@ -204,57 +203,6 @@ func (c *Controller) manage(ctx context.Context, owner client.Object, active []*
 		}
 	}
 	return nil
-}
-
-// slowStart runs op on items in growing parallel batches (1, 2, 4 …) and
-// stops at the first batch with an error, as Kubernetes does: a quota or
-// admission failure costs one call, not hundreds.
-func slowStart(items []string, op func(string) error) (done []string, err error) {
-	for batch := 1; len(items) > 0; batch *= 2 {
-		n := min(batch, len(items))
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = op(items[i])
-			}()
-		}
-		wg.Wait()
-		for i := 0; i < n; i++ {
-			if errs[i] == nil {
-				done = append(done, items[i])
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return done, err
-		}
-		items = items[n:]
-	}
-	return done, nil
-}
-
-// slowStartBatches is slowStart with each wave sent as one call: op
-// returns an error per item (nil: done), or one error for the whole wave.
-func slowStartBatches(items []string, op func(batch []string) ([]error, error)) (done []string, err error) {
-	for batch := 1; len(items) > 0; batch *= 2 {
-		n := min(batch, len(items))
-		errs, callErr := op(items[:n])
-		if callErr != nil {
-			return done, callErr
-		}
-		for i := 0; i < n; i++ {
-			if errs[i] == nil {
-				done = append(done, items[i])
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return done, err
-		}
-		items = items[n:]
-	}
-	return done, nil
 }
 
 func (c *Controller) computeStatus(owner client.Object, active []*apiv1.Pod, manageErr error) (status, time.Duration) {
