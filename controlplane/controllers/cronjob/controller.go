@@ -153,6 +153,19 @@ func (c *Controller) schedule(ctx context.Context, cj *apiv1.CronJob, st *apiv1.
 			return active, nil // the run stays due until the active Job ends
 		}
 	case "Replace":
+		if len(active) > 0 {
+			// Deleting a running Job cannot be undone: do it only on the
+			// CronJob's current spec, not on a cache that may lag an edit
+			// of the policy (the informer brings the newer one and requeues).
+			cur, err := client.Get[*apiv1.CronJob](ctx, c.Client(), cj.GetMetadata().GetNamespace(), cj.GetMetadata().GetName())
+			if err != nil {
+				return active, fmt.Errorf("confirm policy before replacing: %w", err)
+			}
+			if cur.GetMetadata().GetResourceVersion() != cj.GetMetadata().GetResourceVersion() {
+				return active, fmt.Errorf("cronjob changed since cached (resourceVersion %s, cached %s): not replacing on an old spec",
+					cur.GetMetadata().GetResourceVersion(), cj.GetMetadata().GetResourceVersion())
+			}
+		}
 		for _, j := range active {
 			if err := ctrlkit.Delete(ctx, c.Client(), c.jobs, j, "Background"); err != nil {
 				return active, fmt.Errorf("replace job %s: %w", j.GetMetadata().GetName(), err)
