@@ -91,13 +91,6 @@ func Open(cfg Config) (*Store, error) {
 	s.peers = newPeerPool(s.mux)
 	s.rpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	registerServices(s.rpc, s)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.rpc.Serve(rpcListener{s.mux}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			s.log.Error("internal gRPC server stopped", "err", err)
-		}
-	}()
 
 	rc := raftConfig(cfg, s.log)
 	hasState, err := raft.HasExistingState(boltStore, boltStore, snaps)
@@ -119,6 +112,17 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.raft = r
 	s.reads = newReadIndexBatcher(s)
+	// Serve the internal services only now: their handlers use s.raft (a
+	// forwarded write reaching a node still opening read it unset, a data
+	// race and a nil dereference). Connections made meanwhile wait in the
+	// mux's accept queue.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.rpc.Serve(rpcListener{s.mux}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("internal gRPC server stopped", "err", err)
+		}
+	}()
 	if cfg.Bootstrap && !hasState {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: s.transport.LocalAddr(),
