@@ -37,18 +37,20 @@ func TestPrecreatedContainersSeeFinishedSandbox(t *testing.T) {
 		InitContainers: []runtime.Container{{Name: "init", Image: img, Command: []string{"sh", "-c", "echo init-ran > /work/mark"},
 			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/work"}}}},
 		Containers: []runtime.Container{{Name: "app", Image: img,
-			Command:      []string{"sh", "-c", "cat /work/mark; cat /etc/hosts; echo host=$(hostname); ip -4 addr show eth0; exec sleep 3600"},
+			Command:      []string{"sh", "-c", "cat /work/mark; cat /etc/hosts; echo host=$(hostname); ip -4 addr show eth0; echo view-done; exec sleep 3600"},
 			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/work"}}}},
 		Volumes: []runtime.Volume{{Name: "work", EmptyDir: &runtime.EmptyDirVolumeSource{}}}})
 	st := status(t, e, "pre")
 	if st.PodIP == "" {
 		t.Fatalf("no pod IP once RunPod returned: %+v", st)
 	}
+	// Wait for the marker after the last command: waiting for an earlier
+	// line raced the output still to come.
 	testutil.WaitFor(t, 20*time.Second, "app logged its view", func() bool {
-		return strings.Contains(logsOf(t, e, "pre", "app"), "host=pre")
+		return strings.Contains(logsOf(t, e, "pre", "app"), "view-done")
 	})
 	out := logsOf(t, e, "pre", "app")
-	for _, want := range []string{"init-ran", st.PodIP + "\tpre", "inet " + st.PodIP + "/"} {
+	for _, want := range []string{"init-ran", st.PodIP + "\tpre", "host=pre", "inet " + st.PodIP + "/"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("app output lacks %q:\n%s", want, out)
 		}
