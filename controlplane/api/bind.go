@@ -17,9 +17,6 @@ import (
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
-// ErrNotBindable: the pod is being deleted or has finished.
-var ErrNotBindable = errors.New("pod cannot be bound")
-
 // Bind implements apiv1.APIServer: a batch of pods/binding creates.
 //
 // Why a batch RPC rather than one Update per pod: an Update reads the pod
@@ -137,9 +134,6 @@ func (s *Server) bindingTxn(ctx context.Context, k *kinds.Kind, b *apiv1.Binding
 }
 
 func bindError(err error) *apiv1.BindResult {
-	if errors.Is(err, ErrNotBindable) {
-		return &apiv1.BindResult{Code: int32(codes.FailedPrecondition), Message: err.Error()}
-	}
-	st, _ := status.FromError(toStatus(err))
-	return &apiv1.BindResult{Code: int32(st.Code()), Message: st.Message()}
+	code, msg := statusOf(err)
+	return &apiv1.BindResult{Code: code, Message: msg}
 }

@@ -50,8 +50,8 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 
 func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linearized bool) *apiv1.CreateResult {
 	fail := func(err error) *apiv1.CreateResult {
-		st, _ := status.FromError(toStatus(err))
-		return &apiv1.CreateResult{Code: int32(st.Code()), Message: st.Message()}
+		code, msg := statusOf(err)
+		return &apiv1.CreateResult{Code: code, Message: msg}
 	}
 	obj, k, err := s.unpack(env)
 	if err != nil {

@@ -32,6 +32,8 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrTooOld: a watch asked for history the store no longer keeps.
 	ErrTooOld = errors.New("resourceVersion too old, re-list")
+	// ErrNotBindable: the pod is being deleted or has finished.
+	ErrNotBindable = errors.New("pod cannot be bound")
 )
 
 // toStatus maps an error to a gRPC status error. Only gRPC handlers call it.
@@ -53,7 +55,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrInvalid), errors.Is(err, kinds.ErrUnknownKind),
 		errors.Is(err, kinds.ErrUnsupportedVersion), errors.Is(err, manifest.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrNamespaceTerminating):
+	case errors.Is(err, ErrNamespaceTerminating), errors.Is(err, ErrNotBindable):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrQuotaExceeded):
 		code = codes.ResourceExhausted
@@ -69,6 +71,13 @@ func toStatus(err error) error {
 		return consensus.ToStatus(err)
 	}
 	return status.Error(code, trimSentinel(err.Error()))
+}
+
+// statusOf is toStatus for one item of a batch call's results: the code
+// number and message.
+func statusOf(err error) (int32, string) {
+	st, _ := status.FromError(toStatus(err))
+	return int32(st.Code()), st.Message()
 }
 
 // trimSentinel drops a leading "not found: " (and the like) that wrapping

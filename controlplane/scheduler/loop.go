@@ -151,10 +151,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod)) },
 		OnDelete: func(o client.Object) { t.podDeleted(o.(*apiv1.Pod)) },
 	})
-	for _, inf := range []*client.Informer{nodes, pods} {
-		if err := inf.WaitForSync(ctx); err != nil {
-			return fmt.Errorf("scheduler: %w", err)
-		}
+	if err := controllers.WaitForSync(ctx, nodes, pods); err != nil {
+		return fmt.Errorf("scheduler: %w", err)
 	}
 	t.cache.mu.Lock()
 	nodeCount, pendingCount := len(t.cache.nodes), len(t.cache.pending)
