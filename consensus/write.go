@@ -81,8 +81,12 @@ func (s *Store) Batch(ctx context.Context, txns []*storepb.TxnRequest) ([]*store
 	out := make([]*storepb.CommandResult, 0, len(txns))
 	for len(txns) > 0 {
 		n, size := 0, 0
-		for n < len(txns) && (n == 0 || size+proto.Size(txns[n]) <= maxEntryBytes) {
-			size += proto.Size(txns[n])
+		for n < len(txns) {
+			sz := proto.Size(txns[n])
+			if n > 0 && size+sz > maxEntryBytes {
+				break
+			}
+			size += sz
 			n++
 		}
 		res, err := s.propose(ctx, storepb.Command_BATCH, &storepb.BatchRequest{Txns: txns[:n]})
