@@ -17,6 +17,7 @@ import (
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Version is what the Node reports as its kubelet version.
@@ -151,7 +152,7 @@ func (a *Agent) register(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
 		}
-		next := proto.Clone(cur).(*apiv1.Node)
+		next := codec.Clone(cur)
 		if next.Metadata.Labels == nil {
 			next.Metadata.Labels = map[string]string{}
 		}

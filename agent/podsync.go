@@ -11,6 +11,7 @@ import (
 	"github.com/skiffhq/skiff/agent/runtime"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // apiResolver reads ConfigMaps and Secrets through the API.
@@ -233,7 +234,7 @@ func (a *Agent) writeStatus(ctx context.Context, pod *apiv1.Pod, st *apiv1.PodSt
 	if proto.Equal(base, st) {
 		return
 	}
-	next := proto.Clone(pod).(*apiv1.Pod)
+	next := codec.Clone(pod)
 	next.Status = st
 	// The status is the agent's to write: no resourceVersion precondition
 	// (a conflict would only delay it). The informer is scoped to this node

@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/btree"
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffhq/skiff/proto/codec"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
@@ -81,7 +81,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // every node that replays it.
 func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Event) {
 	var cmd storepb.Command
-	if err := proto.Unmarshal(data, &cmd); err != nil {
+	if err := codec.Unmarshal(data, &cmd); err != nil {
 		return invalidResult("undecodable command: %v", err), nil
 	}
 	if cmd.Version != CommandVersion {
@@ -92,25 +92,25 @@ func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Even
 		return &storepb.CommandResult{Revision: f.revision}, nil
 	case storepb.Command_PUT:
 		var req storepb.PutRequest
-		if err := proto.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable put: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Put{Put: &req}}), putResult)
 	case storepb.Command_DELETE:
 		var req storepb.DeleteRequest
-		if err := proto.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable delete: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Delete{Delete: &req}}), deleteResult)
 	case storepb.Command_TXN:
 		var req storepb.TxnRequest
-		if err := proto.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable txn: %v", err), nil
 		}
 		return f.applyTxn(&txnPlan{req: &req}, txnResult)
 	case storepb.Command_BATCH:
 		var req storepb.BatchRequest
-		if err := proto.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable batch: %v", err), nil
 		}
 		return f.applyBatch(&req)

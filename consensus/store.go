@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffhq/skiff/proto/codec"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
@@ -274,9 +275,9 @@ func encodeCommand(t storepb.Command_Type, payload proto.Message) ([]byte, error
 	var p []byte
 	if payload != nil {
 		var err error
-		if p, err = proto.Marshal(payload); err != nil {
+		if p, err = codec.Marshal(payload); err != nil {
 			return nil, fmt.Errorf("encode %s payload: %w", t, err)
 		}
 	}
-	return proto.Marshal(&storepb.Command{Version: CommandVersion, Type: t, Payload: p})
+	return codec.Marshal(&storepb.Command{Version: CommandVersion, Type: t, Payload: p})
 }

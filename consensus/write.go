@@ -82,7 +82,7 @@ func (s *Store) Batch(ctx context.Context, txns []*storepb.TxnRequest) ([]*store
 	for len(txns) > 0 {
 		n, size := 0, 0
 		for n < len(txns) {
-			sz := proto.Size(txns[n])
+			sz := txns[n].SizeVT()
 			if n > 0 && size+sz > maxEntryBytes {
 				break
 			}

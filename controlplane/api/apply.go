@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // LastAppliedAnnotation holds the manifest of the last Apply (its
@@ -64,7 +63,7 @@ func (s *Server) apply(ctx context.Context, k *kinds.Kind, obj kinds.Object, dry
 			if err := s.authorize(ctx, "create", k.Name, "", md.GetNamespace(), md.GetName()); err != nil {
 				return nil, 0, err
 			}
-			fresh := proto.Clone(obj).(kinds.Object)
+			fresh := codec.Clone(obj)
 			kinds.CopyStatus(fresh, k.New())
 			setAnnotation(fresh, LastAppliedAnnotation, string(applied))
 			out, err := s.create(ctx, k, fresh, dryRun)
@@ -95,7 +94,7 @@ func (s *Server) apply(ctx context.Context, k *kinds.Kind, obj kinds.Object, dry
 // appliedConfig is the manifest as recorded in the annotation: its
 // Kubernetes JSON without status, server-set metadata or the annotation.
 func appliedConfig(k *kinds.Kind, obj kinds.Object) ([]byte, error) {
-	c := proto.Clone(obj).(kinds.Object)
+	c := codec.Clone(obj)
 	kinds.CopyStatus(c, k.New())
 	md := kinds.Meta(c)
 	md.ResourceVersion, md.Uid, md.CreationTimestamp, md.Generation = "", "", "", 0

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // lookup resolves the kind a request names.
@@ -101,7 +102,7 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 	k.Default(obj)
 	key := k.Key(md.Namespace, md.Name)
 	for attempt := 0; ; attempt++ {
-		o := proto.Clone(obj).(kinds.Object)
+		o := codec.Clone(obj)
 		a := &admission{}
 		if attempt > 0 || !linearized {
 			if err := s.store.Linearize(ctx); err != nil {
@@ -292,11 +293,11 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds.Object, status bool) (kinds.Object, error) {
 	cmd := cur.GetMetadata()
 	if status {
-		next := proto.Clone(cur).(kinds.Object)
+		next := codec.Clone(cur)
 		kinds.CopyStatus(next, in)
 		return next, nil
 	}
-	next := proto.Clone(in).(kinds.Object)
+	next := codec.Clone(in)
 	k.Default(next)
 	nmd := kinds.Meta(next)
 	nmd.Uid = cmd.GetUid()
@@ -328,7 +329,7 @@ func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds
 }
 
 func withoutRV(obj kinds.Object) kinds.Object {
-	c := proto.Clone(obj).(kinds.Object)
+	c := codec.Clone(obj)
 	kinds.Meta(c).ResourceVersion = ""
 	return c
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Finalizers the server itself processes.
@@ -96,7 +97,7 @@ func (s *Server) delete(ctx context.Context, k *kinds.Kind, ns, name string, o d
 				return nil, false, err
 			}
 		}
-		next := proto.Clone(cur.obj).(kinds.Object)
+		next := codec.Clone(cur.obj)
 		nmd := kinds.Meta(next)
 		grace := s.graceFor(k, next, o.grace)
 		if policy == PropagationForeground && !containsString(nmd.Finalizers, FinalizerForeground) {

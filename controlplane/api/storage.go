@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
@@ -23,13 +23,15 @@ type stored struct {
 	rev int64 // the key's mod_revision: the object's resourceVersion
 }
 
-// encode is the stored form: deterministic protobuf with resourceVersion
-// cleared (it is the key's mod_revision, known only after the write).
+// encode is the stored form: protobuf with resourceVersion cleared (it is
+// the key's mod_revision, known only after the write). Map entries are in
+// Go's map order: nothing compares stored bytes (proto.Equal decides
+// "unchanged").
 func encode(obj kinds.Object) ([]byte, error) {
 	md := kinds.Meta(obj)
 	rv := md.ResourceVersion
 	md.ResourceVersion = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(obj)
+	b, err := codec.Marshal(obj)
 	md.ResourceVersion = rv
 	if err != nil {
 		return nil, fmt.Errorf("encode %s %q: %w", obj.GetKind(), md.Name, err)
@@ -37,10 +39,11 @@ func encode(obj kinds.Object) ([]byte, error) {
 	return b, nil
 }
 
-// decode reads a stored value into a new object of kind k.
+// decode reads a stored value into a new object of kind k. Stored values
+// never change, so the object's strings alias kv.Value.
 func decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
 	obj := k.New()
-	if err := proto.Unmarshal(kv.Value, obj); err != nil {
+	if err := codec.UnmarshalAliasing(kv.Value, obj); err != nil {
 		return nil, fmt.Errorf("decode %s at %q: %w", k.Name, kv.Key, err)
 	}
 	kinds.SetTypeMeta(obj, k.APIVersion(), k.Name)
@@ -232,8 +235,9 @@ func decodeMeta(k *kinds.Kind, kv *storepb.KeyValue) (*apiv1.ObjectMeta, error) 
 			if m < 0 {
 				return nil, fmt.Errorf("decode %s metadata at %q: %w", k.Name, kv.Key, protowire.ParseError(m))
 			}
-			// Repeated occurrences merge, as protobuf parsers do.
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, md); err != nil {
+			// Repeated occurrences merge, as protobuf parsers do (and
+			// the generated decoder does: it never resets md).
+			if err := codec.UnmarshalAliasing(v, md); err != nil {
 				return nil, fmt.Errorf("decode %s metadata at %q: %w", k.Name, kv.Key, err)
 			}
 			b = b[m:]

@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // DefaultSchedulerName is the schedulerName of pods this scheduler places
@@ -460,7 +460,7 @@ func (t *term) report(ctx context.Context, key string) error {
 	if !still || podScheduledMessage(p) == msg {
 		return nil
 	}
-	next := proto.Clone(p).(*apiv1.Pod)
+	next := codec.Clone(p)
 	if next.Status == nil {
 		next.Status = &apiv1.PodStatus{}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Config shapes every node of a pool.
@@ -298,7 +299,7 @@ func (p *Pool) syncPod(ctx context.Context, key string) error {
 	if !p.cfg.MarkPodsRunning || finished(pod) || p.statusCurrent(pod) {
 		return nil
 	}
-	next := proto.Clone(pod).(*apiv1.Pod)
+	next := codec.Clone(pod)
 	next.GetMetadata().ResourceVersion = "" // status is the agent's: no precondition
 	next.Status = n.runningStatus(pod, ready)
 	if code, ok := exitCode(pod); ok {
@@ -396,7 +397,7 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 		NodeInfo:  &apiv1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "skiff-hollow"},
 	}
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name, Labels: l},
-		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: proto.Clone(status).(*apiv1.NodeStatus)}
+		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: codec.Clone(status)}
 	// A pool that starts running while nodes register heartbeats every
 	// node it holds: the status is shared with that goroutine.
 	n.mu.Lock()
@@ -435,7 +436,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 			c.LastHeartbeatTime = ts
 		}
 	}
-	st := proto.Clone(n.status).(*apiv1.NodeStatus)
+	st := codec.Clone(n.status)
 	n.mu.Unlock()
 	_, err := client.UpdateStatus(ctx, n.pool.c, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name}, Status: st})
 	if err != nil {

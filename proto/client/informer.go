@@ -6,9 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // EventHandler receives an informer's changes, in order, on the informer's
@@ -298,7 +297,7 @@ func (i *Informer) Get(ns, name string) (Object, bool) {
 	if !ok {
 		return nil, false
 	}
-	return proto.Clone(obj).(Object), true
+	return codec.Clone(obj), true
 }
 
 // Has reports whether an object is cached, without copying it.
@@ -319,7 +318,7 @@ func (i *Informer) List() []Object {
 	defer i.mu.RUnlock()
 	out := make([]Object, 0, len(i.items))
 	for _, obj := range i.items {
-		out = append(out, proto.Clone(obj).(Object))
+		out = append(out, codec.Clone(obj))
 	}
 	return out
 }

@@ -9,9 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Object is any API object (every kind's generated message).
@@ -25,7 +25,7 @@ func KindOf(obj proto.Message) string { return string(obj.ProtoReflect().Descrip
 
 // Pack wraps obj in the API envelope.
 func Pack(obj Object) (*apiv1.Object, error) {
-	a, err := anypb.New(obj)
+	a, err := codec.Pack(obj)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", KindOf(obj), err)
 	}
@@ -37,7 +37,7 @@ func Unpack(env *apiv1.Object) (Object, error) {
 	if env.GetObject() == nil {
 		return nil, errors.New("empty object envelope")
 	}
-	m, err := env.GetObject().UnmarshalNew()
+	m, err := codec.Unpack(env.GetObject())
 	if err != nil {
 		return nil, fmt.Errorf("unpack %s: %w", env.GetObject().GetTypeUrl(), err)
 	}

@@ -10,9 +10,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Sentinel errors; callers match them with errors.Is.
@@ -273,7 +273,7 @@ func (r *Registry) Pack(obj Object) (*apiv1.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := anypb.New(obj)
+	a, err := codec.Pack(obj)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", k.Name, err)
 	}
@@ -285,7 +285,7 @@ func (r *Registry) Unpack(env *apiv1.Object) (Object, *Kind, error) {
 	if env.GetObject() == nil {
 		return nil, nil, fmt.Errorf("%w: empty object envelope", ErrUnknownKind)
 	}
-	m, err := env.GetObject().UnmarshalNew()
+	m, err := codec.Unpack(env.GetObject())
 	if err != nil {
 		return nil, nil, fmt.Errorf("unpack %s: %w", env.GetObject().GetTypeUrl(), err)
 	}

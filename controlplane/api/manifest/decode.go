@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // ErrInvalid is wrapped by every decode error.
@@ -551,7 +552,7 @@ func kindName(vd, opts protoreflect.FieldDescriptor) string {
 // validates it, returning an *Error whose problems carry each field's source
 // line (nil when valid). The document's object is not modified.
 func (d *Document) Validate(source string) error {
-	obj := proto.Clone(d.Object).(kinds.Object)
+	obj := codec.Clone(d.Object)
 	d.Kind.Default(obj)
 	errs := d.Kind.Validate(obj)
 	if len(errs) == 0 {

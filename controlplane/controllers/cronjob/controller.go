@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // ScheduledAnnotation records the scheduled time a Job was made for.
@@ -77,7 +78,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			}
 		}
 	}
-	st := proto.Clone(cj.GetStatus()).(*apiv1.CronJobStatus)
+	st := codec.Clone(cj.GetStatus())
 	if st == nil {
 		st = &apiv1.CronJobStatus{}
 	}
@@ -100,7 +101,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			Name: j.GetMetadata().GetName(), Uid: j.GetMetadata().GetUid(), ResourceVersion: j.GetMetadata().GetResourceVersion()})
 	}
 	if !proto.Equal(st, cj.GetStatus()) {
-		next := proto.Clone(cj).(*apiv1.CronJob)
+		next := codec.Clone(cj)
 		next.Status = st
 		if _, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.crons, next); err != nil && !client.IsNotFound(err) {
 			errs = append(errs, err)
@@ -200,7 +201,7 @@ func (c *Controller) createJob(ctx context.Context, cj *apiv1.CronJob, name stri
 	for k, v := range t.GetMetadata().GetAnnotations() {
 		md.Annotations[k] = v
 	}
-	spec, _ := proto.Clone(t.GetSpec()).(*apiv1.JobSpec)
+	spec := codec.Clone(t.GetSpec())
 	j := &apiv1.Job{ApiVersion: "batch/v1", Kind: "Job", Metadata: md, Spec: spec}
 	return ctrlkit.Create(ctx, c.Client(), c.jobs, j)
 }

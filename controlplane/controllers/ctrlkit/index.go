@@ -3,9 +3,8 @@ package ctrlkit
 import (
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Index keys objects by the values an IndexFunc gives, so a sync reads
@@ -66,7 +65,7 @@ func (ix *index) get(key string) []client.Object {
 	defer ix.mu.RUnlock()
 	out := make([]client.Object, 0, len(ix.sets[key]))
 	for _, o := range ix.sets[key] {
-		out = append(out, proto.Clone(o).(client.Object))
+		out = append(out, codec.Clone(o))
 	}
 	return out
 }

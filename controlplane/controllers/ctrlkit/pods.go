@@ -9,10 +9,9 @@ import (
 	"sort"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Pod phases.
@@ -138,7 +137,7 @@ func PodFromTemplate(t *apiv1.PodTemplateSpec, ns, name string, ref *apiv1.Owner
 	if ref != nil {
 		md.OwnerReferences = []*apiv1.OwnerReference{ref}
 	}
-	spec, _ := proto.Clone(t.GetSpec()).(*apiv1.PodSpec)
+	spec := codec.Clone(t.GetSpec())
 	if spec == nil {
 		spec = &apiv1.PodSpec{}
 	}

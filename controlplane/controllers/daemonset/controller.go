@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // RevisionLabel carries the hash of the template a pod was made from.
@@ -230,7 +231,7 @@ func (c *Controller) manage(ctx context.Context, ds *apiv1.DaemonSet, hash strin
 	}
 	var errs []error
 	ref := ctrlkit.ControllerRef(ds, "apps/v1")
-	tmpl := proto.Clone(ds.GetSpec().GetTemplate()).(*apiv1.PodTemplateSpec)
+	tmpl := codec.Clone(ds.GetSpec().GetTemplate())
 	if tmpl.Metadata == nil {
 		tmpl.Metadata = &apiv1.ObjectMeta{}
 	}
@@ -402,7 +403,7 @@ func (c *Controller) writeStatus(ctx context.Context, ds *apiv1.DaemonSet, hash 
 	if proto.Equal(st, ds.GetStatus()) {
 		return nil
 	}
-	next := proto.Clone(ds).(*apiv1.DaemonSet)
+	next := codec.Clone(ds)
 	next.Status = st
 	_, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.sets, next)
 	if client.IsNotFound(err) {

@@ -7,12 +7,11 @@ import (
 	"sort"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Controller reconciles Deployments.
@@ -235,7 +234,7 @@ func (r *rollout) maxRevision() int64 {
 func (r *rollout) createNew(ctx context.Context) error {
 	d := r.d
 	hash := TemplateHash(d.GetSpec().GetTemplate(), d.GetStatus().GetCollisionCount())
-	tmpl := proto.Clone(d.GetSpec().GetTemplate()).(*apiv1.PodTemplateSpec)
+	tmpl := codec.Clone(d.GetSpec().GetTemplate())
 	if tmpl.Metadata == nil {
 		tmpl.Metadata = &apiv1.ObjectMeta{}
 	}
@@ -243,7 +242,7 @@ func (r *rollout) createNew(ctx context.Context) error {
 		tmpl.Metadata.Labels = map[string]string{}
 	}
 	tmpl.Metadata.Labels[PodTemplateHashLabel] = hash
-	sel := proto.Clone(d.GetSpec().GetSelector()).(*apiv1.LabelSelector)
+	sel := codec.Clone(d.GetSpec().GetSelector())
 	if sel.MatchLabels == nil {
 		sel.MatchLabels = map[string]string{}
 	}
@@ -273,7 +272,7 @@ func (r *rollout) createNew(ctx context.Context) error {
 		// have found it): a hash collision. Count it so the next hash differs.
 		if cur, ok := r.c.sets.Get(rs.Metadata.Namespace, rs.Metadata.Name); ok &&
 			!SameTemplate(cur.(*apiv1.ReplicaSet).GetSpec().GetTemplate(), d.GetSpec().GetTemplate()) {
-			nd := proto.Clone(d).(*apiv1.Deployment)
+			nd := codec.Clone(d)
 			if nd.Status == nil {
 				nd.Status = &apiv1.DeploymentStatus{}
 			}
@@ -311,7 +310,7 @@ func (r *rollout) bumpRevision(ctx context.Context) error {
 			return nil
 		}
 	}
-	rs := proto.Clone(r.newRS).(*apiv1.ReplicaSet)
+	rs := codec.Clone(r.newRS)
 	if rs.Metadata.Annotations == nil {
 		rs.Metadata.Annotations = map[string]string{}
 	}
@@ -346,7 +345,7 @@ func (r *rollout) scale(ctx context.Context, rs *apiv1.ReplicaSet, n int32) (*ap
 	if RSReplicas(rs) == n {
 		return rs, nil
 	}
-	next := proto.Clone(rs).(*apiv1.ReplicaSet)
+	next := codec.Clone(rs)
 	next.Spec.Replicas = &n
 	if next.Metadata.Annotations == nil {
 		next.Metadata.Annotations = map[string]string{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Labels and annotations, as Kubernetes names them.
@@ -38,7 +39,7 @@ func TemplateHash(t *apiv1.PodTemplateSpec, collisionCount int32) string {
 
 // StripHash returns a copy of t without the pod-template-hash label.
 func StripHash(t *apiv1.PodTemplateSpec) *apiv1.PodTemplateSpec {
-	t = proto.Clone(t).(*apiv1.PodTemplateSpec)
+	t = codec.Clone(t)
 	if t.Metadata != nil {
 		delete(t.Metadata.Labels, PodTemplateHashLabel)
 		if len(t.Metadata.Labels) == 0 {

@@ -10,6 +10,7 @@ import (
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Client-side rollout operations (what `ctl rollout …` does), kept here
@@ -96,7 +97,7 @@ func Undo(ctx context.Context, c *client.Client, ns, name string, to int64) (int
 	if proto.Equal(tmpl, StripHash(d.GetSpec().GetTemplate())) {
 		return target.Revision, fmt.Errorf("skipped rollback (current template already matches revision %d)", target.Revision)
 	}
-	next := proto.Clone(d).(*apiv1.Deployment)
+	next := codec.Clone(d)
 	next.Spec.Template = tmpl
 	if cause := target.ChangeCause; cause != "" {
 		if next.Metadata.Annotations == nil {

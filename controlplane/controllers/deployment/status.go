@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Condition types and reasons (Kubernetes').
@@ -90,7 +91,7 @@ func (c *Controller) writeStatus(ctx context.Context, d *apiv1.Deployment, all [
 		st.CollisionCount = prev.CollisionCount
 	}
 	for _, cond := range prev.GetConditions() {
-		st.Conditions = append(st.Conditions, proto.Clone(cond).(*apiv1.DeploymentCondition))
+		st.Conditions = append(st.Conditions, codec.Clone(cond))
 	}
 	for _, rs := range all {
 		st.Replicas += rs.GetStatus().GetReplicas()
@@ -167,7 +168,7 @@ func (c *Controller) writeStatus(ctx context.Context, d *apiv1.Deployment, all [
 	if proto.Equal(prev, st) {
 		return nil
 	}
-	next := proto.Clone(d).(*apiv1.Deployment)
+	next := codec.Clone(d)
 	next.Status = st
 	_, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.deploys, next)
 	if client.IsNotFound(err) {
@@ -211,7 +212,7 @@ func (c *Controller) syncRevisionAnnotation(ctx context.Context, r *rollout) err
 	if r.d.GetMetadata().GetAnnotations()[RevisionAnnotation] == rev {
 		return nil
 	}
-	next := proto.Clone(r.d).(*apiv1.Deployment)
+	next := codec.Clone(r.d)
 	if next.Metadata.Annotations == nil {
 		next.Metadata.Annotations = map[string]string{}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Config tunes the controller.
@@ -215,7 +216,7 @@ func (t *term) sync(ctx context.Context, key string) error {
 	if subsetsEqual(ep.GetSubsets(), subsets) {
 		return nil
 	}
-	next := proto.Clone(ep).(*apiv1.Endpoints)
+	next := codec.Clone(ep)
 	next.Subsets = subsets
 	_, err := client.Update(ctx, t.c.c, next) // conditional on the cached resourceVersion
 	if client.IsNotFound(err) {

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Condition types and reasons (Kubernetes').
@@ -193,7 +194,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	h := obj.(*apiv1.HorizontalPodAutoscaler)
-	st := proto.Clone(h.GetStatus()).(*apiv1.HorizontalPodAutoscalerStatus)
+	st := codec.Clone(h.GetStatus())
 	if st == nil {
 		st = &apiv1.HorizontalPodAutoscalerStatus{}
 	}
@@ -205,7 +206,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if proto.Equal(st, h.GetStatus()) {
 		return err
 	}
-	next := proto.Clone(h).(*apiv1.HorizontalPodAutoscaler)
+	next := codec.Clone(h)
 	next.Status = st
 	if _, uerr := ctrlkit.UpdateStatus(ctx, c.Client(), c.hpas, next); uerr != nil && !client.IsNotFound(uerr) {
 		return errors.Join(err, uerr)

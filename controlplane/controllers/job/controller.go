@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Labels Kubernetes puts on Job pods.
@@ -90,7 +91,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	now := c.Now().UTC()
 	ts := now.Format(time.RFC3339)
-	st := proto.Clone(j.GetStatus()).(*apiv1.JobStatus)
+	st := codec.Clone(j.GetStatus())
 	if st == nil {
 		st = &apiv1.JobStatus{}
 	}
@@ -157,7 +158,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	st.Ready = &ready
 	if !proto.Equal(st, j.GetStatus()) {
-		next := proto.Clone(j).(*apiv1.Job)
+		next := codec.Clone(j)
 		next.Status = st
 		if _, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.jobs, next); err != nil && !client.IsNotFound(err) {
 			errs = append(errs, err)
@@ -210,7 +211,7 @@ func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 	names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool {
 		return c.pods.Has(md.GetNamespace(), name)
 	})
-	tmpl := proto.Clone(j.GetSpec().GetTemplate()).(*apiv1.PodTemplateSpec)
+	tmpl := codec.Clone(j.GetSpec().GetTemplate())
 	if tmpl.Metadata == nil {
 		tmpl.Metadata = &apiv1.ObjectMeta{}
 	}

@@ -8,13 +8,12 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Taint keys this controller manages.
@@ -233,7 +232,7 @@ func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error 
 }
 
 func (c *Controller) markUnknown(ctx context.Context, n *apiv1.Node) (*apiv1.Node, error) {
-	next := proto.Clone(n).(*apiv1.Node)
+	next := codec.Clone(n)
 	if next.Status == nil {
 		next.Status = &apiv1.NodeStatus{}
 	}
@@ -280,7 +279,7 @@ func (c *Controller) reconcileTaints(ctx context.Context, n *apiv1.Node, want st
 	if len(keep) == len(n.GetSpec().GetTaints()) && (has || want == "") {
 		return n, nil
 	}
-	next := proto.Clone(n).(*apiv1.Node)
+	next := codec.Clone(n)
 	if next.Spec == nil {
 		next.Spec = &apiv1.NodeSpec{}
 	}

@@ -1,11 +1,10 @@
 package replicaset
 
 import (
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // status is the status both kinds share (same fields).
@@ -47,7 +46,7 @@ var replicaSetAdapter = adapter{
 		return status{s.GetReplicas(), s.GetFullyLabeledReplicas(), s.GetReadyReplicas(), s.GetAvailableReplicas(), s.GetObservedGeneration(), s.GetConditions()}
 	},
 	withStatus: func(o client.Object, st status) client.Object {
-		rs := proto.Clone(o).(*apiv1.ReplicaSet)
+		rs := codec.Clone(o).(*apiv1.ReplicaSet)
 		rs.Status = &apiv1.ReplicaSetStatus{Replicas: st.Replicas, FullyLabeledReplicas: st.FullyLabeled, ReadyReplicas: st.Ready,
 			AvailableReplicas: st.Available, ObservedGeneration: st.ObservedGeneration, Conditions: st.Conditions}
 		return rs
@@ -77,7 +76,7 @@ var replicationControllerAdapter = adapter{
 		return status{s.GetReplicas(), s.GetFullyLabeledReplicas(), s.GetReadyReplicas(), s.GetAvailableReplicas(), s.GetObservedGeneration(), s.GetConditions()}
 	},
 	withStatus: func(o client.Object, st status) client.Object {
-		rc := proto.Clone(o).(*apiv1.ReplicationController)
+		rc := codec.Clone(o).(*apiv1.ReplicationController)
 		rc.Status = &apiv1.ReplicationControllerStatus{Replicas: st.Replicas, FullyLabeledReplicas: st.FullyLabeled, ReadyReplicas: st.Ready,
 			AvailableReplicas: st.Available, ObservedGeneration: st.ObservedGeneration, Conditions: st.Conditions}
 		return rc

@@ -12,12 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 var errBadConfig = errors.New("serviceip config")
@@ -244,7 +243,7 @@ func (t *term) syncService(ctx context.Context, key string) error {
 		return nil
 	}
 	ip, ports := wants(svc)
-	next := proto.Clone(svc).(*apiv1.Service)
+	next := codec.Clone(svc)
 	changed := false
 	switch {
 	case ip == "-":

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Labels Kubernetes puts on StatefulSet pods.
@@ -231,7 +232,7 @@ func (c *Controller) writeStatus(ctx context.Context, set *apiv1.StatefulSet, re
 	if proto.Equal(st, prev) {
 		return nil
 	}
-	next := proto.Clone(set).(*apiv1.StatefulSet)
+	next := codec.Clone(set)
 	next.Status = st
 	_, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.sets, next)
 	if client.IsNotFound(err) {

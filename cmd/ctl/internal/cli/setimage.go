@@ -9,6 +9,7 @@ import (
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // setCmd is `ctl set image`.
@@ -108,7 +109,7 @@ func (o *options) setImageCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				next := proto.Clone(obj).(client.Object)
+				next := codec.Clone(obj)
 				var spec *apiv1.PodSpec
 				if p, isPod := next.(*apiv1.Pod); isPod {
 					spec = p.GetSpec()

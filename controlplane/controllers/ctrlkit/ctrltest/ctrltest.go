@@ -6,11 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Loop is controlplane.Loop (repeated to keep this package's imports small).
@@ -118,7 +117,7 @@ func (k *Kubelet) touch(p *apiv1.Pod) {
 // SetPhase writes a pod's phase and Ready condition (with a resourceVersion
 // precondition; a conflict is returned).
 func SetPhase(ctx context.Context, c *client.Client, p *apiv1.Pod, phase string, ready bool) error {
-	p = proto.Clone(p).(*apiv1.Pod)
+	p = codec.Clone(p)
 	now := time.Now().UTC().Format(time.RFC3339)
 	rs := "False"
 	if ready {
