@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,17 +33,9 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 	if err := s.store.Linearize(ctx); err != nil {
 		return nil, toStatus(fmt.Errorf("create: %w", err))
 	}
-	sem := make(chan struct{}, createManyParallel)
-	var wg sync.WaitGroup
-	for i, env := range objs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			out.Results[i] = s.createOne(ctx, env, req.GetDryRun(), true)
-		}()
-	}
-	wg.Wait()
+	s.workers.each(len(objs), createManyParallel, func(i int) {
+		out.Results[i] = s.createOne(ctx, objs[i], req.GetDryRun(), true)
+	})
 	return out, nil
 }
 

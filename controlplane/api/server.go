@@ -72,8 +72,10 @@ type Server struct {
 	log          *slog.Logger
 	metrics      *metrics
 	tasks        *taskQueue
-	health       *health.Server
-	wg           sync.WaitGroup
+	// workers runs CreateMany's objects (and other fan-out).
+	workers *workers
+	health  *health.Server
+	wg      sync.WaitGroup
 }
 
 // New builds a server. It serves nothing until Register/Serve, and does no
@@ -108,17 +110,26 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(cfg.Registerer)
 	s.tasks = newTaskQueue()
+	s.workers = newWorkers()
 	return s, nil
 }
 
 // Registry returns the kinds the server serves.
 func (s *Server) Registry() *kinds.Registry { return s.reg }
 
+// streamWorkers is the gRPC server's pool of goroutines for calls.
+const streamWorkers = 256
+
 // ServerOptions are the gRPC options the API needs: identity extraction
 // from the peer certificate and request metrics. Callers that build their
 // own grpc.Server (to share the port with other services) must pass them.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		// Calls run on reused goroutines (a new one when all are busy, as
+		// without the option): a fresh goroutine's stack grows, by copying,
+		// to fit the object decoders, and that cost as much as decoding.
+		// Long-lived watches hold a worker each, so have plenty.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(unaryIdentity, s.metrics.unary),
 		grpc.ChainStreamInterceptor(streamIdentity, s.metrics.stream),
 	}
