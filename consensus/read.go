@@ -16,7 +16,7 @@ import (
 // any node: it reflects every write acknowledged before it started. With
 // req.Stale it is served from this node's state as is.
 func (s *Store) Range(ctx context.Context, req *storepb.RangeRequest) (*storepb.RangeResponse, error) {
-	if err := validateRange("range", req); err != nil {
+	if err := validateRange(fieldOf("range"), req); err != nil {
 		return nil, err
 	}
 	if !req.Stale {
@@ -183,7 +183,7 @@ func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int
 		opt(&o)
 	}
 	if !prefix {
-		if err := validateKey("watch.key", key); err != nil {
+		if err := validateKey(fieldOf("watch.key"), key); err != nil {
 			return nil, err
 		}
 	}

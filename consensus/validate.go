@@ -1,12 +1,43 @@
 package consensus
 
 import (
-	"fmt"
+	"strconv"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
-func validateKey(field string, key []byte) error {
+// fieldPath names what a validation error is about ("txn.success[2].put.key").
+// It is formatted only when there is an error: the FSM validates every
+// transaction it applies, and building the names eagerly was a percent of
+// the control plane's CPU.
+type fieldPath struct {
+	name   string
+	idx    int // name[idx] when >= 0
+	suffix [2]string
+}
+
+func fieldOf(name string) fieldPath { return fieldPath{name: name, idx: -1} }
+
+func (f fieldPath) at(i int) fieldPath { f.idx = i; return f }
+
+func (f fieldPath) dot(s string) fieldPath {
+	if f.suffix[0] == "" {
+		f.suffix[0] = s
+	} else {
+		f.suffix[1] = s
+	}
+	return f
+}
+
+func (f fieldPath) String() string {
+	s := f.name
+	if f.idx >= 0 {
+		s += "[" + strconv.Itoa(f.idx) + "]"
+	}
+	return s + f.suffix[0] + f.suffix[1]
+}
+
+func validateKey(field fieldPath, key []byte) error {
 	if len(key) == 0 {
 		return invalidf("%s: key is empty", field)
 	}
@@ -16,11 +47,11 @@ func validateKey(field string, key []byte) error {
 	return nil
 }
 
-func validatePut(field string, r *storepb.PutRequest) error {
+func validatePut(field fieldPath, r *storepb.PutRequest) error {
 	if r == nil {
 		return invalidf("%s: missing put", field)
 	}
-	if err := validateKey(field+".key", r.Key); err != nil {
+	if err := validateKey(field.dot(".key"), r.Key); err != nil {
 		return err
 	}
 	if len(r.Value) > MaxValueBytes {
@@ -32,11 +63,11 @@ func validatePut(field string, r *storepb.PutRequest) error {
 	return nil
 }
 
-func validateDelete(field string, r *storepb.DeleteRequest) error {
+func validateDelete(field fieldPath, r *storepb.DeleteRequest) error {
 	if r == nil {
 		return invalidf("%s: missing delete", field)
 	}
-	if err := validateKey(field+".key", r.Key); err != nil {
+	if err := validateKey(field.dot(".key"), r.Key); err != nil {
 		return err
 	}
 	if r.IfModRevision != nil && *r.IfModRevision < 0 {
@@ -45,12 +76,12 @@ func validateDelete(field string, r *storepb.DeleteRequest) error {
 	return nil
 }
 
-func validateRange(field string, r *storepb.RangeRequest) error {
+func validateRange(field fieldPath, r *storepb.RangeRequest) error {
 	if r == nil {
 		return invalidf("%s: missing range", field)
 	}
 	if !r.Prefix {
-		if err := validateKey(field+".key", r.Key); err != nil {
+		if err := validateKey(field.dot(".key"), r.Key); err != nil {
 			return err
 		}
 	} else if len(r.Key) > MaxKeyBytes {
@@ -75,7 +106,7 @@ func validateTxn(t *storepb.TxnRequest, single bool) error {
 		if c == nil {
 			return invalidf("txn.compare[%d]: missing", i)
 		}
-		if err := validateKey(fmtIdx("txn.compare", i)+".key", c.Key); err != nil {
+		if err := validateKey(fieldOf("txn.compare").at(i).dot(".key"), c.Key); err != nil {
 			return err
 		}
 		if _, ok := storepb.Compare_Target_name[int32(c.Target)]; !ok {
@@ -85,29 +116,29 @@ func validateTxn(t *storepb.TxnRequest, single bool) error {
 			return invalidf("txn.compare[%d].result: unknown %d", i, c.Result)
 		}
 	}
-	for _, branch := range []struct {
+	for _, branch := range [...]struct {
 		name string
 		ops  []*storepb.RequestOp
 	}{{"txn.success", t.Success}, {"txn.failure", t.Failure}} {
 		for i, op := range branch.ops {
-			field := fmtIdx(branch.name, i)
+			field := fieldOf(branch.name).at(i)
 			if op == nil {
 				return invalidf("%s: missing", field)
 			}
 			var err error
 			switch o := op.Op.(type) {
 			case *storepb.RequestOp_Put:
-				err = validatePut(field+".put", o.Put)
+				err = validatePut(field.dot(".put"), o.Put)
 				if err == nil && !single && o.Put.IfModRevision != nil {
 					err = invalidf("%s.put.if_mod_revision: not allowed in a txn, use a compare", field)
 				}
 			case *storepb.RequestOp_Delete:
-				err = validateDelete(field+".delete", o.Delete)
+				err = validateDelete(field.dot(".delete"), o.Delete)
 				if err == nil && !single && o.Delete.IfModRevision != nil {
 					err = invalidf("%s.delete.if_mod_revision: not allowed in a txn, use a compare", field)
 				}
 			case *storepb.RequestOp_Range:
-				err = validateRange(field+".range", o.Range)
+				err = validateRange(field.dot(".range"), o.Range)
 			default:
 				err = invalidf("%s: empty op", field)
 			}
@@ -118,5 +149,3 @@ func validateTxn(t *storepb.TxnRequest, single bool) error {
 	}
 	return nil
 }
-
-func fmtIdx(name string, i int) string { return fmt.Sprintf("%s[%d]", name, i) }

@@ -26,7 +26,7 @@ const retryBackoff = 10 * time.Millisecond
 // Put writes a key. With IfModRevision set it is conditional (0: the key
 // must not exist) and fails with a *ConflictError.
 func (s *Store) Put(ctx context.Context, req *storepb.PutRequest) (*storepb.PutResponse, error) {
-	if err := validatePut("put", req); err != nil {
+	if err := validatePut(fieldOf("put"), req); err != nil {
 		return nil, err
 	}
 	res, err := s.propose(ctx, storepb.Command_PUT, req)
@@ -38,7 +38,7 @@ func (s *Store) Put(ctx context.Context, req *storepb.PutRequest) (*storepb.PutR
 
 // Delete removes a key; ErrKeyNotFound when it does not exist.
 func (s *Store) Delete(ctx context.Context, req *storepb.DeleteRequest) (*storepb.DeleteResponse, error) {
-	if err := validateDelete("delete", req); err != nil {
+	if err := validateDelete(fieldOf("delete"), req); err != nil {
 		return nil, err
 	}
 	res, err := s.propose(ctx, storepb.Command_DELETE, req)

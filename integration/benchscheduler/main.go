@@ -237,16 +237,19 @@ func run(ctx context.Context, o options) (result, error) {
 		defer trace.Stop()
 	}
 
-	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | steady pods/s | create→bound p50 ms | p99 ms | max ms | CPU µs/pod |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| round | pods | create s | bound s | pods bound/s | steady pods/s | create→bound p50 ms | p99 ms | max ms | CPU µs/pod | writes/pod | Raft entries/pod |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	total := 0
 	var last result
 	for r, n := range o.rounds {
+		rev0, idx0 := storeCounters(c)
 		res, err := round(ctx, cl, w, o, r, total, n, fromDeployments)
 		if err != nil {
 			return result{}, err
 		}
+		rev1, idx1 := storeCounters(c)
+		writesPerPod, entriesPerPod := float64(rev1-rev0)/float64(n), float64(idx1-idx0)/float64(n)
 		total += n
-		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.steady, res.p50, res.p99, res.max, res.cpuPerPod)
+		fmt.Printf("| %d | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.3f |\n", r+1, n, res.createSecs, res.boundSecs, res.rate, res.steady, res.p50, res.p99, res.max, res.cpuPerPod, writesPerPod, entriesPerPod)
 		last = res
 	}
 	if o.memProfile != "" {
@@ -410,6 +413,18 @@ type result struct {
 	// plane, hollow nodes and this driver) over the round per pod: steadier
 	// than pods/s on a shared VM, whose fsync latency swings the rate.
 	cpuPerPod float64
+}
+
+// storeCounters are a running control node's store revision (one per
+// committed write) and applied Raft index (one per entry, a batch of writes
+// being one entry).
+func storeCounters(c *cptest.Cluster) (revision int64, applied uint64) {
+	for _, s := range c.API.Servers() {
+		if st := s.Node.Store(); st != nil {
+			return st.Revision(), st.AppliedIndex()
+		}
+	}
+	return 0, 0
 }
 
 // processCPU is the CPU time this process has used.

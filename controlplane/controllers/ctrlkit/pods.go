@@ -280,9 +280,10 @@ func SetOwnerRefs(ctx context.Context, c *client.Client, cache *Cache, obj clien
 	return nil
 }
 
-// OwnedPods returns copies of the cached pods that uid controls, plus,
-// with orphansOf set, the pods of that namespace without a controller (an
-// owner may adopt them). The cache must be Indexed(ByOwner).
+// OwnedPods returns the cached pods that uid controls, plus, with
+// orphansOf set, the pods of that namespace without a controller (an owner
+// may adopt them). They are the cache's own: read-only (see ByIndex). The
+// cache must be Indexed(ByOwner).
 func OwnedPods(cache *Cache, uid, orphansOf string) []*apiv1.Pod {
 	objs := cache.ByIndex(OwnerKey(uid))
 	if orphansOf != "" {

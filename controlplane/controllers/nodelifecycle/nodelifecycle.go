@@ -112,9 +112,17 @@ func (c *Controller) Run(ctx context.Context) error {
 			st.mu.Unlock()
 		},
 	})
-	pods := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Pod", client.ListOptions{FieldSelector: "spec.nodeName!="}, client.EventHandler{
-		OnAdd:    func(o client.Object) { st.setPod(o.(*apiv1.Pod)) },
-		OnUpdate: func(_, o client.Object) { st.setPod(o.(*apiv1.Pod)) },
+	// Every pod, not only bound ones (spec.nodeName!=): the scheduler and
+	// the controllers already watch every pod, so this shares their
+	// informer instead of decoding each bound pod a second time.
+	pods := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Pod", client.ListOptions{}, client.EventHandler{
+		OnAdd: func(o client.Object) { st.setPod(o.(*apiv1.Pod)) },
+		OnUpdate: func(old, o client.Object) {
+			if old.(*apiv1.Pod).GetSpec().GetNodeName() != o.(*apiv1.Pod).GetSpec().GetNodeName() {
+				st.deletePod(old.(*apiv1.Pod))
+			}
+			st.setPod(o.(*apiv1.Pod))
+		},
 		OnDelete: func(o client.Object) { st.deletePod(o.(*apiv1.Pod)) },
 	})
 	if err := controllers.WaitForSync(ctx, nodes, pods); err != nil {
@@ -138,9 +146,12 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (st *state) setPod(p *apiv1.Pod) {
+	n := p.GetSpec().GetNodeName()
+	if n == "" {
+		return // not bound: nothing to evict
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	n := p.GetSpec().GetNodeName()
 	if st.podsByNode[n] == nil {
 		st.podsByNode[n] = map[string]*apiv1.Pod{}
 	}
