@@ -106,18 +106,13 @@ func (s *Server) list(ctx context.Context, k *kinds.Kind, ns string, req *apiv1.
 				out.Items = append(out.Items, rawEnvelope(k, kv.Value, kv.ModRevision))
 				continue
 			}
-			obj, err := decode(k, kv)
+			in, err := sel.matchesStored(&storedView{k: k, kv: kv})
 			if err != nil {
 				return nil, err
 			}
-			if !sel.matches(obj) {
-				continue
+			if in {
+				out.Items = append(out.Items, rawEnvelope(k, kv.Value, kv.ModRevision))
 			}
-			env, err := s.pack(obj)
-			if err != nil {
-				return nil, err
-			}
-			out.Items = append(out.Items, env)
 		}
 		if !resp.More {
 			break

@@ -153,6 +153,9 @@ type fieldRequirement struct {
 	raw   string
 	equal bool
 	value string
+	// fds are path's fields; onWire: stored bytes can answer (storedmatch.go).
+	fds    []protoreflect.FieldDescriptor
+	onWire bool
 }
 
 // FieldSelector is a parsed field selector: "metadata.name=web,spec.nodeName!=n1".
@@ -182,35 +185,40 @@ func ParseFieldSelector(s string, k *kinds.Kind) (*FieldSelector, error) {
 		r.raw = strings.TrimSpace(r.raw)
 		r.value = strings.TrimSpace(r.value)
 		r.path = strings.Split(r.raw, ".")
-		if err := checkFieldPath(k.New().ProtoReflect().Descriptor(), r.path); err != nil {
+		fds, err := checkFieldPath(k.New().ProtoReflect().Descriptor(), r.path)
+		if err != nil {
 			return nil, fmt.Errorf("%w: fieldSelector %q: %s is not a field of %s: %v", ErrInvalid, s, r.raw, k.Name, err)
 		}
+		r.fds, r.onWire = fds, fieldOnWire(r.path, fds)
 		sel.reqs = append(sel.reqs, r)
 	}
 	return sel, nil
 }
 
-func checkFieldPath(md protoreflect.MessageDescriptor, path []string) error {
+// checkFieldPath resolves path to the fields it names, down to a scalar.
+func checkFieldPath(md protoreflect.MessageDescriptor, path []string) ([]protoreflect.FieldDescriptor, error) {
+	fds := make([]protoreflect.FieldDescriptor, 0, len(path))
 	for i, p := range path {
 		fd := md.Fields().ByJSONName(p)
 		if fd == nil {
-			return fmt.Errorf("no field %q", p)
+			return nil, fmt.Errorf("no field %q", p)
 		}
 		if fd.IsList() || fd.IsMap() {
-			return fmt.Errorf("%q is a list or map", p)
+			return nil, fmt.Errorf("%q is a list or map", p)
 		}
+		fds = append(fds, fd)
 		if fd.Kind() == protoreflect.MessageKind {
 			if i == len(path)-1 {
-				return fmt.Errorf("%q is an object, not a scalar", p)
+				return nil, fmt.Errorf("%q is an object, not a scalar", p)
 			}
 			md = fd.Message()
 			continue
 		}
 		if i != len(path)-1 {
-			return fmt.Errorf("%q is a scalar", p)
+			return nil, fmt.Errorf("%q is a scalar", p)
 		}
 	}
-	return nil
+	return fds, nil
 }
 
 // Empty reports whether the selector selects everything.
@@ -285,7 +293,3 @@ func parseSelection(k *kinds.Kind, labelSel, fieldSel string) (selection, error)
 }
 
 func (s selection) empty() bool { return s.labels.Empty() && s.fields.Empty() }
-
-func (s selection) matches(obj kinds.Object) bool {
-	return s.labels.Matches(obj.GetMetadata().GetLabels()) && s.fields.Matches(obj)
-}

@@ -42,7 +42,7 @@ func TestDecodeMetaMatchesFullDecode(t *testing.T) {
 	}
 }
 
-func TestDecodeCacheSharesAndEvicts(t *testing.T) {
+func TestViewCacheSharesAndEvicts(t *testing.T) {
 	k, _ := kinds.NewRegistry().ForKind("Pod")
 	c := newDecodeCache(2)
 	kvs := make([]*storepb.KeyValue, 3)
@@ -53,23 +53,27 @@ func TestDecodeCacheSharesAndEvicts(t *testing.T) {
 		}
 		kvs[i] = &storepb.KeyValue{Key: []byte(k.Key("ns", "p")), Value: value, ModRevision: int64(i + 1)}
 	}
-	a, err := c.decode(k, kvs[0])
+	a := c.view(k, kvs[0])
+	if c.view(k, kvs[0]) != a {
+		t.Fatal("second view of the same record was not shared")
+	}
+	obj, err := a.object()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := c.decode(k, kvs[0]); b != a {
-		t.Fatal("second decode of the same record was not shared")
+	if obj.GetMetadata().GetResourceVersion() != "1" {
+		t.Fatalf("resourceVersion %q, want 1", obj.GetMetadata().GetResourceVersion())
 	}
-	if a.GetMetadata().GetResourceVersion() != "1" {
-		t.Fatalf("resourceVersion %q, want 1", a.GetMetadata().GetResourceVersion())
+	if again, _ := a.object(); again != obj {
+		t.Fatal("a view decoded its record twice")
 	}
-	_, _ = c.decode(k, kvs[1])
-	_, _ = c.decode(k, kvs[2]) // evicts kvs[0]
-	if b, _ := c.decode(k, kvs[0]); b == a {
+	c.view(k, kvs[1])
+	c.view(k, kvs[2]) // evicts kvs[0]
+	if c.view(k, kvs[0]) == a {
 		t.Fatal("record kept beyond the cache's size")
 	}
-	if len(c.objects.m) != 2 {
-		t.Fatalf("cache holds %d records, want 2", len(c.objects.m))
+	if len(c.views.m) != 2 {
+		t.Fatalf("cache holds %d records, want 2", len(c.views.m))
 	}
 }
 

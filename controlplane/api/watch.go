@@ -112,34 +112,31 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 			return &apiv1.WatchEvent{Type: apiv1.WatchEvent_MODIFIED, Object: s.watchDecodes.envelope(k, ev.Kv, rev), ResourceVersion: formatRev(rev)}, nil
 		}
 	}
-	var prev, cur kinds.Object
-	var err error
+	prevIn, curIn := false, false
 	if ev.PrevKv != nil {
-		if prev, err = s.watchDecodes.decode(k, ev.PrevKv); err != nil {
+		in, err := sel.matchesStored(s.watchDecodes.view(k, ev.PrevKv))
+		if err != nil {
 			return nil, err
 		}
-		if !sel.matches(prev) {
-			prev = nil
-		}
+		prevIn = in
 	}
 	if ev.Type == storepb.Event_PUT {
-		if cur, err = s.watchDecodes.decode(k, ev.Kv); err != nil {
+		in, err := sel.matchesStored(s.watchDecodes.view(k, ev.Kv))
+		if err != nil {
 			return nil, err
 		}
-		if !sel.matches(cur) {
-			cur = nil
-		}
+		curIn = in
 	}
 	// The object goes out as its stored bytes (with the event's revision),
-	// as in the unselected case: decoding was only for the selection.
+	// as in the unselected case.
 	var t apiv1.WatchEvent_Type
 	var kv *storepb.KeyValue
 	switch {
-	case prev == nil && cur == nil:
+	case !prevIn && !curIn:
 		return nil, nil
-	case prev == nil:
+	case !prevIn:
 		t, kv = apiv1.WatchEvent_ADDED, ev.Kv
-	case cur == nil:
+	case !curIn:
 		t, kv = apiv1.WatchEvent_DELETED, ev.PrevKv
 	default:
 		t, kv = apiv1.WatchEvent_MODIFIED, ev.Kv
@@ -148,7 +145,7 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 }
 
 // decodeCache prepares each stored record once for all the watches that
-// send it: the decoded object for selector matching, the envelope to send.
+// send it: what selectors read of it (storedView), the envelope to send.
 // Every watcher of a node sees the same immutable records, so a record's
 // pointer identifies it. Without it, N agents each watching
 // "spec.nodeName=<own node>" cost N decodes of every pod change (what
@@ -156,7 +153,7 @@ func (s *Server) watchEvent(k *kinds.Kind, ev *storepb.Event, sel selection) (*a
 // object. What it hands out is shared and read only (matching, marshaling,
 // which protobuf allows concurrently); bounded to the most recent records.
 type decodeCache struct {
-	objects   *recentCache[*storepb.KeyValue, kinds.Object]
+	views     *recentCache[*storepb.KeyValue, *storedView]
 	envelopes *recentCache[envelopeKey, *apiv1.Object]
 }
 
@@ -168,13 +165,14 @@ type envelopeKey struct {
 }
 
 func newDecodeCache(size int) *decodeCache {
-	return &decodeCache{objects: newRecentCache[*storepb.KeyValue, kinds.Object](size),
+	return &decodeCache{views: newRecentCache[*storepb.KeyValue, *storedView](size),
 		envelopes: newRecentCache[envelopeKey, *apiv1.Object](size)}
 }
 
-// decode is decode(k, kv), done once per record.
-func (c *decodeCache) decode(k *kinds.Kind, kv *storepb.KeyValue) (kinds.Object, error) {
-	return c.objects.get(kv, func() (kinds.Object, error) { return decode(k, kv) })
+// view is the record's storedView, one per record.
+func (c *decodeCache) view(k *kinds.Kind, kv *storepb.KeyValue) *storedView {
+	v, _ := c.views.get(kv, func() (*storedView, error) { return &storedView{k: k, kv: kv}, nil })
+	return v
 }
 
 // envelope is rawEnvelope(k, kv.Value, rev), built once per record and
