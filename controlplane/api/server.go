@@ -42,8 +42,13 @@ type Config struct {
 	RetryBackoff time.Duration
 	// DefaultNamespaces are created at start if missing.
 	DefaultNamespaces []string
-	Logger            *slog.Logger
-	Registerer        prometheus.Registerer
+	// WriteBatches is how many batches of object writes may be committing
+	// in Raft at once (group commit: writes arriving meanwhile wait and go
+	// in the next batch). Fewer means larger batches, so fewer Raft
+	// entries and log fsyncs per write, at the price of latency.
+	WriteBatches int
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Now is the clock (tests may fix it).
 	Now func() time.Time
 }
@@ -54,6 +59,7 @@ func DefaultConfig() Config {
 		CollectInterval:   10 * time.Second,
 		RetryBackoff:      500 * time.Millisecond,
 		DefaultNamespaces: []string{"default", "kube-system"},
+		WriteBatches:      4,
 		Logger:            slog.Default(),
 		Now:               time.Now,
 	}
@@ -97,13 +103,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = def.RetryBackoff
 	}
+	if cfg.WriteBatches <= 0 {
+		cfg.WriteBatches = def.WriteBatches
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, 4), watchDecodes: newDecodeCache(8192), reg: cfg.Registry,
+	s := &Server{cfg: cfg, store: cfg.Store, writes: consensus.NewTxnBatcher(cfg.Store, cfg.WriteBatches), watchDecodes: newDecodeCache(8192), reg: cfg.Registry,
 		log: cfg.Logger.With("component", "api"), health: health.NewServer()}
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/skiffhq/skiff/integration/cptest"
@@ -32,20 +33,21 @@ import (
 )
 
 type options struct {
-	nodes       int
-	rounds      []int
-	creators    int
-	heartbeat   time.Duration
-	markRunning bool
-	perOwner    int
-	cpuProfile  string
-	tracePath   string
-	memProfile  string
-	timeout     time.Duration
-	verbose     bool
-	direct      bool
-	backlog     int
-	repeat      int
+	nodes        int
+	writeBatches int
+	rounds       []int
+	creators     int
+	heartbeat    time.Duration
+	markRunning  bool
+	perOwner     int
+	cpuProfile   string
+	tracePath    string
+	memProfile   string
+	timeout      time.Duration
+	verbose      bool
+	direct       bool
+	backlog      int
+	repeat       int
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log warnings of the cluster")
 	flag.IntVar(&o.backlog, "backlog", 10000, "then: create this many pods for a second scheduler (schedulerName bench-backlog) that starts only once all exist, and time how fast it drains them (0: skip)")
 	flag.IntVar(&o.repeat, "repeat", 1, "run the whole benchmark (a fresh cluster each time) this many times; the last line reports the median run by the last round's pods/s (use an odd count)")
+	flag.IntVar(&o.writeBatches, "write-batches", 0, "API servers' object write batches in flight (0: the default)")
 	flag.BoolVar(&o.direct, "direct", false, "create pods directly even when the Deployment controllers exist (measures the scheduler alone)")
 	flag.Parse()
 	for _, s := range strings.Split(rounds, ",") {
@@ -100,35 +103,6 @@ func main() {
 		fmt.Printf("median of %d runs (pods/s of the last round: %.0f … %.0f)\n", len(finals), finals[0].rate, finals[len(finals)-1].rate)
 	}
 	fmt.Printf("scheduler-bench: nodes=%d pods=%d pods_per_s=%.0f p99_ms=%.0f\n", o.nodes, o.rounds[len(o.rounds)-1], med.rate, med.p99)
-}
-
-// watcher notes when each pod is first seen bound.
-type watcher struct {
-	mu      sync.Mutex
-	created map[string]time.Time
-	bound   map[string]time.Time
-	nBound  atomic.Int64
-}
-
-func (w *watcher) seen(o client.Object) {
-	p := o.(*apiv1.Pod)
-	now := time.Now()
-	k := client.Key(p)
-	w.mu.Lock()
-	if _, ok := w.created[k]; !ok {
-		// Pods a controller creates: their creation is when the watch
-		// first shows them (direct creates note the call's start).
-		w.created[k] = now
-	}
-	if p.GetSpec().GetNodeName() == "" {
-		w.mu.Unlock()
-		return
-	}
-	if _, ok := w.bound[k]; !ok {
-		w.bound[k] = now
-		w.nBound.Add(1)
-	}
-	w.mu.Unlock()
 }
 
 // run measures once on a fresh cluster and returns the last round's result.
@@ -172,6 +146,11 @@ func run(ctx context.Context, o options) (result, error) {
 			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
 			cfg.ApplyTimeout = 30 * time.Second
 		},
+		TuneAPI: func(cfg *api.Config) {
+			if o.writeBatches > 0 {
+				cfg.WriteBatches = o.writeBatches
+			}
+		},
 		TuneHollow: func(h *hollow.Config) {
 			h.HeartbeatPeriod = o.heartbeat
 			h.MarkPodsRunning = o.markRunning
@@ -199,17 +178,13 @@ func run(ctx context.Context, o options) (result, error) {
 	}
 	defer cl.Close()
 	w := &watcher{created: map[string]time.Time{}, bound: map[string]time.Time{}}
-	inf := client.NewInformer(cl, "Pod", client.ListOptions{Namespace: "bench"}, client.EventHandler{
-		OnAdd: w.seen, OnUpdate: func(_, o client.Object) { w.seen(o) }})
-	if _, err := client.Create(ctx, cl, &apiv1.Namespace{Metadata: &apiv1.ObjectMeta{Name: "bench"}}); err != nil {
+	ns, err := client.Create(ctx, cl, &apiv1.Namespace{Metadata: &apiv1.ObjectMeta{Name: "bench"}})
+	if err != nil {
 		return result{}, err
 	}
-	ictx, icancel := context.WithCancel(ctx)
-	defer icancel()
-	go func() { _ = inf.Run(ictx) }()
-	if err := inf.WaitForSync(ctx); err != nil {
-		return result{}, err
-	}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go w.run(wctx, cl, ns.GetMetadata().GetResourceVersion())
 	// Wait until the scheduler sees every node (its informer).
 	time.Sleep(2 * time.Second)
 
