@@ -189,6 +189,7 @@ func listen(addr string) (net.Listener, error) {
 // Run serves until ctx ends or a part fails. ready, if set, runs once the
 // ports serve; its error stops the node.
 func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control) error) error {
+	TuneRuntime(c.log)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 8)

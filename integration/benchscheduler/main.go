@@ -25,6 +25,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/skiffhq/skiff/integration/cptest"
 	"github.com/skiffhq/skiff/integration/hollow"
@@ -138,6 +139,8 @@ func run(ctx context.Context, o options) (result, error) {
 		fmt.Printf("NOTE (%s): pods are created directly, %d per ReplicaSet-like ownerReference\n"+
 			"      (leader loops: %s); latency from the start of the create call\n", why, o.perOwner, strings.Join(loops, ", "))
 	}
+	// The GC settings a control node runs with (ctl sets them at start).
+	node.TuneRuntime(logger)
 	start := time.Now()
 	c, err := cptest.New(ctx, cptest.Options{HollowNodes: -1, Loops: loops, BaseDir: dir, Logger: logger,
 		// Production Raft timeouts: the test ones flap under this load.
