@@ -48,7 +48,9 @@ type Config struct {
 	// Allocatable is Capacity minus Reserved.
 	Capacity map[string]string
 	Reserved map[string]string
-	// HeartbeatInterval between Node status writes (lastHeartbeatTime).
+	// HeartbeatInterval between Node status writes (lastHeartbeatTime). The
+	// node lifecycle controller marks a node Unknown after three missed
+	// (nodelifecycle.DefaultConfig's GracePeriod).
 	HeartbeatInterval time.Duration
 	// SyncInterval between full passes over this node's pods (status,
 	// retries, orphans); changes from the API are acted on at once.
@@ -66,7 +68,7 @@ type Config struct {
 // DefaultConfig has Kubernetes-like timings: heartbeats well inside the
 // node lifecycle controller's 40 s grace.
 func DefaultConfig() Config {
-	return Config{HeartbeatInterval: 5 * time.Second, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
+	return Config{HeartbeatInterval: 2 * time.Second, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
 		Capacity: map[string]string{}, Reserved: map[string]string{}}
 }
 

@@ -36,9 +36,13 @@ type Config struct {
 	Informers *client.InformerFactory
 }
 
-// DefaultConfig: 4 s grace, 2 s default toleration, checks every 250 ms.
+// DefaultConfig: 6 s grace, 2 s default toleration, checks every 250 ms.
+// The grace is three of the agent's 2 s heartbeats (agent.DefaultConfig),
+// so one slow or lost write does not mark a live node Unknown; a dead
+// node's pods are evicted about 8 s after its last heartbeat (the goal: pods
+// running elsewhere within 10 s; Kubernetes waits 40 s, then 300 s more).
 func DefaultConfig() Config {
-	return Config{GracePeriod: 4 * time.Second, DefaultTolerationSeconds: 2, MonitorPeriod: 250 * time.Millisecond, Logger: slog.Default()}
+	return Config{GracePeriod: 6 * time.Second, DefaultTolerationSeconds: 2, MonitorPeriod: 250 * time.Millisecond, Logger: slog.Default()}
 }
 
 // Controller is the node lifecycle loop.
