@@ -58,7 +58,7 @@ func DefaultConfig() Config {
 	return Config{
 		CollectInterval:   10 * time.Second,
 		RetryBackoff:      500 * time.Millisecond,
-		DefaultNamespaces: []string{"default", "kube-system"},
+		DefaultNamespaces: []string{"default", "kube-system", kinds.NodeLeaseNamespace},
 		WriteBatches:      4,
 		Logger:            slog.Default(),
 		Now:               time.Now,

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
@@ -95,7 +96,7 @@ func viewer(r Request) error {
 
 // nodeReadable are the kinds a worker node reads to run its pods and
 // route Service traffic.
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "ConfigMap": true, "Secret": true, "Node": true}
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "ConfigMap": true, "Secret": true, "Node": true, "Lease": true}
 
 func node(r Request) error {
 	self := r.Identity.Name
@@ -103,7 +104,7 @@ func node(r Request) error {
 		if nodeReadable[r.Kind] {
 			return nil
 		}
-		return deny(r, "a node reads only pods, services, endpoints, configmaps, secrets and nodes")
+		return deny(r, "a node reads only pods, services, endpoints, configmaps, secrets, nodes and leases")
 	}
 	write := r.Verb == VerbCreate || r.Verb == VerbUpdate || r.Verb == VerbPatch
 	switch r.Kind {
@@ -134,13 +135,19 @@ func node(r Request) error {
 			return deny(r, fmt.Sprintf("the pod is bound to node %q", bound))
 		}
 		return nil
+	case "Lease":
+		// Its heartbeat: the Lease named after it in kube-node-lease.
+		if !write || r.Subresource != "" || r.Namespace != kinds.NodeLeaseNamespace || r.Name != self {
+			return deny(r, fmt.Sprintf("a node may only create and update its own Lease %s/%s", kinds.NodeLeaseNamespace, self))
+		}
+		return nil
 	case "Event":
 		if !write || r.Subresource != "" {
 			return deny(r, "a node may only create and update events")
 		}
 		return nil
 	}
-	return deny(r, "a node may write only its own Node, the status of its pods (and delete them), and events")
+	return deny(r, "a node may write only its own Node and Lease, the status of its pods (and delete them), and events")
 }
 
 func deny(r Request, why string) error {

@@ -63,7 +63,7 @@ func TestAuthorize(t *testing.T) {
 		{"node gets secret", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"}, ""},
 		{"node gets another node", Request{Identity: w1, Verb: VerbGet, Kind: "Node", Name: "w2"}, ""},
 		{"node lists deployments", Request{Identity: w1, Verb: VerbList, Kind: "Deployment"},
-			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, configmaps, secrets and nodes`},
+			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, configmaps, secrets, nodes and leases`},
 
 		// worker node: its own Node.
 		{"node registers itself", Request{Identity: w1, Verb: VerbCreate, Kind: "Node", Name: "w1"}, ""},
@@ -99,17 +99,28 @@ func TestAuthorize(t *testing.T) {
 		{"node deletes pod collection", Request{Identity: w1, Verb: VerbDeleteCollection, Kind: "Pod", Namespace: "shop", Stored: podOn("w1")},
 			`forbidden: user "node:w1" (role node) may not deletecollection pods in namespace "shop": a node may only update the status of pods bound to it and delete them`},
 
+		// worker node: its own heartbeat Lease.
+		{"node renews its lease", Request{Identity: w1, Verb: VerbUpdate, Kind: "Lease", Namespace: "kube-node-lease", Name: "w1"}, ""},
+		{"node creates its lease", Request{Identity: w1, Verb: VerbCreate, Kind: "Lease", Namespace: "kube-node-lease", Name: "w1"}, ""},
+		{"node reads leases", Request{Identity: w1, Verb: VerbGet, Kind: "Lease", Namespace: "kube-node-lease", Name: "w2"}, ""},
+		{"node renews another's lease", Request{Identity: w1, Verb: VerbUpdate, Kind: "Lease", Namespace: "kube-node-lease", Name: "w2"},
+			`forbidden: user "node:w1" (role node) may not update leases "w2" in namespace "kube-node-lease": a node may only create and update its own Lease kube-node-lease/w1`},
+		{"node writes a lease elsewhere", Request{Identity: w1, Verb: VerbCreate, Kind: "Lease", Namespace: "shop", Name: "w1"},
+			`forbidden: user "node:w1" (role node) may not create leases "w1" in namespace "shop": a node may only create and update its own Lease kube-node-lease/w1`},
+		{"node deletes its lease", Request{Identity: w1, Verb: VerbDelete, Kind: "Lease", Namespace: "kube-node-lease", Name: "w1"},
+			`forbidden: user "node:w1" (role node) may not delete leases "w1" in namespace "kube-node-lease": a node may only create and update its own Lease kube-node-lease/w1`},
+
 		// worker node: events yes, everything else no.
 		{"node creates event", Request{Identity: w1, Verb: VerbCreate, Kind: "Event", Namespace: "shop", Name: "web-1.1"}, ""},
 		{"node updates event", Request{Identity: w1, Verb: VerbUpdate, Kind: "Event", Namespace: "shop", Name: "web-1.1"}, ""},
 		{"node deletes event", Request{Identity: w1, Verb: VerbDelete, Kind: "Event", Namespace: "shop", Name: "web-1.1"},
 			`forbidden: user "node:w1" (role node) may not delete events "web-1.1" in namespace "shop": a node may only create and update events`},
 		{"node creates deployment", Request{Identity: w1, Verb: VerbCreate, Kind: "Deployment", Namespace: "shop", Name: "web"},
-			`forbidden: user "node:w1" (role node) may not create deployments "web" in namespace "shop": a node may write only its own Node, the status of its pods (and delete them), and events`},
+			`forbidden: user "node:w1" (role node) may not create deployments "web" in namespace "shop": a node may write only its own Node and Lease, the status of its pods (and delete them), and events`},
 		{"node updates a secret", Request{Identity: w1, Verb: VerbUpdate, Kind: "Secret", Namespace: "shop", Name: "db"},
-			`forbidden: user "node:w1" (role node) may not update secrets "db" in namespace "shop": a node may write only its own Node, the status of its pods (and delete them), and events`},
+			`forbidden: user "node:w1" (role node) may not update secrets "db" in namespace "shop": a node may write only its own Node and Lease, the status of its pods (and delete them), and events`},
 		{"node patches a service", Request{Identity: w1, Verb: VerbPatch, Kind: "Service", Resource: "services", Namespace: "shop", Name: "web"},
-			`forbidden: user "node:w1" (role node) may not patch services "web" in namespace "shop": a node may write only its own Node, the status of its pods (and delete them), and events`},
+			`forbidden: user "node:w1" (role node) may not patch services "web" in namespace "shop": a node may write only its own Node and Lease, the status of its pods (and delete them), and events`},
 
 		// no role: nothing.
 		{"empty identity", Request{Verb: VerbGet, Kind: "Pod"},

@@ -5,8 +5,9 @@
 //   - control nodes: everything (they run the scheduler and controllers);
 //   - viewers: get, list and watch every kind except Secrets;
 //   - worker nodes (node:<name>), the node restriction: read pods,
-//     services, endpoints, configmaps, secrets and nodes; create and
-//     update only their own Node (and its status); update the status of
+//     services, endpoints, configmaps, secrets, nodes and leases; create
+//     and update only their own Node (and its status) and their own
+//     heartbeat Lease (kube-node-lease/<name>); update the status of
 //     pods bound to them and delete them (decided on the STORED pod's
 //     spec.nodeName, which the server passes in Request.Stored); create and
 //     update Events.

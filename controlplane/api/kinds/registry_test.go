@@ -28,6 +28,7 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"LimitRange": {"limits", "limitranges", "v1", true}, "Ingress": {"ing", "ingresses", "networking.k8s.io/v1", true},
 		"HorizontalPodAutoscaler": {"hpa", "horizontalpodautoscalers", "autoscaling/v2", true},
 		"Event":                   {"ev", "events", "v1", true},
+		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))
