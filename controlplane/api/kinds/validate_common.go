@@ -15,11 +15,11 @@ import (
 // in its comment, which validate_common_test.go checks): the regexp engine
 // was a percent of the API server's CPU in the scheduler benchmark.
 var (
-	dns1035LabelRE  = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	ianaSvcNameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-	envVarNameRE    = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
-	configKeyRE     = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
-	percentRE       = regexp.MustCompile(`^[0-9]+%$`)
+	dns1035LabelRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	ianaSvcNameRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	envVarNameRE   = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+	configKeyRE    = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	percentRE      = regexp.MustCompile(`^[0-9]+%$`)
 )
 
 // IsDNS1123Label checks an RFC 1123 label (namespace names, container names).
