@@ -102,17 +102,16 @@ func (s *Server) list(ctx context.Context, k *kinds.Kind, ns string, req *apiv1.
 				out.Metadata.ResourceVersion = formatRev(rev)
 				return out, nil
 			}
-			if sel.empty() {
-				out.Items = append(out.Items, rawEnvelope(k, kv.Value, kv.ModRevision))
-				continue
+			if !sel.empty() {
+				in, err := sel.matchesStored(&storedView{k: k, kv: kv})
+				if err != nil {
+					return nil, err
+				}
+				if !in {
+					continue
+				}
 			}
-			in, err := sel.matchesStored(&storedView{k: k, kv: kv})
-			if err != nil {
-				return nil, err
-			}
-			if in {
-				out.Items = append(out.Items, rawEnvelope(k, kv.Value, kv.ModRevision))
-			}
+			out.Items = append(out.Items, rawEnvelope(k, kv.Value, kv.ModRevision))
 		}
 		if !resp.More {
 			break
