@@ -23,9 +23,16 @@ type Agent struct {
 	readySince  string
 	registered  chan struct{}
 	heartbeats  atomic.Int64
+	lease       *client.NodeLease
+	// self watches this node's own Node: a status the controller changed
+	// (Unknown after a partition) is rewritten at once, not at the next
+	// full report.
+	self        *client.Informer
+	statusStale atomic.Bool
 	recorder    *client.Recorder
 	pods        *client.Informer
 	wake        chan struct{}
+	statusWake  chan struct{}
 
 	mu sync.Mutex
 	// busy: pods (by UID) with a start or a termination in flight; the
@@ -64,8 +71,12 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
 		capacity: capacity, allocatable: alloc, registered: make(chan struct{}),
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
-		wake:     make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
+		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
 		written: map[string]writtenStatus{}}
+	a.lease = client.NewNodeLease(cfg.Client, cfg.NodeName, 3*cfg.HeartbeatInterval)
+	checkSelf := func(o client.Object) { a.checkOwnStatus(o.(*apiv1.Node)) }
+	a.self = client.NewInformer(cfg.Client, "Node", client.ListOptions{FieldSelector: "metadata.name=" + cfg.NodeName},
+		client.EventHandler{OnAdd: checkSelf, OnUpdate: func(_, cur client.Object) { checkSelf(cur) }})
 	poke := func(client.Object) { a.poke() }
 	a.pods = client.NewInformer(cfg.Client, "Pod", client.ListOptions{FieldSelector: "spec.nodeName=" + cfg.NodeName},
 		client.EventHandler{OnAdd: poke, OnDelete: poke, OnUpdate: func(_, cur client.Object) { a.poke() }})
@@ -82,7 +93,7 @@ func (a *Agent) poke() {
 // Registered is closed once the Node object is written.
 func (a *Agent) Registered() <-chan struct{} { return a.registered }
 
-// Heartbeats counts successful Node status writes.
+// Heartbeats counts successful lease renewals.
 func (a *Agent) Heartbeats() int64 { return a.heartbeats.Load() }
 
 // Run registers the node, heartbeats, runs this node's pods and (if
@@ -95,6 +106,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error {
 		if err := a.pods.Run(ctx); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("pod informer: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := a.self.Run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("node informer: %w", err)
 		}
 		return nil
 	})

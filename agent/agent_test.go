@@ -26,6 +26,7 @@ import (
 	"github.com/skiffhq/skiff/netproxy/proxytest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // The whole test binary runs in a fresh network namespace with only
@@ -250,10 +251,37 @@ func TestAgentRunsPodsAndServices(t *testing.T) {
 		if as := n.GetStatus().GetAddresses(); len(as) == 0 || as[0].GetType() != "InternalIP" || as[0].GetAddress() != nodeIP {
 			t.Errorf("addresses %v", as)
 		}
-		testutil.WaitFor(t, 10*time.Second, "lastHeartbeatTime advances", func() bool {
+		// Heartbeats renew the node's Lease; the status is not rewritten
+		// each time (StatusReportInterval is a minute).
+		var renewed string
+		testutil.WaitFor(t, 10*time.Second, "the node's lease", func() bool {
+			l, err := client.Get[*apiv1.Lease](ctx, c, apiv1.NodeLeaseNamespace, nodeName)
+			if err != nil {
+				return false
+			}
+			renewed = l.GetSpec().GetRenewTime()
+			refs := l.GetMetadata().GetOwnerReferences()
+			return l.GetSpec().GetHolderIdentity() == nodeName && len(refs) == 1 && refs[0].GetUid() == n.GetMetadata().GetUid()
+		})
+		testutil.WaitFor(t, 10*time.Second, "a lease renewal", func() bool {
+			l, err := client.Get[*apiv1.Lease](ctx, c, apiv1.NodeLeaseNamespace, nodeName)
+			return err == nil && l.GetSpec().GetRenewTime() != renewed
+		})
+		// The node lifecycle controller marks a silent node Unknown; a live
+		// agent sees that on its Node watch and rewrites its status at once.
+		unknown := codec.Clone(n)
+		for _, cond := range unknown.GetStatus().GetConditions() {
+			if cond.GetType() == "Ready" {
+				cond.Status, cond.Reason = "Unknown", "NodeStatusUnknown"
+			}
+		}
+		if _, err := client.UpdateStatus(ctx, c, unknown); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 5*time.Second, "Ready rewritten by the agent", func() bool {
 			n, err := client.Get[*apiv1.Node](ctx, c, "", nodeName)
-			_, hb := nodeHeartbeat(n)
-			return err == nil && hb != first
+			st, hb := nodeHeartbeat(n)
+			return err == nil && st == "True" && hb != first
 		})
 	})
 

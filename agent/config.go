@@ -48,10 +48,15 @@ type Config struct {
 	// Allocatable is Capacity minus Reserved.
 	Capacity map[string]string
 	Reserved map[string]string
-	// HeartbeatInterval between Node status writes (lastHeartbeatTime). The
-	// node lifecycle controller marks a node Unknown after three missed
-	// (nodelifecycle.DefaultConfig's GracePeriod).
+	// HeartbeatInterval between renewals of the node's Lease
+	// (kube-node-lease/<node>). The node lifecycle controller marks a node
+	// Unknown after three missed (nodelifecycle.DefaultConfig's GracePeriod).
 	HeartbeatInterval time.Duration
+	// StatusReportInterval: the Node's status is written when it changes
+	// (or the controller marked it Unknown) and otherwise this often
+	// (Kubernetes' nodeStatusReportFrequency): status writes reach every
+	// Node watcher, lease renewals only the node lifecycle controller.
+	StatusReportInterval time.Duration
 	// SyncInterval between full passes over this node's pods (status,
 	// retries, orphans); changes from the API are acted on at once.
 	SyncInterval time.Duration
@@ -65,10 +70,10 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
-// DefaultConfig has Kubernetes-like timings: heartbeats well inside the
-// node lifecycle controller's 40 s grace.
+// DefaultConfig: lease renewals every 2 s, three inside the node lifecycle
+// controller's 6 s grace; the full status every minute.
 func DefaultConfig() Config {
-	return Config{HeartbeatInterval: 2 * time.Second, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
+	return Config{HeartbeatInterval: 2 * time.Second, StatusReportInterval: time.Minute, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
 		Capacity: map[string]string{}, Reserved: map[string]string{}}
 }
 
@@ -94,6 +99,9 @@ func (c *Config) validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.StatusReportInterval <= 0 {
+		c.StatusReportInterval = d.StatusReportInterval
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = d.SyncInterval

@@ -7,8 +7,11 @@
 //
 //   - node.go registers or adopts the Node (labels, spec.podCIDR from the
 //     config, capacity and allocatable from the machine or the config,
-//     addresses, Ready condition) and heartbeats its status so the node
-//     lifecycle controller sees it alive;
+//     addresses, Ready condition) and heartbeats by renewing its Lease
+//     (kube-node-lease/<node>, owned by the Node) so the node lifecycle
+//     controller sees it alive; the status itself is written when it
+//     changes (a watch on its own Node rewrites a controller's Unknown at
+//     once) and every StatusReportInterval, as a kubelet does;
 //   - podsync.go watches the pods bound to this node (field selector
 //     spec.nodeName), starts new ones, stops a pod marked for deletion
 //     within its grace period and then confirms the delete (grace 0, UID

@@ -130,7 +130,7 @@ func (a *Agent) nodeLabels() map[string]string {
 // register creates this node's Node, or adopts an existing one: our
 // labels are set, spec.podCIDR is filled in when empty (a different one
 // already there wins and is logged: pods would not be routable otherwise
-// anyway), and the status is written.
+// anyway), and the status and the lease are written.
 func (a *Agent) register(ctx context.Context) error {
 	now := time.Now()
 	a.readySince = ts(now)
@@ -139,10 +139,11 @@ func (a *Agent) register(ctx context.Context) error {
 	if a.cfg.PodCIDR != "" {
 		node.Spec.PodCIDR, node.Spec.PodCIDRs = a.cfg.PodCIDR, []string{a.cfg.PodCIDR}
 	}
-	_, err := client.Create(ctx, a.cfg.Client, node)
+	created, err := client.Create(ctx, a.cfg.Client, node)
 	if err == nil {
 		a.log.Info("registered node", "podCIDR", a.cfg.PodCIDR)
-		return a.heartbeat(ctx) // Create may drop status on some servers; write it for sure
+		a.lease.SetOwner(created)
+		return a.reportReady(ctx) // Create may drop status on some servers; write it for sure
 	}
 	if !client.IsAlreadyExists(err) {
 		return fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
@@ -152,6 +153,7 @@ func (a *Agent) register(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
 		}
+		a.lease.SetOwner(cur)
 		next := codec.Clone(cur)
 		if next.Metadata.Labels == nil {
 			next.Metadata.Labels = map[string]string{}
@@ -177,26 +179,62 @@ func (a *Agent) register(ctx context.Context) error {
 		break
 	}
 	a.log.Info("adopted existing node")
-	return a.heartbeat(ctx)
+	return a.reportReady(ctx)
 }
 
-// heartbeat writes the whole status with a fresh lastHeartbeatTime. It
+// reportReady writes the status, then renews the lease.
+func (a *Agent) reportReady(ctx context.Context) error {
+	if err := a.writeNodeStatus(ctx); err != nil {
+		return err
+	}
+	return a.renewLease(ctx)
+}
+
+// writeNodeStatus writes the whole status with a fresh lastHeartbeatTime. It
 // carries no resourceVersion: the status is this agent's to write (the
 // node lifecycle controller's Unknown is meant to be overwritten by a live
 // agent).
-func (a *Agent) heartbeat(ctx context.Context) error {
+func (a *Agent) writeNodeStatus(ctx context.Context) error {
 	st := a.nodeStatus(time.Now())
 	_, err := client.UpdateStatus(ctx, a.cfg.Client, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: a.cfg.NodeName}, Status: st})
 	if err != nil {
+		return fmt.Errorf("node %s status: %w", a.cfg.NodeName, err)
+	}
+	return nil
+}
+
+func (a *Agent) renewLease(ctx context.Context) error {
+	if err := a.lease.Renew(ctx); err != nil {
 		return fmt.Errorf("node %s heartbeat: %w", a.cfg.NodeName, err)
 	}
 	a.heartbeats.Add(1)
 	return nil
 }
 
-// runHeartbeats registers the node (retrying until it works) and then
-// heartbeats until ctx ends; failures are logged and retried at the next
-// tick.
+// checkOwnStatus marks the status for rewriting when the stored one is not
+// what this agent reports: Ready other than True (the controller's Unknown
+// after missed heartbeats), or other capacity.
+func (a *Agent) checkOwnStatus(n *apiv1.Node) {
+	ready := false
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.GetType() == "Ready" {
+			ready = c.GetStatus() == "True"
+		}
+	}
+	if ready && maps.Equal(n.GetStatus().GetCapacity(), a.capacity) && maps.Equal(n.GetStatus().GetAllocatable(), a.allocatable) {
+		return
+	}
+	a.statusStale.Store(true)
+	select {
+	case a.statusWake <- struct{}{}:
+	default:
+	}
+}
+
+// runHeartbeats registers the node (retrying until it works), then renews
+// its lease every HeartbeatInterval and writes its status when stale or
+// every StatusReportInterval, until ctx ends; failures are logged and
+// retried at the next tick.
 func (a *Agent) runHeartbeats(ctx context.Context) error {
 	pause := 200 * time.Millisecond
 	for {
@@ -216,6 +254,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) error {
 		pause = min(2*pause, 10*time.Second)
 	}
 	close(a.registered)
+	lastStatus := time.Now()
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -223,9 +262,21 @@ func (a *Agent) runHeartbeats(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := a.heartbeat(ctx); err != nil && ctx.Err() == nil {
+			if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("heartbeat failed", "err", err)
 			}
+		case <-a.statusWake:
 		}
+		if !a.statusStale.Swap(false) && time.Since(lastStatus) < a.cfg.StatusReportInterval {
+			continue
+		}
+		if err := a.writeNodeStatus(ctx); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("status report failed", "err", err)
+				a.statusStale.Store(true) // again at the next tick
+			}
+			continue
+		}
+		lastStatus = time.Now()
 	}
 }

@@ -24,18 +24,28 @@ func TestHarnessRegistersHollowNodes(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Fatalf("want 3 nodes, got %d", len(nodes))
 	}
-	first := map[string]string{}
 	for _, n := range nodes {
 		if !hollow.NodeReady(n) || n.GetStatus().GetAllocatable()["cpu"] != "4" {
 			t.Fatalf("node %s not registered Ready with allocatable: %v", n.GetMetadata().GetName(), n.GetStatus())
 		}
-		first[n.GetMetadata().GetName()] = n.GetMetadata().GetResourceVersion()
 	}
-	// Heartbeats keep writing the node status.
-	testutil.WaitFor(t, 5*time.Second, "a heartbeat of every node", func() bool {
-		for name, rv := range first {
-			n, err := client.Get[*apiv1.Node](ctx, cl, "", name)
-			if err != nil || n.GetMetadata().GetResourceVersion() == rv {
+	// Each node has a Lease in kube-node-lease, owned by its Node, and
+	// renews it.
+	first := map[string]string{}
+	for _, n := range nodes {
+		l, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, n.GetMetadata().GetName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if refs := l.GetMetadata().GetOwnerReferences(); len(refs) != 1 || refs[0].GetUid() != n.GetMetadata().GetUid() {
+			t.Fatalf("lease of %s not owned by its Node: %v", n.GetMetadata().GetName(), refs)
+		}
+		first[n.GetMetadata().GetName()] = l.GetSpec().GetRenewTime()
+	}
+	testutil.WaitFor(t, 5*time.Second, "a renewal of every node's lease", func() bool {
+		for name, renewed := range first {
+			l, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, name)
+			if err != nil || l.GetSpec().GetRenewTime() == renewed {
 				return false
 			}
 		}

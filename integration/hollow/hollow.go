@@ -26,8 +26,11 @@ type Config struct {
 	Capacity map[string]string
 	// Labels are added to every node (besides kubernetes.io/hostname).
 	Labels map[string]string
-	// HeartbeatPeriod is how often a node writes its Ready condition.
+	// HeartbeatPeriod is how often a node renews its Lease.
 	HeartbeatPeriod time.Duration
+	// StatusReportPeriod is how often a node rewrites its status when
+	// nothing changed (the agent's StatusReportInterval).
+	StatusReportPeriod time.Duration
 	// StatusWorkers write pod status and deletion confirmations.
 	StatusWorkers int
 	// MarkPodsRunning: false leaves bound pods as they are (the scheduler
@@ -36,14 +39,16 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
-// DefaultConfig: 4 cpu, 16 GiB, 110 pods, heartbeat every second.
+// DefaultConfig: 4 cpu, 16 GiB, 110 pods, lease renewed every second,
+// status every minute.
 func DefaultConfig() Config {
 	return Config{
-		Capacity:        map[string]string{"cpu": "4", "memory": "16Gi", "pods": "110"},
-		HeartbeatPeriod: time.Second,
-		StatusWorkers:   16,
-		MarkPodsRunning: true,
-		Logger:          slog.Default(),
+		Capacity:           map[string]string{"cpu": "4", "memory": "16Gi", "pods": "110"},
+		HeartbeatPeriod:    time.Second,
+		StatusReportPeriod: time.Minute,
+		StatusWorkers:      16,
+		MarkPodsRunning:    true,
+		Logger:             slog.Default(),
 	}
 }
 
@@ -52,10 +57,11 @@ type Pool struct {
 	cfg   Config
 	c     *client.Client
 	pods  *client.Informer
+	nodes *client.Informer // the pool's Node objects: a status someone else changed is rewritten
 	queue *controllers.Queue
 
 	mu      sync.RWMutex
-	nodes   map[string]*Node
+	byName  map[string]*Node
 	running context.Context // set by Run; nodes added later start at once
 	wg      sync.WaitGroup
 	// notReady holds pods a test wants reported not ready.
@@ -63,6 +69,8 @@ type Pool struct {
 
 	// StatusWrites counts pod status writes (for benchmarks).
 	StatusWrites atomic.Int64
+	// LeaseRenewals counts the nodes' heartbeats.
+	LeaseRenewals atomic.Int64
 }
 
 // Node is one hollow node.
@@ -74,8 +82,13 @@ type Node struct {
 	podSeq atomic.Uint32
 	wake   chan struct{}
 
-	mu     sync.Mutex
-	status *apiv1.NodeStatus
+	// beat serializes a node's writes of its lease and status (register
+	// and the heartbeat goroutine may overlap when a pool starts).
+	beat        sync.Mutex
+	lease       *client.NodeLease
+	status      *apiv1.NodeStatus
+	lastStatus  time.Time
+	statusStale atomic.Bool
 }
 
 // NewPool prepares a pool; Run drives it.
@@ -87,17 +100,24 @@ func NewPool(c *client.Client, cfg Config) *Pool {
 	if cfg.HeartbeatPeriod <= 0 {
 		cfg.HeartbeatPeriod = def.HeartbeatPeriod
 	}
+	if cfg.StatusReportPeriod <= 0 {
+		cfg.StatusReportPeriod = def.StatusReportPeriod
+	}
 	if cfg.StatusWorkers <= 0 {
 		cfg.StatusWorkers = def.StatusWorkers
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
-	p := &Pool{cfg: cfg, c: c, nodes: map[string]*Node{}, notReady: map[string]bool{},
+	p := &Pool{cfg: cfg, c: c, byName: map[string]*Node{}, notReady: map[string]bool{},
 		queue: controllers.NewQueue(50*time.Millisecond, 2*time.Second)}
 	p.pods = client.NewInformer(c, "Pod", client.ListOptions{FieldSelector: "spec.nodeName!="}, client.EventHandler{
 		OnAdd:    func(obj client.Object) { p.podChanged(obj) },
 		OnUpdate: func(_, obj client.Object) { p.podChanged(obj) },
+	})
+	p.nodes = client.NewInformer(c, "Node", client.ListOptions{LabelSelector: HollowLabel + "=true"}, client.EventHandler{
+		OnAdd:    func(obj client.Object) { p.nodeChanged(obj.(*apiv1.Node)) },
+		OnUpdate: func(_, obj client.Object) { p.nodeChanged(obj.(*apiv1.Node)) },
 	})
 	return p
 }
@@ -110,19 +130,49 @@ func (p *Pool) Run(ctx context.Context) error {
 		return errors.New("hollow pool: Run called twice")
 	}
 	p.running = ctx
-	for _, n := range p.nodes {
+	for _, n := range p.byName {
 		p.startHeartbeat(ctx, n)
 	}
 	p.mu.Unlock()
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); _ = p.pods.Run(ctx) }()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); _ = p.nodes.Run(ctx) }()
 	controllers.RunWorkers(ctx, p.queue, p.cfg.StatusWorkers, p.cfg.Logger, p.syncPod)
 	p.wg.Wait()
 	return nil
 }
 
-// WaitForSync waits until the pool's pod cache holds its first list.
-func (p *Pool) WaitForSync(ctx context.Context) error { return p.pods.WaitForSync(ctx) }
+// WaitForSync waits until the pool's pod and node caches hold their first list.
+func (p *Pool) WaitForSync(ctx context.Context) error {
+	if err := p.pods.WaitForSync(ctx); err != nil {
+		return err
+	}
+	return p.nodes.WaitForSync(ctx)
+}
+
+// HollowLabel marks the Nodes of hollow nodes ("true").
+const HollowLabel = "skiff.dev/hollow"
+
+// nodeChanged: a node of ours whose stored status is not Ready (the node
+// lifecycle controller's Unknown) rewrites it at once, as an agent does.
+func (p *Pool) nodeChanged(node *apiv1.Node) {
+	p.mu.RLock()
+	n := p.byName[node.GetMetadata().GetName()]
+	p.mu.RUnlock()
+	if n == nil || n.silent.Load() || NodeReady(node) {
+		return
+	}
+	n.statusStale.Store(true)
+	n.poke()
+}
+
+func (n *Node) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
 
 // AddNode registers a node (or takes over an existing Node object of that
 // name) and starts its heartbeat if the pool runs.
@@ -137,16 +187,16 @@ func (p *Pool) AddNodeWithCapacity(ctx context.Context, name string, labels, cap
 		capacity = p.cfg.Capacity
 	}
 	p.mu.Lock()
-	if _, dup := p.nodes[name]; dup {
+	if _, dup := p.byName[name]; dup {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("hollow node %q added twice", name)
 	}
-	n := &Node{Name: name, index: len(p.nodes), pool: p, wake: make(chan struct{}, 1)}
-	p.nodes[name] = n
+	n := &Node{Name: name, index: len(p.byName), pool: p, wake: make(chan struct{}, 1)}
+	p.byName[name] = n
 	p.mu.Unlock()
 	if err := n.register(ctx, labels, capacity); err != nil {
 		p.mu.Lock()
-		delete(p.nodes, name)
+		delete(p.byName, name)
 		p.mu.Unlock()
 		return nil, err
 	}
@@ -184,14 +234,14 @@ func (p *Pool) AddNodes(ctx context.Context, names []string, labels map[string]s
 func (p *Pool) Node(name string) *Node {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.nodes[name]
+	return p.byName[name]
 }
 
 // Nodes returns every node, sorted by name.
 func (p *Pool) Nodes() []*Node {
 	p.mu.RLock()
-	out := make([]*Node, 0, len(p.nodes))
-	for _, n := range p.nodes {
+	out := make([]*Node, 0, len(p.byName))
+	for _, n := range p.byName {
 		out = append(out, n)
 	}
 	p.mu.RUnlock()
@@ -216,7 +266,7 @@ func (p *Pool) SetPodReady(ns, name string, ready bool) {
 func (p *Pool) podChanged(obj client.Object) {
 	pod := obj.(*apiv1.Pod)
 	p.mu.RLock()
-	n := p.nodes[pod.GetSpec().GetNodeName()]
+	n := p.byName[pod.GetSpec().GetNodeName()]
 	p.mu.RUnlock()
 	if n == nil || n.silent.Load() {
 		return
@@ -281,7 +331,7 @@ func (p *Pool) syncPod(ctx context.Context, key string) error {
 	}
 	pod := obj.(*apiv1.Pod)
 	p.mu.RLock()
-	n := p.nodes[pod.GetSpec().GetNodeName()]
+	n := p.byName[pod.GetSpec().GetNodeName()]
 	ready := !p.notReady[key]
 	p.mu.RUnlock()
 	if n == nil || n.silent.Load() {
@@ -384,7 +434,7 @@ func (n *Node) hostIP() string { return fmt.Sprintf("100.64.%d.%d", n.index/256,
 // register creates the Node object (or adopts an existing one) with Ready status.
 func (n *Node) register(ctx context.Context, labels, capacity map[string]string) error {
 	p := n.pool
-	l := map[string]string{"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "skiff.dev/hollow": "true"}
+	l := map[string]string{"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", HollowLabel: "true"}
 	maps.Copy(l, p.cfg.Labels)
 	maps.Copy(l, labels)
 	cidr := fmt.Sprintf("10.%d.%d.0/24", 64+n.index/256, n.index%256)
@@ -399,18 +449,26 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name, Labels: l},
 		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: codec.Clone(status)}
 	// A pool that starts running while nodes register heartbeats every
-	// node it holds: the status is shared with that goroutine.
-	n.mu.Lock()
+	// node it holds: beat orders those writes after these.
+	n.beat.Lock()
+	defer n.beat.Unlock()
 	n.status = status
-	n.mu.Unlock()
+	n.lease = client.NewNodeLease(p.c, n.Name, 3*p.cfg.HeartbeatPeriod)
 	created, err := client.Create(ctx, p.c, node)
 	if err != nil && !client.IsAlreadyExists(err) {
 		return fmt.Errorf("register hollow node %s: %w", n.Name, err)
 	}
 	if err == nil && NodeReady(created) {
-		return nil
+		n.lastStatus = time.Now()
+		n.lease.SetOwner(created)
+	} else if err := n.writeStatus(ctx); err != nil {
+		return err
 	}
-	return n.heartbeat(ctx)
+	// Nodes registered together would report their status together every
+	// period: spread the reports over half a period (real nodes start at
+	// different times); the first is at least half a period away.
+	n.lastStatus = n.lastStatus.Add(-time.Duration(rand.Int64N(int64(p.cfg.StatusReportPeriod / 2))))
+	return n.renewLease(ctx)
 }
 
 // NodeReady reports a Node's Ready condition.
@@ -423,25 +481,44 @@ func NodeReady(node *apiv1.Node) bool {
 	return false
 }
 
-// heartbeat writes Ready=True with a fresh lastHeartbeatTime.
+// heartbeat renews the lease, and writes the status when it is stale or
+// due. n.beat is held.
 func (n *Node) heartbeat(ctx context.Context) error {
-	n.mu.Lock()
-	if n.status == nil {
-		n.mu.Unlock()
-		return nil // still registering: register writes the first status
+	if n.lease == nil {
+		return nil // not registered (register failed)
 	}
+	err := n.renewLease(ctx)
+	if n.statusStale.Swap(false) || time.Since(n.lastStatus) >= n.pool.cfg.StatusReportPeriod {
+		if serr := n.writeStatus(ctx); serr != nil {
+			n.statusStale.Store(true) // again at the next beat
+			err = errors.Join(err, serr)
+		}
+	}
+	return err
+}
+
+func (n *Node) renewLease(ctx context.Context) error {
+	if err := n.lease.Renew(ctx); err != nil {
+		return fmt.Errorf("hollow node %s heartbeat: %w", n.Name, err)
+	}
+	n.pool.LeaseRenewals.Add(1)
+	return nil
+}
+
+// writeStatus writes Ready=True with a fresh lastHeartbeatTime. n.beat is held.
+func (n *Node) writeStatus(ctx context.Context) error {
 	ts := now()
 	for _, c := range n.status.Conditions {
 		if c.Type == "Ready" {
 			c.LastHeartbeatTime = ts
 		}
 	}
-	st := codec.Clone(n.status)
-	n.mu.Unlock()
-	_, err := client.UpdateStatus(ctx, n.pool.c, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name}, Status: st})
+	out, err := client.UpdateStatus(ctx, n.pool.c, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name}, Status: codec.Clone(n.status)})
 	if err != nil {
-		return fmt.Errorf("hollow node %s heartbeat: %w", n.Name, err)
+		return fmt.Errorf("hollow node %s status: %w", n.Name, err)
 	}
+	n.lastStatus = time.Now()
+	n.lease.SetOwner(out)
 	return nil
 }
 
@@ -462,7 +539,10 @@ func (p *Pool) startHeartbeat(ctx context.Context, n *Node) {
 			case <-t.C:
 			}
 			if !n.silent.Load() {
-				if err := n.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				n.beat.Lock()
+				err := n.heartbeat(ctx)
+				n.beat.Unlock()
+				if err != nil && ctx.Err() == nil {
 					p.cfg.Logger.Debug("heartbeat failed", "node", n.Name, "err", err)
 				}
 			}
@@ -478,10 +558,8 @@ func (n *Node) Stop() { n.silent.Store(true) }
 // Resume makes a stopped node heartbeat again at once and catch up on its pods.
 func (n *Node) Resume() {
 	n.silent.Store(false)
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
+	n.statusStale.Store(true)
+	n.poke()
 	for _, obj := range n.pool.pods.List() {
 		if obj.(*apiv1.Pod).GetSpec().GetNodeName() == n.Name {
 			n.pool.podChanged(obj)

@@ -6,9 +6,8 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
-// NodeLeaseNamespace holds the nodes' heartbeat Leases, one per node,
-// named after it (Kubernetes' kube-node-lease).
-const NodeLeaseNamespace = "kube-node-lease"
+// NodeLeaseNamespace holds the nodes' heartbeat Leases (created at start).
+const NodeLeaseNamespace = apiv1.NodeLeaseNamespace
 
 var _ = define(Kind{
 	Name: "Lease", Plural: "leases", Singular: "lease", Group: "coordination.k8s.io",

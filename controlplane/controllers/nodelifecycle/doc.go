@@ -1,5 +1,7 @@
-// Package nodelifecycle watches node heartbeats. A node whose Ready
-// condition is not refreshed within the grace period becomes Ready=Unknown
+// Package nodelifecycle watches node heartbeats: renewals of a node's Lease
+// in kube-node-lease (what agents send every interval) and new Ready
+// lastHeartbeatTimes in its status (sent only when it changes or every
+// report interval). A node with neither within the grace period becomes Ready=Unknown
 // and gets the node.kubernetes.io/unreachable:NoExecute taint (a node that
 // reports Ready=False gets node.kubernetes.io/not-ready:NoExecute); the
 // taints go again when heartbeats return. Pods on a node with NoExecute

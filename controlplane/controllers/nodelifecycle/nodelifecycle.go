@@ -87,10 +87,13 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 // Name implements controlplane.Loop.
 func (c *Controller) Name() string { return "nodelifecycle" }
 
-// health is what the controller remembers of a node's heartbeats.
+// health is what the controller remembers of a node's heartbeats. Either
+// counts: a new Ready lastHeartbeatTime in the Node's status or a new
+// renewTime of its Lease (kube-node-lease/<node>), as in Kubernetes.
 type health struct {
 	heartbeat string    // last Ready lastHeartbeatTime + status seen
-	seen      time.Time // when it last changed, on our clock
+	renewed   string    // last lease renewTime seen
+	seen      time.Time // when either last changed, on our clock
 }
 
 type state struct {
@@ -129,7 +132,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		},
 		OnDelete: func(o client.Object) { st.deletePod(o.(*apiv1.Pod)) },
 	})
-	if err := controllers.WaitForSync(ctx, nodes, pods); err != nil {
+	renew := func(o client.Object) { c.observeLease(st, o.(*apiv1.Lease)) }
+	leases := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Lease", client.ListOptions{Namespace: apiv1.NodeLeaseNamespace},
+		client.EventHandler{OnAdd: renew, OnUpdate: func(_, o client.Object) { renew(o) }})
+	if err := controllers.WaitForSync(ctx, nodes, pods, leases); err != nil {
 		return err
 	}
 	tick := time.NewTicker(c.cfg.MonitorPeriod)
@@ -206,6 +212,22 @@ func (c *Controller) observe(st *state, n *apiv1.Node) {
 	if h.heartbeat != hb && rc.GetStatus() != "Unknown" {
 		// Our own Unknown write is not a heartbeat.
 		h.heartbeat, h.seen = hb, c.now()
+	}
+}
+
+// observeLease notes a renewal of a node's lease.
+func (c *Controller) observeLease(st *state, l *apiv1.Lease) {
+	renewed := l.GetSpec().GetRenewTime()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	name := l.GetMetadata().GetName()
+	h := st.health[name]
+	if h == nil {
+		st.health[name] = &health{renewed: renewed, seen: c.now()}
+		return
+	}
+	if h.renewed != renewed {
+		h.renewed, h.seen = renewed, c.now()
 	}
 }
 

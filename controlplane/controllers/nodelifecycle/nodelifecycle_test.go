@@ -3,6 +3,7 @@ package nodelifecycle_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -144,3 +145,81 @@ func TestDeadNodesDeploymentPodsReplacedElsewhere(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Lease renewals alone keep nodes Ready: hollow nodes renew their
+// kube-node-lease Lease every 200 ms and never rewrite their status within
+// the test, while the grace period is 1 s. A node that stops renewing goes
+// Unknown; resumed, it rewrites its status at once (its pool watches the
+// Nodes) and is Ready again.
+func TestLeaseRenewalsAreHeartbeats(t *testing.T) {
+	grace := time.Second
+	c := cptest.Start(t, cptest.Options{HollowNodes: 3, Loops: []string{"nodelifecycle"},
+		Configs: map[string]any{"nodelifecycle": nodelifecycle.Config{GracePeriod: grace, MonitorPeriod: 50 * time.Millisecond, DefaultTolerationSeconds: 2}},
+		TuneHollow: func(h *hollow.Config) {
+			h.HeartbeatPeriod, h.StatusReportPeriod = 200*time.Millisecond, time.Hour
+		}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	heartbeatTimes := func() map[string]string {
+		nodes, _, err := client.List[*apiv1.Node](ctx, cl, client.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, n := range nodes {
+			for _, cond := range n.GetStatus().GetConditions() {
+				if cond.GetType() == "Ready" {
+					out[n.GetMetadata().GetName()] = cond.GetStatus() + " " + cond.GetLastHeartbeatTime()
+				}
+			}
+		}
+		return out
+	}
+	leaseRenewals := func(name string) string {
+		l, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, name)
+		if err != nil {
+			return ""
+		}
+		return l.GetSpec().GetRenewTime()
+	}
+	before := heartbeatTimes()
+	if len(before) != 3 {
+		t.Fatalf("want 3 nodes with a Ready condition, got %v", before)
+	}
+	firstRenewal := leaseRenewals("hollow-0")
+	// Four grace periods: each node must stay Ready with its status untouched.
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for window := time.Now().Add(4 * grace); time.Now().Before(window); <-poll.C {
+		if now := heartbeatTimes(); !maps.Equal(now, before) {
+			t.Fatalf("node status changed while only leases were renewed:\nbefore %v\nnow    %v", before, now)
+		}
+	}
+	if r := leaseRenewals("hollow-0"); r == "" || r == firstRenewal {
+		t.Fatalf("hollow-0's lease was not renewed: %q then %q", firstRenewal, r)
+	}
+	l, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, "hollow-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.GetSpec().GetHolderIdentity() != "hollow-0" || len(l.GetMetadata().GetOwnerReferences()) != 1 ||
+		l.GetMetadata().GetOwnerReferences()[0].GetKind() != "Node" {
+		t.Fatalf("lease holder/owner: %v %v", l.GetSpec(), l.GetMetadata().GetOwnerReferences())
+	}
+
+	c.Pool.Node("hollow-1").Stop()
+	testutil.WaitFor(t, 10*time.Second, "hollow-1 Unknown", func() bool {
+		n, err := client.Get[*apiv1.Node](ctx, cl, "", "hollow-1")
+		return err == nil && readyStatus(n) == "Unknown"
+	})
+	for _, name := range []string{"hollow-0", "hollow-2"} {
+		if n, err := client.Get[*apiv1.Node](ctx, cl, "", name); err != nil || readyStatus(n) != "True" {
+			t.Fatalf("renewing node %s is not Ready: %v %v", name, err, n.GetStatus())
+		}
+	}
+	c.Pool.Node("hollow-1").Resume()
+	testutil.WaitFor(t, 10*time.Second, "hollow-1 Ready again", func() bool {
+		n, err := client.Get[*apiv1.Node](ctx, cl, "", "hollow-1")
+		return err == nil && readyStatus(n) == "True" && len(n.GetSpec().GetTaints()) == 0
+	})
+}

@@ -37,9 +37,10 @@ func (o *options) agentCmd() *cobra.Command {
 		Short: "Run this machine as a worker: its Node, the pods bound to it, and the Service proxy (foreground)",
 		Long: `Run the worker agent in the foreground. It registers (or adopts) the Node
 --node-name with the cluster API using the client config given by --config
-(a certificate for node:<name>), heartbeats it, runs the pods bound to it
-with libcontainer, and programs Services into the kernel (IPVS, or nftables
-where the kernel has none). Stopping the agent leaves pods running: the next
+(a certificate for node:<name>), heartbeats by renewing its Lease in
+kube-node-lease (the full status only when it changes, or each minute),
+runs the pods bound to it with libcontainer, and programs Services into the
+kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
 agent on the same --data-dir adopts them.
 
 Needs root, containernetworking-plugins (/usr/lib/cni) and a pod CIDR for
