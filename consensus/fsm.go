@@ -28,17 +28,27 @@ func kvLess(a, b *storepb.KeyValue) bool { return bytes.Compare(a.Key, b.Key) < 
 // stored: a write replaces the record, which lets snapshots and watch
 // history share them without copying.
 type fsm struct {
-	mu       sync.RWMutex
-	tree     *btree.BTreeG[*storepb.KeyValue]
+	mu   sync.RWMutex
+	tree *btree.BTreeG[*storepb.KeyValue]
+	// byKey indexes the tree's records for point reads: every
+	// transaction's compares and puts read their keys first, and a hash
+	// lookup costs a fraction of a tree descent through keys that share
+	// long prefixes (/registry/pods/<ns>/…). Ranges and snapshots use the
+	// tree. The *kvRef lets a write replace a record without re-inserting
+	// (and so re-allocating) its key string.
+	byKey    map[string]*kvRef
 	revision int64
 
 	applied *indexNotifier
 	hub     *watchHub
 }
 
+type kvRef struct{ kv *storepb.KeyValue }
+
 func newFSM(historyLimit int) *fsm {
 	return &fsm{
 		tree:    btree.NewG(32, kvLess),
+		byKey:   map[string]*kvRef{},
 		applied: newIndexNotifier(),
 		hub:     newWatchHub(historyLimit),
 	}
@@ -162,8 +172,30 @@ func (f *fsm) applyBatch(req *storepb.BatchRequest) (*storepb.CommandResult, []*
 }
 
 func (f *fsm) get(key []byte) *storepb.KeyValue {
-	kv, _ := f.tree.Get(&storepb.KeyValue{Key: key})
-	return kv
+	if ref := f.byKey[string(key)]; ref != nil {
+		return ref.kv
+	}
+	return nil
+}
+
+// put stores kv in the tree and the index. Caller holds f.mu.
+func (f *fsm) put(kv *storepb.KeyValue) {
+	f.tree.ReplaceOrInsert(kv)
+	if ref := f.byKey[string(kv.Key)]; ref != nil {
+		ref.kv = kv
+		return
+	}
+	f.byKey[string(kv.Key)] = &kvRef{kv: kv}
+}
+
+// indexTree rebuilds byKey from a whole tree (after a restore).
+func indexTree(tree *btree.BTreeG[*storepb.KeyValue]) map[string]*kvRef {
+	idx := make(map[string]*kvRef, tree.Len())
+	tree.Ascend(func(kv *storepb.KeyValue) bool {
+		idx[string(kv.Key)] = &kvRef{kv: kv}
+		return true
+	})
+	return idx
 }
 
 // applyTxn evaluates compares, then runs one branch at revision+1 (only if
@@ -199,12 +231,13 @@ func (f *fsm) applyTxn(p *txnPlan, fill func(*storepb.CommandResult, *storepb.Tx
 				kv.CreateRevision = prev.CreateRevision
 				kv.Version = prev.Version + 1
 			}
-			f.tree.ReplaceOrInsert(kv)
+			f.put(kv)
 			writes = true
 			events = append(events, &storepb.Event{Type: storepb.Event_PUT, Kv: kv, PrevKv: prev})
 			resp.Responses = append(resp.Responses, &storepb.ResponseOp{Op: &storepb.ResponseOp_Put{Put: &storepb.PutResponse{Revision: nextRev, Kv: kv, PrevKv: prev}}})
 		case *storepb.RequestOp_Delete:
 			prev, found := f.tree.Delete(&storepb.KeyValue{Key: o.Delete.Key})
+			delete(f.byKey, string(o.Delete.Key))
 			if !found {
 				if p.single {
 					return &storepb.CommandResult{Code: storepb.CommandResult_NOT_FOUND, Message: fmt.Sprintf("key %q not found", o.Delete.Key), Revision: f.revision}, nil

@@ -291,11 +291,13 @@ func TestFSMSnapshotRoundTripByteForByte(t *testing.T) {
 		mustOK(t, l.put(string(rune('a'+i%26))+"/"+string(rune('A'+i%7)), string(bytes.Repeat([]byte{byte(i)}, i%50))))
 	}
 	mustOK(t, l.del("a/A"))
+	checkIndex(t, l.f)
 	first := snapshotBytes(t, l.f)
 	restored := newFSM(10)
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(first))); err != nil {
 		t.Fatal(err)
 	}
+	checkIndex(t, restored)
 	if restored.currentRevision() != l.f.currentRevision() || restored.applied.get() != l.f.applied.get() {
 		t.Fatalf("restored revision %d applied %d, want %d %d", restored.currentRevision(), restored.applied.get(), l.f.currentRevision(), l.f.applied.get())
 	}
@@ -313,6 +315,20 @@ func TestFSMSnapshotRoundTripByteForByte(t *testing.T) {
 	if !bytes.Equal(buf.Bytes(), first) {
 		t.Fatal("snapshot changed by a later write")
 	}
+}
+
+// checkIndex: the point-read index holds exactly the tree's records.
+func checkIndex(t *testing.T, f *fsm) {
+	t.Helper()
+	if len(f.byKey) != f.tree.Len() {
+		t.Fatalf("index has %d keys, tree %d", len(f.byKey), f.tree.Len())
+	}
+	f.tree.Ascend(func(kv *storepb.KeyValue) bool {
+		if got := f.get(kv.Key); got != kv {
+			t.Fatalf("index entry of %q is %v, tree has %v", kv.Key, got, kv)
+		}
+		return true
+	})
 }
 
 func snapshotBytes(t *testing.T, f *fsm) []byte {
@@ -396,6 +412,7 @@ func FuzzFSMApply(f *testing.F) {
 		if !ok || res == nil {
 			t.Fatalf("no result for %x", data)
 		}
+		checkIndex(t, fs)
 	})
 }
 

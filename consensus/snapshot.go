@@ -77,8 +77,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	idx := indexTree(tree)
 	f.mu.Lock()
-	f.tree = tree
+	f.tree, f.byKey = tree, idx
 	f.revision = hdr.Revision
 	f.mu.Unlock()
 	f.hub.reset(hdr.Revision)
