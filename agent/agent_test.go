@@ -368,7 +368,7 @@ exec httpd -f -p 8080 -h /www`
 		}
 	})
 	if running == nil || t.Failed() {
-		t.FailNow()
+		t.Fatal("no running pod for the subtests that follow (PodRunningReadyAfterRestart failed, or -run left it out)")
 	}
 
 	t.Run("ServiceClusterIPReachesPod", func(t *testing.T) {
