@@ -113,6 +113,7 @@ wait_for 180 "3 ready hello pods" bash -c "nsenter --net=/run/netns/$NS $CTL --c
 
 say "ctl members"; ctl members
 say "ctl get nodes -o wide"; ctl get nodes -o wide
+say "ctl get leases -n kube-node-lease (each worker renews its heartbeat Lease)"; ctl get leases -n kube-node-lease
 say "ctl get deploy,pods,svc -n demo"
 ctl get deployments -n demo; ctl get pods -n demo -o wide; ctl get services -n demo
 CIP=$(ctl get service hello -n demo -o yaml | awk '/^  clusterIP:/ {print $2}')
