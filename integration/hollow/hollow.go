@@ -485,7 +485,7 @@ func NodeReady(node *apiv1.Node) bool {
 // due. n.beat is held.
 func (n *Node) heartbeat(ctx context.Context) error {
 	if n.lease == nil {
-		return nil // not registered (register failed)
+		return nil // register has not run yet (or failed)
 	}
 	err := n.renewLease(ctx)
 	if n.statusStale.Swap(false) || time.Since(n.lastStatus) >= n.pool.cfg.StatusReportPeriod {

@@ -134,7 +134,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	})
 	renew := func(o client.Object) { c.observeLease(st, o.(*apiv1.Lease)) }
 	leases := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Lease", client.ListOptions{Namespace: apiv1.NodeLeaseNamespace},
-		client.EventHandler{OnAdd: renew, OnUpdate: func(_, o client.Object) { renew(o) }})
+		client.EventHandler{OnAdd: renew, OnUpdate: func(_, o client.Object) { renew(o) },
+			OnDelete: func(o client.Object) {
+				// The lease of a deleted Node (garbage-collected with it):
+				// forget the node. A live node keeps its entry and, if it
+				// stops heartbeating, still goes Unknown.
+				name := o.GetMetadata().GetName()
+				if _, ok := nodes.Get("", name); !ok {
+					st.mu.Lock()
+					delete(st.health, name)
+					st.mu.Unlock()
+				}
+			}})
 	if err := controllers.WaitForSync(ctx, nodes, pods, leases); err != nil {
 		return err
 	}
