@@ -52,3 +52,24 @@ func TestHarnessRegistersHollowNodes(t *testing.T) {
 		return true
 	})
 }
+
+// A node's Lease is its Node's dependent: deleting the Node removes it.
+func TestDeletingNodeRemovesItsLease(t *testing.T) {
+	c := Start(t, Options{HollowNodes: 2, Loops: []string{}, TuneHollow: func(h *hollow.Config) { h.HeartbeatPeriod = 200 * time.Millisecond }})
+	cl := c.Client(t)
+	ctx := context.Background()
+	if _, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, "hollow-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.Pool.Node("hollow-1").Stop() // a dead machine: nobody renews (recreates) the lease
+	if _, _, err := cl.Delete(ctx, "Node", "", "hollow-1", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "hollow-1's lease deleted with its Node", func() bool {
+		_, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, "hollow-1")
+		return client.IsNotFound(err)
+	})
+	if _, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, "hollow-0"); err != nil {
+		t.Fatalf("the other node's lease: %v", err)
+	}
+}
