@@ -29,10 +29,13 @@ type Agent struct {
 	// full report.
 	self        *client.Informer
 	statusStale atomic.Bool
-	recorder    *client.Recorder
-	pods        *client.Informer
-	wake        chan struct{}
-	statusWake  chan struct{}
+	// readyLost: the stored Ready condition was not True (Unknown after
+	// missed heartbeats); the rewrite starts a new lastTransitionTime.
+	readyLost  atomic.Bool
+	recorder   *client.Recorder
+	pods       *client.Informer
+	wake       chan struct{}
+	statusWake chan struct{}
 
 	mu sync.Mutex
 	// busy: pods (by UID) with a start or a termination in flight; the

@@ -275,13 +275,23 @@ func TestAgentRunsPodsAndServices(t *testing.T) {
 				cond.Status, cond.Reason = "Unknown", "NodeStatusUnknown"
 			}
 		}
+		unknownAt := time.Now().UTC().Truncate(time.Second)
 		if _, err := client.UpdateStatus(ctx, c, unknown); err != nil {
 			t.Fatal(err)
 		}
-		testutil.WaitFor(t, 5*time.Second, "Ready rewritten by the agent", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "Ready rewritten by the agent, as a new transition", func() bool {
 			n, err := client.Get[*apiv1.Node](ctx, c, "", nodeName)
 			st, hb := nodeHeartbeat(n)
-			return err == nil && st == "True" && hb != first
+			if err != nil || st != "True" || hb == first {
+				return false
+			}
+			for _, cond := range n.GetStatus().GetConditions() {
+				if cond.GetType() == "Ready" {
+					since, err := time.Parse(time.RFC3339, cond.GetLastTransitionTime())
+					return err == nil && !since.Before(unknownAt)
+				}
+			}
+			return false
 		})
 	})
 

@@ -224,6 +224,9 @@ func (a *Agent) checkOwnStatus(n *apiv1.Node) {
 	if ready && maps.Equal(n.GetStatus().GetCapacity(), a.capacity) && maps.Equal(n.GetStatus().GetAllocatable(), a.allocatable) {
 		return
 	}
+	if !ready {
+		a.readyLost.Store(true)
+	}
 	a.statusStale.Store(true)
 	select {
 	case a.statusWake <- struct{}{}:
@@ -269,6 +272,9 @@ func (a *Agent) runHeartbeats(ctx context.Context) error {
 		}
 		if !a.statusStale.Swap(false) && time.Since(lastStatus) < a.cfg.StatusReportInterval {
 			continue
+		}
+		if a.readyLost.Swap(false) {
+			a.readySince = ts(time.Now()) // Unknown (or False) → True is a transition
 		}
 		if err := a.writeNodeStatus(ctx); err != nil {
 			if ctx.Err() == nil {
