@@ -248,3 +248,35 @@ func TestUnreachableServerIsOneLine(t *testing.T) {
 	}
 	t.Logf("follower without quorum answered in %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(errs))
 }
+
+// describe node shows the heartbeat Lease (the status is written rarely).
+func TestDescribeNodeShowsLease(t *testing.T) {
+	e := newEnv(t, 1)
+	cl, err := e.c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := client.Create(ctx, cl, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustCtl("describe", "node", "w1"); !strings.Contains(out, "Lease:") || !strings.Contains(out, "<none>") {
+		t.Fatalf("describe of a node without a lease:\n%s", out)
+	}
+	lease := client.NewNodeLease(cl, "w1", 6*time.Second)
+	lease.SetOwner(n)
+	if err := lease.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := client.Get[*apiv1.Lease](ctx, cl, apiv1.NodeLeaseNamespace, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.mustCtl("describe", "node", "w1")
+	if want := "holder w1, renewed " + l.GetSpec().GetRenewTime(); !strings.Contains(out, want) {
+		t.Fatalf("describe lacks %q:\n%s", want, out)
+	}
+}

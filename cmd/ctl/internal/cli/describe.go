@@ -108,6 +108,11 @@ func (o *options) describe(ctx context.Context, c *client.Client, k *kinds.Kind,
 	if len(md.GetFinalizers()) > 0 {
 		fmt.Fprintf(tw, "Finalizers:\t%s\n", strings.Join(md.GetFinalizers(), ", "))
 	}
+	if k.Name == "Node" {
+		// A node's status is rewritten only when it changes (or each
+		// minute); its liveness is the heartbeat Lease, as kubectl shows.
+		fmt.Fprintf(tw, "Lease:\t%s\n", nodeLease(ctx, c, md.GetName()))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -131,6 +136,18 @@ func (o *options) describe(ctx context.Context, c *client.Client, k *kinds.Kind,
 		fmt.Fprint(out, indentTitles(string(b)))
 	}
 	return o.printEvents(ctx, c, k, obj, out)
+}
+
+// nodeLease summarizes a node's heartbeat Lease.
+func nodeLease(ctx context.Context, c *client.Client, node string) string {
+	l, err := client.Get[*apiv1.Lease](ctx, c, apiv1.NodeLeaseNamespace, node)
+	switch {
+	case client.IsNotFound(err):
+		return "<none> (the node has never heartbeated through " + apiv1.NodeLeaseNamespace + ")"
+	case err != nil:
+		return "<unknown: " + err.Error() + ">"
+	}
+	return fmt.Sprintf("holder %s, renewed %s", l.GetSpec().GetHolderIdentity(), l.GetSpec().GetRenewTime())
 }
 
 // indentTitles capitalizes top-level keys ("spec:" → "Spec:") as describe does.
