@@ -58,13 +58,10 @@ proto: deps tools
 	cd proto && for f in $$(find . -name '*.proto' | sort); do \
 	  protoc -I . --go_out=. --go_opt=paths=source_relative \
 	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$f || exit 1; done
-	cd proto && for f in store/v1/*.proto; do \
-	  protoc -I . --go-vtproto_out=. --go-vtproto_opt=paths=source_relative \
-	    --go-vtproto_opt=features=$(VTPROTO_FEATURES) $$f || exit 1; done
-	cd proto && for f in api/v1/*.proto; do \
+	cd proto && for f in store/v1/*.proto api/v1/*.proto; do \
 	  protoc -I . --go-vtproto_out=. --go-vtproto_opt=paths=source_relative \
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
-	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go
+	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -89,9 +89,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // applyCommand decodes and runs one command. Malformed input yields an
 // INVALID result, never a panic: a bad entry in the log must not take down
 // every node that replays it.
+//
+// The decode aliases data: stored keys and values point into the log
+// entry instead of being copied twice (command, then payload). Nothing
+// writes to an entry's Data once it is in the log: the leader's is a fresh
+// buffer from encodeCommand, a follower's is decoded fresh from each
+// AppendEntries, and a replay reads a copy out of raft-boltdb.
 func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Event) {
 	var cmd storepb.Command
-	if err := codec.Unmarshal(data, &cmd); err != nil {
+	if err := codec.UnmarshalAliasing(data, &cmd); err != nil {
 		return invalidResult("undecodable command: %v", err), nil
 	}
 	if cmd.Version != CommandVersion {
@@ -102,25 +108,25 @@ func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Even
 		return &storepb.CommandResult{Revision: f.revision}, nil
 	case storepb.Command_PUT:
 		var req storepb.PutRequest
-		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable put: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Put{Put: &req}}), putResult)
 	case storepb.Command_DELETE:
 		var req storepb.DeleteRequest
-		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable delete: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Delete{Delete: &req}}), deleteResult)
 	case storepb.Command_TXN:
 		var req storepb.TxnRequest
-		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable txn: %v", err), nil
 		}
 		return f.applyTxn(&txnPlan{req: &req}, txnResult)
 	case storepb.Command_BATCH:
 		var req storepb.BatchRequest
-		if err := codec.Unmarshal(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
 			return invalidResult("undecodable batch: %v", err), nil
 		}
 		return f.applyBatch(&req)

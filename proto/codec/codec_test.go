@@ -111,6 +111,23 @@ func TestAliasedBytesAppendCopies(t *testing.T) {
 	if !bytes.Equal(b, orig) {
 		t.Fatal("appending to a decoded value wrote into the source buffer")
 	}
+	// The same for the store's messages (the FSM decodes Raft entries
+	// aliasing them): a put's key and value, followed by more bytes.
+	cmd, _ := Marshal(&storepb.PutRequest{Key: []byte("/k"), Value: []byte("value"), IfModRevision: proto.Int64(7)})
+	origCmd := bytes.Clone(cmd)
+	var put storepb.PutRequest
+	if err := UnmarshalAliasing(cmd, &put); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range [][]byte{put.Key, put.Value} {
+		if cap(f) != len(f) {
+			t.Fatalf("aliased store field %q has capacity %d beyond its length %d", f, cap(f), len(f))
+		}
+		_ = append(f, "XYZXYZXYZ"...)
+	}
+	if !bytes.Equal(cmd, origCmd) {
+		t.Fatal("appending to a decoded store field wrote into the Raft entry")
+	}
 }
 
 func TestPackUnpack(t *testing.T) {
