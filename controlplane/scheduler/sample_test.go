@@ -59,3 +59,25 @@ func TestPlaceSampled(t *testing.T) {
 		t.Fatalf("full cluster: %v", err)
 	}
 }
+
+// Owner counts stay exact whatever the mask says: owners sharing a mask
+// bit, removal down to zero, and an owner never added.
+func TestOwnerCountsWithSharedMaskBits(t *testing.T) {
+	ni := &NodeInfo{}
+	a, b, c := uint64(5), uint64(5+64), uint64(6) // a and b share bit 5
+	ni.addOwner(a, 1)
+	ni.addOwner(b, 2)
+	ni.addOwner(a, 1)
+	if ni.ownerPods(a) != 2 || ni.ownerPods(b) != 2 || ni.ownerPods(c) != 0 {
+		t.Fatalf("counts a=%d b=%d c=%d, want 2 2 0", ni.ownerPods(a), ni.ownerPods(b), ni.ownerPods(c))
+	}
+	ni.addOwner(a, -2)
+	if ni.ownerPods(a) != 0 || ni.ownerPods(b) != 2 {
+		t.Fatalf("after removing a: a=%d b=%d, want 0 2", ni.ownerPods(a), ni.ownerPods(b))
+	}
+	ni.addOwner(b, -2)
+	ni.addOwner(c, 1)
+	if ni.ownerPods(b) != 0 || ni.ownerPods(c) != 1 || ni.ownerMask != ownerBit(c) {
+		t.Fatalf("after removing b: b=%d c=%d mask=%b", ni.ownerPods(b), ni.ownerPods(c), ni.ownerMask)
+	}
+}
