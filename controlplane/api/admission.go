@@ -9,6 +9,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // admission is what a write into a namespace was admitted against; its
@@ -81,20 +82,25 @@ func (s *Server) admitNamespace(ctx context.Context, k *kinds.Kind, ns string, a
 	return nil
 }
 
-// admitLimitRanges applies the namespace's LimitRange container defaults to
-// a new pod and checks its min/max bounds.
-func (s *Server) admitLimitRanges(ctx context.Context, pod *apiv1.Pod, a *admission) error {
+// admitLimitRanges checks a new pod against the namespace's LimitRanges
+// and returns it with their container defaults applied: a copy when there
+// is a Container LimitRange (pod itself stays as sent), else pod.
+func (s *Server) admitLimitRanges(ctx context.Context, pod *apiv1.Pod, a *admission) (*apiv1.Pod, error) {
 	lrs, _, err := s.listAll(ctx, s.kind("LimitRange"), pod.GetMetadata().GetNamespace(), true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.limitRanges = lrs
 	var problems []string
+	copied := false
 	for _, st := range lrs {
 		lr := st.obj.(*apiv1.LimitRange)
 		for _, item := range lr.GetSpec().GetLimits() {
 			if item.GetType() != "Container" {
 				continue
+			}
+			if !copied {
+				pod, copied = codec.Clone(pod), true
 			}
 			for ci, c := range pod.GetSpec().GetContainers() {
 				if c.Resources == nil {
@@ -132,12 +138,13 @@ func (s *Server) admitLimitRanges(ctx context.Context, pod *apiv1.Pod, a *admiss
 		}
 	}
 	if pod.Spec != nil && pod.Status != nil {
+		// From the spec alone: the same on every attempt.
 		pod.Status.QosClass = kinds.QOSClass(pod.Spec)
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: pod %q is forbidden: %s", ErrQuotaExceeded, pod.GetMetadata().GetName(), strings.Join(problems, "; "))
+		return nil, fmt.Errorf("%w: pod %q is forbidden: %s", ErrQuotaExceeded, pod.GetMetadata().GetName(), strings.Join(problems, "; "))
 	}
-	return nil
+	return pod, nil
 }
 
 func orUnset(v string) string {

@@ -102,7 +102,14 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 	k.Default(obj)
 	key := k.Key(md.Namespace, md.Name)
 	for attempt := 0; ; attempt++ {
-		o := codec.Clone(obj)
+		// Admission that changes the object works on its own copy, so a
+		// retry starts from what the client sent: LimitRange defaults
+		// (admitLimitRanges copies when it applies one) and a quota's
+		// initial status. Other objects go through as they are.
+		o := obj
+		if _, ok := obj.(*apiv1.ResourceQuota); ok {
+			o = codec.Clone(obj)
+		}
 		a := &admission{}
 		if attempt > 0 || !linearized {
 			if err := s.store.Linearize(ctx); err != nil {
@@ -113,9 +120,11 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 			return nil, nil, err
 		}
 		if pod, ok := o.(*apiv1.Pod); ok {
-			if err := s.admitLimitRanges(ctx, pod, a); err != nil {
+			admitted, err := s.admitLimitRanges(ctx, pod, a)
+			if err != nil {
 				return nil, nil, err
 			}
+			o = admitted
 		}
 		if errs := k.Validate(o); len(errs) > 0 {
 			return nil, nil, invalid(k, md.Name, errs)
