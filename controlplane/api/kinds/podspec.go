@@ -383,14 +383,20 @@ func validateResources(r *apiv1.ResourceRequirements, path string) FieldErrors {
 		return nil
 	}
 	var errs FieldErrors
-	for field, m := range map[string]map[string]string{"limits": r.GetLimits(), "requests": r.GetRequests()} {
-		for _, name := range sortedKeys(m) {
-			p := key(path+"."+field, name)
+	// Limits, then requests, each by name: errors come in a stable order.
+	// Field paths are built only for an error (this runs for every pod).
+	for _, f := range [...]struct {
+		field string
+		m     map[string]string
+	}{{"limits", r.GetLimits()}, {"requests", r.GetRequests()}} {
+		for _, name := range sortedKeys(f.m) {
 			if !standardResources[name] && !strings.HasPrefix(name, "hugepages-") && !strings.Contains(name, "/") {
-				errs = append(errs, Invalid(p, name, "must be a standard resource (cpu, memory, ephemeral-storage, hugepages-<size>) or a domain-qualified name"))
+				errs = append(errs, Invalid(key(path+"."+f.field, name), name, "must be a standard resource (cpu, memory, ephemeral-storage, hugepages-<size>) or a domain-qualified name"))
 				continue
 			}
-			errs = append(errs, validateQuantity(p, m[name])...)
+			if q, err := ParseQuantity(f.m[name]); err != nil || q.Sign() < 0 {
+				errs = append(errs, validateQuantity(key(path+"."+f.field, name), f.m[name])...)
+			}
 		}
 	}
 	for _, name := range sortedKeys(r.GetRequests()) {

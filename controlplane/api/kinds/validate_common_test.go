@@ -3,7 +3,10 @@ package kinds
 import (
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"testing"
+
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
 // The hand-written checks accept exactly what their regular expressions
@@ -34,6 +37,27 @@ func TestNameChecksMatchTheirRegexps(t *testing.T) {
 			if got, want := c.check(s), c.re.MatchString(s); got != want {
 				t.Fatalf("%s(%q) = %v, regexp says %v", c.name, s, got, want)
 			}
+		}
+	}
+}
+
+// Resource errors name each bad quantity, limits before requests, in the
+// same order every time.
+func TestResourceErrorsInStableOrder(t *testing.T) {
+	r := &apiv1.ResourceRequirements{
+		Limits:   map[string]string{"memory": "lots", "cpu": "-1"},
+		Requests: map[string]string{"cpu": "2", "memory": "x"},
+	}
+	// The last: a request above its limit.
+	want := []string{"c.limits[cpu]", "c.limits[memory]", "c.requests[memory]", "c.requests[cpu]"}
+	for range 20 {
+		errs := validateResources(r, "c")
+		var got []string
+		for _, e := range errs {
+			got = append(got, e.Path)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("error paths %v, want %v", got, want)
 		}
 	}
 }
