@@ -13,7 +13,6 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
-	"github.com/skiffhq/skiff/proto/codec"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
@@ -112,7 +111,9 @@ func (s *Server) bindingTxn(ctx context.Context, k *kinds.Kind, b *apiv1.Binding
 	case pod.GetStatus().GetPhase() == "Succeeded" || pod.GetStatus().GetPhase() == "Failed":
 		return nil, fmt.Errorf("%w: pods %q has finished (%s)", ErrNotBindable, name, pod.GetStatus().GetPhase())
 	}
-	next := codec.Clone(pod)
+	// get decoded this pod for us alone (strings alias the stored bytes,
+	// which no assignment here touches): change it in place.
+	next := pod
 	next.Spec.NodeName = b.GetNodeName()
 	next.Metadata.Generation++ // the spec changed, as an Update would count it
 	if next.Status == nil {
