@@ -1,6 +1,7 @@
 package ctrlkit
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/skiffhq/skiff/proto/client"
@@ -39,6 +40,21 @@ func newIndex(fn IndexFunc) *index {
 func (ix *index) update(old, cur client.Object) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if old != nil && cur != nil {
+		// Most updates (a bind, a status) keep the index values: replace
+		// the object in place instead of removing and re-adding it.
+		was, is := ix.fn(old), ix.fn(cur)
+		if slices.Equal(was, is) {
+			k := client.Key(cur)
+			for _, v := range is {
+				if ix.sets[v] == nil {
+					ix.sets[v] = map[string]client.Object{}
+				}
+				ix.sets[v][k] = cur
+			}
+			return
+		}
+	}
 	if old != nil {
 		k := client.Key(old)
 		for _, v := range ix.fn(old) {
