@@ -46,6 +46,19 @@ func newEnv(t *testing.T, nodes int) *env {
 	return &env{t: t, c: c, config: path}
 }
 
+// apiClient is an admin API client and a 20 s context, both ended with the test.
+func (e *env) apiClient() (*client.Client, context.Context) {
+	e.t.Helper()
+	cl, err := e.c.Client()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cl.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	e.t.Cleanup(cancel)
+	return cl, ctx
+}
+
 // ctl runs one command line in-process, as the binary would.
 func (e *env) ctl(stdin string, args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
@@ -183,13 +196,7 @@ func TestScaleDescribeDeleteCreateNamespace(t *testing.T) {
 	if _, errs, code := e.ctl("", "scale", "deployment", "web", "-n", "shop", "--replicas=3", "--current-replicas=5"); code == 0 || !strings.Contains(errs, "expected 5 replicas") {
 		t.Fatalf("conditional scale: %s", errs)
 	}
-	cl, err := e.c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	cl, ctx := e.apiClient()
 	d, err := client.Get[*apiv1.Deployment](ctx, cl, "shop", "web")
 	if err != nil || d.GetSpec().GetReplicas() != 2 {
 		t.Fatalf("replicas after scale: %v %v", d.GetSpec().GetReplicas(), err)
@@ -252,13 +259,7 @@ func TestUnreachableServerIsOneLine(t *testing.T) {
 // describe node shows the heartbeat Lease (the status is written rarely).
 func TestDescribeNodeShowsLease(t *testing.T) {
 	e := newEnv(t, 1)
-	cl, err := e.c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	cl, ctx := e.apiClient()
 	n, err := client.Create(ctx, cl, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w1"}})
 	if err != nil {
 		t.Fatal(err)
