@@ -215,12 +215,7 @@ func (a *Agent) renewLease(ctx context.Context) error {
 // what this agent reports: Ready other than True (the controller's Unknown
 // after missed heartbeats), or other capacity.
 func (a *Agent) checkOwnStatus(n *apiv1.Node) {
-	ready := false
-	for _, c := range n.GetStatus().GetConditions() {
-		if c.GetType() == "Ready" {
-			ready = c.GetStatus() == "True"
-		}
-	}
+	ready := apiv1.NodeIsReady(n)
 	if ready && maps.Equal(n.GetStatus().GetCapacity(), a.capacity) && maps.Equal(n.GetStatus().GetAllocatable(), a.allocatable) {
 		return
 	}

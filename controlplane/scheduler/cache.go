@@ -75,7 +75,7 @@ func (c *cache) setNode(n *apiv1.Node) (changed bool, err error) {
 }
 
 func schedulingRelevantChange(old, cur *apiv1.Node) bool {
-	if NodeIsReady(old) != NodeIsReady(cur) || old.GetSpec().GetUnschedulable() != cur.GetSpec().GetUnschedulable() {
+	if apiv1.NodeIsReady(old) != apiv1.NodeIsReady(cur) || old.GetSpec().GetUnschedulable() != cur.GetSpec().GetUnschedulable() {
 		return true
 	}
 	if !mapsEqual(old.GetStatus().GetAllocatable(), cur.GetStatus().GetAllocatable()) ||

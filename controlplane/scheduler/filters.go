@@ -33,16 +33,6 @@ func filterNodeName(p *PodInfo, n *NodeInfo) string {
 	return ""
 }
 
-// NodeIsReady reports the node's Ready condition.
-func NodeIsReady(n *apiv1.Node) bool {
-	for _, c := range n.GetStatus().GetConditions() {
-		if c.GetType() == "Ready" {
-			return c.GetStatus() == "True"
-		}
-	}
-	return false
-}
-
 func filterNodeReady(_ *PodInfo, n *NodeInfo) string {
 	if !n.ready {
 		return "node(s) were not ready"

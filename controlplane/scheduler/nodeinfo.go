@@ -172,7 +172,7 @@ func NewNodeInfo(n *apiv1.Node) (*NodeInfo, error) {
 	if _, ok := alloc["pods"]; !ok {
 		r.Pods = 110 // Kubernetes' default max pods per node
 	}
-	ni := &NodeInfo{Node: n, name: n.GetMetadata().GetName(), ready: NodeIsReady(n), unschedulable: n.GetSpec().GetUnschedulable(),
+	ni := &NodeInfo{Node: n, name: n.GetMetadata().GetName(), ready: apiv1.NodeIsReady(n), unschedulable: n.GetSpec().GetUnschedulable(),
 		labels: n.GetMetadata().GetLabels(), Allocatable: r,
 		hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, pods: map[string]*PodInfo{}}
 	for _, t := range n.GetSpec().GetTaints() {

@@ -25,7 +25,7 @@ func TestHarnessRegistersHollowNodes(t *testing.T) {
 		t.Fatalf("want 3 nodes, got %d", len(nodes))
 	}
 	for _, n := range nodes {
-		if !hollow.NodeReady(n) || n.GetStatus().GetAllocatable()["cpu"] != "4" {
+		if !apiv1.NodeIsReady(n) || n.GetStatus().GetAllocatable()["cpu"] != "4" {
 			t.Fatalf("node %s not registered Ready with allocatable: %v", n.GetMetadata().GetName(), n.GetStatus())
 		}
 	}

@@ -69,8 +69,6 @@ type Pool struct {
 
 	// StatusWrites counts pod status writes (for benchmarks).
 	StatusWrites atomic.Int64
-	// LeaseRenewals counts the nodes' heartbeats.
-	LeaseRenewals atomic.Int64
 }
 
 // Node is one hollow node.
@@ -160,7 +158,7 @@ func (p *Pool) nodeChanged(node *apiv1.Node) {
 	p.mu.RLock()
 	n := p.byName[node.GetMetadata().GetName()]
 	p.mu.RUnlock()
-	if n == nil || n.silent.Load() || NodeReady(node) {
+	if n == nil || n.silent.Load() || apiv1.NodeIsReady(node) {
 		return
 	}
 	n.statusStale.Store(true)
@@ -458,7 +456,7 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 	if err != nil && !client.IsAlreadyExists(err) {
 		return fmt.Errorf("register hollow node %s: %w", n.Name, err)
 	}
-	if err == nil && NodeReady(created) {
+	if err == nil && apiv1.NodeIsReady(created) {
 		n.lastStatus = time.Now()
 		n.lease.SetOwner(created)
 	} else if err := n.writeStatus(ctx); err != nil {
@@ -469,16 +467,6 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 	// different times); the first is at least half a period away.
 	n.lastStatus = n.lastStatus.Add(-time.Duration(rand.Int64N(int64(p.cfg.StatusReportPeriod / 2))))
 	return n.renewLease(ctx)
-}
-
-// NodeReady reports a Node's Ready condition.
-func NodeReady(node *apiv1.Node) bool {
-	for _, c := range node.GetStatus().GetConditions() {
-		if c.GetType() == "Ready" {
-			return c.GetStatus() == "True"
-		}
-	}
-	return false
 }
 
 // heartbeat renews the lease, and writes the status when it is stale or
@@ -501,7 +489,6 @@ func (n *Node) renewLease(ctx context.Context) error {
 	if err := n.lease.Renew(ctx); err != nil {
 		return fmt.Errorf("hollow node %s heartbeat: %w", n.Name, err)
 	}
-	n.pool.LeaseRenewals.Add(1)
 	return nil
 }
 

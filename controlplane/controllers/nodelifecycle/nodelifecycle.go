@@ -200,18 +200,9 @@ func (st *state) podsOn(node string) []*apiv1.Pod {
 	return out
 }
 
-func readyCondition(n *apiv1.Node) *apiv1.NodeCondition {
-	for _, c := range n.GetStatus().GetConditions() {
-		if c.GetType() == "Ready" {
-			return c
-		}
-	}
-	return nil
-}
-
 // observe notes when a node's heartbeat changed.
 func (c *Controller) observe(st *state, n *apiv1.Node) {
-	rc := readyCondition(n)
+	rc := apiv1.NodeReadyCondition(n)
 	hb := rc.GetLastHeartbeatTime() + "|" + rc.GetStatus()
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -256,14 +247,14 @@ func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error 
 	if h == nil {
 		return nil
 	}
-	rc := readyCondition(n)
+	rc := apiv1.NodeReadyCondition(n)
 	silent := c.now().Sub(seen) > c.cfg.GracePeriod
 	if silent && rc.GetStatus() != "Unknown" {
 		var err error
 		if n, err = c.markUnknown(ctx, n); err != nil {
 			return err
 		}
-		rc = readyCondition(n)
+		rc = apiv1.NodeReadyCondition(n)
 	}
 	want := ""
 	switch {
