@@ -394,8 +394,8 @@ func validateResources(r *apiv1.ResourceRequirements, path string) FieldErrors {
 				errs = append(errs, Invalid(key(path+"."+f.field, name), name, "must be a standard resource (cpu, memory, ephemeral-storage, hugepages-<size>) or a domain-qualified name"))
 				continue
 			}
-			if q, err := ParseQuantity(f.m[name]); err != nil || q.Sign() < 0 {
-				errs = append(errs, validateQuantity(key(path+"."+f.field, name), f.m[name])...)
+			if problem := quantityProblem(f.m[name]); problem != "" {
+				errs = append(errs, Invalid(key(path+"."+f.field, name), f.m[name], problem))
 			}
 		}
 	}

@@ -391,14 +391,23 @@ func validateQuantities(m map[string]string, path string) FieldErrors {
 }
 
 func validateQuantity(path, v string) FieldErrors {
-	q, err := ParseQuantity(v)
-	if err != nil {
-		return FieldErrors{Invalid(path, v, "must be a quantity like 500m, 0.5, 128Mi or 1G")}
-	}
-	if q.Sign() < 0 {
-		return FieldErrors{Invalid(path, v, "must be greater than or equal to 0")}
+	if problem := quantityProblem(v); problem != "" {
+		return FieldErrors{Invalid(path, v, problem)}
 	}
 	return nil
+}
+
+// quantityProblem says what is wrong with a resource quantity, "" if
+// nothing: callers on hot paths build the field path only then.
+func quantityProblem(v string) string {
+	q, err := ParseQuantity(v)
+	if err != nil {
+		return "must be a quantity like 500m, 0.5, 128Mi or 1G"
+	}
+	if q.Sign() < 0 {
+		return "must be greater than or equal to 0"
+	}
+	return ""
 }
 
 func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }

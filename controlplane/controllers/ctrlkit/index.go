@@ -40,33 +40,26 @@ func newIndex(fn IndexFunc) *index {
 func (ix *index) update(old, cur client.Object) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if old != nil && cur != nil {
-		// Most updates (a bind, a status) keep the index values: replace
-		// the object in place instead of removing and re-adding it.
-		was, is := ix.fn(old), ix.fn(cur)
-		if slices.Equal(was, is) {
-			k := client.Key(cur)
-			for _, v := range is {
-				if ix.sets[v] == nil {
-					ix.sets[v] = map[string]client.Object{}
-				}
-				ix.sets[v][k] = cur
-			}
-			return
-		}
+	var is []string
+	if cur != nil {
+		is = ix.fn(cur)
 	}
+	// Most updates (a bind, a status) keep the index values: then the add
+	// below replaces the object in place, with nothing to remove first.
 	if old != nil {
-		k := client.Key(old)
-		for _, v := range ix.fn(old) {
-			delete(ix.sets[v], k)
-			if len(ix.sets[v]) == 0 {
-				delete(ix.sets, v)
+		if was := ix.fn(old); !slices.Equal(was, is) {
+			k := client.Key(old)
+			for _, v := range was {
+				delete(ix.sets[v], k)
+				if len(ix.sets[v]) == 0 {
+					delete(ix.sets, v)
+				}
 			}
 		}
 	}
 	if cur != nil {
 		k := client.Key(cur)
-		for _, v := range ix.fn(cur) {
+		for _, v := range is {
 			if ix.sets[v] == nil {
 				ix.sets[v] = map[string]client.Object{}
 			}
