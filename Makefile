@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/ctl
 PKGS      := ./...
 # Debian packages the tests and demo use; `deps` installs only what is missing.
-APT_PKGS  := protobuf-compiler busybox-static containernetworking-plugins nftables \
+APT_PKGS  := protobuf-compiler libprotobuf-dev busybox-static containernetworking-plugins nftables \
              iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio xz-utils curl \
              etcd-server etcd-client runc libseccomp-dev docker-registry
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12

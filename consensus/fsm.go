@@ -94,7 +94,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // entry instead of being copied twice (command, then payload). Nothing
 // writes to an entry's Data once it is in the log: the leader's is a fresh
 // buffer from encodeCommand, a follower's is decoded fresh from each
-// AppendEntries, and a replay reads a copy out of raft-boltdb.
+// AppendEntries, and a replay reads a copy out of raft-boltdb. A
+// compressed payload is decoded into a fresh buffer of its own.
 func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Event) {
 	var cmd storepb.Command
 	if err := codec.UnmarshalAliasing(data, &cmd); err != nil {
@@ -103,30 +104,34 @@ func (f *fsm) applyCommand(data []byte) (*storepb.CommandResult, []*storepb.Even
 	if cmd.Version != CommandVersion {
 		return invalidResult("command version %d not supported (want %d)", cmd.Version, CommandVersion), nil
 	}
+	payload, err := commandPayload(&cmd)
+	if err != nil {
+		return invalidResult("undecodable command: %v", err), nil
+	}
 	switch cmd.Type {
 	case storepb.Command_NOOP:
 		return &storepb.CommandResult{Revision: f.revision}, nil
 	case storepb.Command_PUT:
 		var req storepb.PutRequest
-		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(payload, &req); err != nil {
 			return invalidResult("undecodable put: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Put{Put: &req}}), putResult)
 	case storepb.Command_DELETE:
 		var req storepb.DeleteRequest
-		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(payload, &req); err != nil {
 			return invalidResult("undecodable delete: %v", err), nil
 		}
 		return f.applyTxn(singleOpTxn(&storepb.RequestOp{Op: &storepb.RequestOp_Delete{Delete: &req}}), deleteResult)
 	case storepb.Command_TXN:
 		var req storepb.TxnRequest
-		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(payload, &req); err != nil {
 			return invalidResult("undecodable txn: %v", err), nil
 		}
 		return f.applyTxn(&txnPlan{req: &req}, txnResult)
 	case storepb.Command_BATCH:
 		var req storepb.BatchRequest
-		if err := codec.UnmarshalAliasing(cmd.Payload, &req); err != nil {
+		if err := codec.UnmarshalAliasing(payload, &req); err != nil {
 			return invalidResult("undecodable batch: %v", err), nil
 		}
 		return f.applyBatch(&req)

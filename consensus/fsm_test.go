@@ -354,6 +354,9 @@ func TestFSMRejectsMalformedCommands(t *testing.T) {
 		"wrong version":  mustMarshal(t, &storepb.Command{Version: 99, Type: storepb.Command_PUT}),
 		"unknown type":   mustMarshal(t, &storepb.Command{Version: CommandVersion, Type: 42}),
 		"bad payload":    mustMarshal(t, &storepb.Command{Version: CommandVersion, Type: storepb.Command_PUT, Payload: []byte{0xff, 0x01}}),
+		"bad s2 payload": mustMarshal(t, &storepb.Command{Version: CommandVersion, Type: storepb.Command_PUT, Payload: []byte{0x05, 0xff, 0xff}, Encoding: storepb.Command_S2}),
+		"s2 too large":   mustMarshal(t, &storepb.Command{Version: CommandVersion, Type: storepb.Command_PUT, Payload: []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, Encoding: storepb.Command_S2}),
+		"unknown coding": mustMarshal(t, &storepb.Command{Version: CommandVersion, Type: storepb.Command_PUT, Encoding: 7}),
 		"empty key":      mustCommand(t, storepb.Command_PUT, &storepb.PutRequest{Value: []byte("v")}),
 		"key too long":   mustCommand(t, storepb.Command_PUT, &storepb.PutRequest{Key: big}),
 		"negative rev":   mustCommand(t, storepb.Command_DELETE, &storepb.DeleteRequest{Key: []byte("k"), IfModRevision: proto.Int64(-1)}),
@@ -406,6 +409,7 @@ func FuzzFSMApply(f *testing.F) {
 	f.Add(mustCommandF(storepb.Command_PUT, &storepb.PutRequest{Key: []byte("k"), Value: []byte("v")}))
 	f.Add(mustCommandF(storepb.Command_TXN, &storepb.TxnRequest{Compare: []*storepb.Compare{{Key: []byte("k")}}}))
 	f.Add(mustCommandF(storepb.Command_BATCH, &storepb.BatchRequest{Txns: []*storepb.TxnRequest{{Compare: []*storepb.Compare{{Key: []byte("k")}}}, {}}}))
+	f.Add(mustCommandF(storepb.Command_BATCH, similarPuts(64))) // S2-compressed
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fs := newFSM(16)
 		res, ok := fs.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}).(*storepb.CommandResult)

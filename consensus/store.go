@@ -279,5 +279,6 @@ func encodeCommand(t storepb.Command_Type, payload proto.Message) ([]byte, error
 			return nil, fmt.Errorf("encode %s payload: %w", t, err)
 		}
 	}
-	return codec.Marshal(&storepb.Command{Version: CommandVersion, Type: t, Payload: p})
+	p, enc := compressPayload(p)
+	return codec.Marshal(&storepb.Command{Version: CommandVersion, Type: t, Payload: p, Encoding: enc})
 }

@@ -233,6 +233,55 @@ func (Command_Type) EnumDescriptor() ([]byte, []int) {
 	return file_store_v1_store_proto_rawDescGZIP(), []int{15, 0}
 }
 
+// Encoding says how payload is stored: large payloads (batches of
+// objects that share most of their bytes) are compressed before they
+// reach the log, which every replica writes, fsyncs and sends on.
+type Command_Encoding int32
+
+const (
+	Command_RAW Command_Encoding = 0
+	Command_S2  Command_Encoding = 1 // github.com/klauspost/compress/s2 block format
+)
+
+// Enum value maps for Command_Encoding.
+var (
+	Command_Encoding_name = map[int32]string{
+		0: "RAW",
+		1: "S2",
+	}
+	Command_Encoding_value = map[string]int32{
+		"RAW": 0,
+		"S2":  1,
+	}
+)
+
+func (x Command_Encoding) Enum() *Command_Encoding {
+	p := new(Command_Encoding)
+	*p = x
+	return p
+}
+
+func (x Command_Encoding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Command_Encoding) Descriptor() protoreflect.EnumDescriptor {
+	return file_store_v1_store_proto_enumTypes[4].Descriptor()
+}
+
+func (Command_Encoding) Type() protoreflect.EnumType {
+	return &file_store_v1_store_proto_enumTypes[4]
+}
+
+func (x Command_Encoding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Command_Encoding.Descriptor instead.
+func (Command_Encoding) EnumDescriptor() ([]byte, []int) {
+	return file_store_v1_store_proto_rawDescGZIP(), []int{15, 1}
+}
+
 type CommandResult_Code int32
 
 const (
@@ -269,11 +318,11 @@ func (x CommandResult_Code) String() string {
 }
 
 func (CommandResult_Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_store_v1_store_proto_enumTypes[4].Descriptor()
+	return file_store_v1_store_proto_enumTypes[5].Descriptor()
 }
 
 func (CommandResult_Code) Type() protoreflect.EnumType {
-	return &file_store_v1_store_proto_enumTypes[4]
+	return &file_store_v1_store_proto_enumTypes[5]
 }
 
 func (x CommandResult_Code) Number() protoreflect.EnumNumber {
@@ -315,11 +364,11 @@ func (x Member_Suffrage) String() string {
 }
 
 func (Member_Suffrage) Descriptor() protoreflect.EnumDescriptor {
-	return file_store_v1_store_proto_enumTypes[5].Descriptor()
+	return file_store_v1_store_proto_enumTypes[6].Descriptor()
 }
 
 func (Member_Suffrage) Type() protoreflect.EnumType {
-	return &file_store_v1_store_proto_enumTypes[5]
+	return &file_store_v1_store_proto_enumTypes[6]
 }
 
 func (x Member_Suffrage) Number() protoreflect.EnumNumber {
@@ -1372,6 +1421,7 @@ type Command struct {
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Type          Command_Type           `protobuf:"varint,2,opt,name=type,proto3,enum=skiff.store.v1.Command_Type" json:"type,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Encoding      Command_Encoding       `protobuf:"varint,4,opt,name=encoding,proto3,enum=skiff.store.v1.Command_Encoding" json:"encoding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1425,6 +1475,13 @@ func (x *Command) GetPayload() []byte {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Command) GetEncoding() Command_Encoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return Command_RAW
 }
 
 // CommandResult is what the FSM returns for a command, also carried back to
@@ -2498,11 +2555,12 @@ const file_store_v1_store_proto_rawDesc = "" +
 	"\fBatchRequest\x12.\n" +
 	"\x04txns\x18\x01 \x03(\v2\x1a.skiff.store.v1.TxnRequestR\x04txns\"H\n" +
 	"\rBatchResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.skiff.store.v1.CommandResultR\aresults\"\xb7\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.skiff.store.v1.CommandResultR\aresults\"\x92\x02\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x120\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1c.skiff.store.v1.Command.TypeR\x04type\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"F\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12<\n" +
+	"\bencoding\x18\x04 \x01(\x0e2 .skiff.store.v1.Command.EncodingR\bencoding\"F\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\a\n" +
 	"\x03PUT\x10\x01\x12\n" +
@@ -2510,7 +2568,10 @@ const file_store_v1_store_proto_rawDesc = "" +
 	"\x06DELETE\x10\x02\x12\a\n" +
 	"\x03TXN\x10\x03\x12\b\n" +
 	"\x04NOOP\x10\x04\x12\t\n" +
-	"\x05BATCH\x10\x05\"\x96\x03\n" +
+	"\x05BATCH\x10\x05\"\x1b\n" +
+	"\bEncoding\x12\a\n" +
+	"\x03RAW\x10\x00\x12\x06\n" +
+	"\x02S2\x10\x01\"\x96\x03\n" +
 	"\rCommandResult\x126\n" +
 	"\x04code\x18\x01 \x01(\x0e2\".skiff.store.v1.CommandResult.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -2605,109 +2666,111 @@ func file_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_store_v1_store_proto_rawDescData
 }
 
-var file_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_store_v1_store_proto_goTypes = []any{
 	(Event_Type)(0),              // 0: skiff.store.v1.Event.Type
 	(Compare_Target)(0),          // 1: skiff.store.v1.Compare.Target
 	(Compare_Result)(0),          // 2: skiff.store.v1.Compare.Result
 	(Command_Type)(0),            // 3: skiff.store.v1.Command.Type
-	(CommandResult_Code)(0),      // 4: skiff.store.v1.CommandResult.Code
-	(Member_Suffrage)(0),         // 5: skiff.store.v1.Member.Suffrage
-	(*KeyValue)(nil),             // 6: skiff.store.v1.KeyValue
-	(*Event)(nil),                // 7: skiff.store.v1.Event
-	(*PutRequest)(nil),           // 8: skiff.store.v1.PutRequest
-	(*PutResponse)(nil),          // 9: skiff.store.v1.PutResponse
-	(*DeleteRequest)(nil),        // 10: skiff.store.v1.DeleteRequest
-	(*DeleteResponse)(nil),       // 11: skiff.store.v1.DeleteResponse
-	(*RangeRequest)(nil),         // 12: skiff.store.v1.RangeRequest
-	(*RangeResponse)(nil),        // 13: skiff.store.v1.RangeResponse
-	(*Compare)(nil),              // 14: skiff.store.v1.Compare
-	(*RequestOp)(nil),            // 15: skiff.store.v1.RequestOp
-	(*ResponseOp)(nil),           // 16: skiff.store.v1.ResponseOp
-	(*TxnRequest)(nil),           // 17: skiff.store.v1.TxnRequest
-	(*TxnResponse)(nil),          // 18: skiff.store.v1.TxnResponse
-	(*BatchRequest)(nil),         // 19: skiff.store.v1.BatchRequest
-	(*BatchResponse)(nil),        // 20: skiff.store.v1.BatchResponse
-	(*Command)(nil),              // 21: skiff.store.v1.Command
-	(*CommandResult)(nil),        // 22: skiff.store.v1.CommandResult
-	(*SnapshotHeader)(nil),       // 23: skiff.store.v1.SnapshotHeader
-	(*WatchRequest)(nil),         // 24: skiff.store.v1.WatchRequest
-	(*WatchResponse)(nil),        // 25: skiff.store.v1.WatchResponse
-	(*Member)(nil),               // 26: skiff.store.v1.Member
-	(*MemberListRequest)(nil),    // 27: skiff.store.v1.MemberListRequest
-	(*MemberListResponse)(nil),   // 28: skiff.store.v1.MemberListResponse
-	(*MemberAddRequest)(nil),     // 29: skiff.store.v1.MemberAddRequest
-	(*MemberAddResponse)(nil),    // 30: skiff.store.v1.MemberAddResponse
-	(*MemberRemoveRequest)(nil),  // 31: skiff.store.v1.MemberRemoveRequest
-	(*MemberRemoveResponse)(nil), // 32: skiff.store.v1.MemberRemoveResponse
-	(*ApplyRequest)(nil),         // 33: skiff.store.v1.ApplyRequest
-	(*ApplyResponse)(nil),        // 34: skiff.store.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),     // 35: skiff.store.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),    // 36: skiff.store.v1.ReadIndexResponse
-	(*StatusRequest)(nil),        // 37: skiff.store.v1.StatusRequest
-	(*StatusResponse)(nil),       // 38: skiff.store.v1.StatusResponse
+	(Command_Encoding)(0),        // 4: skiff.store.v1.Command.Encoding
+	(CommandResult_Code)(0),      // 5: skiff.store.v1.CommandResult.Code
+	(Member_Suffrage)(0),         // 6: skiff.store.v1.Member.Suffrage
+	(*KeyValue)(nil),             // 7: skiff.store.v1.KeyValue
+	(*Event)(nil),                // 8: skiff.store.v1.Event
+	(*PutRequest)(nil),           // 9: skiff.store.v1.PutRequest
+	(*PutResponse)(nil),          // 10: skiff.store.v1.PutResponse
+	(*DeleteRequest)(nil),        // 11: skiff.store.v1.DeleteRequest
+	(*DeleteResponse)(nil),       // 12: skiff.store.v1.DeleteResponse
+	(*RangeRequest)(nil),         // 13: skiff.store.v1.RangeRequest
+	(*RangeResponse)(nil),        // 14: skiff.store.v1.RangeResponse
+	(*Compare)(nil),              // 15: skiff.store.v1.Compare
+	(*RequestOp)(nil),            // 16: skiff.store.v1.RequestOp
+	(*ResponseOp)(nil),           // 17: skiff.store.v1.ResponseOp
+	(*TxnRequest)(nil),           // 18: skiff.store.v1.TxnRequest
+	(*TxnResponse)(nil),          // 19: skiff.store.v1.TxnResponse
+	(*BatchRequest)(nil),         // 20: skiff.store.v1.BatchRequest
+	(*BatchResponse)(nil),        // 21: skiff.store.v1.BatchResponse
+	(*Command)(nil),              // 22: skiff.store.v1.Command
+	(*CommandResult)(nil),        // 23: skiff.store.v1.CommandResult
+	(*SnapshotHeader)(nil),       // 24: skiff.store.v1.SnapshotHeader
+	(*WatchRequest)(nil),         // 25: skiff.store.v1.WatchRequest
+	(*WatchResponse)(nil),        // 26: skiff.store.v1.WatchResponse
+	(*Member)(nil),               // 27: skiff.store.v1.Member
+	(*MemberListRequest)(nil),    // 28: skiff.store.v1.MemberListRequest
+	(*MemberListResponse)(nil),   // 29: skiff.store.v1.MemberListResponse
+	(*MemberAddRequest)(nil),     // 30: skiff.store.v1.MemberAddRequest
+	(*MemberAddResponse)(nil),    // 31: skiff.store.v1.MemberAddResponse
+	(*MemberRemoveRequest)(nil),  // 32: skiff.store.v1.MemberRemoveRequest
+	(*MemberRemoveResponse)(nil), // 33: skiff.store.v1.MemberRemoveResponse
+	(*ApplyRequest)(nil),         // 34: skiff.store.v1.ApplyRequest
+	(*ApplyResponse)(nil),        // 35: skiff.store.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),     // 36: skiff.store.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 37: skiff.store.v1.ReadIndexResponse
+	(*StatusRequest)(nil),        // 38: skiff.store.v1.StatusRequest
+	(*StatusResponse)(nil),       // 39: skiff.store.v1.StatusResponse
 }
 var file_store_v1_store_proto_depIdxs = []int32{
 	0,  // 0: skiff.store.v1.Event.type:type_name -> skiff.store.v1.Event.Type
-	6,  // 1: skiff.store.v1.Event.kv:type_name -> skiff.store.v1.KeyValue
-	6,  // 2: skiff.store.v1.Event.prev_kv:type_name -> skiff.store.v1.KeyValue
-	6,  // 3: skiff.store.v1.PutResponse.kv:type_name -> skiff.store.v1.KeyValue
-	6,  // 4: skiff.store.v1.PutResponse.prev_kv:type_name -> skiff.store.v1.KeyValue
-	6,  // 5: skiff.store.v1.DeleteResponse.prev_kv:type_name -> skiff.store.v1.KeyValue
-	6,  // 6: skiff.store.v1.RangeResponse.kvs:type_name -> skiff.store.v1.KeyValue
+	7,  // 1: skiff.store.v1.Event.kv:type_name -> skiff.store.v1.KeyValue
+	7,  // 2: skiff.store.v1.Event.prev_kv:type_name -> skiff.store.v1.KeyValue
+	7,  // 3: skiff.store.v1.PutResponse.kv:type_name -> skiff.store.v1.KeyValue
+	7,  // 4: skiff.store.v1.PutResponse.prev_kv:type_name -> skiff.store.v1.KeyValue
+	7,  // 5: skiff.store.v1.DeleteResponse.prev_kv:type_name -> skiff.store.v1.KeyValue
+	7,  // 6: skiff.store.v1.RangeResponse.kvs:type_name -> skiff.store.v1.KeyValue
 	1,  // 7: skiff.store.v1.Compare.target:type_name -> skiff.store.v1.Compare.Target
 	2,  // 8: skiff.store.v1.Compare.result:type_name -> skiff.store.v1.Compare.Result
-	8,  // 9: skiff.store.v1.RequestOp.put:type_name -> skiff.store.v1.PutRequest
-	10, // 10: skiff.store.v1.RequestOp.delete:type_name -> skiff.store.v1.DeleteRequest
-	12, // 11: skiff.store.v1.RequestOp.range:type_name -> skiff.store.v1.RangeRequest
-	9,  // 12: skiff.store.v1.ResponseOp.put:type_name -> skiff.store.v1.PutResponse
-	11, // 13: skiff.store.v1.ResponseOp.delete:type_name -> skiff.store.v1.DeleteResponse
-	13, // 14: skiff.store.v1.ResponseOp.range:type_name -> skiff.store.v1.RangeResponse
-	14, // 15: skiff.store.v1.TxnRequest.compare:type_name -> skiff.store.v1.Compare
-	15, // 16: skiff.store.v1.TxnRequest.success:type_name -> skiff.store.v1.RequestOp
-	15, // 17: skiff.store.v1.TxnRequest.failure:type_name -> skiff.store.v1.RequestOp
-	16, // 18: skiff.store.v1.TxnResponse.responses:type_name -> skiff.store.v1.ResponseOp
-	17, // 19: skiff.store.v1.BatchRequest.txns:type_name -> skiff.store.v1.TxnRequest
-	22, // 20: skiff.store.v1.BatchResponse.results:type_name -> skiff.store.v1.CommandResult
+	9,  // 9: skiff.store.v1.RequestOp.put:type_name -> skiff.store.v1.PutRequest
+	11, // 10: skiff.store.v1.RequestOp.delete:type_name -> skiff.store.v1.DeleteRequest
+	13, // 11: skiff.store.v1.RequestOp.range:type_name -> skiff.store.v1.RangeRequest
+	10, // 12: skiff.store.v1.ResponseOp.put:type_name -> skiff.store.v1.PutResponse
+	12, // 13: skiff.store.v1.ResponseOp.delete:type_name -> skiff.store.v1.DeleteResponse
+	14, // 14: skiff.store.v1.ResponseOp.range:type_name -> skiff.store.v1.RangeResponse
+	15, // 15: skiff.store.v1.TxnRequest.compare:type_name -> skiff.store.v1.Compare
+	16, // 16: skiff.store.v1.TxnRequest.success:type_name -> skiff.store.v1.RequestOp
+	16, // 17: skiff.store.v1.TxnRequest.failure:type_name -> skiff.store.v1.RequestOp
+	17, // 18: skiff.store.v1.TxnResponse.responses:type_name -> skiff.store.v1.ResponseOp
+	18, // 19: skiff.store.v1.BatchRequest.txns:type_name -> skiff.store.v1.TxnRequest
+	23, // 20: skiff.store.v1.BatchResponse.results:type_name -> skiff.store.v1.CommandResult
 	3,  // 21: skiff.store.v1.Command.type:type_name -> skiff.store.v1.Command.Type
-	4,  // 22: skiff.store.v1.CommandResult.code:type_name -> skiff.store.v1.CommandResult.Code
-	9,  // 23: skiff.store.v1.CommandResult.put:type_name -> skiff.store.v1.PutResponse
-	11, // 24: skiff.store.v1.CommandResult.delete:type_name -> skiff.store.v1.DeleteResponse
-	18, // 25: skiff.store.v1.CommandResult.txn:type_name -> skiff.store.v1.TxnResponse
-	20, // 26: skiff.store.v1.CommandResult.batch:type_name -> skiff.store.v1.BatchResponse
-	7,  // 27: skiff.store.v1.WatchResponse.events:type_name -> skiff.store.v1.Event
-	5,  // 28: skiff.store.v1.Member.suffrage:type_name -> skiff.store.v1.Member.Suffrage
-	26, // 29: skiff.store.v1.MemberListResponse.members:type_name -> skiff.store.v1.Member
-	26, // 30: skiff.store.v1.MemberAddResponse.member:type_name -> skiff.store.v1.Member
-	22, // 31: skiff.store.v1.ApplyResponse.result:type_name -> skiff.store.v1.CommandResult
-	8,  // 32: skiff.store.v1.KV.Put:input_type -> skiff.store.v1.PutRequest
-	10, // 33: skiff.store.v1.KV.Delete:input_type -> skiff.store.v1.DeleteRequest
-	17, // 34: skiff.store.v1.KV.Txn:input_type -> skiff.store.v1.TxnRequest
-	12, // 35: skiff.store.v1.KV.Range:input_type -> skiff.store.v1.RangeRequest
-	24, // 36: skiff.store.v1.KV.Watch:input_type -> skiff.store.v1.WatchRequest
-	27, // 37: skiff.store.v1.Cluster.MemberList:input_type -> skiff.store.v1.MemberListRequest
-	29, // 38: skiff.store.v1.Cluster.MemberAdd:input_type -> skiff.store.v1.MemberAddRequest
-	31, // 39: skiff.store.v1.Cluster.MemberRemove:input_type -> skiff.store.v1.MemberRemoveRequest
-	33, // 40: skiff.store.v1.Internal.Apply:input_type -> skiff.store.v1.ApplyRequest
-	35, // 41: skiff.store.v1.Internal.ReadIndex:input_type -> skiff.store.v1.ReadIndexRequest
-	37, // 42: skiff.store.v1.Internal.Status:input_type -> skiff.store.v1.StatusRequest
-	9,  // 43: skiff.store.v1.KV.Put:output_type -> skiff.store.v1.PutResponse
-	11, // 44: skiff.store.v1.KV.Delete:output_type -> skiff.store.v1.DeleteResponse
-	18, // 45: skiff.store.v1.KV.Txn:output_type -> skiff.store.v1.TxnResponse
-	13, // 46: skiff.store.v1.KV.Range:output_type -> skiff.store.v1.RangeResponse
-	25, // 47: skiff.store.v1.KV.Watch:output_type -> skiff.store.v1.WatchResponse
-	28, // 48: skiff.store.v1.Cluster.MemberList:output_type -> skiff.store.v1.MemberListResponse
-	30, // 49: skiff.store.v1.Cluster.MemberAdd:output_type -> skiff.store.v1.MemberAddResponse
-	32, // 50: skiff.store.v1.Cluster.MemberRemove:output_type -> skiff.store.v1.MemberRemoveResponse
-	34, // 51: skiff.store.v1.Internal.Apply:output_type -> skiff.store.v1.ApplyResponse
-	36, // 52: skiff.store.v1.Internal.ReadIndex:output_type -> skiff.store.v1.ReadIndexResponse
-	38, // 53: skiff.store.v1.Internal.Status:output_type -> skiff.store.v1.StatusResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 22: skiff.store.v1.Command.encoding:type_name -> skiff.store.v1.Command.Encoding
+	5,  // 23: skiff.store.v1.CommandResult.code:type_name -> skiff.store.v1.CommandResult.Code
+	10, // 24: skiff.store.v1.CommandResult.put:type_name -> skiff.store.v1.PutResponse
+	12, // 25: skiff.store.v1.CommandResult.delete:type_name -> skiff.store.v1.DeleteResponse
+	19, // 26: skiff.store.v1.CommandResult.txn:type_name -> skiff.store.v1.TxnResponse
+	21, // 27: skiff.store.v1.CommandResult.batch:type_name -> skiff.store.v1.BatchResponse
+	8,  // 28: skiff.store.v1.WatchResponse.events:type_name -> skiff.store.v1.Event
+	6,  // 29: skiff.store.v1.Member.suffrage:type_name -> skiff.store.v1.Member.Suffrage
+	27, // 30: skiff.store.v1.MemberListResponse.members:type_name -> skiff.store.v1.Member
+	27, // 31: skiff.store.v1.MemberAddResponse.member:type_name -> skiff.store.v1.Member
+	23, // 32: skiff.store.v1.ApplyResponse.result:type_name -> skiff.store.v1.CommandResult
+	9,  // 33: skiff.store.v1.KV.Put:input_type -> skiff.store.v1.PutRequest
+	11, // 34: skiff.store.v1.KV.Delete:input_type -> skiff.store.v1.DeleteRequest
+	18, // 35: skiff.store.v1.KV.Txn:input_type -> skiff.store.v1.TxnRequest
+	13, // 36: skiff.store.v1.KV.Range:input_type -> skiff.store.v1.RangeRequest
+	25, // 37: skiff.store.v1.KV.Watch:input_type -> skiff.store.v1.WatchRequest
+	28, // 38: skiff.store.v1.Cluster.MemberList:input_type -> skiff.store.v1.MemberListRequest
+	30, // 39: skiff.store.v1.Cluster.MemberAdd:input_type -> skiff.store.v1.MemberAddRequest
+	32, // 40: skiff.store.v1.Cluster.MemberRemove:input_type -> skiff.store.v1.MemberRemoveRequest
+	34, // 41: skiff.store.v1.Internal.Apply:input_type -> skiff.store.v1.ApplyRequest
+	36, // 42: skiff.store.v1.Internal.ReadIndex:input_type -> skiff.store.v1.ReadIndexRequest
+	38, // 43: skiff.store.v1.Internal.Status:input_type -> skiff.store.v1.StatusRequest
+	10, // 44: skiff.store.v1.KV.Put:output_type -> skiff.store.v1.PutResponse
+	12, // 45: skiff.store.v1.KV.Delete:output_type -> skiff.store.v1.DeleteResponse
+	19, // 46: skiff.store.v1.KV.Txn:output_type -> skiff.store.v1.TxnResponse
+	14, // 47: skiff.store.v1.KV.Range:output_type -> skiff.store.v1.RangeResponse
+	26, // 48: skiff.store.v1.KV.Watch:output_type -> skiff.store.v1.WatchResponse
+	29, // 49: skiff.store.v1.Cluster.MemberList:output_type -> skiff.store.v1.MemberListResponse
+	31, // 50: skiff.store.v1.Cluster.MemberAdd:output_type -> skiff.store.v1.MemberAddResponse
+	33, // 51: skiff.store.v1.Cluster.MemberRemove:output_type -> skiff.store.v1.MemberRemoveResponse
+	35, // 52: skiff.store.v1.Internal.Apply:output_type -> skiff.store.v1.ApplyResponse
+	37, // 53: skiff.store.v1.Internal.ReadIndex:output_type -> skiff.store.v1.ReadIndexResponse
+	39, // 54: skiff.store.v1.Internal.Status:output_type -> skiff.store.v1.StatusResponse
+	44, // [44:55] is the sub-list for method output_type
+	33, // [33:44] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_store_v1_store_proto_init() }
@@ -2738,7 +2801,7 @@ func file_store_v1_store_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_v1_store_proto_rawDesc), len(file_store_v1_store_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   3,

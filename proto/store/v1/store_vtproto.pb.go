@@ -458,6 +458,7 @@ func (m *Command) CloneVT() *Command {
 	r := new(Command)
 	r.Version = m.Version
 	r.Type = m.Type
+	r.Encoding = m.Encoding
 	if rhs := m.Payload; rhs != nil {
 		tmpBytes := make([]byte, len(rhs))
 		copy(tmpBytes, rhs)
@@ -1492,6 +1493,9 @@ func (this *Command) EqualVT(that *Command) bool {
 		return false
 	}
 	if string(this.Payload) != string(that.Payload) {
+		return false
+	}
+	if this.Encoding != that.Encoding {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -3041,6 +3045,11 @@ func (m *Command) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Encoding != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Encoding))
+		i--
+		dAtA[i] = 0x20
+	}
 	if len(m.Payload) > 0 {
 		i -= len(m.Payload)
 		copy(dAtA[i:], m.Payload)
@@ -4382,6 +4391,9 @@ func (m *Command) SizeVT() (n int) {
 	l = len(m.Payload)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.Encoding != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Encoding))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -7016,6 +7028,25 @@ func (m *Command) UnmarshalVT(dAtA []byte) error {
 				m.Payload = []byte{}
 			}
 			iNdEx = postIndex
+		case 4:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Encoding", wireType)
+			}
+			m.Encoding = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Encoding |= Command_Encoding(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -11180,6 +11211,25 @@ func (m *Command) UnmarshalVTUnsafe(dAtA []byte) error {
 			}
 			m.Payload = dAtA[iNdEx:postIndex:postIndex]
 			iNdEx = postIndex
+		case 4:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Encoding", wireType)
+			}
+			m.Encoding = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Encoding |= Command_Encoding(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
