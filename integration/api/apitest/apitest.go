@@ -20,6 +20,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/consensus/consensustest"
 	"github.com/skiffhq/skiff/controlplane/api"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -273,18 +274,33 @@ func (c *Cluster) WriteClientConfig(dir, user string) (string, error) {
 	return path, cfg.Save(path)
 }
 
-// WaitReady waits until the default namespace exists (the servers have
-// bootstrapped) as seen through a client.
+// WaitReady waits until every default namespace exists (the servers have
+// bootstrapped) as seen through a client. They are created one after the
+// other, so "default" alone is not enough: a hollow node renewing its
+// Lease right after it would find no kube-node-lease (a flake seen in CI).
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	cl, err := c.Client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	want := api.DefaultConfig().DefaultNamespaces
 	for {
-		envs, _, err := cl.ListEnvelopes(ctx, "Namespace", client.ListOptions{FieldSelector: "metadata.name=default"})
-		if err == nil && len(envs) == 1 {
-			return nil
+		nss, _, err := client.List[*apiv1.Namespace](ctx, cl, client.ListOptions{})
+		if err == nil {
+			have := map[string]bool{}
+			for _, ns := range nss {
+				have[ns.GetMetadata().GetName()] = true
+			}
+			missing := 0
+			for _, n := range want {
+				if !have[n] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
