@@ -287,20 +287,8 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 	want := api.DefaultConfig().DefaultNamespaces
 	for {
 		nss, _, err := client.List[*apiv1.Namespace](ctx, cl, client.ListOptions{})
-		if err == nil {
-			have := map[string]bool{}
-			for _, ns := range nss {
-				have[ns.GetMetadata().GetName()] = true
-			}
-			missing := 0
-			for _, n := range want {
-				if !have[n] {
-					missing++
-				}
-			}
-			if missing == 0 {
-				return nil
-			}
+		if err == nil && allNamed(nss, want) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -308,4 +296,18 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// allNamed says whether every name in want is among the namespaces.
+func allNamed(nss []*apiv1.Namespace, want []string) bool {
+	have := make(map[string]bool, len(nss))
+	for _, ns := range nss {
+		have[ns.GetMetadata().GetName()] = true
+	}
+	for _, n := range want {
+		if !have[n] {
+			return false
+		}
+	}
+	return true
 }
