@@ -100,6 +100,9 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 	md.DeletionTimestamp = ""
 	md.DeletionGracePeriodSeconds = nil
 	k.Default(obj)
+	if err := s.authorizeObject(ctx, k, "create", "", nil, obj); err != nil {
+		return nil, nil, err
+	}
 	key := k.Key(md.Namespace, md.Name)
 	for attempt := 0; ; attempt++ {
 		// Admission that changes the object works on its own copy, so a
@@ -252,6 +255,9 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 		}
 		next, err := s.prepareUpdate(ctx, k, cur.obj, obj, opts.status)
 		if err != nil {
+			return nil, false, err
+		}
+		if err := s.authorizeObject(ctx, k, "update", statusSub(opts.status), cur.obj, next); err != nil {
 			return nil, false, err
 		}
 		if proto.Equal(withoutRV(cur.obj), withoutRV(next)) {

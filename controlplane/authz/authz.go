@@ -64,22 +64,38 @@ func NeedsStored(r Request) bool {
 	return r.Identity.Role == pki.RoleNode && r.Kind == "Pod" && !IsReadOnly(r.Verb)
 }
 
-// Authorizer implements the cluster's fixed roles. It holds no state.
-type Authorizer struct{}
+// Graph tells which objects the pods bound to a node reference (the
+// node authorizer's graph, kept by the API server from its store).
+type Graph interface {
+	// Guards reports whether a node reads objects of kind only when a pod
+	// bound to it references them (Secrets, ConfigMaps, ...).
+	Guards(kind string) bool
+	// References reports whether a pod bound to node references the
+	// object; it fails when the graph cannot tell (not built yet).
+	References(ctx context.Context, node, kind, namespace, name string) (bool, error)
+}
 
-// New returns the authorizer.
-func New() *Authorizer { return &Authorizer{} }
+// Authorizer implements the cluster's fixed roles. Its only state is the
+// graph it asks about nodes' reads.
+type Authorizer struct{ graph Graph }
+
+// New returns the authorizer. Without a graph (nil) a node reads none of
+// the kinds a graph would guard: it fails closed.
+func New(graph Graph) *Authorizer { return &Authorizer{graph: graph} }
 
 // Authorize returns nil to allow, or an error wrapping ErrForbidden whose
 // message is meant for the caller.
-func (a *Authorizer) Authorize(_ context.Context, r Request) error {
+func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
 	switch r.Identity.Role {
 	case pki.RoleAdmin, pki.RoleControl:
 		return nil
 	case pki.RoleViewer:
 		return viewer(r)
 	case pki.RoleNode:
-		return node(r)
+		if IsReadOnly(r.Verb) {
+			return a.nodeRead(ctx, r)
+		}
+		return nodeWrite(r)
 	}
 	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
 }
@@ -94,18 +110,40 @@ func viewer(r Request) error {
 	return nil
 }
 
-// nodeReadable are the kinds a worker node reads to run its pods and
-// route Service traffic.
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "ConfigMap": true, "Secret": true, "Node": true, "Lease": true}
+// nodeReadable are the kinds a worker node reads freely, to run its pods
+// and route Service traffic. Secrets and ConfigMaps it reads through the
+// graph (nodeRead).
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true}
 
-func node(r Request) error {
+// nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
+// ConfigMap or claim only while a pod bound to it references it, decided
+// on the graph of stored pods. It may not list or watch those kinds at
+// all: its agent gets each by name, and a watch, authorized once at its
+// start, would go on streaming after the pod left the node.
+func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	self := r.Identity.Name
-	if IsReadOnly(r.Verb) {
-		if nodeReadable[r.Kind] {
-			return nil
+	if a.graph != nil && a.graph.Guards(r.Kind) {
+		res := resourceName(r)
+		if r.Verb != VerbGet || r.Name == "" {
+			return deny(r, fmt.Sprintf("a node may not list or watch %s: it gets, by name, those the pods bound to it reference", res))
 		}
-		return deny(r, "a node reads only pods, services, endpoints, configmaps, secrets, nodes and leases")
+		ok, err := a.graph.References(ctx, self, r.Kind, r.Namespace, r.Name)
+		if err != nil {
+			return deny(r, fmt.Sprintf("cannot tell whether a pod bound to node %q references it: %v", self, err))
+		}
+		if !ok {
+			return deny(r, fmt.Sprintf("no pod bound to node %q references it (a node reads only the %s its pods use)", self, res))
+		}
+		return nil
 	}
+	if nodeReadable[r.Kind] {
+		return nil
+	}
+	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
+}
+
+func nodeWrite(r Request) error {
+	self := r.Identity.Name
 	write := r.Verb == VerbCreate || r.Verb == VerbUpdate || r.Verb == VerbPatch
 	switch r.Kind {
 	case "Node":

@@ -59,11 +59,29 @@ func TestAuthorize(t *testing.T) {
 		{"node lists pods", Request{Identity: w1, Verb: VerbList, Kind: "Pod"}, ""},
 		{"node watches services", Request{Identity: w1, Verb: VerbWatch, Kind: "Service"}, ""},
 		{"node watches endpoints", Request{Identity: w1, Verb: VerbWatch, Kind: "Endpoints"}, ""},
-		{"node gets configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "cfg"}, ""},
-		{"node gets secret", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"}, ""},
 		{"node gets another node", Request{Identity: w1, Verb: VerbGet, Kind: "Node", Name: "w2"}, ""},
 		{"node lists deployments", Request{Identity: w1, Verb: VerbList, Kind: "Deployment"},
-			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, configmaps, secrets, nodes and leases`},
+			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference`},
+
+		// worker node: secrets and configmaps its pods reference (graph).
+		{"node gets its pod's configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "cfg"}, ""},
+		{"node gets its pod's secret", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"}, ""},
+		{"node gets another node's pod's secret", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "w2-db"},
+			`forbidden: user "node:w1" (role node) may not get secrets "w2-db" in namespace "shop": no pod bound to node "w1" references it (a node reads only the secrets its pods use)`},
+		{"node gets its secret's name in another namespace", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "other", Name: "db"},
+			`forbidden: user "node:w1" (role node) may not get secrets "db" in namespace "other": no pod bound to node "w1" references it (a node reads only the secrets its pods use)`},
+		{"node gets an unreferenced configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "x"},
+			`forbidden: user "node:w1" (role node) may not get configmaps "x" in namespace "shop": no pod bound to node "w1" references it (a node reads only the configmaps its pods use)`},
+		{"node lists secrets", Request{Identity: w1, Verb: VerbList, Kind: "Secret"},
+			`forbidden: user "node:w1" (role node) may not list secrets: a node may not list or watch secrets: it gets, by name, those the pods bound to it reference`},
+		{"node watches its pod's secret by name", Request{Identity: w1, Verb: VerbWatch, Kind: "Secret", Namespace: "shop", Name: "db"},
+			`forbidden: user "node:w1" (role node) may not watch secrets "db" in namespace "shop": a node may not list or watch secrets: it gets, by name, those the pods bound to it reference`},
+		{"node lists configmaps of a namespace", Request{Identity: w1, Verb: VerbList, Kind: "ConfigMap", Namespace: "shop"},
+			`forbidden: user "node:w1" (role node) may not list configmaps in namespace "shop": a node may not list or watch configmaps: it gets, by name, those the pods bound to it reference`},
+		{"node gets a secret when the graph cannot tell", Request{Identity: w1, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "broken"},
+			`forbidden: user "node:w1" (role node) may not get secrets "broken" in namespace "shop": cannot tell whether a pod bound to node "w1" references it: graph not built`},
+		{"admin gets any secret", Request{Identity: admin, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "w2-db"}, ""},
+		{"admin lists secrets", Request{Identity: alice, Verb: VerbList, Kind: "Secret"}, ""},
 
 		// worker node: its own Node.
 		{"node registers itself", Request{Identity: w1, Verb: VerbCreate, Kind: "Node", Name: "w1"}, ""},
@@ -126,7 +144,7 @@ func TestAuthorize(t *testing.T) {
 		{"empty identity", Request{Verb: VerbGet, Kind: "Pod"},
 			`forbidden: user "" (role ) may not get pods: unknown role ""`},
 	}
-	a := New()
+	a := New(testGraph)
 	for _, c := range cases {
 		err := a.Authorize(context.Background(), c.req)
 		switch {
@@ -154,7 +172,7 @@ func TestResourceName(t *testing.T) {
 // Every verb a worker might try on every kind it must not write is
 // refused; read verbs on them are refused too unless listed.
 func TestNodeRestrictionIsClosed(t *testing.T) {
-	a := New()
+	a := New(testGraph)
 	kinds := []string{"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob", "Service", "Endpoints",
 		"ConfigMap", "Secret", "Namespace", "ResourceQuota", "LimitRange", "ReplicationController", "Ingress", "HorizontalPodAutoscaler"}
 	for _, kind := range kinds {

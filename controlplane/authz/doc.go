@@ -4,14 +4,21 @@
 //   - admin (bootstrap admin and admin users): everything;
 //   - control nodes: everything (they run the scheduler and controllers);
 //   - viewers: get, list and watch every kind except Secrets;
-//   - worker nodes (node:<name>), the node restriction: read pods,
-//     services, endpoints, configmaps, secrets, nodes and leases; create
-//     and update only their own Node (and its status) and their own
-//     heartbeat Lease (kube-node-lease/<name>); update the status of
-//     pods bound to them and delete them (decided on the STORED pod's
-//     spec.nodeName, which the server passes in Request.Stored); create and
-//     update Events.
-//     Nothing else.
+//   - worker nodes (node:<name>), Kubernetes' node authorizer: read pods,
+//     services, endpoints, nodes and leases; get a Secret, ConfigMap or
+//     PersistentVolumeClaim only while a pod bound to the node references
+//     it (volumes, projected volumes, env, envFrom, imagePullSecrets),
+//     decided on a Graph the API server keeps from its stored pods; never
+//     list or watch those kinds. Writes: create and update only their own
+//     Node (and its status) and their own heartbeat Lease
+//     (kube-node-lease/<name>); update the status of pods bound to them
+//     and delete them (decided on the STORED pod's spec.nodeName, which the
+//     server passes in Request.Stored); create and update Events; no pod
+//     creates (there are no static pods to mirror). Nothing else.
+//   - NodeRestriction on what a node writes into its own Node
+//     (AuthorizeObject, on the object to store): no change to spec.taints
+//     after registration, no label under node-restriction.kubernetes.io/
+//     (or a subdomain of it) set, changed or removed.
 //
 // Denials wrap ErrForbidden and say who, what, where and why.
 package authz

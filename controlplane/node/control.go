@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
 	"github.com/skiffhq/skiff/controlplane/authz"
 	"github.com/skiffhq/skiff/controlplane/pki"
@@ -34,11 +35,13 @@ type Control struct {
 	renewer *pki.Renewer
 	Store   *consensus.Store
 	API     *api.Server
-	Tokens  *pki.Tokens
-	audit   *audit.Log
-	split   *pki.SplitListener
-	anon    *grpc.Server
-	authed  *grpc.Server
+	// graph is the node authorizer's index of what pods reference.
+	graph  *api.NodeGraph
+	Tokens *pki.Tokens
+	audit  *audit.Log
+	split  *pki.SplitListener
+	anon   *grpc.Server
+	authed *grpc.Server
 }
 
 // State is the node's node.json.
@@ -138,7 +141,9 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 		return nil, err
 	}
 	ac := api.DefaultConfig()
-	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New()}, log, cfg.Registerer
+	ac.Registry = kinds.NewRegistry()
+	c.graph = api.NewNodeGraph(c.Store, ac.Registry, log)
+	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New(c.graph)}, log, cfg.Registerer
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("serve API port (authenticated)", serve(c.authed, c.split.Authenticated()))
 	start("serve API port (join)", serve(c.anon, c.split.Anonymous()))
 	start("API server", c.API.Run)
+	start("node authorization graph", c.graph.Run)
 	start("certificate renewal", c.renewer.Run)
 	start("control node registration", c.register)
 	if c.cfg.Loops != nil {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
@@ -21,13 +22,16 @@ import (
 	joinv1 "github.com/skiffhq/skiff/proto/join/v1"
 )
 
-// authorizer is api.Authorizer (and api.StoredNeeder) over controlplane/authz
-// with identities from the certificate subject (pki conventions).
+// authorizer is api.Authorizer (and api.StoredNeeder, api.ObjectAuthorizer)
+// over controlplane/authz with identities from the certificate subject
+// (pki conventions).
 type authorizer struct{ z *authz.Authorizer }
 
 var (
-	_ api.Authorizer   = authorizer{}
-	_ api.StoredNeeder = authorizer{}
+	_ api.Authorizer       = authorizer{}
+	_ api.StoredNeeder     = authorizer{}
+	_ api.ObjectAuthorizer = authorizer{}
+	_ authz.Graph          = (*api.NodeGraph)(nil)
 )
 
 func (a authorizer) request(attrs api.Attributes) (authz.Request, error) {
@@ -45,6 +49,14 @@ func (a authorizer) Authorize(ctx context.Context, attrs api.Attributes) error {
 		return err
 	}
 	return a.z.Authorize(ctx, r)
+}
+
+func (a authorizer) AuthorizeObject(ctx context.Context, attrs api.Attributes, obj proto.Message) error {
+	r, err := a.request(attrs)
+	if err != nil {
+		return err
+	}
+	return a.z.AuthorizeObject(ctx, r, obj)
 }
 
 func (a authorizer) NeedsStored(attrs api.Attributes) bool {
