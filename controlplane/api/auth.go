@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -149,6 +150,9 @@ func (s *Server) authorizeWrite(ctx context.Context, k *kinds.Kind, verb, sub, n
 
 func (s *Server) authorizeAttrs(ctx context.Context, a Attributes) error {
 	if err := s.cfg.Authorizer.Authorize(ctx, a); err != nil {
+		if errors.Is(err, ErrUndecided) {
+			return err // Unavailable, not a refusal: the caller retries
+		}
 		return forbiddenError{err}
 	}
 	return nil

@@ -59,6 +59,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrQuotaExceeded):
 		code = codes.ResourceExhausted
+	case errors.Is(err, ErrUndecided):
+		code = codes.Unavailable
 	case errors.Is(err, ErrForbidden):
 		code = codes.PermissionDenied
 	case errors.Is(err, ErrTooOld), errors.Is(err, consensus.ErrCompacted), errors.Is(err, consensus.ErrWatcherTooSlow):

@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -21,9 +20,10 @@ import (
 )
 
 // ErrGraphNotReady means the node graph has not indexed this server's
-// pods yet (or lost its watch and is re-reading them); the node
-// authorizer then refuses, it never guesses.
-var ErrGraphNotReady = errors.New("node authorization graph is not ready")
+// pods yet (or lost its watch and is re-reading them). It is ErrUndecided:
+// the caller is answered Unavailable and tries again (or another server);
+// the node authorizer never guesses.
+var ErrGraphNotReady = fmt.Errorf("%w: the node authorization graph is not ready", ErrUndecided)
 
 // podReferrer is one way a pod spec names an object of Kind in the pod's
 // namespace. A new kind of reference (a new volume source, a new kind a
@@ -184,7 +184,7 @@ func (g *NodeGraph) References(ctx context.Context, node, kind, namespace, name 
 	ctx, cancel := context.WithTimeout(ctx, g.catchUp)
 	defer cancel()
 	if err := g.store.Linearize(ctx); err != nil {
-		return false, fmt.Errorf("node graph: catch up with the cluster: %w", err)
+		return false, fmt.Errorf("%w: node graph: catch up with the cluster: %w", ErrUndecided, err)
 	}
 	if err := g.waitRevision(ctx, g.store.Revision()); err != nil {
 		return false, err

@@ -2,11 +2,17 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 )
+
+// ErrUndecided is wrapped by an authorizer's error when it cannot decide
+// now (its node graph is still being built, no leader to catch up with):
+// the caller is answered Unavailable, to retry, and nothing is allowed.
+var ErrUndecided = errors.New("authorization cannot be decided now")
 
 // ObjectAuthorizer is implemented by authorizers that also decide a write
 // on the object it would store, not only on who writes where: a node may

@@ -129,7 +129,9 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 		}
 		ok, err := a.graph.References(ctx, self, r.Kind, r.Namespace, r.Name)
 		if err != nil {
-			return deny(r, fmt.Sprintf("cannot tell whether a pod bound to node %q references it: %v", self, err))
+			// Still a denial (fail closed), carrying the graph's reason:
+			// the server may answer "try again" when that is ErrUndecided.
+			return fmt.Errorf("%w: %w", deny(r, fmt.Sprintf("cannot tell whether a pod bound to node %q references it", self)), err)
 		}
 		if !ok {
 			return deny(r, fmt.Sprintf("no pod bound to node %q references it (a node reads only the %s its pods use)", self, res))
