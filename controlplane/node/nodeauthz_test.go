@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/integration/testutil"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // twoControlNodes runs `ctl init` (c1) and `ctl join --control` (c2) and
@@ -229,5 +230,121 @@ func TestNodeAuthorizer(t *testing.T) {
 	// Another pod of w1 still grants its own objects.
 	if err := getErr(w1f, "Secret", "secret-w1"); err != nil {
 		t.Errorf("own pod's secret after another pod went: %v", err)
+	}
+}
+
+// TestNodeRestriction: through a follower's API with node certificates, a
+// node registers and keeps its status and heartbeat current, but may not
+// change the taints an administrator put on its Node, nor set, change or
+// remove labels under node-restriction.kubernetes.io/, by update, patch
+// or apply; nor write another Node, nor create pods. The admin still may.
+func TestNodeRestriction(t *testing.T) {
+	addrs, adminConf, ca := twoControlNodes(t)
+	ctx := context.Background()
+	admin := adminClient(t, adminConf, addrs...)
+	w1 := nodeClient(t, ca, "w1", addrs[1])
+	testutil.WaitFor(t, 30*time.Second, "the follower to serve node w1", func() bool {
+		_, err := client.Get[*apiv1.Namespace](ctx, adminClient(t, adminConf, addrs[1]), "", "default")
+		return err == nil
+	})
+	mustDeny := func(what string, err error, want string) {
+		t.Helper()
+		if !client.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want PermissionDenied saying %q", what, err, want)
+		}
+	}
+	const zone = "node-restriction.kubernetes.io/zone"
+
+	// Registration: its own Node, with ordinary labels; none under the
+	// restricted domain, and no other node's.
+	self := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w1", Labels: map[string]string{"kubernetes.io/hostname": "w1"}}, Spec: &apiv1.NodeSpec{}}
+	if _, err := client.Create(ctx, w1, self); err != nil {
+		t.Fatalf("node w1 registers: %v", err)
+	}
+	_, err := client.Create(ctx, nodeClient(t, ca, "w3", addrs[1]), &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w3", Labels: map[string]string{zone: "x"}}})
+	mustDeny("node w3 registers with a restricted label", err, `may not set, change or remove labels under node-restriction.kubernetes.io/ on itself (administrators set them): "node-restriction.kubernetes.io/zone" set`)
+	_, err = client.Create(ctx, w1, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w2"}})
+	mustDeny("node w1 creates Node w2", err, `a node may write only its own Node "w1"`)
+
+	// The admin taints it and labels it.
+	if _, err := client.Patch[*apiv1.Node](ctx, admin, "", "w1",
+		[]byte(`{"metadata":{"labels":{"`+zone+`":"a"}},"spec":{"taints":[{"key":"dedicated","value":"db","effect":"NoSchedule"}]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, admin, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w2"}, Spec: &apiv1.NodeSpec{}})
+
+	cur, err := client.Get[*apiv1.Node](ctx, w1, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untainted := codec.Clone(cur)
+	untainted.Spec.Taints = nil
+	untainted.Metadata.ResourceVersion = ""
+	const taintMsg = `may not update nodes "w1": a node may not change its own taints (spec.taints): stored [dedicated=db:NoSchedule], requested []`
+	_, err = client.Update(ctx, w1, untainted)
+	mustDeny("node w1 removes the admin's taint by update", err, taintMsg)
+	_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(`{"spec":{"taints":null}}`))
+	mustDeny("node w1 removes the admin's taint by patch", err, "a node may not change its own taints")
+	_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(`{"spec":{"taints":[{"key":"dedicated","value":"db","effect":"NoSchedule"},{"key":"mine","effect":"NoExecute"}]}}`))
+	mustDeny("node w1 adds a taint", err, "a node may not change its own taints")
+	applied := &apiv1.Node{ApiVersion: "v1", Kind: "Node", Metadata: &apiv1.ObjectMeta{Name: "w1"},
+		Spec: &apiv1.NodeSpec{Taints: []*apiv1.Taint{{Key: "mine", Effect: "NoSchedule"}}}}
+	_, _, err = w1.Apply(ctx, applied)
+	mustDeny("node w1 replaces its taints by apply", err, "a node may not change its own taints")
+	for _, p := range []struct{ what, patch, want string }{
+		{"changes", `{"metadata":{"labels":{"` + zone + `":"b"}}}`, `"node-restriction.kubernetes.io/zone" changed`},
+		{"removes", `{"metadata":{"labels":{"` + zone + `":null}}}`, `"node-restriction.kubernetes.io/zone" removed`},
+		{"sets a subdomain's", `{"metadata":{"labels":{"team.node-restriction.kubernetes.io/x":"y"}}}`, `"team.node-restriction.kubernetes.io/x" set`},
+	} {
+		_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(p.patch))
+		mustDeny("node w1 "+p.what+" a restricted label", err, p.want)
+	}
+	after, err := client.Get[*apiv1.Node](ctx, admin, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.GetSpec().GetTaints()) != 1 || after.GetMetadata().GetLabels()[zone] != "a" {
+		t.Fatalf("after the refused writes the Node has taints %v and labels %v, want the admin's", after.GetSpec().GetTaints(), after.GetMetadata().GetLabels())
+	}
+
+	// What a node does write still works: status and heartbeat, its own
+	// ordinary labels (keeping the taints, as the agent's adopt does), its Lease.
+	now := time.Now().UTC().Format(time.RFC3339)
+	st := &apiv1.NodeStatus{Conditions: []*apiv1.NodeCondition{{Type: "Ready", Status: "True", LastHeartbeatTime: now}}}
+	if _, err := client.UpdateStatus(ctx, w1, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w1"}, Status: st}); err != nil {
+		t.Errorf("node w1 writes its status: %v", err)
+	}
+	if _, err := w1.API().Patch(ctx, &apiv1.PatchRequest{Kind: "Node", Name: "w1", Status: true,
+		Patch: []byte(`{"status":{"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"` + now + `"}]}}`)}); err != nil {
+		t.Errorf("node w1 patches its status: %v", err)
+	}
+	labelled := codec.Clone(after)
+	labelled.Metadata.Labels["kubernetes.io/arch"] = "amd64"
+	labelled.Metadata.ResourceVersion = "" // the status writes above moved it
+	if _, err := client.Update(ctx, w1, labelled); err != nil {
+		t.Errorf("node w1 sets an ordinary label, keeping the taints: %v", err)
+	}
+	holder := "w1"
+	lease := &apiv1.Lease{Metadata: &apiv1.ObjectMeta{Namespace: apiv1.NodeLeaseNamespace, Name: "w1"}, Spec: &apiv1.LeaseSpec{HolderIdentity: &holder}}
+	if _, err := client.Create(ctx, w1, lease); err != nil {
+		t.Errorf("node w1 creates its lease: %v", err)
+	}
+
+	// Other nodes and pods: no.
+	w2, err := client.Get[*apiv1.Node](ctx, w1, "", "w2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Metadata.Labels = map[string]string{"evil": "1"}
+	_, err = client.Update(ctx, w1, w2)
+	mustDeny("node w1 updates Node w2", err, `a node may write only its own Node "w1"`)
+	_, err = client.UpdateStatus(ctx, w1, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w2"}, Status: st})
+	mustDeny("node w1 writes Node w2's status", err, `a node may write only its own Node "w1"`)
+	_, err = client.Create(ctx, w1, podUsing("mine", "w1", "s", "c"))
+	mustDeny("node w1 creates a pod", err, `may not create pods "mine"`)
+
+	// The admin still changes taints.
+	if _, err := client.Patch[*apiv1.Node](ctx, admin, "", "w1", []byte(`{"spec":{"taints":null}}`)); err != nil {
+		t.Errorf("admin removes the taint: %v", err)
 	}
 }
