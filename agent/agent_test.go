@@ -19,7 +19,6 @@ import (
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
-	"github.com/skiffhq/skiff/integration/api/apitest"
 	"github.com/skiffhq/skiff/integration/testutil"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
@@ -180,7 +179,11 @@ func nodeHeartbeat(n *apiv1.Node) (status, heartbeat string) {
 func TestAgentRunsPodsAndServices(t *testing.T) {
 	e := runtimetest.NewEnv(t)
 	img := e.Registry.BusyboxImage(t, "busybox", nil)
-	cp := apitest.Start(t, 3, nil)
+	nodeName := fmt.Sprintf("worker-%d", os.Getpid())
+	// The agent runs with its node's certificate against servers that
+	// authorize as control nodes do: it gets only the Secret and ConfigMap
+	// its pod references (node authorizer) and writes what a node may.
+	cp, nc := startWithNodeAuthorizer(t, 3, nodeName)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := cp.WaitReady(ctx); err != nil {
@@ -206,14 +209,13 @@ func TestAgentRunsPodsAndServices(t *testing.T) {
 		proxy.Close()
 	})
 
-	nodeName := fmt.Sprintf("worker-%d", os.Getpid())
 	cfg := agent.DefaultConfig()
-	cfg.NodeName, cfg.Client, cfg.Runtime = nodeName, c, e.Runtime
+	cfg.NodeName, cfg.Client, cfg.Runtime = nodeName, nc, e.Runtime
 	cfg.PodCIDR, cfg.NodeIP = e.NetCfg.PodCIDR, netip.MustParseAddr(nodeIP)
 	cfg.Labels = map[string]string{"skiff.dev/pool": "test"}
 	cfg.Capacity = map[string]string{"pods": "20"}
 	cfg.HeartbeatInterval, cfg.SyncInterval = time.Second, 300*time.Millisecond
-	cfg.Proxy = apifeed.New(c, proxy, testLogger())
+	cfg.Proxy = apifeed.New(nc, proxy, testLogger())
 	cfg.Logger = testLogger()
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -380,6 +382,21 @@ exec httpd -f -p 8080 -h /www`
 	if running == nil || t.Failed() {
 		t.Fatal("no running pod for the subtests that follow (PodRunningReadyAfterRestart failed, or -run left it out)")
 	}
+
+	t.Run("AgentReadsOnlyWhatItsPodsReference", func(t *testing.T) {
+		if _, err := client.Create(ctx, c, &apiv1.Secret{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "not-for-the-node"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Get[*apiv1.Secret](ctx, nc, "default", "web-secret"); err != nil {
+			t.Errorf("agent's identity gets its pod's secret: %v", err)
+		}
+		if _, err := client.Get[*apiv1.Secret](ctx, nc, "default", "not-for-the-node"); !client.IsForbidden(err) {
+			t.Errorf("agent's identity gets an unreferenced secret: %v, want PermissionDenied", err)
+		}
+		if _, _, err := client.List[*apiv1.ConfigMap](ctx, nc, client.ListOptions{}); !client.IsForbidden(err) {
+			t.Errorf("agent's identity lists configmaps: %v, want PermissionDenied", err)
+		}
+	})
 
 	t.Run("ServiceClusterIPReachesPod", func(t *testing.T) {
 		if _, err := client.Create(ctx, c, &apiv1.Service{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "web"},

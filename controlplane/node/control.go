@@ -19,7 +19,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
-	"github.com/skiffhq/skiff/controlplane/authz"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -143,7 +142,7 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac := api.DefaultConfig()
 	ac.Registry = kinds.NewRegistry()
 	c.graph = api.NewNodeGraph(c.Store, ac.Registry, log)
-	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New(c.graph)}, log, cfg.Registerer
+	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, NewAuthorizer(c.graph), log, cfg.Registerer
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}

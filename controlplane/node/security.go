@@ -34,6 +34,25 @@ var (
 	_ authz.Graph          = (*api.NodeGraph)(nil)
 )
 
+// Authorizer is what the API server asks of the cluster's authorizer.
+type Authorizer interface {
+	api.Authorizer
+	api.StoredNeeder
+	api.ObjectAuthorizer
+}
+
+// NewAuthorizer is the authorizer control nodes give their API server: the
+// cluster's roles (controlplane/authz) over certificate identities, nodes'
+// reads of Secrets and ConfigMaps decided on graph (nil: nodes read none).
+// Tests that run API servers outside a control node use it for the real
+// decisions.
+func NewAuthorizer(graph *api.NodeGraph) Authorizer {
+	if graph == nil {
+		return authorizer{authz.New(nil)}
+	}
+	return authorizer{authz.New(graph)}
+}
+
 func (a authorizer) request(attrs api.Attributes) (authz.Request, error) {
 	id, err := pki.IdentityFromNames(attrs.Identity.User, attrs.Identity.Groups)
 	if err != nil {
