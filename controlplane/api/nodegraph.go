@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -378,12 +379,18 @@ func (g *NodeGraph) removeLocked(key string) {
 // podRefs lists the objects a stored pod's spec makes readable by the node
 // it is bound to (none for a pod not bound).
 func podRefs(key, prefix string, specBytes []byte) ([]graphRef, error) {
-	spec := &apiv1.PodSpec{}
-	// A copying decode: the index keeps names long after the record.
-	if err := codec.Unmarshal(specBytes, spec); err != nil {
+	// Most pods are created unbound and bound by the scheduler later: read
+	// nodeName off the wire and decode only bound pods.
+	if bound, err := specBound(specBytes); err != nil || !bound {
 		return nil, err
 	}
-	node := spec.GetNodeName()
+	spec := &apiv1.PodSpec{}
+	// Decoded aliasing the stored record (immutable); the few names the
+	// index keeps are copied out, so it never holds the record.
+	if err := codec.UnmarshalAliasing(specBytes, spec); err != nil {
+		return nil, err
+	}
+	node := strings.Clone(spec.GetNodeName())
 	if node == "" {
 		return nil, nil
 	}
@@ -391,18 +398,46 @@ func podRefs(key, prefix string, specBytes []byte) ([]graphRef, error) {
 	if !ok {
 		return nil, fmt.Errorf("pod key %q has no namespace", key)
 	}
-	seen := map[graphRef]bool{}
 	var refs []graphRef
 	for _, r := range podReferrers {
 		r.names(spec, func(name string) {
 			ref := graphRef{node: node, kind: r.Kind, namespace: namespace, name: name}
-			if name != "" && !seen[ref] {
-				seen[ref] = true
+			if name != "" && !slices.Contains(refs, ref) { // a handful per pod
+				ref.name = strings.Clone(name)
 				refs = append(refs, ref)
 			}
 		})
 	}
 	return refs, nil
+}
+
+// podSpecNodeNameField is PodSpec.nodeName's field number.
+const podSpecNodeNameField = 12
+
+// specBound reports whether an encoded PodSpec has a non-empty nodeName.
+func specBound(spec []byte) (bool, error) {
+	bound := false
+	for len(spec) > 0 {
+		num, typ, m := protowire.ConsumeTag(spec)
+		if m < 0 {
+			return false, protowire.ParseError(m)
+		}
+		spec = spec[m:]
+		if num == podSpecNodeNameField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(spec)
+			if m < 0 {
+				return false, protowire.ParseError(m)
+			}
+			bound = len(v) > 0 // the last occurrence wins
+			spec = spec[m:]
+			continue
+		}
+		if m = protowire.ConsumeFieldValue(num, typ, spec); m < 0 {
+			return false, protowire.ParseError(m)
+		}
+		spec = spec[m:]
+	}
+	return bound, nil
 }
 
 // podSpecField is Pod.spec's field number.

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/codec"
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
 // Every way a pod spec names a Secret, ConfigMap or claim is indexed, in
@@ -72,4 +74,51 @@ func TestPodRefsFindsEveryReference(t *testing.T) {
 	if refs, err := podRefs("/registry/pods/shop/web", "/registry/pods/", specBytes); err != nil || len(refs) != 0 {
 		t.Errorf("unbound pod: refs %v, err %v; want none", refs, err)
 	}
+}
+
+func benchPods(b *testing.B, n int) []*storepb.KeyValue {
+	b.Helper()
+	kvs := make([]*storepb.KeyValue, n)
+	for i := range kvs {
+		name := fmt.Sprintf("web-%d", i)
+		v, err := codec.Marshal(&apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"app": "web"}},
+			Spec: &apiv1.PodSpec{NodeName: fmt.Sprintf("w%d", i%100),
+				Volumes: []*apiv1.Volume{{Name: "cfg", ConfigMap: &apiv1.ConfigMapVolumeSource{Name: "web-config"}}},
+				Containers: []*apiv1.Container{{Name: "c", Image: "registry.local/web:1.0",
+					Env: []*apiv1.EnvVar{{Name: "T", ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.KeySelector{Name: "web-token", Key: "t"}}}}}}},
+			Status: &apiv1.PodStatus{Phase: "Running", PodIP: "10.0.0.1"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		kvs[i] = &storepb.KeyValue{Key: []byte("/registry/pods/shop/" + name), Value: v}
+	}
+	return kvs
+}
+
+// BenchmarkNodeGraphPut is the graph's cost per pod write on every control
+// node: a bound pod seen for the first time (decode + index), and a write
+// that leaves the spec alone (a status update: hash only).
+func BenchmarkNodeGraphPut(b *testing.B) {
+	kvs := benchPods(b, 10000)
+	b.Run("NewBinding", func(b *testing.B) {
+		g := NewNodeGraph(nil, nil, nil)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if i%len(kvs) == 0 {
+				g.byPod, g.refs = map[string]graphPod{}, map[graphRef]int{}
+			}
+			g.putLocked(kvs[i%len(kvs)])
+		}
+	})
+	b.Run("StatusOnly", func(b *testing.B) {
+		g := NewNodeGraph(nil, nil, nil)
+		for _, kv := range kvs {
+			g.putLocked(kv)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			g.putLocked(kvs[i%len(kvs)])
+		}
+	})
 }
