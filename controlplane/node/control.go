@@ -34,13 +34,14 @@ type Control struct {
 	renewer *pki.Renewer
 	Store   *consensus.Store
 	API     *api.Server
+	Tokens  *pki.Tokens
+	audit   *audit.Log
+	split   *pki.SplitListener
+	anon    *grpc.Server
+	authed  *grpc.Server
+
 	// graph is the node authorizer's index of what pods reference.
-	graph  *api.NodeGraph
-	Tokens *pki.Tokens
-	audit  *audit.Log
-	split  *pki.SplitListener
-	anon   *grpc.Server
-	authed *grpc.Server
+	graph *api.NodeGraph
 }
 
 // State is the node's node.json.
