@@ -266,6 +266,9 @@ spec:
 `)
 		mustFail(t, `user "node:w1" (role node) may not`, "--config", nodeConf, "apply", "-f", deploy)
 		mustFail(t, `may not create namespaces`, "--config", nodeConf, "create", "namespace", "by-node")
+		// The node authorizer: no listing of secrets (it gets, by name, those
+		// its pods reference).
+		mustFail(t, `may not list secrets: a node may not list or watch secrets`, "--config", nodeConf, "get", "secrets", "-A")
 
 		cfg, err := client.LoadConfig(nodeConf)
 		if err != nil {
