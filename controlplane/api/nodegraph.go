@@ -146,17 +146,8 @@ func NewNodeGraph(store *consensus.Store, reg *kinds.Registry, log *slog.Logger)
 		byPod: map[string]graphPod{}, refs: map[graphRef]int{}, advance: make(chan struct{})}
 }
 
-// Kinds are the kinds a node reads only through the graph.
-func (g *NodeGraph) Kinds() []string {
-	out := make([]string, len(podReferrers))
-	for i, r := range podReferrers {
-		out[i] = r.Kind
-	}
-	return out
-}
-
 // Guards reports whether a node reads objects of kind only through the
-// graph (one of Kinds).
+// graph: the kinds of podReferrers.
 func (g *NodeGraph) Guards(kind string) bool {
 	for _, r := range podReferrers {
 		if r.Kind == kind {
