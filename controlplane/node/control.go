@@ -139,6 +139,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	}
 	ac := api.DefaultConfig()
 	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New()}, log, cfg.Registerer
+	ac.Limits = cfg.APILimits
+	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
