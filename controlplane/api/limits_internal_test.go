@@ -1,0 +1,51 @@
+package api
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestLimiterCountsPerSubject(t *testing.T) {
+	l := newLimiter(Limits{WatchesPerIdentity: 1, StreamsPerIdentity: 2, ExemptGroups: []string{"skiff:control"}}, nil)
+	viewer := WithIdentity(context.Background(), Identity{User: "alice", Groups: []string{"skiff:viewers"}})
+	sameNameOtherGroup := WithIdentity(context.Background(), Identity{User: "alice", Groups: []string{"skiff:admins"}})
+	control := WithIdentity(context.Background(), Identity{User: "control:c1", Groups: []string{"skiff:control"}})
+
+	release, err := l.acquire(viewer, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.acquire(viewer, true); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second watch: %v", err)
+	}
+	if _, err := l.acquire(sameNameOtherGroup, true); err != nil {
+		t.Fatalf("another subject with the same name: %v", err)
+	}
+	unary, err := l.acquire(viewer, false)
+	if err != nil {
+		t.Fatalf("a call beside the watch: %v", err)
+	}
+	if _, err := l.acquire(viewer, false); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a third call: %v", err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := l.acquire(control, true); err != nil {
+			t.Fatalf("exempt group, watch %d: %v", i, err)
+		}
+	}
+	release()
+	release() // idempotent
+	unary()
+	if w, s := l.heldBy(Identity{User: "alice", Groups: []string{"skiff:viewers"}}); w != 0 || s != 0 {
+		t.Fatalf("after release: %d watches, %d calls", w, s)
+	}
+	if _, ok := l.held[subjectKey(Identity{User: "alice", Groups: []string{"skiff:viewers"}})]; ok {
+		t.Fatal("an idle identity stays in the map")
+	}
+	if len(l.held) != 1 { // the other alice still holds her watch; control is not counted
+		t.Fatalf("held map has %d identities, want 1", len(l.held))
+	}
+}
