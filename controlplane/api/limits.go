@@ -78,7 +78,7 @@ func (l Limits) withDefaults() Limits {
 type limiter struct {
 	limits Limits
 	mu     sync.Mutex
-	held   map[string]*heldByIdentity // by subjectKey; removed at zero
+	held   map[string]heldByIdentity // by subjectKey; removed at zero
 
 	watches, streams prometheus.Gauge
 	refusals         *prometheus.CounterVec
@@ -87,7 +87,7 @@ type limiter struct {
 type heldByIdentity struct{ watches, streams int }
 
 func newLimiter(l Limits, reg prometheus.Registerer) *limiter {
-	lim := &limiter{limits: l.withDefaults(), held: map[string]*heldByIdentity{},
+	lim := &limiter{limits: l.withDefaults(), held: map[string]heldByIdentity{},
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "skiff", Subsystem: "api",
 			Name: "watches_open", Help: "Watch streams open on this API server."}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "skiff", Subsystem: "api",
@@ -117,7 +117,8 @@ func (l *limiter) exempt(id Identity) bool {
 }
 
 // acquire takes a stream slot, and a watch slot too when watch is set, for
-// the identity in ctx. It returns the release func, or the refusal.
+// the identity in ctx. It returns the release func, to call exactly once,
+// or the refusal.
 func (l *limiter) acquire(ctx context.Context, watch bool) (func(), error) {
 	id, ok := IdentityFrom(ctx)
 	if !ok || l.exempt(id) {
@@ -126,12 +127,7 @@ func (l *limiter) acquire(ctx context.Context, watch bool) (func(), error) {
 	key := subjectKey(id)
 	l.mu.Lock()
 	h := l.held[key]
-	if h == nil {
-		h = &heldByIdentity{}
-		l.held[key] = h
-	}
 	if max := l.limits.StreamsPerIdentity; max > 0 && h.streams >= max {
-		l.dropIfIdle(key, h)
 		l.mu.Unlock()
 		l.refusals.WithLabelValues("streams").Inc()
 		return nil, status.Errorf(codes.ResourceExhausted,
@@ -139,7 +135,6 @@ func (l *limiter) acquire(ctx context.Context, watch bool) (func(), error) {
 			id.User, h.streams, max, streamLimitHint)
 	}
 	if max := l.limits.WatchesPerIdentity; watch && max > 0 && h.watches >= max {
-		l.dropIfIdle(key, h)
 		l.mu.Unlock()
 		l.refusals.WithLabelValues("watches").Inc()
 		return nil, status.Errorf(codes.ResourceExhausted,
@@ -150,23 +145,26 @@ func (l *limiter) acquire(ctx context.Context, watch bool) (func(), error) {
 	if watch {
 		h.watches++
 	}
+	l.held[key] = h
 	l.mu.Unlock()
 	l.streams.Inc()
 	if watch {
 		l.watches.Inc()
 	}
-	var once sync.Once
-	return func() { once.Do(func() { l.release(key, watch) }) }, nil
+	return func() { l.release(key, watch) }, nil
 }
 
 func (l *limiter) release(key string, watch bool) {
 	l.mu.Lock()
-	if h := l.held[key]; h != nil {
-		h.streams--
-		if watch {
-			h.watches--
-		}
-		l.dropIfIdle(key, h)
+	h := l.held[key]
+	h.streams--
+	if watch {
+		h.watches--
+	}
+	if h.streams <= 0 && h.watches <= 0 {
+		delete(l.held, key) // only identities with calls in flight stay
+	} else {
+		l.held[key] = h
 	}
 	l.mu.Unlock()
 	l.streams.Dec()
@@ -175,22 +173,12 @@ func (l *limiter) release(key string, watch bool) {
 	}
 }
 
-// dropIfIdle forgets an identity that holds nothing, so the map holds only
-// identities with calls in flight. Caller holds l.mu.
-func (l *limiter) dropIfIdle(key string, h *heldByIdentity) {
-	if h.streams == 0 && h.watches == 0 {
-		delete(l.held, key)
-	}
-}
-
 // heldBy reports what the identity holds (for tests and debugging).
 func (l *limiter) heldBy(id Identity) (watches, streams int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if h := l.held[subjectKey(id)]; h != nil {
-		return h.watches, h.streams
-	}
-	return 0, 0
+	h := l.held[subjectKey(id)]
+	return h.watches, h.streams
 }
 
 // The interceptors run after the identity ones (they need the identity)

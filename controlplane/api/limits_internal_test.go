@@ -37,7 +37,6 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 		}
 	}
 	release()
-	release() // idempotent
 	unary()
 	if w, s := l.heldBy(Identity{User: "alice", Groups: []string{"skiff:viewers"}}); w != 0 || s != 0 {
 		t.Fatalf("after release: %d watches, %d calls", w, s)
@@ -47,5 +46,20 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 	}
 	if len(l.held) != 1 { // the other alice still holds her watch; control is not counted
 		t.Fatalf("held map has %d identities, want 1", len(l.held))
+	}
+}
+
+// BenchmarkLimiterAcquireRelease is what the caps add to every call
+// (BENCHMARKS.md "API input checks and limits").
+func BenchmarkLimiterAcquireRelease(b *testing.B) {
+	l := newLimiter(Limits{}, nil)
+	ctx := WithIdentity(context.Background(), Identity{User: "node:w1", Groups: []string{"skiff:nodes"}})
+	b.ReportAllocs()
+	for b.Loop() {
+		release, err := l.acquire(ctx, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		release()
 	}
 }
