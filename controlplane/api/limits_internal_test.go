@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -36,6 +38,9 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 			t.Fatalf("exempt group, watch %d: %v", i, err)
 		}
 	}
+	if w, calls, refused := metricValue(l.watches), metricValue(l.streams), metricValue(l.refusals.WithLabelValues("watches")); w != 2 || calls != 3 || refused != 1 {
+		t.Fatalf("metrics: %v watches, %v calls open, %v watch refusals; want 2, 3, 1 (exempt identities are not counted)", w, calls, refused)
+	}
 	release()
 	unary()
 	if w, s := l.heldBy(Identity{User: "alice", Groups: []string{"skiff:viewers"}}); w != 0 || s != 0 {
@@ -47,6 +52,17 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 	if len(l.held) != 1 { // the other alice still holds her watch; control is not counted
 		t.Fatalf("held map has %d identities, want 1", len(l.held))
 	}
+}
+
+func metricValue(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		return -1
+	}
+	if d.Gauge != nil {
+		return d.GetGauge().GetValue()
+	}
+	return d.GetCounter().GetValue()
 }
 
 // BenchmarkLimiterAcquireRelease is what the caps add to every call
