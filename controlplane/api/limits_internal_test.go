@@ -5,13 +5,13 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 func TestLimiterCountsPerSubject(t *testing.T) {
-	l := newLimiter(Limits{WatchesPerIdentity: 1, StreamsPerIdentity: 2, ExemptGroups: []string{"skiff:control"}}, nil)
+	reg := prometheus.NewRegistry()
+	l := newLimiter(Limits{WatchesPerIdentity: 1, StreamsPerIdentity: 2, ExemptGroups: []string{"skiff:control"}}, reg)
 	viewer := WithIdentity(context.Background(), Identity{User: "alice", Groups: []string{"skiff:viewers"}})
 	sameNameOtherGroup := WithIdentity(context.Background(), Identity{User: "alice", Groups: []string{"skiff:admins"}})
 	control := WithIdentity(context.Background(), Identity{User: "control:c1", Groups: []string{"skiff:control"}})
@@ -38,8 +38,8 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 			t.Fatalf("exempt group, watch %d: %v", i, err)
 		}
 	}
-	if w, calls, refused := metricValue(l.watches), metricValue(l.streams), metricValue(l.refusals.WithLabelValues("watches")); w != 2 || calls != 3 || refused != 1 {
-		t.Fatalf("metrics: %v watches, %v calls open, %v watch refusals; want 2, 3, 1 (exempt identities are not counted)", w, calls, refused)
+	if w, calls, refused := metricValue(t, reg, "skiff_api_watches_open"), metricValue(t, reg, "skiff_api_streams_open"), metricValue(t, reg, "skiff_api_limit_refusals_total"); w != 2 || calls != 3 || refused != 2 {
+		t.Fatalf("metrics: %v watches, %v calls open, %v refusals; want 2, 3, 2 (exempt identities are not counted)", w, calls, refused)
 	}
 	release()
 	unary()
@@ -54,15 +54,25 @@ func TestLimiterCountsPerSubject(t *testing.T) {
 	}
 }
 
-func metricValue(m prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		return -1
+// metricValue sums a gauge's or counter's series in reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if d.Gauge != nil {
-		return d.GetGauge().GetValue()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		sum := 0.0
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+		return sum
 	}
-	return d.GetCounter().GetValue()
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // BenchmarkLimiterAcquireRelease is what the caps add to every call
