@@ -36,13 +36,21 @@ type utf8Plan struct {
 	// fields is indexed by field number; the zero entry means "nothing
 	// to check" (numbers, bools, bytes, messages without strings).
 	fields []utf8Field
-	// hasStrings: the message holds a string at some depth.
+	// hasStrings: the message may hold a string at some depth.
 	hasStrings bool
+	// built: the plan is complete (false while its fields are being
+	// planned, which a recursive message meets again).
+	built bool
+	// reflectOnly: field numbers too large for a table (none of Skiff's).
+	reflectOnly bool
 }
+
+// maxPlannedField is the largest field number a plan's table holds.
+const maxPlannedField = 4096
 
 type utf8Field struct {
 	str bool      // a string, singular or repeated
-	msg *utf8Plan // a message (or map entry) holding strings
+	msg *utf8Plan // a message (or map entry) that may hold strings
 }
 
 // utf8Plans caches plans by message name; plans never change.
@@ -72,6 +80,11 @@ func buildPlan(md protoreflect.MessageDescriptor, building map[protoreflect.Full
 	for i := 0; i < fields.Len(); i++ {
 		maxNum = max(maxNum, int(fields.Get(i).Number()))
 	}
+	if maxNum > maxPlannedField {
+		// No table that large: walk such a message by reflection.
+		p.hasStrings, p.built, p.reflectOnly = true, true, true
+		return p
+	}
 	p.fields = make([]utf8Field, maxNum+1)
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
@@ -81,13 +94,16 @@ func buildPlan(md protoreflect.MessageDescriptor, building map[protoreflect.Full
 			p.hasStrings = true
 		case protoreflect.MessageKind, protoreflect.GroupKind:
 			// A map field is a repeated entry message with fields 1 and 2.
+			// A plan still being built (a recursive message) is kept and
+			// counted as holding strings: what it holds is not known yet.
 			sub := buildPlan(fd.Message(), building)
-			if sub.hasStrings || sub == p {
+			if sub.hasStrings || !sub.built {
 				p.fields[fd.Number()].msg = sub
-				p.hasStrings = p.hasStrings || sub.hasStrings
+				p.hasStrings = true
 			}
 		}
 	}
+	p.built = true
 	return p
 }
 
@@ -99,7 +115,7 @@ const maxUTF8Depth = 100
 // this plan's type, is UTF-8. Malformed input reports false: the caller
 // then asks the decoded message (which the decoder accepted) where.
 func (p *utf8Plan) validUTF8(b []byte, depth int) bool {
-	if depth > maxUTF8Depth {
+	if depth > maxUTF8Depth || p.reflectOnly {
 		return false
 	}
 	for len(b) > 0 {
@@ -116,6 +132,9 @@ func (p *utf8Plan) validUTF8(b []byte, depth int) bool {
 			b = b[n:]
 		}
 		if typ != protowire.BytesType {
+			if typ == protowire.StartGroupType && int(num) < len(p.fields) && p.fields[num].msg != nil {
+				return false // a group holding strings: let the walk decide (proto3 has none)
+			}
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return false

@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -141,6 +144,30 @@ func TestPatchUTF8(t *testing.T) {
 	err := checkPatchUTF8([]byte("{\"metadata\":{\"annotations\":{\"a\":\"\xff\"}}}"))
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "offset 33") {
 		t.Fatalf("invalid patch: %v", err)
+	}
+}
+
+// A recursive message (google.protobuf.Struct: Struct → Value → ListValue
+// → Value → Struct) is planned without looping, and a string at any depth
+// of it is checked.
+func TestUTF8PlanOfRecursiveMessage(t *testing.T) {
+	msg := func(fields ...[]byte) []byte { return bytes.Join(fields, nil) }
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	structOf := func(key string, value []byte) []byte { return field(1, msg(field(1, []byte(key)), field(2, value))) }
+	nested := func(s string) []byte {
+		str := field(3, []byte(s))             // Value.string_value
+		list := field(6, field(1, str))        // Value.list_value{values: [str]}
+		inner := field(5, structOf("b", list)) // Value.struct_value{"b": list}
+		return structOf("a", inner)            // Struct{"a": inner}
+	}
+	plan := planFor((&structpb.Struct{}).ProtoReflect().Descriptor())
+	if !plan.validUTF8(nested("fine, 日本"), 0) {
+		t.Fatal("valid nested string refused")
+	}
+	if plan.validUTF8(nested("bad \xff"), 0) {
+		t.Fatal("invalid string three levels down accepted")
 	}
 }
 
