@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -127,19 +126,19 @@ func (l *limiter) acquire(ctx context.Context, watch bool) (func(), error) {
 	key := subjectKey(id)
 	l.mu.Lock()
 	h := l.held[key]
-	if max := l.limits.StreamsPerIdentity; max > 0 && h.streams >= max {
+	if limit := l.limits.StreamsPerIdentity; limit > 0 && h.streams >= limit {
 		l.mu.Unlock()
 		l.refusals.WithLabelValues("streams").Inc()
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"too many concurrent calls: %q has %d in flight on this API server and the limit per identity is %d; wait for some to finish or close watches, or %s",
-			id.User, h.streams, max, streamLimitHint)
+			id.User, h.streams, limit, streamLimitHint)
 	}
-	if max := l.limits.WatchesPerIdentity; watch && max > 0 && h.watches >= max {
+	if limit := l.limits.WatchesPerIdentity; watch && limit > 0 && h.watches >= limit {
 		l.mu.Unlock()
 		l.refusals.WithLabelValues("watches").Inc()
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"too many concurrent watches: %q has %d open on this API server and the limit per identity is %d; close some (one watch per kind, for all namespaces if need be, is enough), or %s",
-			id.User, h.watches, max, watchLimitHint)
+			id.User, h.watches, limit, watchLimitHint)
 	}
 	h.streams++
 	if watch {
@@ -205,10 +204,4 @@ func (l *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 // name and groups has open on this server.
 func (s *Server) Held(user string, groups ...string) (watches, calls int) {
 	return s.limits.heldBy(Identity{User: user, Groups: groups})
-}
-
-// String describes the limits in force, for the start-up log.
-func (l Limits) String() string {
-	l = l.withDefaults()
-	return fmt.Sprintf("%d watches and %d calls per identity (exempt groups: %v)", l.WatchesPerIdentity, l.StreamsPerIdentity, l.ExemptGroups)
 }
