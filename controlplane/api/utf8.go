@@ -29,7 +29,7 @@ import (
 // plan per message type — which fields are strings, which messages contain
 // strings at any depth — instead of walking the decoded message by
 // reflection; only a refusal walks the message to name the field.
-// BENCHMARKS.md ("UTF-8 check") has the cost per pod.
+// BENCHMARKS.md ("API input checks and limits") has the cost per pod.
 
 // utf8Plan says, for one message type, which fields to look into.
 type utf8Plan struct {
@@ -196,11 +196,8 @@ func checkObjectUTF8(k *kinds.Kind, obj kinds.Object) error {
 	if !ok {
 		return nil
 	}
-	name := obj.GetMetadata().GetName()
-	if !utf8.ValidString(name) {
-		name = strconv.Quote(name)
-	}
-	return invalid(k, name, kinds.FieldErrors{kinds.Invalid(path, shortValue(value), invalidUTF8Detail(value))})
+	// invalid quotes the name (%q), so a bad one prints escaped too.
+	return invalid(k, obj.GetMetadata().GetName(), kinds.FieldErrors{kinds.Invalid(path, shortValue(value), invalidUTF8Detail(value))})
 }
 
 // findInvalidUTF8 returns the path and value of a string in m that is not
