@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
 func TestInvalidUTF8IsReportedWithItsLine(t *testing.T) {
@@ -27,5 +28,29 @@ func TestInvalidUTF8IsReportedWithItsLine(t *testing.T) {
 	}
 	if got := docs[0].Object.GetMetadata().GetAnnotations()["note"]; got != "grüße 🚢" {
 		t.Fatalf("annotation %q", got)
+	}
+}
+
+// An object stored before the API checked UTF-8 still prints, with U+FFFD
+// for the bad bytes (values and map keys, nested too).
+func TestObjectWithInvalidUTF8StillPrints(t *testing.T) {
+	cm := &apiv1.ConfigMap{ApiVersion: "v1", Kind: "ConfigMap",
+		Metadata: &apiv1.ObjectMeta{Name: "cm", Namespace: "default", Annotations: map[string]string{"note": "a\xffb", "k\xfe": "v"}},
+		Data:     map[string]string{"fine": "日本"}}
+	out, err := MarshalYAML(cm)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	for _, want := range []string{"note: a\uFFFDb", "k\uFFFD: v", "fine: 日本"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if cm.Metadata.Annotations["note"] != "a\xffb" {
+		t.Error("the caller's object was changed")
+	}
+	pod := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: "p"}, Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "c", Args: []string{"ok", "\xff"}}}}}
+	if out, err := MarshalJSON(pod); err != nil || !strings.Contains(string(out), `"\ufffd"`) && !strings.Contains(string(out), "\uFFFD") {
+		t.Fatalf("pod: %s %v", out, err)
 	}
 }
