@@ -38,6 +38,9 @@ func (s *Server) unpack(env *apiv1.Object) (kinds.Object, *kinds.Kind, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if err := checkUTF8(k, env.GetObject().GetValue(), obj); err != nil {
+		return nil, nil, err
+	}
 	return obj, k, nil
 }
 
@@ -381,6 +384,9 @@ func (s *Server) Patch(ctx context.Context, req *apiv1.PatchRequest) (*apiv1.Obj
 }
 
 func (s *Server) patch(ctx context.Context, k *kinds.Kind, ns, name string, patch []byte, opts updateOpts) (kinds.Object, error) {
+	if err := checkPatchUTF8(patch); err != nil {
+		return nil, err
+	}
 	var p any
 	if err := json.Unmarshal(patch, &p); err != nil {
 		return nil, fmt.Errorf("%w: patch is not JSON: %v", ErrInvalid, err)
@@ -400,6 +406,9 @@ func (s *Server) patch(ctx context.Context, k *kinds.Kind, ns, name string, patc
 		}
 		next, err := applyPatchTo(k, cur.obj, pm)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkObjectUTF8(k, next); err != nil {
 			return nil, err
 		}
 		nmd := kinds.Meta(next)

@@ -14,6 +14,10 @@
 // commit), CreateMany creates several objects per call, and Bind commits
 // many pods' bindings in one entry.
 //
+// Every object a request brings is refused unless all its strings are
+// UTF-8 (utf8.go), and each client identity may hold only so many watches
+// and calls at once (limits.go; control nodes are exempt).
+//
 // Objects are stored as deterministic protobuf under Kind.Key with
 // metadata.resourceVersion cleared; reads set it from the key's mod_revision.
 // Store errors are wrapped with %w inside the package and mapped to gRPC

@@ -51,6 +51,8 @@ type Config struct {
 	Registerer   prometheus.Registerer
 	// Now is the clock (tests may fix it).
 	Now func() time.Time
+	// Limits cap what one identity holds open (limits.go).
+	Limits Limits
 }
 
 // DefaultConfig returns the production defaults; Store must still be set.
@@ -77,6 +79,7 @@ type Server struct {
 	reg          *kinds.Registry
 	log          *slog.Logger
 	metrics      *metrics
+	limits       *limiter
 	tasks        *taskQueue
 	// workers runs CreateMany's objects (and other fan-out).
 	workers *workers
@@ -118,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.metrics = newMetrics(cfg.Registerer)
+	s.limits = newLimiter(cfg.Limits, cfg.Registerer)
 	s.tasks = newTaskQueue()
 	s.workers = newWorkers()
 	return s, nil
@@ -139,8 +143,8 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		// to fit the object decoders, and that cost as much as decoding.
 		// Long-lived watches hold a worker each, so have plenty.
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ChainUnaryInterceptor(unaryIdentity, s.metrics.unary),
-		grpc.ChainStreamInterceptor(streamIdentity, s.metrics.stream),
+		grpc.ChainUnaryInterceptor(unaryIdentity, s.limits.unary, s.metrics.unary),
+		grpc.ChainStreamInterceptor(streamIdentity, s.limits.stream, s.metrics.stream),
 	}
 }
 

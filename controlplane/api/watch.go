@@ -64,6 +64,13 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 	if err := stream.SendHeader(metadata.Pairs(WatchReadyHeader, "1")); err != nil {
 		return err
 	}
+	// A slow client holds at most: gRPC's per-stream flow-control window,
+	// the response blocked in Send, and the store watcher's channel
+	// (consensus Config.WatchBuffer batches); events live once, in the
+	// store's shared bounded history, and a watcher that falls behind it
+	// is cut off (ErrWatcherTooSlow: OutOfRange, re-list) rather than
+	// given a private backlog (TestSlowWatcherIsCutOffNotBuffered). How
+	// many such watches one client holds is capped per identity (limits.go).
 	for batch := range w.C {
 		resp := &apiv1.WatchResponse{}
 		for _, ev := range batch.Events {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	RegistrationInterval time.Duration
 	// AuditMaxBytes rotates the audit log at this size.
 	AuditMaxBytes int64
+	// APILimits caps what one client identity holds open on this control
+	// node's API server; zero fields mean the defaults. Control nodes are
+	// always exempt (their leader loops must never be refused).
+	APILimits api.Limits
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

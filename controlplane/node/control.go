@@ -144,6 +144,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac.Registry = kinds.NewRegistry()
 	c.graph = api.NewNodeGraph(c.Store, ac.Registry, log)
 	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, NewAuthorizer(c.graph), log, cfg.Registerer
+	ac.Limits = cfg.APILimits
+	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -65,7 +66,10 @@ func run(creates, concurrency, watchers, pods int) error {
 		Tune: func(cfg *consensus.Config) {
 			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = prod.HeartbeatTimeout, prod.ElectionTimeout, prod.LeaderLeaseTimeout
 			cfg.CommitTimeout, cfg.ApplyTimeout = prod.CommitTimeout, prod.ApplyTimeout
-		}})
+		},
+		// Every watcher here is the one admin identity: what is measured is
+		// fan-out, not the per-identity caps (api.Limits), so lift them.
+		TuneAPI: func(cfg *api.Config) { cfg.Limits.WatchesPerIdentity, cfg.Limits.StreamsPerIdentity = -1, -1 }})
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,16 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Registry == nil {
 		opts.Registry = builtin.NewRegistry()
 	}
-	ac, err := apitest.NewCluster(apitest.Options{Nodes: opts.ControlNodes, BaseDir: opts.BaseDir, Logger: opts.Logger, TuneAPI: opts.TuneAPI, Tune: opts.TuneStore})
+	tuneAPI := func(cfg *api.Config) {
+		// The leader loops and every hollow node share one identity here
+		// (apitest's admin); in a cluster the loops run as exempt control
+		// nodes and each node has its own, so lift the per-identity caps.
+		cfg.Limits.WatchesPerIdentity, cfg.Limits.StreamsPerIdentity = -1, -1
+		if opts.TuneAPI != nil {
+			opts.TuneAPI(cfg)
+		}
+	}
+	ac, err := apitest.NewCluster(apitest.Options{Nodes: opts.ControlNodes, BaseDir: opts.BaseDir, Logger: opts.Logger, TuneAPI: tuneAPI, Tune: opts.TuneStore})
 	if err != nil {
 		return nil, err
 	}

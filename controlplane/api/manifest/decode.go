@@ -121,6 +121,9 @@ func (d *Decoder) Decode(source string, data []byte) ([]*Document, error) {
 	if len(data) > MaxDocumentBytes {
 		return nil, &Error{Source: source, Problems: []Problem{{Msg: fmt.Sprintf("input is %d bytes, more than the %d allowed", len(data), MaxDocumentBytes)}}}
 	}
+	if p, bad := invalidUTF8(data); bad {
+		return nil, &Error{Source: source, Problems: []Problem{p}}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*Document
 	var problems []Problem

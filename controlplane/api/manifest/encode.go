@@ -93,6 +93,14 @@ func UnmarshalJSON(data []byte, obj kinds.Object) error {
 func toTree(obj proto.Message) (any, error) {
 	js, err := protojson.MarshalOptions{}.Marshal(obj)
 	if err != nil {
+		// An object stored before the API refused strings that are not
+		// UTF-8 prints with U+FFFD in their place rather than not at
+		// all: one bad annotation must not break `get -o yaml` of a kind.
+		if fixed := proto.Clone(obj); replaceInvalidUTF8(fixed.ProtoReflect()) {
+			js, err = protojson.MarshalOptions{}.Marshal(fixed)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", obj.ProtoReflect().Descriptor().Name(), err)
 	}
 	var tree any

@@ -30,6 +30,8 @@ type nodeFlags struct {
 	dataDir, name, advertise, bind string
 	apiPort, raftPort              int
 	logLevel                       string
+	// Per-identity caps of the API server (api.Limits); 0 means default.
+	maxWatches, maxStreams int
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -41,6 +43,8 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 	if control {
 		fl.IntVar(&f.apiPort, "api-port", 0, "API port (default 7443)")
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
+		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
+		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 	}
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -55,6 +59,7 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	// Zero ports mean "node.json's, else the default", so that a restart
 	// without the flags resumes and a restart with other ports is refused.
 	cfg.APIPort, cfg.RaftPort = f.apiPort, f.raftPort
+	cfg.APILimits.WatchesPerIdentity, cfg.APILimits.StreamsPerIdentity = f.maxWatches, f.maxStreams
 	cfg.Out = o.streams.Out
 	cfg.Logger = slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cfg.Loops = leaderLoops
