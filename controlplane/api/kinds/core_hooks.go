@@ -52,8 +52,8 @@ func podGracePeriod(p *apiv1.Pod, requested *int64) int64 {
 	if requested != nil {
 		g = *requested
 	}
-	if cur := p.GetMetadata().DeletionGracePeriodSeconds; cur != nil && *cur < g {
-		g = *cur
+	if md := p.GetMetadata(); md != nil && md.DeletionGracePeriodSeconds != nil && *md.DeletionGracePeriodSeconds < g {
+		g = *md.DeletionGracePeriodSeconds
 	}
 	return g
 }
