@@ -12,8 +12,8 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
-	kindtestv1 "github.com/skiffhq/skiff/proto/kindtest/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	kindtestv1 "github.com/skiffhq/skiff/proto/kindtest/v1"
 )
 
 // widgetKind is a kind added the way docs/architecture.md says: one
