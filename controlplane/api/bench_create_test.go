@@ -13,8 +13,9 @@ import (
 
 // BenchmarkCreateManyPods is the API's share of the scheduler benchmark's
 // hot path: pods created 100 per CreateMany (as the ReplicaSet controller
-// does) through defaults, admission (namespace, LimitRange, quota) and
-// the conditional write, on one node. allocs/op is per batch of 100.
+// does) through defaults, admission (a namespace without LimitRanges or
+// quotas, as in the benchmark) and the conditional write, on one node,
+// client included. allocs/op is per batch of 100.
 func BenchmarkCreateManyPods(b *testing.B) {
 	c := startBench(b)
 	cl := c.MustClient(b)
