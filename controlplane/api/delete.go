@@ -155,8 +155,7 @@ func (s *Server) delete(ctx context.Context, k *kinds.Kind, ns, name string, o d
 // (a pod's node, with a grace-0 delete).
 func gracePending(obj kinds.Object) bool {
 	md := obj.GetMetadata()
-	g := md.GetDeletionGracePeriodSeconds()
-	return md.GetDeletionTimestamp() != "" && md.DeletionGracePeriodSeconds != nil && g > 0
+	return md.GetDeletionTimestamp() != "" && md.GetDeletionGracePeriodSeconds() > 0
 }
 
 // podGracePending is gracePending by its older name (the sweep uses it);
