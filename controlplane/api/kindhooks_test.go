@@ -154,6 +154,9 @@ func TestRegisteredKindAnswersItsHooks(t *testing.T) {
 	if !k.QuotaCharges("widgets") || !k.QuotaCharges("count/widgets.example.skiff.io") || k.QuotaCharges("pods") {
 		t.Error("QuotaCharges: want widgets and count/widgets.example.skiff.io only")
 	}
+	if row := k.Row(w, time.Now()); len(row) != len(k.Columns()) {
+		t.Errorf("default row %v does not match columns %v", row, k.Columns())
+	}
 	pods, _ := reg.ForKind("Pod")
 	if pods.GracePeriod(&apiv1.Pod{Spec: &apiv1.PodSpec{}}, nil) != 0 {
 		t.Error("an unbound pod must go at once")

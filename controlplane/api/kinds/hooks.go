@@ -118,6 +118,9 @@ func Define[T Object](names Kind, spec Spec[T]) *Kind {
 		newT := spec.New
 		k.newObject = func() Object { return newT() }
 	}
+	if k.newObject == nil {
+		panic("kinds.Define " + k.Name + ": Spec.New is required")
+	}
 	if spec.Columns != nil {
 		k.columns = spec.Columns
 	}
@@ -141,9 +144,10 @@ func Define[T Object](names Kind, spec Spec[T]) *Kind {
 		row := spec.Row
 		k.row = func(o Object, now time.Time) []string { return row(o.(T), now) }
 	case k.row == nil:
-		if k.columns == nil {
-			k.columns = []Column{{Name: "NAME"}, {Name: "AGE"}}
+		if k.columns != nil {
+			panic("kinds.Define " + k.Name + ": Columns need a Row")
 		}
+		k.columns = []Column{{Name: "NAME"}, {Name: "AGE"}}
 		k.row = func(o Object, now time.Time) []string {
 			md := o.GetMetadata()
 			return []string{md.GetName(), age(md.GetCreationTimestamp(), now)}
