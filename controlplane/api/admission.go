@@ -48,7 +48,7 @@ type admissionRequest struct {
 // admissionPlugin is one step of the chain. It implements admitter,
 // validator or both.
 type admissionPlugin interface {
-	// name identifies the plugin in errors and logs.
+	// name identifies the plugin (in tests and when listing the chain).
 	name() string
 	// handles reports whether op on objects of kind k concerns the plugin.
 	// It is asked once per kind and op at start, never per request.
@@ -108,7 +108,7 @@ func (s *Server) chain(k *kinds.Kind, op admissionOp) *admissionChain {
 	return &per[op]
 }
 
-// admit runs the admit steps of r's chain in order.
+// runAdmit runs the admit steps of the chain in order.
 func (c *admissionChain) runAdmit(ctx context.Context, r *admissionRequest) error {
 	if c == nil {
 		return nil
@@ -121,7 +121,7 @@ func (c *admissionChain) runAdmit(ctx context.Context, r *admissionRequest) erro
 	return nil
 }
 
-// runValidate runs the validate steps of r's chain in order.
+// runValidate runs the validate steps of the chain in order.
 func (c *admissionChain) runValidate(ctx context.Context, r *admissionRequest) error {
 	if c == nil {
 		return nil
