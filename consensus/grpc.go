@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -173,16 +174,16 @@ type internalServer struct {
 }
 
 // Apply commits a command forwarded by a follower. Only the leader takes
-// it; the exact ErrNotLeader message tells the follower to retry elsewhere
-// (the command was certainly not applied).
+// it; a notApplied status tells the follower to retry elsewhere (the
+// command was certainly not applied).
 func (i internalServer) Apply(ctx context.Context, r *storepb.ApplyRequest) (*storepb.ApplyResponse, error) {
 	if !i.s.IsLeader() {
-		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		return nil, notAppliedStatus()
 	}
 	res, idx, err := i.s.applyLocal(ctx, r.Command)
 	if err != nil {
 		if errors.Is(err, errRetryable) {
-			return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+			return nil, notAppliedStatus()
 		}
 		return nil, ToStatus(err)
 	}
@@ -202,4 +203,36 @@ func (i internalServer) ReadIndex(ctx context.Context, _ *storepb.ReadIndexReque
 
 func (i internalServer) Status(context.Context, *storepb.StatusRequest) (*storepb.StatusResponse, error) {
 	return i.s.localStatus(), nil
+}
+
+// reasonNotApplied is the ErrorInfo reason of a forwarded command the
+// receiving node did not apply because it is not the leader: the follower
+// decides by it (not by the message, not by the code alone: other
+// FailedPrecondition answers may come after the command was applied).
+const (
+	reasonNotApplied = "NOT_LEADER_NOT_APPLIED"
+	errorDomain      = "consensus.skiff.io"
+)
+
+func notAppliedStatus() error {
+	st, err := status.New(codes.FailedPrecondition, ErrNotLeader.Error()).
+		WithDetails(&errdetails.ErrorInfo{Reason: reasonNotApplied, Domain: errorDomain})
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+	}
+	return st.Err()
+}
+
+// isNotApplied reports whether a forwarded command's status says it was
+// not applied (see notAppliedStatus).
+func isNotApplied(st *status.Status) bool {
+	if st.Code() != codes.FailedPrecondition {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain && info.GetReason() == reasonNotApplied {
+			return true
+		}
+	}
+	return false
 }

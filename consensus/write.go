@@ -204,7 +204,7 @@ func (s *Store) forward(ctx context.Context, data []byte) (*storepb.CommandResul
 	if err != nil {
 		st, _ := status.FromError(err)
 		switch {
-		case st.Code() == codes.FailedPrecondition && st.Message() == ErrNotLeader.Error():
+		case isNotApplied(st):
 			return nil, fmt.Errorf("%w: %w", errRetryable, ErrNotLeader)
 		case st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled:
 			return nil, fmt.Errorf("%w: %v", ErrIndeterminate, st.Message())

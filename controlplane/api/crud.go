@@ -107,40 +107,26 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 		return nil, nil, err
 	}
 	key := k.Key(md.Namespace, md.Name)
+	create := s.chain(k, opCreate)
 	for attempt := 0; ; attempt++ {
-		// Admission that changes the object works on its own copy, so a
-		// retry starts from what the client sent: LimitRange defaults
-		// (admitLimitRanges copies when it applies one) and a quota's
-		// initial status. Other objects go through as they are.
-		o := obj
-		if _, ok := obj.(*apiv1.ResourceQuota); ok {
-			o = codec.Clone(obj)
-		}
-		a := &admission{}
 		if attempt > 0 || !linearized {
 			if err := s.store.Linearize(ctx); err != nil {
 				return nil, nil, fmt.Errorf("create %s %q: %w", k.Name, md.Name, err)
 			}
 		}
-		if err := s.admitNamespace(ctx, k, md.Namespace, a); err != nil {
+		// Admission that changes the object works on its own copy
+		// (r.obj), so a retry starts from what the client sent.
+		r := &admissionRequest{op: opCreate, kind: k, obj: obj}
+		r.txn.objectKey = key
+		if err := create.runAdmit(ctx, r); err != nil {
 			return nil, nil, err
 		}
-		if pod, ok := o.(*apiv1.Pod); ok {
-			admitted, err := s.admitLimitRanges(ctx, pod, a)
-			if err != nil {
-				return nil, nil, err
-			}
-			o = admitted
-		}
+		o := r.obj
+		k.PrepareForCreate(o)
 		if errs := k.Validate(o); len(errs) > 0 {
 			return nil, nil, invalid(k, md.Name, errs)
 		}
-		if q, ok := o.(*apiv1.ResourceQuota); ok {
-			if err := s.initQuotaStatus(ctx, q); err != nil {
-				return nil, nil, err
-			}
-		}
-		if err := s.admitQuota(ctx, k, o, +1, a); err != nil {
+		if err := create.runValidate(ctx, r); err != nil {
 			return nil, nil, err
 		}
 		if dryRun {
@@ -150,11 +136,8 @@ func (s *Server) createEncoded(ctx context.Context, k *kinds.Kind, obj kinds.Obj
 		if err != nil {
 			return nil, nil, err
 		}
-		t := &txnBuilder{objectKey: key}
+		t := &r.txn
 		t.expect(key, 0)
-		if err := a.addTo(t, s); err != nil {
-			return nil, nil, err
-		}
 		t.put(key, value)
 		rev, err := s.commit(ctx, t)
 		switch {
@@ -256,12 +239,25 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 		if want != 0 && want != cur.rev {
 			return nil, false, conflictOn(k, md.Name, fmt.Errorf("resourceVersion %d is stale, current is %d", want, cur.rev))
 		}
-		next, err := s.prepareUpdate(ctx, k, cur.obj, obj, opts.status)
+		next, err := s.prepareUpdate(k, cur.obj, obj, opts.status)
 		if err != nil {
 			return nil, false, err
 		}
 		if err := s.authorizeObject(ctx, k, "update", statusSub(opts.status), cur.obj, next); err != nil {
 			return nil, false, err
+		}
+		// Most updates concern no admission plugin: no request is built.
+		var r *admissionRequest
+		if c := s.chain(k, opUpdate); !c.empty() {
+			r = &admissionRequest{op: opUpdate, kind: k, obj: next, old: cur.obj}
+			r.txn.objectKey = key
+			if err := c.runAdmit(ctx, r); err != nil {
+				return nil, false, err
+			}
+			if err := c.runValidate(ctx, r); err != nil {
+				return nil, false, err
+			}
+			next = r.obj
 		}
 		if proto.Equal(withoutRV(cur.obj), withoutRV(next)) {
 			return cur.obj, false, nil
@@ -270,7 +266,7 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 			return next, true, nil
 		}
 		nmd := kinds.Meta(next)
-		if nmd.DeletionTimestamp != "" && len(nmd.Finalizers) == 0 && !podGracePending(next) && k.Name != "Namespace" {
+		if nmd.DeletionTimestamp != "" && len(nmd.Finalizers) == 0 && !gracePending(next) && !k.Terminates() {
 			// The last finalizer went: the deletion it held can finish.
 			rev, err := s.remove(ctx, k, cur)
 			if errors.Is(err, ErrConflict) && attempt < maxAdmissionRetries {
@@ -287,11 +283,19 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 		if err != nil {
 			return nil, false, err
 		}
-		t := &txnBuilder{objectKey: key}
+		var t *txnBuilder
+		if r != nil {
+			t = &r.txn
+		} else {
+			t = &txnBuilder{objectKey: key}
+		}
 		t.expect(key, cur.rev)
 		t.put(key, value)
 		rev, err := s.commit(ctx, t)
 		if err != nil {
+			if errors.Is(err, errRetry) && attempt < maxAdmissionRetries {
+				continue
+			}
 			if errors.Is(err, ErrConflict) {
 				if opts.retryConflicts && attempt < maxAdmissionRetries {
 					continue
@@ -308,7 +312,7 @@ func (s *Server) update(ctx context.Context, k *kinds.Kind, obj kinds.Object, op
 // prepareUpdate builds the object to store from the current one and the
 // caller's: server-owned metadata and (unless a status write) the status
 // come from cur; generation is bumped when the spec changed.
-func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds.Object, status bool) (kinds.Object, error) {
+func (s *Server) prepareUpdate(k *kinds.Kind, cur, in kinds.Object, status bool) (kinds.Object, error) {
 	cmd := cur.GetMetadata()
 	if status {
 		next := codec.Clone(cur)
@@ -325,6 +329,7 @@ func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds
 	nmd.GenerateName = cmd.GetGenerateName()
 	nmd.Generation = cmd.GetGeneration()
 	kinds.CopyStatus(next, cur)
+	k.PrepareForUpdate(cur, next)
 	if !kinds.SpecEqual(cur, next) {
 		nmd.Generation++
 	}
@@ -336,11 +341,6 @@ func (s *Server) prepareUpdate(ctx context.Context, k *kinds.Kind, cur, in kinds
 			if !containsString(cmd.GetFinalizers(), f) {
 				return nil, fmt.Errorf("%w: metadata.finalizers: %q may not be added to an object being deleted", ErrInvalid, f)
 			}
-		}
-	}
-	if q, ok := next.(*apiv1.ResourceQuota); ok && !kinds.SpecEqual(cur, next) {
-		if err := s.initQuotaStatus(ctx, q); err != nil {
-			return nil, err
 		}
 	}
 	return next, nil

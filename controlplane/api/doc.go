@@ -4,10 +4,12 @@
 //
 // It owns what happens between a request and the store: caller identity
 // from the mTLS peer certificate and the authorization hook, defaults and
-// validation (from the kinds registry), admission (namespace lifecycle,
-// LimitRange defaults, ResourceQuota accounting committed in the same store
-// transaction as the write), optimistic concurrency on resourceVersion (the
-// store's mod_revision), generation bumps, graceful pod deletion, finalizers,
+// validation (from the kinds registry), admission (an ordered chain of
+// plugins registered in admissionPlugins: namespace lifecycle, LimitRange
+// defaults, ResourceQuota accounting; each adds its compares to the same
+// store transaction as the write), optimistic concurrency on
+// resourceVersion (the store's mod_revision), generation bumps, graceful
+// deletion and the other per-kind behaviour of the kind's Hooks, finalizers,
 // cascading deletion through ownerReferences, declarative Apply, and watch
 // streams that resume from any revision still in the store's history. For
 // volume it batches: concurrent writes share store Batch entries (group

@@ -53,6 +53,9 @@ type Config struct {
 	Now func() time.Time
 	// Limits cap what one identity holds open (limits.go).
 	Limits Limits
+	// admissionPlugins replaces the admission chain (tests); nil means
+	// admissionPlugins as registered.
+	admissionPlugins []func(*Server) admissionPlugin
 }
 
 // DefaultConfig returns the production defaults; Store must still be set.
@@ -83,8 +86,10 @@ type Server struct {
 	tasks        *taskQueue
 	// workers runs CreateMany's objects (and other fan-out).
 	workers *workers
-	health  *health.Server
-	wg      sync.WaitGroup
+	// admission is the admission chain per kind and op.
+	admission admissionChains
+	health    *health.Server
+	wg        sync.WaitGroup
 }
 
 // New builds a server. It serves nothing until Register/Serve, and does no
@@ -124,6 +129,15 @@ func New(cfg Config) (*Server, error) {
 	s.limits = newLimiter(cfg.Limits, cfg.Registerer)
 	s.tasks = newTaskQueue()
 	s.workers = newWorkers()
+	plugins := cfg.admissionPlugins
+	if plugins == nil {
+		plugins = admissionPlugins
+	}
+	chain := make([]admissionPlugin, 0, len(plugins))
+	for _, newPlugin := range plugins {
+		chain = append(chain, newPlugin(s))
+	}
+	s.admission = newAdmissionChains(cfg.Registry, chain)
 	return s, nil
 }
 

@@ -48,14 +48,26 @@ func Unpack(env *apiv1.Object) (Object, error) {
 	return obj, nil
 }
 
-// Error predicates over the API's gRPC codes.
+// Error predicates over the API's gRPC codes: they decide by code, never
+// by message text.
 func IsNotFound(err error) bool      { return status.Code(err) == codes.NotFound }
 func IsAlreadyExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
 func IsConflict(err error) bool      { return status.Code(err) == codes.Aborted }
 func IsInvalid(err error) bool       { return status.Code(err) == codes.InvalidArgument }
-func IsForbidden(err error) bool {
+
+// IsForbidden: the server's authorizer refused the caller (PermissionDenied).
+func IsForbidden(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// IsQuotaExceeded: a ResourceQuota or LimitRange refused the object
+// (ResourceExhausted).
+func IsQuotaExceeded(err error) bool { return status.Code(err) == codes.ResourceExhausted }
+
+// IsNotAdmitted: admission refused a write the caller may make: over a
+// quota or limit (ResourceExhausted), or into a namespace being deleted
+// (FailedPrecondition), as a controller's ReplicaFailure reports.
+func IsNotAdmitted(err error) bool {
 	c := status.Code(err)
-	return c == codes.PermissionDenied || c == codes.ResourceExhausted || c == codes.FailedPrecondition
+	return c == codes.ResourceExhausted || c == codes.FailedPrecondition
 }
 
 // IsTooOld: a watch's resourceVersion is older than the history: re-list.

@@ -113,6 +113,9 @@ var deploymentKind = define(Kind{
 	return []string{d.GetMetadata().GetName(), strconv.Itoa(int(st.GetReadyReplicas())) + "/" + strconv.Itoa(int(d.GetSpec().GetReplicas())),
 		strconv.Itoa(int(st.GetUpdatedReplicas())), strconv.Itoa(int(st.GetAvailableReplicas())), age(d.GetMetadata().GetCreationTimestamp(), now),
 		names, images, SelectorString(d.GetSpec().GetSelector())}
+}, Hooks[*apiv1.Deployment]{
+	PodTemplate: func(o *apiv1.Deployment) *apiv1.PodTemplateSpec { return o.GetSpec().GetTemplate() },
+	Replicas:    func(o *apiv1.Deployment) *int32 { return o.GetSpec().Replicas },
 })
 
 func init() {
@@ -158,6 +161,9 @@ var replicaSetKind = define(Kind{
 }, func(rs *apiv1.ReplicaSet, now time.Time) []string {
 	return replicaRow(rs.GetMetadata(), rs.GetSpec().GetReplicas(), rs.GetStatus().GetReplicas(), rs.GetStatus().GetReadyReplicas(),
 		rs.GetSpec().GetTemplate(), SelectorString(rs.GetSpec().GetSelector()), now)
+}, Hooks[*apiv1.ReplicaSet]{
+	PodTemplate: func(o *apiv1.ReplicaSet) *apiv1.PodTemplateSpec { return o.GetSpec().GetTemplate() },
+	Replicas:    func(o *apiv1.ReplicaSet) *int32 { return o.GetSpec().Replicas },
 })
 
 var daemonSetKind = define(Kind{
@@ -221,6 +227,8 @@ var daemonSetKind = define(Kind{
 	return []string{ds.GetMetadata().GetName(), i(st.GetDesiredNumberScheduled()), i(st.GetCurrentNumberScheduled()), i(st.GetNumberReady()),
 		i(st.GetUpdatedNumberScheduled()), i(st.GetNumberAvailable()), labelsString(ds.GetSpec().GetTemplate().GetSpec().GetNodeSelector()),
 		age(ds.GetMetadata().GetCreationTimestamp(), now), names, images, SelectorString(ds.GetSpec().GetSelector())}
+}, Hooks[*apiv1.DaemonSet]{
+	PodTemplate: func(o *apiv1.DaemonSet) *apiv1.PodTemplateSpec { return o.GetSpec().GetTemplate() },
 })
 
 var statefulSetKind = define(Kind{
@@ -311,4 +319,7 @@ var statefulSetKind = define(Kind{
 	names, images := containerCells(ss.GetSpec().GetTemplate())
 	return []string{ss.GetMetadata().GetName(), strconv.Itoa(int(ss.GetStatus().GetReadyReplicas())) + "/" + strconv.Itoa(int(ss.GetSpec().GetReplicas())),
 		age(ss.GetMetadata().GetCreationTimestamp(), now), names, images}
+}, Hooks[*apiv1.StatefulSet]{
+	PodTemplate: func(o *apiv1.StatefulSet) *apiv1.PodTemplateSpec { return o.GetSpec().GetTemplate() },
+	Replicas:    func(o *apiv1.StatefulSet) *int32 { return o.GetSpec().Replicas },
 })

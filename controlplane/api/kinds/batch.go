@@ -97,6 +97,8 @@ var _ = define(Kind{
 	names, images := containerCells(j.GetSpec().GetTemplate())
 	return []string{j.GetMetadata().GetName(), status, completions, duration, age(j.GetMetadata().GetCreationTimestamp(), now),
 		names, images, SelectorString(j.GetSpec().GetSelector())}
+}, Hooks[*apiv1.Job]{
+	PodTemplate: func(o *apiv1.Job) *apiv1.PodTemplateSpec { return o.GetSpec().GetTemplate() },
 })
 
 var cronMacros = map[string]bool{"@yearly": true, "@annually": true, "@monthly": true, "@weekly": true, "@daily": true,
@@ -214,4 +216,8 @@ var _ = define(Kind{
 	names, images := containerCells(c.GetSpec().GetJobTemplate().GetSpec().GetTemplate())
 	return []string{c.GetMetadata().GetName(), c.GetSpec().GetSchedule(), tz, strconv.FormatBool(c.GetSpec().GetSuspend()),
 		strconv.Itoa(len(c.GetStatus().GetActive())), last, age(c.GetMetadata().GetCreationTimestamp(), now), names, images}
+}, Hooks[*apiv1.CronJob]{
+	PodTemplate: func(c *apiv1.CronJob) *apiv1.PodTemplateSpec {
+		return c.GetSpec().GetJobTemplate().GetSpec().GetTemplate()
+	},
 })

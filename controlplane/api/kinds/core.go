@@ -39,7 +39,7 @@ var podKind = define(Kind{
 	return []string{p.GetMetadata().GetName(), fmt.Sprintf("%d/%d", ready, len(p.GetSpec().GetContainers())),
 		PodStatusReason(p), strconv.Itoa(int(restarts)), age(p.GetMetadata().GetCreationTimestamp(), now),
 		orNone(p.GetStatus().GetPodIP()), orNone(p.GetSpec().GetNodeName())}
-})
+}, podHooks)
 
 func defaultPod(p *apiv1.Pod) {
 	if p.Spec == nil {
@@ -153,7 +153,7 @@ var _ = define(Kind{
 	return errs
 }, func(n *apiv1.Namespace, now time.Time) []string {
 	return []string{n.GetMetadata().GetName(), n.GetStatus().GetPhase(), age(n.GetMetadata().GetCreationTimestamp(), now)}
-})
+}, namespaceHooks)
 
 var _ = define(Kind{
 	Name: "Node", Plural: "nodes", Singular: "node", ShortNames: []string{"no"},
@@ -253,7 +253,7 @@ var _ = define(Kind{
 	}
 	return []string{s.GetMetadata().GetName(), sp.GetType(), orNone(sp.GetClusterIP()), orNone(ext), joinOrNone(ports),
 		age(s.GetMetadata().GetCreationTimestamp(), now), labelsString(sp.GetSelector())}
-})
+}, serviceHooks)
 
 func defaultService(s *apiv1.Service) {
 	if s.Spec == nil {
@@ -468,7 +468,7 @@ var _ = define(Kind{
 	return errs
 }, func(c *apiv1.ConfigMap, now time.Time) []string {
 	return []string{c.GetMetadata().GetName(), strconv.Itoa(len(c.GetData()) + len(c.GetBinaryData())), age(c.GetMetadata().GetCreationTimestamp(), now)}
-})
+}, Hooks[*apiv1.ConfigMap]{QuotaCountsPlural: true})
 
 var _ = define(Kind{
 	Name: "Secret", Plural: "secrets", Singular: "secret",
@@ -512,7 +512,7 @@ var _ = define(Kind{
 	return errs
 }, func(s *apiv1.Secret, now time.Time) []string {
 	return []string{s.GetMetadata().GetName(), s.GetType(), strconv.Itoa(len(s.GetData())), age(s.GetMetadata().GetCreationTimestamp(), now)}
-})
+}, Hooks[*apiv1.Secret]{QuotaCountsPlural: true})
 
 var _ = define(Kind{
 	Name: "ReplicationController", Plural: "replicationcontrollers", Singular: "replicationcontroller", ShortNames: []string{"rc"},
@@ -558,6 +558,10 @@ var _ = define(Kind{
 }, func(rc *apiv1.ReplicationController, now time.Time) []string {
 	return replicaRow(rc.GetMetadata(), rc.Spec.GetReplicas(), rc.GetStatus().GetReplicas(), rc.GetStatus().GetReadyReplicas(),
 		rc.GetSpec().GetTemplate(), labelsString(rc.GetSpec().GetSelector()), now)
+}, Hooks[*apiv1.ReplicationController]{
+	PodTemplate:       func(rc *apiv1.ReplicationController) *apiv1.PodTemplateSpec { return rc.GetSpec().GetTemplate() },
+	Replicas:          func(rc *apiv1.ReplicationController) *int32 { return rc.GetSpec().Replicas },
+	QuotaCountsPlural: true,
 })
 
 func replicaRow(md *apiv1.ObjectMeta, desired, current, ready int32, t *apiv1.PodTemplateSpec, selector string, now time.Time) []string {
@@ -605,7 +609,7 @@ var _ = define(Kind{
 		}
 	}
 	return []string{q.GetMetadata().GetName(), age(q.GetMetadata().GetCreationTimestamp(), now), strings.Join(req, ", "), strings.Join(lim, ", ")}
-})
+}, Hooks[*apiv1.ResourceQuota]{QuotaCountsPlural: true})
 
 func orZero(s string) string {
 	if s == "" {

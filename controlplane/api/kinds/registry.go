@@ -66,6 +66,8 @@ type Kind struct {
 	nameCheck   func(string) []string
 	columns     []Column
 	row         func(Object, time.Time) []string
+	hooks       hooks
+	statusField protoreflect.FieldDescriptor
 }
 
 // APIVersion is the apiVersion objects of this kind are written with.
@@ -92,9 +94,7 @@ func (k *Kind) MessageName() protoreflect.FullName {
 }
 
 // HasStatus reports whether the kind has a status subresource.
-func (k *Kind) HasStatus() bool {
-	return k.newObject().ProtoReflect().Descriptor().Fields().ByName("status") != nil
-}
+func (k *Kind) HasStatus() bool { return k.statusField != nil }
 
 // Default fills unset fields the way Kubernetes defaults them, and sets
 // apiVersion and kind. It is idempotent.
@@ -183,11 +183,13 @@ type Registry struct {
 // kinds once, in an init function, and nothing mutates the list afterwards.
 var builtin []*Kind
 
-// NewRegistry returns a registry of all built-in kinds.
-func NewRegistry() *Registry {
-	r, err := newRegistry(builtin)
+// NewRegistry returns a registry of all built-in kinds and the extra ones
+// (made with Define). It panics when a name is taken twice: kinds are
+// registered at start, and a clash is a programming error.
+func NewRegistry(extra ...*Kind) *Registry {
+	r, err := newRegistry(append(slices.Clone(builtin), extra...))
 	if err != nil {
-		panic(err) // a duplicate name among built-in kinds is a programming error
+		panic(err)
 	}
 	return r
 }
@@ -359,19 +361,14 @@ func CopyStatus(dst, src Object) {
 	d.Set(fd, protoreflect.ValueOfMessage(proto.Clone(s.Get(fd).Message().Interface()).ProtoReflect()))
 }
 
-// define registers a kind with typed hooks; each kind file calls it in init.
-func define[T Object](k Kind, defaults func(T), validate func(T) FieldErrors, row func(T, time.Time) []string) *Kind {
-	kp := &k
-	if defaults != nil {
-		kp.defaults = func(o Object) { defaults(o.(T)) }
+// define registers a built-in kind with typed functions and, optionally,
+// its Hooks; each kind file calls it once per kind.
+func define[T Object](k Kind, defaults func(T), validate func(T) FieldErrors, row func(T, time.Time) []string, h ...Hooks[T]) *Kind {
+	spec := Spec[T]{Defaults: defaults, Validate: validate, Row: row}
+	if len(h) > 0 {
+		spec.Hooks = h[0]
 	}
-	if validate != nil {
-		kp.validate = func(o Object) FieldErrors { return validate(o.(T)) }
-	}
-	kp.row = func(o Object, now time.Time) []string { return row(o.(T), now) }
-	if kp.nameCheck == nil {
-		kp.nameCheck = IsDNS1123Subdomain
-	}
+	kp := Define(k, spec)
 	builtin = append(builtin, kp)
 	return kp
 }

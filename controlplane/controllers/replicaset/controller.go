@@ -237,7 +237,7 @@ func (c *Controller) computeStatus(owner client.Object, active []*apiv1.Pod, man
 			st.Conditions = append(st.Conditions, cond)
 		}
 	}
-	if manageErr != nil && client.IsForbidden(errors.Unwrap(manageErr)) || manageErr != nil && client.IsForbidden(manageErr) {
+	if manageErr != nil && (refusedCreate(errors.Unwrap(manageErr)) || refusedCreate(manageErr)) {
 		st.Conditions = append(st.Conditions, &apiv1.ReplicaCondition{Type: "ReplicaFailure", Status: "True",
 			LastTransitionTime: now.UTC().Format(time.RFC3339), Reason: "FailedCreate", Message: client.Reason(manageErr)})
 	}
@@ -269,3 +269,7 @@ var NewReplicaSetLoop = ctrlkit.Factory("replicaset", NewReplicaSet)
 // NewReplicationControllerLoop builds the ReplicationController controller
 // for the registry (config under "replicationcontroller").
 var NewReplicationControllerLoop = ctrlkit.Factory("replicationcontroller", NewReplicationController)
+
+// refusedCreate: the server refused a pod the controller may create
+// (authorization, quota, a terminating namespace): ReplicaFailure says why.
+func refusedCreate(err error) bool { return client.IsForbidden(err) || client.IsNotAdmitted(err) }

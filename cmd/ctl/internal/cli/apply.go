@@ -59,7 +59,8 @@ func (o *options) applyCmd() *cobra.Command {
 
 // readManifests decodes and validates every document of the inputs. Any
 // problem stops everything before a single write, listing file:line: path.
-// Namespaces come first so the objects in them can be admitted.
+// Cluster-scoped objects come first (namespaces among them), so the
+// objects in the namespaces can be admitted.
 func (o *options) readManifests(inputs []string, recursive bool) ([]*manifest.Document, error) {
 	var docs []*manifest.Document
 	var problems []string
@@ -100,7 +101,7 @@ func (o *options) readManifests(inputs []string, recursive bool) ([]*manifest.Do
 		return nil, errors.New(strings.Join(problems, "\n"))
 	}
 	sort.SliceStable(docs, func(i, j int) bool {
-		return docs[i].Kind.Name == "Namespace" && docs[j].Kind.Name != "Namespace"
+		return !docs[i].Kind.Namespaced && docs[j].Kind.Namespaced
 	})
 	return docs, nil
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -31,10 +33,8 @@ func (o *options) scaleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch k.Name {
-			case "Deployment", "ReplicaSet", "ReplicationController", "StatefulSet":
-			default:
-				return fmt.Errorf("%s cannot be scaled (Deployment, ReplicaSet, ReplicationController and StatefulSet can)", k.Name)
+			if !k.Scalable() {
+				return fmt.Errorf("%s cannot be scaled (%s can)", k.Name, scalableKinds(o.reg))
 			}
 			if !cmd.Flags().Changed("replicas") || replicas < 0 {
 				return fmt.Errorf("--replicas=N (N >= 0) is required")
@@ -57,19 +57,9 @@ func (o *options) scaleCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var have struct {
-					Spec struct {
-						Replicas *int32 `json:"replicas"`
-					} `json:"spec"`
-				}
-				b, _ := json.Marshal(map[string]any{})
-				if js, err := jsonOf(obj); err == nil {
-					b = js
-				}
-				_ = json.Unmarshal(b, &have)
-				n := int32(1)
-				if have.Spec.Replicas != nil {
-					n = *have.Spec.Replicas
+				n := int32(1) // Kubernetes' default when unset
+				if r := k.Replicas(obj); r != nil {
+					n = *r
 				}
 				if n != current {
 					return fmt.Errorf("expected %d replicas, %s has %d", current, args[1], n)
@@ -87,6 +77,17 @@ func (o *options) scaleCmd() *cobra.Command {
 	cmd.Flags().Int32Var(&replicas, "replicas", 0, "the new replica count")
 	cmd.Flags().Int32Var(&current, "current-replicas", 0, "only scale if the count is this now")
 	return cmd
+}
+
+// scalableKinds names the kinds `ctl scale` takes, for its error.
+func scalableKinds(reg *kinds.Registry) string {
+	var names []string
+	for _, k := range reg.Kinds() {
+		if k.Scalable() {
+			names = append(names, k.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func (o *options) createCmd() *cobra.Command {

@@ -19,27 +19,6 @@ func (o *options) setCmd() *cobra.Command {
 	return cmd
 }
 
-// templateOf returns the pod template of the kinds that have one.
-func templateOf(obj client.Object) (*apiv1.PodTemplateSpec, bool) {
-	switch v := obj.(type) {
-	case *apiv1.Deployment:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.ReplicaSet:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.ReplicationController:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.DaemonSet:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.StatefulSet:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.Job:
-		return v.GetSpec().GetTemplate(), true
-	case *apiv1.CronJob:
-		return v.GetSpec().GetJobTemplate().GetSpec().GetTemplate(), true
-	}
-	return nil, false
-}
-
 // setImages sets container=image pairs ("*" for every container) in a
 // pod spec; it names the first container that does not exist.
 func setImages(spec *apiv1.PodSpec, images map[string]string) error {
@@ -110,14 +89,10 @@ func (o *options) setImageCmd() *cobra.Command {
 					return err
 				}
 				next := codec.Clone(obj)
-				var spec *apiv1.PodSpec
-				if p, isPod := next.(*apiv1.Pod); isPod {
-					spec = p.GetSpec()
-				} else if t, ok := templateOf(next); ok && t != nil {
-					spec = t.GetSpec()
-				} else {
+				if !k.HasPodSpec() {
 					return fmt.Errorf("%s has no pod template", k.Name)
 				}
+				spec := k.PodSpec(next)
 				if spec == nil {
 					return fmt.Errorf("%s %s has no pod spec", k.Name, name)
 				}
