@@ -39,6 +39,8 @@ type Control struct {
 	split   *pki.SplitListener
 	anon    *grpc.Server
 	authed  *grpc.Server
+	// apiServers: the control nodes' API addresses, for Version and admin.conf.
+	apiServers apiServers
 }
 
 // State is the node's node.json.
@@ -139,6 +141,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	}
 	ac := api.DefaultConfig()
 	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, authorizer{authz.New()}, log, cfg.Registerer
+	c.apiServers.set([]string{st.APIAddress()})
+	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -295,6 +299,11 @@ func (c *Control) register(ctx context.Context) error {
 			wait = time.Second
 			continue
 		}
+		rctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		if err := c.refreshAPIServers(rctx); err != nil {
+			c.log.Warn("refreshing the control nodes' API addresses (admin.conf)", "err", err)
+		}
+		cancel()
 		if c.Store.IsLeader() {
 			// Dead tokens are kept a week so that their use is reported as
 			// "expired"/"revoked" rather than "unknown", then dropped.
