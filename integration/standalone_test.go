@@ -21,6 +21,9 @@ import (
 // /sys, /usr/lib/cni, /var/lib/skiff, /tmp, /run/netns) are not the
 // developer's layout and pass.
 
+// selfFile is this file, relative to the repository root.
+const selfFile = "integration/standalone_test.go"
+
 // machineRoots are top-level folders that hold somebody's checkouts and
 // files, never something Skiff or its tests may rely on.
 var machineRoots = []string{"/home/", "/root/", "/Users/", "/work/"}
@@ -49,6 +52,9 @@ func TestNoPathOutsideRepository(t *testing.T) {
 	}
 	var bad []string
 	for _, rel := range files {
+		if rel == selfFile { // its rule table holds examples of what is refused
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(root, rel))
 		if err != nil {
 			if os.IsNotExist(err) { // deleted in the work tree, not yet committed
