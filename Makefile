@@ -31,10 +31,27 @@ build:
 
 # The test command of the README and of CI. Root-only tests (containers,
 # netns, nftables) run when root; the qemu IPVS test boots a Debian kernel.
+# The store, the control plane and the client run under the race detector
+# (only there: it finds everything a plain run does); see test-race.
 test: deps
 	$(GO) vet $(PKGS)
-	$(GO) test -short -count=1 -timeout 30m -p 2 $(PKGS)
+	$(GO) test -short -count=1 -timeout 30m -p 2 $$($(GO) list $(PKGS) | grep -v -E '$(RACE_ONLY_RE)')
+	$(MAKE) --no-print-directory test-race
 	cd integration/benchstore && $(GO) vet ./... && $(GO) test -short -count=1 -timeout 5m ./...
+
+# Packages tested only with -race, and those (agent, netproxy) whose tests
+# that need no root also run with -race: in a user namespace the test is not
+# root, so its root-only tests skip (they ran above; a race-instrumented
+# binary re-executed as a container's init needs more memory than a tight
+# container limit allows).
+RACE_ONLY_RE := ^github.com/skiffhq/skiff/(consensus|controlplane|proto/client)(/|$$)
+RACE_NOROOT  := ./agent/... ./netproxy/...
+test-race:
+	$(GO) test -race -short -count=1 -timeout 30m -p 2 $$($(GO) list $(PKGS) | grep -E '$(RACE_ONLY_RE)')
+	@if [ "$$(id -u)" = 0 ] && unshare --user true 2>/dev/null; then \
+	  echo "unshare --user go test -race (as non-root) $(RACE_NOROOT)"; \
+	  unshare --user $(GO) test -race -short -count=1 -timeout 10m -p 2 $(RACE_NOROOT); \
+	else $(GO) test -race -short -count=1 -timeout 10m -p 2 $(RACE_NOROOT); fi
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do \

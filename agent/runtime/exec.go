@@ -107,7 +107,13 @@ func (p *podRT) exec(ctx context.Context, name string, opts ExecOptions) (int, e
 			}
 		}()
 		if opts.Resize != nil {
+			// Deferred after master.Close, so it runs first: the pty is not
+			// closed under a Resize in flight (copyDone is closed by then on
+			// every return path below).
+			resizeDone := make(chan struct{})
+			defer func() { <-resizeDone }()
 			go func() {
+				defer close(resizeDone)
 				for {
 					select {
 					case ws, ok := <-opts.Resize:

@@ -34,11 +34,11 @@ func TestPrecreatedContainersSeeFinishedSandbox(t *testing.T) {
 	img := e.Registry.BusyboxImage(t, "busybox", nil)
 	pullFirst(t, e, img)
 	run(t, e, &runtime.Pod{UID: "pre", Name: "pre", TerminationGracePeriodSeconds: i64(0),
-		InitContainers: []runtime.Container{{Name: "init", Image: img, Command: []string{"sh", "-c", "echo init-ran > /work/mark"},
-			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/work"}}}},
+		InitContainers: []runtime.Container{{Name: "init", Image: img, Command: []string{"sh", "-c", "echo init-ran > /scratch/mark"},
+			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch"}}}},
 		Containers: []runtime.Container{{Name: "app", Image: img,
-			Command:      []string{"sh", "-c", "cat /work/mark; cat /etc/hosts; echo host=$(hostname); ip -4 addr show eth0; echo view-done; exec sleep 3600"},
-			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/work"}}}},
+			Command:      []string{"sh", "-c", "cat /scratch/mark; cat /etc/hosts; echo host=$(hostname); ip -4 addr show eth0; echo view-done; exec sleep 3600"},
+			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch"}}}},
 		Volumes: []runtime.Volume{{Name: "work", EmptyDir: &runtime.EmptyDirVolumeSource{}}}})
 	st := status(t, e, "pre")
 	if st.PodIP == "" {

@@ -47,8 +47,12 @@ type Config struct {
 	// in the next batch). Fewer means larger batches, so fewer Raft
 	// entries and log fsyncs per write, at the price of latency.
 	WriteBatches int
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer
+	// APIServers lists the API addresses of the current control nodes,
+	// reported by Version so that clients learn where to fail over; nil
+	// reports none.
+	APIServers func(context.Context) ([]string, error)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 	// Now is the clock (tests may fix it).
 	Now func() time.Time
 	// Limits cap what one identity holds open (limits.go).
@@ -249,8 +253,17 @@ func (s *Server) ensureNamespaces(ctx context.Context) {
 // Version reports the server version and this node's view of the cluster.
 func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.VersionResponse, error) {
 	id, _ := s.store.Leader()
-	return &apiv1.VersionResponse{Version: Version, Node: s.store.ID(), Leader: s.store.IsLeader(),
-		LeaderId: id, Revision: s.store.Revision()}, nil
+	resp := &apiv1.VersionResponse{Version: Version, Node: s.store.ID(), Leader: s.store.IsLeader(),
+		LeaderId: id, Revision: s.store.Revision()}
+	if s.cfg.APIServers != nil {
+		// Best effort: the version answers even when the list cannot be read.
+		if addrs, err := s.cfg.APIServers(ctx); err == nil {
+			resp.ApiServers = addrs
+		} else {
+			s.log.Debug("listing API servers for Version", "err", err)
+		}
+	}
+	return resp, nil
 }
 
 type metrics struct {

@@ -19,7 +19,8 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// Default ports (DESIGN.md "Ports").
+// Default ports (docs/architecture.md, "Ports"). Nothing listens on the
+// agent port yet: a worker's certificate names it for later use.
 const (
 	DefaultAPIPort   = 7443
 	DefaultRaftPort  = 7444

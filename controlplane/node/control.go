@@ -42,6 +42,8 @@ type Control struct {
 
 	// graph is the node authorizer's index of what pods reference.
 	graph *api.NodeGraph
+	// apiServers: the control nodes' API addresses, for Version and admin.conf.
+	apiServers apiServers
 }
 
 // State is the node's node.json.
@@ -146,6 +148,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, NewAuthorizer(c.graph), log, cfg.Registerer
 	ac.Limits = cfg.APILimits
 	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
+	c.apiServers.set([]string{st.APIAddress()})
+	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -303,6 +307,11 @@ func (c *Control) register(ctx context.Context) error {
 			wait = time.Second
 			continue
 		}
+		rctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		if err := c.refreshAPIServers(rctx); err != nil {
+			c.log.Warn("refreshing the control nodes' API addresses (admin.conf)", "err", err)
+		}
+		cancel()
 		if c.Store.IsLeader() {
 			// Dead tokens are kept a week so that their use is reported as
 			// "expired"/"revoked" rather than "unknown", then dropped.

@@ -13,6 +13,23 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
+// ErrNodeNameTaken: the cluster already has a node of this name (two
+// machines with the same host name); the joining one must pass --name.
+var ErrNodeNameTaken = errors.New("node name taken")
+
+// joinError says what to do about a refused or failed join, by the gRPC
+// code the join service answered with.
+func joinError(addr, name string, err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach the control node at %s: %s", addr, client.Reason(err))
+	case codes.AlreadyExists:
+		return fmt.Errorf("%w: the cluster already has a node named %q (another machine with the same host name?): "+
+			"pass --name with a name of its own (%s)", ErrNodeNameTaken, name, client.Reason(err))
+	}
+	return err
+}
+
 // JoinOptions say how to join.
 type JoinOptions struct {
 	// Address is host:port of any control node's API port.
@@ -54,6 +71,7 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 	if opts.Address == "" {
 		return fmt.Errorf("the address (host:port) of a control node's API port is required")
 	}
+	opts.Address = client.WithDefaultPort(opts.Address) // 10.0.0.1 means 10.0.0.1:7443
 	tok, err := pki.ParseToken(opts.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
@@ -74,11 +92,8 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 		req.Role, req.AdvertiseAddress = pki.JoinWorker, hostPort(st.Advertise, orDefault(cfg.AgentPort, DefaultAgentPort))
 	}
 	res, err := joiner.Join(ctx, req)
-	if status.Code(err) == codes.Unavailable {
-		return fmt.Errorf("cannot reach the control node at %s: %s", opts.Address, client.Reason(err))
-	}
 	if err != nil {
-		return err
+		return joinError(opts.Address, st.Name, err)
 	}
 	if role == RoleControl {
 		return joinedControl(ctx, cfg, st, res)

@@ -8,6 +8,10 @@
 #   1 OCI registry    the demo image, built from busybox (nothing downloaded)
 #   demo app          Deployment "hello" (3 replicas) + ClusterIP Service
 #
+# Whatever happens (success, a failed step, Ctrl-C), it ends every process
+# it started and removes its mounts, cgroups, network namespace and temp
+# dir, then checks that none is left and says so (exit 1 if one is).
+#
 # DEMO_KEEP=1 keeps everything running until Ctrl-C, to explore with
 #   nsenter --net=/run/netns/<ns> bin/ctl --config <dir>/c1/admin.conf get pods -A
 set -euo pipefail
@@ -15,6 +19,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 CTL=$ROOT/bin/ctl
 NS=skiff-demo-$$
+# Each agent's pods go under their own cgroup parent, below this one.
+CGROOT=/skiff-demo-$$
 WORK=$(mktemp -d /tmp/skiff-demo.XXXXXX)
 KEEP=${DEMO_KEEP:-0}
 PIDS=()
@@ -26,7 +32,11 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # namespace, which hides /sys/fs/cgroup from the agents' container runtime.
 in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
 ctl() { in_ns "$CTL" --config "$WORK/c1/admin.conf" "$@"; }
-bg() { local log=$1; shift; in_ns "$@" >"$WORK/$log.log" 2>&1 & PIDS+=($!); }
+# bg LOG CMD... starts a daemon in the namespace. setsid (which does not
+# fork here: a background job is no process group leader) and nsenter both
+# exec, so $! is the daemon itself, in its own session: Ctrl-C reaches only
+# this script, which then stops the daemons in order.
+bg() { local log=$1; shift; setsid nsenter --net="/run/netns/$NS" "$@" </dev/null >"$WORK/$log.log" 2>&1 & PIDS+=($!); }
 
 # wait_for SECONDS WHAT CMD... polls CMD until it succeeds.
 wait_for() {
@@ -42,24 +52,68 @@ wait_for() {
   done
 }
 
+# demo_cgroups lists the cgroup folders of the demo's pods, deepest first.
+demo_cgroups() { find /sys/fs/cgroup -maxdepth 2 -type d -name "${CGROOT#/}" -print0 2>/dev/null | xargs -0 -r -I{} find {} -depth -type d; }
+
+# stop_all ends every process of the demo: the daemons (TERM, then KILL
+# after 10 s), then whatever is still in the demo's network namespace or
+# its pods' cgroups (containers the agents left running when they stopped).
+stop_all() {
+  local pid end
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null; done
+  end=$((SECONDS + 10))
+  for pid in "${PIDS[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < end)); do sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local left
+    left=$( { ip netns pids "$NS" 2>/dev/null; demo_cgroups | while read -r d; do cat "$d/cgroup.procs" 2>/dev/null; done; } | sort -u)
+    [[ -z $left ]] && return 0
+    kill -KILL $left 2>/dev/null
+    sleep 0.3
+  done
+}
+
+# leftovers prints what of the demo is still there, one line each.
+leftovers() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && echo "process $pid: $(tr '\0' ' ' </proc/$pid/cmdline 2>/dev/null)"; done
+  pgrep -a -f -- "$WORK" | sed 's/^/process /'
+  grep -F " $WORK" /proc/self/mounts | awk '{print "mount " $2}'
+  demo_cgroups | sed 's/^/cgroup /'
+  ip netns list | awk -v ns="$NS" '$1 == ns {print "network namespace " ns}'
+  [[ -e $WORK ]] && echo "temp dir $WORK"
+  return 0
+}
+
 cleanup() {
+  local code=$?
   set +e
+  trap '' INT TERM   # a second Ctrl-C must not cut the clean-up short
   say "cleaning up"
-  if [[ -f $WORK/c1/admin.conf ]]; then
+  if [[ -f $WORK/c1/admin.conf ]] && kill -0 "${PIDS[1]:-0}" 2>/dev/null; then
+    # The graceful way first: deleting the namespace stops the pods.
     ctl delete namespace demo --request-timeout 10s >/dev/null 2>&1
     wait_for 60 "demo pods to stop" bash -c "! nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get pods -n demo -o name 2>/dev/null | grep -q ."
   fi
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
-  wait 2>/dev/null
-  # Mounts the agents left (overlay rootfs, pinned namespaces) under WORK.
-  grep -o " $WORK[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  stop_all
+  # Mounts the agents left (overlay rootfs, pinned pod namespaces) under WORK.
+  grep -F " $WORK" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   # libcontainer never removes cgroup parents; rmdir only succeeds on empty ones.
-  for d in /sys/fs/cgroup/*/skiff /sys/fs/cgroup/skiff; do
-    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
+  demo_cgroups | xargs -r rmdir 2>/dev/null
   ip netns del "$NS" 2>/dev/null
   rm -rf "$WORK"
-  echo "done"
+  local left
+  left=$(leftovers)
+  if [[ -n $left ]]; then
+    echo "the demo left these behind:" >&2
+    echo "$left" >&2
+    exit 1
+  fi
+  echo "checked: no process, mount, cgroup, network namespace or temp dir of the demo is left"
+  exit "$code"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -102,7 +156,7 @@ for i in 1 2; do
   wait_for 60 "w$i's node config" test -s "$WORK/w$i/node.conf"
   proxy=(); [[ $i == 2 ]] && proxy=(--no-proxy)   # one Service proxy serves the shared namespace
   bg w$i "$CTL" agent --config "$WORK/w$i/node.conf" --node-name w$i --node-ip 127.0.0.1$i \
-    --pod-cidr 10.244.$i.0/24 --cluster-cidr 10.244.0.0/16 --bridge skiff$i \
+    --pod-cidr 10.244.$i.0/24 --cluster-cidr 10.244.0.0/16 --bridge skiff$i --cgroup-root "$CGROOT/w$i" \
     --data-dir "$WORK/w$i/agent" --insecure-registry 127.0.0.1:5000 "${proxy[@]}"
 done
 wait_for 60 "2 Ready workers" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get nodes | grep -c ' Ready' | grep -qx 2"

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +36,10 @@ type Options struct {
 	RetryBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds one connection attempt to a server.
 	DialTimeout time.Duration
-	Logger      *slog.Logger
+	// LearnInterval is how often, at most, the client asks a server for
+	// the current control nodes (after a successful call); negative never.
+	LearnInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // DefaultOptions: 6 attempts with backoff from 100 ms — long enough to ride
@@ -42,19 +47,37 @@ type Options struct {
 // cluster is down.
 func DefaultOptions() Options {
 	return Options{Namespace: "default", MaxAttempts: 6, RetryBackoff: 100 * time.Millisecond,
-		MaxBackoff: 2 * time.Second, DialTimeout: 3 * time.Second, Logger: slog.Default()}
+		MaxBackoff: 2 * time.Second, DialTimeout: 3 * time.Second, LearnInterval: 30 * time.Second, Logger: slog.Default()}
 }
 
-// Client talks to the cluster API through any of the control nodes.
+// Client talks to the cluster API through any of the control nodes. It
+// starts with the servers it was given and learns the others: after a call
+// succeeds (and then at most every LearnInterval) it asks that server for
+// the current control nodes (Version's api_servers) and adds the ones it
+// did not know, so that it fails over to control nodes that joined after
+// its config was written.
 type Client struct {
 	opts    Options
-	conns   []*grpc.ClientConn
-	apis    []apiv1.APIClient
+	servers atomic.Pointer[[]*server] // replaced (never changed) when one is added
 	current atomic.Uint64
 	api     *failoverAPI
+
+	mu        sync.Mutex // guards closed, learning, learnedAt, appends to servers
+	closed    bool
+	learning  bool
+	learnedAt time.Time
+	learners  sync.WaitGroup
 }
 
-// New connects (lazily) to every server in opts.
+// server is one API address and its (lazily connecting) connection.
+type server struct {
+	addr string
+	conn *grpc.ClientConn
+	api  apiv1.APIClient
+}
+
+// New connects (lazily) to every server in opts. Addresses without a port
+// get DefaultAPIPort.
 func New(opts Options) (*Client, error) {
 	def := DefaultOptions()
 	if len(opts.Servers) == 0 {
@@ -75,6 +98,9 @@ func New(opts Options) (*Client, error) {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = def.DialTimeout
 	}
+	if opts.LearnInterval == 0 {
+		opts.LearnInterval = def.LearnInterval
+	}
 	if opts.Namespace == "" {
 		opts.Namespace = def.Namespace
 	}
@@ -82,21 +108,109 @@ func New(opts Options) (*Client, error) {
 		opts.Logger = def.Logger
 	}
 	c := &Client{opts: opts}
-	for _, addr := range opts.Servers {
-		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS.Clone())),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
-				Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: opts.DialTimeout}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("%w: server %q: %w", ErrConfig, addr, err)
+	var servers []*server
+	for _, addr := range withDefaultPorts(opts.Servers) {
+		if slices.ContainsFunc(servers, func(s *server) bool { return s.addr == addr }) {
+			continue
 		}
-		c.conns = append(c.conns, conn)
-		c.apis = append(c.apis, apiv1.NewAPIClient(conn))
+		s, err := c.dial(addr)
+		if err != nil {
+			for _, s := range servers {
+				s.conn.Close()
+			}
+			return nil, err
+		}
+		servers = append(servers, s)
 	}
+	c.servers.Store(&servers)
 	c.api = &failoverAPI{c: c}
 	return c, nil
+}
+
+func (c *Client) dial(addr string) (*server, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(c.opts.TLS.Clone())),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
+			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: c.opts.DialTimeout}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: server %q: %w", ErrConfig, addr, err)
+	}
+	return &server{addr: addr, conn: conn, api: apiv1.NewAPIClient(conn)}, nil
+}
+
+// Servers lists the API addresses the client fails over between: the ones
+// it was given, then the ones it learned.
+func (c *Client) Servers() []string {
+	ss := *c.servers.Load()
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.addr
+	}
+	return out
+}
+
+// maybeLearn starts learning the control nodes from s (which just answered)
+// unless that happened less than LearnInterval ago or is under way.
+func (c *Client) maybeLearn(s *server) {
+	if c.opts.LearnInterval < 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.learning || (!c.learnedAt.IsZero() && time.Since(c.learnedAt) < c.opts.LearnInterval) {
+		return
+	}
+	c.learning = true
+	c.learners.Add(1)
+	go func() {
+		defer c.learners.Done()
+		err := c.learn(s)
+		c.mu.Lock()
+		c.learning = false
+		if err == nil {
+			c.learnedAt = time.Now()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			// Not fatal: the client keeps the servers it has, and tries
+			// again after the next successful call.
+			c.opts.Logger.Debug("learning the control nodes' API addresses", "server", s.addr, "err", err)
+		}
+	}()
+}
+
+// learn asks s for the current control nodes and adds those not known.
+func (c *Client) learn(s *server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.DialTimeout)
+	defer cancel()
+	resp, err := s.api.Version(ctx, &apiv1.VersionRequest{})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	cur := *c.servers.Load()
+	next := cur
+	for _, addr := range resp.GetApiServers() {
+		addr = WithDefaultPort(addr)
+		if addr == "" || slices.ContainsFunc(next, func(s *server) bool { return s.addr == addr }) {
+			continue
+		}
+		ns, err := c.dial(addr)
+		if err != nil {
+			return err
+		}
+		next = append(slices.Clip(next), ns)
+		c.opts.Logger.Debug("learned a control node", "server", addr)
+	}
+	if len(next) != len(cur) {
+		c.servers.Store(&next)
+	}
+	return nil
 }
 
 // NewFromConfig builds a client from a config file's contents.
@@ -113,11 +227,15 @@ func NewFromConfig(cfg *Config) (*Client, error) {
 	return New(o)
 }
 
-// Close closes every connection.
+// Close closes every connection (after a learning call under way ends).
 func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.learners.Wait()
 	var errs []error
-	for _, conn := range c.conns {
-		errs = append(errs, conn.Close())
+	for _, s := range *c.servers.Load() {
+		errs = append(errs, s.conn.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -171,19 +289,25 @@ func Reason(err error) string {
 // do runs call against servers until one answers with something other
 // than Unavailable, rotating through them.
 func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr string) error) error {
-	n := uint64(len(c.apis))
 	pause := c.opts.RetryBackoff
 	var last error
-	tried := map[string]bool{}
+	var tried []string
 	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
+		ss := *c.servers.Load() // learning may add servers between attempts
+		n := uint64(len(ss))
 		i := c.current.Load()
-		addr := c.opts.Servers[i%n]
-		err := call(c.apis[i%n], addr)
+		s := ss[i%n]
+		err := call(s.api, s.addr)
 		if status.Code(err) != codes.Unavailable {
+			if err == nil {
+				c.maybeLearn(s)
+			}
 			return err
 		}
 		last = err
-		tried[addr] = true
+		if !slices.Contains(tried, s.addr) {
+			tried = append(tried, s.addr)
+		}
 		c.current.CompareAndSwap(i, i+1)
 		if ctx.Err() != nil {
 			break
@@ -199,13 +323,7 @@ func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr str
 	if ctx.Err() != nil && last == nil {
 		return ctx.Err()
 	}
-	var servers []string
-	for _, s := range c.opts.Servers {
-		if tried[s] {
-			servers = append(servers, s)
-		}
-	}
-	return &UnavailableError{Servers: servers, Last: last}
+	return &UnavailableError{Servers: tried, Last: last}
 }
 
 // failoverAPI implements apiv1.APIClient over Client.do.

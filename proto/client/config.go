@@ -89,16 +89,34 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Save writes the config (mode 0600: it may carry a private key inline).
+// Save writes the config (mode 0600: it may carry a private key inline)
+// atomically: a reader sees the old file or the new one, never a part (a
+// control node rewrites its admin.conf when the control nodes change).
 func (c *Config) Save(path string) error {
 	data, err := yaml.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrConfig, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer os.Remove(f.Name()) // after a successful rename there is nothing to remove
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil

@@ -186,12 +186,14 @@ var _ = define(Kind{
 	}
 	return errs
 }, func(n *apiv1.Node, now time.Time) []string {
+	// As kubectl: Ready only when the condition is True, NotReady when it
+	// is False or Unknown (the node stopped reporting), Unknown without one.
 	status := "Unknown"
 	for _, c := range n.GetStatus().GetConditions() {
 		if c.GetType() == "Ready" {
-			status = map[string]string{"True": "Ready", "False": "NotReady"}[c.GetStatus()]
-			if status == "" {
-				status = "Unknown"
+			status = "NotReady"
+			if c.GetStatus() == "True" {
+				status = "Ready"
 			}
 		}
 	}

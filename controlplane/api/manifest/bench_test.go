@@ -8,9 +8,9 @@ import (
 )
 
 // BenchmarkDecodeValidateDeployment: decode + default + validate of the
-// shared web Deployment, the per-object cost `ctl apply` and the API pay.
+// example nginx Deployment, the per-object cost `ctl apply` and the API pay.
 func BenchmarkDecodeValidateDeployment(b *testing.B) {
-	data, err := os.ReadFile("../../../../shared/examples/web-deployment.yaml")
+	data, err := os.ReadFile("../../../examples/nginx-deployment.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func BenchmarkDecodeValidateDeployment(b *testing.B) {
 
 // BenchmarkEncodeYAMLDeployment: the `get -o yaml` encoding cost.
 func BenchmarkEncodeYAMLDeployment(b *testing.B) {
-	data, _ := os.ReadFile("../../../../shared/examples/web-deployment.yaml")
+	data, _ := os.ReadFile("../../../examples/nginx-deployment.yaml")
 	d, err := NewDecoder(kinds.NewRegistry()).DecodeOne("bench", data)
 	if err != nil {
 		b.Fatal(err)

@@ -14,11 +14,11 @@ import (
 // FuzzDecodeDefaultValidate feeds arbitrary bytes through decode, defaults,
 // validation, printing and encoding. It must never panic, and whatever
 // decodes must survive an encode/decode round trip unchanged. Seeds: the
-// shared examples, testdata/good and the bad corpus. Without -fuzz (as in
+// repository's examples/, testdata/good and the bad corpus. Without -fuzz (as in
 // `make test`) only the seeds run; `make fuzz` runs it for FUZZ_TIME.
 func FuzzDecodeDefaultValidate(f *testing.F) {
 	var seeds []string
-	for _, pattern := range []string{"../../../../shared/examples/*.yaml", "testdata/good/*.yaml", "testdata/bad/*.yaml"} {
+	for _, pattern := range []string{"../../../examples/*.yaml", "testdata/good/*.yaml", "testdata/bad/*.yaml"} {
 		m, _ := filepath.Glob(pattern)
 		seeds = append(seeds, m...)
 	}

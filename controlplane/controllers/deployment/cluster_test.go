@@ -20,8 +20,8 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// examplesDir is ../shared/examples from the repository root.
-const examplesDir = "../../../../shared/examples"
+// examplesDir is the repository's examples/ folder.
+const examplesDir = "../../../examples"
 
 func applyExample(t *testing.T, c *client.Client, files ...string) {
 	t.Helper()
@@ -129,16 +129,16 @@ func setImage(t *testing.T, cl *client.Client, ns, name, image string) {
 }
 
 // TestExampleDeploymentOnHollowNodes: against 3 control nodes and 3
-// hollow nodes, the shared example Deployment gets 5 running pods spread
+// hollow nodes, the example nginx Deployment gets 5 running pods spread
 // over all 3 nodes; a rolling image update never has more than 7 active
 // pods nor fewer than 4 ready ones at any pod watch event; `rollout undo`
 // brings the previous template back.
 func TestExampleDeploymentOnHollowNodes(t *testing.T) {
 	c := cptest.Start(t, cptest.Options{HollowNodes: 3})
 	cl := c.Client(t)
-	applyExample(t, cl, "namespace.yaml", "web-deployment.yaml")
-	testutil.WaitFor(t, 60*time.Second, "5 running pods of the example", deploymentDone(cl, "shop", "web", "nginxdemos/hello:0.2"))
-	pods, _, err := client.List[*apiv1.Pod](context.Background(), cl, client.ListOptions{Namespace: "shop", LabelSelector: "app=web"})
+	applyExample(t, cl, "namespace.yaml", "nginx-deployment.yaml")
+	testutil.WaitFor(t, 60*time.Second, "5 running pods of the example", deploymentDone(cl, "storefront", "nginx", "nginx:1.27"))
+	pods, _, err := client.List[*apiv1.Pod](context.Background(), cl, client.ListOptions{Namespace: "storefront", LabelSelector: "app=nginx"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,26 +150,26 @@ func TestExampleDeploymentOnHollowNodes(t *testing.T) {
 		t.Fatalf("%d pods over nodes %v: want 5 pods on all 3 hollow nodes", len(pods), perNode)
 	}
 
-	lim := watchLimits(t, cl, "shop", "app=web", 7, 4)
+	lim := watchLimits(t, cl, "storefront", "app=nginx", 7, 4)
 	lim.armed.Store(true)
-	setImage(t, cl, "shop", "web", "nginxdemos/hello:0.3")
-	testutil.WaitFor(t, 60*time.Second, "rollout to 0.3", deploymentDone(cl, "shop", "web", "nginxdemos/hello:0.3"))
+	setImage(t, cl, "storefront", "nginx", "nginx:1.28")
+	testutil.WaitFor(t, 60*time.Second, "rollout to 1.28", deploymentDone(cl, "storefront", "nginx", "nginx:1.28"))
 	lim.verify(t, 7)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rev, err := deployment.Undo(ctx, cl, "shop", "web", 0)
+	rev, err := deployment.Undo(ctx, cl, "storefront", "nginx", 0)
 	if err != nil || rev != 1 {
 		t.Fatalf("undo: revision %d, %v; want back to revision 1", rev, err)
 	}
-	testutil.WaitFor(t, 60*time.Second, "undo back to 0.2", deploymentDone(cl, "shop", "web", "nginxdemos/hello:0.2"))
+	testutil.WaitFor(t, 60*time.Second, "undo back to 1.27", deploymentDone(cl, "storefront", "nginx", "nginx:1.27"))
 	lim.verify(t, 7)
-	d, hist, err := deployment.History(ctx, cl, "shop", "web")
+	d, hist, err := deployment.History(ctx, cl, "storefront", "nginx")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.GetMetadata().GetAnnotations()[deployment.RevisionAnnotation] != "3" || len(hist) != 2 || hist[1].Revision != 3 ||
-		hist[1].ReplicaSet.GetSpec().GetTemplate().GetSpec().GetContainers()[0].GetImage() != "nginxdemos/hello:0.2" {
+		hist[1].ReplicaSet.GetSpec().GetTemplate().GetSpec().GetContainers()[0].GetImage() != "nginx:1.27" {
 		t.Fatalf("after undo the first template should be revision 3 (reusing its ReplicaSet): deployment rev %s, history %v",
 			d.GetMetadata().GetAnnotations()[deployment.RevisionAnnotation], hist)
 	}
@@ -182,24 +182,24 @@ func TestExampleDeploymentOnHollowNodes(t *testing.T) {
 func TestLeaderKilledMidRollout(t *testing.T) {
 	c := cptest.Start(t, cptest.Options{HollowNodes: 3})
 	cl := c.Client(t)
-	applyExample(t, cl, "namespace.yaml", "web-deployment.yaml")
+	applyExample(t, cl, "namespace.yaml", "nginx-deployment.yaml")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if _, err := client.Patch[*apiv1.Deployment](ctx, cl, "shop", "web", []byte(`{"spec":{"minReadySeconds":1}}`)); err != nil {
+	if _, err := client.Patch[*apiv1.Deployment](ctx, cl, "storefront", "nginx", []byte(`{"spec":{"minReadySeconds":1}}`)); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 60*time.Second, "initial rollout", deploymentDone(cl, "shop", "web", "nginxdemos/hello:0.2"))
-	lim := watchLimits(t, cl, "shop", "app=web", 7, 4)
+	testutil.WaitFor(t, 60*time.Second, "initial rollout", deploymentDone(cl, "storefront", "nginx", "nginx:1.27"))
+	lim := watchLimits(t, cl, "storefront", "app=nginx", 7, 4)
 	lim.armed.Store(true)
-	setImage(t, cl, "shop", "web", "nginxdemos/hello:0.3")
+	setImage(t, cl, "storefront", "nginx", "nginx:1.28")
 	testutil.WaitFor(t, 30*time.Second, "rollout under way (some new pods, not all)", func() bool {
-		d, err := client.Get[*apiv1.Deployment](ctx, cl, "shop", "web")
+		d, err := client.Get[*apiv1.Deployment](ctx, cl, "storefront", "nginx")
 		u := d.GetStatus().GetUpdatedReplicas()
 		return err == nil && u >= 2 && u < 5
 	})
 	old := c.StopLeader(t)
 	t.Logf("stopped leader %s mid-rollout", old.Node.ID)
-	testutil.WaitFor(t, 60*time.Second, "new leader finishes the rollout", deploymentDone(cl, "shop", "web", "nginxdemos/hello:0.3"))
+	testutil.WaitFor(t, 60*time.Second, "new leader finishes the rollout", deploymentDone(cl, "storefront", "nginx", "nginx:1.28"))
 	lim.verify(t, 7)
 	if err := c.StartControlNode(old); err != nil {
 		t.Fatal(err)

@@ -1428,10 +1428,14 @@ type VersionResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// node is the control node that answered; leader says whether it leads.
-	Node          string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Leader        bool   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	LeaderId      string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Revision      int64  `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Node     string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Leader   bool   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	LeaderId string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Revision int64  `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// api_servers are the API addresses (host:port) of the current control
+	// nodes, sorted; clients add them to the servers they fail over between.
+	// Every authenticated identity may read them (as the rest of Version).
+	ApiServers    []string `protobuf:"bytes,6,rep,name=api_servers,json=apiServers,proto3" json:"api_servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1499,6 +1503,13 @@ func (x *VersionResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *VersionResponse) GetApiServers() []string {
+	if x != nil {
+		return x.ApiServers
+	}
+	return nil
 }
 
 var File_api_v1_api_service_proto protoreflect.FileDescriptor
@@ -1602,13 +1613,15 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\aCREATED\x10\x01\x12\x0e\n" +
 	"\n" +
 	"CONFIGURED\x10\x02\"\x10\n" +
-	"\x0eVersionRequest\"\x90\x01\n" +
+	"\x0eVersionRequest\"\xb1\x01\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision2\x8e\x06\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12\x1f\n" +
+	"\vapi_servers\x18\x06 \x03(\tR\n" +
+	"apiServers2\x8e\x06\n" +
 	"\x03API\x12;\n" +
 	"\x06Create\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
 	"\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x125\n" +

@@ -24,7 +24,7 @@ import (
 type agentFlags struct {
 	nodeName, dataDir, podCIDR, nodeIP, netns string
 	clusterCIDR, proxyBackend, logLevel       string
-	cniConfDir, bridge                        string
+	cniConfDir, bridge, cgroupRoot            string
 	insecureRegistries                        []string
 	labels                                    map[string]string
 	noProxy                                   bool
@@ -66,6 +66,7 @@ yet).`,
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
+	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
 	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -129,6 +130,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	}
 	rtCfg := runtime.DefaultConfig()
 	rtCfg.StateDir = filepath.Join(f.dataDir, "pods")
+	rtCfg.CgroupRoot = f.cgroupRoot
 	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
 	rt, err := runtime.New(ctx, rtCfg)
 	if err != nil {

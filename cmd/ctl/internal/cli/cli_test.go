@@ -22,8 +22,8 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// examplesDir is ../shared/examples from the repository root.
-const examplesDir = "../../../../../shared/examples"
+// examplesDir is the repository's examples/ folder.
+const examplesDir = "../../../../examples"
 
 type env struct {
 	t      *testing.T
@@ -76,14 +76,14 @@ func (e *env) mustCtl(args ...string) string {
 	return out
 }
 
-// TestExamplesApplyAndRoundTrip: the shared example manifests apply
+// TestExamplesApplyAndRoundTrip: the example manifests (examples/) apply
 // unchanged through the CLI, re-apply as unchanged, and every field they set
 // comes back the same from `get -o yaml` (and -o json).
 func TestExamplesApplyAndRoundTrip(t *testing.T) {
 	e := newEnv(t, 1)
 	out := e.mustCtl("apply", "-f", examplesDir)
-	want := []string{"namespace/shop created", "replicationcontroller/static-site created", "deployment.apps/web created",
-		"service/web created", "service/web-nodeport created"}
+	want := []string{"namespace/storefront created", "deployment.apps/nginx created", "replicationcontroller/httpd created",
+		"service/nginx created", "service/nginx-public created"}
 	if got := strings.Split(strings.TrimSpace(out), "\n"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("apply output:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
 	}
@@ -123,10 +123,10 @@ func TestExamplesApplyAndRoundTrip(t *testing.T) {
 		}
 	}
 	// Table and name output.
-	if out := e.mustCtl("get", "deploy", "-A"); !strings.Contains(out, "shop ") || !strings.Contains(out, "web ") {
+	if out := e.mustCtl("get", "deploy", "-A"); !strings.Contains(out, "storefront ") || !strings.Contains(out, "nginx ") {
 		t.Fatalf("get deploy -A:\n%s", out)
 	}
-	if out := e.mustCtl("get", "svc", "-n", "shop", "-o", "name"); out != "service/web\nservice/web-nodeport\n" {
+	if out := e.mustCtl("get", "svc", "-n", "storefront", "-o", "name"); out != "service/nginx\nservice/nginx-public\n" {
 		t.Fatalf("get -o name:\n%q", out)
 	}
 }
@@ -186,35 +186,35 @@ func TestBadManifestsRejectedBeforeAnyWrite(t *testing.T) {
 
 func TestScaleDescribeDeleteCreateNamespace(t *testing.T) {
 	e := newEnv(t, 1)
-	if out := e.mustCtl("create", "namespace", "shop"); out != "namespace/shop created\n" {
+	if out := e.mustCtl("create", "namespace", "storefront"); out != "namespace/storefront created\n" {
 		t.Fatalf("create namespace: %q", out)
 	}
-	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "web-deployment.yaml"))
-	if out := e.mustCtl("scale", "deployment", "web", "-n", "shop", "--replicas=2"); out != "deployment.apps/web scaled\n" {
+	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "nginx-deployment.yaml"))
+	if out := e.mustCtl("scale", "deployment", "nginx", "-n", "storefront", "--replicas=2"); out != "deployment.apps/nginx scaled\n" {
 		t.Fatalf("scale: %q", out)
 	}
-	if _, errs, code := e.ctl("", "scale", "deployment", "web", "-n", "shop", "--replicas=3", "--current-replicas=5"); code == 0 || !strings.Contains(errs, "expected 5 replicas") {
+	if _, errs, code := e.ctl("", "scale", "deployment", "nginx", "-n", "storefront", "--replicas=3", "--current-replicas=5"); code == 0 || !strings.Contains(errs, "expected 5 replicas") {
 		t.Fatalf("conditional scale: %s", errs)
 	}
 	cl, ctx := e.apiClient()
-	d, err := client.Get[*apiv1.Deployment](ctx, cl, "shop", "web")
+	d, err := client.Get[*apiv1.Deployment](ctx, cl, "storefront", "nginx")
 	if err != nil || d.GetSpec().GetReplicas() != 2 {
 		t.Fatalf("replicas after scale: %v %v", d.GetSpec().GetReplicas(), err)
 	}
-	if err := client.NewRecorder(cl, "deployment-controller", "").Event(ctx, d, client.EventNormal, "ScalingReplicaSet", "Scaled up replica set web-1 to 2"); err != nil {
+	if err := client.NewRecorder(cl, "deployment-controller", "").Event(ctx, d, client.EventNormal, "ScalingReplicaSet", "Scaled up replica set nginx-1 to 2"); err != nil {
 		t.Fatal(err)
 	}
-	out := e.mustCtl("describe", "deploy", "web", "-n", "shop")
-	for _, want := range []string{"Name:        web", "Namespace:   shop", "replicas: 2", "Events:", "ScalingReplicaSet", "Scaled up replica set web-1 to 2"} {
+	out := e.mustCtl("describe", "deploy", "nginx", "-n", "storefront")
+	for _, want := range []string{"Name:        nginx", "Namespace:   storefront", "replicas: 2", "Events:", "ScalingReplicaSet", "Scaled up replica set nginx-1 to 2"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("describe lacks %q:\n%s", want, out)
 		}
 	}
-	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "web-services.yaml"))
-	if out := e.mustCtl("delete", "svc", "-n", "shop", "-l", "app!=nothing"); out != "service \"web\" deleted\nservice \"web-nodeport\" deleted\n" {
+	e.mustCtl("apply", "-f", filepath.Join(examplesDir, "services.yaml"))
+	if out := e.mustCtl("delete", "svc", "-n", "storefront", "-l", "app!=nothing"); out != "service \"nginx\" deleted\nservice \"nginx-public\" deleted\n" {
 		t.Fatalf("delete -l: %q", out)
 	}
-	if out := e.mustCtl("delete", "deploy", "web", "-n", "shop", "--cascade=foreground"); !strings.Contains(out, `deployment.apps "web" deleted`) {
+	if out := e.mustCtl("delete", "deploy", "nginx", "-n", "storefront", "--cascade=foreground"); !strings.Contains(out, `deployment.apps "nginx" deleted`) {
 		t.Fatalf("delete: %q", out)
 	}
 	if out := e.mustCtl("version"); !strings.Contains(out, "Server Version: ") {
