@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	
+
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 

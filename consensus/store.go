@@ -19,7 +19,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
-		"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/proto/codec"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
@@ -30,9 +30,9 @@ const logCacheEntries = 1024
 
 // Store is one control node's replicated key/value store.
 type Store struct {
-	cfg       Config
-	log       *slog.Logger
-	raft      *raft.Raft
+	cfg  Config
+	log  *slog.Logger
+	raft *raft.Raft
 	// raftRef is raft for the peer guard, which runs on connections that
 	// arrive while Open is still starting raft.
 	raftRef   atomic.Pointer[raft.Raft]
