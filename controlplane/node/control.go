@@ -42,8 +42,8 @@ type Control struct {
 	deny        *pki.DenyList
 	revocations *revocations
 	apiConns    *pki.GuardedListener
-	anon    *grpc.Server
-	authed  *grpc.Server
+	anon        *grpc.Server
+	authed      *grpc.Server
 }
 
 // State is the node's node.json.
