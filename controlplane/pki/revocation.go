@@ -88,7 +88,9 @@ func (d *DenyList) Len() int {
 }
 
 // Check refuses a certificate whose identity was revoked at or after it
-// was issued.
+// was issued. Certificates carry their times to the second, so one issued
+// in the same second as the revocation counts as covered (fail safe); a
+// user created again is served from the next second on.
 func (d *DenyList) Check(cert *x509.Certificate) error {
 	m := d.byIdentity.Load()
 	if m == nil || cert == nil {
