@@ -236,13 +236,17 @@ func TestStorePortAndRevocation(t *testing.T) {
 	adminUser := c.issue(t, must(pki.UserIdentity("alice", pki.RoleAdmin)))
 	worker := c.issue(t, must(pki.NodeIdentity("w1")))
 	member := c.clientTLS(c.nodes[1].keyPair(t))
+	// Names equal to a member's id, in other roles: the role decides.
+	workerNamedC2 := c.issue(t, must(pki.NodeIdentity("c2")))
+	viewerNamedC1 := c.issue(t, must(pki.UserIdentity("c1", pki.RoleViewer)))
 
 	t.Run("StorePortServesControlMembersOnly", func(t *testing.T) {
 		for _, n := range c.nodes {
 			if kv, in, rf := probeStorePort(t, n.store(), member); kv != nil || in != nil || rf != nil {
 				t.Fatalf("%s: member c2 not served on the store port: KV %v, internal %v, raft %v", n.name, kv, in, rf)
 			}
-			for name, tc := range map[string]*tls.Config{"viewer": viewer, "admin user": adminUser, "bootstrap admin": c.admin, "worker": worker} {
+			for name, tc := range map[string]*tls.Config{"viewer": viewer, "admin user": adminUser, "bootstrap admin": c.admin, "worker": worker,
+				"worker named c2": workerNamedC2, "viewer named c1": viewerNamedC1} {
 				if kv, in, rf := probeStorePort(t, n.store(), tc); !refusedEverywhere(kv, in, rf) {
 					t.Errorf("%s: the %s was served on the store port: KV %v, internal %v, raft %v", n.name, name, kv, in, rf)
 				}
