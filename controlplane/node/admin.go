@@ -138,9 +138,12 @@ func (a *adminServer) RemoveMember(ctx context.Context, req *adminv1.RemoveMembe
 	}
 	if req.GetId() == a.self.ID {
 		// Once out of the membership this node can no longer write (its
-		// peers refuse it), so the revocation would be lost: another
-		// member removes it and revokes.
-		return a.removeSelfElsewhere(ctx, req)
+		// peers refuse it), so it could not record the revocation; and a
+		// removal forwarded from here would lose its answer when the
+		// revocation cuts this node's connection. Unavailable makes ctl
+		// move on to the next control node of its config.
+		return nil, status.Errorf(codes.Unavailable, "control node %s cannot remove itself: ask another control node (ctl --server OTHER:7443 member remove %s; ctl does so by itself when its config lists several)",
+			req.GetId(), req.GetId())
 	}
 	if err := a.store.RemoveMember(ctx, req.GetId()); err != nil {
 		if errors.Is(err, consensus.ErrKeyNotFound) {
@@ -359,34 +362,6 @@ func (a *adminServer) revoke(ctx context.Context, identity, reason string) (pki.
 		return pki.Revocation{}, storeStatus(err)
 	}
 	return rec, nil
-}
-
-// removeSelfElsewhere hands a member's removal of itself to another
-// member's API port.
-func (a *adminServer) removeSelfElsewhere(ctx context.Context, req *adminv1.RemoveMemberRequest) (*adminv1.RemoveMemberResponse, error) {
-	recs, _, err := controlRecords(ctx, a.store)
-	if err != nil {
-		return nil, storeStatus(err)
-	}
-	var errs []error
-	for id, r := range recs {
-		if id == a.self.ID || r.APIAddress == "" {
-			continue
-		}
-		conn, err := grpc.NewClient(r.APIAddress, grpc.WithTransportCredentials(credentials.NewTLS(a.clientTLS.Clone())))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		resp, err := adminv1.NewAdminClient(conn).RemoveMember(ctx, req)
-		conn.Close()
-		if status.Code(err) == codes.Unavailable {
-			errs = append(errs, fmt.Errorf("%s: %w", id, err))
-			continue
-		}
-		return resp, err
-	}
-	return nil, status.Errorf(codes.Unavailable, "control node %s cannot remove itself and no other member's API port answered: %v", req.GetId(), errors.Join(errs...))
 }
 
 func (a *adminServer) revokeIdentity(ctx context.Context, req *adminv1.RevokeIdentityRequest, role pki.Role) (*adminv1.RevokeIdentityResponse, error) {

@@ -328,11 +328,18 @@ func TestStorePortAndRevocation(t *testing.T) {
 		// Its own certificate, and one it could sign itself with the CA
 		// key it keeps.
 		selfSigned := c.issue(t, must(pki.ControlIdentity(gone.name)))
-		gone.stop()
+		// A member cannot remove itself (it could not record the
+		// revocation once out): Unavailable sends ctl to the next server.
+		if _, err := adminClient(t, gone.api(), c.admin).RemoveMember(ctxShort(t), &adminv1.RemoveMemberRequest{Id: gone.name}); status.Code(err) != codes.Unavailable ||
+			!strings.Contains(err.Error(), "cannot remove itself") {
+			t.Fatalf("member removing itself: %v, want Unavailable saying to ask another", err)
+		}
+		// It keeps running and trying to talk while another removes it.
 		if _, err := adminClient(t, c.nodes[0].api(), c.admin).RemoveMember(ctxShort(t), &adminv1.RemoveMemberRequest{Id: gone.name}); err != nil {
 			t.Fatal(err)
 		}
 		removed := time.Now()
+		defer gone.stop()
 		for _, n := range c.nodes[:2] {
 			testutil.WaitFor(t, time.Second-time.Since(removed), gone.name+" refused on both ports of "+n.name, func() bool {
 				return refusedEverywhere(probeStorePort(t, n.store(), goneTLS)) && apiServed(t, n.api(), goneTLS) != nil
