@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -93,7 +94,7 @@ func (g *peerGuard) check(leaf *x509.Certificate) (string, error) {
 		// control node (whose certificate still verifies) feed a joining
 		// node a forged log before the real leader reaches it.
 		if !g.join[id] {
-			return "", fmt.Errorf("%w: %q is not among the members this node joined (%s)", ErrPeerRefused, id, strings.Join(slices.Sorted(mapKeys(g.join)), ", "))
+			return "", fmt.Errorf("%w: %q is not among the members this node joined (%s)", ErrPeerRefused, id, strings.Join(slices.Sorted(maps.Keys(g.join)), ", "))
 		}
 		return id, nil
 	}
@@ -101,16 +102,6 @@ func (g *peerGuard) check(leaf *x509.Certificate) (string, error) {
 		return "", fmt.Errorf("%w: %q is not a member of the store (members: %s)", ErrPeerRefused, id, strings.Join(ids, ", "))
 	}
 	return id, nil
-}
-
-func mapKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // verifyConnection is tls.Config.VerifyConnection: it runs after the chain

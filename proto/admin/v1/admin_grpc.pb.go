@@ -64,7 +64,9 @@ type AdminClient interface {
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*CreateUserResponse, error)
 	// RevokeUser refuses, on every control node within a second, every
 	// certificate issued to user:<name> until now (a user created again later
-	// gets a new one that is served). Admins only; audited.
+	// gets a new one that is served). Admins only; audited. The bootstrap
+	// admin ("admin", in every control node's admin.conf) is not a user:<name>
+	// identity and is not covered: a leaked admin.conf calls for a CA rotation.
 	RevokeUser(ctx context.Context, in *RevokeIdentityRequest, opts ...grpc.CallOption) (*RevokeIdentityResponse, error)
 	// RevokeNode does the same for a worker's certificates (node:<name>);
 	// the machine can join again only with a new join token.
@@ -219,7 +221,9 @@ type AdminServer interface {
 	CreateUser(context.Context, *CreateUserRequest) (*CreateUserResponse, error)
 	// RevokeUser refuses, on every control node within a second, every
 	// certificate issued to user:<name> until now (a user created again later
-	// gets a new one that is served). Admins only; audited.
+	// gets a new one that is served). Admins only; audited. The bootstrap
+	// admin ("admin", in every control node's admin.conf) is not a user:<name>
+	// identity and is not covered: a leaked admin.conf calls for a CA rotation.
 	RevokeUser(context.Context, *RevokeIdentityRequest) (*RevokeIdentityResponse, error)
 	// RevokeNode does the same for a worker's certificates (node:<name>);
 	// the machine can join again only with a new join token.
