@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func raftClient(t *testing.T, c *consensustest.Cluster, name string) *raft.Netwo
 		t.Fatal(err)
 	}
 	cli.ServerName = "127.0.0.1"
-	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: &dialOnlyStream{tls: cli}, MaxPool: 1, Timeout: 2 * time.Second,
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: &dialOnlyStream{tls: cli, closed: make(chan struct{})}, MaxPool: 1, Timeout: 2 * time.Second,
 		Logger: hclog.NewNullLogger()})
 	t.Cleanup(func() { tr.Close() })
 	return tr
@@ -64,26 +65,16 @@ func raftClient(t *testing.T, c *consensustest.Cluster, name string) *raft.Netwo
 type dialOnlyStream struct {
 	tls    *tls.Config
 	closed chan struct{}
+	once   sync.Once
 }
 
 func (s *dialOnlyStream) Accept() (net.Conn, error) {
-	<-s.done()
+	<-s.closed
 	return nil, net.ErrClosed
 }
 
-func (s *dialOnlyStream) done() chan struct{} {
-	if s.closed == nil {
-		s.closed = make(chan struct{})
-	}
-	return s.closed
-}
-
 func (s *dialOnlyStream) Close() error {
-	select {
-	case <-s.done():
-	default:
-		close(s.done())
-	}
+	s.once.Do(func() { close(s.closed) })
 	return nil
 }
 
