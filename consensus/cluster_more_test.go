@@ -216,6 +216,7 @@ func TestRecoverFromQuorumLoss(t *testing.T) {
 		if err := n.Wipe(); err != nil {
 			t.Fatal(err)
 		}
+		n.PrepareRejoin(survivor.Store().MemberIDs())
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +232,7 @@ func TestRecoverFromQuorumLoss(t *testing.T) {
 			t.Fatalf("%s: %q", n.ID, got)
 		}
 	}
-	if err := consensus.RecoverCluster(consensus.Config{ID: "x", DataDir: t.TempDir(), BindAddr: "127.0.0.1:1", ServerTLS: survivor.Config().ServerTLS, ClientTLS: survivor.Config().ClientTLS, MaxVoters: 5}); !errors.Is(err, consensus.ErrInvalid) {
+	if err := consensus.RecoverCluster(consensus.Config{ID: "x", DataDir: t.TempDir(), BindAddr: "127.0.0.1:1", ServerTLS: survivor.Config().ServerTLS, ClientTLS: survivor.Config().ClientTLS, PeerIdentity: consensustest.CommonNameIdentity, MaxVoters: 5}); !errors.Is(err, consensus.ErrInvalid) {
 		t.Fatalf("recover from an empty dir: want ErrInvalid, got %v", err)
 	}
 }
@@ -264,8 +265,14 @@ func TestWatchAcrossNodesFromRevision(t *testing.T) {
 	}
 }
 
+// dialKV dials a node's KV service as a tool holding member n1's
+// certificate would (the port serves current members only).
 func dialKV(t *testing.T, c *consensustest.Cluster, addr string) storepb.KVClient {
-	_, cli, err := c.PKI.TLSConfigs("tester")
+	return dialKVAs(t, c, addr, c.Nodes[0].ID)
+}
+
+func dialKVAs(t *testing.T, c *consensustest.Cluster, addr, name string) storepb.KVClient {
+	_, cli, err := c.PKI.TLSConfigs(name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"time"
@@ -24,6 +25,19 @@ type Config struct {
 	// Both must verify the peer (mutual TLS).
 	ServerTLS *tls.Config
 	ClientTLS *tls.Config
+	// PeerIdentity names the control member a peer's certificate speaks
+	// for (the certificate's chain is already verified), or refuses it. The
+	// store then serves the peer only while that id is in its Raft
+	// configuration, on both sides of every connection: inbound peers
+	// (Raft, KV, internal gRPC) and the servers it dials. Required: the
+	// store has no other notion of who may read and write it. The control
+	// plane maps "control:<id>" certificates and refuses revoked ones.
+	PeerIdentity func(cert *x509.Certificate) (memberID string, err error)
+	// JoinMembers are the member ids this node accepts as peers while it
+	// has no Raft configuration yet (a node just added by the leader,
+	// before the leader's first AppendEntries): the members listed by the
+	// join that added it. Ignored once a configuration exists.
+	JoinMembers []string
 	// Bootstrap makes a brand-new node form a one-voter cluster. It is
 	// ignored when DataDir already holds Raft state.
 	Bootstrap bool
@@ -92,6 +106,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: config: ServerTLS and ClientTLS are required (control nodes speak mutual TLS only)", ErrInvalid)
 	case c.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert:
 		return fmt.Errorf("%w: config: ServerTLS must require and verify client certificates", ErrInvalid)
+	case c.PeerIdentity == nil:
+		return fmt.Errorf("%w: config: PeerIdentity is required (it says which certificates are control members)", ErrInvalid)
 	case c.MaxVoters < 1:
 		return fmt.Errorf("%w: config: MaxVoters %d must be at least 1", ErrInvalid, c.MaxVoters)
 	}

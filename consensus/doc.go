@@ -10,7 +10,9 @@
 //     locally) and stale reads on request;
 //   - write forwarding from followers to the leader;
 //   - membership with the odd-quorum policy and quorum-loss recovery;
-//   - the transport: one mutual-TLS port carrying Raft and internal gRPC.
+//   - the transport: one mutual-TLS port carrying Raft and internal gRPC,
+//     serving current members only (Config.PeerIdentity decides which
+//     member a certificate speaks for; peerauth.go).
 //
 // See DESIGN.md in this folder for how the pieces fit and why.
 package consensus

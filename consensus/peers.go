@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
@@ -34,7 +33,7 @@ func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(p.m.clientTLSFor(addr))),
+		grpc.WithTransportCredentials(handshakenCreds{}),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 			return p.m.dial(ctx, a, connRPC)
 		}))

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,7 +19,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/proto/codec"
@@ -30,9 +30,13 @@ const logCacheEntries = 1024
 
 // Store is one control node's replicated key/value store.
 type Store struct {
-	cfg       Config
-	log       *slog.Logger
-	raft      *raft.Raft
+	cfg  Config
+	log  *slog.Logger
+	raft *raft.Raft
+	// raftRef is raft for the peer guard, which runs on connections that
+	// arrive while Open is still starting raft.
+	raftRef   atomic.Pointer[raft.Raft]
+	guard     *peerGuard
 	fsm       *fsm
 	mux       *mux
 	boltStore *raftboltdb.BoltStore
@@ -77,7 +81,8 @@ func Open(cfg Config) (*Store, error) {
 		_ = boltStore.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.BindAddr, err)
 	}
-	s.mux, err = newMux(ln, cfg.AdvertiseAddr, cfg.ServerTLS, cfg.ClientTLS, cfg.Fault, s.log)
+	s.guard = newPeerGuard(cfg, &s.raftRef, s.log)
+	s.mux, err = newMux(ln, cfg.AdvertiseAddr, cfg.ServerTLS, cfg.ClientTLS, s.guard, cfg.Fault, s.log)
 	if err != nil {
 		_ = ln.Close()
 		_ = boltStore.Close()
@@ -90,7 +95,7 @@ func Open(cfg Config) (*Store, error) {
 		Logger:  newHCLogger("raft-net", s.log),
 	})
 	s.peers = newPeerPool(s.mux)
-	s.rpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	s.rpc = grpc.NewServer(grpc.Creds(handshakenCreds{}))
 	registerServices(s.rpc, s)
 
 	rc := raftConfig(cfg, s.log)
@@ -112,6 +117,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	s.raftRef.Store(r)
 	s.reads = newReadIndexBatcher(s)
 	// Serve the internal services only now: their handlers use s.raft (a
 	// forwarded write reaching a node still opening read it unset, a data
@@ -134,6 +140,11 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	s.startBackground()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.guard.watchMembership(s.stop)
+	}()
 	return s, nil
 }
 

@@ -16,7 +16,9 @@ import (
 // One port carries both Raft's streams and the internal gRPC service
 // (forwarding, read index, status): the first byte of a connection says which.
 // Peers then need only each other's Raft address, and both paths share the
-// same mutual TLS and the same fault injection.
+// same mutual TLS, the same peer check (peerGuard: control members only)
+// and the same fault injection. The mux itself runs every TLS handshake,
+// both paths and both directions, so no connection escapes the guard.
 const (
 	connRaft byte = 'R'
 	connRPC  byte = 'G'
@@ -34,6 +36,7 @@ type mux struct {
 	advertise net.Addr
 	serverTLS *tls.Config
 	clientTLS *tls.Config
+	guard     *peerGuard
 	fault     *NetworkFault
 	log       *slog.Logger
 
@@ -43,7 +46,7 @@ type mux struct {
 	once   sync.Once
 }
 
-func newMux(ln net.Listener, advertise string, serverTLS, clientTLS *tls.Config, fault *NetworkFault, log *slog.Logger) (*mux, error) {
+func newMux(ln net.Listener, advertise string, serverTLS, clientTLS *tls.Config, guard *peerGuard, fault *NetworkFault, log *slog.Logger) (*mux, error) {
 	adv := ln.Addr()
 	if advertise != "" {
 		a, err := net.ResolveTCPAddr("tcp", advertise)
@@ -52,7 +55,7 @@ func newMux(ln net.Listener, advertise string, serverTLS, clientTLS *tls.Config,
 		}
 		adv = a
 	}
-	m := &mux{ln: ln, advertise: adv, serverTLS: serverTLS, clientTLS: clientTLS, fault: fault, log: log,
+	m := &mux{ln: ln, advertise: adv, serverTLS: guard.guard(serverTLS), clientTLS: guard.guard(clientTLS), guard: guard, fault: fault, log: log,
 		raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{})}
 	go m.serve()
 	return m, nil
@@ -91,21 +94,30 @@ func (m *mux) route(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	var ch chan net.Conn
+	var (
+		ch   chan net.Conn
+		kind string
+	)
 	switch b[0] {
 	case connRaft:
-		c, ch = tls.Server(c, m.serverTLS), m.raftCh
+		ch, kind = m.raftCh, "raft"
 	case connRPC:
-		ch = m.rpcCh // the gRPC server does its own TLS handshake
+		ch, kind = m.rpcCh, "grpc" // served with handshakenCreds
 	default:
 		m.log.Warn("consensus port: unknown connection type, closing", "remote", c.RemoteAddr(), "byte", b[0])
 		_ = c.Close()
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), muxHeaderTimeout)
+	gc, err := m.guard.handshake(ctx, tls.Server(c, m.serverTLS), "inbound", kind)
+	cancel()
+	if err != nil {
+		return
+	}
 	select {
-	case ch <- c:
+	case ch <- gc:
 	case <-m.done:
-		_ = c.Close()
+		_ = gc.Close()
 	}
 }
 
@@ -118,8 +130,9 @@ func (m *mux) close() error {
 	return err
 }
 
-// dial opens a raw connection of the given type to a peer.
-func (m *mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
+// dial opens a connection of the given type to a peer: TCP, the type
+// byte, then TLS, the server checked by the guard like an inbound peer.
+func (m *mux) dial(ctx context.Context, addr string, kind byte) (*guardedConn, error) {
 	if m.fault.blocked() {
 		return nil, ErrIsolated
 	}
@@ -133,7 +146,15 @@ func (m *mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error
 		_ = c.Close()
 		return nil, err
 	}
-	return c, nil
+	name := "grpc"
+	if kind == connRaft {
+		name = "raft"
+	}
+	gc, err := m.guard.handshake(ctx, tls.Client(c, m.clientTLSFor(addr)), "outbound", name)
+	if err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return gc, nil
 }
 
 // clientTLSFor returns the client TLS config for a peer address, naming the
@@ -168,14 +189,9 @@ func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 	defer cancel()
 	c, err := l.m.dial(ctx, string(address), connRaft)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("raft: %w", err)
 	}
-	tc := tls.Client(c, l.m.clientTLSFor(string(address)))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("raft TLS handshake with %s: %w", address, err)
-	}
-	return tc, nil
+	return c, nil
 }
 
 // rpcListener is the gRPC side of the mux.

@@ -164,7 +164,17 @@ func (c *Cluster) AddNode() (*Node, error) {
 	cfg.DataDir = filepath.Join(c.opts.BaseDir, id)
 	cfg.BindAddr = addr
 	cfg.ServerTLS, cfg.ClientTLS = srvTLS, cliTLS
+	cfg.PeerIdentity = CommonNameIdentity
 	cfg.Bootstrap = idx == 0
+	if idx > 0 {
+		// As `ctl join --control` does: the new node learns who may
+		// contact it before it has a configuration of its own.
+		l, err := c.WaitLeader(10 * time.Second)
+		if err != nil {
+			return nil, err
+		}
+		cfg.JoinMembers = l.Store().MemberIDs()
+	}
 	cfg.Logger = c.opts.Logger
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)
@@ -247,6 +257,15 @@ func (n *Node) Config() consensus.Config { return n.cfg }
 
 // Wipe deletes the node's data (it must be stopped).
 func (n *Node) Wipe() error { return os.RemoveAll(n.Dir) }
+
+// PrepareRejoin makes a wiped node's next Start that of a node joining the
+// given members anew (never bootstrapping a cluster of its own).
+func (n *Node) PrepareRejoin(members []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cfg.Bootstrap = false
+	n.cfg.JoinMembers = append([]string(nil), members...)
+}
 
 // Running returns the nodes whose store is open.
 func (c *Cluster) Running() []*Node {

@@ -78,6 +78,16 @@ func (p *PKI) Issue(name string) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// CommonNameIdentity is consensus.Config.PeerIdentity for this PKI: a
+// certificate speaks for the member its common name names (the control
+// plane uses "control:<id>" identities instead).
+func CommonNameIdentity(cert *x509.Certificate) (string, error) {
+	if cert.Subject.CommonName == "" {
+		return "", fmt.Errorf("certificate has no common name")
+	}
+	return cert.Subject.CommonName, nil
+}
+
 // TLSConfigs returns mutual-TLS server and client configs for name.
 func (p *PKI) TLSConfigs(name string) (server, client *tls.Config, err error) {
 	cert, err := p.Issue(name)

@@ -35,6 +35,8 @@ type adminServer struct {
 	// clientTLS dials other control nodes' API ports as this node.
 	clientTLS *tls.Config
 	log       *slog.Logger
+	// revocations writes the deny list (RevokeUser, RevokeNode, RemoveMember).
+	revocations *revocations
 }
 
 func storeStatus(err error) error {
@@ -134,11 +136,27 @@ func (a *adminServer) RemoveMember(ctx context.Context, req *adminv1.RemoveMembe
 	if req.GetId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: the member to remove is required (see `ctl members`)")
 	}
+	if req.GetId() == a.self.ID {
+		// Once out of the membership this node can no longer write (its
+		// peers refuse it), so it could not record the revocation; and a
+		// removal forwarded from here would lose its answer when the
+		// revocation cuts this node's connection. Unavailable makes ctl
+		// move on to the next control node of its config.
+		return nil, status.Errorf(codes.Unavailable, "control node %s cannot remove itself: ask another control node (ctl --server OTHER:7443 member remove %s; ctl does so by itself when its config lists several)",
+			req.GetId(), req.GetId())
+	}
 	if err := a.store.RemoveMember(ctx, req.GetId()); err != nil {
 		if errors.Is(err, consensus.ErrKeyNotFound) {
 			return nil, status.Errorf(codes.NotFound, "no control node %q (see `ctl members`)", req.GetId())
 		}
 		return nil, storeStatus(err)
+	}
+	// Removed first, then revoked: revoking a voter that is still a member
+	// would cut it off before the removal commits. Until the revocation
+	// lands, the membership check already refuses it on the store port.
+	if _, err := a.revoke(ctx, "control:"+req.GetId(), "control node removed from the store"); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "control node %s was removed from the store (both ports refuse a control identity that is not a member), "+
+			"but writing the revocation of its certificates failed: %v", req.GetId(), status.Convert(err).Message())
 	}
 	return &adminv1.RemoveMemberResponse{}, nil
 }
@@ -325,4 +343,67 @@ func (a *adminServer) CreateUser(ctx context.Context, req *adminv1.CreateUserReq
 	}
 	a.log.Info("user certificate issued", "identity", id.User, "role", id.Role)
 	return &adminv1.CreateUserResponse{CertificatePem: kp.CertPEM, CaBundlePem: a.ca.CertPEM, ApiAddresses: addrs, Identity: id.User}, nil
+}
+
+// revoke writes a revocation in the caller's name, retrying briefly (a
+// leader change must not leave a removed member unrevoked).
+func (a *adminServer) revoke(ctx context.Context, identity, reason string) (pki.Revocation, error) {
+	by := "unknown"
+	if id, err := callerIdentity(ctx); err == nil {
+		by = id.User
+	}
+	var rec pki.Revocation
+	err := retry(ctx, 10*time.Second, func(ctx context.Context) error {
+		var err error
+		rec, err = a.revocations.revoke(ctx, identity, by, reason)
+		return err
+	})
+	if err != nil {
+		return pki.Revocation{}, storeStatus(err)
+	}
+	return rec, nil
+}
+
+func (a *adminServer) revokeIdentity(ctx context.Context, req *adminv1.RevokeIdentityRequest, role pki.Role) (*adminv1.RevokeIdentityResponse, error) {
+	var (
+		id  pki.Identity
+		err error
+	)
+	if role == pki.RoleNode {
+		id, err = pki.NodeIdentity(req.GetName())
+	} else {
+		// Admin or viewer: the identity is user:<name> either way.
+		id, err = pki.UserIdentity(req.GetName(), pki.RoleViewer)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "name: %v", err)
+	}
+	if caller, cerr := callerIdentity(ctx); cerr == nil && caller.User == id.User {
+		return nil, status.Errorf(codes.InvalidArgument, "name: %s may not revoke itself (another admin can)", id.User)
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "revoked by an admin"
+	}
+	rec, err := a.revoke(ctx, id.User, reason)
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.RevokeIdentityResponse{Identity: rec.Identity, RevokedAt: timestamppb.New(rec.RevokedAt), Expires: timestamppb.New(rec.Expires)}, nil
+}
+
+// RevokeUser refuses every certificate issued to user:<name> until now.
+func (a *adminServer) RevokeUser(ctx context.Context, req *adminv1.RevokeIdentityRequest) (*adminv1.RevokeIdentityResponse, error) {
+	if err := requireAdmin(ctx, "revoke users"); err != nil {
+		return nil, err
+	}
+	return a.revokeIdentity(ctx, req, pki.RoleAdmin)
+}
+
+// RevokeNode refuses every certificate issued to node:<name> until now.
+func (a *adminServer) RevokeNode(ctx context.Context, req *adminv1.RevokeIdentityRequest) (*adminv1.RevokeIdentityResponse, error) {
+	if err := requireAdmin(ctx, "revoke nodes"); err != nil {
+		return nil, err
+	}
+	return a.revokeIdentity(ctx, req, pki.RoleNode)
 }

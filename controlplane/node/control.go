@@ -37,8 +37,13 @@ type Control struct {
 	Tokens  *pki.Tokens
 	audit   *audit.Log
 	split   *pki.SplitListener
-	anon    *grpc.Server
-	authed  *grpc.Server
+	// deny is the replicated deny list in force on both ports; apiConns
+	// lets a revocation cut open API connections.
+	deny        *pki.DenyList
+	revocations *revocations
+	apiConns    *pki.GuardedListener
+	anon        *grpc.Server
+	authed      *grpc.Server
 
 	// graph is the node authorizer's index of what pods reference.
 	graph *api.NodeGraph
@@ -95,7 +100,7 @@ func controlTLS(cfg Config, st State) (*pki.CA, *pki.Renewer, error) {
 	return ca, r, nil
 }
 
-func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, bootstrap bool) consensus.Config {
+func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, deny *pki.DenyList, bootstrap bool) consensus.Config {
 	sc := consensus.DefaultConfig()
 	sc.ID = st.Name
 	sc.DataDir = filepath.Join(cfg.DataDir, RaftDir)
@@ -103,6 +108,8 @@ func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, bootstrap
 	sc.AdvertiseAddr = st.RaftAddress()
 	sc.ServerTLS = pki.ServerTLSConfig(ca.Pool(), src, tls.RequireAndVerifyClientCert)
 	sc.ClientTLS = pki.ClientTLSConfig(ca.Pool(), src, "")
+	sc.PeerIdentity = storePeerIdentity(deny)
+	sc.JoinMembers = st.JoinMembers
 	sc.Bootstrap = bootstrap
 	sc.Logger = cfg.Logger
 	sc.Registerer = cfg.Registerer
@@ -119,14 +126,20 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	if err != nil {
 		return nil, err
 	}
-	c := &Control{cfg: cfg, state: st, log: log, ca: ca, renewer: renewer}
+	c := &Control{cfg: cfg, state: st, log: log, ca: ca, renewer: renewer, deny: &pki.DenyList{}}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
-	if c.Store, err = consensus.Open(storeConfig(cfg, st, ca, renewer, bootstrap)); err != nil {
+	if c.Store, err = consensus.Open(storeConfig(cfg, st, ca, renewer, c.deny, bootstrap)); err != nil {
 		return nil, fmt.Errorf("open the store (%s): %w", filepath.Join(cfg.DataDir, RaftDir), err)
+	}
+	c.revocations = &revocations{store: c.Store, deny: c.deny, ca: ca, log: log.With("component", "revocations"), changed: c.recheckConnections}
+	// In force before the API port opens: what this node's store holds now
+	// (its snapshot); the watch in Run follows from there.
+	if _, err := c.revocations.load(context.Background()); err != nil {
+		return nil, err
 	}
 	if bootstrap && !st.Bootstrapped {
 		c.state.Bootstrapped = true
@@ -162,17 +175,25 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 		return nil, err
 	}
 	self := controlRecord{ID: st.Name, APIAddress: st.APIAddress(), RaftAddress: st.RaftAddress()}
-	admin := &adminServer{store: c.Store, tokens: c.Tokens, ca: ca, self: self, userLife: cfg.UserCertLifetime,
+	admin := &adminServer{store: c.Store, tokens: c.Tokens, ca: ca, self: self, userLife: cfg.UserCertLifetime, revocations: c.revocations,
 		clientTLS: pki.ClientTLSConfig(ca.Pool(), renewer, ""), log: log.With("component", "admin")}
 
 	lis, err := listen(st.apiBind())
 	if err != nil {
 		return nil, err
 	}
-	if c.split, err = pki.NewSplitListener(lis, pki.ServerTLSConfig(ca.Pool(), renewer, tls.VerifyClientCertIfGiven), log); err != nil {
+	apiTLS := pki.ServerTLSConfig(ca.Pool(), renewer, tls.VerifyClientCertIfGiven)
+	apiTLS.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // no certificate: the join service only (SplitListener)
+		}
+		return c.checkAPIClient(cs.PeerCertificates[0])
+	}
+	if c.split, err = pki.NewSplitListener(lis, apiTLS, log); err != nil {
 		lis.Close()
 		return nil, err
 	}
+	c.apiConns = pki.NewGuardedListener(c.split.Authenticated(), c.checkAPIClient, log.With("component", "tls"))
 	aud := &auditor{log: c.audit, reg: c.API.Registry(), lg: log}
 	c.anon = grpc.NewServer(grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly), grpc.ChainUnaryInterceptor(aud.unary))
 	joinv1.RegisterJoinServer(c.anon, joinSrv)
@@ -182,6 +203,15 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	joinv1.RegisterJoinServer(c.authed, joinSrv)
 	adminv1.RegisterAdminServer(c.authed, admin)
 	return c, nil
+}
+
+// recheckConnections closes open connections, on both ports, whose
+// certificates the deny list (or the membership) now refuses.
+func (c *Control) recheckConnections() {
+	c.Store.RecheckPeers()
+	if c.apiConns != nil {
+		c.apiConns.Recheck()
+	}
 }
 
 // listen retries briefly: a restarted node's port may linger a moment.
@@ -218,11 +248,12 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 			return err
 		}
 	}
-	start("serve API port (authenticated)", serve(c.authed, c.split.Authenticated()))
+	start("serve API port (authenticated)", serve(c.authed, c.apiConns))
 	start("serve API port (join)", serve(c.anon, c.split.Anonymous()))
 	start("API server", c.API.Run)
 	start("node authorization graph", c.graph.Run)
 	start("certificate renewal", c.renewer.Run)
+	start("deny list", c.revocations.run)
 	start("control node registration", c.register)
 	if c.cfg.Loops != nil {
 		start("leader loops", c.runLoops)
@@ -320,6 +351,11 @@ func (c *Control) register(ctx context.Context) error {
 				c.log.Warn("pruning join tokens", "err", err)
 			} else if n > 0 {
 				c.log.Info("pruned dead join tokens", "count", n)
+			}
+			if n, err := c.revocations.prune(pctx, time.Now()); err != nil {
+				c.log.Warn("pruning expired revocations", "err", err)
+			} else if n > 0 {
+				c.log.Info("pruned revocations no certificate can outlive", "count", n)
 			}
 			cancel()
 		}

@@ -24,9 +24,16 @@
 // mutating request (API writes, admin calls, joins) is written to the audit
 // log.
 //
+// Both ports check the replicated deny list at every TLS handshake
+// (revocation.go): the store port serves control identities of current
+// members only (consensus.Config.PeerIdentity), the API port refuses
+// revoked certificates and control identities that are not members. A
+// change of the list closes open connections it now refuses.
+//
 // Cluster-internal keys in the store (never under /registry/):
 //
 //	/skiff/tokens/<id>        join token records (JSON pki.TokenRecord)
 //	/skiff/controlnodes/<id>  each control node's API and store address
 //	/skiff/gossip-key         the memberlist key handed to joined nodes
+//	/skiff/revocations/<identity>  the deny list (JSON pki.Revocation)
 package node

@@ -113,6 +113,9 @@ func joinedControl(ctx context.Context, cfg Config, st State, res *pki.JoinResul
 	if err := pki.SaveKeyPair(dir, controlKeyPair, res.KeyPair); err != nil {
 		return err
 	}
+	for _, m := range res.Control.Members {
+		st.JoinMembers = append(st.JoinMembers, m.ID)
+	}
 	servers := appendMissing(res.APIAddresses, st.APIAddress())
 	if _, err := writeAdminConfig(cfg.DataDir, ca, servers, cfg.UserCertLifetime); err != nil {
 		return err

@@ -238,6 +238,8 @@ func TestAuditDescribesMutatingCalls(t *testing.T) {
 		{"/skiff.admin.v1.Admin/ListTokens", &adminv1.ListTokensRequest{}, ""},
 		{"/skiff.admin.v1.Admin/RevokeToken", &adminv1.RevokeTokenRequest{Id: "abc123"}, "revoke JoinToken /abc123"},
 		{"/skiff.admin.v1.Admin/CreateUser", &adminv1.CreateUserRequest{Name: "bob", Role: "viewer"}, "create User /bob viewer"},
+		{"/skiff.admin.v1.Admin/RevokeUser", &adminv1.RevokeIdentityRequest{Name: "bob"}, "revoke User /bob"},
+		{"/skiff.admin.v1.Admin/RevokeNode", &adminv1.RevokeIdentityRequest{Name: "w1"}, "revoke Node /w1"},
 		{"/skiff.join.v1.Join/GetCA", &joinv1.GetCARequest{}, ""},
 		{"/skiff.join.v1.Join/Join", &joinv1.JoinRequest{TokenId: "abc123", TokenSecret: "SECRET", NodeName: "w1", Role: joinv1.Role_ROLE_WORKER}, "join WORKER /w1"},
 	}

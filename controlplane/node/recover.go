@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/skiffhq/skiff/consensus"
+	"github.com/skiffhq/skiff/controlplane/pki"
 )
 
 // Recover rebuilds a one-node cluster from this control node's data after
@@ -27,7 +28,7 @@ func Recover(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := consensus.RecoverCluster(storeConfig(cfg, st, ca, renewer, false)); err != nil {
+	if err := consensus.RecoverCluster(storeConfig(cfg, st, ca, renewer, &pki.DenyList{}, false)); err != nil {
 		return fmt.Errorf("recover %s: %w (is the node still running? stop it first)", cfg.DataDir, err)
 	}
 	fmt.Fprintf(cfg.Out, "recovered: %s is now a one-node cluster with all of its data.\n"+

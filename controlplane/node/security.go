@@ -181,6 +181,12 @@ func (a *auditor) describe(method string, req any) (audit.Entry, bool) {
 			return audit.Entry{Verb: "delete", Kind: "ControlMember", Name: r.GetId()}, true
 		case *adminv1.CreateUserRequest:
 			return audit.Entry{Verb: "create", Kind: "User", Name: r.GetName(), Subresource: r.GetRole()}, true
+		case *adminv1.RevokeIdentityRequest:
+			kind := "User"
+			if strings.HasSuffix(method, "/RevokeNode") {
+				kind = "Node"
+			}
+			return audit.Entry{Verb: "revoke", Kind: kind, Name: r.GetName()}, true
 		}
 	case joinv1.Join_ServiceDesc.ServiceName:
 		switch r := req.(type) {

@@ -57,6 +57,10 @@ type State struct {
 	Bootstrapped bool `json:"bootstrapped,omitempty"`
 	// Servers are API addresses of control nodes (workers).
 	Servers []string `json:"servers,omitempty"`
+	// JoinMembers are the store members when this control node joined: the
+	// only peers its store port accepts before the leader's first contact
+	// brings it a Raft configuration (consensus.Config.JoinMembers).
+	JoinMembers []string `json:"joinMembers,omitempty"`
 }
 
 // APIAddress is the advertised host:port of the API (control nodes).

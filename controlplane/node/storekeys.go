@@ -206,7 +206,12 @@ func (m storeMembers) AddControlNode(ctx context.Context, id, raftAddress string
 	info := pki.ControlJoinInfo{Voter: added.Suffrage == storepb.Member_VOTER}
 	members, err := m.s.Members(ctx)
 	if err != nil {
-		return info, nil // the join succeeded; the list is informational
+		// The joining node needs at least the ids: its store port accepts
+		// only these peers until the leader reaches it.
+		for _, id := range m.s.MemberIDs() {
+			info.Members = append(info.Members, pki.Member{ID: id})
+		}
+		return info, nil
 	}
 	for _, mem := range members {
 		info.Members = append(info.Members, pki.Member{ID: mem.Id, Address: mem.Address, Voter: mem.Suffrage == storepb.Member_VOTER})

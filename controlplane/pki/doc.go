@@ -10,7 +10,10 @@
 //   - the join handshake (skiff.join.v1): the server side, the client that
 //     checks the CA pin before it sends any secret, and the listener split
 //     that lets callers without a certificate reach only that service;
-//   - automatic certificate renewal (Renewer).
+//   - automatic certificate renewal (Renewer);
+//   - revocation: the deny list (by identity and issue time) checked at
+//     TLS handshakes, and GuardedListener, which cuts open connections
+//     whose certificate a changed rule now refuses.
 //
 // Files written here hold PEM; private keys are written 0600.
 //

@@ -281,7 +281,8 @@ func (handshakenTLS) ClientHandshake(context.Context, string, net.Conn) (net.Con
 }
 
 func (handshakenTLS) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	tc, ok := c.(*tls.Conn)
+	// A *tls.Conn, or a wrapper of one (GuardedListener's).
+	tc, ok := c.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return nil, nil, fmt.Errorf("connection from %s is %T, not TLS from a SplitListener", c.RemoteAddr(), c)
 	}
@@ -289,7 +290,7 @@ func (handshakenTLS) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo
 	if !st.HandshakeComplete {
 		return nil, nil, fmt.Errorf("connection from %s: TLS handshake not complete", c.RemoteAddr())
 	}
-	return tc, credentials.TLSInfo{State: st, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+	return c, credentials.TLSInfo{State: st, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
 }
 
 func (handshakenTLS) Info() credentials.ProtocolInfo {

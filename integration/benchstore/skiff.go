@@ -46,7 +46,10 @@ func startSkiff(dir string, nodes, connsPerNode int, tune func(*consensus.Config
 		return nil, fmt.Errorf("skiff cluster: %w", err)
 	}
 	s.leader = leader.ID
-	_, clientTLS, err := c.PKI.TLSConfigs("bench")
+	// The consensus port serves current members only: the benchmark's
+	// clients present a certificate of the first member, as a tool run on
+	// that control node would.
+	_, clientTLS, err := c.PKI.TLSConfigs(c.Nodes[0].ID)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("client certificate: %w", err)

@@ -952,6 +952,122 @@ func (x *CreateUserResponse) GetIdentity() string {
 	return ""
 }
 
+type RevokeIdentityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user or node name (not the "user:"/"node:" identity).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Why, kept with the revocation (optional).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeIdentityRequest) Reset() {
+	*x = RevokeIdentityRequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeIdentityRequest) ProtoMessage() {}
+
+func (x *RevokeIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeIdentityRequest.ProtoReflect.Descriptor instead.
+func (*RevokeIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RevokeIdentityRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeIdentityRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeIdentityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identity revoked ("user:bob", "node:w1").
+	Identity  string                 `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// When the record is dropped: no certificate it covers verifies after.
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeIdentityResponse) Reset() {
+	*x = RevokeIdentityResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeIdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeIdentityResponse) ProtoMessage() {}
+
+func (x *RevokeIdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeIdentityResponse.ProtoReflect.Descriptor instead.
+func (*RevokeIdentityResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RevokeIdentityResponse) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *RevokeIdentityResponse) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *RevokeIdentityResponse) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
 var File_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_admin_v1_admin_proto_rawDesc = "" +
@@ -1016,7 +1132,15 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
 	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\x12#\n" +
 	"\rapi_addresses\x18\x03 \x03(\tR\fapiAddresses\x12\x1a\n" +
-	"\bidentity\x18\x04 \x01(\tR\bidentity2\xc7\x05\n" +
+	"\bidentity\x18\x04 \x01(\tR\bidentity\"C\n" +
+	"\x15RevokeIdentityRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa5\x01\n" +
+	"\x16RevokeIdentityResponse\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x129\n" +
+	"\n" +
+	"revoked_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x124\n" +
+	"\aexpires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires2\x81\a\n" +
 	"\x05Admin\x12V\n" +
 	"\vCreateToken\x12\".skiff.admin.v1.CreateTokenRequest\x1a#.skiff.admin.v1.CreateTokenResponse\x12S\n" +
 	"\n" +
@@ -1027,7 +1151,11 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\fSaveSnapshot\x12#.skiff.admin.v1.SaveSnapshotRequest\x1a\x1d.skiff.admin.v1.SnapshotChunk0\x01\x12[\n" +
 	"\x0fRestoreSnapshot\x12\x1d.skiff.admin.v1.SnapshotChunk\x1a'.skiff.admin.v1.RestoreSnapshotResponse(\x01\x12S\n" +
 	"\n" +
-	"CreateUser\x12!.skiff.admin.v1.CreateUserRequest\x1a\".skiff.admin.v1.CreateUserResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
+	"CreateUser\x12!.skiff.admin.v1.CreateUserRequest\x1a\".skiff.admin.v1.CreateUserResponse\x12[\n" +
+	"\n" +
+	"RevokeUser\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponse\x12[\n" +
+	"\n" +
+	"RevokeNode\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1041,7 +1169,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),      // 0: skiff.admin.v1.CreateTokenRequest
 	(*Token)(nil),                   // 1: skiff.admin.v1.Token
@@ -1060,36 +1188,44 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*RestoreSnapshotResponse)(nil), // 14: skiff.admin.v1.RestoreSnapshotResponse
 	(*CreateUserRequest)(nil),       // 15: skiff.admin.v1.CreateUserRequest
 	(*CreateUserResponse)(nil),      // 16: skiff.admin.v1.CreateUserResponse
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*RevokeIdentityRequest)(nil),   // 17: skiff.admin.v1.RevokeIdentityRequest
+	(*RevokeIdentityResponse)(nil),  // 18: skiff.admin.v1.RevokeIdentityResponse
+	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	17, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	19, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: skiff.admin.v1.CreateTokenResponse.info:type_name -> skiff.admin.v1.Token
 	1,  // 4: skiff.admin.v1.ListTokensResponse.tokens:type_name -> skiff.admin.v1.Token
 	7,  // 5: skiff.admin.v1.ListMembersResponse.members:type_name -> skiff.admin.v1.Member
-	0,  // 6: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
-	3,  // 7: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
-	5,  // 8: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
-	8,  // 9: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
-	10, // 10: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
-	12, // 11: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
-	13, // 12: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
-	15, // 13: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
-	2,  // 14: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
-	4,  // 15: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
-	6,  // 16: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
-	9,  // 17: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
-	11, // 18: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
-	13, // 19: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
-	14, // 20: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
-	16, // 21: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	19, // 6: skiff.admin.v1.RevokeIdentityResponse.revoked_at:type_name -> google.protobuf.Timestamp
+	19, // 7: skiff.admin.v1.RevokeIdentityResponse.expires:type_name -> google.protobuf.Timestamp
+	0,  // 8: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
+	3,  // 9: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
+	5,  // 10: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
+	8,  // 11: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
+	10, // 12: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
+	12, // 13: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
+	13, // 14: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
+	15, // 15: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
+	17, // 16: skiff.admin.v1.Admin.RevokeUser:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	17, // 17: skiff.admin.v1.Admin.RevokeNode:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	2,  // 18: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
+	4,  // 19: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
+	6,  // 20: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
+	9,  // 21: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
+	11, // 22: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
+	13, // 23: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
+	14, // 24: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
+	16, // 25: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
+	18, // 26: skiff.admin.v1.Admin.RevokeUser:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	18, // 27: skiff.admin.v1.Admin.RevokeNode:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	18, // [18:28] is the sub-list for method output_type
+	8,  // [8:18] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1103,7 +1239,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -428,7 +428,7 @@ func (o *options) userCmd() *cobra.Command {
 	create.Flags().StringVar(&role, "role", "", "viewer (read-only) or admin")
 	create.Flags().StringVarP(&output, "output", "o", "", "client config file to write (default NAME.conf)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "certificate lifetime (default one year)")
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, o.userRevokeCmd())
 	return cmd
 }
 

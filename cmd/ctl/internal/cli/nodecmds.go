@@ -19,10 +19,10 @@ import (
 
 // nodeCommands are the verbs that run a node in the foreground (init,
 // join, recover) and the cluster administration verbs (token, members,
-// member, snapshot, user).
+// member, snapshot, user, node).
 func (o *options) nodeCommands() []*cobra.Command {
 	return []*cobra.Command{o.initCmd(), o.joinCmd(), o.recoverCmd(),
-		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd()}
+		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd(), o.nodeCmd()}
 }
 
 // nodeFlags are the flags of commands that run a node.
