@@ -64,7 +64,6 @@ var (
 	ErrTokenNode = errors.New("join token is bound to another node")
 )
 
-
 // Token is a parsed join token.
 type Token struct {
 	Pin    string
@@ -149,17 +148,17 @@ func hashSecret(secret string) string {
 
 // TokenRecord is what the registry stores for a token.
 type TokenRecord struct {
-	ID          string     `json:"id"`
-	Role        JoinRole   `json:"role"`
-	SecretHash  string     `json:"secretHash"`
-	Description string     `json:"description,omitempty"`
+	ID          string   `json:"id"`
+	Role        JoinRole `json:"role"`
+	SecretHash  string   `json:"secretHash"`
+	Description string   `json:"description,omitempty"`
 	// Node, when set, binds the token to one worker node name: it joins
 	// only under that name, and may do so while a live Node holds it (to
 	// re-join a machine). Empty for ordinary tokens.
-	Node        string     `json:"node,omitempty"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	ExpiresAt   time.Time  `json:"expiresAt"`
-	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
+	Node      string     `json:"node,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt time.Time  `json:"expiresAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 }
 
 // State is "valid", "expired" or "revoked" at now.
