@@ -67,13 +67,21 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = cfg.Logger
 	joiner := pki.NewJoinClient(jc)
-	req := pki.JoinRequest{Address: opts.Address, Token: tok, NodeName: st.Name, ExtraSANs: []string{"127.0.0.1", "localhost"}}
+	req := pki.JoinRequest{Address: opts.Address, Token: tok, NodeName: st.Name}
 	if role == RoleControl {
+		// A control node also serves local callers (ctl on the machine).
 		req.Role, req.AdvertiseAddress, req.RaftAddress = pki.JoinControl, st.APIAddress(), st.RaftAddress()
+		req.ExtraSANs = []string{"127.0.0.1", "localhost"}
 	} else {
+		// A worker serves nothing under its certificate (client
+		// authentication only); the join service names at most this
+		// address in it, and only if the join comes from it.
 		req.Role, req.AdvertiseAddress = pki.JoinWorker, hostPort(st.Advertise, orDefault(cfg.AgentPort, DefaultAgentPort))
 	}
 	res, err := joiner.Join(ctx, req)
+	if errors.Is(err, pki.ErrNameInUse) {
+		return fmt.Errorf("join as worker %q refused: %w", st.Name, err)
+	}
 	if status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("cannot reach the control node at %s: %s", opts.Address, client.Reason(err))
 	}
