@@ -94,7 +94,9 @@ func TestRejoinLiveNodeAndSnapshotAudit(t *testing.T) {
 	admin := adminv1.NewAdminClient(dialConfig(t, adminConf))
 
 	wcfg, wout := testConfig(t, filepath.Join(dir, "w1"), "w1")
-	runInBackground(t, func(ctx context.Context) error { return Join(ctx, wcfg, JoinOptions{Address: addr, Token: workerToken}) })
+	runInBackground(t, func(ctx context.Context) error {
+		return Join(ctx, wcfg, JoinOptions{Address: addr, Token: workerToken})
+	})
 	testutil.WaitFor(t, 30*time.Second, "w1 to register", func() bool { return strings.Contains(wout.String(), "registered") })
 
 	// The worker's certificate: client authentication, its own address only.
@@ -167,7 +169,9 @@ func TestRejoinLiveNodeAndSnapshotAudit(t *testing.T) {
 	}
 	// The re-join of w1 with it goes through while w1 is live.
 	again, againOut := testConfig(t, filepath.Join(dir, "w1-rejoin"), "w1")
-	runInBackground(t, func(ctx context.Context) error { return Join(ctx, again, JoinOptions{Address: addr, Token: bound.Token}) })
+	runInBackground(t, func(ctx context.Context) error {
+		return Join(ctx, again, JoinOptions{Address: addr, Token: bound.Token})
+	})
 	testutil.WaitFor(t, 30*time.Second, "w1 to re-join with its node-bound token", func() bool {
 		return strings.Contains(againOut.String(), "joined the cluster as worker node w1")
 	})
