@@ -158,13 +158,13 @@ joins only under NAME, also while the Node is live. Admins only.`,
 				return err
 			}
 			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "ID\tROLE\tNODE\tSTATE\tEXPIRES\tDESCRIPTION")
+			fmt.Fprintln(tw, "ID\tROLE\tSTATE\tEXPIRES\tNODE\tDESCRIPTION")
 			for _, t := range resp.Tokens {
 				node := t.Node
 				if node == "" {
 					node = "<any>"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.Role, node, t.State, t.ExpiresAt.AsTime().Local().Format(time.RFC3339), t.Description)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.Role, t.State, t.ExpiresAt.AsTime().Local().Format(time.RFC3339), node, t.Description)
 			}
 			return tw.Flush()
 		},

@@ -111,7 +111,7 @@ func TestTokenForNodeAndUserRenew(t *testing.T) {
 	found := false
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) > 2 && f[0] == parsed.ID && f[1] == "worker" && f[2] == "w1" {
+		if len(f) > 4 && f[0] == parsed.ID && f[1] == "worker" && f[2] == "valid" && f[4] == "w1" {
 			found = true
 		}
 	}
