@@ -152,7 +152,9 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 	}
 	rec, err := s.cfg.Tokens.Validate(ctx, req.GetTokenId(), req.GetTokenSecret(), role)
 	if err != nil {
-		s.failures.fail(remote)
+		if isTokenFailure(err) { // not a store outage: that is nobody's guess
+			s.failures.fail(remote)
+		}
 		return nil, err
 	}
 	var id Identity
@@ -274,6 +276,16 @@ func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCert
 	}
 	s.log.Info("certificate renewed", "identity", id.User, "remote", remoteAddr(ctx))
 	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM}, nil
+}
+
+// isTokenFailure tells a refused token from an error reading it.
+func isTokenFailure(err error) bool {
+	for _, e := range []error{ErrTokenInvalid, ErrTokenRevoked, ErrTokenExpired, ErrTokenRole, ErrBadToken} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // renewalOf is what a renewal of cur issues: the same identity and role
