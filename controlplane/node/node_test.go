@@ -237,6 +237,7 @@ func TestAuditDescribesMutatingCalls(t *testing.T) {
 		{"/skiff.api.v1.API/Patch", &apiv1.PatchRequest{Kind: "Node", Name: "n", Status: true}, "patch Node /n status"},
 		{"/skiff.admin.v1.Admin/ListTokens", &adminv1.ListTokensRequest{}, ""},
 		{"/skiff.admin.v1.Admin/RevokeToken", &adminv1.RevokeTokenRequest{Id: "abc123"}, "revoke JoinToken /abc123"},
+		{"/skiff.admin.v1.Admin/CreateToken", &adminv1.CreateTokenRequest{Role: "worker", Node: "w1"}, "create JoinToken /worker w1"},
 		{"/skiff.admin.v1.Admin/CreateUser", &adminv1.CreateUserRequest{Name: "bob", Role: "viewer"}, "create User /bob viewer"},
 		{"/skiff.join.v1.Join/GetCA", &joinv1.GetCARequest{}, ""},
 		{"/skiff.join.v1.Join/Join", &joinv1.JoinRequest{TokenId: "abc123", TokenSecret: "SECRET", NodeName: "w1", Role: joinv1.Role_ROLE_WORKER}, "join WORKER /w1"},
