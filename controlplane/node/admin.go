@@ -56,7 +56,7 @@ func storeStatus(err error) error {
 }
 
 func tokenInfo(r pki.TokenRecord, now time.Time) *adminv1.Token {
-	t := &adminv1.Token{Id: r.ID, Role: string(r.Role), Description: r.Description,
+	t := &adminv1.Token{Id: r.ID, Role: string(r.Role), Description: r.Description, Node: r.Node,
 		CreatedAt: timestamppb.New(r.CreatedAt), ExpiresAt: timestamppb.New(r.ExpiresAt), State: r.State(now)}
 	if r.RevokedAt != nil {
 		t.RevokedAt = timestamppb.New(*r.RevokedAt)
@@ -75,7 +75,8 @@ func (a *adminServer) CreateToken(ctx context.Context, req *adminv1.CreateTokenR
 	if req.GetTtlSeconds() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "ttl_seconds %d must not be negative", req.GetTtlSeconds())
 	}
-	tok, rec, err := a.tokens.Create(ctx, pki.CreateTokenOptions{Role: role, TTL: time.Duration(req.GetTtlSeconds()) * time.Second, Description: req.GetDescription()})
+	tok, rec, err := a.tokens.Create(ctx, pki.CreateTokenOptions{Role: role, TTL: time.Duration(req.GetTtlSeconds()) * time.Second,
+		Description: req.GetDescription(), Node: req.GetNode()})
 	if err != nil {
 		return nil, storeStatus(err)
 	}

@@ -65,7 +65,13 @@ type Config struct {
 	Store func(*consensus.Config)
 
 	NodeCertLifetime time.Duration
+	// UserCertLifetime is the default lifetime of user certificates (and
+	// the cap of their renewals).
 	UserCertLifetime time.Duration
+	// NodeLiveWindow: a worker join under the name of a Node whose newest
+	// heartbeat is younger than this is refused without a token bound to
+	// that name (DefaultNodeLiveWindow when zero).
+	NodeLiveWindow time.Duration
 	// Renew is the renewal timing of node certificates.
 	Renew pki.RenewerConfig
 	// RegistrationInterval is how often a control node checks its API

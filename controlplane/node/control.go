@@ -166,8 +166,13 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
+	live, err := newLiveNodes(c.Store, c.API.Registry(), cfg.NodeLiveWindow)
+	if err != nil {
+		return nil, err
+	}
 	jc := pki.DefaultJoinServerConfig()
 	jc.CA, jc.Tokens, jc.Members, jc.Logger, jc.NodeCertLifetime = ca, c.Tokens, storeMembers{c.Store}, log, cfg.NodeCertLifetime
+	jc.UserCertLifetime, jc.CheckJoin = cfg.UserCertLifetime, live.checkJoin
 	jc.APIAddresses = func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }
 	jc.GossipKey = func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) }
 	joinSrv, err := pki.NewJoinServer(jc)

@@ -21,8 +21,9 @@
 // else is answered Unauthenticated); callers with a certificate from the
 // cluster CA reach the API, the join service (renewals) and the admin
 // service. Authorization is controlplane/authz behind api.Authorizer; every
-// mutating request (API writes, admin calls, joins) is written to the audit
-// log.
+// mutating request (API writes, admin calls, joins) and every snapshot save
+// or restore is written to the audit log. A worker join under the name of a
+// live Node is refused unless its token is bound to that name (livenode.go).
 //
 // Both ports check the replicated deny list at every TLS handshake
 // (revocation.go): the store port serves control identities of current

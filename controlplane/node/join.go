@@ -20,12 +20,13 @@ var ErrNodeNameTaken = errors.New("node name taken")
 // joinError says what to do about a refused or failed join, by the gRPC
 // code the join service answered with.
 func joinError(addr, name string, err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable:
+	if errors.Is(err, pki.ErrNameInUse) || status.Code(err) == codes.AlreadyExists {
+		return fmt.Errorf("%w: the cluster already has a live node named %q (another machine with the same host name?): "+
+			"pass --name with a name of its own, or re-join that machine with a token from `ctl token create --node %s` (%s)",
+			ErrNodeNameTaken, name, name, client.Reason(err))
+	}
+	if status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("cannot reach the control node at %s: %s", addr, client.Reason(err))
-	case codes.AlreadyExists:
-		return fmt.Errorf("%w: the cluster already has a node named %q (another machine with the same host name?): "+
-			"pass --name with a name of its own (%s)", ErrNodeNameTaken, name, client.Reason(err))
 	}
 	return err
 }
@@ -85,10 +86,15 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = cfg.Logger
 	joiner := pki.NewJoinClient(jc)
-	req := pki.JoinRequest{Address: opts.Address, Token: tok, NodeName: st.Name, ExtraSANs: []string{"127.0.0.1", "localhost"}}
+	req := pki.JoinRequest{Address: opts.Address, Token: tok, NodeName: st.Name}
 	if role == RoleControl {
+		// A control node also serves local callers (ctl on the machine).
 		req.Role, req.AdvertiseAddress, req.RaftAddress = pki.JoinControl, st.APIAddress(), st.RaftAddress()
+		req.ExtraSANs = []string{"127.0.0.1", "localhost"}
 	} else {
+		// A worker serves nothing under its certificate (client
+		// authentication only); the join service names at most this
+		// address in it, and only if the join comes from it.
 		req.Role, req.AdvertiseAddress = pki.JoinWorker, hostPort(st.Advertise, orDefault(cfg.AgentPort, DefaultAgentPort))
 	}
 	res, err := joiner.Join(ctx, req)

@@ -237,6 +237,7 @@ func TestAuditDescribesMutatingCalls(t *testing.T) {
 		{"/skiff.api.v1.API/Patch", &apiv1.PatchRequest{Kind: "Node", Name: "n", Status: true}, "patch Node /n status"},
 		{"/skiff.admin.v1.Admin/ListTokens", &adminv1.ListTokensRequest{}, ""},
 		{"/skiff.admin.v1.Admin/RevokeToken", &adminv1.RevokeTokenRequest{Id: "abc123"}, "revoke JoinToken /abc123"},
+		{"/skiff.admin.v1.Admin/CreateToken", &adminv1.CreateTokenRequest{Role: "worker", Node: "w1"}, "create JoinToken /worker w1"},
 		{"/skiff.admin.v1.Admin/CreateUser", &adminv1.CreateUserRequest{Name: "bob", Role: "viewer"}, "create User /bob viewer"},
 		{"/skiff.admin.v1.Admin/RevokeUser", &adminv1.RevokeIdentityRequest{Name: "bob"}, "revoke User /bob"},
 		{"/skiff.admin.v1.Admin/RevokeNode", &adminv1.RevokeIdentityRequest{Name: "w1"}, "revoke Node /w1"},

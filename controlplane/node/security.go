@@ -134,12 +134,21 @@ func (a *auditor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	return resp, err
 }
 
+// auditedStreams are the streaming calls written to the audit log: a
+// snapshot holds every Secret in the clear, so reading one is audited
+// like a write.
+var auditedStreams = map[string]audit.Entry{
+	adminv1.Admin_SaveSnapshot_FullMethodName:    {Verb: "save", Kind: "Snapshot"},
+	adminv1.Admin_RestoreSnapshot_FullMethodName: {Verb: "restore", Kind: "Snapshot"},
+}
+
 func (a *auditor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod != adminv1.Admin_RestoreSnapshot_FullMethodName {
+	e, ok := auditedStreams[info.FullMethod]
+	if !ok {
 		return handler(srv, ss)
 	}
 	err := handler(srv, ss)
-	a.record(ss.Context(), audit.Entry{Verb: "restore", Kind: "Snapshot"}, err)
+	a.record(ss.Context(), e, err)
 	return err
 }
 
@@ -174,7 +183,8 @@ func (a *auditor) describe(method string, req any) (audit.Entry, bool) {
 	case adminv1.Admin_ServiceDesc.ServiceName:
 		switch r := req.(type) {
 		case *adminv1.CreateTokenRequest:
-			return audit.Entry{Verb: "create", Kind: "JoinToken", Name: r.GetRole()}, true
+			// Name is the role; Subresource the node a node-bound token is for.
+			return audit.Entry{Verb: "create", Kind: "JoinToken", Name: r.GetRole(), Subresource: r.GetNode()}, true
 		case *adminv1.RevokeTokenRequest:
 			return audit.Entry{Verb: "revoke", Kind: "JoinToken", Name: r.GetId()}, true
 		case *adminv1.RemoveMemberRequest:

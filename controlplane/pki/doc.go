@@ -6,11 +6,19 @@
 //   - issuing certificates from CSRs with a lifetime and SANs;
 //   - join tokens (skiff1.<pin>.<id>.<secret>) and their registry, kept
 //     through the small TokenStore interface so it can live in the
-//     replicated store;
+//     replicated store; a worker token may be bound to one node name;
 //   - the join handshake (skiff.join.v1): the server side, the client that
 //     checks the CA pin before it sends any secret, and the listener split
-//     that lets callers without a certificate reach only that service;
-//   - automatic certificate renewal (Renewer);
+//     that lets callers without a certificate reach only that service.
+//     The server signs only what the role may have: control certificates
+//     serve (server + client authentication, their names); worker
+//     certificates are client-only and name at most the advertise IP the
+//     join came from. An unknown token id and a wrong secret get one
+//     answer, and failed joins are slowed per remote address
+//     (failureLimiter, ratelimit.go);
+//   - renewal with the current certificate (RenewCertificate) for nodes,
+//     control nodes and users, and automatic renewal of node certificates
+//     (Renewer);
 //   - revocation: the deny list (by identity and issue time) checked at
 //     TLS handshakes, and GuardedListener, which cuts open connections
 //     whose certificate a changed rule now refuses.

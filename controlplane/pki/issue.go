@@ -15,10 +15,11 @@ import (
 
 // Default certificate lifetimes. Node certificates are short and renewed
 // by the Renewer at 2/3 of their life; user certificates live in client
-// config files that people copy around, so they last longer.
+// config files that people copy around, so they last longer, and are
+// renewed by their holder (`ctl user renew`) before they expire.
 const (
 	DefaultNodeCertLifetime = 30 * 24 * time.Hour
-	DefaultUserCertLifetime = 365 * 24 * time.Hour
+	DefaultUserCertLifetime = 90 * 24 * time.Hour
 )
 
 // ErrNoCAKey means signing was asked of a CA loaded without its key.
@@ -30,8 +31,9 @@ type IssueOptions struct {
 	// Lifetime from now; zero means the default for the role. It is cut
 	// to the CA's own expiry.
 	Lifetime time.Duration
-	// Server adds server authentication (nodes serve the API, Raft, the
-	// agent); every certificate is valid for client authentication.
+	// Server adds server authentication (control nodes serve the API and
+	// the store port); every certificate is valid for client
+	// authentication. Worker and user certificates never get it.
 	Server bool
 	// Hosts are the SANs: IP addresses or DNS names (host:port accepted).
 	Hosts []string

@@ -2,10 +2,12 @@ package pki
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -16,6 +18,11 @@ import (
 
 	joinv1 "github.com/skiffhq/skiff/proto/join/v1"
 )
+
+// ErrNameInUse means a worker asked to join under the name of a live
+// Node. CheckJoin wraps it; the operator picks another name or makes a
+// token bound to this one.
+var ErrNameInUse = errors.New("node name is held by a live node")
 
 // errorDomain tags the ErrorInfo details of join errors so that the
 // client can turn them back into this package's sentinel errors.
@@ -54,19 +61,30 @@ type JoinServerConfig struct {
 	// GossipKey is handed to every joined node (optional).
 	GossipKey func(ctx context.Context) ([]byte, error)
 	// CheckJoin may refuse an identity before it is issued, e.g. a node
-	// name that belongs to a live Node (optional). A gRPC status error is
-	// passed on as is; others become PermissionDenied.
+	// name that belongs to a live Node (optional; wrap ErrNameInUse for
+	// that). It is not asked for joins with a token bound to the name
+	// (`ctl token create --node`). A gRPC status error is passed on as is;
+	// others become PermissionDenied.
 	CheckJoin func(ctx context.Context, id Identity) error
 	// CheckRenew may refuse a renewal, e.g. of a removed member (optional).
 	CheckRenew func(ctx context.Context, id Identity) error
 	// NodeCertLifetime is the lifetime of node and control certificates.
 	NodeCertLifetime time.Duration
-	Logger           *slog.Logger
+	// UserCertLifetime caps the lifetime of a renewed user certificate (a
+	// renewal keeps the lifetime the certificate was issued with, up to
+	// this).
+	UserCertLifetime time.Duration
+	// FailureLimit slows down repeated failed joins from one address.
+	FailureLimit FailureLimitConfig
+	// Now is the clock of the failure limit; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // DefaultJoinServerConfig returns defaults; CA and Tokens must be set.
 func DefaultJoinServerConfig() JoinServerConfig {
-	return JoinServerConfig{NodeCertLifetime: DefaultNodeCertLifetime, Logger: slog.Default()}
+	return JoinServerConfig{NodeCertLifetime: DefaultNodeCertLifetime, UserCertLifetime: DefaultUserCertLifetime,
+		FailureLimit: DefaultFailureLimitConfig(), Logger: slog.Default()}
 }
 
 // JoinServer implements skiff.join.v1.Join. Register it on both gRPC
@@ -74,8 +92,9 @@ func DefaultJoinServerConfig() JoinServerConfig {
 // RenewCertificate requires a verified client certificate.
 type JoinServer struct {
 	joinv1.UnimplementedJoinServer
-	cfg JoinServerConfig
-	log *slog.Logger
+	cfg      JoinServerConfig
+	log      *slog.Logger
+	failures *failureLimiter
 }
 
 // NewJoinServer checks cfg and returns the service.
@@ -89,10 +108,13 @@ func NewJoinServer(cfg JoinServerConfig) (*JoinServer, error) {
 	if cfg.NodeCertLifetime <= 0 {
 		cfg.NodeCertLifetime = DefaultNodeCertLifetime
 	}
+	if cfg.UserCertLifetime <= 0 {
+		cfg.UserCertLifetime = DefaultUserCertLifetime
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &JoinServer{cfg: cfg, log: cfg.Logger.With("component", "join")}, nil
+	return &JoinServer{cfg: cfg, log: cfg.Logger.With("component", "join"), failures: newFailureLimiter(cfg.FailureLimit, cfg.Now)}, nil
 }
 
 // GetCA implements joinv1.JoinServer.
@@ -113,6 +135,12 @@ func (s *JoinServer) Join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 }
 
 func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1.JoinResponse, error) {
+	remote := remoteAddr(ctx)
+	if wait := s.failures.wait(remote); wait > 0 {
+		// Refused before the token is looked at: guessing costs the
+		// guesser time, not the store reads.
+		return nil, fmt.Errorf("%w (%s): the next attempt is looked at in %s", ErrTooManyFailures, remoteHost(remote), wait.Round(time.Second))
+	}
 	var role JoinRole
 	switch req.GetRole() {
 	case joinv1.Role_ROLE_CONTROL:
@@ -122,13 +150,14 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 	default:
 		return nil, invalidf("role: %v is not control or worker", req.GetRole())
 	}
-	if _, err := s.cfg.Tokens.Validate(ctx, req.GetTokenId(), req.GetTokenSecret(), role); err != nil {
+	rec, err := s.cfg.Tokens.Validate(ctx, req.GetTokenId(), req.GetTokenSecret(), role)
+	if err != nil {
+		if isTokenFailure(err) { // not a store outage: that is nobody's guess
+			s.failures.fail(remote)
+		}
 		return nil, err
 	}
-	var (
-		id  Identity
-		err error
-	)
+	var id Identity
 	if role == JoinControl {
 		id, err = ControlIdentity(req.GetNodeName())
 	} else {
@@ -137,31 +166,43 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 	if err != nil {
 		return nil, invalidf("node_name: %v", err)
 	}
+	if rec.Node != "" && rec.Node != id.Name {
+		s.failures.fail(remote)
+		return nil, fmt.Errorf("%w: token %q may only join node %q, not %q", ErrTokenNode, rec.ID, rec.Node, id.Name)
+	}
 	if req.GetAdvertiseAddress() == "" {
 		return nil, invalidf("advertise_address: required (host:port this node is reached at)")
 	}
-	if _, _, err := net.SplitHostPort(req.GetAdvertiseAddress()); err != nil {
+	advHost, _, err := net.SplitHostPort(req.GetAdvertiseAddress())
+	if err != nil {
 		return nil, invalidf("advertise_address %q: %v", req.GetAdvertiseAddress(), err)
 	}
 	if role == JoinControl {
 		if _, _, err := net.SplitHostPort(req.GetRaftAddress()); err != nil {
 			return nil, invalidf("raft_address %q: a control node needs host:port of its store port: %v", req.GetRaftAddress(), err)
 		}
+	} else if len(req.GetExtraSans()) > 0 {
+		return nil, invalidf("extra_sans %q: a worker certificate names only the node's own address (its advertise address, when the join comes from it); it serves no other name", req.GetExtraSans())
 	}
 	csr, err := ParseCSRPEM(req.GetCsrPem())
 	if err != nil {
 		return nil, invalidf("csr_pem: %v", err)
 	}
-	if s.cfg.CheckJoin != nil {
+	if s.cfg.CheckJoin != nil && rec.Node != id.Name {
 		if err := s.cfg.CheckJoin(ctx, id); err != nil {
 			return nil, refused(err)
 		}
 	}
-	hosts := append([]string{req.GetAdvertiseAddress()}, req.GetExtraSans()...)
+	opts := IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime}
 	if role == JoinControl {
-		hosts = append(hosts, req.GetRaftAddress())
+		// Control nodes serve the API and the store port under the names
+		// they were given: control tokens are for trusted machines.
+		opts.Server = true
+		opts.Hosts = append([]string{req.GetAdvertiseAddress(), req.GetRaftAddress()}, req.GetExtraSans()...)
+	} else {
+		opts.Hosts = ownAddress(remote, advHost)
 	}
-	kp, _, err := s.cfg.CA.SignCSR(csr, IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Server: true, Hosts: hosts})
+	kp, _, err := s.cfg.CA.SignCSR(csr, opts)
 	if err != nil {
 		if errors.Is(err, ErrBadCSR) || errors.Is(err, ErrBadIdentity) {
 			return nil, invalidf("%v", err)
@@ -203,7 +244,9 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 }
 
 // RenewCertificate implements joinv1.JoinServer: a fresh certificate with
-// the caller's own identity and SANs (never wider) for a new key.
+// the caller's own identity (never wider) for a new key. Nodes, control
+// nodes and users all renew this way before their certificate expires;
+// an expired or revoked certificate cannot, since the call needs it.
 func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCertificateRequest) (*joinv1.RenewCertificateResponse, error) {
 	p, ok := peer.FromContext(ctx)
 	var ti credentials.TLSInfo
@@ -218,9 +261,6 @@ func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCert
 	if err != nil {
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	if id.Role != RoleNode && id.Role != RoleControl {
-		return nil, status.Errorf(codes.PermissionDenied, "%s: only node certificates are renewed; users get a new client config from an admin", id)
-	}
 	if s.cfg.CheckRenew != nil {
 		if err := s.cfg.CheckRenew(ctx, id); err != nil {
 			return nil, toJoinStatus(refused(err))
@@ -230,12 +270,62 @@ func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCert
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr_pem: %v", err)
 	}
-	kp, _, err := s.cfg.CA.SignCSR(csr, IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Server: true, Hosts: HostsOf(cur)})
+	kp, _, err := s.cfg.CA.SignCSR(csr, s.renewalOf(cur, id, remoteAddr(ctx)))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	s.log.Info("certificate renewed", "identity", id.User, "remote", remoteAddr(ctx))
 	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM}, nil
+}
+
+// isTokenFailure tells a refused token from an error reading it.
+func isTokenFailure(err error) bool {
+	for _, e := range []error{ErrTokenInvalid, ErrTokenRevoked, ErrTokenExpired, ErrTokenRole, ErrBadToken} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// renewalOf is what a renewal of cur issues: the same identity and role
+// rules as a join. Control nodes keep their names and server
+// authentication; a worker keeps at most its own address (the one the
+// renewal comes from) for client authentication; a user keeps the
+// lifetime it was given, up to UserCertLifetime, so a short-lived
+// certificate cannot renew itself into a long one.
+func (s *JoinServer) renewalOf(cur *x509.Certificate, id Identity, remote string) IssueOptions {
+	switch id.Role {
+	case RoleControl:
+		return IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Server: true, Hosts: HostsOf(cur)}
+	case RoleNode:
+		var hosts []string
+		for _, ip := range cur.IPAddresses {
+			hosts = append(hosts, ownAddress(remote, ip.String())...)
+		}
+		return IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Hosts: hosts}
+	}
+	life := min(cur.NotAfter.Sub(cur.NotBefore)-clockSkew, s.cfg.UserCertLifetime)
+	return IssueOptions{Identity: id, Lifetime: max(life, time.Minute)}
+}
+
+// ownAddress is the SAN a worker may have: the host it advertises, if
+// that is an IP address and the call comes from it. Anything else (a DNS
+// name, another machine's address) would be a name the worker picked.
+func ownAddress(remote, advertised string) []string {
+	adv, err := netip.ParseAddr(advertised)
+	if err != nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return nil
+	}
+	from, err := netip.ParseAddr(host)
+	if err != nil || from.Unmap() != adv.Unmap() {
+		return nil
+	}
+	return []string{adv.Unmap().String()}
 }
 
 type invalidError struct{ msg string }
@@ -257,11 +347,13 @@ var joinReasons = []struct {
 	reason string
 	code   codes.Code
 }{
-	{ErrTokenUnknown, "TOKEN_UNKNOWN", codes.Unauthenticated},
+	{ErrTokenInvalid, "TOKEN_INVALID", codes.Unauthenticated},
 	{ErrTokenRevoked, "TOKEN_REVOKED", codes.Unauthenticated},
 	{ErrTokenExpired, "TOKEN_EXPIRED", codes.Unauthenticated},
-	{ErrBadSecret, "TOKEN_BAD_SECRET", codes.Unauthenticated},
 	{ErrTokenRole, "TOKEN_ROLE", codes.PermissionDenied},
+	{ErrTokenNode, "TOKEN_NODE", codes.PermissionDenied},
+	{ErrNameInUse, "NAME_IN_USE", codes.AlreadyExists},
+	{ErrTooManyFailures, "TOO_MANY_FAILURES", codes.ResourceExhausted},
 	{ErrBadToken, "TOKEN_MALFORMED", codes.InvalidArgument},
 }
 
@@ -320,6 +412,14 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// remoteHost is the host part of a remote address, for messages.
+func remoteHost(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
 
 func remoteAddr(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {

@@ -54,8 +54,14 @@ var (
 	ErrTokenUnknown = errors.New("join token is unknown")
 	ErrTokenRevoked = errors.New("join token was revoked")
 	ErrTokenExpired = errors.New("join token has expired")
-	ErrBadSecret    = errors.New("join token secret is wrong")
 	ErrTokenRole    = errors.New("join token does not allow this role")
+	// ErrTokenInvalid answers a join whose token id is unknown OR whose
+	// secret is wrong, with one message for both: a caller who guesses ids
+	// must not learn which ids exist.
+	ErrTokenInvalid = errors.New("join token is not valid on this cluster")
+	// ErrTokenNode means a node-bound token (`ctl token create --node`) was
+	// used to join under another name.
+	ErrTokenNode = errors.New("join token is bound to another node")
 )
 
 // Token is a parsed join token.
@@ -142,13 +148,17 @@ func hashSecret(secret string) string {
 
 // TokenRecord is what the registry stores for a token.
 type TokenRecord struct {
-	ID          string     `json:"id"`
-	Role        JoinRole   `json:"role"`
-	SecretHash  string     `json:"secretHash"`
-	Description string     `json:"description,omitempty"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	ExpiresAt   time.Time  `json:"expiresAt"`
-	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
+	ID          string   `json:"id"`
+	Role        JoinRole `json:"role"`
+	SecretHash  string   `json:"secretHash"`
+	Description string   `json:"description,omitempty"`
+	// Node, when set, binds the token to one worker node name: it joins
+	// only under that name, and may do so while a live Node holds it (to
+	// re-join a machine). Empty for ordinary tokens.
+	Node      string     `json:"node,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt time.Time  `json:"expiresAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 }
 
 // State is "valid", "expired" or "revoked" at now.
@@ -224,6 +234,8 @@ type CreateTokenOptions struct {
 	// TTL from now; zero means the configured default.
 	TTL         time.Duration
 	Description string
+	// Node binds a worker token to one node name (see TokenRecord.Node).
+	Node string
 }
 
 // Create makes and stores a token. The returned Token is the only place
@@ -231,6 +243,14 @@ type CreateTokenOptions struct {
 func (t *Tokens) Create(ctx context.Context, opts CreateTokenOptions) (Token, TokenRecord, error) {
 	if _, err := ParseJoinRole(string(opts.Role)); err != nil {
 		return Token{}, TokenRecord{}, err
+	}
+	if opts.Node != "" {
+		if opts.Role != JoinWorker {
+			return Token{}, TokenRecord{}, fmt.Errorf("%w: node %q: only worker tokens are bound to a node (a control node re-joins after `ctl member remove`)", ErrBadToken, opts.Node)
+		}
+		if err := checkName("node", opts.Node); err != nil {
+			return Token{}, TokenRecord{}, fmt.Errorf("%w: %w", ErrBadToken, err)
+		}
 	}
 	ttl := opts.TTL
 	if ttl == 0 {
@@ -261,7 +281,7 @@ func (t *Tokens) Create(ctx context.Context, opts CreateTokenOptions) (Token, To
 		return Token{}, TokenRecord{}, err
 	}
 	now := t.cfg.Now()
-	rec := TokenRecord{ID: id, Role: opts.Role, SecretHash: hashSecret(secret), Description: opts.Description,
+	rec := TokenRecord{ID: id, Role: opts.Role, SecretHash: hashSecret(secret), Description: opts.Description, Node: opts.Node,
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := t.store.Put(ctx, rec); err != nil {
 		return Token{}, TokenRecord{}, fmt.Errorf("create token %s: %w", id, err)
@@ -309,9 +329,15 @@ func (t *Tokens) Revoke(ctx context.Context, id string) error {
 	return nil
 }
 
-// Validate checks a presented token id and secret for a join as role. The
-// secret is checked before anything else is revealed, so a caller who
-// knows only an id learns nothing about the token's state.
+// unknownTokenHash stands in for the stored hash of an id that does not
+// exist, so that an unknown id costs the same hash and comparison as a
+// wrong secret.
+var unknownTokenHash = hashSecret("no such token")
+
+// Validate checks a presented token id and secret for a join as role. An
+// unknown id and a wrong secret get the same error (ErrTokenInvalid, same
+// message) after the same work, so a caller who knows only an id learns
+// nothing about the token, not even that it exists.
 func (t *Tokens) Validate(ctx context.Context, id, secret string, role JoinRole) (TokenRecord, error) {
 	if err := checkTokenID(id); err != nil {
 		return TokenRecord{}, err
@@ -320,11 +346,12 @@ func (t *Tokens) Validate(ctx context.Context, id, secret string, role JoinRole)
 	if err != nil {
 		return TokenRecord{}, fmt.Errorf("validate token %s: %w", id, err)
 	}
+	want := rec.SecretHash
 	if !found {
-		return TokenRecord{}, fmt.Errorf("%w: %q was never created on this cluster or has been pruned; create one with `ctl token create`", ErrTokenUnknown, id)
+		want = unknownTokenHash
 	}
-	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(rec.SecretHash)) != 1 {
-		return TokenRecord{}, fmt.Errorf("%w for token %q: copy the whole token printed by `ctl token create`", ErrBadSecret, id)
+	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(want)) != 1 || !found {
+		return TokenRecord{}, fmt.Errorf("%w: unknown token id or wrong secret; copy the whole token printed by `ctl token create`, or create a new one", ErrTokenInvalid)
 	}
 	now := t.cfg.Now()
 	if rec.RevokedAt != nil {

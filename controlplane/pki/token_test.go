@@ -77,9 +77,9 @@ func TestTokenValidateErrors(t *testing.T) {
 		want         error
 		wantInMesage string
 	}{
-		{"unknown", "zzzzzz", worker.Secret, JoinWorker, 0, ErrTokenUnknown, "ctl token create"},
-		{"bad secret", worker.ID, strings.Repeat("a", tokenSecretLen), JoinWorker, 0, ErrBadSecret, worker.ID},
-		{"bad secret of revoked token says secret", revoked.ID, worker.Secret, JoinControl, 0, ErrBadSecret, ""},
+		{"unknown", "zzzzzz", worker.Secret, JoinWorker, 0, ErrTokenInvalid, "ctl token create"},
+		{"bad secret", worker.ID, strings.Repeat("a", tokenSecretLen), JoinWorker, 0, ErrTokenInvalid, "unknown token id or wrong secret"},
+		{"bad secret of revoked token reveals nothing", revoked.ID, worker.Secret, JoinControl, 0, ErrTokenInvalid, ""},
 		{"revoked", revoked.ID, revoked.Secret, JoinControl, 0, ErrTokenRevoked, "revoked at 2026-11-21T12:00:00Z"},
 		{"worker token for control", worker.ID, worker.Secret, JoinControl, 0, ErrTokenRole, "is a worker token"},
 		{"expired", worker.ID, worker.Secret, JoinWorker, time.Hour, ErrTokenExpired, "expired at 2026-11-21T13:00:00Z"},
@@ -118,7 +118,7 @@ func TestTokenListRevokePrune(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v", n, err)
 	}
-	if _, err := tokens.Validate(ctx, a.ID, a.Secret, JoinWorker); !errors.Is(err, ErrTokenUnknown) {
+	if _, err := tokens.Validate(ctx, a.ID, a.Secret, JoinWorker); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("pruned token: %v", err)
 	}
 	if _, err := tokens.Validate(ctx, b.ID, b.Secret, JoinControl); err != nil {

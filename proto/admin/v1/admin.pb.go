@@ -32,8 +32,12 @@ type CreateTokenRequest struct {
 	// "control" or "worker".
 	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
 	// Lifetime in seconds; 0 means the server's default (24h).
-	TtlSeconds    int64  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	TtlSeconds  int64  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// Binds a worker token to one node name: it joins only under that name,
+	// and may while a live Node holds it (to re-join that machine). Admins
+	// only, like every call here.
+	Node          string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,6 +93,13 @@ func (x *CreateTokenRequest) GetDescription() string {
 	return ""
 }
 
+func (x *CreateTokenRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 type Token struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -99,7 +110,9 @@ type Token struct {
 	// Unset unless revoked.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// "valid", "expired" or "revoked" at the server's clock.
-	State         string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// The node name a node-bound token is for; empty otherwise.
+	Node          string `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -179,6 +192,13 @@ func (x *Token) GetRevokedAt() *timestamppb.Timestamp {
 func (x *Token) GetState() string {
 	if x != nil {
 		return x.State
+	}
+	return ""
+}
+
+func (x *Token) GetNode() string {
+	if x != nil {
+		return x.Node
 	}
 	return ""
 }
@@ -1072,12 +1092,13 @@ var File_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x14admin/v1/admin.proto\x12\x0eskiff.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n" +
+	"\x14admin/v1/admin.proto\x12\x0eskiff.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
 	"ttlSeconds\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"\x94\x02\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\xa8\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12 \n" +
@@ -1088,7 +1109,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
 	"\n" +
 	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x14\n" +
-	"\x05state\x18\a \x01(\tR\x05state\"{\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x12\n" +
+	"\x04node\x18\b \x01(\tR\x04node\"{\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12)\n" +
 	"\x04info\x18\x02 \x01(\v2\x15.skiff.admin.v1.TokenR\x04info\x12#\n" +

@@ -86,15 +86,24 @@ func (a *adminClient) do(call func(adminv1.AdminClient) error) error {
 
 func (o *options) tokenCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Create, list and revoke join tokens"}
-	var role, desc string
+	var role, desc, nodeName string
 	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create [--role control|worker] [--ttl 24h]",
+		Use:   "create [--role control|worker] [--ttl 24h] [--node NAME]",
 		Short: "Create a join token and print it with the join command",
-		Args:  cobra.NoArgs,
+		Long: `Create a join token and print it with the join command.
+
+A worker may not join under the name of a live Node (one that heartbeated
+in the last 40 s). To re-join the machine that holds a name (new disk,
+lost data dir), create a token bound to that name with --node NAME: it
+joins only under NAME, also while the Node is live. Admins only.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if role != "control" && role != "worker" {
 				return fmt.Errorf("--role %q: want control or worker", role)
+			}
+			if nodeName != "" && role != "worker" {
+				return fmt.Errorf("--node %s: only worker tokens are bound to a node; a control node re-joins after `ctl member remove`", nodeName)
 			}
 			if ttl <= 0 {
 				return fmt.Errorf("--ttl %s: must be positive", ttl)
@@ -108,7 +117,8 @@ func (o *options) tokenCmd() *cobra.Command {
 			defer cancel()
 			var resp *adminv1.CreateTokenResponse
 			err = a.do(func(c adminv1.AdminClient) (err error) {
-				resp, err = c.CreateToken(ctx, &adminv1.CreateTokenRequest{Role: role, TtlSeconds: int64((ttl + time.Second - 1) / time.Second), Description: desc})
+				resp, err = c.CreateToken(ctx, &adminv1.CreateTokenRequest{Role: role, TtlSeconds: int64((ttl + time.Second - 1) / time.Second),
+					Description: desc, Node: nodeName})
 				return err
 			})
 			if err != nil {
@@ -123,6 +133,9 @@ func (o *options) tokenCmd() *cobra.Command {
 			if role == "control" {
 				flag = " --control"
 			}
+			if nodeName != "" {
+				flag = " --name " + nodeName
+			}
 			fmt.Fprintf(o.streams.Err, "join with: ctl join%s --token %s %s   (expires %s)\n", flag, resp.Token, addr,
 				resp.Info.GetExpiresAt().AsTime().Local().Format(time.RFC3339))
 			return nil
@@ -131,6 +144,7 @@ func (o *options) tokenCmd() *cobra.Command {
 	create.Flags().StringVar(&role, "role", "worker", "what the token lets a machine become: control or worker")
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	create.Flags().StringVar(&desc, "description", "", "a note shown by `ctl token list`")
+	create.Flags().StringVar(&nodeName, "node", "", "bind the worker token to this node name (to re-join a machine whose Node is live)")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List join tokens (never their secrets)",
@@ -144,9 +158,13 @@ func (o *options) tokenCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "ID\tROLE\tSTATE\tEXPIRES\tDESCRIPTION")
+			fmt.Fprintln(tw, "ID\tROLE\tSTATE\tEXPIRES\tNODE\tDESCRIPTION")
 			for _, t := range resp.Tokens {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Id, t.Role, t.State, t.ExpiresAt.AsTime().Local().Format(time.RFC3339), t.Description)
+				node := t.Node
+				if node == "" {
+					node = "<any>"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.Role, t.State, t.ExpiresAt.AsTime().Local().Format(time.RFC3339), node, t.Description)
 			}
 			return tw.Flush()
 		},
@@ -427,8 +445,8 @@ func (o *options) userCmd() *cobra.Command {
 	}
 	create.Flags().StringVar(&role, "role", "", "viewer (read-only) or admin")
 	create.Flags().StringVarP(&output, "output", "o", "", "client config file to write (default NAME.conf)")
-	create.Flags().DurationVar(&ttl, "ttl", 0, "certificate lifetime (default one year)")
-	cmd.AddCommand(create, o.userRevokeCmd())
+	create.Flags().DurationVar(&ttl, "ttl", 0, "certificate lifetime (default 90 days; renew with `ctl user renew`)")
+	cmd.AddCommand(create, o.userRevokeCmd(), o.userRenewCmd())
 	return cmd
 }
 

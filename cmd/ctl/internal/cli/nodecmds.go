@@ -112,7 +112,12 @@ func (o *options) joinCmd() *cobra.Command {
 		Long: `Join the cluster whose control node's API port is ADDR (host:port). The
 token (from ctl init or ctl token create) pins the cluster CA: the CA is
 checked before the token's secret is sent. Running it again with the same
---data-dir resumes the node (the token is then not used).`,
+--data-dir resumes the node (the token is then not used).
+
+A worker's certificate is for client authentication only and names at most
+its --advertise IP (when the join comes from that address). A worker may
+not take the name (--name) of a Node that heartbeated in the last 40 s; to
+re-join that machine, use a token from ` + "`ctl token create --node NAME`" + `.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(o)
