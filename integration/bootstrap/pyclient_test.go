@@ -1,0 +1,111 @@
+package bootstrap_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// debianPython is the interpreter Debian's python3-grpcio and
+// python3-protobuf are installed for (`make deps`); a python3 earlier on
+// PATH (pyenv, a venv) may lack them.
+const debianPython = "/usr/bin/python3"
+
+// pythonClientDir is clients/python, relative to this package.
+var pythonClientDir = filepath.Join("..", "..", "clients", "python")
+
+// requirePython skips only when the interpreter or its gRPC packages are
+// truly absent (`make deps` installs them, so CI never skips).
+func requirePython(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(debianPython); err != nil {
+		t.Skipf("%s is absent (make deps installs python3): %v", debianPython, err)
+	}
+	out, err := exec.Command(debianPython, "-c", "import grpc, google.protobuf, yaml").CombinedOutput()
+	if err != nil {
+		t.Skipf("%s lacks python3-grpcio, python3-protobuf or python3-yaml (make deps installs them): %s",
+			debianPython, strings.TrimSpace(string(out)))
+	}
+}
+
+// TestPythonClient runs the Python client's test (clients/python/tests/
+// cluster_test.py) against three control nodes made with ctl init and ctl
+// join, with client configs from `ctl user create`. When the script says
+// its watch is on the leader, the test kills that node (SIGKILL); the
+// script then checks its watch resumes elsewhere with no event missed or
+// repeated.
+func TestPythonClient(t *testing.T) {
+	requirePython(t)
+	c, controlToken, _ := newCluster(t, "p1")
+	c.joinControl(t, "p2", controlToken)
+	c.joinControl(t, "p3", controlToken)
+	c.waitMembers(t, 60*time.Second, voters("p1", "p2", "p3"))
+	dir := t.TempDir()
+	admin, viewer := filepath.Join(dir, "py-admin.conf"), filepath.Join(dir, "py-viewer.conf")
+	c.mustCtl(t, "user", "create", "py-admin", "--role", "admin", "-o", admin)
+	c.mustCtl(t, "user", "create", "py-viewer", "--role", "viewer", "-o", viewer)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, debianPython, "-u", filepath.Join("tests", "cluster_test.py"),
+		"--config", admin, "--viewer-config", viewer)
+	cmd.Dir = pythonClientDir
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var transcript []string
+	passed, killed := false, ""
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		line := lines.Text()
+		transcript = append(transcript, line)
+		switch {
+		case strings.HasPrefix(line, "KILL-LEADER "):
+			killed = strings.TrimPrefix(line, "KILL-LEADER ")
+			if err := c.killNode(killed); err != nil {
+				t.Errorf("%v", err)
+				_, _ = io.WriteString(stdin, "NOT-KILLED\n")
+				continue
+			}
+			_, _ = io.WriteString(stdin, "KILLED\n")
+		case line == "PASS":
+			passed = true
+		}
+	}
+	waitErr := cmd.Wait()
+	if !passed || waitErr != nil {
+		t.Fatalf("python client test failed (%v):\n%s\n--- stderr:\n%s", waitErr, strings.Join(transcript, "\n"), stderr.String())
+	}
+	if killed == "" {
+		t.Fatalf("the python test passed without asking for the leader to be killed:\n%s", strings.Join(transcript, "\n"))
+	}
+	t.Logf("python client test:\n%s", strings.Join(transcript, "\n"))
+}
+
+// killNode crashes the control node named name (SIGKILL).
+func (c *cluster) killNode(name string) error {
+	for _, n := range c.nodes {
+		if n.name == name && n.running() {
+			n.p.kill()
+			return nil
+		}
+	}
+	return fmt.Errorf("no running control node %q to kill", name)
+}
