@@ -20,7 +20,7 @@ VTPROTO_FEATURES   := marshal+unmarshal+size+clone+equal
 GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 # API reference in docs/api/ (`make proto`); Python client code (clients/python).
 PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
-APT_PKGS  += python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
+APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 

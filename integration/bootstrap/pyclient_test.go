@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/integration/testutil"
 )
 
 // debianPython is the interpreter Debian's python3-grpcio and
@@ -97,6 +99,58 @@ func TestPythonClient(t *testing.T) {
 		t.Fatalf("the python test passed without asking for the leader to be killed:\n%s", strings.Join(transcript, "\n"))
 	}
 	t.Logf("python client test:\n%s", strings.Join(transcript, "\n"))
+
+	t.Run("ExampleListsPodsAndFollowsEvents", func(t *testing.T) {
+		dir := t.TempDir()
+		c.eventuallyCtl(t, 45*time.Second, "apply", "-f", writeFile(t, dir, "pod.yaml", `apiVersion: v1
+kind: Pod
+metadata:
+  name: py-example
+  namespace: default
+spec:
+  containers:
+  - name: c
+    image: busybox
+`))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var out, errOut syncBuffer
+		ex := exec.CommandContext(ctx, debianPython, "-u", filepath.Join("examples", "pods_and_events.py"),
+			"--config", viewer, "--exit-after", "1")
+		ex.Dir, ex.Stdout, ex.Stderr = pythonClientDir, &out, &errOut
+		if err := ex.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- ex.Wait() }()
+		testutil.WaitFor(t, 60*time.Second, "the example to list the pod and start following events", func() bool {
+			return strings.Contains(out.String(), "following events from resourceVersion")
+		})
+		if !strings.Contains(out.String(), "py-example") {
+			t.Fatalf("the example did not list pod py-example:\n%s", out.String())
+		}
+		c.eventuallyCtl(t, 45*time.Second, "apply", "-f", writeFile(t, dir, "event.yaml", `apiVersion: v1
+kind: Event
+metadata:
+  name: py-example.1
+  namespace: default
+involvedObject:
+  kind: Pod
+  namespace: default
+  name: py-example
+reason: Checked
+message: seen by the python example
+type: Normal
+`))
+		select {
+		case err := <-done:
+			if err != nil || !strings.Contains(out.String(), "event Normal Pod default/py-example Checked: seen by the python example") {
+				t.Fatalf("example exited (%v) without printing the event:\n%s\n--- stderr:\n%s", err, out.String(), errOut.String())
+			}
+		case <-ctx.Done():
+			t.Fatalf("the example did not see the event:\n%s\n--- stderr:\n%s", out.String(), errOut.String())
+		}
+	})
 }
 
 // killNode crashes the control node named name (SIGKILL).
