@@ -37,6 +37,19 @@ func requirePython(t *testing.T) {
 	}
 }
 
+// TestPythonClientUnits runs the Python client's tests that need no
+// cluster: the config file reader (bad input named) and the envelope.
+func TestPythonClientUnits(t *testing.T) {
+	requirePython(t)
+	cmd := exec.Command(debianPython, "-m", "unittest", "discover", "-s", "tests", "-p", "test_*.py", "-v")
+	cmd.Dir = pythonClientDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python unit tests: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
 // TestPythonClient runs the Python client's test (clients/python/tests/
 // cluster_test.py) against three control nodes made with ctl init and ctl
 // join, with client configs from `ctl user create`. When the script says

@@ -99,16 +99,22 @@ class Config:
             data, ref = doc.get(field + "-data"), doc.get(field)
             if data:
                 try:
-                    return base64.b64decode(data, validate=True)
+                    pem = base64.b64decode(data, validate=True)
                 except ValueError as e:
                     raise ConfigError("client config: %s: %s-data: not base64: %s" % (path, field, e)) from e
-            if not ref:
+                where = field + "-data"
+            elif ref:
+                try:
+                    with open(os.path.join(base, ref), "rb") as f:
+                        pem = f.read()
+                except OSError as e:
+                    raise ConfigError("client config: %s: %s: %s" % (path, field, e)) from e
+                where = field
+            else:
                 raise ConfigError("client config: %s: %s or %s-data is required" % (path, field, field))
-            try:
-                with open(os.path.join(base, ref), "rb") as f:
-                    return f.read()
-            except OSError as e:
-                raise ConfigError("client config: %s: %s: %s" % (path, field, e)) from e
+            if b"-----BEGIN " not in pem:
+                raise ConfigError("client config: %s: %s: no PEM block found" % (path, where))
+            return pem
 
         return cls(servers, material("certificate-authority"), material("client-certificate"),
                    material("client-key"), doc.get("namespace", ""), doc.get("server-name", ""))
