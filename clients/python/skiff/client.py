@@ -282,9 +282,11 @@ class Client:
         resource_version, in revision order, until stop (a threading.Event)
         is set. When the stream breaks — its server died, or restarted —
         it reopens on any control node from the last resourceVersion it
-        yielded, so no event is missed or repeated. Raises TooOldError when
-        that revision has left the server's history: list again and watch
-        from the list's resourceVersion.
+        yielded, so no event is missed or repeated; while no node answers
+        it keeps trying, with backoff. Raises TooOldError when that
+        revision has left the server's history: list again and watch from
+        the list's resourceVersion. Other errors (PERMISSION_DENIED,
+        INVALID_ARGUMENT, ...) are raised as grpc.RpcError.
 
         on_stream, if given, is called with each stream once it is open (a
         caller may cancel() it to stop a blocked watch)."""
@@ -298,13 +300,16 @@ class Client:
                 if on_stream:
                     on_stream(stream)
                 pause = self.retry_backoff
-                for resp in stream:
-                    for ev in resp.events:
-                        rv = ev.resource_version
-                        yield api.WatchEvent.Type.Name(ev.type), unpack(ev.object), ev.resource_version
-                    if stop is not None and stop.is_set():
-                        stream.cancel()
-                        return
+                try:
+                    for resp in stream:
+                        for ev in resp.events:
+                            rv = ev.resource_version
+                            yield api.WatchEvent.Type.Name(ev.type), unpack(ev.object), ev.resource_version
+                        if stop is not None and stop.is_set():
+                            return
+                finally:
+                    # Also when the caller stops iterating: end the server's watch.
+                    stream.cancel()
             except grpc.RpcError as e:
                 code = code_of(e)
                 if code == grpc.StatusCode.OUT_OF_RANGE:
