@@ -3,6 +3,7 @@ package bootstrap_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
 	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
+
+// The Go API package registers the descriptors TestPythonCodeIsCurrent compares.
+var _ = apiv1.File_api_v1_meta_proto
 
 // debianPython is the interpreter Debian's python3-grpcio and
 // python3-protobuf are installed for (`make deps`); a python3 earlier on
@@ -48,6 +59,72 @@ func TestPythonClientUnits(t *testing.T) {
 		t.Fatalf("python unit tests: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// TestPythonCodeIsCurrent: the descriptors compiled into the Python
+// client's generated modules are those of the Go code, i.e. `make proto`
+// regenerated both after the last .proto change.
+func TestPythonCodeIsCurrent(t *testing.T) {
+	requirePython(t)
+	script := `import base64, importlib, pkgutil, skiff.api.v1 as v1
+for m in pkgutil.iter_modules(v1.__path__):
+    if m.name.endswith("_pb2"):
+        d = importlib.import_module("skiff.api.v1." + m.name).DESCRIPTOR
+        print(d.name, base64.b64encode(d.serialized_pb).decode())`
+	cmd := exec.Command(debianPython, "-c", script)
+	cmd.Dir = pythonClientDir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("read the Python modules' descriptors: %v", err)
+	}
+	inPython := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, b64, _ := strings.Cut(line, " ")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var py descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(raw, &py); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		fd, err := protoregistry.GlobalFiles.FindFileByPath(name)
+		if err != nil {
+			t.Errorf("the Python client has %s, which the Go code does not: run `make proto`", name)
+			continue
+		}
+		inPython[name] = true
+		goFile := protodesc.ToFileDescriptorProto(fd)
+		if !proto.Equal(withoutJSONNames(&py), withoutJSONNames(goFile)) {
+			t.Errorf("%s differs between the Python and the Go generated code: run `make proto`", name)
+		}
+	}
+	protoregistry.GlobalFiles.RangeFilesByPackage("skiff.api.v1", func(fd protoreflect.FileDescriptor) bool {
+		if !inPython[fd.Path()] {
+			t.Errorf("the Python client lacks %s: run `make proto`", fd.Path())
+		}
+		return true
+	})
+}
+
+// withoutJSONNames drops json_name, which protoc fills in for Go plugins
+// but not in Python's serialized descriptors; it is derived from the name.
+func withoutJSONNames(fd *descriptorpb.FileDescriptorProto) *descriptorpb.FileDescriptorProto {
+	fd = proto.Clone(fd).(*descriptorpb.FileDescriptorProto)
+	var clear func(ms []*descriptorpb.DescriptorProto)
+	clear = func(ms []*descriptorpb.DescriptorProto) {
+		for _, m := range ms {
+			for _, f := range append(m.Field, m.Extension...) {
+				f.JsonName = nil
+			}
+			clear(m.NestedType)
+		}
+	}
+	clear(fd.MessageType)
+	for _, x := range fd.Extension {
+		x.JsonName = nil
+	}
+	return fd
 }
 
 // TestPythonClient runs the Python client's test (clients/python/tests/
