@@ -9,8 +9,9 @@ the client configs with `ctl user create`, and kills the leader when asked:
 
 Checks: create a namespace and ConfigMaps; List with paging (continue
 tokens); Watch from the list's resourceVersion and see an update; the
-leader killed mid-watch: the watch resumes on another node without missing
-or repeating an event; a viewer may list but not create.
+leader killed mid-watch: a client whose first server is the dead leader
+fails over, and the watch resumes on another node without missing or
+repeating an event; a viewer may list but not create.
 """
 
 import argparse
@@ -190,6 +191,11 @@ def main():
     print("KILL-LEADER " + leader, flush=True)
     line = sys.stdin.readline().strip()
     check(line == "KILLED", "want KILLED from the test driver, got %r" % line)
+    # A client whose first server is the dead leader fails over to a live one.
+    fo = skiff.Client(wcfg, max_attempts=40, max_backoff=1.0)
+    check(fo.get("ConfigMap", "cm-0", NS).data["value"] == "v1", "failover get of cm-0: wrong value")
+    check(fo.current_server() != leader_addr, "failover get: still on the dead leader %s" % leader_addr)
+    fo.close()
     want = []
     for i in range(1, 5):
         want.append(("MODIFIED", "cm-%d" % i, update(c, "cm-%d" % i, "v1")))
