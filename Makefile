@@ -18,6 +18,9 @@ PROTOC_GEN_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtprot
 # so an append to it copies instead of writing into the buffer it came from.
 VTPROTO_FEATURES   := marshal+unmarshal+size+clone+equal
 GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+# API reference in docs/api/ (`make proto`); Python client code (clients/python).
+PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
+APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
@@ -69,6 +72,7 @@ tools:
 	$(GO) install $(PROTOC_GEN_GO)
 	$(GO) install $(PROTOC_GEN_GO_GRPC)
 	$(GO) install $(PROTOC_GEN_VTPROTO)
+	$(GO) install $(PROTOC_GEN_DOC)
 
 # Regenerates every .proto under proto/ (generated code is committed).
 proto: deps tools
@@ -79,6 +83,16 @@ proto: deps tools
 	  protoc -I . --go-vtproto_out=. --go-vtproto_opt=paths=source_relative \
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
 	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
+	cd proto && protoc -I . --doc_out=../docs/api --doc_opt=markdown,api-v1.md api/v1/*.proto
+	cd proto && protoc -I . --doc_out=../docs/api --doc_opt=markdown,admin-v1.md admin/v1/*.proto
+	clients/python/generate.sh
+
+# The published API's descriptors, against which proto/compat's test checks
+# every change for wire compatibility. Refresh only when a release publishes the API.
+.PHONY: api-baseline
+api-baseline: deps
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/api-v1.binpb api/v1/*.proto
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/admin-v1.binpb admin/v1/*.proto
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
