@@ -83,8 +83,8 @@ proto: deps tools
 	  protoc -I . --go-vtproto_out=. --go-vtproto_opt=paths=source_relative \
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
 	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
-	cd proto && protoc -I . --doc_out=../docs/api --doc_opt=markdown,api-v1.md api/v1/*.proto
-	cd proto && protoc -I . --doc_out=../docs/api --doc_opt=markdown,admin-v1.md admin/v1/*.proto
+	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
+	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
 	clients/python/generate.sh
 
 # The published API's descriptors, against which proto/compat's test checks
