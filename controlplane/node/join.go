@@ -22,8 +22,8 @@ var ErrNodeNameTaken = errors.New("node name taken")
 func joinError(addr, name string, err error) error {
 	if errors.Is(err, pki.ErrNameInUse) || status.Code(err) == codes.AlreadyExists {
 		return fmt.Errorf("%w: the cluster already has a live node named %q (another machine with the same host name?): "+
-			"pass --name with a name of its own, or re-join that machine with a token from `ctl token create --node %s` (%s)",
-			ErrNodeNameTaken, name, name, client.Reason(err))
+			"pass --name with a name of its own, or re-join that machine with a token from `ctl token create --node %s` (%w)",
+			ErrNodeNameTaken, name, name, err)
 	}
 	if status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("cannot reach the control node at %s: %s", addr, client.Reason(err))

@@ -1,0 +1,5 @@
+//go:build !race
+
+package consensustest
+
+const raceSlowdown = 1
