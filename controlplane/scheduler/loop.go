@@ -39,6 +39,10 @@ type Config struct {
 	BindBackoff time.Duration
 	// PercentageOfNodesToScore: 0 is kube-scheduler's adaptive share.
 	PercentageOfNodesToScore int
+	// Filters and Scores are the plugins placements run (nil: the
+	// defaults). Each says per pod whether it is relevant; see Filter.
+	Filters []Filter
+	Scores  []Score
 	// Seed makes tie-breaks reproducible (0: from the clock).
 	Seed       uint64
 	Logger     *slog.Logger
@@ -90,6 +94,12 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	if rec == nil {
 		rec = client.NewRecorder(c, cfg.SchedulerName, "")
 	}
+	if cfg.Filters == nil {
+		cfg.Filters = DefaultFilters
+	}
+	if cfg.Scores == nil {
+		cfg.Scores = DefaultScores
+	}
 	return &Scheduler{cfg: cfg, c: c, rec: rec, metrics: newMetrics(cfg.Registerer)}
 }
 
@@ -133,7 +143,9 @@ type bindReq struct {
 
 // Run places pods until ctx ends (leadership lost).
 func (s *Scheduler) Run(ctx context.Context) error {
-	t := &term{s: s, cache: newCache(), alg: NewAlgorithm(s.cfg.Seed + s.attempt.Add(1)),
+	alg := NewAlgorithm(s.cfg.Seed + s.attempt.Add(1))
+	alg.Filters, alg.Scores = s.cfg.Filters, s.cfg.Scores
+	t := &term{s: s, cache: newCache(), alg: alg,
 		active:  controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
 		reports: controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
 		binds:   make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
