@@ -191,8 +191,9 @@ type Cache struct {
 	handler          client.EventHandler
 	wrote            atomic.Int64
 	indexFn          IndexFunc
-	idx              *index // new per Run, like the informer
-	rel              *releases
+	idx              *index    // new per Run, like the informer
+	rel              *releases // nil unless trackReleases
+	trackReleases    bool
 }
 
 // Kind is the cached kind.
@@ -293,8 +294,12 @@ func (b *Base) Run(ctx context.Context) error {
 	}
 	for _, c := range b.caches {
 		c.wrote.Store(0)
-		c.rel = &releases{}
-		h := c.rel.wrap(c.handler)
+		h := c.handler
+		c.rel = nil
+		if c.trackReleases {
+			c.rel = &releases{}
+			h = c.rel.wrap(h)
+		}
 		c.idx = nil
 		if c.indexFn != nil {
 			c.idx = newIndex(c.indexFn)
