@@ -25,7 +25,8 @@ type task struct {
 }
 
 // taskQueue runs deletion tasks one at a time. A full queue drops tasks: the
-// leader's periodic sweep (Collect) finds whatever they would have done.
+// leader's periodic sweep (Collect, run by the garbagecollector loop)
+// finds whatever they would have done.
 type taskQueue struct {
 	ch      chan task
 	backoff time.Duration
@@ -224,32 +225,10 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// runCollector sweeps while this node leads.
-func (s *Server) runCollector(ctx context.Context) {
-	wait := s.cfg.CollectInterval
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if !s.store.IsLeader() {
-			continue
-		}
-		start := time.Now()
-		if err := s.Collect(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("deletion sweep", "err", err)
-		}
-		// The sweep reads every object: keep it under ~5% of a core on
-		// large clusters by spacing sweeps at least 20× their duration.
-		wait = max(s.cfg.CollectInterval, 20*time.Since(start))
-	}
-}
-
 // Collect finishes deletions a crashed server left undone: objects whose
 // last finalizer went, foreground owners, terminating namespaces, and
-// dependents whose owners are gone. The leader runs it periodically; it is
-// safe to run anywhere (every write is a compare-and-swap). It decodes only
+// dependents whose owners are gone. The leader's garbagecollector loop
+// runs it periodically (controllers.DeletionSweeper); it is safe to run anywhere (every write is a compare-and-swap). It decodes only
 // metadata, and whole objects only for those it acts on.
 func (s *Server) Collect(ctx context.Context) error {
 	var errs []error

@@ -275,8 +275,8 @@ func (b *Base) EnqueueAfter(key string, d time.Duration) {
 // term's end). It returns nil when ctx ends, and the first error or panic
 // of any of its goroutines otherwise.
 func (b *Base) Run(ctx context.Context) error {
-	if b.primary == nil {
-		return errors.New("controller has no caches")
+	if b.primary == nil && b.sync != nil {
+		return errors.New("controller has a sync but no caches")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	g := &group{cancel: cancel}
