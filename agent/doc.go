@@ -24,7 +24,11 @@
 //     quantities, named probe ports and security contexts; what it cannot
 //     honour is refused with ErrPodConfig naming the field, and the pod
 //     waits with CreateContainerConfigError;
-//   - podstatus.go maps runtime status to the API's.
+//   - podstatus.go maps runtime status to the API's;
+//   - volume/ holds the volume types (emptyDir, hostPath, configMap,
+//     secret), one file each, registered with their hooks (from the API,
+//     validate, prepare, mount, tear down): convert.go and runtime call
+//     the hooks and know no type, so a new volume type is one file there.
 //
 // Not yet: env fieldRef status.podIP (the runtime fixes a container's
 // environment before the sandbox has an address), lifecycle hooks, subPath,
