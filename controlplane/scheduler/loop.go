@@ -136,7 +136,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 		s.cfg.Logger.Info("scheduler started", "nodes", nodeCount, "pending", pendingCount)
 		return nil
 	})
-	s.Go("binder", func(ctx context.Context) error { s.t.binder(ctx); return nil })
+	s.Go("binder", func(ctx context.Context) error { return s.t.binder(ctx) })
 	s.Every("retry unschedulable", cfg.RetryPeriod, func(context.Context) { s.t.flushUnschedulable() })
 	return s
 }
@@ -280,49 +280,60 @@ func (t *term) flushUnschedulable() {
 // scheduleOne places one pending pod and hands it to the binder.
 func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	t := s.t
-	c := t.cache
-	c.mu.Lock()
-	p := c.pending[key]
-	if p == nil || c.unschedulable[key] {
-		c.mu.Unlock()
+	req, result, fitMsg := t.place(key)
+	switch result {
+	case "":
+		return nil // nothing to place
+	case "unschedulable", "error":
+		t.setFit(key, fitMsg)
+	}
+	t.s.metrics.attempts.WithLabelValues(result).Inc()
+	if result != "scheduled" {
 		return nil
 	}
+	select {
+	case t.binds <- req:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// place runs the algorithm for pod key under the cache lock and assumes
+// the pod on the chosen node. result is "" (not pending, or in flight),
+// "scheduled", "unschedulable" or "error" (with fitMsg for the pod's
+// condition). The lock is released by defer: a panicking filter or score
+// must not leave it held, or the term could not end.
+func (t *term) place(key string) (req bindReq, result, fitMsg string) {
+	c := t.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[key]
+	if p == nil || c.unschedulable[key] {
+		return req, "", ""
+	}
 	if _, inFlight := c.assumed[key]; inFlight {
-		c.mu.Unlock()
-		return nil
+		return req, "", ""
 	}
 	pi, err := NewPodInfo(p)
 	if err != nil {
 		c.unschedulable[key] = true
-		c.mu.Unlock()
-		t.s.metrics.attempts.WithLabelValues("error").Inc()
-		t.setFit(key, fmt.Sprintf("pod cannot be scheduled: %v", err))
-		return nil
+		return req, "error", fmt.Sprintf("pod cannot be scheduled: %v", err)
 	}
 	start := time.Now()
 	node, next, err := t.alg.PlaceSampled(pi, c.nodeList, t.next, NodesToScore(len(c.nodeList), t.s.cfg.PercentageOfNodesToScore))
 	t.next = next
 	if err != nil {
 		c.unschedulable[key] = true
-		c.mu.Unlock()
-		t.s.metrics.attempts.WithLabelValues("unschedulable").Inc()
-		t.setFit(key, err.Error())
-		return nil
+		return req, "unschedulable", err.Error()
 	}
+	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
 	// Assume: count the pod on the node now so the next placement sees it,
 	// before the bind commits.
 	node.AddPod(pi)
 	c.podNode[key] = node
 	attempt := t.s.attempt.Add(1)
 	c.assumed[key] = attempt
-	c.mu.Unlock()
-	t.s.metrics.attempts.WithLabelValues("scheduled").Inc()
-	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
-	select {
-	case t.binds <- bindReq{pod: p, node: node.Name(), attempt: attempt}:
-	case <-ctx.Done():
-	}
-	return nil
+	return bindReq{pod: p, node: node.Name(), attempt: attempt}, "scheduled", ""
 }
 
 func (t *term) setFit(key, msg string) {
@@ -337,15 +348,19 @@ func (t *term) setFit(key, msg string) {
 // BindBatch). Each binding is conditional on the pod's uid and
 // resourceVersion, so a deposed leader's late bind (or one racing another
 // writer) is rejected instead of overwriting.
-func (t *term) binder(ctx context.Context) {
+func (t *term) binder(ctx context.Context) error {
 	slots := make(chan struct{}, t.s.cfg.BindCalls)
 	var calls sync.WaitGroup
 	defer calls.Wait()
+	// A panicking bind call ends the binder, and with it the term.
+	panicked := make(chan error, t.s.cfg.BindCalls)
 	for {
 		var first bindReq
 		select {
 		case <-ctx.Done():
-			return // the term is over: binds queued now are dropped
+			return nil // the term is over: binds queued now are dropped
+		case err := <-panicked:
+			return err
 		case first = <-t.binds:
 		}
 		batch := []bindReq{first}
@@ -361,11 +376,21 @@ func (t *term) binder(ctx context.Context) {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return
+			return nil
+		case err := <-panicked:
+			return err
 		}
 		calls.Add(1)
 		go func() {
-			defer func() { <-slots; calls.Done() }()
+			var err error
+			defer func() {
+				if err != nil {
+					panicked <- err // buffered: one per call slot
+				}
+				<-slots
+				calls.Done()
+			}()
+			defer ctrlkit.Recovered("bind", &err)
 			t.bind(ctx, batch)
 		}()
 	}

@@ -398,7 +398,7 @@ func (b *Base) work(ctx context.Context, q *controllers.Queue, sync SyncFunc) er
 
 // safeSync turns a panic into an ErrPanic error naming the key.
 func safeSync(ctx context.Context, sync SyncFunc, key string) (err error) {
-	defer recovered("syncing "+key, &err)
+	defer Recovered("syncing "+key, &err)
 	return sync(ctx, key)
 }
 

@@ -42,8 +42,11 @@ func (g *group) failure() error {
 	return g.err
 }
 
-// recovered turns a panic into an ErrPanic error in *err.
-func recovered(what string, err *error) {
+// Recovered, deferred directly, turns a panic into an ErrPanic error in
+// *err naming what panicked, with the stack. Goroutines a loop starts
+// outside Base's own (a batch of parallel calls) use it and hand the error
+// back to a goroutine of Base, so it ends Run like any panic.
+func Recovered(what string, err *error) {
 	if r := recover(); r != nil {
 		*err = fmt.Errorf("%w: %s: %v\n%s", ErrPanic, what, r, debug.Stack())
 	}
@@ -55,7 +58,7 @@ func (g *group) run(what string, fn func() error) {
 	go func() {
 		defer g.wg.Done()
 		err := func() (err error) {
-			defer recovered(what, &err)
+			defer Recovered(what, &err)
 			return fn()
 		}()
 		if err != nil {
