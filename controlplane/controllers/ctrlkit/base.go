@@ -165,15 +165,13 @@ type WorkQueue struct {
 	q         *controllers.Queue
 }
 
-// AddQueue adds a WorkQueue whose keys workers pass to sync; failed keys
-// back off from base to max.
-func (b *Base) AddQueue(name string, workers int, base, max time.Duration, sync SyncFunc) *WorkQueue {
-	w := &WorkQueue{name: name, workers: max1(workers), sync: sync, base: base, max: max}
+// AddQueue adds a WorkQueue whose keys workers (at least one) pass to
+// sync; failed keys back off from retryBase to retryMax.
+func (b *Base) AddQueue(name string, workers int, retryBase, retryMax time.Duration, sync SyncFunc) *WorkQueue {
+	w := &WorkQueue{name: name, workers: max(workers, 1), sync: sync, base: retryBase, max: retryMax}
 	b.queues = append(b.queues, w)
 	return w
 }
-
-func max1(n int) int { return max(n, 1) }
 
 // Add queues key (dropped outside Run).
 func (w *WorkQueue) Add(key string) {
