@@ -17,7 +17,9 @@
 //     within its grace period and then confirms the delete (grace 0, UID
 //     precondition, as the kubelet does), removes orphans, and writes each
 //     pod's status (phase, IPs, conditions, container statuses) only when
-//     it changed;
+//     it changed; what a pass does for a pod (decidePodSync) and what a
+//     container's exit leads to (runtime's decideAfterExit: restart,
+//     back-off) are pure functions with table tests that need no root;
 //   - convert.go turns an API Pod into the runtime's Pod, resolving
 //     ConfigMaps and Secrets (volumes, env, envFrom, image pull secrets),
 //     the downward API for env (metadata.*, spec.nodeName, status.hostIP),
