@@ -11,6 +11,7 @@ import (
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/volume"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
@@ -131,83 +132,36 @@ func configMapData(cm *apiv1.ConfigMap) map[string][]byte {
 	return out
 }
 
+// volume converts an API volume with its registered type (agent/volume).
 func (c *converter) volume(i int, v *apiv1.Volume) (runtime.Volume, error) {
-	f := fmt.Sprintf("spec.volumes[%d] %q", i, v.GetName())
-	out := runtime.Volume{Name: v.GetName()}
-	switch {
-	case v.GetEmptyDir() != nil:
-		ed := &runtime.EmptyDirVolumeSource{Medium: v.GetEmptyDir().GetMedium()}
-		if s := v.GetEmptyDir().GetSizeLimit(); s != "" {
-			q, err := apiv1.ParseQuantity(s)
-			if err != nil {
-				return out, configErr("%s.emptyDir.sizeLimit %q: %v", f, s, err)
-			}
-			ed.SizeLimit = q.Value()
-		}
-		out.EmptyDir = ed
-	case v.GetHostPath() != nil:
-		out.HostPath = &runtime.HostPathVolumeSource{Path: v.GetHostPath().GetPath(), Type: v.GetHostPath().GetType()}
-	case v.GetConfigMap() != nil:
-		src := v.GetConfigMap()
-		files, err := c.projectFiles(f+".configMap", src.GetItems(), src.GetOptional(), func() (map[string][]byte, error) {
-			cm, err := c.configMap(src.GetName())
-			if err != nil {
-				return nil, err
-			}
-			return configMapData(cm), nil
-		})
-		if err != nil {
-			return out, err
-		}
-		out.ConfigMap = &runtime.ConfigMapVolumeSource{Name: src.GetName(), Files: files, DefaultMode: src.DefaultMode}
-	case v.GetSecret() != nil:
-		src := v.GetSecret()
-		files, err := c.projectFiles(f+".secret", src.GetItems(), src.GetOptional(), func() (map[string][]byte, error) {
-			s, err := c.secret(src.GetSecretName())
-			if err != nil {
-				return nil, err
-			}
-			return s.GetData(), nil
-		})
-		if err != nil {
-			return out, err
-		}
-		out.Secret = &runtime.SecretVolumeSource{SecretName: src.GetSecretName(), Files: files, DefaultMode: src.DefaultMode}
-	default:
-		return out, configErr("%s: only emptyDir, hostPath, configMap and secret volumes are supported", f)
+	out, err := volume.FromAPI(fmt.Sprintf("spec.volumes[%d] %q", i, v.GetName()), v, volumeResolver{c})
+	if err != nil {
+		return out, configErr("%v", err)
 	}
 	return out, nil
 }
 
-// projectFiles maps keys to files: all keys, or only items (key → path).
-// An optional source that does not exist gives an empty volume.
-func (c *converter) projectFiles(field string, items []*apiv1.KeyToPath, optional bool, read func() (map[string][]byte, error)) (map[string][]byte, error) {
-	data, err := read()
+// volumeResolver reads a volume's ConfigMaps and Secrets through the
+// converter's per-pod cache.
+type volumeResolver struct{ c *converter }
+
+func (r volumeResolver) ConfigMap(name string) (map[string][]byte, error) {
+	cm, err := r.c.configMap(name)
 	if err != nil {
-		if optional && isNotFound(err) {
-			return map[string][]byte{}, nil
-		}
-		return nil, configErr("%s: %v", field, err)
+		return nil, err
 	}
-	if len(items) == 0 {
-		return maps.Clone(data), nil
-	}
-	files := map[string][]byte{}
-	for j, it := range items {
-		v, ok := data[it.GetKey()]
-		if !ok {
-			if optional {
-				continue
-			}
-			return nil, configErr("%s.items[%d]: key %q not found", field, j, it.GetKey())
-		}
-		if strings.Contains(it.GetPath(), "/") {
-			return nil, configErr("%s.items[%d].path %q: nested paths are not supported", field, j, it.GetPath())
-		}
-		files[it.GetPath()] = v
-	}
-	return files, nil
+	return configMapData(cm), nil
 }
+
+func (r volumeResolver) Secret(name string) (map[string][]byte, error) {
+	s, err := r.c.secret(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.GetData(), nil
+}
+
+func (volumeResolver) IsNotFound(err error) bool { return isNotFound(err) }
 
 func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Container, error) {
 	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),

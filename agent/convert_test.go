@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/volume"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
@@ -73,17 +74,17 @@ func TestConvertPod(t *testing.T) {
 	if rp.UID != "u-1" || len(rp.ImagePullSecrets) != 1 {
 		t.Errorf("pod %+v", rp)
 	}
-	if f := rp.Volumes[0].ConfigMap.Files; len(f) != 1 || string(f["a.txt"]) != "1" {
+	if f := rp.Volumes[0].Source.(*volume.ConfigMap).Files; len(f) != 1 || string(f["a.txt"]) != "1" {
 		t.Errorf("configMap items %v", f)
 	}
-	if f := rp.Volumes[1].Secret.Files; string(f["pw"]) != "hunter2" {
+	if f := rp.Volumes[1].Source.(*volume.Secret).Files; string(f["pw"]) != "hunter2" {
 		t.Errorf("secret files %v", f)
 	}
-	if f := rp.Volumes[2].ConfigMap.Files; len(f) != 0 {
+	if f := rp.Volumes[2].Source.(*volume.ConfigMap).Files; len(f) != 0 {
 		t.Errorf("optional missing configMap: %v", f)
 	}
-	if rp.Volumes[3].EmptyDir.SizeLimit != 1<<20 {
-		t.Errorf("emptyDir %+v", rp.Volumes[3].EmptyDir)
+	if ed := rp.Volumes[3].Source.(*volume.EmptyDir); ed.SizeLimit != 1<<20 {
+		t.Errorf("emptyDir %+v", ed)
 	}
 	rc := rp.Containers[0]
 	env := map[string]string{}
@@ -129,7 +130,7 @@ func TestConvertPodErrorsNameTheField(t *testing.T) {
 		}, `spec.containers[0].resources.limits.memory "lots"`},
 		"pvc": {func(p *apiv1.Pod) {
 			p.Spec.Volumes = []*apiv1.Volume{{Name: "d", PersistentVolumeClaim: &apiv1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}}
-		}, `spec.volumes[0] "d": only emptyDir, hostPath, configMap and secret volumes are supported`},
+		}, `spec.volumes[0] "d": only configMap, emptyDir, hostPath, secret volumes are supported`},
 	}
 	for name, tc := range cases {
 		p := basePod()

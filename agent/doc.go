@@ -17,14 +17,20 @@
 //     within its grace period and then confirms the delete (grace 0, UID
 //     precondition, as the kubelet does), removes orphans, and writes each
 //     pod's status (phase, IPs, conditions, container statuses) only when
-//     it changed;
+//     it changed; what a pass does for a pod (decidePodSync) and what a
+//     container's exit leads to (runtime's decideAfterExit: restart,
+//     back-off) are pure functions with table tests that need no root;
 //   - convert.go turns an API Pod into the runtime's Pod, resolving
 //     ConfigMaps and Secrets (volumes, env, envFrom, image pull secrets),
 //     the downward API for env (metadata.*, spec.nodeName, status.hostIP),
 //     quantities, named probe ports and security contexts; what it cannot
 //     honour is refused with ErrPodConfig naming the field, and the pod
 //     waits with CreateContainerConfigError;
-//   - podstatus.go maps runtime status to the API's.
+//   - podstatus.go maps runtime status to the API's;
+//   - volume/ holds the volume types (emptyDir, hostPath, configMap,
+//     secret), one file each, registered with their hooks (from the API,
+//     validate, prepare, mount, tear down): convert.go and runtime call
+//     the hooks and know no type, so a new volume type is one file there.
 //
 // Not yet: env fieldRef status.podIP (the runtime fixes a container's
 // environment before the sandbox has an address), lifecycle hooks, subPath,

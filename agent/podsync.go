@@ -122,32 +122,73 @@ func (a *Agent) goFor(uid string, f func()) {
 	}()
 }
 
+// podAction is what one pass does for one pod.
+type podAction int
+
+const (
+	podWait      podAction = iota // busy (a start or stop runs), or finished for good: nothing
+	podStart                      // not on the node yet: start it
+	podTerminate                  // marked for deletion: stop, remove, confirm
+	podReport                     // running here: report its status
+)
+
+// podObserved is what a pass sees of a pod: the API's side and the node's.
+type podObserved struct {
+	Deleting bool   // deletionTimestamp set
+	Busy     bool   // a start or stop of it is in progress
+	OnNode   bool   // the runtime has it
+	Phase    string // the API's status.phase
+}
+
+// decidePodSync is the pass's decision for one pod, a pure function in
+// swarmkit's exec.Do shape (next action from what is observed), so every
+// case is a table test without root (podsync_test.go).
+func decidePodSync(o podObserved) podAction {
+	switch {
+	case o.Deleting:
+		if o.Busy {
+			return podWait // a start in progress ends first; the next pass stops it
+		}
+		return podTerminate
+	case o.Busy:
+		return podWait
+	case o.OnNode:
+		return podReport
+	case o.Phase == "Succeeded" || o.Phase == "Failed":
+		return podWait // finished before (e.g. the node's state was lost): never rerun
+	}
+	return podStart
+}
+
 func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
-	if pod.GetMetadata().GetDeletionTimestamp() != "" {
-		if a.claim(uid) {
-			a.goFor(uid, func() { a.terminate(ctx, pod) })
-		}
-		return
-	}
 	a.mu.Lock()
 	busy := a.busy[uid]
 	a.mu.Unlock()
-	if busy {
-		return
-	}
-	st, err := a.cfg.Runtime.PodStatus(uid)
-	switch {
-	case errors.Is(err, runtime.ErrPodNotFound):
-		if ph := pod.GetStatus().GetPhase(); ph == "Succeeded" || ph == "Failed" {
-			return // finished before (e.g. the node's state was lost): never rerun
+	o := podObserved{Deleting: pod.GetMetadata().GetDeletionTimestamp() != "", Busy: busy, Phase: pod.GetStatus().GetPhase()}
+	var st runtime.PodStatus
+	if !o.Deleting && !busy {
+		var err error
+		st, err = a.cfg.Runtime.PodStatus(uid)
+		switch {
+		case errors.Is(err, runtime.ErrPodNotFound):
+		case err != nil:
+			a.log.Error("pod status", "pod", client.Key(pod), "err", err)
+			return
+		default:
+			o.OnNode = true
 		}
+	}
+	switch decidePodSync(o) {
+	case podTerminate:
+		if a.claim(uid) {
+			a.goFor(uid, func() { a.terminate(ctx, pod) })
+		}
+	case podStart:
 		if a.claim(uid) {
 			a.goFor(uid, func() { a.start(ctx, pod) })
 		}
-	case err != nil:
-		a.log.Error("pod status", "pod", client.Key(pod), "err", err)
-	default:
+	case podReport:
 		a.writeStatus(ctx, pod, apiStatus(pod, st, a.hostIP(), time.Now()))
 	}
 }

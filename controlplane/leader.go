@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -177,12 +178,14 @@ func (l *LeaderLoops) supervise(ctx context.Context, loop Loop, giveUp chan<- st
 	}
 }
 
-// runLoop turns a panic in a loop into an error: one bad object must not
-// take the leader down with it.
+// runLoop turns a panic in a loop's Run into an error: one bad object must
+// not take the leader down with it. Panics in the goroutines a loop starts
+// are its own to recover (ctrlkit.Base does it for every leader loop) and
+// arrive here as Run's error.
 func runLoop(ctx context.Context, loop Loop) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
 	return loop.Run(ctx)

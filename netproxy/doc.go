@@ -7,7 +7,8 @@
 // nftables DNAT maps where it does not. Both sync incrementally: they compare
 // what the Services and Endpoints want with what the kernel holds and change
 // only the difference, so neither a change nor a restart of the proxy
-// interrupts established traffic.
+// interrupts established traffic. Each backend registers itself from its
+// own file (backends.go: name, preference for "auto", kernel probe).
 //
 // All kernel programming targets one network namespace (Config.NetNSPath), so
 // tests run entirely inside namespaces they create.

@@ -31,6 +31,13 @@ var probeAddr = net.ParseIP("198.18.255.254")
 // nsPath names ns for libraries that open a namespace by path.
 func nsPath(ns netns.NsHandle) string { return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns)) }
 
+func init() {
+	registerBackend(backendType{name: BackendIPVS, preference: 1, probe: probeIPVS, unavailable: ErrNoIPVS,
+		build: func(cfg Config, ns netns.NsHandle, log *slog.Logger) (backend, error) {
+			return newIPVSBackend(cfg, ns, log)
+		}})
+}
+
 // probeIPVS reports whether IPVS really works in ns. moby/ipvs returns nil
 // from every call when the ip_vs generic netlink family is missing, so the
 // probe creates a service and reads it back.

@@ -32,6 +32,13 @@ const chainsPerBatch = 300
 
 const nftBaseRuleMarker = "skiff-base-" + nftVersion
 
+func init() {
+	registerBackend(backendType{name: BackendNFTables, preference: 2,
+		build: func(cfg Config, ns netns.NsHandle, log *slog.Logger) (backend, error) {
+			return newNFTBackend(cfg, ns, log)
+		}})
+}
+
 // nftBackend implements Services with DNAT in an nftables table of its own:
 //
 //	services       svc-rr: ip . proto . port -> count . shard . id, then

@@ -166,46 +166,6 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-func (p *Proxy) chooseBackend() error {
-	switch p.cfg.Backend {
-	case BackendNFTables:
-		b, err := newNFTBackend(p.cfg, p.ns, p.log)
-		if err != nil {
-			return err
-		}
-		p.backend = b
-		p.log.Info("service data path backend chosen", "backend", BackendNFTables, "reason", "configured")
-		return nil
-	case BackendIPVS, BackendAuto, "":
-		reason, ok := probeIPVS(p.ns)
-		if ok {
-			b, err := newIPVSBackend(p.cfg, p.ns, p.log)
-			if err != nil {
-				return err
-			}
-			p.backend = b
-			why := "configured; " + reason
-			if p.cfg.Backend != BackendIPVS {
-				why = "auto: " + reason
-			}
-			p.log.Info("service data path backend chosen", "backend", BackendIPVS, "reason", why)
-			return nil
-		}
-		if p.cfg.Backend == BackendIPVS {
-			return fmt.Errorf("%w: %s", ErrNoIPVS, reason)
-		}
-		b, err := newNFTBackend(p.cfg, p.ns, p.log)
-		if err != nil {
-			return err
-		}
-		p.backend = b
-		p.log.Info("service data path backend chosen", "backend", BackendNFTables, "reason", "auto: "+reason)
-		return nil
-	default:
-		return fmt.Errorf("%w: config: backend=%q: want auto, ipvs or nftables", ErrInvalid, p.cfg.Backend)
-	}
-}
-
 // BackendName says which backend programs the kernel.
 func (p *Proxy) BackendName() string { return p.backend.name() }
 

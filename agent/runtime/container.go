@@ -46,15 +46,8 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 	}
 	for _, m := range c.spec.VolumeMounts {
 		v := vols[m.Name]
-		src := p.volumeDir(v.Name)
-		ro := m.ReadOnly
-		switch {
-		case v.HostPath != nil:
-			src = v.HostPath.Path
-		case v.ConfigMap != nil, v.Secret != nil:
-			ro = true
-		}
-		ms = append(ms, mountSpec{source: src, dest: m.MountPath, readOnly: ro})
+		src, forceRO := v.Source.Mount(p.volumeDir(v.Name))
+		ms = append(ms, mountSpec{source: src, dest: m.MountPath, readOnly: m.ReadOnly || forceRO})
 	}
 	return ms
 }

@@ -240,13 +240,7 @@ func (p *podRT) initIndex(c *ctrRT) int {
 	return -1
 }
 
-func (p *podRT) backoff(n int) time.Duration {
-	d := p.rt.cfg.BackoffBase
-	for i := 1; i < n && d < p.rt.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, p.rt.cfg.BackoffMax)
-}
+func (p *podRT) backoff(n int) time.Duration { return p.rt.backoffPolicy().delay(n) }
 
 // sleep waits d unless the pod is stopping; false means stop.
 func (p *podRT) sleep(d time.Duration) bool {
@@ -326,34 +320,19 @@ func (p *podRT) runContainer(c *ctrRT) bool {
 		}
 		term := p.finishContainer(c, exit)
 		p.mu.Lock()
-		stopping := p.ctx.Err() != nil
-		restart := false
-		switch {
-		case stopping:
-		case c.isInit:
-			restart = term.ExitCode != 0 && p.rec.Pod.restartPolicy() != RestartNever
-		default:
-			switch p.rec.Pod.restartPolicy() {
-			case RestartAlways:
-				restart = true
-			case RestartOnFailure:
-				restart = term.ExitCode != 0
-			}
-		}
-		if !restart {
+		next := decideAfterExit(p.rt.backoffPolicy(), exited{Policy: p.rec.Pod.restartPolicy(), Init: c.isInit,
+			Stopping: p.ctx.Err() != nil, ExitCode: term.ExitCode, Ran: term.FinishedAt.Sub(term.StartedAt), Restarts: c.backoffN})
+		if !next.Restart {
 			c.rec.Final = term
-			if c.isInit && term.ExitCode != 0 && !stopping {
+			if next.InitFailed {
 				p.rec.Failed = fmt.Sprintf("init container %q failed: %s (exit %d)", c.spec.Name, term.Reason, term.ExitCode)
 			}
 			p.persistLocked()
 			p.mu.Unlock()
-			return term.ExitCode == 0 && !stopping
+			return next.Succeeded
 		}
-		if term.FinishedAt.Sub(term.StartedAt) >= p.rt.cfg.BackoffReset {
-			c.backoffN = 0
-		}
-		c.backoffN++
-		delay := p.backoff(c.backoffN)
+		c.backoffN = next.Restarts
+		delay := next.Delay
 		c.waiting = &StateWaiting{Reason: ReasonCrashLoopBackOff,
 			Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", delay, c.spec.Name, p.rec.Pod.Name)}
 		p.persistLocked()

@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
+	"github.com/skiffhq/skiff/agent/volume"
 	"github.com/skiffhq/skiff/integration/testutil"
 )
 
@@ -249,7 +250,7 @@ func TestLeftoversCleanedOnStart(t *testing.T) {
 	t.Parallel()
 	e := runtimetest.NewEnv(t)
 	img := e.Registry.BusyboxImage(t, "busybox", nil)
-	run(t, e, &runtime.Pod{UID: "orphan", Name: "orphan", Volumes: []runtime.Volume{{Name: "s", Secret: &runtime.SecretVolumeSource{SecretName: "s", Files: map[string][]byte{"k": []byte("v")}}}},
+	run(t, e, &runtime.Pod{UID: "orphan", Name: "orphan", Volumes: []runtime.Volume{{Name: "s", Source: &volume.Secret{SecretName: "s", Files: map[string][]byte{"k": []byte("v")}}}},
 		Containers: []runtime.Container{{Name: "app", Image: img, Command: []string{"sleep", "3600"}, VolumeMounts: []runtime.VolumeMount{{Name: "s", MountPath: "/s"}}}}})
 	testutil.WaitFor(t, 20*time.Second, "running", func() bool { return running(t, e, "orphan", "app") })
 	if len(e.Leftovers()) == 0 {
@@ -285,11 +286,11 @@ func TestInitVolumesSecurity(t *testing.T) {
 	uid := int64(65534)
 	run(t, e, &runtime.Pod{UID: "initvol", Name: "initvol", RestartPolicy: runtime.RestartNever,
 		Volumes: []runtime.Volume{
-			{Name: "work", EmptyDir: &runtime.EmptyDirVolumeSource{}},
-			{Name: "mem", EmptyDir: &runtime.EmptyDirVolumeSource{Medium: "Memory"}},
-			{Name: "host", HostPath: &runtime.HostPathVolumeSource{Path: host, Type: "Directory"}},
-			{Name: "cfg", ConfigMap: &runtime.ConfigMapVolumeSource{Name: "cfg", Files: map[string][]byte{"key": []byte("cm-value")}}},
-			{Name: "sec", Secret: &runtime.SecretVolumeSource{SecretName: "sec", Files: map[string][]byte{"pw": []byte("s3cret")}, DefaultMode: &mode}},
+			{Name: "work", Source: &volume.EmptyDir{}},
+			{Name: "mem", Source: &volume.EmptyDir{Medium: "Memory"}},
+			{Name: "host", Source: &volume.HostPath{Path: host, Type: "Directory"}},
+			{Name: "cfg", Source: &volume.ConfigMap{Name: "cfg", Files: map[string][]byte{"key": []byte("cm-value")}}},
+			{Name: "sec", Source: &volume.Secret{SecretName: "sec", Files: map[string][]byte{"pw": []byte("s3cret")}, DefaultMode: &mode}},
 		},
 		InitContainers: []runtime.Container{
 			{Name: "init1", Image: img, Command: []string{"sh", "-c", "echo one > /scratch/order"}, VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch"}}},

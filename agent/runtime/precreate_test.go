@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
+	"github.com/skiffhq/skiff/agent/volume"
 	"github.com/skiffhq/skiff/integration/testutil"
 )
 
@@ -39,7 +40,7 @@ func TestPrecreatedContainersSeeFinishedSandbox(t *testing.T) {
 		Containers: []runtime.Container{{Name: "app", Image: img,
 			Command:      []string{"sh", "-c", "cat /scratch/mark; cat /etc/hosts; echo host=$(hostname); ip -4 addr show eth0; echo view-done; exec sleep 3600"},
 			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch"}}}},
-		Volumes: []runtime.Volume{{Name: "work", EmptyDir: &runtime.EmptyDirVolumeSource{}}}})
+		Volumes: []runtime.Volume{{Name: "work", Source: &volume.EmptyDir{}}}})
 	st := status(t, e, "pre")
 	if st.PodIP == "" {
 		t.Fatalf("no pod IP once RunPod returned: %+v", st)

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -140,93 +139,25 @@ func (p *podRT) volumeDir(name string) string {
 	return filepath.Join(p.rt.podDir(p.rec.Pod.UID), "volumes", name)
 }
 
+// prepareVolumes runs each volume type's Prepare hook.
 func (p *podRT) prepareVolumes() error {
 	for _, v := range p.rec.Pod.Volumes {
-		dir := p.volumeDir(v.Name)
-		switch {
-		case v.EmptyDir != nil:
-			if err := os.MkdirAll(dir, 0o777); err != nil {
-				return fmt.Errorf("runtime: emptyDir %q: %w", v.Name, err)
-			}
-			if v.EmptyDir.Medium == "Memory" {
-				opt := "mode=1777"
-				if v.EmptyDir.SizeLimit > 0 {
-					opt += fmt.Sprintf(",size=%d", v.EmptyDir.SizeLimit)
-				}
-				if err := mountTmpfsOnce(dir, opt); err != nil {
-					return fmt.Errorf("runtime: emptyDir %q: %w", v.Name, err)
-				}
-			}
-		case v.HostPath != nil:
-			switch v.HostPath.Type {
-			case "DirectoryOrCreate":
-				if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
-					return fmt.Errorf("runtime: hostPath %q: %w", v.Name, err)
-				}
-			case "Directory", "File":
-				st, err := os.Stat(v.HostPath.Path)
-				if err != nil {
-					return fmt.Errorf("runtime: hostPath %q: %w", v.Name, err)
-				}
-				if st.IsDir() != (v.HostPath.Type == "Directory") {
-					return fmt.Errorf("runtime: hostPath %q: %s is not a %s", v.Name, v.HostPath.Path, v.HostPath.Type)
-				}
-			}
-		case v.ConfigMap != nil, v.Secret != nil:
-			files, mode := map[string][]byte(nil), int32(0o644)
-			if v.ConfigMap != nil {
-				files = v.ConfigMap.Files
-				if v.ConfigMap.DefaultMode != nil {
-					mode = *v.ConfigMap.DefaultMode
-				}
-			} else {
-				files = v.Secret.Files
-				if v.Secret.DefaultMode != nil {
-					mode = *v.Secret.DefaultMode
-				}
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("runtime: volume %q: %w", v.Name, err)
-			}
-			if v.Secret != nil { // secrets never touch the disk
-				if err := mountTmpfsOnce(dir, "mode=0755,size=4m"); err != nil {
-					return fmt.Errorf("runtime: secret volume %q: %w", v.Name, err)
-				}
-			}
-			for k, data := range files {
-				if err := os.WriteFile(filepath.Join(dir, k), data, os.FileMode(mode)&0o777); err != nil {
-					return fmt.Errorf("runtime: volume %q key %q: %w", v.Name, k, err)
-				}
-				if err := os.Chmod(filepath.Join(dir, k), os.FileMode(mode)&0o777); err != nil {
-					return err
-				}
-			}
+		if err := v.Source.Prepare(p.volumeDir(v.Name)); err != nil {
+			return fmt.Errorf("runtime: %s volume %q: %w", v.Source.VolumeType(), v.Name, err)
 		}
 	}
 	return nil
 }
 
-func mountTmpfsOnce(dir, opt string) error {
-	if mounted, _ := isMountPoint(dir); mounted {
-		return nil
-	}
-	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opt)
-}
-
-func isMountPoint(path string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMount(fields[4]) == path {
-			return true, nil
+// tearDownVolumes runs each volume type's TearDown hook.
+func (p *podRT) tearDownVolumes() error {
+	var errs []error
+	for _, v := range p.rec.Pod.Volumes {
+		if err := v.Source.TearDown(p.volumeDir(v.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("runtime: %s volume %q: %w", v.Source.VolumeType(), v.Name, err))
 		}
 	}
-	return false, sc.Err()
+	return errors.Join(errs...)
 }
 
 func unescapeMount(s string) string {
@@ -280,6 +211,9 @@ func (p *podRT) teardownSandbox(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := p.tearDownVolumes(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, mp := range mountsUnder(r.podDir(uid)) {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {

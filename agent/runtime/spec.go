@@ -9,6 +9,7 @@ import (
 
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/probe"
+	"github.com/skiffhq/skiff/agent/volume"
 )
 
 // This file is the pod spec the runtime consumes. Field names and meaning
@@ -113,41 +114,9 @@ type Capabilities struct {
 	Drop []string `json:"drop,omitempty"`
 }
 
-// Volume is one pod volume; exactly one source is set.
-type Volume struct {
-	Name      string                 `json:"name"`
-	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
-	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
-	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
-	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
-}
-
-// EmptyDirVolumeSource: Medium "Memory" is a tmpfs (of SizeLimit bytes).
-type EmptyDirVolumeSource struct {
-	Medium    string `json:"medium,omitempty"`
-	SizeLimit int64  `json:"sizeLimit,omitempty"`
-}
-
-// HostPathVolumeSource; Type "" (no check), Directory, DirectoryOrCreate, File.
-type HostPathVolumeSource struct {
-	Path string `json:"path"`
-	Type string `json:"type,omitempty"`
-}
-
-// ConfigMapVolumeSource carries the resolved keys of ConfigMap Name; each
-// key becomes a file.
-type ConfigMapVolumeSource struct {
-	Name        string            `json:"name"`
-	Files       map[string][]byte `json:"files"`
-	DefaultMode *int32            `json:"defaultMode,omitempty"`
-}
-
-// SecretVolumeSource is like ConfigMapVolumeSource, stored on a tmpfs.
-type SecretVolumeSource struct {
-	SecretName  string            `json:"secretName"`
-	Files       map[string][]byte `json:"files"`
-	DefaultMode *int32            `json:"defaultMode,omitempty"`
-}
+// Volume is one pod volume: a name and one registered type's source
+// (package agent/volume, one file per type).
+type Volume = volume.Volume
 
 // ErrInvalidPod wraps every validation error.
 var ErrInvalidPod = errors.New("invalid pod")
@@ -183,28 +152,8 @@ func (p *Pod) Validate() error {
 			return invalid("volumes[%d].name %q: duplicate", i, v.Name)
 		}
 		vols[v.Name] = true
-		n := 0
-		for _, set := range []bool{v.EmptyDir != nil, v.HostPath != nil, v.ConfigMap != nil, v.Secret != nil} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			return invalid("volumes[%d] %q: exactly one of emptyDir, hostPath, configMap, secret must be set", i, v.Name)
-		}
-		if v.HostPath != nil && !filepath.IsAbs(v.HostPath.Path) {
-			return invalid("volumes[%d].hostPath.path %q: must be absolute", i, v.HostPath.Path)
-		}
-		files := map[string][]byte{}
-		if v.ConfigMap != nil {
-			files = v.ConfigMap.Files
-		} else if v.Secret != nil {
-			files = v.Secret.Files
-		}
-		for k := range files {
-			if k == "" || strings.Contains(k, "/") || k == "." || k == ".." {
-				return invalid("volumes[%d] %q: key %q is not a file name", i, v.Name, k)
-			}
+		if err := v.Validate(fmt.Sprintf("volumes[%d] %q", i, v.Name)); err != nil {
+			return invalid("%v", err)
 		}
 	}
 	names := map[string]bool{}

@@ -158,9 +158,6 @@ func gracePending(obj kinds.Object) bool {
 	return md.GetDeletionTimestamp() != "" && md.GetDeletionGracePeriodSeconds() > 0
 }
 
-// podGracePending is gracePending by its older name (the sweep uses it);
-// pods are the built-in kind with graceful deletion.
-func podGracePending(obj kinds.Object) bool { return gracePending(obj) }
 
 // put writes next over cur (compare-and-swap on cur's revision).
 func (s *Server) put(ctx context.Context, k *kinds.Kind, cur *stored, next kinds.Object) (int64, error) {

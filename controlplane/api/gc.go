@@ -25,7 +25,8 @@ type task struct {
 }
 
 // taskQueue runs deletion tasks one at a time. A full queue drops tasks: the
-// leader's periodic sweep (Collect) finds whatever they would have done.
+// leader's periodic sweep (Collect, run by the garbagecollector loop)
+// finds whatever they would have done.
 type taskQueue struct {
 	ch      chan task
 	backoff time.Duration
@@ -224,32 +225,10 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// runCollector sweeps while this node leads.
-func (s *Server) runCollector(ctx context.Context) {
-	wait := s.cfg.CollectInterval
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if !s.store.IsLeader() {
-			continue
-		}
-		start := time.Now()
-		if err := s.Collect(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("deletion sweep", "err", err)
-		}
-		// The sweep reads every object: keep it under ~5% of a core on
-		// large clusters by spacing sweeps at least 20× their duration.
-		wait = max(s.cfg.CollectInterval, 20*time.Since(start))
-	}
-}
-
 // Collect finishes deletions a crashed server left undone: objects whose
 // last finalizer went, foreground owners, terminating namespaces, and
-// dependents whose owners are gone. The leader runs it periodically; it is
-// safe to run anywhere (every write is a compare-and-swap). It decodes only
+// dependents whose owners are gone. The leader's garbagecollector loop
+// runs it periodically (controllers.DeletionSweeper); it is safe to run anywhere (every write is a compare-and-swap). It decodes only
 // metadata, and whole objects only for those it acts on.
 func (s *Server) Collect(ctx context.Context) error {
 	var errs []error
@@ -281,7 +260,7 @@ func (s *Server) Collect(ctx context.Context) error {
 		ns, name := md.GetNamespace(), md.GetName()
 		if md.GetDeletionTimestamp() != "" {
 			switch {
-			case it.k.Name == "Namespace":
+			case it.k.Terminates(): // a namespace: its contents go first (as markTerminating)
 				s.queueNamespace(name)
 			case containsString(md.GetFinalizers(), FinalizerForeground) || len(md.GetFinalizers()) == 0:
 				obj, err := decode(it.k, it.kv)
@@ -292,7 +271,7 @@ func (s *Server) Collect(ctx context.Context) error {
 				st := &stored{obj: obj, rev: it.kv.ModRevision}
 				if len(md.GetFinalizers()) > 0 {
 					s.queueForeground(it.k, obj)
-				} else if !podGracePending(obj) {
+				} else if !gracePending(obj) {
 					if _, err := s.remove(ctx, it.k, st); err != nil && !errors.Is(err, ErrConflict) {
 						errs = append(errs, err)
 					}

@@ -34,9 +34,6 @@ type Config struct {
 	Registry *kinds.Registry
 	// Authorizer decides every request; nil means AllowAll.
 	Authorizer Authorizer
-	// CollectInterval is how often the leader sweeps for deletions left
-	// unfinished (finalizers cleared, owners gone, terminating namespaces).
-	CollectInterval time.Duration
 	// RetryBackoff is the pause before a deletion step that must wait
 	// (foreground dependents, namespace contents) is tried again.
 	RetryBackoff time.Duration
@@ -65,7 +62,6 @@ type Config struct {
 // DefaultConfig returns the production defaults; Store must still be set.
 func DefaultConfig() Config {
 	return Config{
-		CollectInterval:   10 * time.Second,
 		RetryBackoff:      500 * time.Millisecond,
 		DefaultNamespaces: []string{"default", "kube-system", kinds.NodeLeaseNamespace},
 		WriteBatches:      4,
@@ -108,9 +104,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Authorizer == nil {
 		cfg.Authorizer = AllowAll{}
-	}
-	if cfg.CollectInterval <= 0 {
-		cfg.CollectInterval = def.CollectInterval
 	}
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = def.RetryBackoff
@@ -213,16 +206,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, tlsConfig *tls.Con
 }
 
 // Run does the server's background work until ctx ends: it creates the
-// default namespaces, runs deletion tasks queued by requests (cascades,
-// foreground waits, namespace cleanup) and, while this node leads, sweeps
-// for deletions a crashed server left unfinished.
+// default namespaces and runs deletion tasks queued by requests (cascades,
+// foreground waits, namespace cleanup). The sweep for deletions a crashed
+// server left unfinished (Collect) is a leader loop: the garbagecollector
+// controller.
 func (s *Server) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(apiv1.API_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	defer s.health.Shutdown()
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.ensureNamespaces(ctx) }()
-	go func() { defer s.wg.Done(); s.runCollector(ctx) }()
 	s.tasks.run(ctx, s.log, s.cfg.RetryBackoff)
 	s.wg.Wait()
 	return nil

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -27,6 +28,15 @@ type Deps struct {
 	Configs map[string]any
 	// Informers, when set, shares informers among the loops (see Watch).
 	Informers *client.InformerFactory
+	// Sweeper is this control node's API server, for the garbage
+	// collector's sweep (nil where no loop needs it).
+	Sweeper DeletionSweeper
+}
+
+// DeletionSweeper finishes deletions left undone (api.Server.Collect), in
+// one pass; the garbagecollector loop runs it on the leader.
+type DeletionSweeper interface {
+	Collect(ctx context.Context) error
 }
 
 // ConfigFor returns d.Configs[name] as a T, or def when there is none. A

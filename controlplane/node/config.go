@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
+	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -34,6 +35,8 @@ type LoopDeps struct {
 	Node       string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Sweeper is this node's API server (the garbage collector's sweep).
+	Sweeper controllers.DeletionSweeper
 }
 
 // LoopFactory builds the leader-only loops (scheduler, controllers).

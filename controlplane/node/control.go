@@ -324,8 +324,8 @@ func (c *Control) Close() error {
 // tokenKeep is how long expired or revoked join tokens are kept.
 const tokenKeep = 7 * 24 * time.Hour
 
-// register keeps this node's API address in the store and, on the leader,
-// prunes long-dead join tokens.
+// register keeps this node's API address in the store (every node; the
+// leader's tokenPruner loop prunes dead join tokens).
 func (c *Control) register(ctx context.Context) error {
 	rec := controlRecord{ID: c.state.Name, APIAddress: c.state.APIAddress(), RaftAddress: c.state.RaftAddress()}
 	wait := time.Duration(0)
@@ -348,22 +348,6 @@ func (c *Control) register(ctx context.Context) error {
 			c.log.Warn("refreshing the control nodes' API addresses (admin.conf)", "err", err)
 		}
 		cancel()
-		if c.Store.IsLeader() {
-			// Dead tokens are kept a week so that their use is reported as
-			// "expired"/"revoked" rather than "unknown", then dropped.
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if n, err := c.Tokens.Prune(pctx, tokenKeep); err != nil {
-				c.log.Warn("pruning join tokens", "err", err)
-			} else if n > 0 {
-				c.log.Info("pruned dead join tokens", "count", n)
-			}
-			if n, err := c.revocations.prune(pctx, time.Now()); err != nil {
-				c.log.Warn("pruning expired revocations", "err", err)
-			} else if n > 0 {
-				c.log.Info("pruned revocations no certificate can outlive", "count", n)
-			}
-			cancel()
-		}
 		wait = c.cfg.RegistrationInterval
 	}
 }
@@ -379,10 +363,11 @@ func (c *Control) runLoops(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer})
+	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API})
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}
+	loops = append(loops, tokenPruner{tokens: c.Tokens, revocations: c.revocations, every: c.cfg.RegistrationInterval, log: c.log})
 	lc := controlplane.DefaultLeaderConfig()
 	lc.Logger, lc.Registerer = c.log, c.cfg.Registerer
 	return controlplane.NewLeaderLoops(lc, c.Store, loops...).Run(ctx)

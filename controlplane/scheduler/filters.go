@@ -9,22 +9,43 @@ import (
 
 // A Filter says why a node cannot run a pod ("" when it can). Reasons use
 // kube-scheduler's wording, since operators search for them.
+//
+// Relevant is the filter's PreFilter-Skip (kube-scheduler's framework):
+// asked once per pod, false means Check could pass every node for this
+// pod, so it is not run for any. A nil Relevant means the filter concerns
+// every pod. The scheduler's fast path is exactly this: a plain pod runs
+// only the filters relevant to it, so a new filter is never skipped unless
+// it says so itself.
 type Filter struct {
-	Name  string
-	Check func(p *PodInfo, n *NodeInfo) string
+	Name     string
+	Relevant func(p *PodInfo) bool
+	Check    func(p *PodInfo, n *NodeInfo) string
 }
 
 // DefaultFilters are run in order; the first failing one gives the reason.
+// Add a filter with one line here (or in Config.Filters for one scheduler).
 var DefaultFilters = []Filter{
-	{"NodeName", filterNodeName},
-	{"NodeReady", filterNodeReady},
-	{"NodeUnschedulable", filterUnschedulable},
-	{"NodeAffinity", filterNodeAffinity},
-	{"TaintToleration", filterTaints},
-	{"NodeResourcesFit", filterResources},
-	{"NodePorts", filterHostPorts},
-	{"HostPathConflict", filterHostPaths},
+	{"NodeName", hasNodeName, filterNodeName},
+	{"NodeReady", nil, filterNodeReady},
+	{"NodeUnschedulable", nil, filterUnschedulable},
+	{"NodeAffinity", hasRequiredNodeAffinity, filterNodeAffinity},
+	{"TaintToleration", nil, filterTaints},
+	{"NodeResourcesFit", nil, filterResources},
+	{"NodePorts", hasHostPorts, filterHostPorts},
+	{"HostPathConflict", hasHostPaths, filterHostPaths},
 }
+
+func hasNodeName(p *PodInfo) bool { return p.Pod.GetSpec().GetNodeName() != "" }
+
+func hasRequiredNodeAffinity(p *PodInfo) bool {
+	spec := p.Pod.GetSpec()
+	return len(spec.GetNodeSelector()) > 0 ||
+		len(spec.GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution().GetNodeSelectorTerms()) > 0
+}
+
+func hasHostPorts(p *PodInfo) bool { return len(p.HostPorts) > 0 }
+
+func hasHostPaths(p *PodInfo) bool { return len(p.HostPaths) > 0 }
 
 func filterNodeName(p *PodInfo, n *NodeInfo) string {
 	if want := p.Pod.GetSpec().GetNodeName(); want != "" && want != n.Name() {
@@ -126,12 +147,19 @@ func requirementMatches(r *apiv1.NodeSelectorRequirement, v string, has bool) bo
 }
 
 func filterTaints(p *PodInfo, n *NodeInfo) string {
-	for _, t := range n.taints {
+	for i, t := range n.taints {
 		if !tolerated(p.Pod.GetSpec().GetTolerations(), t) {
-			return fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.GetKey(), t.GetValue())
+			return n.taintReasons[i]
 		}
 	}
 	return ""
+}
+
+// untoleratedReason is filterTaints' reason for taint t, formatted once per
+// node: a tainted node is passed over by most pods, hundreds of times a
+// second.
+func untoleratedReason(t *apiv1.Taint) string {
+	return fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.GetKey(), t.GetValue())
 }
 
 // tolerated reports whether any toleration matches the taint.

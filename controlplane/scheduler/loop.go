@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -39,6 +40,10 @@ type Config struct {
 	BindBackoff time.Duration
 	// PercentageOfNodesToScore: 0 is kube-scheduler's adaptive share.
 	PercentageOfNodesToScore int
+	// Filters and Scores are the plugins placements run (nil: the
+	// defaults). Each says per pod whether it is relevant; see Filter.
+	Filters []Filter
+	Scores  []Score
 	// Seed makes tie-breaks reproducible (0: from the clock).
 	Seed       uint64
 	Logger     *slog.Logger
@@ -54,13 +59,19 @@ func DefaultConfig() Config {
 		BindBackoff: 100 * time.Millisecond, Logger: slog.Default()}
 }
 
-// Scheduler is the leader-only loop that places pending pods.
+// Scheduler is the leader-only loop that places pending pods, on
+// ctrlkit.Base like every controller: the main queue (one worker) places
+// pods, a second queue reports unschedulable ones, and tasks bind in
+// batches and retry unschedulable pods.
 type Scheduler struct {
+	*ctrlkit.Base
 	cfg     Config
 	c       *client.Client
 	rec     *client.Recorder
 	metrics *metrics
 	attempt atomic.Uint64
+	reports *ctrlkit.WorkQueue
+	t       *term // this leadership term's state (OnStart)
 }
 
 // New returns a scheduler that reads and binds through c.
@@ -90,7 +101,44 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	if rec == nil {
 		rec = client.NewRecorder(c, cfg.SchedulerName, "")
 	}
-	return &Scheduler{cfg: cfg, c: c, rec: rec, metrics: newMetrics(cfg.Registerer)}
+	if cfg.Filters == nil {
+		cfg.Filters = DefaultFilters
+	}
+	if cfg.Scores == nil {
+		cfg.Scores = DefaultScores
+	}
+	s := &Scheduler{cfg: cfg, c: c, rec: rec, metrics: newMetrics(cfg.Registerer)}
+	// One worker: placements are serial, each seeing the ones before it.
+	s.Base = ctrlkit.NewBase("scheduler", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: 1,
+		RetryBase: cfg.BindBackoff, RetryMax: cfg.RetryPeriod, Informers: cfg.Informers}, s.scheduleOne)
+	s.reports = s.AddQueue("report", 4, cfg.BindBackoff, cfg.RetryPeriod, s.report)
+	s.OnStart(func() {
+		alg := NewAlgorithm(s.cfg.Seed + s.attempt.Add(1))
+		alg.Filters, alg.Scores = s.cfg.Filters, s.cfg.Scores
+		s.t = &term{s: s, cache: newCache(), alg: alg, binds: make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
+	})
+	// Pods first: the primary kind, whose keys the placing queue holds.
+	s.Watch("Pod", client.EventHandler{
+		OnAdd:    func(o client.Object) { s.t.podChanged(nil, o.(*apiv1.Pod)) },
+		OnUpdate: func(old, o client.Object) { s.t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod)) },
+		OnDelete: func(o client.Object) { s.t.podDeleted(o.(*apiv1.Pod)) },
+	})
+	s.Watch("Node", client.EventHandler{
+		OnAdd:    func(o client.Object) { s.t.nodeChanged(o.(*apiv1.Node)) },
+		OnUpdate: func(_, o client.Object) { s.t.nodeChanged(o.(*apiv1.Node)) },
+		OnDelete: func(o client.Object) { s.t.nodeDeleted(o.(*apiv1.Node)) },
+	})
+	s.Go("started", func(context.Context) error {
+		c := s.t.cache
+		c.mu.Lock()
+		nodeCount, pendingCount := len(c.nodes), len(c.pending)
+		c.mu.Unlock()
+		s.cfg.Logger.Info("scheduler started", "nodes", nodeCount, "pending", pendingCount)
+		return nil
+	})
+	s.Go("binder", func(ctx context.Context) error { return s.t.binder(ctx) })
+	s.Every("retry unschedulable", cfg.RetryPeriod, func(context.Context) { s.t.flushUnschedulable() })
+	return s
 }
 
 // NewLoop is the scheduler's controllers.Factory (registered as "scheduler").
@@ -106,20 +154,13 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	return New(d.Client, d.Recorder(cfg.SchedulerName), cfg), nil
 }
 
-// Name implements controlplane.Loop.
-func (s *Scheduler) Name() string { return "scheduler" }
-
 // term is the state of one leadership term.
 type term struct {
 	s     *Scheduler
 	cache *cache
 	alg   *Algorithm
 	next  int // sampled placement start index
-	// active holds pod keys to place; reports holds unschedulable pods
-	// whose condition and Event are to be written.
-	active  *controllers.Queue
-	reports *controllers.Queue
-	binds   chan bindReq
+	binds chan bindReq
 	// fitMsg is the latest FitError message per unschedulable pod.
 	fitMu  sync.Mutex
 	fitMsg map[string]string
@@ -129,55 +170,6 @@ type bindReq struct {
 	pod     *apiv1.Pod
 	node    string
 	attempt uint64
-}
-
-// Run places pods until ctx ends (leadership lost).
-func (s *Scheduler) Run(ctx context.Context) error {
-	t := &term{s: s, cache: newCache(), alg: NewAlgorithm(s.cfg.Seed + s.attempt.Add(1)),
-		active:  controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
-		reports: controllers.NewQueue(s.cfg.BindBackoff, s.cfg.RetryPeriod),
-		binds:   make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
-	var informers sync.WaitGroup
-	defer informers.Wait() // after cancel below: defers run last-in first-out
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	nodes := controllers.Watch(ctx, &informers, s.cfg.Informers, s.c, "Node", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
-		OnUpdate: func(_, o client.Object) { t.nodeChanged(o.(*apiv1.Node)) },
-		OnDelete: func(o client.Object) { t.nodeDeleted(o.(*apiv1.Node)) },
-	})
-	pods := controllers.Watch(ctx, &informers, s.cfg.Informers, s.c, "Pod", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod)) },
-		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod)) },
-		OnDelete: func(o client.Object) { t.podDeleted(o.(*apiv1.Pod)) },
-	})
-	if err := controllers.WaitForSync(ctx, nodes, pods); err != nil {
-		return fmt.Errorf("scheduler: %w", err)
-	}
-	t.cache.mu.Lock()
-	nodeCount, pendingCount := len(t.cache.nodes), len(t.cache.pending)
-	t.cache.mu.Unlock()
-	s.cfg.Logger.Info("scheduler started", "nodes", nodeCount, "pending", pendingCount)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); t.binder(ctx) }()
-	go func() {
-		defer wg.Done()
-		controllers.RunWorkers(ctx, t.reports, 4, s.cfg.Logger, t.report)
-	}()
-	go func() { defer wg.Done(); t.retryUnschedulable(ctx) }()
-	go func() { <-ctx.Done(); t.active.ShutDown() }()
-	for {
-		key, ok := t.active.Get()
-		if !ok {
-			break
-		}
-		t.scheduleOne(ctx, key)
-		t.active.Done(key)
-	}
-	close(t.binds)
-	wg.Wait()
-	return nil
 }
 
 func (t *term) nodeChanged(n *apiv1.Node) {
@@ -249,7 +241,7 @@ func (t *term) podChanged(old, p *apiv1.Pod) {
 	// An assumed pod's own bind is in flight; an unschedulable one waits for
 	// a change that may let it fit (its own status write is not one).
 	if !assumed && (!wasUnschedulable || specChanged) {
-		t.active.Add(k)
+		t.s.EnqueueKey(k)
 	}
 }
 
@@ -281,74 +273,74 @@ func (t *term) flushUnschedulable() {
 	clear(c.unschedulable)
 	c.mu.Unlock()
 	for _, k := range keys {
-		t.active.Add(k)
+		t.s.EnqueueKey(k)
 	}
 }
 
-func (t *term) retryUnschedulable(ctx context.Context) {
-	tick := time.NewTicker(t.s.cfg.RetryPeriod)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			t.flushUnschedulable()
-		}
+// scheduleOne places one pending pod and hands it to the binder.
+func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
+	t := s.t
+	req, result, fitMsg := t.place(key)
+	switch result {
+	case "":
+		return nil // nothing to place
+	case "unschedulable", "error":
+		t.setFit(key, fitMsg)
 	}
+	t.s.metrics.attempts.WithLabelValues(result).Inc()
+	if result != "scheduled" {
+		return nil
+	}
+	select {
+	case t.binds <- req:
+	case <-ctx.Done():
+	}
+	return nil
 }
 
-// scheduleOne places one pending pod and hands it to a bind worker.
-func (t *term) scheduleOne(ctx context.Context, key string) {
+// place runs the algorithm for pod key under the cache lock and assumes
+// the pod on the chosen node. result is "" (not pending, or in flight),
+// "scheduled", "unschedulable" or "error" (with fitMsg for the pod's
+// condition). The lock is released by defer: a panicking filter or score
+// must not leave it held, or the term could not end.
+func (t *term) place(key string) (req bindReq, result, fitMsg string) {
 	c := t.cache
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	p := c.pending[key]
 	if p == nil || c.unschedulable[key] {
-		c.mu.Unlock()
-		return
+		return req, "", ""
 	}
 	if _, inFlight := c.assumed[key]; inFlight {
-		c.mu.Unlock()
-		return
+		return req, "", ""
 	}
 	pi, err := NewPodInfo(p)
 	if err != nil {
 		c.unschedulable[key] = true
-		c.mu.Unlock()
-		t.s.metrics.attempts.WithLabelValues("error").Inc()
-		t.setFit(key, fmt.Sprintf("pod cannot be scheduled: %v", err))
-		return
+		return req, "error", fmt.Sprintf("pod cannot be scheduled: %v", err)
 	}
 	start := time.Now()
 	node, next, err := t.alg.PlaceSampled(pi, c.nodeList, t.next, NodesToScore(len(c.nodeList), t.s.cfg.PercentageOfNodesToScore))
 	t.next = next
 	if err != nil {
 		c.unschedulable[key] = true
-		c.mu.Unlock()
-		t.s.metrics.attempts.WithLabelValues("unschedulable").Inc()
-		t.setFit(key, err.Error())
-		return
+		return req, "unschedulable", err.Error()
 	}
+	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
 	// Assume: count the pod on the node now so the next placement sees it,
 	// before the bind commits.
 	node.AddPod(pi)
 	c.podNode[key] = node
 	attempt := t.s.attempt.Add(1)
 	c.assumed[key] = attempt
-	c.mu.Unlock()
-	t.s.metrics.attempts.WithLabelValues("scheduled").Inc()
-	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
-	select {
-	case t.binds <- bindReq{pod: p, node: node.Name(), attempt: attempt}:
-	case <-ctx.Done():
-	}
+	return bindReq{pod: p, node: node.Name(), attempt: attempt}, "scheduled", ""
 }
 
 func (t *term) setFit(key, msg string) {
 	t.fitMu.Lock()
 	t.fitMsg[key] = msg
 	t.fitMu.Unlock()
-	t.reports.Add(key)
+	t.s.reports.Add(key)
 }
 
 // binder sends placed pods to the API in batches: a batch leaves as soon
@@ -356,31 +348,49 @@ func (t *term) setFit(key, msg string) {
 // BindBatch). Each binding is conditional on the pod's uid and
 // resourceVersion, so a deposed leader's late bind (or one racing another
 // writer) is rejected instead of overwriting.
-func (t *term) binder(ctx context.Context) {
+func (t *term) binder(ctx context.Context) error {
 	slots := make(chan struct{}, t.s.cfg.BindCalls)
 	var calls sync.WaitGroup
 	defer calls.Wait()
-	for first := range t.binds {
+	// A panicking bind call ends the binder, and with it the term.
+	panicked := make(chan error, t.s.cfg.BindCalls)
+	for {
+		var first bindReq
+		select {
+		case <-ctx.Done():
+			return nil // the term is over: binds queued now are dropped
+		case err := <-panicked:
+			return err
+		case first = <-t.binds:
+		}
 		batch := []bindReq{first}
 	fill:
 		for len(batch) < t.s.cfg.BindBatch {
 			select {
-			case r, ok := <-t.binds:
-				if !ok {
-					break fill
-				}
+			case r := <-t.binds:
 				batch = append(batch, r)
 			default:
 				break fill
 			}
 		}
-		if ctx.Err() != nil {
-			continue // drain: the term is over
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		case err := <-panicked:
+			return err
 		}
-		slots <- struct{}{}
 		calls.Add(1)
 		go func() {
-			defer func() { <-slots; calls.Done() }()
+			var err error
+			defer func() {
+				if err != nil {
+					panicked <- err // buffered: one per call slot
+				}
+				<-slots
+				calls.Done()
+			}()
+			defer ctrlkit.Recovered("bind", &err)
 			t.bind(ctx, batch)
 		}()
 	}
@@ -435,14 +445,15 @@ func (t *term) bindFailed(req bindReq, err error) {
 	}
 	t.s.cfg.Logger.Debug("bind failed, will place again", "pod", k, "node", req.node, "err", err)
 	if client.IsConflict(err) {
-		t.active.Add(k) // the informer has (or will have) the newer pod
+		t.s.EnqueueKey(k) // the informer has (or will have) the newer pod
 	} else {
-		t.active.AddRateLimited(k)
+		t.s.Queue.AddRateLimited(k)
 	}
 }
 
 // report writes PodScheduled=False with the reason and a Warning Event.
-func (t *term) report(ctx context.Context, key string) error {
+func (s *Scheduler) report(ctx context.Context, key string) error {
+	t := s.t
 	t.fitMu.Lock()
 	msg := t.fitMsg[key]
 	t.fitMu.Unlock()

@@ -34,13 +34,6 @@ type PodInfo struct {
 	Owner string
 	// ownerHash identifies Owner in NodeInfo's per-owner counts.
 	ownerHash uint64
-	// plain: no nodeName, node selector, required node affinity,
-	// tolerations, host ports or hostPath volumes, so of the default
-	// filters only readiness, schedulability, taints and resources can
-	// reject a node (Algorithm.firstFailure's fast path).
-	plain bool
-	// prefersNodes: the pod has preferred node affinity terms.
-	prefersNodes bool
 }
 
 // ownerSeed hashes owners for the whole process: counts are compared
@@ -94,10 +87,6 @@ func NewPodInfo(p *apiv1.Pod) (*PodInfo, error) {
 			pi.HostPaths = append(pi.HostPaths, hp.GetPath())
 		}
 	}
-	pi.plain = spec.GetNodeName() == "" && len(spec.GetNodeSelector()) == 0 && len(spec.GetTolerations()) == 0 &&
-		len(spec.GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution().GetNodeSelectorTerms()) == 0 &&
-		len(pi.HostPorts) == 0 && len(pi.HostPaths) == 0
-	pi.prefersNodes = len(spec.GetAffinity().GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()) > 0
 	for _, ref := range p.GetMetadata().GetOwnerReferences() {
 		if ref.GetController() {
 			pi.Owner = ref.GetKind() + "/" + p.GetMetadata().GetNamespace() + "/" + ref.GetName()
@@ -142,8 +131,10 @@ type NodeInfo struct {
 	// taints are the NoSchedule/NoExecute taints; preferTaints the
 	// PreferNoSchedule ones.
 	taints, preferTaints []*apiv1.Taint
-	Allocatable          Resources
-	Requested            Resources
+	// taintReasons[i] is filterTaints' reason for taints[i].
+	taintReasons []string
+	Allocatable  Resources
+	Requested    Resources
 	// ownerMask has bit hash%64 set for each owner in owners: most nodes
 	// hold no pod of the owner being placed, and the mask (beside the
 	// fields the filters just read) answers that without loading the
@@ -179,6 +170,7 @@ func NewNodeInfo(n *apiv1.Node) (*NodeInfo, error) {
 		switch t.GetEffect() {
 		case "NoSchedule", "NoExecute":
 			ni.taints = append(ni.taints, t)
+			ni.taintReasons = append(ni.taintReasons, untoleratedReason(t))
 		case "PreferNoSchedule":
 			ni.preferTaints = append(ni.preferTaints, t)
 		}

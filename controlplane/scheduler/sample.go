@@ -27,24 +27,23 @@ func (a *Algorithm) PlaceSampled(p *PodInfo, nodes []*NodeInfo, start, want int)
 		return nil, 0, &FitError{Reasons: map[string]int{}}
 	}
 	start %= total
-	var fe *FitError
+	a.prepare(p)
 	feasible := a.feasible[:0]
 	defer func() { a.feasible = feasible[:0] }()
 	processed := 0
 	for ; processed < total && len(feasible) < want; processed++ {
 		n := nodes[(start+processed)%total]
-		if reason := a.firstFailure(p, n); reason != "" {
-			if fe == nil {
-				fe = &FitError{Nodes: total, Reasons: map[string]int{}}
-			}
-			fe.Reasons[reason]++
-			continue
+		if a.firstFailure(p, n) == "" {
+			feasible = append(feasible, n)
 		}
-		feasible = append(feasible, n)
 	}
 	next := (start + processed) % total
 	if len(feasible) == 0 {
-		return nil, next, fe
+		// Every node was filtered and failed: only now are the reasons
+		// counted. Most placements find a node, and building a reason
+		// (a taint's is formatted) for each node they pass over cost
+		// most of their allocations.
+		return nil, next, a.fitError(p, nodes)
 	}
 	best := a.best[:0]
 	defer func() { a.best = best[:0] }()

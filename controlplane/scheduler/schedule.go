@@ -32,8 +32,17 @@ type Algorithm struct {
 	Filters []Filter
 	Scores  []Score
 	rng     *rand.Rand
+	// checks and rates are the filters and scores relevant to the pod
+	// being placed (prepare), in order: the only ones run per node.
+	checks []func(*PodInfo, *NodeInfo) string
+	rates  []weightedRate
 	// feasible and best are PlaceSampled's buffers, reused across pods.
 	feasible, best []*NodeInfo
+}
+
+type weightedRate struct {
+	weight int64
+	rate   func(*PodInfo, *NodeInfo) int64
 }
 
 // NewAlgorithm uses the default filters and scores; seed makes tie-breaks
@@ -42,14 +51,32 @@ func NewAlgorithm(seed uint64) *Algorithm {
 	return &Algorithm{Filters: DefaultFilters, Scores: DefaultScores, rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 }
 
+// prepare asks every filter and score once whether it concerns p (the
+// framework's PreFilter/PreScore Skip) and keeps those that do. A filter
+// that cannot reject any node for p, or a score equal on every node, is
+// then not run for each of the hundreds of nodes a placement looks at.
+func (a *Algorithm) prepare(p *PodInfo) {
+	a.checks = a.checks[:0]
+	for _, f := range a.Filters {
+		if f.Relevant == nil || f.Relevant(p) {
+			a.checks = append(a.checks, f.Check)
+		}
+	}
+	a.rates = a.rates[:0]
+	for _, s := range a.Scores {
+		if s.Relevant == nil || s.Relevant(p) {
+			a.rates = append(a.rates, weightedRate{s.Weight, s.Rate})
+		}
+	}
+}
+
 // Place returns the chosen node, or a *FitError.
 func (a *Algorithm) Place(p *PodInfo, nodes []*NodeInfo) (*NodeInfo, error) {
-	fe := &FitError{Nodes: len(nodes), Reasons: map[string]int{}}
+	a.prepare(p)
 	var best []*NodeInfo
 	bestScore := int64(-1)
 	for _, n := range nodes {
-		if reason := a.firstFailure(p, n); reason != "" {
-			fe.Reasons[reason]++
+		if a.firstFailure(p, n) != "" {
 			continue
 		}
 		s := a.score(p, n)
@@ -61,58 +88,39 @@ func (a *Algorithm) Place(p *PodInfo, nodes []*NodeInfo) (*NodeInfo, error) {
 		}
 	}
 	if len(best) == 0 {
-		return nil, fe
+		return nil, a.fitError(p, nodes)
 	}
 	// Fair tie-break: uniform among the best, so equal nodes share load.
 	return best[a.rng.IntN(len(best))], nil
 }
 
-func (a *Algorithm) firstFailure(p *PodInfo, n *NodeInfo) string {
-	// Fast path, same verdict as DefaultFilters for a plain pod: the
-	// filter chain runs for hundreds of nodes per pod, and most pods are
-	// plain. Only a rejection needs the chain, for its reason.
-	if p.plain && n.ready && !n.unschedulable && len(n.taints) == 0 && a.usesDefaultFilters() {
-		free := n.Allocatable.sub(n.Requested)
-		if free.Pods >= 1 && p.Requests.MilliCPU <= free.MilliCPU && p.Requests.Memory <= free.Memory {
-			return ""
+// fitError counts why each node failed p (prepare(p) done).
+func (a *Algorithm) fitError(p *PodInfo, nodes []*NodeInfo) *FitError {
+	fe := &FitError{Nodes: len(nodes), Reasons: map[string]int{}}
+	for _, n := range nodes {
+		if reason := a.firstFailure(p, n); reason != "" {
+			fe.Reasons[reason]++
 		}
 	}
-	for _, f := range a.Filters {
-		if r := f.Check(p, n); r != "" {
+	return fe
+}
+
+// firstFailure runs the filters prepared for p on n.
+func (a *Algorithm) firstFailure(p *PodInfo, n *NodeInfo) string {
+	for _, check := range a.checks {
+		if r := check(p, n); r != "" {
 			return r
 		}
 	}
 	return ""
 }
 
+// score sums the scores prepared for p on n. A skipped score would have
+// added the same to every node, so the ranking is the full table's.
 func (a *Algorithm) score(p *PodInfo, n *NodeInfo) int64 {
-	// Fast path, same total as DefaultScores when neither the pod's
-	// preferred affinity nor PreferNoSchedule taints come into play: one
-	// usage computation instead of two, no calls through the table.
-	if !p.prefersNodes && len(n.preferTaints) == 0 && a.usesDefaultScores() {
-		cpu, mem := after(p, n)
-		d := cpu - mem
-		if d < 0 {
-			d = -d
-		}
-		least := int64(((1-cpu)+(1-mem))/2*MaxScore + 0.5)
-		balanced := int64((1-d)*MaxScore + 0.5)
-		return least + balanced + 2*scoreSpread(p, n) + MaxScore // affinity 0, no taints: MaxScore
-	}
 	var total int64
-	for _, s := range a.Scores {
-		total += s.Weight * s.Rate(p, n)
+	for _, r := range a.rates {
+		total += r.weight * r.rate(p, n)
 	}
 	return total
-}
-
-// usesDefaultFilters: Filters is DefaultFilters itself (not a copy a test
-// may have changed).
-func (a *Algorithm) usesDefaultFilters() bool {
-	return len(a.Filters) == len(DefaultFilters) && len(a.Filters) > 0 && &a.Filters[0] == &DefaultFilters[0]
-}
-
-// usesDefaultScores: Scores is DefaultScores itself.
-func (a *Algorithm) usesDefaultScores() bool {
-	return len(a.Scores) == len(DefaultScores) && len(a.Scores) > 0 && &a.Scores[0] == &DefaultScores[0]
 }

@@ -125,7 +125,9 @@ func TestFilters(t *testing.T) {
 			for _, e := range c.existing {
 				ni.AddPod(pinfo(t, e))
 			}
-			got := alg.firstFailure(pinfo(t, c.pod), ni)
+			pi := pinfo(t, c.pod)
+			alg.prepare(pi)
+			got := alg.firstFailure(pi, ni)
 			if got != c.want {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
@@ -237,11 +239,26 @@ func TestRemovePodReleasesEverything(t *testing.T) {
 	}
 }
 
-// The plain-pod fast path gives the same verdict (and reason) as running
-// the default filter chain.
-func TestFastPathAgreesWithFilterChain(t *testing.T) {
+// withoutSkip copies filters and scores with every Relevant removed: the
+// whole chain runs for every pod, as before PreFilter-Skip.
+func withoutSkip(a *Algorithm) *Algorithm {
+	b := NewAlgorithm(1)
+	b.Filters, b.Scores = nil, nil
+	for _, f := range a.Filters {
+		f.Relevant = nil
+		b.Filters = append(b.Filters, f)
+	}
+	for _, s := range a.Scores {
+		s.Relevant = nil
+		b.Scores = append(b.Scores, s)
+	}
+	return b
+}
+
+func skipTestNodes(t *testing.T) []*NodeInfo {
 	nodes := infos(t,
 		node("ok", "4", "8Gi"),
+		node("b", "2", "16Gi"),
 		node("small", "100m", "8Gi"),
 		node("nomem", "4", "10Mi"),
 		node("notready", "4", "8Gi", func(n *apiv1.Node) { n.Status.Conditions[0].Status = "False" }),
@@ -254,56 +271,147 @@ func TestFastPathAgreesWithFilterChain(t *testing.T) {
 		}),
 		node("full", "4", "8Gi", func(n *apiv1.Node) { n.Status.Allocatable["pods"] = "0" }),
 	)
-	fast := NewAlgorithm(1)
-	chain := NewAlgorithm(1)
-	chain.Filters = append([]Filter(nil), DefaultFilters...) // a copy: no fast path
-	for _, p := range []*apiv1.Pod{
-		pod("plain", "500m", "1Gi"),
-		pod("selector", "500m", "1Gi", func(p *apiv1.Pod) { p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "ok"} }),
-		pod("tolerant", "500m", "1Gi", func(p *apiv1.Pod) {
-			p.Spec.Tolerations = []*apiv1.Toleration{{Key: "k", Operator: "Exists"}}
-		}),
-	} {
-		pi := pinfo(t, p)
-		if want := p.GetMetadata().GetName() == "plain"; pi.plain != want {
-			t.Fatalf("pod %s: plain=%v, want %v", p.GetMetadata().GetName(), pi.plain, want)
-		}
-		for _, n := range nodes {
-			if got, want := fast.firstFailure(pi, n), chain.firstFailure(pi, n); got != want {
-				t.Errorf("pod %s on %s: fast path %q, filter chain %q", p.GetMetadata().GetName(), n.Name(), got, want)
-			}
-		}
-	}
-	if !fast.usesDefaultFilters() || chain.usesDefaultFilters() {
-		t.Fatal("usesDefaultFilters does not tell DefaultFilters from a copy")
+	nodes[0].AddPod(pinfo(t, pod("x1", "1", "1Gi", owned, withHostPort(8080), withHostPath("/data"))))
+	nodes[1].AddPod(pinfo(t, pod("x2", "500m", "3Gi")))
+	return nodes
+}
+
+func owned(p *apiv1.Pod) {
+	p.Metadata.OwnerReferences = []*apiv1.OwnerReference{{Kind: "ReplicaSet", Name: "rs", Uid: "u", Controller: proto.Bool(true)}}
+}
+
+func withHostPort(port int32) func(*apiv1.Pod) {
+	return func(p *apiv1.Pod) {
+		p.Spec.Containers[0].Ports = []*apiv1.ContainerPort{{ContainerPort: 80, HostPort: port}}
 	}
 }
 
-// The scoring fast path sums to what the DefaultScores table gives.
-func TestFastScoreAgreesWithScoreTable(t *testing.T) {
-	owned := func(p *apiv1.Pod) {
-		p.Metadata.OwnerReferences = []*apiv1.OwnerReference{{Kind: "ReplicaSet", Name: "rs", Uid: "u", Controller: proto.Bool(true)}}
+func withHostPath(path string) func(*apiv1.Pod) {
+	return func(p *apiv1.Pod) {
+		p.Spec.Volumes = []*apiv1.Volume{{Name: "v", HostPath: &apiv1.HostPathVolumeSource{Path: path}}}
 	}
-	nodes := infos(t, node("a", "4", "8Gi"), node("b", "2", "16Gi"), node("c", "8", "1Gi"),
-		node("soft", "4", "8Gi", func(n *apiv1.Node) { n.Spec.Taints = []*apiv1.Taint{{Key: "k", Effect: "PreferNoSchedule"}} }))
-	nodes[0].AddPod(pinfo(t, pod("x1", "1", "1Gi", owned)))
-	nodes[1].AddPod(pinfo(t, pod("x2", "500m", "3Gi")))
-	fast := NewAlgorithm(1)
-	table := NewAlgorithm(1)
-	table.Scores = append([]Score(nil), DefaultScores...)
-	for _, p := range []*apiv1.Pod{
+}
+
+func skipTestPods() []*apiv1.Pod {
+	return []*apiv1.Pod{
 		pod("plain", "500m", "1Gi"),
 		pod("owned", "250m", "2Gi", owned),
+		pod("named", "500m", "1Gi", func(p *apiv1.Pod) { p.Spec.NodeName = "b" }),
+		pod("selector", "500m", "1Gi", func(p *apiv1.Pod) { p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "ok"} }),
+		pod("required", "500m", "1Gi", func(p *apiv1.Pod) {
+			p.Spec.Affinity = &apiv1.Affinity{NodeAffinity: &apiv1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &apiv1.NodeSelector{
+				NodeSelectorTerms: []*apiv1.NodeSelectorTerm{{MatchExpressions: []*apiv1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "NotIn", Values: []string{"ok"}}}}}}}}
+		}),
+		pod("tolerant", "500m", "1Gi", func(p *apiv1.Pod) {
+			p.Spec.Tolerations = []*apiv1.Toleration{{Key: "k", Operator: "Exists"}}
+		}),
+		pod("port", "500m", "1Gi", withHostPort(8080)),
+		pod("path", "500m", "1Gi", withHostPath("/data")),
 		pod("prefers", "500m", "1Gi", func(p *apiv1.Pod) {
 			p.Spec.Affinity = &apiv1.Affinity{NodeAffinity: &apiv1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []*apiv1.PreferredSchedulingTerm{
 				{Weight: 10, Preference: &apiv1.NodeSelectorTerm{MatchExpressions: []*apiv1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{"b"}}}}}}}}
 		}),
-	} {
+	}
+}
+
+// Skipping the filters a pod says it is not concerned by gives the same
+// verdict, and the same reason, as running the whole chain, for pods of
+// every shape on nodes of every shape.
+func TestSkippedFiltersGiveTheFullChainsVerdict(t *testing.T) {
+	nodes := skipTestNodes(t)
+	skip := NewAlgorithm(1)
+	full := withoutSkip(skip)
+	for _, p := range skipTestPods() {
 		pi := pinfo(t, p)
+		skip.prepare(pi)
+		full.prepare(pi)
+		if len(full.checks) != len(DefaultFilters) {
+			t.Fatalf("without skip %d filters run, want %d", len(full.checks), len(DefaultFilters))
+		}
 		for _, n := range nodes {
-			if got, want := fast.score(pi, n), table.score(pi, n); got != want {
-				t.Errorf("pod %s on %s: fast score %d, table %d", p.GetMetadata().GetName(), n.Name(), got, want)
+			if got, want := skip.firstFailure(pi, n), full.firstFailure(pi, n); got != want {
+				t.Errorf("pod %s on %s: with skip %q, whole chain %q", p.GetMetadata().GetName(), n.Name(), got, want)
 			}
 		}
+	}
+	// The plain pod is the fast path: only the filters no pod escapes run.
+	skip.prepare(pinfo(t, pod("plain", "1", "1Gi")))
+	if len(skip.checks) != 4 {
+		t.Errorf("a plain pod runs %d filters, want 4 (ready, unschedulable, taints, resources)", len(skip.checks))
+	}
+}
+
+// Skipped scores add the same to every node: the ranking (each node's
+// score relative to another's) is the full table's.
+func TestSkippedScoresKeepTheRanking(t *testing.T) {
+	nodes := skipTestNodes(t)
+	skip := NewAlgorithm(1)
+	full := withoutSkip(skip)
+	for _, p := range skipTestPods() {
+		pi := pinfo(t, p)
+		skip.prepare(pi)
+		full.prepare(pi)
+		base, fullBase := skip.score(pi, nodes[0]), full.score(pi, nodes[0])
+		for _, n := range nodes[1:] {
+			if got, want := skip.score(pi, n)-base, full.score(pi, n)-fullBase; got != want {
+				t.Errorf("pod %s on %s: relative score with skip %d, full table %d", p.GetMetadata().GetName(), n.Name(), got, want)
+			}
+		}
+	}
+}
+
+// A filter registered beside the defaults runs, on every node looked at,
+// for every pod it says it concerns, plain pods included (a hard-coded
+// fast path for plain pods once skipped any filter it did not know), and
+// for no other pod.
+func TestRegisteredFilterRunsForEveryPodItConcerns(t *testing.T) {
+	calls := map[string]int{}
+	gpu := Filter{
+		Name:     "GPU",
+		Relevant: func(p *PodInfo) bool { return p.Pod.GetMetadata().GetLabels()["gpu"] == "true" },
+		Check: func(p *PodInfo, n *NodeInfo) string {
+			calls[p.Pod.GetMetadata().GetName()]++
+			if n.Node.GetMetadata().GetLabels()["gpu"] != "true" {
+				return "node(s) had no GPU"
+			}
+			return ""
+		},
+	}
+	a := NewAlgorithm(1)
+	a.Filters = append(append([]Filter(nil), DefaultFilters...), gpu)
+	var nodes []*NodeInfo
+	for i := 0; i < 200; i++ {
+		nodes = append(nodes, infos(t, node(fmt.Sprintf("n%d", i), "64", "64Gi", func(n *apiv1.Node) {
+			if i == 150 {
+				n.Metadata.Labels["gpu"] = "true"
+			}
+		}))...)
+	}
+	wantsGPU := func(p *apiv1.Pod) { p.Metadata.Labels = map[string]string{"gpu": "true"} }
+	var pods []*apiv1.Pod
+	for _, p := range skipTestPods() {
+		pods = append(pods, p, pod(p.GetMetadata().GetName()+"-gpu", "100m", "100Mi", wantsGPU))
+	}
+	pods = append(pods, pod("plain-owned-gpu", "100m", "100Mi", owned, wantsGPU))
+	for _, p := range pods {
+		name := p.GetMetadata().GetName()
+		if p.Spec.NodeName != "" || p.Spec.NodeSelector != nil || p.Spec.Affinity.GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution() != nil {
+			continue // pinned elsewhere: the GPU node would not fit anyway
+		}
+		got, _, err := a.PlaceSampled(pinfo(t, p), nodes, 0, NodesToScore(len(nodes), 0))
+		relevant := p.Metadata.Labels["gpu"] == "true"
+		switch {
+		case relevant && err != nil:
+			t.Errorf("pod %s: %v", name, err)
+		case relevant && got.Name() != "n150":
+			t.Errorf("pod %s placed on %s, want the only GPU node n150", name, got.Name())
+		case relevant && calls[name] < 151:
+			t.Errorf("pod %s: GPU filter ran on %d nodes, want every node filtered (151)", name, calls[name])
+		case !relevant && calls[name] != 0:
+			t.Errorf("pod %s does not ask for a GPU, yet the GPU filter ran %d times", name, calls[name])
+		}
+	}
+	if calls["plain-gpu"] == 0 {
+		t.Fatal("the GPU filter never ran for the plain pod that asks for one")
 	}
 }

@@ -1,22 +1,34 @@
 package scheduler
 
 // A Score ranks a feasible node for a pod from 0 (worst) to MaxScore.
+//
+// Relevant is the score's PreScore-Skip: asked once per pod, false means
+// Rate would give every node the same value for this pod, so it cannot
+// change the ranking and is not run. A nil Relevant means always.
 type Score struct {
-	Name   string
-	Weight int64
-	Rate   func(p *PodInfo, n *NodeInfo) int64
+	Name     string
+	Weight   int64
+	Relevant func(p *PodInfo) bool
+	Rate     func(p *PodInfo, n *NodeInfo) int64
 }
 
 // MaxScore is the best a single score gives.
 const MaxScore = 100
 
-// DefaultScores are summed with their weights.
+// DefaultScores are summed with their weights. Add a score with one line
+// here (or in Config.Scores for one scheduler).
 var DefaultScores = []Score{
-	{"LeastRequested", 1, scoreLeastRequested},
-	{"BalancedAllocation", 1, scoreBalanced},
-	{"SelectorSpread", 2, scoreSpread},
-	{"NodeAffinityPreferred", 2, scorePreferredAffinity},
-	{"TaintPreferNoSchedule", 1, scorePreferNoSchedule},
+	{"LeastRequested", 1, nil, scoreLeastRequested},
+	{"BalancedAllocation", 1, nil, scoreBalanced},
+	{"SelectorSpread", 2, hasOwner, scoreSpread},
+	{"NodeAffinityPreferred", 2, prefersNodes, scorePreferredAffinity},
+	{"TaintPreferNoSchedule", 1, nil, scorePreferNoSchedule},
+}
+
+func hasOwner(p *PodInfo) bool { return p.Owner != "" }
+
+func prefersNodes(p *PodInfo) bool {
+	return len(p.Pod.GetSpec().GetAffinity().GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()) > 0
 }
 
 // after is the node's usage fraction (0..1) of cpu and memory with the pod.

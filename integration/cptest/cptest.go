@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	"github.com/skiffhq/skiff/integration/hollow"
 	"github.com/skiffhq/skiff/proto/client"
@@ -182,7 +184,9 @@ func (c *Cluster) startLoops(s *apitest.Server) error {
 	}
 	var loops []controlplane.Loop
 	if len(names) > 0 {
-		loops, err = c.opts.Registry.Build(controllers.Deps{Client: cl, Logger: log, Node: s.Node.ID, Configs: c.opts.Configs,
+		configs := map[string]any{"garbagecollector": garbagecollector.Config{Interval: time.Second}} // tests wait for sweeps
+		maps.Copy(configs, c.opts.Configs)
+		loops, err = c.opts.Registry.Build(controllers.Deps{Client: cl, Logger: log, Node: s.Node.ID, Configs: configs, Sweeper: s.API,
 			Informers: client.NewInformerFactory(cl)}, names...)
 		if err != nil {
 			cl.Close()

@@ -6,6 +6,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
+	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
@@ -30,6 +31,7 @@ func Register(r *controllers.Registry) {
 	r.Register("job", job.NewLoop)
 	r.Register("cronjob", cronjob.NewLoop)
 	r.Register("hpa", hpa.NewLoop)
+	r.Register("garbagecollector", garbagecollector.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

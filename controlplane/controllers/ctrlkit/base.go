@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,7 +68,14 @@ func Factory[T controlplane.Loop](name string, build func(Config) T) controllers
 // SyncFunc reconciles one key ("namespace/name").
 type SyncFunc func(ctx context.Context, key string) error
 
-// Base runs a controller: informers, then workers calling Sync per key.
+// Base runs a leader loop: informers, then workers calling a SyncFunc per
+// key, plus whatever tasks and extra queues the loop adds. Every
+// controller, the scheduler and the node lifecycle loop are built on it,
+// so each has the same shape: state reset per term (OnStart), caches
+// (Watch), keyed work (the sync, AddQueue), background tasks (Go, Every).
+// Every goroutine it starts, and every informer handler, turns a panic
+// into an error that ends Run (ErrPanic), which the leader's failure
+// policy sees.
 type Base struct {
 	name   string
 	cfg    Config
@@ -79,9 +85,18 @@ type Base struct {
 	sync   SyncFunc
 	// primary lists the keys a resync re-queues.
 	primary *Cache
+	starts  []func()
+	tasks   []task
+	queues  []*WorkQueue
 }
 
-// NewBase prepares a controller named name; add caches with Watch before Run.
+type task struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// NewBase prepares a loop named name; add caches with Watch before Run.
+// sync may be nil for a loop without a main queue (only tasks).
 func NewBase(name string, cfg Config, sync SyncFunc) *Base {
 	def := DefaultConfig(cfg.Client)
 	if cfg.Logger == nil {
@@ -111,16 +126,72 @@ func (b *Base) Client() *client.Client { return b.cfg.Client }
 // Now reads the controller's clock.
 func (b *Base) Now() time.Time { return b.cfg.Now() }
 
+// OnStart registers fn to run at the start of every Run, before the caches
+// list: it resets the loop's own per-term state, so a new leadership term
+// starts from the store's current state only.
+func (b *Base) OnStart(fn func()) { b.starts = append(b.starts, fn) }
+
+// Go adds a task run once the caches are synced, beside the workers. It
+// must return when ctx ends; returning nil earlier is fine (a one-off
+// task), an error or a panic ends Run with it.
+func (b *Base) Go(name string, run func(ctx context.Context) error) {
+	b.tasks = append(b.tasks, task{name: name, run: run})
+}
+
+// Every adds a task calling fn every period (first after one period).
+func (b *Base) Every(name string, period time.Duration, fn func(ctx context.Context)) {
+	b.Go(name, func(ctx context.Context) error {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	})
+}
+
+// WorkQueue is a keyed queue of its own beside the main one (a collection
+// pass, status reports), with its own workers and retry backoff. Like the
+// main queue it is new per Run.
+type WorkQueue struct {
+	name      string
+	workers   int
+	sync      SyncFunc
+	base, max time.Duration
+	q         *controllers.Queue
+}
+
+// AddQueue adds a WorkQueue whose keys workers (at least one) pass to
+// sync; failed keys back off from retryBase to retryMax.
+func (b *Base) AddQueue(name string, workers int, retryBase, retryMax time.Duration, sync SyncFunc) *WorkQueue {
+	w := &WorkQueue{name: name, workers: max(workers, 1), sync: sync, base: retryBase, max: retryMax}
+	b.queues = append(b.queues, w)
+	return w
+}
+
+// Add queues key (dropped outside Run).
+func (w *WorkQueue) Add(key string) {
+	if q := w.q; q != nil {
+		q.Add(key)
+	}
+}
+
 // Cache is an informer plus the highest resourceVersion this controller
 // wrote to its kind.
 type Cache struct {
 	*client.Informer // new per Run: every leadership term lists afresh
 	kind             string
+	opts             client.ListOptions
 	handler          client.EventHandler
 	wrote            atomic.Int64
 	indexFn          IndexFunc
-	idx              *index // new per Run, like the informer
-	rel              *releases
+	idx              *index    // new per Run, like the informer
+	rel              *releases // nil unless trackReleases
+	trackReleases    bool
 }
 
 // Kind is the cached kind.
@@ -145,13 +216,19 @@ func (c *Cache) wroteRevision(rv int64) {
 }
 
 func (c *Cache) caughtUp() bool {
-	return client.Revision(c.ResourceVersion()) >= c.wrote.Load()
+	w := c.wrote.Load()
+	return w == 0 || client.Revision(c.ResourceVersion()) >= w
 }
 
 // Watch adds a cache of kind whose changes go to h. The first Watch is the
 // primary kind: its objects are what keys name, and what resync re-queues.
 func (b *Base) Watch(kind string, h client.EventHandler) *Cache {
-	c := &Cache{kind: kind, handler: h}
+	return b.WatchWith(kind, client.ListOptions{}, h)
+}
+
+// WatchWith is Watch of the objects opts selects (a namespace, labels).
+func (b *Base) WatchWith(kind string, opts client.ListOptions, h client.EventHandler) *Cache {
+	c := &Cache{kind: kind, opts: opts, handler: h}
 	if b.primary == nil {
 		b.primary = c
 	}
@@ -190,32 +267,52 @@ func (b *Base) EnqueueAfter(key string, d time.Duration) {
 }
 
 // Run implements controlplane.Loop: it starts the caches, waits for their
-// first lists, and runs workers until ctx ends. Caches and queue are new
-// per Run, so a new leadership term starts from a fresh, current list (a
-// shared informer stops with its last subscriber, the term's end).
+// first lists, and runs workers and tasks until ctx ends. Caches and
+// queues are new per Run, so a new leadership term starts from a fresh,
+// current list (a shared informer stops with its last subscriber, the
+// term's end). It returns nil when ctx ends, and the first error or panic
+// of any of its goroutines otherwise.
 func (b *Base) Run(ctx context.Context) error {
-	if b.primary == nil {
-		return errors.New("controller has no caches")
+	if b.primary == nil && b.sync != nil {
+		return errors.New("controller has a sync but no caches")
 	}
-	b.Queue = controllers.NewQueue(b.cfg.RetryBase, b.cfg.RetryMax)
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel below: defers run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
+	g := &group{cancel: cancel}
+	b.Queue = controllers.NewQueue(b.cfg.RetryBase, b.cfg.RetryMax)
+	queues := []*controllers.Queue{b.Queue}
+	for _, w := range b.queues {
+		w.q = controllers.NewQueue(w.base, w.max)
+		queues = append(queues, w.q)
+	}
+	var informers sync.WaitGroup
+	defer informers.Wait() // after cancel below: defers run last-in first-out
 	defer cancel()
-	defer b.Queue.ShutDown()
+	for _, start := range b.starts {
+		start()
+	}
 	for _, c := range b.caches {
 		c.wrote.Store(0)
-		c.rel = &releases{}
-		h := c.rel.wrap(c.handler)
+		h := c.handler
+		c.rel = nil
+		if c.trackReleases {
+			c.rel = &releases{}
+			h = c.rel.wrap(h)
+		}
 		c.idx = nil
 		if c.indexFn != nil {
 			c.idx = newIndex(c.indexFn)
 			h = c.idx.wrap(h)
 		}
-		c.Informer = controllers.Watch(ctx, &wg, b.cfg.Informers, b.cfg.Client, c.kind, client.ListOptions{}, h)
+		c.Informer = controllers.Watch(ctx, &informers, b.cfg.Informers, b.cfg.Client, c.kind, c.opts, g.guard(c.kind, h))
 	}
 	for _, c := range b.caches {
 		if err := c.WaitForSync(ctx); err != nil {
+			for _, q := range queues {
+				q.ShutDown()
+			}
+			if gerr := g.failure(); gerr != nil {
+				return fmt.Errorf("%s: %w", b.name, gerr) // a handler panicked during the first list
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -223,69 +320,84 @@ func (b *Base) Run(ctx context.Context) error {
 		}
 	}
 	b.Log.Debug("caches synced, starting workers", "workers", b.cfg.Workers)
-	for _, o := range b.primary.List() {
-		b.Enqueue(o)
-	}
-	for i := 0; i < b.cfg.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.work(ctx)
-		}()
-	}
-	if b.cfg.Resync > 0 {
-		t := time.NewTicker(b.cfg.Resync)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				for _, o := range b.primary.List() {
-					b.Enqueue(o)
+	if b.sync != nil {
+		for _, o := range b.primary.List() {
+			b.Enqueue(o)
+		}
+		for i := 0; i < b.cfg.Workers; i++ {
+			g.run("worker", func() error { return b.work(ctx, b.Queue, b.sync) })
+		}
+		if b.cfg.Resync > 0 {
+			g.run("resync", func() error {
+				t := time.NewTicker(b.cfg.Resync)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-t.C:
+						for _, o := range b.primary.List() {
+							b.Enqueue(o)
+						}
+					}
 				}
-			}
+			})
 		}
 	}
+	for _, w := range b.queues {
+		for i := 0; i < w.workers; i++ {
+			g.run(w.name+" worker", func() error { return b.work(ctx, w.q, w.sync) })
+		}
+	}
+	for _, t := range b.tasks {
+		g.run(t.name, func() error { return t.run(ctx) })
+	}
 	<-ctx.Done()
+	for _, q := range queues {
+		q.ShutDown()
+	}
+	g.wg.Wait()
+	if gerr := g.failure(); gerr != nil {
+		return fmt.Errorf("%s: %w", b.name, gerr)
+	}
 	return nil
 }
 
-func (b *Base) work(ctx context.Context) {
+// work hands keys of q to sync until q shuts down. A failed key is
+// retried with backoff; a panic ends the worker (and Run) with ErrPanic.
+func (b *Base) work(ctx context.Context, q *controllers.Queue, sync SyncFunc) error {
 	for {
-		key, ok := b.Queue.Get()
+		key, ok := q.Get()
 		if !ok {
-			return
+			return nil
 		}
 		err := b.waitCaughtUp(ctx)
 		if err == nil {
-			err = b.safeSync(ctx, key)
+			err = safeSync(ctx, sync, key)
 		}
 		switch {
+		case errors.Is(err, ErrPanic):
+			q.Done(key)
+			return err
 		case ctx.Err() != nil:
 		case err == nil:
-			b.Queue.Forget(key)
+			q.Forget(key)
 		default:
 			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) || errors.Is(err, ErrOwnerGone) {
 				b.Log.Debug("sync raced, retrying", "key", key, "err", err)
 			} else {
 				b.Log.Warn("sync failed, retrying", "key", key, "err", err)
 			}
-			b.Queue.AddRateLimited(key)
+			q.AddRateLimited(key)
 		}
-		b.Queue.Done(key)
+		q.Done(key)
 	}
 }
 
-// safeSync turns a panic into an error: one malformed object must not take
-// the leader down, and it is retried with backoff like any failure.
-func (b *Base) safeSync(ctx context.Context, key string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic syncing %s: %v\n%s", key, r, debug.Stack())
-		}
-	}()
-	return b.sync(ctx, key)
+// safeSync turns a panic into an ErrPanic error naming the key.
+func safeSync(ctx context.Context, sync SyncFunc, key string) (err error) {
+	defer Recovered("syncing "+key, &err)
+	return sync(ctx, key)
 }
 
 // ErrCacheBehind: the caches have not yet seen this controller's own

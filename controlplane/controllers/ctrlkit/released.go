@@ -62,10 +62,22 @@ func (r *releases) wrap(h client.EventHandler) client.EventHandler {
 	return out
 }
 
+// TrackReleases makes the cache remember released objects (ReleasedFrom),
+// for a controller that adopts orphans. Call it before Run. Only adopting
+// controllers pay for it: it costs a key and a lock per update, on
+// informers that see every pod.
+func (c *Cache) TrackReleases() *Cache {
+	c.trackReleases = true
+	return c
+}
+
 // ReleasedFrom reports whether obj was released by the controller with
 // uid (and has not changed labels or owner since): that owner must not
-// adopt it again.
+// adopt it again. The cache must TrackReleases.
 func (c *Cache) ReleasedFrom(obj client.Object, uid string) bool {
+	if c.rel == nil {
+		panic("ctrlkit: ReleasedFrom on a cache of " + c.kind + " that does not TrackReleases")
+	}
 	c.rel.mu.Lock()
 	defer c.rel.mu.Unlock()
 	rel, ok := c.rel.by[client.Key(obj)]

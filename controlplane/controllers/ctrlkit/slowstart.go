@@ -7,7 +7,8 @@ import (
 
 // SlowStart runs op on items in growing parallel batches (1, 2, 4 …) and
 // stops at the first batch with an error, as Kubernetes does: a quota or
-// admission failure costs one call, not hundreds.
+// admission failure costs one call, not hundreds. A panicking op is an
+// ErrPanic error (which ends the loop's Run when the sync returns it).
 func SlowStart(items []string, op func(string) error) (done []string, err error) {
 	for batch := 1; len(items) > 0; batch *= 2 {
 		n := min(batch, len(items))
@@ -17,6 +18,7 @@ func SlowStart(items []string, op func(string) error) (done []string, err error)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer Recovered("slow start of "+items[i], &errs[i])
 				errs[i] = op(items[i])
 			}()
 		}

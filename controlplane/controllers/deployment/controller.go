@@ -33,7 +33,7 @@ func New(cfg ctrlkit.Config) *Controller {
 		OnAdd:    func(o client.Object) { c.setChanged(o) },
 		OnUpdate: func(old, o client.Object) { c.setChanged(old); c.setChanged(o) },
 		OnDelete: func(o client.Object) { c.setChanged(o) },
-	}).Indexed(ctrlkit.ByOwner)
+	}).Indexed(ctrlkit.ByOwner).TrackReleases()
 	// Pods matter only to Recreate, which waits for the old pods to go.
 	c.pods = c.Watch("Pod", client.EventHandler{
 		OnUpdate: func(_, o client.Object) {

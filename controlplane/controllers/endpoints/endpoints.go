@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -28,10 +29,13 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config { return Config{Workers: 4, Logger: slog.Default()} }
 
-// Controller is the endpoints loop.
+// Controller is the endpoints loop, on ctrlkit.Base.
 type Controller struct {
-	cfg Config
-	c   *client.Client
+	*ctrlkit.Base
+	cfg                       Config
+	c                         *client.Client
+	services, pods, endpoints *ctrlkit.Cache
+	t                         *term // this leadership term's indexes (OnStart)
 }
 
 // New returns the controller.
@@ -42,7 +46,35 @@ func New(c *client.Client, cfg Config) *Controller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, c: c}
+	ctl := &Controller{cfg: cfg, c: c}
+	ctl.Base = ctrlkit.NewBase("endpoints", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: cfg.Workers,
+		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers}, ctl.sync)
+	ctl.OnStart(func() {
+		ctl.t = &term{c: ctl, selectors: map[string]map[string]map[string]string{}, podsByNS: map[string]map[string]*apiv1.Pod{}}
+	})
+	ctl.services = ctl.Watch("Service", client.EventHandler{
+		OnAdd:    func(o client.Object) { ctl.t.serviceChanged(o.(*apiv1.Service), false) },
+		OnUpdate: func(_, o client.Object) { ctl.t.serviceChanged(o.(*apiv1.Service), false) },
+		OnDelete: func(o client.Object) { ctl.t.serviceChanged(o.(*apiv1.Service), true) },
+	})
+	ctl.pods = ctl.Watch("Pod", client.EventHandler{
+		OnAdd:    func(o client.Object) { ctl.t.podChanged(nil, o.(*apiv1.Pod), false) },
+		OnUpdate: func(old, o client.Object) { ctl.t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod), false) },
+		OnDelete: func(o client.Object) { ctl.t.podChanged(nil, o.(*apiv1.Pod), true) },
+	})
+	ctl.endpoints = ctl.Watch("Endpoints", client.EventHandler{
+		// An Endpoints changed or deleted by someone else is put right.
+		OnUpdate: func(_, o client.Object) { ctl.Enqueue(o) },
+		OnDelete: func(o client.Object) { ctl.Enqueue(o) },
+	})
+	// Endpoints whose Service went while no leader watched.
+	ctl.Go("orphaned endpoints", func(context.Context) error {
+		for _, o := range ctl.endpoints.List() {
+			ctl.Enqueue(o)
+		}
+		return nil
+	})
+	return ctl
 }
 
 // NewLoop is the registry factory ("endpoints").
@@ -55,13 +87,8 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	return New(d.Client, cfg), nil
 }
 
-// Name implements controlplane.Loop.
-func (c *Controller) Name() string { return "endpoints" }
-
 type term struct {
-	c                         *Controller
-	services, pods, endpoints *client.Informer
-	queue                     *controllers.Queue
+	c *Controller
 
 	mu sync.Mutex
 	// selectors of Services with one, by namespace then name.
@@ -79,41 +106,6 @@ func matches(sel, labels map[string]string) bool {
 	return true
 }
 
-// Run reconciles until ctx ends.
-func (c *Controller) Run(ctx context.Context) error {
-	t := &term{c: c, queue: controllers.NewQueue(100*time.Millisecond, 5*time.Second),
-		selectors: map[string]map[string]map[string]string{}, podsByNS: map[string]map[string]*apiv1.Pod{}}
-	var informers sync.WaitGroup
-	defer informers.Wait() // after cancel below: defers run last-in first-out
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f := c.cfg.Informers
-	t.services = controllers.Watch(ctx, &informers, f, c.c, "Service", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { t.serviceChanged(o.(*apiv1.Service), false) },
-		OnUpdate: func(_, o client.Object) { t.serviceChanged(o.(*apiv1.Service), false) },
-		OnDelete: func(o client.Object) { t.serviceChanged(o.(*apiv1.Service), true) },
-	})
-	t.pods = controllers.Watch(ctx, &informers, f, c.c, "Pod", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod), false) },
-		OnUpdate: func(old, o client.Object) { t.podChanged(old.(*apiv1.Pod), o.(*apiv1.Pod), false) },
-		OnDelete: func(o client.Object) { t.podChanged(nil, o.(*apiv1.Pod), true) },
-	})
-	t.endpoints = controllers.Watch(ctx, &informers, f, c.c, "Endpoints", client.ListOptions{}, client.EventHandler{
-		// An Endpoints changed or deleted by someone else is put right.
-		OnUpdate: func(_, o client.Object) { t.queue.Add(client.Key(o)) },
-		OnDelete: func(o client.Object) { t.queue.Add(client.Key(o)) },
-	})
-	if err := controllers.WaitForSync(ctx, t.endpoints, t.pods, t.services); err != nil {
-		return err
-	}
-	// Endpoints whose Service went while no leader watched.
-	for _, o := range t.endpoints.List() {
-		t.queue.Add(client.Key(o))
-	}
-	controllers.RunWorkers(ctx, t.queue, c.cfg.Workers, c.cfg.Logger, t.sync)
-	return nil
-}
-
 func (t *term) serviceChanged(s *apiv1.Service, deleted bool) {
 	ns, name := s.GetMetadata().GetNamespace(), s.GetMetadata().GetName()
 	t.mu.Lock()
@@ -126,7 +118,7 @@ func (t *term) serviceChanged(s *apiv1.Service, deleted bool) {
 		t.selectors[ns][name] = s.GetSpec().GetSelector()
 	}
 	t.mu.Unlock()
-	t.queue.Add(client.Key(s))
+	t.c.Enqueue(s)
 }
 
 func (t *term) podChanged(old, p *apiv1.Pod, deleted bool) {
@@ -151,7 +143,7 @@ func (t *term) podChanged(old, p *apiv1.Pod, deleted bool) {
 		return
 	}
 	for _, k := range keys {
-		t.queue.Add(k)
+		t.c.EnqueueKey(k)
 	}
 }
 
@@ -176,15 +168,16 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 // sync makes the Endpoints of Service key match its pods.
-func (t *term) sync(ctx context.Context, key string) error {
+func (c *Controller) sync(ctx context.Context, key string) error {
+	t := c.t
 	ns, name, _ := strings.Cut(key, "/")
-	svcObj, haveSvc := t.services.Get(ns, name)
-	epObj, haveEp := t.endpoints.Get(ns, name)
+	svcObj, haveSvc := c.services.Get(ns, name)
+	epObj, haveEp := c.endpoints.Get(ns, name)
 	if !haveSvc {
 		if !haveEp {
 			return nil
 		}
-		_, _, err := t.c.c.Delete(ctx, "Endpoints", ns, name, client.DeleteOptions{UID: epObj.GetMetadata().GetUid()})
+		_, _, err := c.c.Delete(ctx, "Endpoints", ns, name, client.DeleteOptions{UID: epObj.GetMetadata().GetUid()})
 		if client.IsNotFound(err) || client.IsConflict(err) {
 			return nil
 		}
@@ -206,7 +199,7 @@ func (t *term) sync(ctx context.Context, key string) error {
 	subsets := Subsets(svc, pods)
 	if !haveEp {
 		ep := &apiv1.Endpoints{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: ns, Labels: svc.GetMetadata().GetLabels()}, Subsets: subsets}
-		_, err := client.Create(ctx, t.c.c, ep)
+		_, err := client.Create(ctx, c.c, ep)
 		if client.IsAlreadyExists(err) {
 			return fmt.Errorf("endpoints %s appeared meanwhile: %w", key, err) // retried with the cache caught up
 		}
@@ -218,7 +211,7 @@ func (t *term) sync(ctx context.Context, key string) error {
 	}
 	next := codec.Clone(ep)
 	next.Subsets = subsets
-	_, err := client.Update(ctx, t.c.c, next) // conditional on the cached resourceVersion
+	_, err := client.Update(ctx, c.c, next) // conditional on the cached resourceVersion
 	if client.IsNotFound(err) {
 		return fmt.Errorf("endpoints %s deleted meanwhile: %w", key, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -45,12 +46,16 @@ func DefaultConfig() Config {
 	return Config{GracePeriod: 6 * time.Second, DefaultTolerationSeconds: 2, MonitorPeriod: 250 * time.Millisecond, Logger: slog.Default()}
 }
 
-// Controller is the node lifecycle loop.
+// Controller is the node lifecycle loop, on ctrlkit.Base: no keyed
+// queue, a check of every node each MonitorPeriod.
 type Controller struct {
-	cfg Config
-	c   *client.Client
-	rec *client.Recorder
-	now func() time.Time
+	*ctrlkit.Base
+	cfg                 Config
+	c                   *client.Client
+	rec                 *client.Recorder
+	now                 func() time.Time
+	nodes, pods, leases *ctrlkit.Cache
+	st                  *state // this leadership term's state (OnStart)
 }
 
 // New returns the controller.
@@ -71,7 +76,49 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Controller {
 	if rec == nil {
 		rec = client.NewRecorder(c, "node-controller", "")
 	}
-	return &Controller{cfg: cfg, c: c, rec: rec, now: time.Now}
+	ctl := &Controller{cfg: cfg, c: c, rec: rec, now: time.Now}
+	ctl.Base = ctrlkit.NewBase("nodelifecycle", ctrlkit.Config{Client: c, Logger: cfg.Logger, Informers: cfg.Informers}, nil)
+	ctl.OnStart(func() {
+		ctl.st = &state{health: map[string]*health{}, podsByNode: map[string]map[string]*apiv1.Pod{}}
+	})
+	ctl.nodes = ctl.Watch("Node", client.EventHandler{
+		OnAdd:    func(o client.Object) { ctl.observe(ctl.st, o.(*apiv1.Node)) },
+		OnUpdate: func(_, o client.Object) { ctl.observe(ctl.st, o.(*apiv1.Node)) },
+		OnDelete: func(o client.Object) {
+			ctl.st.mu.Lock()
+			delete(ctl.st.health, o.GetMetadata().GetName())
+			ctl.st.mu.Unlock()
+		},
+	})
+	// Every pod, not only bound ones (spec.nodeName!=): the scheduler and
+	// the controllers already watch every pod, so this shares their
+	// informer instead of decoding each bound pod a second time.
+	ctl.pods = ctl.Watch("Pod", client.EventHandler{
+		OnAdd: func(o client.Object) { ctl.st.setPod(o.(*apiv1.Pod)) },
+		OnUpdate: func(old, o client.Object) {
+			if old.(*apiv1.Pod).GetSpec().GetNodeName() != o.(*apiv1.Pod).GetSpec().GetNodeName() {
+				ctl.st.deletePod(old.(*apiv1.Pod))
+			}
+			ctl.st.setPod(o.(*apiv1.Pod))
+		},
+		OnDelete: func(o client.Object) { ctl.st.deletePod(o.(*apiv1.Pod)) },
+	})
+	renew := func(o client.Object) { ctl.observeLease(ctl.st, o.(*apiv1.Lease)) }
+	ctl.leases = ctl.WatchWith("Lease", client.ListOptions{Namespace: apiv1.NodeLeaseNamespace},
+		client.EventHandler{OnAdd: renew, OnUpdate: func(_, o client.Object) { renew(o) },
+			OnDelete: func(o client.Object) {
+				// The lease of a deleted Node (garbage-collected with it):
+				// forget the node. A live node keeps its entry and, if it
+				// stops heartbeating, still goes Unknown.
+				name := o.GetMetadata().GetName()
+				if _, ok := ctl.nodes.Get("", name); !ok {
+					ctl.st.mu.Lock()
+					delete(ctl.st.health, name)
+					ctl.st.mu.Unlock()
+				}
+			}})
+	ctl.Every("monitor", cfg.MonitorPeriod, ctl.checkAll)
+	return ctl
 }
 
 // NewLoop is the registry factory ("nodelifecycle").
@@ -83,9 +130,6 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	cfg.Logger, cfg.Informers = d.Logger, d.Informers
 	return New(d.Client, d.Recorder("node-controller"), cfg), nil
 }
-
-// Name implements controlplane.Loop.
-func (c *Controller) Name() string { return "nodelifecycle" }
 
 // health is what the controller remembers of a node's heartbeats. Either
 // counts: a new Ready lastHeartbeatTime in the Node's status or a new
@@ -103,65 +147,12 @@ type state struct {
 	podsByNode map[string]map[string]*apiv1.Pod
 }
 
-// Run monitors until ctx ends.
-func (c *Controller) Run(ctx context.Context) error {
-	st := &state{health: map[string]*health{}, podsByNode: map[string]map[string]*apiv1.Pod{}}
-	var informers sync.WaitGroup
-	defer informers.Wait() // after cancel below: defers run last-in first-out
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	nodes := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Node", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { c.observe(st, o.(*apiv1.Node)) },
-		OnUpdate: func(_, o client.Object) { c.observe(st, o.(*apiv1.Node)) },
-		OnDelete: func(o client.Object) {
-			st.mu.Lock()
-			delete(st.health, o.GetMetadata().GetName())
-			st.mu.Unlock()
-		},
-	})
-	// Every pod, not only bound ones (spec.nodeName!=): the scheduler and
-	// the controllers already watch every pod, so this shares their
-	// informer instead of decoding each bound pod a second time.
-	pods := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Pod", client.ListOptions{}, client.EventHandler{
-		OnAdd: func(o client.Object) { st.setPod(o.(*apiv1.Pod)) },
-		OnUpdate: func(old, o client.Object) {
-			if old.(*apiv1.Pod).GetSpec().GetNodeName() != o.(*apiv1.Pod).GetSpec().GetNodeName() {
-				st.deletePod(old.(*apiv1.Pod))
-			}
-			st.setPod(o.(*apiv1.Pod))
-		},
-		OnDelete: func(o client.Object) { st.deletePod(o.(*apiv1.Pod)) },
-	})
-	renew := func(o client.Object) { c.observeLease(st, o.(*apiv1.Lease)) }
-	leases := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Lease", client.ListOptions{Namespace: apiv1.NodeLeaseNamespace},
-		client.EventHandler{OnAdd: renew, OnUpdate: func(_, o client.Object) { renew(o) },
-			OnDelete: func(o client.Object) {
-				// The lease of a deleted Node (garbage-collected with it):
-				// forget the node. A live node keeps its entry and, if it
-				// stops heartbeating, still goes Unknown.
-				name := o.GetMetadata().GetName()
-				if _, ok := nodes.Get("", name); !ok {
-					st.mu.Lock()
-					delete(st.health, name)
-					st.mu.Unlock()
-				}
-			}})
-	if err := controllers.WaitForSync(ctx, nodes, pods, leases); err != nil {
-		return err
-	}
-	tick := time.NewTicker(c.cfg.MonitorPeriod)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		for _, obj := range nodes.List() {
-			// A conflict is a heartbeat racing our write: the next tick redoes it.
-			if err := c.check(ctx, st, obj.(*apiv1.Node)); err != nil && ctx.Err() == nil && !client.IsConflict(err) {
-				c.cfg.Logger.Warn("node check failed", "node", obj.GetMetadata().GetName(), "err", err)
-			}
+// checkAll checks every node once.
+func (c *Controller) checkAll(ctx context.Context) {
+	for _, obj := range c.nodes.List() {
+		// A conflict is a heartbeat racing our write: the next tick redoes it.
+		if err := c.check(ctx, c.st, obj.(*apiv1.Node)); err != nil && ctx.Err() == nil && !client.IsConflict(err) {
+			c.cfg.Logger.Warn("node check failed", "node", obj.GetMetadata().GetName(), "err", err)
 		}
 	}
 }

@@ -45,7 +45,7 @@ func newController(cfg ctrlkit.Config, a adapter) *Controller {
 		OnAdd:    func(o client.Object) { c.podChanged(nil, o) },
 		OnUpdate: func(old, o client.Object) { c.podChanged(old, o) },
 		OnDelete: func(o client.Object) { c.podChanged(nil, o) },
-	}).Indexed(ctrlkit.ByOwner)
+	}).Indexed(ctrlkit.ByOwner).TrackReleases()
 	return c
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -54,12 +55,17 @@ func DefaultConfig() Config {
 		OrphanGrace: 30 * time.Second, GCPeriod: 10 * time.Second, Workers: 4, Logger: slog.Default()}
 }
 
-// Controller is the allocation loop.
+// Controller is the allocation loop, on ctrlkit.Base: the main queue
+// allocates per Service, a second queue collects records.
 type Controller struct {
-	cfg Config
-	c   *client.Client
-	rec *client.Recorder
-	ips *ipRange
+	*ctrlkit.Base
+	cfg               Config
+	c                 *client.Client
+	rec               *client.Recorder
+	ips               *ipRange
+	services, records *ctrlkit.Cache
+	gc                *ctrlkit.WorkQueue
+	t                 *term // this leadership term's state (OnStart)
 }
 
 // New checks cfg and returns the controller.
@@ -96,7 +102,58 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) (*Controller, error
 	if rec == nil {
 		rec = client.NewRecorder(c, "ipallocator", "")
 	}
-	return &Controller{cfg: cfg, c: c, rec: rec, ips: ips}, nil
+	ctl := &Controller{cfg: cfg, c: c, rec: rec, ips: ips}
+	ctl.Base = ctrlkit.NewBase("serviceip", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: cfg.Workers,
+		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers}, ctl.syncService)
+	ctl.gc = ctl.AddQueue("collect", 1, 100*time.Millisecond, 5*time.Second, ctl.collect)
+	ctl.OnStart(func() {
+		ctl.t = &term{c: ctl, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+			records: map[string]*record{}, claimed: map[string]bool{}, gone: map[string]bool{}}
+	})
+	ctl.services = ctl.Watch("Service", client.EventHandler{
+		OnAdd:    func(o client.Object) { ctl.Enqueue(o) },
+		OnUpdate: func(_, o client.Object) { ctl.Enqueue(o) },
+		OnDelete: func(o client.Object) {
+			t := ctl.t
+			uid := o.GetMetadata().GetUid()
+			t.mu.Lock()
+			t.gone[uid] = true
+			var names []string
+			for _, r := range t.records {
+				if r.owner == uid {
+					names = append(names, r.name)
+				}
+			}
+			t.mu.Unlock()
+			for _, n := range names {
+				ctl.gc.Add(n)
+			}
+		},
+	})
+	// Base waits for every cache's first list before any worker starts:
+	// no Service is looked at before every existing allocation is known.
+	ctl.records = ctl.WatchWith("ConfigMap", client.ListOptions{Namespace: cfg.RecordNamespace, LabelSelector: LabelAllocation}, client.EventHandler{
+		OnAdd:    func(o client.Object) { ctl.t.setRecord(o.(*apiv1.ConfigMap)) },
+		OnUpdate: func(_, o client.Object) { ctl.t.setRecord(o.(*apiv1.ConfigMap)) },
+		OnDelete: func(o client.Object) {
+			ctl.t.mu.Lock()
+			delete(ctl.t.records, o.GetMetadata().GetName())
+			ctl.t.mu.Unlock()
+		},
+	})
+	ctl.Every("collect all", cfg.GCPeriod, func(context.Context) {
+		t := ctl.t
+		t.mu.Lock()
+		names := make([]string, 0, len(t.records))
+		for n := range t.records {
+			names = append(names, n)
+		}
+		t.mu.Unlock()
+		for _, n := range names {
+			ctl.gc.Add(n)
+		}
+	})
+	return ctl, nil
 }
 
 // NewLoop is the registry factory ("serviceip").
@@ -109,9 +166,6 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	return New(d.Client, d.Recorder("ipallocator"), cfg)
 }
 
-// Name implements controlplane.Loop.
-func (c *Controller) Name() string { return "serviceip" }
-
 // record is an allocation record as cached.
 type record struct {
 	name, service, owner, uid string
@@ -120,9 +174,8 @@ type record struct {
 
 // term is one leadership term's state.
 type term struct {
-	c        *Controller
-	services *client.Informer
-	rng      *rand.Rand
+	c   *Controller
+	rng *rand.Rand
 
 	mu      sync.Mutex
 	records map[string]*record // by record name
@@ -134,74 +187,6 @@ type term struct {
 
 func clusterIPRecord(ip string) string { return "clusterip-" + ip }
 func nodePortRecord(p int32) string    { return "nodeport-" + strconv.Itoa(int(p)) }
-
-// Run allocates until ctx ends.
-func (c *Controller) Run(ctx context.Context) error {
-	t := &term{c: c, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		records: map[string]*record{}, claimed: map[string]bool{}, gone: map[string]bool{}}
-	q := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
-	gc := controllers.NewQueue(100*time.Millisecond, 5*time.Second)
-	var informers sync.WaitGroup
-	defer informers.Wait() // after cancel below: defers run last-in first-out
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	t.services = controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "Service", client.ListOptions{}, client.EventHandler{
-		OnAdd:    func(o client.Object) { q.Add(client.Key(o)) },
-		OnUpdate: func(_, o client.Object) { q.Add(client.Key(o)) },
-		OnDelete: func(o client.Object) {
-			uid := o.GetMetadata().GetUid()
-			t.mu.Lock()
-			t.gone[uid] = true
-			var names []string
-			for _, r := range t.records {
-				if r.owner == uid {
-					names = append(names, r.name)
-				}
-			}
-			t.mu.Unlock()
-			for _, n := range names {
-				gc.Add(n)
-			}
-		},
-	})
-	records := controllers.Watch(ctx, &informers, c.cfg.Informers, c.c, "ConfigMap", client.ListOptions{Namespace: c.cfg.RecordNamespace, LabelSelector: LabelAllocation}, client.EventHandler{
-		OnAdd:    func(o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
-		OnUpdate: func(_, o client.Object) { t.setRecord(o.(*apiv1.ConfigMap)) },
-		OnDelete: func(o client.Object) {
-			t.mu.Lock()
-			delete(t.records, o.GetMetadata().GetName())
-			t.mu.Unlock()
-		},
-	})
-	// Records first: no Service is looked at (the workers start below)
-	// before every existing allocation is known.
-	if err := controllers.WaitForSync(ctx, records, t.services); err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); controllers.RunWorkers(ctx, q, c.cfg.Workers, c.cfg.Logger, t.syncService) }()
-	go func() { defer wg.Done(); controllers.RunWorkers(ctx, gc, 1, c.cfg.Logger, t.collect) }()
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(c.cfg.GCPeriod)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				t.mu.Lock()
-				for n := range t.records {
-					gc.Add(n)
-				}
-				t.mu.Unlock()
-			}
-		}
-	}()
-	wg.Wait()
-	return nil
-}
 
 func (t *term) setRecord(cm *apiv1.ConfigMap) {
 	created, err := time.Parse(time.RFC3339, cm.GetMetadata().GetCreationTimestamp())
@@ -232,9 +217,10 @@ func wants(s *apiv1.Service) (ip string, nodePorts map[int]int32) {
 }
 
 // syncService makes one Service hold its allocations.
-func (t *term) syncService(ctx context.Context, key string) error {
+func (c *Controller) syncService(ctx context.Context, key string) error {
+	t := c.t
 	ns, name, _ := strings.Cut(key, "/")
-	obj, ok := t.services.Get(ns, name)
+	obj, ok := c.services.Get(ns, name)
 	if !ok {
 		return nil
 	}
@@ -422,7 +408,8 @@ func (t *term) pickFree(kind string) (string, error) {
 
 // collect deletes a record whose Service is gone (at once) or does not
 // use it (after OrphanGrace).
-func (t *term) collect(ctx context.Context, name string) error {
+func (c *Controller) collect(ctx context.Context, name string) error {
+	t := c.t
 	t.mu.Lock()
 	r := t.records[name]
 	var gone bool
@@ -435,7 +422,7 @@ func (t *term) collect(ctx context.Context, name string) error {
 	}
 	if !gone {
 		ns, svcName, _ := strings.Cut(r.service, "/")
-		obj, ok := t.services.Get(ns, svcName)
+		obj, ok := c.services.Get(ns, svcName)
 		if ok && obj.GetMetadata().GetUid() == r.owner && uses(obj.(*apiv1.Service), name) {
 			return nil
 		}

@@ -102,7 +102,6 @@ func (c *Cluster) startServer(srv *Server) error {
 	cfg := api.DefaultConfig()
 	cfg.Store = store
 	cfg.Logger = c.opts.Logger.With("node", srv.Node.ID)
-	cfg.CollectInterval = time.Second
 	cfg.RetryBackoff = 100 * time.Millisecond
 	if c.opts.TuneAPI != nil {
 		c.opts.TuneAPI(&cfg)

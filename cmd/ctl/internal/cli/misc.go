@@ -1,21 +1,13 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
-	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -141,51 +133,4 @@ func (o *options) versionCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// devServerCmd runs an in-process control plane on loopback for trying ctl
-// and for tests: N store nodes with an API server each, a throwaway CA,
-// and a client config written into --dir.
-func (o *options) devServerCmd() *cobra.Command {
-	var dir string
-	var nodes int
-	cmd := &cobra.Command{
-		Use:    "dev-server",
-		Short:  "Run a throwaway control plane on loopback (development only)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				d, err := os.MkdirTemp("", "skiff-dev-")
-				if err != nil {
-					return err
-				}
-				dir = d
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			c, err := apitest.NewCluster(apitest.Options{Nodes: nodes, BaseDir: filepath.Join(dir, "data"),
-				Logger: slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			path, err := c.WriteClientConfig(dir, "admin")
-			if err != nil {
-				return err
-			}
-			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = c.WaitReady(rctx)
-			cancel()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(o.streams.Out, "dev control plane on %v\nexport %s=%s\n", c.Addrs(), client.ConfigEnv, path)
-			<-ctx.Done()
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory for data, certificates and the client config (default: a new temp dir)")
-	cmd.Flags().IntVar(&nodes, "nodes", 1, "control nodes to run")
-	return cmd
 }

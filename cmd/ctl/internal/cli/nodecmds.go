@@ -70,7 +70,7 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 // registry) for the leader of a control node.
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
 	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client)})
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper})
 }
 
 // untilSignal is ctx cancelled on SIGINT or SIGTERM.

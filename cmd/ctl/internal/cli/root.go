@@ -88,7 +88,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	pf.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "give up on a request after this long")
 	_ = root.RegisterFlagCompletionFunc("namespace", o.completeNames("Namespace"))
 	root.AddCommand(o.applyCmd(), o.getCmd(), o.describeCmd(), o.deleteCmd(), o.scaleCmd(), o.createCmd(),
-		o.versionCmd(), o.devServerCmd())
+		o.versionCmd())
 	root.AddCommand(o.nodeCommands()...)
 	root.AddCommand(o.agentCmd())
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
