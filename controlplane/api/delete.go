@@ -158,7 +158,6 @@ func gracePending(obj kinds.Object) bool {
 	return md.GetDeletionTimestamp() != "" && md.GetDeletionGracePeriodSeconds() > 0
 }
 
-
 // put writes next over cur (compare-and-swap on cur's revision).
 func (s *Server) put(ctx context.Context, k *kinds.Kind, cur *stored, next kinds.Object) (int64, error) {
 	md := next.GetMetadata()
