@@ -69,7 +69,7 @@ func TestValidate(t *testing.T) {
 		{Volume{Name: "x", Source: &HostPath{Path: "rel"}}, `volumes[0] "x".hostPath.path "rel": must be absolute`},
 		{Volume{Name: "x", Source: &HostPath{Path: "/a", Type: "Socket"}}, `volumes[0] "x".hostPath.type "Socket"`},
 		{Volume{Name: "x", Source: &EmptyDir{Medium: "Disk"}}, `volumes[0] "x".emptyDir.medium "Disk"`},
-		{Volume{Name: "x", Source: &ConfigMap{Files: map[string][]byte{"../etc": nil}}}, `volumes[0] "x".configMap: key "../etc" is not a file name`},
+		{Volume{Name: "x", Source: &ConfigMap{Files: map[string][]byte{"sub/../../etc": nil}}}, `volumes[0] "x".configMap: key "sub/../../etc" is not a file name`},
 		{Volume{Name: "x", Source: &Secret{Files: map[string][]byte{"..": nil}}}, `volumes[0] "x".secret: key ".." is not a file name`},
 	} {
 		err := c.v.Validate(`volumes[0] "x"`)
