@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
+	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -34,6 +35,9 @@ type LoopDeps struct {
 	Node       string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// ClusterNetwork reads the cluster's pod network settings from the
+	// store (clusternet.Default when the cluster was created without).
+	ClusterNetwork func(context.Context) (clusternet.Network, error)
 }
 
 // LoopFactory builds the leader-only loops (scheduler, controllers).
@@ -83,6 +87,10 @@ type Config struct {
 	// node's API server; zero fields mean the defaults. Control nodes are
 	// always exempt (their leader loops must never be refused).
 	APILimits api.Limits
+	// ClusterNetwork is the pod network a new cluster is created with
+	// (ctl init --cluster-cidr, --node-cidr-mask-size); zero fields take
+	// clusternet.Default's. It is stored once, when the cluster is made.
+	ClusterNetwork clusternet.Config
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

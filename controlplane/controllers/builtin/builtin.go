@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
+	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
@@ -30,6 +31,7 @@ func Register(r *controllers.Registry) {
 	r.Register("job", job.NewLoop)
 	r.Register("cronjob", cronjob.NewLoop)
 	r.Register("hpa", hpa.NewLoop)
+	r.Register("podcidr", podcidr.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
