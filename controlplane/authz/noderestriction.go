@@ -59,16 +59,16 @@ func (a *Authorizer) AuthorizeObject(_ context.Context, r Request, obj proto.Mes
 		return deny(r, fmt.Sprintf("a node may not set, change or remove labels under %s/ on itself (administrators set them): %s",
 			NodeRestrictionLabelDomain, strings.Join(changed, ", ")))
 	}
+	if stored != nil && !taintsEqual(stored.GetSpec().GetTaints(), next.GetSpec().GetTaints()) {
+		return deny(r, fmt.Sprintf("a node may not change its own taints (spec.taints): stored %s, requested %s; an administrator changes them",
+			formatTaints(stored.GetSpec().GetTaints()), formatTaints(next.GetSpec().GetTaints())))
+	}
 	// The pod range is the control plane's to give (the podcidr
 	// controller, or an administrator): a node choosing its own could take
 	// another node's pods' addresses.
 	if stored.GetSpec().GetPodCIDR() != next.GetSpec().GetPodCIDR() || !slices.Equal(stored.GetSpec().GetPodCIDRs(), next.GetSpec().GetPodCIDRs()) {
 		return deny(r, fmt.Sprintf("a node may not set or change its own pod range (spec.podCIDR): stored %q, requested %q; the control plane assigns it",
 			stored.GetSpec().GetPodCIDR(), next.GetSpec().GetPodCIDR()))
-	}
-	if stored != nil && !taintsEqual(stored.GetSpec().GetTaints(), next.GetSpec().GetTaints()) {
-		return deny(r, fmt.Sprintf("a node may not change its own taints (spec.taints): stored %s, requested %s; an administrator changes them",
-			formatTaints(stored.GetSpec().GetTaints()), formatTaints(next.GetSpec().GetTaints())))
 	}
 	return nil
 }

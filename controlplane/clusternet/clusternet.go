@@ -1,11 +1,14 @@
 package clusternet
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+
+	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
 // Store keys (outside /registry/, so the API never serves them).
@@ -137,3 +140,22 @@ func ClaimKey(block netip.Prefix) string { return ClaimPrefix + block.String() }
 
 // Marshal is c's stored form.
 func (c Config) Marshal() ([]byte, error) { return json.Marshal(c) }
+
+// Getter reads one store key (consensus.Store does).
+type Getter interface {
+	Get(ctx context.Context, key []byte) (*storepb.KeyValue, int64, error)
+}
+
+// Load reads the stored settings: Default when the store holds none (a
+// cluster created before they were stored).
+func Load(ctx context.Context, g Getter) (Network, error) {
+	kv, _, err := g.Get(ctx, []byte(StoreKey))
+	if err != nil {
+		return Network{}, fmt.Errorf("read %s: %w", StoreKey, err)
+	}
+	var v []byte
+	if kv != nil {
+		v = kv.Value
+	}
+	return Decode(v)
+}

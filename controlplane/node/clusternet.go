@@ -50,13 +50,5 @@ func storeClusterNetwork(ctx context.Context, s kv, cfg Config) error {
 // loadClusterNetwork reads the stored settings (clusternet.Default when
 // the cluster has none).
 func loadClusterNetwork(ctx context.Context, s kv) (clusternet.Network, error) {
-	cur, _, err := s.Get(ctx, []byte(clusternet.StoreKey))
-	if err != nil {
-		return clusternet.Network{}, fmt.Errorf("read %s: %w", clusternet.StoreKey, err)
-	}
-	var v []byte
-	if cur != nil {
-		v = cur.Value
-	}
-	return clusternet.Decode(v)
+	return clusternet.Load(ctx, s)
 }
