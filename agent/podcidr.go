@@ -52,7 +52,7 @@ func (a *Agent) awaitPodCIDR(ctx context.Context) (string, error) {
 		}
 		if time.Since(lastLog) >= podCIDRWaitLog {
 			a.log.Info("waiting for the control plane to assign this node's pod range (Node spec.podCIDR); pods start once it has",
-				"node", a.cfg.NodeName, "waited", time.Since(start).Round(time.Second))
+				"waited", time.Since(start).Round(time.Second))
 			lastLog = time.Now()
 		}
 		select {
