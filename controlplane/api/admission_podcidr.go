@@ -35,8 +35,9 @@ func (p *podCIDRs) handles(_ admissionOp, k *kinds.Kind) bool { return k == p.no
 func (p *podCIDRs) validate(ctx context.Context, r *admissionRequest) error {
 	next, _ := r.obj.(*apiv1.Node)
 	var before string
+	var beforeList []string
 	if old, ok := r.old.(*apiv1.Node); ok {
-		before = old.GetSpec().GetPodCIDR()
+		before, beforeList = old.GetSpec().GetPodCIDR(), old.GetSpec().GetPodCIDRs()
 	}
 	name := next.GetMetadata().GetName()
 	switch r.op {
@@ -49,7 +50,7 @@ func (p *podCIDRs) validate(ctx context.Context, r *admissionRequest) error {
 		}
 	}
 	cidr := next.GetSpec().GetPodCIDR()
-	if cidrs := next.GetSpec().GetPodCIDRs(); len(cidrs) > 0 && !slices.Equal(cidrs, []string{cidr}) {
+	if cidrs := next.GetSpec().GetPodCIDRs(); len(cidrs) > 0 && !slices.Equal(cidrs, beforeList) && !slices.Equal(cidrs, []string{cidr}) {
 		return invalid(p.node, name, kinds.FieldErrors{kinds.Invalid("spec.podCIDRs", cidrs, fmt.Sprintf("must be [spec.podCIDR] (%q)", cidr))})
 	}
 	if cidr == "" || cidr == before {
