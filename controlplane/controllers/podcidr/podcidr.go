@@ -76,8 +76,9 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Kit.Client == nil {
-		cfg.Kit = DefaultConfig(d.Client).Kit
+	if cfg.Kit.Resync <= 0 {
+		// Nodes left without a range by exhaustion are retried at resync.
+		cfg.Kit.Resync = DefaultConfig(d.Client).Kit.Resync
 	}
 	cfg.Kit.Client, cfg.Kit.Informers = d.Client, d.Informers
 	if d.Logger != nil {

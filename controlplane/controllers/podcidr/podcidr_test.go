@@ -237,6 +237,27 @@ func TestTwoAllocatorsRacing(t *testing.T) {
 	if len(rs) != 16 {
 		t.Fatalf("%d Nodes, want 16", len(rs))
 	}
+	// The store's claims say the same: one per range, held by its Node.
+	l, err := c.API.Store.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := l.Store().Range(context.Background(), &storepb.RangeRequest{Key: []byte(clusternet.ClaimPrefix), Prefix: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := map[string]string{}
+	for _, kv := range resp.Kvs {
+		claims[strings.TrimPrefix(string(kv.Key), clusternet.ClaimPrefix)] = string(kv.Value)
+	}
+	for node, cidr := range rs {
+		if claims[cidr] != node {
+			t.Errorf("claim of %s held by %q, want %s", cidr, claims[cidr], node)
+		}
+	}
+	if len(claims) != len(rs) {
+		t.Errorf("%d claims for %d Nodes: %v", len(claims), len(rs), claims)
+	}
 }
 
 // 100 hollow nodes register (as agents do, without a range) and each gets
