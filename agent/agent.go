@@ -36,6 +36,8 @@ type Agent struct {
 	pods       *client.Informer
 	wake       chan struct{}
 	statusWake chan struct{}
+	// podCIDR is the node's assigned pod range (nil until awaitPodCIDR).
+	podCIDR atomic.Pointer[string]
 
 	mu sync.Mutex
 	// busy: pods (by UID) with a start or a termination in flight; the
@@ -118,7 +120,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return a.runPodSync(ctx) })
+	g.Go(func() error {
+		// Pods start once the node has its pod range (see awaitPodCIDR).
+		if _, err := a.awaitPodCIDR(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return a.runPodSync(ctx)
+	})
 	if a.cfg.Images != nil {
 		g.Go(func() error { return a.runImageGC(ctx) })
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
+	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/integration/testutil"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
@@ -230,6 +231,19 @@ func TestAgentRunsPodsAndServices(t *testing.T) {
 			t.Errorf("agent Run: %v", err)
 		}
 	})
+	// The control plane's part: the cluster range holds the test
+	// network's, and the Node is given that range once it registers (as
+	// the podcidr controller would give it one; the agent waits for it).
+	storeClusterNetwork(t, cp, clusternet.Config{ClusterCIDR: "10.192.0.0/10", NodeCIDRMaskSize: 24})
+	select {
+	case <-a.Registered():
+	case <-ctx.Done():
+		t.Fatal("agent did not register")
+	}
+	if _, err := client.Patch[*apiv1.Node](ctx, c, "", nodeName,
+		[]byte(`{"spec":{"podCIDR":"`+e.NetCfg.PodCIDR+`","podCIDRs":["`+e.NetCfg.PodCIDR+`"]}}`)); err != nil {
+		t.Fatalf("assign the pod range: %v", err)
+	}
 
 	t.Run("NodeRegistersAndHeartbeats", func(t *testing.T) {
 		var first string

@@ -35,10 +35,14 @@ type Config struct {
 	Client *client.Client
 	// Runtime runs the pods (runtime.Runtime).
 	Runtime PodRuntime
-	// PodCIDR is this node's pod range, written to Node.spec.podCIDR. The
-	// control plane does not allocate pod ranges yet: the network the
-	// runtime uses must be configured with the same range.
+	// PodCIDR, when set, is the range this node expects (ctl agent
+	// --pod-cidr): the control plane assigns the range (Node
+	// spec.podCIDR) and the agent stops with ErrPodCIDRMismatch if it is
+	// another. The agent never writes spec.podCIDR.
 	PodCIDR string
+	// PodNetwork, when set, is given the assigned range before any pod
+	// starts (network.Manager: the built-in bridge's host-local range).
+	PodNetwork PodNetwork
 	// NodeIP is the node's InternalIP address (status.hostIP of its pods).
 	NodeIP netip.Addr
 	// Labels are added to the Node's (kubernetes.io/hostname, os and arch

@@ -5,13 +5,17 @@
 // The Agent (agent.go) talks to the control plane only through the public
 // API (proto/client) with the node's certificate:
 //
-//   - node.go registers or adopts the Node (labels, spec.podCIDR from the
-//     config, capacity and allocatable from the machine or the config,
+//   - node.go registers or adopts the Node (labels, capacity and
+//     allocatable from the machine or the config,
 //     addresses, Ready condition) and heartbeats by renewing its Lease
 //     (kube-node-lease/<node>, owned by the Node) so the node lifecycle
 //     controller sees it alive; the status itself is written when it
 //     changes (a watch on its own Node rewrites a controller's Unknown at
 //     once) and every StatusReportInterval, as a kubelet does;
+//   - podcidr.go waits for the control plane to assign the Node's pod
+//     range (spec.podCIDR; a node may not set it itself), checks it against
+//     a range given by hand and configures the pod network with it; pods
+//     start only then;
 //   - podsync.go watches the pods bound to this node (field selector
 //     spec.nodeName), starts new ones, stops a pod marked for deletion
 //     within its grace period and then confirms the delete (grace 0, UID

@@ -128,20 +128,16 @@ func (a *Agent) nodeLabels() map[string]string {
 }
 
 // register creates this node's Node, or adopts an existing one: our
-// labels are set, spec.podCIDR is filled in when empty (a different one
-// already there wins and is logged: pods would not be routable otherwise
-// anyway), and the status and the lease are written.
+// labels are set, and the status and the lease are written. spec.podCIDR
+// is the control plane's to give (awaitPodCIDR waits for it).
 func (a *Agent) register(ctx context.Context) error {
 	now := time.Now()
 	a.readySince = ts(now)
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: a.cfg.NodeName, Labels: a.nodeLabels()},
 		Spec: &apiv1.NodeSpec{}, Status: a.nodeStatus(now)}
-	if a.cfg.PodCIDR != "" {
-		node.Spec.PodCIDR, node.Spec.PodCIDRs = a.cfg.PodCIDR, []string{a.cfg.PodCIDR}
-	}
 	created, err := client.Create(ctx, a.cfg.Client, node)
 	if err == nil {
-		a.log.Info("registered node", "podCIDR", a.cfg.PodCIDR)
+		a.log.Info("registered node")
 		a.lease.SetOwner(created)
 		return a.reportReady(ctx) // Create may drop status on some servers; write it for sure
 	}
@@ -161,12 +157,6 @@ func (a *Agent) register(ctx context.Context) error {
 		maps.Copy(next.Metadata.Labels, a.nodeLabels())
 		if next.Spec == nil {
 			next.Spec = &apiv1.NodeSpec{}
-		}
-		if next.Spec.PodCIDR == "" && a.cfg.PodCIDR != "" {
-			next.Spec.PodCIDR, next.Spec.PodCIDRs = a.cfg.PodCIDR, []string{a.cfg.PodCIDR}
-		} else if a.cfg.PodCIDR != "" && next.Spec.PodCIDR != a.cfg.PodCIDR {
-			a.log.Warn("Node already has another pod CIDR; keeping it, pods here may be unroutable",
-				"stored", next.Spec.PodCIDR, "configured", a.cfg.PodCIDR)
 		}
 		if !proto.Equal(next, cur) {
 			if _, err := client.Update(ctx, a.cfg.Client, next); err != nil {

@@ -21,9 +21,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNoPodCIDR is returned when the built-in config list is used without a
-// pod CIDR to allocate from.
-var ErrNoPodCIDR = errors.New("network: PodCIDR is required for the built-in CNI config")
+// ErrNoPodCIDR: the built-in config list has no pod range yet (the agent
+// sets it with SetPodCIDR once the control plane assigned one).
+var ErrNoPodCIDR = errors.New("network: this node has no pod range (PodCIDR) yet")
+
+// ErrPodCIDRChanged: SetPodCIDR was given another range than the one this
+// node's data dir already hands out addresses from.
+var ErrPodCIDRChanged = errors.New("network: the pod range changed")
+
+// podCIDRFile, in IPAMDataDir, records the built-in network's range, so a
+// restarted agent tears down its pods' networks before it is told the
+// range again.
+const podCIDRFile = "podcidr"
 
 // Config says where CNI plugins, configs and state live.
 type Config struct {
@@ -36,9 +45,13 @@ type Config struct {
 	CacheDir string
 	// IPAMDataDir is host-local's allocation store (built-in list only).
 	IPAMDataDir string
-	// NetnsDir holds the pinned pod network namespaces.
+	// NetnsDir holds the pinned pod network namespaces. Each agent has its
+	// own (under its data dir): the runtime removes every namespace here
+	// that belongs to none of its pods.
 	NetnsDir string
-	// PodCIDR is the node's pod range, e.g. "10.244.3.0/24" (built-in list).
+	// PodCIDR is the node's pod range, e.g. "10.244.3.0/24" (built-in
+	// list). Empty: the range recorded in IPAMDataDir by an earlier run,
+	// else none until SetPodCIDR.
 	PodCIDR string
 	// BridgeName is the Linux bridge of the built-in list.
 	BridgeName string
@@ -57,7 +70,7 @@ func DefaultConfig() Config {
 		ConfDir:     "/etc/skiff/cni/net.d",
 		CacheDir:    "/var/lib/skiff/cni/cache",
 		IPAMDataDir: "/var/lib/skiff/cni/networks",
-		NetnsDir:    "/run/skiff/netns",
+		NetnsDir:    "/var/lib/skiff/netns",
 		BridgeName:  "skiff0",
 		NetworkName: "skiff",
 		IPMasq:      true,
@@ -80,12 +93,14 @@ type Attachment struct {
 
 // Manager calls CNI plugins for pod sandboxes. It is safe for concurrent use.
 type Manager struct {
-	cfg  Config
-	cni  *libcni.CNIConfig
-	list *libcni.NetworkConfigList
-	// noPortmap is the built-in list without portmap, for pods without
-	// host ports (nil for a user list, which always runs as written).
-	noPortmap *libcni.NetworkConfigList
+	cfg Config
+	cni *libcni.CNIConfig
+	// user is the user's config list; nil: the built-in lists.
+	user *libcni.NetworkConfigList
+	// builtin holds the built-in lists once the pod range is known.
+	builtin atomic.Pointer[builtinLists]
+	// setRange serialises SetPodCIDR.
+	setRange sync.Mutex
 	// legacyLoopback is the loopback attachment earlier versions ran as a
 	// CNI plugin; Teardown still deletes it for pods that have one cached.
 	legacyLoopback *libcni.NetworkConfigList
@@ -96,34 +111,53 @@ type Manager struct {
 	bridgeUp atomic.Bool
 }
 
+// builtinLists are the built-in list with portmap and without it (for
+// pods without host ports).
+type builtinLists struct {
+	podCIDR         string
+	full, noPortmap *libcni.NetworkConfigList
+}
+
 // New loads the CNI config (a user conflist from ConfDir, else the built-in
-// one) and checks that the plugins it names exist.
+// one) and checks that the plugins it names exist. The built-in list needs
+// the pod range: cfg.PodCIDR, else the one an earlier run recorded, else it
+// waits for SetPodCIDR (Setup fails with ErrNoPodCIDR until then).
 func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, cfg.CacheDir, nil)}
-	list, err := m.loadUserList()
+	user, err := m.loadUserList()
 	if err != nil {
 		return nil, err
 	}
-	if list == nil {
-		if list, err = m.builtinList(true); err != nil {
-			return nil, err
+	m.user = user
+	plugins := []string{"bridge", "host-local", "portmap"}
+	if user != nil {
+		plugins = plugins[:0]
+		for _, p := range user.Plugins {
+			plugins = append(plugins, p.Network.Type)
 		}
-		if m.noPortmap, err = m.builtinList(false); err != nil {
-			return nil, err
+	} else {
+		if cfg.PodCIDR == "" {
+			if cfg.PodCIDR, err = m.recordedPodCIDR(); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.PodCIDR != "" {
+			if err := m.SetPodCIDR(cfg.PodCIDR); err != nil {
+				return nil, err
+			}
 		}
 	}
-	m.list = list
 	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"skiff-loopback","plugins":[{"type":"loopback"}]}`))
 	if err != nil {
 		return nil, fmt.Errorf("loopback config: %w", err)
 	}
 	m.legacyLoopback = lo
-	for _, p := range m.list.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, cfg.PluginDirs); err != nil {
-			return nil, fmt.Errorf("network: CNI plugin %q of %s not in %v: %w", p.Network.Type, m.list.Name, cfg.PluginDirs, err)
+	for _, p := range plugins {
+		if _, err := invoke.FindInPath(p, cfg.PluginDirs); err != nil {
+			return nil, fmt.Errorf("network: CNI plugin %q of %s not in %v: %w", p, m.NetworkName(), cfg.PluginDirs, err)
 		}
 	}
-	if cfg.IPMasq && list.Name == cfg.NetworkName {
+	if cfg.IPMasq && user == nil {
 		if _, err := exec.LookPath("iptables"); err != nil {
 			return nil, fmt.Errorf("network: ipMasq needs the iptables binary on PATH (add /usr/sbin): %w", err)
 		}
@@ -132,7 +166,67 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // NetworkName is the name of the config list in use.
-func (m *Manager) NetworkName() string { return m.list.Name }
+func (m *Manager) NetworkName() string {
+	if m.user != nil {
+		return m.user.Name
+	}
+	return m.cfg.NetworkName
+}
+
+// PodCIDR is the built-in network's range ("" while none is set).
+func (m *Manager) PodCIDR() string {
+	if l := m.builtin.Load(); l != nil {
+		return l.podCIDR
+	}
+	return ""
+}
+
+// SetPodCIDR gives the built-in network its range (the Node's
+// spec.podCIDR) and records it in IPAMDataDir. Setting the range in use
+// again is a no-op; another one is ErrPodCIDRChanged (pods here have
+// addresses from the first). A user config list ignores it.
+func (m *Manager) SetPodCIDR(cidr string) error {
+	if m.user != nil {
+		return nil
+	}
+	m.setRange.Lock()
+	defer m.setRange.Unlock()
+	if cur := m.builtin.Load(); cur != nil {
+		if cur.podCIDR == cidr {
+			return nil
+		}
+		return fmt.Errorf("%w: this node's network hands out addresses from %s (recorded in %s), not %s: remove the node's pods and %s to start over with the new range",
+			ErrPodCIDRChanged, cur.podCIDR, m.cfg.IPAMDataDir, cidr, m.cfg.IPAMDataDir)
+	}
+	full, err := m.builtinList(cidr, true)
+	if err != nil {
+		return err
+	}
+	noPortmap, err := m.builtinList(cidr, false)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(m.cfg.IPAMDataDir, 0o700); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(m.cfg.IPAMDataDir, podCIDRFile), []byte(cidr+"\n"), 0o600); err != nil {
+		return fmt.Errorf("network: record the pod range: %w", err)
+	}
+	m.builtin.Store(&builtinLists{podCIDR: cidr, full: full, noPortmap: noPortmap})
+	return nil
+}
+
+// recordedPodCIDR is the range an earlier run recorded ("" if none).
+func (m *Manager) recordedPodCIDR() (string, error) {
+	b, err := os.ReadFile(filepath.Join(m.cfg.IPAMDataDir, podCIDRFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("network: read the recorded pod range: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
 
 func (m *Manager) loadUserList() (*libcni.NetworkConfigList, error) {
 	if m.cfg.ConfDir == "" {
@@ -156,12 +250,12 @@ func (m *Manager) loadUserList() (*libcni.NetworkConfigList, error) {
 // builtinList is bridge + host-local, and portmap if withPortmap. Both
 // variants share the network name, so libcni's result cache (and with it
 // DEL after an agent restart) is the same for either.
-func (m *Manager) builtinList(withPortmap bool) (*libcni.NetworkConfigList, error) {
-	if m.cfg.PodCIDR == "" {
+func (m *Manager) builtinList(podCIDR string, withPortmap bool) (*libcni.NetworkConfigList, error) {
+	if podCIDR == "" {
 		return nil, ErrNoPodCIDR
 	}
-	if _, _, err := net.ParseCIDR(m.cfg.PodCIDR); err != nil {
-		return nil, fmt.Errorf("network: PodCIDR %q: %w", m.cfg.PodCIDR, err)
+	if _, _, err := net.ParseCIDR(podCIDR); err != nil {
+		return nil, fmt.Errorf("network: PodCIDR %q: %w", podCIDR, err)
 	}
 	bridge := map[string]any{
 		"type":        "bridge",
@@ -171,7 +265,7 @@ func (m *Manager) builtinList(withPortmap bool) (*libcni.NetworkConfigList, erro
 		"hairpinMode": true,
 		"ipam": map[string]any{
 			"type":    "host-local",
-			"ranges":  [][]map[string]string{{{"subnet": m.cfg.PodCIDR}}},
+			"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
 			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 			"dataDir": m.cfg.IPAMDataDir,
 		},
@@ -264,11 +358,18 @@ func (m *Manager) runtimeConf(id, netns, ifname string, ports []PortMapping) *li
 // list leaves portmap out when there are none: without portMappings the
 // plugin's ADD only passes the previous result through and its DEL returns
 // at once, so running it would cost a process start for nothing.
-func (m *Manager) listFor(ports []PortMapping) *libcni.NetworkConfigList {
-	if len(ports) == 0 && m.noPortmap != nil {
-		return m.noPortmap
+func (m *Manager) listFor(ports []PortMapping) (*libcni.NetworkConfigList, error) {
+	if m.user != nil {
+		return m.user, nil
 	}
-	return m.list
+	l := m.builtin.Load()
+	if l == nil {
+		return nil, ErrNoPodCIDR
+	}
+	if len(ports) == 0 {
+		return l.noPortmap, nil
+	}
+	return l.full, nil
 }
 
 // Setup runs the network list on eth0 of pod id's namespace (loopback is
@@ -279,7 +380,10 @@ func (m *Manager) Setup(ctx context.Context, id, netns string, ports []PortMappi
 		m.firstAdd.Lock()
 		defer m.firstAdd.Unlock()
 	}
-	list := m.listFor(ports)
+	list, err := m.listFor(ports)
+	if err != nil {
+		return nil, fmt.Errorf("set up the network of pod %s: %w", id, err)
+	}
 	res, err := m.cni.AddNetworkList(ctx, list, rt)
 	if err == nil {
 		m.bridgeUp.Store(true)
@@ -306,7 +410,15 @@ func (m *Manager) Teardown(ctx context.Context, id, netns string, ports []PortMa
 	if _, err := os.Stat(netns); err != nil {
 		netns = "" // plugins must release IPAM even without the namespace
 	}
-	list := m.listFor(ports)
+	list, err := m.listFor(ports)
+	if errors.Is(err, ErrNoPodCIDR) {
+		// No range was ever set in this data dir: no pod got an address
+		// here, there is nothing for CNI to release.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	if err := m.cni.DelNetworkList(ctx, list, m.runtimeConf(id, netns, "eth0", ports)); err != nil {
 		return fmt.Errorf("network: CNI DEL %s for %s: %w", list.Name, id, err)
 	}

@@ -31,13 +31,43 @@ func testConfig(t *testing.T) network.Config {
 	return c
 }
 
-func TestBuiltinNeedsPodCIDR(t *testing.T) {
+// The built-in network waits for its range: pods cannot be set up before
+// SetPodCIDR; the range is recorded in the data dir, so a restarted agent
+// has it at once, and a different one later is refused.
+func TestBuiltinWaitsForPodCIDR(t *testing.T) {
 	c := testConfig(t)
 	c.PodCIDR = ""
-	if _, err := network.New(c); !errors.Is(err, network.ErrNoPodCIDR) {
-		t.Fatalf("want ErrNoPodCIDR, got %v", err)
+	m, err := network.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PodCIDR() != "" {
+		t.Fatalf("range %q before any was set", m.PodCIDR())
+	}
+	if _, err := m.Setup(context.Background(), "early", filepath.Join(c.NetnsDir, "early"), nil); !errors.Is(err, network.ErrNoPodCIDR) {
+		t.Fatalf("Setup without a range: %v, want ErrNoPodCIDR", err)
+	}
+	if err := m.Teardown(context.Background(), "early", "", nil); err != nil {
+		t.Fatalf("Teardown without a range (nothing was ever set up): %v", err)
+	}
+	if err := m.SetPodCIDR("10.250.1.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetPodCIDR("10.250.1.0/24"); err != nil {
+		t.Fatalf("the same range again: %v", err)
+	}
+	if err := m.SetPodCIDR("10.250.2.0/24"); !errors.Is(err, network.ErrPodCIDRChanged) {
+		t.Fatalf("another range: %v, want ErrPodCIDRChanged", err)
+	}
+	again, err := network.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.PodCIDR() != "10.250.1.0/24" {
+		t.Fatalf("restarted manager's range %q, want the recorded 10.250.1.0/24", again.PodCIDR())
 	}
 	c.PodCIDR = "10.1.2.3"
+	c.IPAMDataDir = filepath.Join(t.TempDir(), "ipam")
 	if _, err := network.New(c); err == nil {
 		t.Fatal("bad CIDR accepted")
 	}

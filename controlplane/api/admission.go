@@ -18,6 +18,7 @@ var admissionPlugins = []func(*Server) admissionPlugin{
 	newNamespaceLifecycle, // the namespace exists and is not terminating
 	newLimitRanger,        // LimitRange defaults and bounds for containers
 	newResourceQuota,      // ResourceQuota charges and refunds
+	newPodCIDRs,           // Nodes' pod ranges inside the cluster range and apart
 }
 
 // admissionOp is the kind of write being admitted.

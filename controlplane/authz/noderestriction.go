@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -35,7 +36,8 @@ func IsRestrictedNodeLabel(key string) bool {
 // a node writes into its own Node (NodeRestriction): on create no labels
 // under node-restriction.kubernetes.io/ (taints are allowed, as a kubelet
 // registers with taints); on update no change to spec.taints and no label
-// under that domain set, changed or removed. Other writes pass.
+// under that domain set, changed or removed; never a spec.podCIDR (or
+// podCIDRs) other than the stored one. Other writes pass.
 func (a *Authorizer) AuthorizeObject(_ context.Context, r Request, obj proto.Message) error {
 	if r.Identity.Role != pki.RoleNode || r.Kind != "Node" {
 		return nil
@@ -60,6 +62,13 @@ func (a *Authorizer) AuthorizeObject(_ context.Context, r Request, obj proto.Mes
 	if stored != nil && !taintsEqual(stored.GetSpec().GetTaints(), next.GetSpec().GetTaints()) {
 		return deny(r, fmt.Sprintf("a node may not change its own taints (spec.taints): stored %s, requested %s; an administrator changes them",
 			formatTaints(stored.GetSpec().GetTaints()), formatTaints(next.GetSpec().GetTaints())))
+	}
+	// The pod range is the control plane's to give (the podcidr
+	// controller, or an administrator): a node choosing its own could take
+	// another node's pods' addresses.
+	if stored.GetSpec().GetPodCIDR() != next.GetSpec().GetPodCIDR() || !slices.Equal(stored.GetSpec().GetPodCIDRs(), next.GetSpec().GetPodCIDRs()) {
+		return deny(r, fmt.Sprintf("a node may not set or change its own pod range (spec.podCIDR): stored %q, requested %q; the control plane assigns it",
+			stored.GetSpec().GetPodCIDR(), next.GetSpec().GetPodCIDR()))
 	}
 	return nil
 }

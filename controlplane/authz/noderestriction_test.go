@@ -44,6 +44,11 @@ func node(name string, labels map[string]string, taints ...*apiv1.Taint) *apiv1.
 	return &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: name, Labels: labels}, Spec: &apiv1.NodeSpec{Taints: taints}}
 }
 
+func withPodCIDR(n *apiv1.Node, cidr string) *apiv1.Node {
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = cidr, []string{cidr}
+	return n
+}
+
 var dedicated = &apiv1.Taint{Key: "dedicated", Value: "db", Effect: "NoSchedule"}
 
 func TestNodeRestrictionOnObjects(t *testing.T) {
@@ -80,6 +85,24 @@ func TestNodeRestrictionOnObjects(t *testing.T) {
 		{"node writes another node's object", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
 			node("w2", nil), node("w2", nil),
 			`forbidden: user "node:w1" (role node) may not update nodes "w1": a node may write only its own Node "w1", not "w2"`},
+		{"node registers with its own pod range", Request{Identity: w1, Verb: VerbCreate, Kind: "Node", Name: "w1"},
+			nil, withPodCIDR(node("w1", nil), "10.244.7.0/24"),
+			`forbidden: user "node:w1" (role node) may not create nodes "w1": a node may not set or change its own pod range (spec.podCIDR): stored "", requested "10.244.7.0/24"; the control plane assigns it`},
+		{"node sets its pod range", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
+			node("w1", nil), withPodCIDR(node("w1", nil), "10.244.7.0/24"),
+			`forbidden: user "node:w1" (role node) may not update nodes "w1": a node may not set or change its own pod range (spec.podCIDR): stored "", requested "10.244.7.0/24"; the control plane assigns it`},
+		{"node changes its pod range", Request{Identity: w1, Verb: VerbPatch, Kind: "Node", Name: "w1"},
+			withPodCIDR(node("w1", nil), "10.244.1.0/24"), withPodCIDR(node("w1", nil), "10.244.7.0/24"),
+			`forbidden: user "node:w1" (role node) may not patch nodes "w1": a node may not set or change its own pod range (spec.podCIDR): stored "10.244.1.0/24", requested "10.244.7.0/24"; the control plane assigns it`},
+		{"node clears its pod range", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
+			withPodCIDR(node("w1", nil), "10.244.1.0/24"), node("w1", nil),
+			`forbidden: user "node:w1" (role node) may not update nodes "w1": a node may not set or change its own pod range (spec.podCIDR): stored "10.244.1.0/24", requested ""; the control plane assigns it`},
+		{"node keeps its pod range", Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
+			withPodCIDR(node("w1", nil), "10.244.1.0/24"), withPodCIDR(node("w1", map[string]string{"mine": "1"}), "10.244.1.0/24"), ""},
+		{"control node assigns a pod range", Request{Identity: control, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
+			node("w1", nil), withPodCIDR(node("w1", nil), "10.244.7.0/24"), ""},
+		{"admin sets a pod range", Request{Identity: admin, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
+			node("w1", nil), withPodCIDR(node("w1", nil), "10.244.7.0/24"), ""},
 		{"admin changes taints", Request{Identity: admin, Verb: VerbUpdate, Kind: "Node", Name: "w1"},
 			node("w1", nil, dedicated), node("w1", map[string]string{restricted: "b"}), ""},
 		{"control node changes taints", Request{Identity: control, Verb: VerbUpdate, Kind: "Node", Name: "w1"},

@@ -16,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -37,6 +38,9 @@ type LoopDeps struct {
 	Registerer prometheus.Registerer
 	// Sweeper is this node's API server (the garbage collector's sweep).
 	Sweeper controllers.DeletionSweeper
+	// ClusterNetwork reads the cluster's pod network settings from the
+	// store (clusternet.Default when the cluster was created without).
+	ClusterNetwork func(context.Context) (clusternet.Network, error)
 }
 
 // LoopFactory builds the leader-only loops (scheduler, controllers).
@@ -86,6 +90,10 @@ type Config struct {
 	// node's API server; zero fields mean the defaults. Control nodes are
 	// always exempt (their leader loops must never be refused).
 	APILimits api.Limits
+	// ClusterNetwork is the pod network a new cluster is created with
+	// (ctl init --cluster-cidr, --node-cidr-mask-size); zero fields take
+	// clusternet.Default's. It is stored once, when the cluster is made.
+	ClusterNetwork clusternet.Config
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

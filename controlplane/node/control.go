@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
+	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -363,7 +364,8 @@ func (c *Control) runLoops(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API})
+	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
+		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }})
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}

@@ -37,4 +37,6 @@
 //	/skiff/controlnodes/<id>  each control node's API and store address
 //	/skiff/gossip-key         the memberlist key handed to joined nodes
 //	/skiff/revocations/<identity>  the deny list (JSON pki.Revocation)
+//	/skiff/cluster-network    the pod network ctl init was given (JSON clusternet.Config)
+//	/skiff/podcidr-claims/<block>  the Node holding each pod range block (see clusternet)
 package node

@@ -37,6 +37,9 @@ func Init(ctx context.Context, cfg Config) error {
 	case !errors.Is(err, ErrNoState):
 		return err
 	}
+	if _, err := cfg.clusterNetwork(); err != nil {
+		return err
+	}
 	if err := checkFresh(cfg.DataDir); err != nil {
 		return err
 	}
@@ -81,6 +84,9 @@ func initFresh(ctx context.Context, cfg Config, st State) error {
 	}
 	defer c.Close()
 	return c.Run(ctx, func(ctx context.Context, c *Control) error {
+		if err := retry(ctx, 60*time.Second, func(ctx context.Context) error { return storeClusterNetwork(ctx, c.Store, cfg) }); err != nil {
+			return fmt.Errorf("store the cluster network settings: %w", err)
+		}
 		return printJoinCommands(ctx, c, adminConf)
 	})
 }

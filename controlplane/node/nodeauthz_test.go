@@ -237,7 +237,8 @@ func TestNodeAuthorizer(t *testing.T) {
 // node registers and keeps its status and heartbeat current, but may not
 // change the taints an administrator put on its Node, nor set, change or
 // remove labels under node-restriction.kubernetes.io/, by update, patch
-// or apply; nor write another Node, nor create pods. The admin still may.
+// or apply; nor set or change its spec.podCIDR; nor write another Node,
+// nor create pods. The admin still may.
 func TestNodeRestriction(t *testing.T) {
 	addrs, adminConf, ca := twoControlNodes(t)
 	ctx := context.Background()
@@ -299,9 +300,25 @@ func TestNodeRestriction(t *testing.T) {
 		_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(p.patch))
 		mustDeny("node w1 "+p.what+" a restricted label", err, p.want)
 	}
+	// The pod range is the control plane's: the node may not pick one,
+	// nor change the one it was given.
+	const cidrMsg = "a node may not set or change its own pod range (spec.podCIDR)"
+	_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(`{"spec":{"podCIDR":"10.244.9.0/24","podCIDRs":["10.244.9.0/24"]}}`))
+	mustDeny("node w1 sets its own podCIDR", err, cidrMsg+`: stored "", requested "10.244.9.0/24"`)
+	_, err = client.Create(ctx, nodeClient(t, ca, "w4", addrs[1]), &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w4"}, Spec: &apiv1.NodeSpec{PodCIDR: "10.244.9.0/24"}})
+	mustDeny("node w4 registers with a podCIDR", err, cidrMsg)
+	if _, err := client.Patch[*apiv1.Node](ctx, admin, "", "w1", []byte(`{"spec":{"podCIDR":"10.244.9.0/24","podCIDRs":["10.244.9.0/24"]}}`)); err != nil {
+		t.Fatalf("the admin gives w1 a pod range: %v", err)
+	}
+	_, err = client.Patch[*apiv1.Node](ctx, w1, "", "w1", []byte(`{"spec":{"podCIDR":"10.244.10.0/24","podCIDRs":["10.244.10.0/24"]}}`))
+	mustDeny("node w1 changes its podCIDR", err, cidrMsg+`: stored "10.244.9.0/24", requested "10.244.10.0/24"`)
+
 	after, err := client.Get[*apiv1.Node](ctx, admin, "", "w1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if after.GetSpec().GetPodCIDR() != "10.244.9.0/24" {
+		t.Fatalf("after the refused writes w1's podCIDR is %q, want the admin's 10.244.9.0/24", after.GetSpec().GetPodCIDR())
 	}
 	if len(after.GetSpec().GetTaints()) != 1 || after.GetMetadata().GetLabels()[zone] != "a" {
 		t.Fatalf("after the refused writes the Node has taints %v and labels %v, want the admin's", after.GetSpec().GetTaints(), after.GetMetadata().GetLabels())

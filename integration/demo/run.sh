@@ -4,7 +4,7 @@
 # veth pair for Service IPs).
 #
 #   3 control nodes   ctl init / ctl join --control   on 127.0.0.1-3
-#   2 workers         ctl join (worker) + ctl agent   pods on 10.244.1.0/24, 10.244.2.0/24
+#   2 workers         ctl join (worker) + ctl agent   pod ranges from the control plane (10.244.0.0/16 in /24s)
 #   1 OCI registry    the demo image, built from busybox (nothing downloaded)
 #   demo app          Deployment "hello" (3 replicas) + ClusterIP Service
 #
@@ -156,7 +156,7 @@ for i in 1 2; do
   wait_for 60 "w$i's node config" test -s "$WORK/w$i/node.conf"
   proxy=(); [[ $i == 2 ]] && proxy=(--no-proxy)   # one Service proxy serves the shared namespace
   bg w$i "$CTL" agent --config "$WORK/w$i/node.conf" --node-name w$i --node-ip 127.0.0.1$i \
-    --pod-cidr 10.244.$i.0/24 --cluster-cidr 10.244.0.0/16 --bridge skiff$i --cgroup-root "$CGROOT/w$i" \
+    --cluster-cidr 10.244.0.0/16 --bridge skiff$i --cgroup-root "$CGROOT/w$i" \
     --data-dir "$WORK/w$i/agent" --insecure-registry 127.0.0.1:5000 "${proxy[@]}"
 done
 wait_for 60 "2 Ready workers" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get nodes | grep -c ' Ready' | grep -qx 2"

@@ -5,7 +5,7 @@
 // (the status is rewritten only every StatusReportPeriod, or at once when
 // the pool's Node watch sees it changed, e.g. Unknown), and marks
 // every pod bound to it Running and Ready at once (with a pod IP from the
-// node's pod CIDR); it confirms graceful deletions of its pods as an agent
+// pod range its Node was given, when it has one); it confirms graceful deletions of its pods as an agent
 // does. It uses the same proto/client calls a real agent uses.
 //
 // A Pool holds many hollow nodes in one process and shares one pod watch

@@ -435,7 +435,6 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 	l := map[string]string{"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", HollowLabel: "true"}
 	maps.Copy(l, p.cfg.Labels)
 	maps.Copy(l, labels)
-	cidr := fmt.Sprintf("10.%d.%d.0/24", 64+n.index/256, n.index%256)
 	ts := now()
 	status := &apiv1.NodeStatus{
 		Capacity: maps.Clone(capacity), Allocatable: maps.Clone(capacity),
@@ -445,7 +444,7 @@ func (n *Node) register(ctx context.Context, labels, capacity map[string]string)
 		NodeInfo:  &apiv1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "skiff-hollow"},
 	}
 	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: n.Name, Labels: l},
-		Spec: &apiv1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}, Status: codec.Clone(status)}
+		Spec: &apiv1.NodeSpec{}, Status: codec.Clone(status)} // the pod range comes from the control plane (podcidr)
 	// A pool that starts running while nodes register heartbeats every
 	// node it holds: beat orders those writes after these.
 	n.beat.Lock()

@@ -10,6 +10,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
+	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
@@ -32,6 +33,7 @@ func Register(r *controllers.Registry) {
 	r.Register("cronjob", cronjob.NewLoop)
 	r.Register("hpa", hpa.NewLoop)
 	r.Register("garbagecollector", garbagecollector.NewLoop)
+	r.Register("podcidr", podcidr.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

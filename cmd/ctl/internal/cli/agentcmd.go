@@ -43,10 +43,13 @@ runs the pods bound to it with libcontainer, and programs Services into the
 kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
 agent on the same --data-dir adopts them.
 
-Needs root, containernetworking-plugins (/usr/lib/cni) and a pod CIDR for
-this node that no other node uses (the control plane does not allocate them
-yet).`,
-		Example: `  ctl agent --config /etc/skiff/node.conf --node-name w1 --pod-cidr 10.244.1.0/24 --node-ip 192.168.10.21`,
+The node's pod range is the control plane's to give (Node spec.podCIDR,
+from ctl init's --cluster-cidr): the agent waits for it, then starts pods.
+Everything the agent keeps (images, pod state, pod network namespaces, CNI
+state) is under --data-dir, so two agents on one machine need two.
+
+Needs root and containernetworking-plugins (/usr/lib/cni).`,
+		Example: `  ctl agent --config /etc/skiff/node.conf --node-name w1 --node-ip 192.168.10.21`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := untilSignal(cmd.Context())
@@ -57,7 +60,7 @@ yet).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the host name); the certificate must be node:<name>")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "images, pod state, volumes, logs and CNI state")
-	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod range, e.g. 10.244.1.0/24 (required)")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "", "only a check: the pod range this node must have been assigned (the control plane assigns it; another one stops the agent)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: the first global IPv4 address)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
@@ -78,11 +81,10 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 		return errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
 	}
 	log := slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
-	if f.podCIDR == "" {
-		return errors.New("--pod-cidr is required (the control plane does not allocate pod ranges yet)")
-	}
-	if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
-		return fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+	if f.podCIDR != "" {
+		if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
+			return fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+		}
 	}
 	if f.nodeName == "" {
 		h, err := os.Hostname()
@@ -119,18 +121,11 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	netCfg := network.DefaultConfig()
-	netCfg.ConfDir = f.cniConfDir
-	netCfg.CacheDir = filepath.Join(f.dataDir, "cni", "cache")
-	netCfg.IPAMDataDir = filepath.Join(f.dataDir, "cni", "networks")
-	netCfg.PodCIDR, netCfg.BridgeName = f.podCIDR, f.bridge
-	nets, err := network.New(netCfg)
+	nets, err := network.New(agentNetworkConfig(f))
 	if err != nil {
 		return err
 	}
-	rtCfg := runtime.DefaultConfig()
-	rtCfg.StateDir = filepath.Join(f.dataDir, "pods")
-	rtCfg.CgroupRoot = f.cgroupRoot
+	rtCfg := agentRuntimeConfig(f)
 	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
 	rt, err := runtime.New(ctx, rtCfg)
 	if err != nil {
@@ -140,7 +135,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 
 	cfg := agent.DefaultConfig()
 	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
-	cfg.Images = images
+	cfg.Images, cfg.PodNetwork = images, nets
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {
 		pc := netproxy.DefaultConfig()
@@ -161,6 +156,28 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", f.podCIDR, "dataDir", f.dataDir)
+	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", nets.PodCIDR(), "dataDir", f.dataDir)
 	return a.Run(ctx)
+}
+
+// agentNetworkConfig is the pod network of an agent: its state (CNI cache,
+// host-local's allocations and recorded range) and its pod network
+// namespaces under --data-dir, so a second agent on the machine (another
+// data dir) never lists, and never sweeps, this one's.
+func agentNetworkConfig(f agentFlags) network.Config {
+	c := network.DefaultConfig()
+	c.ConfDir = f.cniConfDir
+	c.CacheDir = filepath.Join(f.dataDir, "cni", "cache")
+	c.IPAMDataDir = filepath.Join(f.dataDir, "cni", "networks")
+	c.NetnsDir = filepath.Join(f.dataDir, "netns")
+	c.BridgeName = f.bridge
+	return c
+}
+
+// agentRuntimeConfig is the runtime's part of the agent's layout.
+func agentRuntimeConfig(f agentFlags) runtime.Config {
+	c := runtime.DefaultConfig()
+	c.StateDir = filepath.Join(f.dataDir, "pods")
+	c.CgroupRoot = f.cgroupRoot
+	return c
 }

@@ -11,8 +11,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -69,8 +71,10 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 // leaderLoops builds the scheduler and every controller (the builtin
 // registry) for the leader of a control node.
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
+	pc := podcidr.DefaultConfig(d.Client)
+	pc.Network = d.ClusterNetwork
 	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper})
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc}})
 }
 
 // untilSignal is ctx cancelled on SIGINT or SIGTERM.
@@ -80,25 +84,33 @@ func untilSignal(parent context.Context) (context.Context, context.CancelFunc) {
 
 func (o *options) initCmd() *cobra.Command {
 	var f nodeFlags
+	net := clusternet.Default()
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a cluster with this machine as its first control node (runs in the foreground)",
 		Long: `Create a cluster: the cluster CA, this node's certificate, an admin client
 config (<data-dir>/admin.conf) and the replicated store. Prints the commands
 that join control nodes and workers. Runs the control node until stopped;
-running it again with the same --data-dir resumes the node.`,
+running it again with the same --data-dir resumes the node.
+
+Every worker's pod range (Node spec.podCIDR) is given by the control plane
+from --cluster-cidr, one /--node-cidr-mask-size block per Node; both are
+fixed when the cluster is created.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(o)
 			if err != nil {
 				return err
 			}
+			cfg.ClusterNetwork = net
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
 			return node.Init(ctx, cfg)
 		},
 	}
 	f.add(cmd, true)
+	cmd.Flags().StringVar(&net.ClusterCIDR, "cluster-cidr", net.ClusterCIDR, "the range every pod address comes from (IPv4); each worker gets a part of it")
+	cmd.Flags().IntVar(&net.NodeCIDRMaskSize, "node-cidr-mask-size", net.NodeCIDRMaskSize, "prefix length of each worker's pod range (24: 254 pods per worker)")
 	return cmd
 }
 
