@@ -22,7 +22,9 @@ import (
 func runWorker(ctx context.Context, cfg Config, st State) error {
 	log := cfg.Logger.With("node", st.Name)
 	dir := filepath.Join(cfg.DataDir, PKIDir)
-	ca, err := pki.LoadCA(dir)
+	// The CAs this worker trusts: ca.crt, replaced by the list each
+	// renewal answers with (a CA rotation adds a CA, then drops the old).
+	bundle, err := pki.LoadBundle(dir)
 	if err != nil {
 		return err
 	}
@@ -37,7 +39,6 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if len(st.Servers) == 0 {
 		return fmt.Errorf("%s lists no control node API addresses (servers)", filepath.Join(cfg.DataDir, StateFile))
 	}
-	pool := ca.Pool()
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = log
 	joiner := pki.NewJoinClient(jc)
@@ -51,10 +52,13 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		}
 		var errs []error
 		for _, addr := range st.Servers {
-			next, err := joiner.Renew(ctx, addr, pool, r, key)
+			next, cas, err := joiner.RenewWithCAs(ctx, addr, bundle.Pool(), r, key)
 			if err != nil {
 				errs = append(errs, err)
 				continue
+			}
+			if err := trustCAs(bundle, dir, cas); err != nil {
+				log.Error("keeping the CAs of the renewal's answer", "err", err)
 			}
 			if err := pki.SaveKeyPair(dir, workerKeyPair, next); err != nil {
 				return tls.Certificate{}, err
@@ -68,7 +72,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	o := client.DefaultOptions()
 	o.Servers, o.Logger = st.Servers, log
-	o.TLS = pki.ClientTLSConfig(pool, r, "")
+	o.TLS = bundle.ClientConfig(r, "")
 	cl, err := client.New(o)
 	if err != nil {
 		return err
@@ -104,4 +108,24 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		return err
 	}
 	return <-renewErr
+}
+
+// trustCAs makes casPEM (the signer first) the CAs a worker trusts, here
+// and in its PKI directory (node.conf names ca.crt).
+func trustCAs(bundle *pki.Bundle, dir string, casPEM []byte) error {
+	if len(casPEM) == 0 || string(casPEM) == string(bundle.PEM()) {
+		return nil
+	}
+	first, err := pki.ParseCA(casPEM, nil)
+	if err != nil {
+		return err
+	}
+	all, err := pki.ParseCertificatesPEM(casPEM)
+	if err != nil {
+		return err
+	}
+	if err := bundle.Set(first, all[1:]...); err != nil {
+		return err
+	}
+	return bundle.Save(dir)
 }
