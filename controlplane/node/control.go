@@ -27,9 +27,9 @@ import (
 
 // Control is a running control node.
 type Control struct {
-	cfg     Config
-	state   State
-	log     *slog.Logger
+	cfg   Config
+	state State
+	log   *slog.Logger
 	// bundle is the cluster's CAs: the signer and the trusted set, which
 	// change without a restart during a CA rotation (cabundle.go).
 	bundle  *pki.Bundle
@@ -37,11 +37,11 @@ type Control struct {
 	renewer *pki.Renewer
 	// ownRenewed wakes recordOwn after the renewer swapped certificates.
 	ownRenewed chan struct{}
-	Store   *consensus.Store
-	API     *api.Server
-	Tokens  *pki.Tokens
-	audit   *audit.Log
-	split   *pki.SplitListener
+	Store      *consensus.Store
+	API        *api.Server
+	Tokens     *pki.Tokens
+	audit      *audit.Log
+	split      *pki.SplitListener
 	// deny is the replicated deny list in force on both ports; apiConns
 	// lets a revocation cut open API connections.
 	deny        *pki.DenyList

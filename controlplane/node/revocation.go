@@ -32,10 +32,10 @@ var errNotMember = errors.New("not a member of the store")
 // prefix, so a revocation committed anywhere is in force here as soon as
 // this node applies it — milliseconds on a healthy cluster.
 type revocations struct {
-	store *consensus.Store
-	deny  *pki.DenyList
+	store  *consensus.Store
+	deny   *pki.DenyList
 	bundle *pki.Bundle
-	log      *slog.Logger
+	log    *slog.Logger
 	// changed runs after every refresh: it closes open connections whose
 	// certificates are now refused.
 	changed func()

@@ -48,7 +48,7 @@ type RenewerConfig struct {
 	// OnRenewed is told every new certificate once it is in use (optional).
 	OnRenewed func(tls.Certificate)
 	Logger    *slog.Logger
-	Clock   Clock
+	Clock     Clock
 }
 
 // DefaultRenewerConfig renews at 2/3 of the lifetime, retrying from 1s
