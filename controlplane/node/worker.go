@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -83,6 +84,12 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	defer cancel()
 	renewErr := make(chan error, 1)
 	go func() { renewErr <- r.Run(ctx) }()
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		pollCAs(ctx, cfg.CAPollInterval, st.Servers, joiner, bundle, dir, r, log)
+	}()
+	defer func() { cancel(); <-pollDone }()
 	err = retry(ctx, 365*24*time.Hour, func(ctx context.Context) error {
 		_, err := client.Create(ctx, cl, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: st.Name}})
 		if status.Code(err) == codes.AlreadyExists {
@@ -128,4 +135,42 @@ func trustCAs(bundle *pki.Bundle, dir string, casPEM []byte) error {
 		return err
 	}
 	return bundle.Save(dir)
+}
+
+// pollCAs asks the control nodes for the cluster's CAs every interval
+// until ctx ends. When the signer is not the CA of this worker's
+// certificate (a CA rotation started), it trusts the new list at once —
+// before the control nodes switch to the new CA at finish — and renews,
+// so that the rotation can finish without waiting for the certificate to
+// fall due. Failures are logged and retried at the next tick.
+func pollCAs(ctx context.Context, interval time.Duration, servers []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		var cas []byte
+		var errs []error
+		for _, addr := range servers {
+			b, err := joiner.TrustedCAs(ctx, addr, bundle.Pool(), r)
+			if err == nil {
+				cas = b
+				break
+			}
+			errs = append(errs, err)
+		}
+		if cas == nil {
+			log.Warn("asking the control nodes for the cluster's CAs", "err", errors.Join(errs...))
+			continue
+		}
+		if err := trustCAs(bundle, dir, cas); err != nil {
+			log.Error("keeping the cluster's CAs", "err", err)
+			continue
+		}
+		if cur := r.Current(); cur.Leaf != nil && cur.Leaf.CheckSignatureFrom(bundle.Signer().Cert) != nil {
+			log.Warn("the cluster CA changed: renewing this node's certificate now", "signer", bundle.Signer().Cert.Subject.CommonName)
+			r.RenewNow()
+		}
+	}
 }

@@ -263,6 +263,28 @@ func (c *JoinClient) RenewWithCAs(ctx context.Context, addr string, roots *x509.
 	return KeyPair{CertPEM: resp.GetCertificatePem(), KeyPEM: keyPEM}, resp.GetCaBundlePem(), nil
 }
 
+// TrustedCAs asks addr, over a connection verified against roots and
+// authenticated with src, for the CAs the cluster trusts now (PEM, the
+// signer first). A worker polls it to notice a CA rotation and renew
+// before it finishes.
+func (c *JoinClient) TrustedCAs(ctx context.Context, addr string, roots *x509.CertPool, src CertSource) ([]byte, error) {
+	conn, err := c.dialVerified(addr, roots, src)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := joinv1.NewJoinClient(conn).GetCA(ctx, &joinv1.GetCARequest{})
+	if err != nil {
+		return nil, fmt.Errorf("CAs of %s: %w", addr, fromJoinStatus(err))
+	}
+	if _, err := ParseCertificatesPEM(resp.GetCaBundlePem()); err != nil {
+		return nil, fmt.Errorf("CAs of %s: %w", addr, err)
+	}
+	return resp.GetCaBundlePem(), nil
+}
+
 func (c *JoinClient) dialVerified(addr string, roots *x509.CertPool, src CertSource) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
