@@ -17,13 +17,23 @@ import (
 // machines with the same host name); the joining one must pass --name.
 var ErrNodeNameTaken = errors.New("node name taken")
 
+// wrapped is an error with its own message that errors.Is its causes.
+type wrapped struct {
+	msg    string
+	causes []error
+}
+
+func (w wrapped) Error() string   { return w.msg }
+func (w wrapped) Unwrap() []error { return w.causes }
+
 // joinError says what to do about a refused or failed join, by the gRPC
 // code the join service answered with.
 func joinError(addr, name string, err error) error {
 	if errors.Is(err, pki.ErrNameInUse) || status.Code(err) == codes.AlreadyExists {
-		return fmt.Errorf("%w: the cluster already has a live node named %q (another machine with the same host name?): "+
+		msg := fmt.Sprintf("%v: the cluster already has a live node named %q (another machine with the same host name?): "+
 			"pass --name with a name of its own, or re-join that machine with a token from `ctl token create --node %s` (%s)",
 			ErrNodeNameTaken, name, name, client.Reason(err))
+		return wrapped{msg: msg, causes: []error{ErrNodeNameTaken, err}} // errors.Is both this package's and pki's sentinel
 	}
 	if status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("cannot reach the control node at %s: %s", addr, client.Reason(err))
