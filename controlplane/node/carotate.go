@@ -28,6 +28,9 @@ const (
 	phaseFinish = "finish"
 )
 
+// nodesPrefix is where the API keeps Node objects (kinds.Kind.Key).
+const nodesPrefix = "/registry/nodes/"
+
 // finishWait bounds how long finish waits for the control nodes to renew
 // with the new CA (they do so within a second of seeing "finishing").
 const finishWait = 30 * time.Second
@@ -145,7 +148,7 @@ func (a *adminServer) rotateFinish(ctx context.Context) error {
 		}
 	}
 	if len(blocking) > 0 {
-		return status.Errorf(codes.FailedPrecondition, "%d node(s) still hold a certificate of the old CA and would be cut off: %s; they renew by themselves before their certificate is due (or restart them after `ctl ca rotate start` to renew at once); see `ctl ca rotate status`",
+		return status.Errorf(codes.FailedPrecondition, "%d node(s) still hold a certificate of the old CA and would be cut off: %s; running workers renew within minutes of the start (they poll the cluster's CAs); a Node whose machine is gone is removed with `ctl delete node NAME`; see `ctl ca rotate status`",
 			len(blocking), strings.Join(blocking, ", "))
 	}
 	if rec.Rotation == rotationStarted {
@@ -276,6 +279,18 @@ func (a *adminServer) rotationStatus(ctx context.Context) (*adminv1.RotateCAResp
 			// A member that has not recorded its certificate yet (it does
 			// so within seconds of starting): unknown, so not renewed.
 			recs["control:"+m.Id] = certRecord{Identity: "control:" + m.Id, Issuer: "(not recorded yet)"}
+		}
+	}
+	// Workers whose certificate was never recorded (joined before this
+	// version): unknown, so they count as not renewed.
+	nodes, err := rangePrefix(ctx, a.store, nodesPrefix)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	for _, kv := range nodes {
+		id := "node:" + strings.TrimPrefix(string(kv.Key), nodesPrefix)
+		if _, ok := recs[id]; !ok {
+			recs[id] = certRecord{Identity: id, Issuer: "(not recorded: renews at its next renewal)"}
 		}
 	}
 	now := time.Now()
