@@ -304,3 +304,26 @@ func ownRenewedSignal(ch chan struct{}) func(tls.Certificate) {
 		}
 	}
 }
+
+// pruneCertRecords drops the records of certificates that have expired
+// (a removed node, a user never renewed): they no longer matter to a
+// rotation. The leader runs it with the token prune.
+func pruneCertRecords(ctx context.Context, s kv, now time.Time) (int, error) {
+	kvs, err := rangePrefix(ctx, s, certsPrefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, kv := range kvs {
+		var rec certRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil || rec.NotAfter.IsZero() || !now.After(rec.NotAfter) {
+			continue
+		}
+		rev := kv.ModRevision // only if unchanged since read: a renewal wins
+		if _, err := s.Delete(ctx, &storepb.DeleteRequest{Key: kv.Key, IfModRevision: &rev}); err != nil && !errors.Is(err, consensus.ErrConflict) && !errors.Is(err, consensus.ErrKeyNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -386,6 +386,11 @@ func (c *Control) register(ctx context.Context) error {
 			} else if n > 0 {
 				c.log.Info("pruned revocations no certificate can outlive", "count", n)
 			}
+			if n, err := pruneCertRecords(pctx, c.Store, time.Now()); err != nil {
+				c.log.Warn("pruning certificate records", "err", err)
+			} else if n > 0 {
+				c.log.Info("pruned records of expired certificates", "count", n)
+			}
 			cancel()
 		}
 		wait = c.cfg.RegistrationInterval
