@@ -114,12 +114,6 @@ func (w *caWatcher) servingCA() *pki.CA {
 	return w.bundle.Signer()
 }
 
-func (w *caWatcher) record() caRecord {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cur
-}
-
 // load reads the record from the local store (stale: as current as
 // everything this node serves) and puts it in force.
 func (w *caWatcher) load(ctx context.Context) (int64, error) {
