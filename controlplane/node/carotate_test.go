@@ -16,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/integration/testutil"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -221,6 +222,11 @@ func TestCARotation(t *testing.T) {
 		}
 	})
 
+	// An open connection of the old-CA viewer, to be cut at finish.
+	openOld := apiv1.NewAPIClient(grpcConn(t, c.nodes[2].api(), viewerOld, nil))
+	if _, err := openOld.List(ctxShort(t), &apiv1.ListRequest{Kind: "Namespace"}); err != nil {
+		t.Fatalf("old-CA viewer before finish: %v", err)
+	}
 	begin := time.Now()
 	done, err := adminService(t, c1.api(), adminOld).RotateCA(context.Background(), &adminv1.RotateCARequest{Phase: "finish"})
 	if err != nil {
@@ -232,6 +238,10 @@ func TestCARotation(t *testing.T) {
 	}
 
 	t.Run("OldCARefusedEverywhere", func(t *testing.T) {
+		testutil.WaitFor(t, 5*time.Second, "the old-CA viewer's open connection to be cut", func() bool {
+			_, err := openOld.List(ctxShort(t), &apiv1.ListRequest{Kind: "Namespace"})
+			return err != nil
+		})
 		for _, n := range c.nodes {
 			testutil.WaitFor(t, 5*time.Second, n.name+" to refuse old-CA certificates on the API port", func() bool {
 				return apiServed(t, n.api(), viewerOld) != nil && apiServed(t, n.api(), adminOld) != nil && apiServed(t, n.api(), tlsWith(workerOld, newRoots)) != nil
