@@ -117,11 +117,35 @@ func (g *peerGuard) verifyConnection(cs tls.ConnectionState) error {
 // guard returns a copy of cfg that refuses peers the guard refuses. It
 // offers ALPN "h2", which gRPC clients (credentials.NewTLS) insist on;
 // Raft connections offer no protocol and are not affected.
+//
+// A config that checks the chain itself in VerifyConnection, or picks a
+// config per connection in GetConfigForClient (a CA bundle whose trust
+// changes without a restart, pki.Bundle), keeps doing so, guarded too.
 func (g *peerGuard) guard(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
-	c.VerifyConnection = g.verifyConnection
+	if verifyChain := c.VerifyConnection; verifyChain != nil {
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verifyChain(cs); err != nil {
+				return err
+			}
+			return g.verifyConnection(cs)
+		}
+	} else {
+		c.VerifyConnection = g.verifyConnection
+	}
 	if !slices.Contains(c.NextProtos, "h2") {
 		c.NextProtos = append(c.NextProtos, "h2")
+	}
+	if perConn := c.GetConfigForClient; perConn != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			pc, err := perConn(hello)
+			if err != nil || pc == nil {
+				return pc, err
+			}
+			pc = pc.Clone()
+			pc.GetConfigForClient = nil
+			return g.guard(pc), nil
+		}
 	}
 	return c
 }

@@ -29,7 +29,7 @@ type adminServer struct {
 	adminv1.UnimplementedAdminServer
 	store    *consensus.Store
 	tokens   *pki.Tokens
-	ca       *pki.CA
+	bundle   *pki.Bundle
 	self     controlRecord
 	userLife time.Duration
 	// clientTLS dials other control nodes' API ports as this node.
@@ -334,16 +334,17 @@ func (a *adminServer) CreateUser(ctx context.Context, req *adminv1.CreateUserReq
 	} else if req.GetTtlSeconds() > 0 {
 		life = time.Duration(req.GetTtlSeconds()) * time.Second
 	}
-	kp, _, err := a.ca.SignCSR(csr, pki.IssueOptions{Identity: id, Lifetime: life})
+	kp, issued, err := a.bundle.Signer().SignCSR(csr, pki.IssueOptions{Identity: id, Lifetime: life})
 	if err != nil {
 		return nil, storeStatus(err)
 	}
+	certRecorder{store: a.store, bundle: a.bundle, log: a.log}.issued(ctx, issued)
 	addrs, err := apiAddresses(ctx, a.store)
 	if err != nil || len(addrs) == 0 {
 		addrs = []string{a.self.APIAddress}
 	}
 	a.log.Info("user certificate issued", "identity", id.User, "role", id.Role)
-	return &adminv1.CreateUserResponse{CertificatePem: kp.CertPEM, CaBundlePem: a.ca.CertPEM, ApiAddresses: addrs, Identity: id.User}, nil
+	return &adminv1.CreateUserResponse{CertificatePem: kp.CertPEM, CaBundlePem: a.bundle.PEM(), ApiAddresses: addrs, Identity: id.User}, nil
 }
 
 // revoke writes a revocation in the caller's name, retrying briefly (a

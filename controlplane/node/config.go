@@ -81,6 +81,9 @@ type Config struct {
 	NodeLiveWindow time.Duration
 	// Renew is the renewal timing of node certificates.
 	Renew pki.RenewerConfig
+	// CAPollInterval is how often a worker asks a control node for the
+	// cluster's CAs, to renew at once when a CA rotation has started.
+	CAPollInterval time.Duration
 	// RegistrationInterval is how often a control node checks its API
 	// address record in the store.
 	RegistrationInterval time.Duration
@@ -111,6 +114,7 @@ func DefaultConfig() Config {
 		UserCertLifetime:     pki.DefaultUserCertLifetime,
 		Renew:                pki.DefaultRenewerConfig(),
 		RegistrationInterval: 10 * time.Second,
+		CAPollInterval:       10 * time.Minute,
 		AuditMaxBytes:        100 << 20,
 		Logger:               slog.Default(),
 	}
@@ -135,6 +139,9 @@ func (c *Config) fill() error {
 	}
 	if c.RegistrationInterval <= 0 {
 		c.RegistrationInterval = def.RegistrationInterval
+	}
+	if c.CAPollInterval <= 0 {
+		c.CAPollInterval = def.CAPollInterval
 	}
 	if c.AuditMaxBytes <= 0 {
 		c.AuditMaxBytes = def.AuditMaxBytes

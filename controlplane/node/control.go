@@ -28,16 +28,21 @@ import (
 
 // Control is a running control node.
 type Control struct {
-	cfg     Config
-	state   State
-	log     *slog.Logger
-	ca      *pki.CA
+	cfg   Config
+	state State
+	log   *slog.Logger
+	// bundle is the cluster's CAs: the signer and the trusted set, which
+	// change without a restart during a CA rotation (cabundle.go).
+	bundle  *pki.Bundle
+	cas     *caWatcher
 	renewer *pki.Renewer
-	Store   *consensus.Store
-	API     *api.Server
-	Tokens  *pki.Tokens
-	audit   *audit.Log
-	split   *pki.SplitListener
+	// ownRenewed wakes recordOwn after the renewer swapped certificates.
+	ownRenewed chan struct{}
+	Store      *consensus.Store
+	API        *api.Server
+	Tokens     *pki.Tokens
+	audit      *audit.Log
+	split      *pki.SplitListener
 	// deny is the replicated deny list in force on both ports; apiConns
 	// lets a revocation cut open API connections.
 	deny        *pki.DenyList
@@ -55,15 +60,20 @@ type Control struct {
 // State is the node's node.json.
 func (c *Control) State() State { return c.state }
 
-// controlTLS loads the CA (with key) and this node's key pair and returns
-// a renewer that re-signs the key pair locally before it expires.
-func controlTLS(cfg Config, st State) (*pki.CA, *pki.Renewer, error) {
+// controlTLS loads the CA bundle (the signer with its key) and this node's
+// key pair and returns a renewer that re-signs the key pair locally, with
+// the signer of the moment, before it expires.
+//
+// serving, when set, picks the CA of each renewal (a CA rotation keeps
+// control nodes on the old CA until it finishes); onRenewed is told of
+// each new certificate.
+func controlTLS(cfg Config, st State, serving func() *pki.CA, onRenewed func(tls.Certificate)) (*pki.Bundle, *pki.Renewer, error) {
 	dir := filepath.Join(cfg.DataDir, PKIDir)
-	ca, err := pki.LoadCA(dir)
+	bundle, err := pki.LoadBundle(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	if ca.Key == nil {
+	if bundle.Signer().Key == nil {
 		return nil, nil, fmt.Errorf("%s: the CA key (%s) is missing; a control node needs it to sign joins", dir, pki.CAKeyFile)
 	}
 	kp, err := pki.LoadKeyPair(dir, controlKeyPair)
@@ -80,13 +90,16 @@ func controlTLS(cfg Config, st State) (*pki.CA, *pki.Renewer, error) {
 	}
 	rc := cfg.Renew
 	rc.Initial = cert
-	rc.Logger = cfg.Logger
+	rc.Logger, rc.OnRenewed = cfg.Logger, onRenewed
+	if serving == nil {
+		serving = bundle.Signer
+	}
 	var r *pki.Renewer
 	rc.Renew = func(context.Context) (tls.Certificate, error) {
 		// Control nodes hold the CA key: sign a new key pair locally with
 		// the same identity and addresses.
 		cur := r.Current()
-		next, _, err := ca.Issue(pki.IssueOptions{Identity: id, Lifetime: cfg.NodeCertLifetime, Server: true, Hosts: pki.HostsOf(cur.Leaf)})
+		next, _, err := serving().Issue(pki.IssueOptions{Identity: id, Lifetime: cfg.NodeCertLifetime, Server: true, Hosts: pki.HostsOf(cur.Leaf)})
 		if err != nil {
 			return tls.Certificate{}, err
 		}
@@ -98,18 +111,18 @@ func controlTLS(cfg Config, st State) (*pki.CA, *pki.Renewer, error) {
 	if r, err = pki.NewRenewer(rc); err != nil {
 		return nil, nil, err
 	}
-	return ca, r, nil
+	return bundle, r, nil
 }
 
-func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, deny *pki.DenyList, bootstrap bool) consensus.Config {
+func storeConfig(cfg Config, st State, bundle *pki.Bundle, src pki.CertSource, deny *pki.DenyList, bootstrap bool) consensus.Config {
 	sc := consensus.DefaultConfig()
 	sc.ID = st.Name
 	sc.DataDir = filepath.Join(cfg.DataDir, RaftDir)
 	sc.BindAddr = st.raftBind()
 	sc.AdvertiseAddr = st.RaftAddress()
-	sc.ServerTLS = pki.ServerTLSConfig(ca.Pool(), src, tls.RequireAndVerifyClientCert)
-	sc.ClientTLS = pki.ClientTLSConfig(ca.Pool(), src, "")
-	sc.PeerIdentity = storePeerIdentity(deny)
+	sc.ServerTLS = bundle.ServerConfig(pki.ServerTLSConfig(bundle.Pool(), src, tls.RequireAndVerifyClientCert))
+	sc.ClientTLS = bundle.ClientConfig(src, "")
+	sc.PeerIdentity = storePeerIdentity(deny, bundle)
 	sc.JoinMembers = st.JoinMembers
 	sc.Bootstrap = bootstrap
 	sc.Logger = cfg.Logger
@@ -123,20 +136,26 @@ func storeConfig(cfg Config, st State, ca *pki.CA, src pki.CertSource, deny *pki
 // startControl opens the store and serves the API port. Close stops it.
 func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) {
 	log := cfg.Logger.With("node", st.Name)
-	ca, renewer, err := controlTLS(cfg, st)
+	c := &Control{cfg: cfg, state: st, log: log, deny: &pki.DenyList{}, ownRenewed: make(chan struct{}, 1)}
+	serving := func() *pki.CA { return c.cas.servingCA() } // c.cas is set before the renewer runs
+	bundle, renewer, err := controlTLS(cfg, st, serving, ownRenewedSignal(c.ownRenewed))
 	if err != nil {
 		return nil, err
 	}
-	c := &Control{cfg: cfg, state: st, log: log, ca: ca, renewer: renewer, deny: &pki.DenyList{}}
+	c.bundle, c.renewer = bundle, renewer
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
-	if c.Store, err = consensus.Open(storeConfig(cfg, st, ca, renewer, c.deny, bootstrap)); err != nil {
+	if c.Store, err = consensus.Open(storeConfig(cfg, st, bundle, renewer, c.deny, bootstrap)); err != nil {
 		return nil, fmt.Errorf("open the store (%s): %w", filepath.Join(cfg.DataDir, RaftDir), err)
 	}
-	c.revocations = &revocations{store: c.Store, deny: c.deny, ca: ca, log: log.With("component", "revocations"), changed: c.recheckConnections}
+	c.revocations = &revocations{store: c.Store, deny: c.deny, bundle: bundle, log: log.With("component", "revocations"), changed: c.recheckConnections}
+	c.cas = &caWatcher{store: c.Store, bundle: bundle, dir: filepath.Join(cfg.DataDir, PKIDir), log: log.With("component", "ca"), changed: c.caChanged}
+	if _, err := c.cas.load(context.Background()); err != nil {
+		return nil, err
+	}
 	// In force before the API port opens: what this node's store holds now
 	// (its snapshot); the watch in Run follows from there.
 	if _, err := c.revocations.load(context.Background()); err != nil {
@@ -152,7 +171,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 		return nil, err
 	}
 	tc := pki.DefaultTokensConfig()
-	tc.Pin = ca.Pin()
+	tc.Pin = bundle.Signer().Pin()
+	tc.CurrentPin = func() string { return bundle.Signer().Pin() }
 	if c.Tokens, err = pki.NewTokens(tokenStore{c.Store}, tc); err != nil {
 		return nil, err
 	}
@@ -172,29 +192,31 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 		return nil, err
 	}
 	jc := pki.DefaultJoinServerConfig()
-	jc.CA, jc.Tokens, jc.Members, jc.Logger, jc.NodeCertLifetime = ca, c.Tokens, storeMembers{c.Store}, log, cfg.NodeCertLifetime
+	jc.Bundle, jc.Tokens, jc.Members, jc.Logger, jc.NodeCertLifetime = bundle, c.Tokens, storeMembers{c.Store}, log, cfg.NodeCertLifetime
 	jc.UserCertLifetime, jc.CheckJoin = cfg.UserCertLifetime, live.checkJoin
 	jc.APIAddresses = func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }
+	jc.Issued = certRecorder{store: c.Store, bundle: bundle, log: log}.issued
 	jc.GossipKey = func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) }
 	joinSrv, err := pki.NewJoinServer(jc)
 	if err != nil {
 		return nil, err
 	}
 	self := controlRecord{ID: st.Name, APIAddress: st.APIAddress(), RaftAddress: st.RaftAddress()}
-	admin := &adminServer{store: c.Store, tokens: c.Tokens, ca: ca, self: self, userLife: cfg.UserCertLifetime, revocations: c.revocations,
-		clientTLS: pki.ClientTLSConfig(ca.Pool(), renewer, ""), log: log.With("component", "admin")}
+	admin := &adminServer{store: c.Store, tokens: c.Tokens, bundle: bundle, self: self, userLife: cfg.UserCertLifetime, revocations: c.revocations,
+		clientTLS: bundle.ClientConfig(renewer, ""), log: log.With("component", "admin")}
 
 	lis, err := listen(st.apiBind())
 	if err != nil {
 		return nil, err
 	}
-	apiTLS := pki.ServerTLSConfig(ca.Pool(), renewer, tls.VerifyClientCertIfGiven)
+	apiTLS := pki.ServerTLSConfig(bundle.Pool(), renewer, tls.VerifyClientCertIfGiven)
 	apiTLS.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return nil // no certificate: the join service only (SplitListener)
 		}
 		return c.checkAPIClient(cs.PeerCertificates[0])
 	}
+	apiTLS = bundle.ServerConfig(apiTLS) // last: it copies apiTLS per handshake
 	if c.split, err = pki.NewSplitListener(lis, apiTLS, log); err != nil {
 		lis.Close()
 		return nil, err
@@ -260,6 +282,8 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("node authorization graph", c.graph.Run)
 	start("certificate renewal", c.renewer.Run)
 	start("deny list", c.revocations.run)
+	start("CA bundle", c.cas.run)
+	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
 	if c.cfg.Loops != nil {
 		start("leader loops", c.runLoops)
@@ -354,7 +378,7 @@ func (c *Control) register(ctx context.Context) error {
 }
 
 // ClientTLS is a client TLS config presenting this node's certificate.
-func (c *Control) ClientTLS() *tls.Config { return pki.ClientTLSConfig(c.ca.Pool(), c.renewer, "") }
+func (c *Control) ClientTLS() *tls.Config { return c.bundle.ClientConfig(c.renewer, "") }
 
 func (c *Control) runLoops(ctx context.Context) error {
 	o := client.DefaultOptions()
@@ -369,7 +393,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}
-	loops = append(loops, tokenPruner{tokens: c.Tokens, revocations: c.revocations, every: c.cfg.RegistrationInterval, log: c.log})
+	loops = append(loops, tokenPruner{tokens: c.Tokens, revocations: c.revocations, store: c.Store, every: c.cfg.RegistrationInterval, log: c.log})
 	lc := controlplane.DefaultLeaderConfig()
 	lc.Logger, lc.Registerer = c.log, c.cfg.Registerer
 	return controlplane.NewLeaderLoops(lc, c.Store, loops...).Run(ctx)
@@ -377,13 +401,14 @@ func (c *Control) runLoops(ctx context.Context) error {
 
 // writeAdminConfig issues an admin certificate and writes a client config
 // (certificates inline, so the file can be copied to another machine).
-func writeAdminConfig(dataDir string, ca *pki.CA, servers []string, lifetime time.Duration) (string, error) {
+// caPEM is the CAs the client trusts (a CA bundle during a rotation).
+func writeAdminConfig(dataDir string, ca *pki.CA, caPEM []byte, servers []string, lifetime time.Duration) (string, error) {
 	kp, _, err := ca.Issue(pki.IssueOptions{Identity: pki.AdminIdentity(), Lifetime: lifetime})
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dataDir, AdminConfigFile)
-	cc := inlineConfig(servers, ca.CertPEM, kp)
+	cc := inlineConfig(servers, caPEM, kp)
 	if err := cc.Save(path); err != nil {
 		return "", err
 	}

@@ -6,7 +6,8 @@
 // `ctl join` and `ctl recover`:
 //
 //	<data-dir>/node.json     who this node is (role, name, addresses, ports)
-//	<data-dir>/pki/          ca.crt (+ ca.key on control nodes), the node's
+//	<data-dir>/pki/          ca.crt (the trusted CAs, the signer first; + ca.key
+//	                         of the signer on control nodes), the node's
 //	                         key pair (control.crt/.key or node.crt/.key)
 //	<data-dir>/raft/         the store (control nodes)
 //	<data-dir>/audit/        audit.log of mutating requests (control nodes)
@@ -31,6 +32,10 @@
 // revoked certificates and control identities that are not members. A
 // change of the list closes open connections it now refuses.
 //
+// Both ports, and every client config a node builds, trust the CAs of a
+// pki.Bundle that follows /skiff/ca (cabundle.go), so that `ctl ca rotate`
+// (carotate.go: start, status, finish) replaces the CA with no restart.
+//
 // Cluster-internal keys in the store (never under /registry/):
 //
 //	/skiff/tokens/<id>        join token records (JSON pki.TokenRecord)
@@ -39,4 +44,7 @@
 //	/skiff/revocations/<identity>  the deny list (JSON pki.Revocation)
 //	/skiff/cluster-network    the pod network ctl init was given (JSON clusternet.Config)
 //	/skiff/podcidr-claims/<block>  the Node holding each pod range block (see clusternet)
+//	/skiff/ca                 the CAs once a rotation started (signer + key,
+//	                          trusted set, the previous CA during one)
+//	/skiff/certs/<identity>   the issuer of the identity's last certificate
 package node

@@ -74,7 +74,7 @@ func initFresh(ctx context.Context, cfg Config, st State) error {
 			return err
 		}
 	}
-	adminConf, err := writeAdminConfig(cfg.DataDir, ca, []string{st.APIAddress()}, cfg.UserCertLifetime)
+	adminConf, err := writeAdminConfig(cfg.DataDir, ca, ca.CertPEM, []string{st.APIAddress()}, cfg.UserCertLifetime)
 	if err != nil {
 		return err
 	}

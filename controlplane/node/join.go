@@ -109,11 +109,21 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 
 func joinedControl(ctx context.Context, cfg Config, st State, res *pki.JoinResult) error {
 	dir := filepath.Join(cfg.DataDir, PKIDir)
+	// The bundle's first CA is the signer, whose key came with it; the
+	// others are trusted beside it (a CA rotation in progress).
 	ca, err := pki.ParseCA(res.CABundlePEM, res.Control.CAKeyPEM)
 	if err != nil {
 		return err
 	}
-	if err := ca.Save(dir); err != nil {
+	all, err := pki.ParseCertificatesPEM(res.CABundlePEM)
+	if err != nil {
+		return err
+	}
+	bundle, err := pki.NewBundle(ca, all[1:]...)
+	if err != nil {
+		return err
+	}
+	if err := bundle.Save(dir); err != nil {
 		return err
 	}
 	if err := pki.SaveKeyPair(dir, controlKeyPair, res.KeyPair); err != nil {
@@ -123,7 +133,7 @@ func joinedControl(ctx context.Context, cfg Config, st State, res *pki.JoinResul
 		st.JoinMembers = append(st.JoinMembers, m.ID)
 	}
 	servers := appendMissing(res.APIAddresses, st.APIAddress())
-	if _, err := writeAdminConfig(cfg.DataDir, ca, servers, cfg.UserCertLifetime); err != nil {
+	if _, err := writeAdminConfig(cfg.DataDir, ca, bundle.PEM(), servers, cfg.UserCertLifetime); err != nil {
 		return err
 	}
 	if err := saveState(cfg.DataDir, st); err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/pki"
 )
 
@@ -17,6 +18,7 @@ import (
 type tokenPruner struct {
 	tokens      *pki.Tokens
 	revocations *revocations
+	store       *consensus.Store
 	every       time.Duration
 	log         *slog.Logger
 }
@@ -55,6 +57,15 @@ func (p tokenPruner) Run(ctx context.Context) error {
 			p.log.Warn("pruning expired revocations", "err", err)
 		case n > 0:
 			p.log.Info("pruned revocations no certificate can outlive", "count", n)
+		}
+		pctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		n, err = pruneCertRecords(pctx, p.store, time.Now())
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			p.log.Warn("pruning certificate records", "err", err)
+		case n > 0:
+			p.log.Info("pruned records of expired certificates", "count", n)
 		}
 	}
 }

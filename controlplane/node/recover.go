@@ -24,11 +24,11 @@ func Recover(ctx context.Context, cfg Config) error {
 	if st.Role != RoleControl {
 		return fmt.Errorf("%s holds worker node %q: only control nodes hold the store", cfg.DataDir, st.Name)
 	}
-	ca, renewer, err := controlTLS(cfg, st)
+	bundle, renewer, err := controlTLS(cfg, st, nil, nil)
 	if err != nil {
 		return err
 	}
-	if err := consensus.RecoverCluster(storeConfig(cfg, st, ca, renewer, &pki.DenyList{}, false)); err != nil {
+	if err := consensus.RecoverCluster(storeConfig(cfg, st, bundle, renewer, &pki.DenyList{}, false)); err != nil {
 		return fmt.Errorf("recover %s: %w (is the node still running? stop it first)", cfg.DataDir, err)
 	}
 	fmt.Fprintf(cfg.Out, "recovered: %s is now a one-node cluster with all of its data.\n"+

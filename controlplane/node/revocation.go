@@ -32,10 +32,10 @@ var errNotMember = errors.New("not a member of the store")
 // prefix, so a revocation committed anywhere is in force here as soon as
 // this node applies it — milliseconds on a healthy cluster.
 type revocations struct {
-	store *consensus.Store
-	deny  *pki.DenyList
-	ca    *pki.CA
-	log   *slog.Logger
+	store  *consensus.Store
+	deny   *pki.DenyList
+	bundle *pki.Bundle
+	log    *slog.Logger
 	// changed runs after every refresh: it closes open connections whose
 	// certificates are now refused.
 	changed func()
@@ -105,12 +105,8 @@ func (r *revocations) follow(ctx context.Context) error {
 
 // revoke denies every certificate issued to identity until now.
 func (r *revocations) revoke(ctx context.Context, identity, by, reason string) (pki.Revocation, error) {
-	bundle, err := pki.ParseCertificatesPEM(r.ca.CertPEM)
-	if err != nil {
-		return pki.Revocation{}, fmt.Errorf("CA bundle: %w", err)
-	}
 	now := time.Now()
-	rec := pki.Revocation{Identity: identity, RevokedAt: now, Expires: pki.RevocationExpiry(bundle, now), By: by, Reason: reason}
+	rec := pki.Revocation{Identity: identity, RevokedAt: now, Expires: pki.RevocationExpiry(r.bundle.Trusted(), now), By: by, Reason: reason}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return pki.Revocation{}, err
@@ -147,7 +143,7 @@ func (r *revocations) prune(ctx context.Context, now time.Time) (int, error) {
 // storePeerIdentity is consensus.Config.PeerIdentity: the consensus port
 // serves control identities only ("control:<id>", the member id), and
 // none revoked. The store then checks the id against its membership.
-func storePeerIdentity(deny *pki.DenyList) func(*x509.Certificate) (string, error) {
+func storePeerIdentity(deny *pki.DenyList, bundle *pki.Bundle) func(*x509.Certificate) (string, error) {
 	return func(cert *x509.Certificate) (string, error) {
 		id, err := pki.IdentityFromCert(cert)
 		if err != nil {
@@ -157,6 +153,11 @@ func storePeerIdentity(deny *pki.DenyList) func(*x509.Certificate) (string, erro
 			return "", fmt.Errorf("%s is not a control node: the store port serves control nodes only (use the API port)", id)
 		}
 		if err := deny.Check(cert); err != nil {
+			return "", err
+		}
+		// The handshake verified the chain; this holds open connections to
+		// the trusted set when a CA rotation drops a CA.
+		if err := bundle.Verify(cert); err != nil {
 			return "", err
 		}
 		return id.Name, nil
@@ -172,6 +173,9 @@ func storePeerIdentity(deny *pki.DenyList) func(*x509.Certificate) (string, erro
 func (c *Control) checkAPIClient(cert *x509.Certificate) error {
 	if err := c.deny.Check(cert); err != nil {
 		return err
+	}
+	if err := c.bundle.Verify(cert); err != nil {
+		return err // an open connection from a CA a rotation dropped
 	}
 	id, err := pki.IdentityFromCert(cert)
 	if err != nil || id.Role != pki.RoleControl || id.Name == c.state.Name {

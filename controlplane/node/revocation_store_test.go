@@ -25,7 +25,7 @@ func TestRevocationsFollowTheStoreAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	changes := make(chan struct{}, 16)
-	r := &revocations{store: s, deny: &pki.DenyList{}, ca: ca, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	r := &revocations{store: s, deny: &pki.DenyList{}, bundle: must(pki.NewBundle(ca)), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		changed: func() {
 			select {
 			case changes <- struct{}{}:

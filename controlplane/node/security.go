@@ -191,6 +191,11 @@ func (a *auditor) describe(method string, req any) (audit.Entry, bool) {
 			return audit.Entry{Verb: "delete", Kind: "ControlMember", Name: r.GetId()}, true
 		case *adminv1.CreateUserRequest:
 			return audit.Entry{Verb: "create", Kind: "User", Name: r.GetName(), Subresource: r.GetRole()}, true
+		case *adminv1.RotateCARequest:
+			if r.GetPhase() == phaseStatus {
+				return audit.Entry{}, false // a read
+			}
+			return audit.Entry{Verb: "rotate", Kind: "CA", Name: r.GetPhase()}, true
 		case *adminv1.RevokeIdentityRequest:
 			kind := "User"
 			if strings.HasSuffix(method, "/RevokeNode") {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -22,7 +23,9 @@ import (
 func runWorker(ctx context.Context, cfg Config, st State) error {
 	log := cfg.Logger.With("node", st.Name)
 	dir := filepath.Join(cfg.DataDir, PKIDir)
-	ca, err := pki.LoadCA(dir)
+	// The CAs this worker trusts: ca.crt, replaced by the list each
+	// renewal answers with (a CA rotation adds a CA, then drops the old).
+	bundle, err := pki.LoadBundle(dir)
 	if err != nil {
 		return err
 	}
@@ -37,7 +40,6 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if len(st.Servers) == 0 {
 		return fmt.Errorf("%s lists no control node API addresses (servers)", filepath.Join(cfg.DataDir, StateFile))
 	}
-	pool := ca.Pool()
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = log
 	joiner := pki.NewJoinClient(jc)
@@ -51,10 +53,13 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		}
 		var errs []error
 		for _, addr := range st.Servers {
-			next, err := joiner.Renew(ctx, addr, pool, r, key)
+			next, cas, err := joiner.RenewWithCAs(ctx, addr, bundle.Pool(), r, key)
 			if err != nil {
 				errs = append(errs, err)
 				continue
+			}
+			if err := trustCAs(bundle, dir, cas); err != nil {
+				log.Error("keeping the CAs of the renewal's answer", "err", err)
 			}
 			if err := pki.SaveKeyPair(dir, workerKeyPair, next); err != nil {
 				return tls.Certificate{}, err
@@ -68,7 +73,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	o := client.DefaultOptions()
 	o.Servers, o.Logger = st.Servers, log
-	o.TLS = pki.ClientTLSConfig(pool, r, "")
+	o.TLS = bundle.ClientConfig(r, "")
 	cl, err := client.New(o)
 	if err != nil {
 		return err
@@ -79,6 +84,12 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	defer cancel()
 	renewErr := make(chan error, 1)
 	go func() { renewErr <- r.Run(ctx) }()
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		pollCAs(ctx, cfg.CAPollInterval, st.Servers, joiner, bundle, dir, r, log)
+	}()
+	defer func() { cancel(); <-pollDone }()
 	err = retry(ctx, 365*24*time.Hour, func(ctx context.Context) error {
 		_, err := client.Create(ctx, cl, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: st.Name}})
 		if status.Code(err) == codes.AlreadyExists {
@@ -104,4 +115,62 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		return err
 	}
 	return <-renewErr
+}
+
+// trustCAs makes casPEM (the signer first) the CAs a worker trusts, here
+// and in its PKI directory (node.conf names ca.crt).
+func trustCAs(bundle *pki.Bundle, dir string, casPEM []byte) error {
+	if len(casPEM) == 0 || string(casPEM) == string(bundle.PEM()) {
+		return nil
+	}
+	first, err := pki.ParseCA(casPEM, nil)
+	if err != nil {
+		return err
+	}
+	all, err := pki.ParseCertificatesPEM(casPEM)
+	if err != nil {
+		return err
+	}
+	if err := bundle.Set(first, all[1:]...); err != nil {
+		return err
+	}
+	return bundle.Save(dir)
+}
+
+// pollCAs asks the control nodes for the cluster's CAs every interval
+// until ctx ends. When the signer is not the CA of this worker's
+// certificate (a CA rotation started), it trusts the new list at once —
+// before the control nodes switch to the new CA at finish — and renews,
+// so that the rotation can finish without waiting for the certificate to
+// fall due. Failures are logged and retried at the next tick.
+func pollCAs(ctx context.Context, interval time.Duration, servers []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		var cas []byte
+		var errs []error
+		for _, addr := range servers {
+			b, err := joiner.TrustedCAs(ctx, addr, bundle.Pool(), r)
+			if err == nil {
+				cas = b
+				break
+			}
+			errs = append(errs, err)
+		}
+		if cas == nil {
+			log.Warn("asking the control nodes for the cluster's CAs", "err", errors.Join(errs...))
+			continue
+		}
+		if err := trustCAs(bundle, dir, cas); err != nil {
+			log.Error("keeping the cluster's CAs", "err", err)
+			continue
+		}
+		if cur := r.Current(); cur.Leaf != nil && cur.Leaf.CheckSignatureFrom(bundle.Signer().Cert) != nil {
+			log.Warn("the cluster CA changed: renewing this node's certificate now", "signer", bundle.Signer().Cert.Subject.CommonName)
+			r.RenewNow()
+		}
+	}
 }

@@ -19,6 +19,9 @@
 //   - renewal with the current certificate (RenewCertificate) for nodes,
 //     control nodes and users, and automatic renewal of node certificates
 //     (Renewer);
+//   - the CA bundle (Bundle: the signer and the trusted set), whose TLS
+//     configs (ServerConfig, ClientConfig) read the set in force at each
+//     handshake, so that a CA rotation changes trust without a restart;
 //   - revocation: the deny list (by identity and issue time) checked at
 //     TLS handshakes, and GuardedListener, which cuts open connections
 //     whose certificate a changed rule now refuses.

@@ -212,37 +212,77 @@ func (c *JoinClient) Join(ctx context.Context, req JoinRequest) (*JoinResult, er
 // current certificate src hands out. Use it as a Renewer's callback on
 // worker nodes (control nodes hold the CA key and can sign locally).
 func (c *JoinClient) Renew(ctx context.Context, addr string, roots *x509.CertPool, src CertSource, key *ecdsa.PrivateKey) (KeyPair, error) {
+	kp, _, err := c.RenewWithCAs(ctx, addr, roots, src, key)
+	return kp, err
+}
+
+// RenewWithCAs is Renew that also returns the CAs the cluster trusts now
+// (PEM, the signer first), which the caller should trust from now on:
+// during a CA rotation the new certificate comes from the new CA, and after
+// it the control nodes serve with it. The list is believed because it comes
+// from a control node verified against roots; the new certificate is
+// checked against it.
+func (c *JoinClient) RenewWithCAs(ctx context.Context, addr string, roots *x509.CertPool, src CertSource, key *ecdsa.PrivateKey) (KeyPair, []byte, error) {
 	current, err := src.GetClientCertificate(nil)
 	if err != nil || current == nil || current.Leaf == nil {
-		return KeyPair{}, fmt.Errorf("renew: no current certificate (with Leaf) to authenticate with: %v", err)
+		return KeyPair{}, nil, fmt.Errorf("renew: no current certificate (with Leaf) to authenticate with: %v", err)
 	}
 	want, err := IdentityFromCert(current.Leaf)
 	if err != nil {
-		return KeyPair{}, fmt.Errorf("renew: %w", err)
+		return KeyPair{}, nil, fmt.Errorf("renew: %w", err)
 	}
 	csrPEM, err := NewCSR(key, want.User)
 	if err != nil {
-		return KeyPair{}, err
+		return KeyPair{}, nil, err
 	}
 	conn, err := c.dialVerified(addr, roots, src)
 	if err != nil {
-		return KeyPair{}, err
+		return KeyPair{}, nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	resp, err := joinv1.NewJoinClient(conn).RenewCertificate(ctx, &joinv1.RenewCertificateRequest{CsrPem: csrPEM})
 	if err != nil {
-		return KeyPair{}, fmt.Errorf("renew at %s: %w", addr, fromJoinStatus(err))
+		return KeyPair{}, nil, fmt.Errorf("renew at %s: %w", addr, fromJoinStatus(err))
 	}
-	if _, err := checkIssued(resp.GetCertificatePem(), key, roots, want); err != nil {
-		return KeyPair{}, fmt.Errorf("renew at %s: %w", addr, err)
+	issuers := roots
+	if cas, err := ParseCertificatesPEM(resp.GetCaBundlePem()); err == nil {
+		issuers = x509.NewCertPool()
+		for _, ca := range cas {
+			issuers.AddCert(ca)
+		}
+	}
+	if _, err := checkIssued(resp.GetCertificatePem(), key, issuers, want); err != nil {
+		return KeyPair{}, nil, fmt.Errorf("renew at %s: %w", addr, err)
 	}
 	keyPEM, err := EncodeECPrivateKeyPEM(key)
 	if err != nil {
-		return KeyPair{}, err
+		return KeyPair{}, nil, err
 	}
-	return KeyPair{CertPEM: resp.GetCertificatePem(), KeyPEM: keyPEM}, nil
+	return KeyPair{CertPEM: resp.GetCertificatePem(), KeyPEM: keyPEM}, resp.GetCaBundlePem(), nil
+}
+
+// TrustedCAs asks addr, over a connection verified against roots and
+// authenticated with src, for the CAs the cluster trusts now (PEM, the
+// signer first). A worker polls it to notice a CA rotation and renew
+// before it finishes.
+func (c *JoinClient) TrustedCAs(ctx context.Context, addr string, roots *x509.CertPool, src CertSource) ([]byte, error) {
+	conn, err := c.dialVerified(addr, roots, src)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := joinv1.NewJoinClient(conn).GetCA(ctx, &joinv1.GetCARequest{})
+	if err != nil {
+		return nil, fmt.Errorf("CAs of %s: %w", addr, fromJoinStatus(err))
+	}
+	if _, err := ParseCertificatesPEM(resp.GetCaBundlePem()); err != nil {
+		return nil, fmt.Errorf("CAs of %s: %w", addr, err)
+	}
+	return resp.GetCaBundlePem(), nil
 }
 
 func (c *JoinClient) dialVerified(addr string, roots *x509.CertPool, src CertSource) (*grpc.ClientConn, error) {

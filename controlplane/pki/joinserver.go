@@ -50,8 +50,11 @@ type ControlJoinInfo struct {
 
 // JoinServerConfig configures the join service.
 type JoinServerConfig struct {
-	// CA signs joins and renewals; it must hold its key.
-	CA *CA
+	// CA signs joins and renewals; it must hold its key. Bundle, when
+	// set, replaces it: its signer of the moment signs, and joining and
+	// renewing nodes get its trusted set (a CA rotation changes both).
+	CA     *CA
+	Bundle *Bundle
 	// Tokens validates join tokens.
 	Tokens *Tokens
 	// Members adds control nodes to the store; nil refuses control joins.
@@ -66,6 +69,10 @@ type JoinServerConfig struct {
 	// (`ctl token create --node`). A gRPC status error is passed on as is;
 	// others become PermissionDenied.
 	CheckJoin func(ctx context.Context, id Identity) error
+	// Issued is told every certificate the service signs, after it signed
+	// it (optional): the control plane records which CA each identity's
+	// current certificate comes from, for CA rotations.
+	Issued func(ctx context.Context, cert *x509.Certificate)
 	// CheckRenew may refuse a renewal, e.g. of a removed member (optional).
 	CheckRenew func(ctx context.Context, id Identity) error
 	// NodeCertLifetime is the lifetime of node and control certificates.
@@ -93,13 +100,21 @@ func DefaultJoinServerConfig() JoinServerConfig {
 type JoinServer struct {
 	joinv1.UnimplementedJoinServer
 	cfg      JoinServerConfig
+	bundle   *Bundle
 	log      *slog.Logger
 	failures *failureLimiter
 }
 
 // NewJoinServer checks cfg and returns the service.
 func NewJoinServer(cfg JoinServerConfig) (*JoinServer, error) {
-	if cfg.CA == nil || cfg.CA.Key == nil {
+	bundle := cfg.Bundle
+	if bundle == nil && cfg.CA != nil {
+		var err error
+		if bundle, err = NewBundle(cfg.CA); err != nil {
+			return nil, fmt.Errorf("join server: %w", err)
+		}
+	}
+	if bundle == nil || bundle.Signer().Key == nil {
 		return nil, errors.New("join server: CA with its key is required")
 	}
 	if cfg.Tokens == nil {
@@ -114,12 +129,12 @@ func NewJoinServer(cfg JoinServerConfig) (*JoinServer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &JoinServer{cfg: cfg, log: cfg.Logger.With("component", "join"), failures: newFailureLimiter(cfg.FailureLimit, cfg.Now)}, nil
+	return &JoinServer{cfg: cfg, bundle: bundle, log: cfg.Logger.With("component", "join"), failures: newFailureLimiter(cfg.FailureLimit, cfg.Now)}, nil
 }
 
 // GetCA implements joinv1.JoinServer.
 func (s *JoinServer) GetCA(context.Context, *joinv1.GetCARequest) (*joinv1.GetCAResponse, error) {
-	return &joinv1.GetCAResponse{CaBundlePem: s.cfg.CA.CertPEM}, nil
+	return &joinv1.GetCAResponse{CaBundlePem: s.bundle.PEM()}, nil
 }
 
 // Join implements joinv1.JoinServer.
@@ -202,14 +217,15 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 	} else {
 		opts.Hosts = ownAddress(remote, advHost)
 	}
-	kp, _, err := s.cfg.CA.SignCSR(csr, opts)
+	signer := s.bundle.Signer()
+	kp, issued, err := signer.SignCSR(csr, opts)
 	if err != nil {
 		if errors.Is(err, ErrBadCSR) || errors.Is(err, ErrBadIdentity) {
 			return nil, invalidf("%v", err)
 		}
 		return nil, err
 	}
-	resp := &joinv1.JoinResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM, Identity: id.User}
+	resp := &joinv1.JoinResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.bundle.PEM(), Identity: id.User}
 	if s.cfg.APIAddresses != nil {
 		if resp.ApiAddresses, err = s.cfg.APIAddresses(ctx); err != nil {
 			return nil, status.Errorf(codes.Unavailable, "list API addresses: %v", err)
@@ -230,7 +246,7 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "add %s to the store: %v", id.Name, err)
 		}
-		keyPEM, err := s.cfg.CA.KeyPEM()
+		keyPEM, err := signer.KeyPEM()
 		if err != nil {
 			return nil, err
 		}
@@ -240,6 +256,7 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 		}
 		resp.Control = cj
 	}
+	s.issued(ctx, issued)
 	return resp, nil
 }
 
@@ -270,12 +287,19 @@ func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCert
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr_pem: %v", err)
 	}
-	kp, _, err := s.cfg.CA.SignCSR(csr, s.renewalOf(cur, id, remoteAddr(ctx)))
+	kp, issued, err := s.bundle.Signer().SignCSR(csr, s.renewalOf(cur, id, remoteAddr(ctx)))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
+	s.issued(ctx, issued)
 	s.log.Info("certificate renewed", "identity", id.User, "remote", remoteAddr(ctx))
-	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.cfg.CA.CertPEM}, nil
+	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.bundle.PEM()}, nil
+}
+
+func (s *JoinServer) issued(ctx context.Context, cert *x509.Certificate) {
+	if s.cfg.Issued != nil {
+		s.cfg.Issued(ctx, cert)
+	}
 }
 
 // isTokenFailure tells a refused token from an error reading it.

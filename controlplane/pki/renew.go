@@ -45,8 +45,10 @@ type RenewerConfig struct {
 	// OnError receives every failed attempt (also logged). Use it to raise
 	// an alarm or set a health condition; the Renewer keeps trying.
 	OnError func(error)
-	Logger  *slog.Logger
-	Clock   Clock
+	// OnRenewed is told every new certificate once it is in use (optional).
+	OnRenewed func(tls.Certificate)
+	Logger    *slog.Logger
+	Clock     Clock
 }
 
 // DefaultRenewerConfig renews at 2/3 of the lifetime, retrying from 1s
@@ -63,6 +65,8 @@ type Renewer struct {
 	mu  sync.RWMutex
 	cur tls.Certificate
 	id  Identity
+	// kick asks Run to renew now (RenewNow).
+	kick chan struct{}
 }
 
 // NewRenewer checks cfg.
@@ -94,7 +98,7 @@ func NewRenewer(cfg RenewerConfig) (*Renewer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renewer: initial certificate: %w", err)
 	}
-	return &Renewer{cfg: cfg, log: cfg.Logger.With("component", "cert-renewer", "identity", id.User), cur: cfg.Initial, id: id}, nil
+	return &Renewer{cfg: cfg, log: cfg.Logger.With("component", "cert-renewer", "identity", id.User), cur: cfg.Initial, id: id, kick: make(chan struct{}, 1)}, nil
 }
 
 func leafOf(c *tls.Certificate) (*x509.Certificate, error) {
@@ -154,6 +158,7 @@ func (r *Renewer) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-r.cfg.Clock.After(wait):
+			case <-r.kick:
 			}
 		}
 		next, err := r.renewOnce(ctx, cur.Leaf)
@@ -172,7 +177,20 @@ func (r *Renewer) Run(ctx context.Context) error {
 		r.mu.Lock()
 		r.cur = next
 		r.mu.Unlock()
-		r.log.Info("certificate renewed", "not_after", next.Leaf.NotAfter, "next_renewal", RenewAt(next.Leaf, r.cfg.Fraction))
+		r.log.Info("certificate renewed", "not_after", next.Leaf.NotAfter, "issuer", next.Leaf.Issuer.CommonName, "next_renewal", RenewAt(next.Leaf, r.cfg.Fraction))
+		if r.cfg.OnRenewed != nil {
+			r.cfg.OnRenewed(next)
+		}
+	}
+}
+
+// RenewNow makes Run renew at once rather than when the certificate is
+// due: a CA rotation wants every certificate re-issued by the new CA now,
+// not in weeks. Calls while one is pending are merged.
+func (r *Renewer) RenewNow() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
 }
 

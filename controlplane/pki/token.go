@@ -188,6 +188,10 @@ type TokenStore interface {
 type TokensConfig struct {
 	// Pin of the cluster CA, written into every token created.
 	Pin string
+	// CurrentPin, when set, is asked for the pin of each new token instead
+	// (the signer of a CA bundle: tokens made during and after a CA
+	// rotation pin the new CA).
+	CurrentPin func() string
 	// DefaultTTL applies when Create gets none; MaxTTL caps any TTL.
 	DefaultTTL time.Duration
 	MaxTTL     time.Duration
@@ -286,7 +290,11 @@ func (t *Tokens) Create(ctx context.Context, opts CreateTokenOptions) (Token, To
 	if err := t.store.Put(ctx, rec); err != nil {
 		return Token{}, TokenRecord{}, fmt.Errorf("create token %s: %w", id, err)
 	}
-	return Token{Pin: t.cfg.Pin, ID: id, Secret: secret}, rec, nil
+	pin := t.cfg.Pin
+	if t.cfg.CurrentPin != nil {
+		pin = t.cfg.CurrentPin()
+	}
+	return Token{Pin: pin, ID: id, Secret: secret}, rec, nil
 }
 
 // List returns every stored token, oldest first.

@@ -1088,6 +1088,213 @@ func (x *RevokeIdentityResponse) GetExpires() *timestamppb.Timestamp {
 	return nil
 }
 
+type RotateCARequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "start", "status" or "finish".
+	Phase         string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCARequest) Reset() {
+	*x = RotateCARequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCARequest) ProtoMessage() {}
+
+func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
+func (*RotateCARequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RotateCARequest) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+// A holder of a certificate from a CA other than the signer.
+type CAHolder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identity ("node:w1", "control:c2", "user:bob").
+	Identity string `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Common name and pin (SHA-256 of the public key) of its issuer.
+	Issuer    string                 `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	IssuerPin string                 `protobuf:"bytes,3,opt,name=issuer_pin,json=issuerPin,proto3" json:"issuer_pin,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// Nodes and control nodes block finish; users do not (their old
+	// certificates stop working at finish: `ctl user renew` first).
+	BlocksFinish  bool `protobuf:"varint,5,opt,name=blocks_finish,json=blocksFinish,proto3" json:"blocks_finish,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CAHolder) Reset() {
+	*x = CAHolder{}
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CAHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CAHolder) ProtoMessage() {}
+
+func (x *CAHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CAHolder.ProtoReflect.Descriptor instead.
+func (*CAHolder) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CAHolder) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *CAHolder) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *CAHolder) GetIssuerPin() string {
+	if x != nil {
+		return x.IssuerPin
+	}
+	return ""
+}
+
+func (x *CAHolder) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *CAHolder) GetBlocksFinish() bool {
+	if x != nil {
+		return x.BlocksFinish
+	}
+	return false
+}
+
+type RotateCAResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "" (no rotation), "started" or "finishing".
+	Rotation string `protobuf:"bytes,1,opt,name=rotation,proto3" json:"rotation,omitempty"`
+	// Pin of the CA that signs new certificates.
+	SignerPin string `protobuf:"bytes,2,opt,name=signer_pin,json=signerPin,proto3" json:"signer_pin,omitempty"`
+	// Pins of every trusted CA, the signer first.
+	TrustedPins []string `protobuf:"bytes,3,rep,name=trusted_pins,json=trustedPins,proto3" json:"trusted_pins,omitempty"`
+	// Certificate holders still on another CA than the signer.
+	Pending []*CAHolder `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
+	// The trusted CAs in PEM, the signer first (for client configs).
+	CaBundlePem   []byte `protobuf:"bytes,5,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCAResponse) Reset() {
+	*x = RotateCAResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCAResponse) ProtoMessage() {}
+
+func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
+func (*RotateCAResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RotateCAResponse) GetRotation() string {
+	if x != nil {
+		return x.Rotation
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetSignerPin() string {
+	if x != nil {
+		return x.SignerPin
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetTrustedPins() []string {
+	if x != nil {
+		return x.TrustedPins
+	}
+	return nil
+}
+
+func (x *RotateCAResponse) GetPending() []*CAHolder {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *RotateCAResponse) GetCaBundlePem() []byte {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return nil
+}
+
 var File_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_admin_v1_admin_proto_rawDesc = "" +
@@ -1162,7 +1369,23 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x129\n" +
 	"\n" +
 	"revoked_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x124\n" +
-	"\aexpires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires2\x81\a\n" +
+	"\aexpires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"'\n" +
+	"\x0fRotateCARequest\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\"\xbb\x01\n" +
+	"\bCAHolder\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x1d\n" +
+	"\n" +
+	"issuer_pin\x18\x03 \x01(\tR\tissuerPin\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12#\n" +
+	"\rblocks_finish\x18\x05 \x01(\bR\fblocksFinish\"\xc8\x01\n" +
+	"\x10RotateCAResponse\x12\x1a\n" +
+	"\brotation\x18\x01 \x01(\tR\brotation\x12\x1d\n" +
+	"\n" +
+	"signer_pin\x18\x02 \x01(\tR\tsignerPin\x12!\n" +
+	"\ftrusted_pins\x18\x03 \x03(\tR\vtrustedPins\x122\n" +
+	"\apending\x18\x04 \x03(\v2\x18.skiff.admin.v1.CAHolderR\apending\x12\"\n" +
+	"\rca_bundle_pem\x18\x05 \x01(\fR\vcaBundlePem2\xd0\a\n" +
 	"\x05Admin\x12V\n" +
 	"\vCreateToken\x12\".skiff.admin.v1.CreateTokenRequest\x1a#.skiff.admin.v1.CreateTokenResponse\x12S\n" +
 	"\n" +
@@ -1177,7 +1400,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RevokeUser\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponse\x12[\n" +
 	"\n" +
-	"RevokeNode\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
+	"RevokeNode\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponse\x12M\n" +
+	"\bRotateCA\x12\x1f.skiff.admin.v1.RotateCARequest\x1a .skiff.admin.v1.RotateCAResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1191,7 +1415,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),      // 0: skiff.admin.v1.CreateTokenRequest
 	(*Token)(nil),                   // 1: skiff.admin.v1.Token
@@ -1212,42 +1436,49 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*CreateUserResponse)(nil),      // 16: skiff.admin.v1.CreateUserResponse
 	(*RevokeIdentityRequest)(nil),   // 17: skiff.admin.v1.RevokeIdentityRequest
 	(*RevokeIdentityResponse)(nil),  // 18: skiff.admin.v1.RevokeIdentityResponse
-	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
+	(*RotateCARequest)(nil),         // 19: skiff.admin.v1.RotateCARequest
+	(*CAHolder)(nil),                // 20: skiff.admin.v1.CAHolder
+	(*RotateCAResponse)(nil),        // 21: skiff.admin.v1.RotateCAResponse
+	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	19, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	19, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	22, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	22, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: skiff.admin.v1.CreateTokenResponse.info:type_name -> skiff.admin.v1.Token
 	1,  // 4: skiff.admin.v1.ListTokensResponse.tokens:type_name -> skiff.admin.v1.Token
 	7,  // 5: skiff.admin.v1.ListMembersResponse.members:type_name -> skiff.admin.v1.Member
-	19, // 6: skiff.admin.v1.RevokeIdentityResponse.revoked_at:type_name -> google.protobuf.Timestamp
-	19, // 7: skiff.admin.v1.RevokeIdentityResponse.expires:type_name -> google.protobuf.Timestamp
-	0,  // 8: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
-	3,  // 9: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
-	5,  // 10: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
-	8,  // 11: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
-	10, // 12: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
-	12, // 13: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
-	13, // 14: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
-	15, // 15: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
-	17, // 16: skiff.admin.v1.Admin.RevokeUser:input_type -> skiff.admin.v1.RevokeIdentityRequest
-	17, // 17: skiff.admin.v1.Admin.RevokeNode:input_type -> skiff.admin.v1.RevokeIdentityRequest
-	2,  // 18: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
-	4,  // 19: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
-	6,  // 20: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
-	9,  // 21: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
-	11, // 22: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
-	13, // 23: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
-	14, // 24: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
-	16, // 25: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
-	18, // 26: skiff.admin.v1.Admin.RevokeUser:output_type -> skiff.admin.v1.RevokeIdentityResponse
-	18, // 27: skiff.admin.v1.Admin.RevokeNode:output_type -> skiff.admin.v1.RevokeIdentityResponse
-	18, // [18:28] is the sub-list for method output_type
-	8,  // [8:18] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	22, // 6: skiff.admin.v1.RevokeIdentityResponse.revoked_at:type_name -> google.protobuf.Timestamp
+	22, // 7: skiff.admin.v1.RevokeIdentityResponse.expires:type_name -> google.protobuf.Timestamp
+	22, // 8: skiff.admin.v1.CAHolder.not_after:type_name -> google.protobuf.Timestamp
+	20, // 9: skiff.admin.v1.RotateCAResponse.pending:type_name -> skiff.admin.v1.CAHolder
+	0,  // 10: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
+	3,  // 11: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
+	5,  // 12: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
+	8,  // 13: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
+	10, // 14: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
+	12, // 15: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
+	13, // 16: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
+	15, // 17: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
+	17, // 18: skiff.admin.v1.Admin.RevokeUser:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	17, // 19: skiff.admin.v1.Admin.RevokeNode:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	19, // 20: skiff.admin.v1.Admin.RotateCA:input_type -> skiff.admin.v1.RotateCARequest
+	2,  // 21: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
+	4,  // 22: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
+	6,  // 23: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
+	9,  // 24: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
+	11, // 25: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
+	13, // 26: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
+	14, // 27: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
+	16, // 28: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
+	18, // 29: skiff.admin.v1.Admin.RevokeUser:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	18, // 30: skiff.admin.v1.Admin.RevokeNode:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	21, // 31: skiff.admin.v1.Admin.RotateCA:output_type -> skiff.admin.v1.RotateCAResponse
+	21, // [21:32] is the sub-list for method output_type
+	10, // [10:21] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1261,7 +1492,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

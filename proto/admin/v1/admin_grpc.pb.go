@@ -34,6 +34,7 @@ const (
 	Admin_CreateUser_FullMethodName      = "/skiff.admin.v1.Admin/CreateUser"
 	Admin_RevokeUser_FullMethodName      = "/skiff.admin.v1.Admin/RevokeUser"
 	Admin_RevokeNode_FullMethodName      = "/skiff.admin.v1.Admin/RevokeNode"
+	Admin_RotateCA_FullMethodName        = "/skiff.admin.v1.Admin/RotateCA"
 )
 
 // AdminClient is the client API for Admin service.
@@ -71,6 +72,14 @@ type AdminClient interface {
 	// RevokeNode does the same for a worker's certificates (node:<name>);
 	// the machine can join again only with a new join token.
 	RevokeNode(ctx context.Context, in *RevokeIdentityRequest, opts ...grpc.CallOption) (*RevokeIdentityResponse, error)
+	// RotateCA replaces the cluster CA in phases (admins only; start and
+	// finish are audited): "start" makes a new CA, which signs every
+	// certificate from then on while the old one is still trusted; "status"
+	// lists the identities whose current certificate still comes from an
+	// old CA; "finish" refuses while a node or control node does, then makes
+	// the control nodes serve with the new CA and drops the old one
+	// everywhere, after which certificates it signed are refused.
+	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
 }
 
 type adminClient struct {
@@ -193,6 +202,16 @@ func (c *adminClient) RevokeNode(ctx context.Context, in *RevokeIdentityRequest,
 	return out, nil
 }
 
+func (c *adminClient) RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateCAResponse)
+	err := c.cc.Invoke(ctx, Admin_RotateCA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -228,6 +247,14 @@ type AdminServer interface {
 	// RevokeNode does the same for a worker's certificates (node:<name>);
 	// the machine can join again only with a new join token.
 	RevokeNode(context.Context, *RevokeIdentityRequest) (*RevokeIdentityResponse, error)
+	// RotateCA replaces the cluster CA in phases (admins only; start and
+	// finish are audited): "start" makes a new CA, which signs every
+	// certificate from then on while the old one is still trusted; "status"
+	// lists the identities whose current certificate still comes from an
+	// old CA; "finish" refuses while a node or control node does, then makes
+	// the control nodes serve with the new CA and drops the old one
+	// everywhere, after which certificates it signed are refused.
+	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -267,6 +294,9 @@ func (UnimplementedAdminServer) RevokeUser(context.Context, *RevokeIdentityReque
 }
 func (UnimplementedAdminServer) RevokeNode(context.Context, *RevokeIdentityRequest) (*RevokeIdentityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeNode not implemented")
+}
+func (UnimplementedAdminServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -451,6 +481,24 @@ func _Admin_RevokeNode_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateCARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RotateCA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RotateCA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RotateCA(ctx, req.(*RotateCARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -489,6 +537,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeNode",
 			Handler:    _Admin_RevokeNode_Handler,
+		},
+		{
+			MethodName: "RotateCA",
+			Handler:    _Admin_RotateCA_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -24,7 +24,7 @@ import (
 // member, snapshot, user, node).
 func (o *options) nodeCommands() []*cobra.Command {
 	return []*cobra.Command{o.initCmd(), o.joinCmd(), o.recoverCmd(),
-		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd(), o.nodeCmd()}
+		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd(), o.nodeCmd(), o.caCmd()}
 }
 
 // nodeFlags are the flags of commands that run a node.

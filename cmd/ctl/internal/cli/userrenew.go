@@ -76,13 +76,13 @@ func (o *options) renewUser(parent context.Context) error {
 	var errs []error
 	for _, server := range cfg.Servers {
 		ctx, cancel := o.ctx(parent)
-		kp, err := joiner.Renew(ctx, server, tc.RootCAs, pki.StaticCert{Cert: cur}, key)
+		kp, cas, err := joiner.RenewWithCAs(ctx, server, tc.RootCAs, pki.StaticCert{Cert: cur}, key)
 		cancel()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if err := saveUserKeyPair(cfg, path, kp); err != nil {
+		if err := saveUserKeyPair(cfg, path, kp, cas); err != nil {
 			return err
 		}
 		next, err := kp.TLS()
@@ -96,11 +96,16 @@ func (o *options) renewUser(parent context.Context) error {
 }
 
 // saveUserKeyPair writes a renewed pair where the config keeps it: inline,
-// or in the files it names (relative to the config's folder).
-func saveUserKeyPair(cfg *client.Config, path string, kp pki.KeyPair) error {
+// or in the files it names (relative to the config's folder). cas, the CAs
+// the renewal's answer says to trust (the new CA during a CA rotation),
+// replaces the config's CA data or file when given.
+func saveUserKeyPair(cfg *client.Config, path string, kp pki.KeyPair, cas []byte) error {
 	if cfg.ClientCertificateData != "" || cfg.ClientKeyData != "" {
 		cfg.ClientCertificate, cfg.ClientKey = "", ""
 		cfg.ClientCertificateData, cfg.ClientKeyData = b64(kp.CertPEM), b64(kp.KeyPEM)
+		if len(cas) > 0 {
+			cfg.CertificateAuthority, cfg.CertificateAuthorityData = "", b64(cas)
+		}
 		// Keep the servers of the file, not a --server override.
 		onDisk, err := client.LoadConfig(path)
 		if err != nil {
@@ -114,6 +119,22 @@ func saveUserKeyPair(cfg *client.Config, path string, kp pki.KeyPair) error {
 			return p
 		}
 		return filepath.Join(filepath.Dir(path), p)
+	}
+	if len(cas) > 0 {
+		if cfg.CertificateAuthority != "" {
+			if err := pki.WriteFileAtomic(resolve(cfg.CertificateAuthority), cas, 0o644); err != nil {
+				return err
+			}
+		} else {
+			onDisk, err := client.LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			onDisk.CertificateAuthorityData = b64(cas)
+			if err := onDisk.Save(path); err != nil {
+				return err
+			}
+		}
 	}
 	// Each write is atomic; a crash between them leaves a pair that does
 	// not match, which the next load reports by name.
