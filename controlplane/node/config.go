@@ -34,6 +34,11 @@ type LoopDeps struct {
 	Node       string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Members is the gossip membership's verdict on nodes; nil when this
+	// node runs no gossip member (Config.Membership unset).
+	Members interface {
+		DeadSince(node string) (time.Time, bool)
+	}
 }
 
 // LoopFactory builds the leader-only loops (scheduler, controllers).
@@ -61,6 +66,9 @@ type Config struct {
 	Out io.Writer
 	// Loops, when set, builds the leader-only loops on control nodes.
 	Loops LoopFactory
+	// Membership, when set, runs this node's gossip member (cmd/ctl wires
+	// agent/gossip); nil runs none.
+	Membership MembershipFactory
 	// Store tunes the store config (timeouts) before it opens.
 	Store func(*consensus.Config)
 

@@ -49,6 +49,8 @@ type Control struct {
 	graph *api.NodeGraph
 	// apiServers: the control nodes' API addresses, for Version and admin.conf.
 	apiServers apiServers
+	// members is the gossip member once it runs (Config.Membership).
+	members memberView
 }
 
 // State is the node's node.json.
@@ -260,6 +262,13 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("certificate renewal", c.renewer.Run)
 	start("deny list", c.revocations.run)
 	start("control node registration", c.register)
+	if c.cfg.Membership != nil {
+		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
+			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
+		start("gossip membership", func(ctx context.Context) error {
+			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
+		})
+	}
 	if c.cfg.Loops != nil {
 		start("leader loops", c.runLoops)
 	}
@@ -379,7 +388,11 @@ func (c *Control) runLoops(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer})
+	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer}
+	if c.cfg.Membership != nil {
+		deps.Members = &c.members
+	}
+	loops, err := c.cfg.Loops(deps)
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}
