@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/agent/gossip/gossiptest"
 	"github.com/skiffhq/skiff/integration/testutil"
 )
 
@@ -54,7 +52,7 @@ func start(t *testing.T, name string, host int, key []byte, meta gossip.Meta, wr
 
 // cluster starts n members named m0…m(n-1) (m0 a control node) and joins
 // them through m0.
-func cluster(t *testing.T, n int, key []byte, wraps map[int]*dropper) []*gossip.Gossip {
+func cluster(t *testing.T, n int, key []byte, wraps map[int]*gossiptest.Dropper) []*gossip.Gossip {
 	t.Helper()
 	var ms []*gossip.Gossip
 	for i := 0; i < n; i++ {
@@ -67,7 +65,7 @@ func cluster(t *testing.T, n int, key []byte, wraps map[int]*dropper) []*gossip.
 		}
 		var wrap func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 		if d := wraps[i]; d != nil {
-			wrap = d.wrap
+			wrap = d.Wrap
 		}
 		g := start(t, name, 10+i, key, meta, wrap)
 		if i > 0 {
@@ -198,20 +196,20 @@ func TestKilledMemberDeadEverywhereWithinBound(t *testing.T) {
 func TestPartitionFromOneObserverIsNotDeath(t *testing.T) {
 	// m1 (the observer) and m2 cannot exchange a single packet; everyone
 	// else reaches both.
-	obs, cut := &dropper{}, &dropper{}
-	ms := cluster(t, 5, newKey(t), map[int]*dropper{1: obs, 2: cut})
+	obs, cut := &gossiptest.Dropper{}, &gossiptest.Dropper{}
+	ms := cluster(t, 5, newKey(t), map[int]*gossiptest.Dropper{1: obs, 2: cut})
 	// m2 is cut off from m1 only, in both directions.
 	since := map[string]time.Time{}
 	for _, g := range ms {
 		m, _ := g.Member("m2")
 		since[g.Name()] = m.Since
 	}
-	obs.block(ms[2].Addr())
-	cut.block(ms[1].Addr())
+	obs.Block(ms[2].Addr())
+	cut.Block(ms[1].Addr())
 	// Positive signals that detection ran while the partition held: the
 	// observer's direct probes of m2 were dropped, and a member killed after
 	// the partition began was detected dead everywhere.
-	testutil.WaitFor(t, 10*time.Second, "m1 tried to reach m2 directly", func() bool { return obs.dropped.Load() >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "m1 tried to reach m2 directly", func() bool { return obs.Dropped() >= 10 })
 	if err := ms[4].Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,87 +221,24 @@ func TestPartitionFromOneObserverIsNotDeath(t *testing.T) {
 		}
 		return true
 	})
-	atDeath := obs.dropped.Load()
-	testutil.WaitFor(t, 10*time.Second, "m1 kept trying m2 after that", func() bool { return obs.dropped.Load() >= atDeath+5 })
+	atDeath := obs.Dropped()
+	testutil.WaitFor(t, 10*time.Second, "m1 kept trying m2 after that", func() bool { return obs.Dropped() >= atDeath+5 })
 	for _, g := range ms[:4] {
 		m, _ := g.Member("m2")
 		if m.State != gossip.StateAlive || !m.Since.Equal(since[g.Name()]) {
 			t.Errorf("%s: m2 is %s since %v (was alive since %v): one observer's partition declared it dead", g.Name(), m.State, m.Since, since[g.Name()])
 		}
 	}
-	t.Logf("m1→m2 packets and dials dropped: %d; m2 stayed alive at every member", obs.dropped.Load())
+	t.Logf("m1→m2 packets and dials dropped: %d; m2 stayed alive at every member", obs.Dropped())
 
 	// The same cut towards every member is a death: the injection works.
 	for _, g := range []*gossip.Gossip{ms[0], ms[3]} {
-		cut.block(g.Addr())
+		cut.Block(g.Addr())
 	}
 	testutil.WaitFor(t, 2*detectBound, "m2, cut off from everyone, dead at m0", func() bool {
 		_, dead := ms[0].DeadSince("m2")
 		return dead
 	})
-}
-
-// dropper drops every packet and connection to the blocked addresses: a
-// one-way cut; one on each side makes a partition between two members.
-type dropper struct {
-	memberlist.NodeAwareTransport
-	mu      sync.Mutex
-	blocked map[string]bool
-	dropped atomic.Int64
-}
-
-func (d *dropper) wrap(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
-	d.NodeAwareTransport = t
-	return d
-}
-
-func (d *dropper) block(addr string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.blocked == nil {
-		d.blocked = map[string]bool{}
-	}
-	d.blocked[addr] = true
-}
-
-func (d *dropper) drops(addr string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.blocked[addr] {
-		d.dropped.Add(1)
-		return true
-	}
-	return false
-}
-
-var errCut = errors.New("partitioned")
-
-func (d *dropper) WriteTo(b []byte, addr string) (time.Time, error) {
-	if d.drops(addr) {
-		return time.Now(), nil
-	}
-	return d.NodeAwareTransport.WriteTo(b, addr)
-}
-
-func (d *dropper) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if d.drops(a.Addr) {
-		return time.Now(), nil
-	}
-	return d.NodeAwareTransport.WriteToAddress(b, a)
-}
-
-func (d *dropper) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	if d.drops(addr) {
-		return nil, errCut
-	}
-	return d.NodeAwareTransport.DialTimeout(addr, timeout)
-}
-
-func (d *dropper) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if d.drops(a.Addr) {
-		return nil, errCut
-	}
-	return d.NodeAwareTransport.DialAddressTimeout(a, timeout)
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {

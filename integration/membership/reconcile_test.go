@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/agent/gossip/gossiptest"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/integration/cptest"
 	"github.com/skiffhq/skiff/integration/hollow"
@@ -33,17 +34,22 @@ func readyStatus(n *apiv1.Node) (string, string) {
 // A worker whose gossip member dies goes Ready=Unknown within 3 s, long
 // before the heartbeat grace (30 s here, so only gossip can explain it),
 // and its pods are evicted as for a silent node; the other workers stay
-// Ready.
+// Ready, among them one cut off from the leader's member alone.
 func TestGossipDeadNodeGoesNotReadyAndPodsEvicted(t *testing.T) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cuts := map[string]*gossiptest.Dropper{"control-0": {}, "hollow-2": {}}
 	member := func(name string, host int, meta gossip.Meta) *gossip.Gossip {
 		ip := fmt.Sprintf("127.0.0.%d", host)
 		meta.Node, meta.IP = name, ip
-		g, err := gossip.Start(gossip.Config{Name: name, BindAddr: ip, Key: key, Meta: meta, Logger: quiet})
+		cfg := gossip.Config{Name: name, BindAddr: ip, Key: key, Meta: meta, Logger: quiet}
+		if d := cuts[name]; d != nil {
+			cfg.WrapTransport = d.Wrap
+		}
+		g, err := gossip.Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +104,13 @@ func TestGossipDeadNodeGoesNotReadyAndPodsEvicted(t *testing.T) {
 		return true
 	})
 
+	// hollow-2 is cut off from the leader's member alone (both ways); the
+	// others still reach it, so it must stay alive and Ready.
+	cuts["control-0"].Block(workers["hollow-2"].Addr())
+	cuts["hollow-2"].Block(control.Addr())
+	aliveSince, _ := control.Member("hollow-2")
+	testutil.WaitFor(t, 10*time.Second, "the leader's member to try hollow-2 directly", func() bool { return cuts["control-0"].Dropped() >= 10 })
+
 	// The machine dies: heartbeats and gossip stop together.
 	killed := time.Now()
 	c.Pool.Node(victim).Stop()
@@ -130,6 +143,10 @@ func TestGossipDeadNodeGoesNotReadyAndPodsEvicted(t *testing.T) {
 			t.Errorf("live node %s changed: %v %v", name, err, n)
 		}
 	}
+	if m, _ := control.Member("hollow-2"); m.State != gossip.StateAlive || !m.Since.Equal(aliveSince.Since) {
+		t.Errorf("hollow-2, cut off from the leader's member only, is %s since %v (alive since %v)", m.State, m.Since, aliveSince.Since)
+	}
+	t.Logf("hollow-2 cut off from the leader's member (%d packets/dials dropped): alive and Ready throughout", cuts["control-0"].Dropped())
 
 	// Back: the node rejoins gossip and heartbeats, and is Ready again.
 	workers[victim] = member(victim, 42, gossip.Meta{Role: gossip.RoleWorker})
