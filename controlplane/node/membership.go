@@ -28,6 +28,9 @@ type MemberInfo struct {
 	// Seeds returns the API addresses (host:port) of the control nodes
 	// known now; the member joins at the gossip port of those hosts.
 	Seeds func(context.Context) ([]string, error)
+	// PodCIDR, on workers, returns the node's pod range ("" while it has
+	// none); the member adds it to its metadata once there is one.
+	PodCIDR func(context.Context) (string, error)
 }
 
 // Membership is a node's running gossip member as this package sees it

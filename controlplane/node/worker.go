@@ -85,7 +85,14 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			return fmt.Errorf("%w (joined before the cluster handed out gossip keys? run without gossip)", err)
 		}
 		info := MemberInfo{Name: st.Name, Role: MemberRoleWorker, Advertise: st.Advertise, BindAddress: st.BindAddress,
-			Seeds: func(context.Context) ([]string, error) { return st.Servers, nil }}
+			Seeds: func(context.Context) ([]string, error) { return st.Servers, nil },
+			PodCIDR: func(ctx context.Context) (string, error) {
+				n, err := client.Get[*apiv1.Node](ctx, cl, "", st.Name)
+				if status.Code(err) == codes.NotFound {
+					return "", nil
+				}
+				return n.GetSpec().GetPodCIDR(), err
+			}}
 		gossipErr = make(chan error, 1)
 		go func() {
 			gossipErr <- runMembership(ctx, cfg.Membership, &memberView{}, info, func(context.Context) ([]byte, error) { return key, nil })

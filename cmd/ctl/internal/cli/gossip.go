@@ -31,7 +31,7 @@ func gossipMembership(port int, log *slog.Logger) node.MembershipFactory {
 		if err != nil {
 			return nil, err
 		}
-		return &member{g: g, port: port, seeds: info.Seeds, log: log}, nil
+		return &member{g: g, port: port, seeds: info.Seeds, podCIDR: info.PodCIDR, meta: meta, log: log}, nil
 	}
 }
 
@@ -39,7 +39,11 @@ type member struct {
 	g     *gossip.Gossip
 	port  int
 	seeds func(context.Context) ([]string, error)
-	log   *slog.Logger
+	// podCIDR is polled until the node has a pod range (it never changes
+	// once given), which then joins meta.
+	podCIDR func(context.Context) (string, error)
+	meta    gossip.Meta
+	log     *slog.Logger
 }
 
 func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
@@ -54,12 +58,33 @@ func (m *member) Run(ctx context.Context) error {
 		if m.alone() {
 			m.join(ctx)
 		}
+		m.learnPodCIDR(ctx)
 		select {
 		case <-ctx.Done():
 			return m.g.Leave(2 * time.Second)
 		case <-tick.C:
 		}
 	}
+}
+
+func (m *member) learnPodCIDR(ctx context.Context) {
+	if m.podCIDR == nil || m.meta.PodCIDR != "" {
+		return
+	}
+	cidr, err := m.podCIDR(ctx)
+	if err != nil || cidr == "" {
+		if err != nil {
+			m.log.Debug("pod range of this node", "err", err)
+		}
+		return
+	}
+	next := m.meta
+	next.PodCIDR = cidr
+	if err := m.g.SetMeta(next, 2*time.Second); err != nil {
+		m.log.Warn("gossip metadata", "err", err)
+		return
+	}
+	m.meta = next
 }
 
 func (m *member) alone() bool {

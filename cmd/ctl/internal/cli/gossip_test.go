@@ -16,6 +16,8 @@ import (
 	"github.com/skiffhq/skiff/agent/gossip"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
 )
 
 type syncBuffer struct {
@@ -37,7 +39,8 @@ func (s *syncBuffer) String() string {
 
 // The daemons' wiring: a control node (key from the store) and a `ctl
 // join` worker (key from its join answer, seeds from its servers) become
-// members of one gossip cluster, each with its metadata; a worker stopped
+// members of one gossip cluster, each with its metadata (the worker's pod
+// range once its Node has one); a worker stopped
 // with its context leaves (Left), which is not a death.
 func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.61:0")
@@ -124,6 +127,32 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	if x, _ := c.g.Member("w1"); x.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
 		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
 	}
+	// The worker's pod range, once its Node has one, reaches the others.
+	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewFromConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec == nil {
+		n.Spec = &apiv1.NodeSpec{}
+	}
+	n.Spec.PodCIDR = "10.244.7.0/24"
+	if _, err := client.Update(ctx, cl, n); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.Meta.PodCIDR == "10.244.7.0/24"
+	})
 	stopWorker()
 	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
 		x, _ := c.g.Member("w1")
