@@ -264,7 +264,7 @@ func (g *Gossip) setMeta(w wireMeta, timeout time.Duration) error {
 }
 
 // Members is every member this one knows of, including dead and left ones
-// (until they rejoin or are forgotten), sorted by nothing.
+// (until they rejoin), in no particular order.
 func (g *Gossip) Members() []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
