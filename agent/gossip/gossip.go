@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,6 +149,7 @@ type Config struct {
 // Gossip is a running member.
 type Gossip struct {
 	ml      *memberlist.Memberlist
+	keyMu   sync.Mutex
 	keyring *memberlist.Keyring
 	log     *slog.Logger
 
@@ -165,12 +167,8 @@ func Start(cfg Config) (*Gossip, error) {
 	if cfg.Name == "" {
 		return nil, fmt.Errorf("%w: name is required", ErrConfig)
 	}
-	switch len(cfg.Key) {
-	case 16, 24, 32:
-	case 0:
-		return nil, fmt.Errorf("%w: missing (every member needs the cluster's gossip key)", ErrKey)
-	default:
-		return nil, fmt.Errorf("%w: %d bytes, want 16, 24 or 32", ErrKey, len(cfg.Key))
+	if err := checkKey(cfg.Key); err != nil {
+		return nil, err
 	}
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = "0.0.0.0"
@@ -296,9 +294,69 @@ func (g *Gossip) DeadSince(name string) (time.Time, bool) {
 	return m.Since, true
 }
 
-// Keyring is the member's keyring, for key rotation (install a new key on
-// every member, switch each to it, then remove the old one).
-func (g *Gossip) Keyring() *memberlist.Keyring { return g.keyring }
+// Key rotation, as Serf does it, in three steps each done on every member
+// before the next: InstallKey (the new key also decrypts), UseKey (the new
+// key encrypts), RemoveKey (the old key no longer decrypts). Between the
+// steps members with either primary key understand each other.
+
+// One rotation at a time: memberlist v0.5.4's Keyring.RemoveKey shifts
+// its slice in place, unsynchronised with decryption reading it, unless the
+// key removed is the last one; with at most two keys the key that is not in
+// use is always last. keyMu serialises the rotation calls (the Keyring's
+// own reads in AddKey/UseKey are unlocked).
+
+// InstallKey adds a key that decrypts incoming messages; ErrKey when a
+// rotation is already under way (two keys installed).
+func (g *Gossip) InstallKey(key []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	g.keyMu.Lock()
+	defer g.keyMu.Unlock()
+	keys := g.keyring.GetKeys()
+	for _, k := range keys {
+		if bytes.Equal(k, key) {
+			return nil
+		}
+	}
+	if len(keys) >= 2 {
+		return fmt.Errorf("%w: a rotation is under way (2 keys installed): finish it with UseKey and RemoveKey first", ErrKey)
+	}
+	return g.keyring.AddKey(key)
+}
+
+// UseKey makes an installed key the one that encrypts.
+func (g *Gossip) UseKey(key []byte) error {
+	g.keyMu.Lock()
+	defer g.keyMu.Unlock()
+	if err := g.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	return nil
+}
+
+// RemoveKey drops a key that is not the one in use.
+func (g *Gossip) RemoveKey(key []byte) error {
+	g.keyMu.Lock()
+	defer g.keyMu.Unlock()
+	if err := g.keyring.RemoveKey(key); err != nil {
+		return fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	return nil
+}
+
+// KeyCount is how many keys decrypt (1 outside a rotation).
+func (g *Gossip) KeyCount() int { return len(g.keyring.GetKeys()) }
+
+func checkKey(key []byte) error {
+	switch len(key) {
+	case 16, 24, 32:
+		return nil
+	case 0:
+		return fmt.Errorf("%w: missing (every member needs the cluster's gossip key)", ErrKey)
+	}
+	return fmt.Errorf("%w: %d bytes, want 16, 24 or 32", ErrKey, len(key))
+}
 
 // Leave tells the others this member is going (they see it Left, not
 // Dead) and stops it.

@@ -258,3 +258,71 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// Rotating the key on a live cluster (install everywhere, use everywhere,
+// remove everywhere) loses no member; afterwards only the new key joins.
+func TestKeyRotationKeepsMembersAndRefusesOldKey(t *testing.T) {
+	oldKey, newKey := newKey(t), newKey(t)
+	ms := cluster(t, 3, oldKey, nil)
+	since := map[string]time.Time{}
+	for _, g := range ms {
+		for _, o := range ms {
+			m, _ := g.Member(o.Name())
+			since[g.Name()+"/"+o.Name()] = m.Since
+		}
+	}
+	step := func(what string, f func(*gossip.Gossip) error) {
+		t.Helper()
+		for _, g := range ms {
+			if err := f(g); err != nil {
+				t.Fatalf("%s on %s: %v", what, g.Name(), err)
+			}
+		}
+	}
+	step("install", func(g *gossip.Gossip) error { return g.InstallKey(newKey) })
+	if err := ms[0].InstallKey(newKey[:16]); !errors.Is(err, gossip.ErrKey) {
+		t.Fatalf("a third key during a rotation: %v, want ErrKey", err)
+	}
+	// Half-way: m0 encrypts with the new key, the others with the old one.
+	if err := ms[0].UseKey(newKey); err != nil {
+		t.Fatal(err)
+	}
+	late := start(t, "late", 40, oldKey, gossip.Meta{}, nil)
+	if _, err := late.Join(ms[1].Addr()); err != nil {
+		t.Fatalf("join with the old key mid-rotation: %v", err)
+	}
+	_ = late.Leave(time.Second)
+	step("use", func(g *gossip.Gossip) error { return g.UseKey(newKey) })
+	if err := ms[0].RemoveKey(newKey); !errors.Is(err, gossip.ErrKey) {
+		t.Fatalf("removing the key in use: %v, want ErrKey", err)
+	}
+	step("remove", func(g *gossip.Gossip) error { return g.RemoveKey(oldKey) })
+	for _, g := range ms {
+		if g.KeyCount() != 1 {
+			t.Fatalf("%s holds %d keys after the rotation", g.Name(), g.KeyCount())
+		}
+	}
+	stale := start(t, "stale", 41, oldKey, gossip.Meta{}, nil)
+	if _, err := stale.Join(ms[2].Addr()); !errors.Is(err, gossip.ErrJoin) {
+		t.Fatalf("join with the removed key: %v, want ErrJoin", err)
+	}
+	fresh := start(t, "fresh", 42, newKey, gossip.Meta{}, nil)
+	if _, err := fresh.Join(ms[2].Addr()); err != nil {
+		t.Fatalf("join with the new key: %v", err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "fresh alive at every member", func() bool {
+		for _, g := range ms {
+			if m, _ := g.Member("fresh"); m.State != gossip.StateAlive {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range ms {
+		for _, o := range ms {
+			if m, _ := g.Member(o.Name()); m.State != gossip.StateAlive || !m.Since.Equal(since[g.Name()+"/"+o.Name()]) {
+				t.Errorf("%s sees %s %s since %v during the rotation", g.Name(), o.Name(), m.State, m.Since)
+			}
+		}
+	}
+}
