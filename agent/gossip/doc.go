@@ -14,7 +14,8 @@
 // other members and a suspicion period in which the suspect may refute, so
 // a node cut off from one member but reachable by the others stays alive.
 // LANTiming is tuned so a dead member is declared dead by every member
-// within 3 s in a cluster of up to ~100 members (see LANTiming).
+// within about 3 s in a cluster of up to ~100 members (see LANTiming for
+// the numbers and what was measured).
 //
 // The package imports no other Skiff package; the control plane consumes it
 // through small interfaces of its own (nodelifecycle.MemberHealth), wired
