@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,3 +175,14 @@ func freeTCP(t *testing.T, ip string) int {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestGossipPortOutOfRangeRefused(t *testing.T) {
+	for _, port := range []string{"0", "70000", "-1"} {
+		var out, errb bytes.Buffer
+		err := Run(context.Background(), []string{"init", "--data-dir", t.TempDir(), "--gossip", "--gossip-port", port},
+			Streams{In: &bytes.Buffer{}, Out: &out, Err: &errb})
+		if err == nil || !strings.Contains(err.Error(), "--gossip-port "+port) {
+			t.Errorf("--gossip-port %s: err %v, want one naming the flag and value", port, err)
+		}
+	}
+}
