@@ -39,7 +39,8 @@
 // Not yet: env fieldRef status.podIP (the runtime fixes a container's
 // environment before the sandbox has an address), lifecycle hooks, subPath,
 // downwardAPI/projected/PVC volumes, updating ConfigMap/Secret volumes of
-// running pods, gossip membership.
+// running pods. Gossip membership (agent/gossip) runs in the worker's
+// `ctl join` process, not in the agent.
 //
 // The Service data path runs beside it (Config.Proxy): netproxy/apifeed
 // feeds a netproxy.Proxy from Services and Endpoints.

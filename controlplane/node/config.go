@@ -41,6 +41,11 @@ type LoopDeps struct {
 	// ClusterNetwork reads the cluster's pod network settings from the
 	// store (clusternet.Default when the cluster was created without).
 	ClusterNetwork func(context.Context) (clusternet.Network, error)
+	// Members is the gossip membership's verdict on nodes; nil when this
+	// node runs no gossip member (Config.Membership unset).
+	Members interface {
+		DeadSince(node string) (time.Time, bool)
+	}
 }
 
 // LoopFactory builds the leader-only loops (scheduler, controllers).
@@ -68,6 +73,9 @@ type Config struct {
 	Out io.Writer
 	// Loops, when set, builds the leader-only loops on control nodes.
 	Loops LoopFactory
+	// Membership, when set, runs this node's gossip member (cmd/ctl wires
+	// agent/gossip); nil runs none.
+	Membership MembershipFactory
 	// Store tunes the store config (timeouts) before it opens.
 	Store func(*consensus.Config)
 

@@ -55,6 +55,8 @@ type Control struct {
 	graph *api.NodeGraph
 	// apiServers: the control nodes' API addresses, for Version and admin.conf.
 	apiServers apiServers
+	// members is the gossip member once it runs (Config.Membership).
+	members memberView
 }
 
 // State is the node's node.json.
@@ -285,6 +287,13 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	if c.cfg.Membership != nil {
+		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
+			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
+		start("gossip membership", func(ctx context.Context) error {
+			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
+		})
+	}
 	if c.cfg.Loops != nil {
 		start("leader loops", c.runLoops)
 	}
@@ -388,8 +397,12 @@ func (c *Control) runLoops(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	loops, err := c.cfg.Loops(LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }})
+	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
+		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }}
+	if c.cfg.Membership != nil {
+		deps.Members = &c.members
+	}
+	loops, err := c.cfg.Loops(deps)
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}

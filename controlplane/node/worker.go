@@ -82,6 +82,33 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// gossipErr stays nil (never ready) without gossip.
+	var gossipErr chan error
+	if cfg.Membership != nil {
+		key, err := workerGossipKey(cfg.DataDir)(ctx)
+		if err != nil {
+			return fmt.Errorf("%w (joined before the cluster handed out gossip keys? run without gossip)", err)
+		}
+		info := MemberInfo{Name: st.Name, Role: MemberRoleWorker, Advertise: st.Advertise, BindAddress: st.BindAddress,
+			Seeds: func(context.Context) ([]string, error) { return st.Servers, nil },
+			PodCIDR: func(ctx context.Context) (string, error) {
+				n, err := client.Get[*apiv1.Node](ctx, cl, "", st.Name)
+				if status.Code(err) == codes.NotFound {
+					return "", nil
+				}
+				return n.GetSpec().GetPodCIDR(), err
+			}}
+		gossipErr = make(chan error, 1)
+		go func() {
+			gossipErr <- runMembership(ctx, cfg.Membership, &memberView{}, info, func(context.Context) ([]byte, error) { return key, nil })
+		}()
+		defer func() {
+			if gossipErr != nil { // not yet read (below)
+				cancel()
+				<-gossipErr
+			}
+		}()
+	}
 	renewErr := make(chan error, 1)
 	go func() { renewErr <- r.Run(ctx) }()
 	pollDone := make(chan struct{})
@@ -113,6 +140,11 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	case <-ctx.Done():
 	case err = <-renewErr:
 		return err
+	case err = <-gossipErr:
+		gossipErr = nil
+		cancel()
+		<-renewErr
+		return fmt.Errorf("gossip membership: %w", err)
 	}
 	return <-renewErr
 }

@@ -11,6 +11,12 @@
 // DefaultTolerationSeconds admission gives them 300 s. Skiff's defaults aim
 // at pods running elsewhere within 10 s of a node's death.
 //
+// Cluster membership is the first signal when Config.Members is set: a
+// node that gossip confirms failed (after its last heartbeat) goes
+// Ready=Unknown at the next check, as Consul's leader marks a failed Serf
+// member critical, without waiting out the grace period; heartbeats remain
+// the second signal.
+//
 // Heartbeat age is measured on this controller's clock from when it saw
 // the heartbeat change, not from the node's timestamp, so clock skew does
 // not matter; a new leader gives every node a full grace period.

@@ -35,6 +35,21 @@ type Config struct {
 	Logger        *slog.Logger
 	// Informers, when set, shares informers with the other leader loops.
 	Informers *client.InformerFactory
+	// Members, when set, is the first signal: a node that gossip confirms
+	// dead after its last heartbeat goes Unknown at once, without waiting
+	// out GracePeriod. Heartbeats stay the second signal (a node gossip
+	// never saw, or that left gracefully, still goes Unknown after the
+	// grace period).
+	Members MemberHealth
+}
+
+// MemberHealth is the cluster membership's verdict on nodes (the gossip
+// layer, agent/gossip, wired by cmd/ctl).
+type MemberHealth interface {
+	// DeadSince reports whether the membership confirmed the named node
+	// failed (not one observer's opinion: suspicion confirmed and not
+	// refuted), and since when.
+	DeadSince(node string) (time.Time, bool)
 }
 
 // DefaultConfig: 6 s grace, 2 s default toleration, checks every 250 ms.
@@ -240,9 +255,17 @@ func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error 
 	}
 	rc := apiv1.NodeReadyCondition(n)
 	silent := c.now().Sub(seen) > c.cfg.GracePeriod
+	why := "Node stopped posting node status."
+	if !silent && c.cfg.Members != nil {
+		// Dead since before the last heartbeat: the node spoke since, so
+		// the verdict is stale (it rejoins gossip shortly).
+		if since, dead := c.cfg.Members.DeadSince(name); dead && !since.Before(seen) {
+			silent, why = true, "Cluster membership (gossip) confirmed the node failed."
+		}
+	}
 	if silent && rc.GetStatus() != "Unknown" {
 		var err error
-		if n, err = c.markUnknown(ctx, n); err != nil {
+		if n, err = c.markUnknown(ctx, n, why); err != nil {
 			return err
 		}
 		rc = apiv1.NodeReadyCondition(n)
@@ -261,14 +284,14 @@ func (c *Controller) check(ctx context.Context, st *state, n *apiv1.Node) error 
 	return c.evict(ctx, st, n)
 }
 
-func (c *Controller) markUnknown(ctx context.Context, n *apiv1.Node) (*apiv1.Node, error) {
+func (c *Controller) markUnknown(ctx context.Context, n *apiv1.Node, why string) (*apiv1.Node, error) {
 	next := codec.Clone(n)
 	if next.Status == nil {
 		next.Status = &apiv1.NodeStatus{}
 	}
 	ts := c.now().UTC().Format(time.RFC3339)
 	cond := &apiv1.NodeCondition{Type: "Ready", Status: "Unknown", Reason: "NodeStatusUnknown",
-		Message: "Node stopped posting node status.", LastTransitionTime: ts}
+		Message: why, LastTransitionTime: ts}
 	found := false
 	for i, x := range next.Status.Conditions {
 		if x.GetType() == "Ready" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -10,10 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/agent/gossip"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/proto/client"
@@ -34,6 +37,8 @@ type nodeFlags struct {
 	logLevel                       string
 	// Per-identity caps of the API server (api.Limits); 0 means default.
 	maxWatches, maxStreams int
+	gossip                 bool
+	gossipPort             int
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -48,6 +53,8 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 	}
+	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
+	fl.IntVar(&f.gossipPort, "gossip-port", gossip.DefaultPort, "gossip port (TCP and UDP), the same on every node: members join at this port on the control nodes' hosts")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -65,6 +72,12 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	cfg.Out = o.streams.Out
 	cfg.Logger = slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cfg.Loops = leaderLoops
+	if f.gossip {
+		if f.gossipPort <= 0 || f.gossipPort > 65535 {
+			return node.Config{}, fmt.Errorf("--gossip-port %d: want 1-65535", f.gossipPort)
+		}
+		cfg.Membership = gossipMembership(f.gossipPort, cfg.Logger)
+	}
 	return cfg, nil
 }
 
@@ -73,8 +86,15 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
 	pc := podcidr.DefaultConfig(d.Client)
 	pc.Network = d.ClusterNetwork
-	return builtin.NewRegistry().Build(controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc}})
+	deps := controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc}}
+	if d.Members != nil {
+		// Gossip's confirmed deaths are the node lifecycle's first signal.
+		nl := nodelifecycle.DefaultConfig()
+		nl.Members = d.Members
+		deps.Configs["nodelifecycle"] = nl
+	}
+	return builtin.NewRegistry().Build(deps)
 }
 
 // untilSignal is ctx cancelled on SIGINT or SIGTERM.

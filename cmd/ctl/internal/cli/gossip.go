@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/controlplane/node"
+)
+
+// gossipMembership wires agent/gossip into a node (controlplane/node may
+// not import agent/): every member listens on port, and joins at the same
+// port on the hosts of the control nodes' API addresses.
+func gossipMembership(port int, log *slog.Logger) node.MembershipFactory {
+	return func(info node.MemberInfo) (node.Membership, error) {
+		meta := gossip.Meta{Role: info.Role, Node: info.Name, IP: info.Advertise, APIAddress: info.APIAddress}
+		bind := info.BindAddress
+		if bind == "" {
+			bind = "0.0.0.0"
+		}
+		advertise := ""
+		if net.ParseIP(info.Advertise) != nil {
+			advertise = info.Advertise
+		}
+		g, err := gossip.Start(gossip.Config{Name: info.Name, BindAddr: bind, BindPort: port, AdvertiseAddr: advertise,
+			Key: info.Key, Meta: meta, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return &member{g: g, port: port, seeds: info.Seeds, podCIDR: info.PodCIDR, meta: meta, log: log}, nil
+	}
+}
+
+type member struct {
+	g     *gossip.Gossip
+	port  int
+	seeds func(context.Context) ([]string, error)
+	// podCIDR is polled until the node has a pod range (it never changes
+	// once given), which then joins meta.
+	podCIDR func(context.Context) (string, error)
+	meta    gossip.Meta
+	log     *slog.Logger
+}
+
+func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
+
+// Run joins through the control nodes, retrying every 2 s while this
+// member knows no other live member (the first control node, or all
+// others down), and leaves when ctx ends.
+func (m *member) Run(ctx context.Context) error {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		if m.alone() {
+			m.join(ctx)
+		}
+		m.learnPodCIDR(ctx)
+		select {
+		case <-ctx.Done():
+			return m.g.Leave(2 * time.Second)
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *member) learnPodCIDR(ctx context.Context) {
+	if m.podCIDR == nil || m.meta.PodCIDR != "" {
+		return
+	}
+	cidr, err := m.podCIDR(ctx)
+	if err != nil || cidr == "" {
+		if err != nil {
+			m.log.Debug("pod range of this node", "err", err)
+		}
+		return
+	}
+	next := m.meta
+	next.PodCIDR = cidr
+	if err := m.g.SetMeta(next, 2*time.Second); err != nil {
+		m.log.Warn("gossip metadata", "err", err)
+		return
+	}
+	m.meta = next
+}
+
+func (m *member) alone() bool {
+	for _, x := range m.g.Members() {
+		if x.Name != m.g.Name() && x.State == gossip.StateAlive {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *member) join(ctx context.Context) {
+	apis, err := m.seeds(ctx)
+	if err != nil {
+		m.log.Debug("gossip seeds", "err", err)
+		return
+	}
+	var addrs []string
+	for _, a := range apis {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(m.port))
+		if addr != m.g.Addr() {
+			addrs = append(addrs, addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := m.g.Join(addrs...); err != nil && !errors.Is(err, context.Canceled) {
+		m.log.Warn("gossip join", "seeds", addrs, "err", err)
+	} else {
+		m.log.Info("gossip joined", "answered", n)
+	}
+}

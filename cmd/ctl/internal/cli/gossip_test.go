@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/controlplane/node"
+	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The daemons' wiring: a control node (key from the store) and a `ctl
+// join` worker (key from its join answer, seeds from its servers) become
+// members of one gossip cluster, each with its metadata (the worker's pod
+// range once its Node has one); a worker stopped
+// with its context leaves (Left), which is not a death.
+func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.61:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port // the same port on every host, as in a cluster
+	l.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var mu sync.Mutex
+	members := map[string]*member{}
+	factory := func(info node.MemberInfo) (node.Membership, error) {
+		m, err := gossipMembership(port, log)(info)
+		if err == nil {
+			mu.Lock()
+			members[info.Name] = m.(*member)
+			mu.Unlock()
+		}
+		return m, err
+	}
+	get := func(name string) *member {
+		mu.Lock()
+		defer mu.Unlock()
+		return members[name]
+	}
+	config := func(name, ip string) (node.Config, *syncBuffer) {
+		cfg := node.DefaultConfig()
+		out := &syncBuffer{}
+		cfg.DataDir, cfg.Name, cfg.Advertise, cfg.BindAddress = filepath.Join(t.TempDir(), name), name, ip, ip
+		cfg.APIPort, cfg.RaftPort = freeTCP(t, ip), freeTCP(t, ip)
+		cfg.Out, cfg.Logger, cfg.Membership = out, log, factory
+		return cfg, out
+	}
+	run := func(f func(context.Context) error) context.CancelFunc {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f(ctx) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("node stopped with: %v", err)
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+
+	ccfg, out := config("c1", "127.0.0.61")
+	run(func(ctx context.Context) error { return node.Init(ctx, ccfg) })
+	re := regexp.MustCompile(`ctl join --token (\S+) (\S+)`)
+	var token, addr string
+	testutil.WaitFor(t, 30*time.Second, "init to print the worker join command", func() bool {
+		m := re.FindStringSubmatch(out.String())
+		if m != nil {
+			token, addr = m[1], m[2]
+		}
+		return m != nil
+	})
+	wcfg, _ := config("w1", "127.0.0.62")
+	stopWorker := run(func(ctx context.Context) error {
+		return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
+	})
+	testutil.WaitFor(t, 30*time.Second, "c1 and w1 alive at both members", func() bool {
+		c, w := get("c1"), get("w1")
+		if c == nil || w == nil {
+			return false
+		}
+		for _, m := range []*member{c, w} {
+			for _, name := range []string{"c1", "w1"} {
+				if x, ok := m.g.Member(name); !ok || x.State != gossip.StateAlive {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	c, w := get("c1"), get("w1")
+	if x, _ := w.g.Member("c1"); x.Meta != (gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr}) {
+		t.Errorf("worker sees c1's meta %+v", x.Meta)
+	}
+	if x, _ := c.g.Member("w1"); x.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
+		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
+	}
+	// The worker's pod range, once its Node has one, reaches the others.
+	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewFromConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec == nil {
+		n.Spec = &apiv1.NodeSpec{}
+	}
+	n.Spec.PodCIDR = "10.244.7.0/24"
+	if _, err := client.Update(ctx, cl, n); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.Meta.PodCIDR == "10.244.7.0/24"
+	})
+	stopWorker()
+	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.State == gossip.StateLeft
+	})
+	if _, dead := c.DeadSince("w1"); dead {
+		t.Error("a worker stopped cleanly is reported dead")
+	}
+}
+
+func freeTCP(t *testing.T, ip string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestGossipPortOutOfRangeRefused(t *testing.T) {
+	for _, port := range []string{"0", "70000", "-1"} {
+		var out, errb bytes.Buffer
+		err := Run(context.Background(), []string{"init", "--data-dir", t.TempDir(), "--gossip", "--gossip-port", port},
+			Streams{In: &bytes.Buffer{}, Out: &out, Err: &errb})
+		if err == nil || !strings.Contains(err.Error(), "--gossip-port "+port) {
+			t.Errorf("--gossip-port %s: err %v, want one naming the flag and value", port, err)
+		}
+	}
+}
