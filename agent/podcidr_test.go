@@ -1,13 +1,11 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,24 +30,6 @@ func (idleRuntime) StopPod(context.Context, string, *time.Duration) error { retu
 func (idleRuntime) RemovePod(context.Context, string) error               { return nil }
 func (idleRuntime) PodStatus(string) (runtime.PodStatus, error)           { return runtime.PodStatus{}, nil }
 func (idleRuntime) ListPods() []runtime.PodStatus                         { return nil }
-
-// syncBuffer is a log sink read while the agent writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // storeClusterNetwork writes the cluster's pod network as ctl init does.
 func storeClusterNetwork(t *testing.T, cp *apitest.Cluster, net clusternet.Config) {
@@ -106,7 +86,7 @@ func TestAgentWaitsForAssignedPodCIDR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	run := func(name string, c *client.Client, podCIDR string, pn agent.PodNetwork) (*agent.Agent, chan error) {
 		cfg := agent.DefaultConfig()
 		cfg.NodeName, cfg.Client, cfg.Runtime, cfg.PodCIDR, cfg.PodNetwork = name, c, idleRuntime{}, podCIDR, pn

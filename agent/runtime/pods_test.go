@@ -146,7 +146,7 @@ func TestReadinessExecLogs(t *testing.T) {
 	// TTY: stty reports the initial size, then the resized one.
 	inR, inW := io.Pipe()
 	resize := make(chan runtime.WinSize, 1)
-	var tty syncBuffer
+	var tty testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		c, _ := e.Runtime.Exec(ctx, "rel", "app", runtime.ExecOptions{Cmd: []string{"sh"}, TTY: true, Stdin: inR, Stdout: &tty,
@@ -200,7 +200,7 @@ func TestReadinessExecLogs(t *testing.T) {
 	var last int
 	fmt.Sscanf(strings.TrimPrefix(strings.TrimSpace(tail.String()[strings.LastIndex(strings.TrimSpace(tail.String()), "tick"):]), "tick "), "%d", &last)
 	fctx, cancel := context.WithCancel(ctx)
-	var follow syncBuffer
+	var follow testutil.SyncBuffer
 	fdone := make(chan error, 1)
 	go func() {
 		fdone <- e.Runtime.Logs(fctx, "rel", "app", runtime.LogOptions{Follow: true, TailLines: 1}, &follow)

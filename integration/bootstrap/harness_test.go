@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,36 +40,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a long-running ctl process (a node).
 type proc struct {
 	name     string
 	cmd      *exec.Cmd
-	out, err *syncBuffer
+	out, err *testutil.SyncBuffer
 	done     chan struct{}
 	waitErr  error
 }
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &testutil.SyncBuffer{}, err: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(ctlBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.err
 	// The node dies with the test binary even if cleanup never runs.

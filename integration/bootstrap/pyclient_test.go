@@ -149,7 +149,7 @@ func TestPythonClient(t *testing.T) {
 	cmd := exec.CommandContext(ctx, debianPython, "-u", filepath.Join("tests", "cluster_test.py"),
 		"--config", admin, "--viewer-config", viewer)
 	cmd.Dir = pythonClientDir
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -204,7 +204,7 @@ spec:
 `))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		var out, errOut syncBuffer
+		var out, errOut testutil.SyncBuffer
 		ex := exec.CommandContext(ctx, debianPython, "-u", filepath.Join("examples", "pods_and_events.py"),
 			"--config", viewer, "--exit-after", "1")
 		ex.Dir, ex.Stdout, ex.Stderr = pythonClientDir, &out, &errOut

@@ -21,23 +21,6 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The daemons' wiring: a control node (key from the store) and a `ctl
 // join` worker (key from its join answer, seeds from its servers) become
 // members of one gossip cluster, each with its metadata (the worker's pod
@@ -67,9 +50,9 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 		defer mu.Unlock()
 		return members[name]
 	}
-	config := func(name, ip string) (node.Config, *syncBuffer) {
+	config := func(name, ip string) (node.Config, *testutil.SyncBuffer) {
 		cfg := node.DefaultConfig()
-		out := &syncBuffer{}
+		out := &testutil.SyncBuffer{}
 		cfg.DataDir, cfg.Name, cfg.Advertise, cfg.BindAddress = filepath.Join(t.TempDir(), name), name, ip, ip
 		cfg.APIPort, cfg.RaftPort = freeTCP(t, ip), freeTCP(t, ip)
 		cfg.Out, cfg.Logger, cfg.Membership = out, log, factory
