@@ -40,6 +40,8 @@ type Store struct {
 	fsm       *fsm
 	mux       *mux
 	boltStore *raftboltdb.BoltStore
+	// stable is boltStore as raft's stable store, closed before boltStore.
+	stable    *closingStable
 	transport *raft.NetworkTransport
 	rpc       *grpc.Server
 	peers     *peerPool
@@ -111,7 +113,8 @@ func Open(cfg Config) (*Store, error) {
 		s.closeTransport()
 		return nil, fmt.Errorf("log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, logs, boltStore, snaps, s.transport)
+	s.stable = newClosingStable(boltStore)
+	r, err := raft.NewRaft(rc, s.fsm, logs, s.stable, snaps, s.transport)
 	if err != nil {
 		s.closeTransport()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -254,6 +257,9 @@ func (s *Store) Close() error {
 	s.peers.close()
 	s.closeTransport()
 	s.wg.Wait()
+	if s.stable != nil {
+		s.stable.close()
+	}
 	errs = append(errs, s.boltStore.Close())
 	s.closeErr = errors.Join(errs...)
 	return s.closeErr
