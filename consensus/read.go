@@ -14,17 +14,28 @@ import (
 
 // Range reads a key or a prefix. By default the read is linearizable from
 // any node: it reflects every write acknowledged before it started. With
-// req.Stale it is served from this node's state as is.
+// req.Stale it is served from this node's state as is. With req.Revision it
+// is the state as of that revision (a revision this or another node has
+// served, so one committed): this node first waits until it has applied it,
+// then reads it from its history (ErrCompacted once that no longer reaches
+// back to it).
 func (s *Store) Range(ctx context.Context, req *storepb.RangeRequest) (*storepb.RangeResponse, error) {
 	if err := validateRange(fieldOf("range"), req); err != nil {
 		return nil, err
 	}
-	if !req.Stale {
+	switch {
+	case req.Revision > 0:
+		ctx, cancel := s.withDefaultTimeout(ctx)
+		defer cancel()
+		if err := s.fsm.hub.waitRevision(ctx, req.Revision); err != nil {
+			return nil, err
+		}
+	case !req.Stale:
 		if err := s.Linearize(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return s.fsm.rangeRead(req), nil
+	return s.fsm.rangeRead(req)
 }
 
 // Get reads one key linearizably; nil when it does not exist.
