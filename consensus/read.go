@@ -2,10 +2,12 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -72,6 +74,9 @@ func (s *Store) readIndex(ctx context.Context) (uint64, error) {
 	}
 	_, addr := s.Leader()
 	if addr == "" {
+		if err := s.noQuorum(ctx); err != nil {
+			return 0, err
+		}
 		return 0, ErrNoLeader
 	}
 	client, err := s.peers.readyInternal(ctx, addr)
@@ -169,7 +174,7 @@ func (s *Store) leaderReadIndex() (uint64, error) {
 	}
 	idx := s.raft.CommitIndex()
 	if err := s.await(s.raft.VerifyLeader(), s.cfg.ElectionTimeout*4); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		return 0, readIndexError(err)
 	}
 	return idx, nil
 }
@@ -214,4 +219,16 @@ func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int
 		return nil, err
 	}
 	return s.fsm.hub.startWatcher(ctx, key, prefix, from, s.cfg.WatchBuffer, o.progress, func() {}), nil
+}
+
+// readIndexError classifies a failed leadership check of a read. A read
+// changes nothing, so whatever stopped the check (leadership lost to a new
+// election, no answer in time) leaves it safe to retry: it is
+// ErrLeadershipLost (Unavailable), never ErrNotLeader (FailedPrecondition),
+// which clients do not retry.
+func readIndexError(err error) error {
+	if errors.Is(err, raft.ErrRaftShutdown) {
+		return ErrStopped
+	}
+	return fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 }
