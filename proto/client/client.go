@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -287,8 +288,13 @@ func Reason(err error) string {
 }
 
 // do runs call against servers until one answers with something other
-// than Unavailable, rotating through them.
-func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr string) error) error {
+// than Unavailable, rotating through them. A write (write=true) is sent
+// again only when it provably was not applied: it never left the client
+// (no connection: gRPC reports no peer), or the server marked its answer
+// not applied. Otherwise its failure is an OutcomeUnknownError: a retry of
+// an applied create would say AlreadyExists, of an applied compare-and-set
+// Conflict, and the caller would take its own success for a failure.
+func (c *Client) do(ctx context.Context, write bool, call func(api apiv1.APIClient, addr string, sent *peer.Peer) error) error {
 	pause := c.opts.RetryBackoff
 	var last error
 	var tried []string
@@ -297,12 +303,16 @@ func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr str
 		n := uint64(len(ss))
 		i := c.current.Load()
 		s := ss[i%n]
-		err := call(s.api, s.addr)
-		if status.Code(err) != codes.Unavailable {
+		var p peer.Peer
+		err := call(s.api, s.addr, &p)
+		switch classify(err, write, p.Addr != nil) {
+		case final:
 			if err == nil {
 				c.maybeLearn(s)
 			}
 			return err
+		case unknown:
+			return &OutcomeUnknownError{Server: s.addr, Cause: err}
 		}
 		last = err
 		if !slices.Contains(tried, s.addr) {
@@ -329,19 +339,30 @@ func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr str
 // failoverAPI implements apiv1.APIClient over Client.do.
 type failoverAPI struct{ c *Client }
 
+// unary runs a read through do; unaryWrite a write (see do).
 func unary[Req, Resp any](ctx context.Context, c *Client, req Req, opts []grpc.CallOption,
 	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	return call(ctx, c, false, req, opts, m)
+}
+
+func unaryWrite[Req, Resp any](ctx context.Context, c *Client, req Req, opts []grpc.CallOption,
+	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	return call(ctx, c, true, req, opts, m)
+}
+
+func call[Req, Resp any](ctx context.Context, c *Client, write bool, req Req, opts []grpc.CallOption,
+	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var resp Resp
-	err := c.do(ctx, func(api apiv1.APIClient, _ string) error {
+	err := c.do(ctx, write, func(api apiv1.APIClient, _ string, sent *peer.Peer) error {
 		var err error
-		resp, err = m(api, ctx, req, opts...)
+		resp, err = m(api, ctx, req, append(opts[:len(opts):len(opts)], grpc.Peer(sent))...)
 		return err
 	})
 	return resp, err
 }
 
 func (f *failoverAPI) Create(ctx context.Context, in *apiv1.CreateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Create)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Create)
 }
 func (f *failoverAPI) Get(ctx context.Context, in *apiv1.GetRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Get)
@@ -350,25 +371,28 @@ func (f *failoverAPI) List(ctx context.Context, in *apiv1.ListRequest, opts ...g
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.List)
 }
 func (f *failoverAPI) Update(ctx context.Context, in *apiv1.UpdateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Update)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Update)
 }
 func (f *failoverAPI) UpdateStatus(ctx context.Context, in *apiv1.UpdateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.UpdateStatus)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.UpdateStatus)
 }
 func (f *failoverAPI) Patch(ctx context.Context, in *apiv1.PatchRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Patch)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Patch)
 }
 func (f *failoverAPI) Delete(ctx context.Context, in *apiv1.DeleteRequest, opts ...grpc.CallOption) (*apiv1.DeleteResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Delete)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Delete)
 }
+
+// Apply states the whole desired object: sending it again after it was
+// applied changes nothing, so it is retried as a read is.
 func (f *failoverAPI) Apply(ctx context.Context, in *apiv1.ApplyRequest, opts ...grpc.CallOption) (*apiv1.ApplyResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
 }
 func (f *failoverAPI) CreateMany(ctx context.Context, in *apiv1.CreateManyRequest, opts ...grpc.CallOption) (*apiv1.CreateManyResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)
 }
 func (f *failoverAPI) Bind(ctx context.Context, in *apiv1.BindRequest, opts ...grpc.CallOption) (*apiv1.BindResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Bind)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Bind)
 }
 func (f *failoverAPI) Version(ctx context.Context, in *apiv1.VersionRequest, opts ...grpc.CallOption) (*apiv1.VersionResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Version)
@@ -378,7 +402,7 @@ func (f *failoverAPI) Version(ctx context.Context, in *apiv1.VersionRequest, opt
 // the response headers, which the server sends once the watch is in place.
 func (f *failoverAPI) Watch(ctx context.Context, in *apiv1.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[apiv1.WatchResponse], error) {
 	var stream grpc.ServerStreamingClient[apiv1.WatchResponse]
-	err := f.c.do(ctx, func(api apiv1.APIClient, _ string) error {
+	err := f.c.do(ctx, false, func(api apiv1.APIClient, _ string, _ *peer.Peer) error {
 		s, err := api.Watch(ctx, in, opts...)
 		if err != nil {
 			return err
