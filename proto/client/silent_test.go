@@ -106,7 +106,10 @@ func TestSilentServerCostsAReadAboutASecond(t *testing.T) {
 	}
 	proxy.frozen.Store(true)
 	for i, read := range []func(context.Context) error{
-		func(ctx context.Context) error { _, err := client.Get[*apiv1.Namespace](ctx, cl, "", "default"); return err },
+		func(ctx context.Context) error {
+			_, err := client.Get[*apiv1.Namespace](ctx, cl, "", "default")
+			return err
+		},
 		func(ctx context.Context) error {
 			_, _, err := client.List[*apiv1.Namespace](ctx, cl, client.ListOptions{})
 			return err
