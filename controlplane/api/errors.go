@@ -70,7 +70,9 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
-	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNoQuorum), errors.Is(err, consensus.ErrLeadershipLost):
+	case errors.Is(err, consensus.ErrNoQuorum):
+		return notAppliedStatus(err.Error(), quorumLostCause)
+	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrLeadershipLost):
 		return notAppliedStatus(err.Error())
 	default:
 		return consensus.ToStatus(err)
@@ -83,13 +85,21 @@ func toStatus(err error) error {
 // be authorized yet): the client sends such a write again, where any other
 // Unavailable after the request was sent leaves its outcome unknown. It
 // matches proto/client's retry.go.
+// With metadata cause=QUORUM_LOST the node knows no leader can be elected
+// while it stays cut off: the client tries the other servers but not this
+// one again.
 const (
 	notAppliedReason = "NOT_APPLIED"
 	notAppliedDomain = "api.skiff.io"
+	quorumLostCause  = "QUORUM_LOST"
 )
 
-func notAppliedStatus(msg string) error {
-	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{Reason: notAppliedReason, Domain: notAppliedDomain})
+func notAppliedStatus(msg string, cause ...string) error {
+	info := &errdetails.ErrorInfo{Reason: notAppliedReason, Domain: notAppliedDomain}
+	if len(cause) > 0 {
+		info.Metadata = map[string]string{"cause": cause[0]}
+	}
+	st, err := status.New(codes.Unavailable, msg).WithDetails(info)
 	if err != nil {
 		return status.Error(codes.Unavailable, msg)
 	}

@@ -29,6 +29,10 @@ func TestNotAppliedMarksUnavailableWrites(t *testing.T) {
 			t.Errorf("%v: not marked not-applied", err)
 		}
 	}
+	st := status.Convert(toStatus(fmt.Errorf("create: %w", consensus.ErrNoQuorum)))
+	if len(st.Details()) != 1 || st.Details()[0].(*errdetails.ErrorInfo).GetMetadata()["cause"] != "QUORUM_LOST" {
+		t.Errorf("quorum lost without its cause: %v", st.Details())
+	}
 	if marked(fmt.Errorf("create: %w", consensus.ErrIndeterminate)) || marked(consensus.ErrStopped) {
 		t.Error("an undecided write or a stopping store is marked not-applied")
 	}

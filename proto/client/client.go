@@ -328,7 +328,7 @@ func (c *Client) do(ctx context.Context, write bool, call func(ctx context.Conte
 	pause := c.opts.RetryBackoff
 	attemptTimeout := c.opts.ReadAttemptTimeout
 	var last error
-	var tried []string
+	var tried, noQuorum []string
 	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
 		ss := *c.servers.Load() // learning may add servers between attempts
 		n := uint64(len(ss))
@@ -356,6 +356,13 @@ func (c *Client) do(ctx context.Context, write bool, call func(ctx context.Conte
 		last = err
 		if !slices.Contains(tried, s.addr) {
 			tried = append(tried, s.addr)
+		}
+		if quorumLost(err) && !slices.Contains(noQuorum, s.addr) {
+			// Every server says it cannot elect a leader: say so now
+			// rather than after the backoff rounds.
+			if noQuorum = append(noQuorum, s.addr); len(noQuorum) == len(ss) {
+				break
+			}
 		}
 		c.current.CompareAndSwap(i, i+1)
 		if ctx.Err() != nil {

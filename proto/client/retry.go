@@ -48,6 +48,10 @@ func IsOutcomeUnknown(err error) bool { return errors.Is(err, ErrOutcomeUnknown)
 const (
 	notAppliedReason = "NOT_APPLIED"
 	notAppliedDomain = "api.skiff.io"
+	// quorumLostCause (ErrorInfo metadata "cause"): the server has no
+	// leader and reaches too few control nodes to elect one; asking it
+	// again before the others are back is pointless.
+	quorumLostCause = "QUORUM_LOST"
 )
 
 // retryClass says what the client may do after a failed attempt.
@@ -87,6 +91,21 @@ func classify(err error, write, sent bool) retryClass {
 func markedNotApplied(st *status.Status) bool {
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == notAppliedReason && info.GetDomain() == notAppliedDomain {
+			return true
+		}
+	}
+	return false
+}
+
+// quorumLost says whether err is a server's answer that it has lost quorum.
+func quorumLost(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == notAppliedReason &&
+			info.GetDomain() == notAppliedDomain && info.GetMetadata()["cause"] == quorumLostCause {
 			return true
 		}
 	}

@@ -33,6 +33,16 @@ func TestClassifyRetriesOnlyWhatWasNotApplied(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
+	if quorumLost(notApplied.Err()) {
+		t.Error("a not-applied answer without cause read as quorum lost")
+	}
+	noQuorum, err := status.New(codes.Unavailable, "quorum lost").WithDetails(&errdetails.ErrorInfo{Reason: "NOT_APPLIED", Domain: "api.skiff.io", Metadata: map[string]string{"cause": "QUORUM_LOST"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !quorumLost(noQuorum.Err()) || classify(noQuorum.Err(), true, true) != retry {
+		t.Error("a quorum-lost answer is not recognised as such, or not as safe to send elsewhere")
+	}
 	e := &OutcomeUnknownError{Server: "s:1", Cause: lost}
 	if !errors.Is(e, ErrOutcomeUnknown) || status.Code(e) != codes.Unknown || !errors.Is(e, lost) {
 		t.Errorf("OutcomeUnknownError: Is %v code %s", errors.Is(e, ErrOutcomeUnknown), status.Code(e))
