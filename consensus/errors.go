@@ -12,6 +12,12 @@ var (
 	ErrNotLeader = errors.New("not the raft leader")
 	// ErrNoLeader: no leader is known (election under way or quorum lost).
 	ErrNoLeader = errors.New("no raft leader: election in progress or quorum lost")
+	// ErrLeadershipLost: this node stopped leading while serving a read (or
+	// another call that changed nothing); the new leader can serve a retry.
+	ErrLeadershipLost = errors.New("leadership lost during the call, retry on the new leader")
+	// ErrNoQuorum: this node has no leader and reaches too few voters for
+	// one to be elected; the message names the way out (ctl recover).
+	ErrNoQuorum = errors.New("quorum lost")
 	// ErrConflict: a conditional write's revision precondition failed.
 	ErrConflict = errors.New("revision conflict")
 	// ErrKeyNotFound: a delete named a key that does not exist.

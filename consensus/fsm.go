@@ -75,11 +75,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		results[i] = res
 		events = append(events, evs...)
 	}
-	rev := f.revision
-	f.mu.Unlock()
+	// The history is appended under f.mu so that a reader holding it sees
+	// the events of every revision up to f.revision (rangeAt undoes them).
 	if len(events) > 0 {
-		f.hub.append(events, rev)
+		f.hub.append(events, f.revision)
 	}
+	f.mu.Unlock()
 	if last > 0 {
 		f.applied.advance(last)
 	}
@@ -349,11 +350,15 @@ func cmpResult(c int, want storepb.Compare_Result) bool {
 	return false
 }
 
-// rangeRead serves a read from local state.
-func (f *fsm) rangeRead(req *storepb.RangeRequest) *storepb.RangeResponse {
+// rangeRead serves a read from local state, at req.Revision when it is set
+// (see rangeAt).
+func (f *fsm) rangeRead(req *storepb.RangeRequest) (*storepb.RangeResponse, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.rangeLocked(req)
+	if req.Revision > 0 && req.Revision < f.revision {
+		return f.rangeAt(req)
+	}
+	return f.rangeLocked(req), nil
 }
 
 func (f *fsm) rangeLocked(req *storepb.RangeRequest) *storepb.RangeResponse {

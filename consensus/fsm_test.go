@@ -16,7 +16,7 @@ import (
 
 // logFeeder drives an FSM with raw Raft log entries, as Raft would.
 type logFeeder struct {
-	t     *testing.T
+	t     testing.TB
 	f     *fsm
 	index uint64
 }
@@ -178,7 +178,7 @@ func TestFSMRangePaging(t *testing.T) {
 		if pages > 5 {
 			t.Fatal("paging does not end")
 		}
-		resp := l.f.rangeRead(&storepb.RangeRequest{Key: []byte("/p/"), Prefix: true, Limit: 2, ContinueAfter: after})
+		resp, _ := l.f.rangeRead(&storepb.RangeRequest{Key: []byte("/p/"), Prefix: true, Limit: 2, ContinueAfter: after})
 		for _, kv := range resp.Kvs {
 			got = append(got, string(kv.Key))
 		}
@@ -190,10 +190,10 @@ func TestFSMRangePaging(t *testing.T) {
 	if want := "/p/a /p/b /p/c /p/d"; joinKeys(got) != want {
 		t.Fatalf("paged keys %q, want %q", joinKeys(got), want)
 	}
-	if n := l.f.rangeRead(&storepb.RangeRequest{Key: []byte("/p/"), Prefix: true, CountOnly: true}).Count; n != 4 {
+	if n := mustRange(t, l.f, &storepb.RangeRequest{Key: []byte("/p/"), Prefix: true, CountOnly: true}).Count; n != 4 {
 		t.Fatalf("count %d", n)
 	}
-	if kvs := l.f.rangeRead(&storepb.RangeRequest{Key: []byte("/p/a"), KeysOnly: true}).Kvs; len(kvs) != 1 || kvs[0].Value != nil {
+	if kvs := mustRange(t, l.f, &storepb.RangeRequest{Key: []byte("/p/a"), KeysOnly: true}).Kvs; len(kvs) != 1 || kvs[0].Value != nil {
 		t.Fatalf("keys only: %v", kvs)
 	}
 }

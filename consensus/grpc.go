@@ -40,7 +40,7 @@ func ToStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, ErrNotLeader):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrStopped):
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrStopped), errors.Is(err, ErrLeadershipLost), errors.Is(err, ErrNoQuorum):
 		code = codes.Unavailable
 	case errors.Is(err, ErrCompacted):
 		code = codes.OutOfRange
@@ -57,7 +57,7 @@ func ToStatus(err error) error {
 }
 
 func isOurs(err error) bool {
-	for _, s := range []error{ErrInvalid, ErrConflict, ErrKeyNotFound, ErrNotLeader, ErrNoLeader, ErrStopped, ErrCompacted, ErrWatcherTooSlow, ErrIndeterminate} {
+	for _, s := range []error{ErrInvalid, ErrConflict, ErrKeyNotFound, ErrNotLeader, ErrNoLeader, ErrLeadershipLost, ErrNoQuorum, ErrStopped, ErrCompacted, ErrWatcherTooSlow, ErrIndeterminate} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -196,7 +196,7 @@ func (i internalServer) ReadIndex(ctx context.Context, _ *storepb.ReadIndexReque
 	}
 	idx, err := i.s.reads.get(ctx)
 	if err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, ToStatus(err)
 	}
 	return &storepb.ReadIndexResponse{Index: idx}, nil
 }

@@ -2,10 +2,12 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,17 +16,28 @@ import (
 
 // Range reads a key or a prefix. By default the read is linearizable from
 // any node: it reflects every write acknowledged before it started. With
-// req.Stale it is served from this node's state as is.
+// req.Stale it is served from this node's state as is. With req.Revision it
+// is the state as of that revision (a revision this or another node has
+// served, so one committed): this node first waits until it has applied it,
+// then reads it from its history (ErrCompacted once that no longer reaches
+// back to it).
 func (s *Store) Range(ctx context.Context, req *storepb.RangeRequest) (*storepb.RangeResponse, error) {
 	if err := validateRange(fieldOf("range"), req); err != nil {
 		return nil, err
 	}
-	if !req.Stale {
+	switch {
+	case req.Revision > 0:
+		ctx, cancel := s.withDefaultTimeout(ctx)
+		defer cancel()
+		if err := s.fsm.hub.waitRevision(ctx, req.Revision); err != nil {
+			return nil, err
+		}
+	case !req.Stale:
 		if err := s.Linearize(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return s.fsm.rangeRead(req), nil
+	return s.fsm.rangeRead(req)
 }
 
 // Get reads one key linearizably; nil when it does not exist.
@@ -61,6 +74,9 @@ func (s *Store) readIndex(ctx context.Context) (uint64, error) {
 	}
 	_, addr := s.Leader()
 	if addr == "" {
+		if err := s.noQuorum(ctx); err != nil {
+			return 0, err
+		}
 		return 0, ErrNoLeader
 	}
 	client, err := s.peers.readyInternal(ctx, addr)
@@ -158,7 +174,7 @@ func (s *Store) leaderReadIndex() (uint64, error) {
 	}
 	idx := s.raft.CommitIndex()
 	if err := s.await(s.raft.VerifyLeader(), s.cfg.ElectionTimeout*4); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		return 0, readIndexError(err)
 	}
 	return idx, nil
 }
@@ -203,4 +219,16 @@ func (s *Store) Watch(ctx context.Context, key []byte, prefix bool, startRev int
 		return nil, err
 	}
 	return s.fsm.hub.startWatcher(ctx, key, prefix, from, s.cfg.WatchBuffer, o.progress, func() {}), nil
+}
+
+// readIndexError classifies a failed leadership check of a read. A read
+// changes nothing, so whatever stopped the check (leadership lost to a new
+// election, no answer in time) leaves it safe to retry: it is
+// ErrLeadershipLost (Unavailable), never ErrNotLeader (FailedPrecondition),
+// which clients do not retry.
+func readIndexError(err error) error {
+	if errors.Is(err, raft.ErrRaftShutdown) {
+		return ErrStopped
+	}
+	return fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 }

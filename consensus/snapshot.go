@@ -81,8 +81,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.tree, f.byKey = tree, idx
 	f.revision = hdr.Revision
+	f.hub.reset(hdr.Revision) // under f.mu, as ApplyBatch's append
 	f.mu.Unlock()
-	f.hub.reset(hdr.Revision)
 	f.applied.set(hdr.AppliedIndex)
 	return nil
 }

@@ -49,6 +49,7 @@ type Store struct {
 	reads     *readIndexBatcher
 	health    *peerHealth
 	leader    *leaderState
+	quorum    quorumCheck
 
 	stop     chan struct{}
 	wg       sync.WaitGroup

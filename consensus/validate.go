@@ -90,6 +90,9 @@ func validateRange(field fieldPath, r *storepb.RangeRequest) error {
 	if r.Limit < 0 {
 		return invalidf("%s.limit: %d is negative", field, r.Limit)
 	}
+	if r.Revision < 0 {
+		return invalidf("%s.revision: %d is negative", field, r.Revision)
+	}
 	return nil
 }
 
@@ -139,6 +142,9 @@ func validateTxn(t *storepb.TxnRequest, single bool) error {
 				}
 			case *storepb.RequestOp_Range:
 				err = validateRange(field.dot(".range"), o.Range)
+				if err == nil && o.Range.Revision != 0 {
+					err = invalidf("%s.range.revision: a txn reads at its own revision", field)
+				}
 			default:
 				err = invalidf("%s: empty op", field)
 			}

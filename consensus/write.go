@@ -151,6 +151,10 @@ func (s *Store) applyCommand(ctx context.Context, data []byte) (*storepb.Command
 		if err == nil || !errors.Is(err, errRetryable) {
 			return res, err
 		}
+		// Not applied: wait for a leader, unless none can be elected.
+		if qerr := s.noQuorum(ctx); qerr != nil {
+			return nil, qerr
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (%v)", ErrNoLeader, ctx.Err())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -60,7 +61,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrQuotaExceeded):
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUndecided):
-		code = codes.Unavailable
+		return notAppliedStatus(trimSentinel(err.Error()))
 	case errors.Is(err, ErrForbidden):
 		code = codes.PermissionDenied
 	case errors.Is(err, ErrTooOld), errors.Is(err, consensus.ErrCompacted), errors.Is(err, consensus.ErrWatcherTooSlow):
@@ -69,10 +70,40 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
+	case errors.Is(err, consensus.ErrNoQuorum):
+		return notAppliedStatus(err.Error(), quorumLostCause)
+	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrLeadershipLost):
+		return notAppliedStatus(err.Error())
 	default:
 		return consensus.ToStatus(err)
 	}
 	return status.Error(code, trimSentinel(err.Error()))
+}
+
+// The ErrorInfo of an Unavailable answer to a call that changed nothing
+// (the store had no leader or quorum before writing, the caller could not
+// be authorized yet): the client sends such a write again, where any other
+// Unavailable after the request was sent leaves its outcome unknown. It
+// matches proto/client's retry.go.
+// With metadata cause=QUORUM_LOST the node knows no leader can be elected
+// while it stays cut off: the client tries the other servers but not this
+// one again.
+const (
+	notAppliedReason = "NOT_APPLIED"
+	notAppliedDomain = "api.skiff.io"
+	quorumLostCause  = "QUORUM_LOST"
+)
+
+func notAppliedStatus(msg string, cause ...string) error {
+	info := &errdetails.ErrorInfo{Reason: notAppliedReason, Domain: notAppliedDomain}
+	if len(cause) > 0 {
+		info.Metadata = map[string]string{"cause": cause[0]}
+	}
+	st, err := status.New(codes.Unavailable, msg).WithDetails(info)
+	if err != nil {
+		return status.Error(codes.Unavailable, msg)
+	}
+	return st.Err()
 }
 
 // statusOf is toStatus for one item of a batch call's results: the code

@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
 
 // continueToken is the opaque List continuation: where the next page starts
-// and the revision of the first page, which every page reports so that a
-// watch from it misses nothing (pages after the first are read later, so
-// they may show newer objects; the watch then replays those changes).
+// and the revision of the first page. Every later page is read at that
+// revision (on whichever node serves it, once that node has applied it), so
+// the pages of one List form one snapshot and a watch from its revision
+// misses nothing. When the store's history no longer reaches back to it the
+// page fails with OutOfRange ("re-list").
 type continueToken struct {
 	Rev    int64  `json:"rv"`
 	After  []byte `json:"after"`
@@ -85,11 +89,14 @@ func (s *Server) list(ctx context.Context, k *kinds.Kind, ns string, req *apiv1.
 		if limit > 0 && sel.empty() {
 			page = limit - int64(len(out.Items))
 		}
-		// The first read is linearizable unless stale; later pages of the
-		// same call read this node's state, already at least that recent.
+		// The first read is linearizable unless stale; every later store
+		// read, of this call or of a continuation, is at its revision.
 		resp, err := s.store.Range(ctx, &storepb.RangeRequest{Key: []byte(prefix), Prefix: true, Limit: page,
-			ContinueAfter: after, Stale: req.GetStale() || rev != 0})
+			ContinueAfter: after, Stale: req.GetStale(), Revision: rev})
 		if err != nil {
+			if errors.Is(err, consensus.ErrCompacted) {
+				return nil, fmt.Errorf("list %s: continue token of revision %d: %w", k.Resource(), rev, ErrTooOld)
+			}
 			return nil, fmt.Errorf("list %s: %w", k.Resource(), err)
 		}
 		if rev == 0 {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -154,6 +155,10 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		// to fit the object decoders, and that cost as much as decoding.
 		// Long-lived watches hold a worker each, so have plenty.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Clients ping every 10 s (gRPC's floor) to find a silent server
+		// under an idle connection or a long watch; the default policy (one
+		// ping per 5 min) would answer that with GOAWAY "too_many_pings".
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryIdentity, s.limits.unary, s.metrics.unary),
 		grpc.ChainStreamInterceptor(streamIdentity, s.limits.stream, s.metrics.stream),
 	}

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -34,8 +36,21 @@ type Options struct {
 	// RetryBackoff is the first pause after every server was tried; it
 	// doubles up to MaxBackoff.
 	RetryBackoff, MaxBackoff time.Duration
-	// DialTimeout bounds one connection attempt to a server.
+	// DialTimeout bounds one connection attempt to a server: a call on a
+	// server that does not complete the handshake in time (down, frozen,
+	// blackholed) fails unsent and goes to the next server.
 	DialTimeout time.Duration
+	// ReadAttemptTimeout bounds one attempt of a read (Get, List, Version,
+	// opening a Watch) on one server; a server silent that long is left
+	// for the next. It doubles after each round over all servers, so a
+	// read that is merely slow still completes. Writes have no per-attempt
+	// deadline: cutting one off after it was sent would leave its outcome
+	// unknown.
+	ReadAttemptTimeout time.Duration
+	// KeepaliveTime is how often an idle connection is pinged (gRPC's floor
+	// is 10 s); KeepaliveTimeout how long a ping may go unanswered before
+	// the connection is closed and calls on it fail over.
+	KeepaliveTime, KeepaliveTimeout time.Duration
 	// LearnInterval is how often, at most, the client asks a server for
 	// the current control nodes (after a successful call); negative never.
 	LearnInterval time.Duration
@@ -44,10 +59,12 @@ type Options struct {
 
 // DefaultOptions: 6 attempts with backoff from 100 ms — long enough to ride
 // out a leader election (about a second), short enough to fail fast when a
-// cluster is down.
+// cluster is down; a silent server costs a read about a second.
 func DefaultOptions() Options {
 	return Options{Namespace: "default", MaxAttempts: 6, RetryBackoff: 100 * time.Millisecond,
-		MaxBackoff: 2 * time.Second, DialTimeout: 3 * time.Second, LearnInterval: 30 * time.Second, Logger: slog.Default()}
+		MaxBackoff: 2 * time.Second, DialTimeout: time.Second, ReadAttemptTimeout: time.Second,
+		KeepaliveTime: 10 * time.Second, KeepaliveTimeout: 2 * time.Second,
+		LearnInterval: 30 * time.Second, Logger: slog.Default()}
 }
 
 // Client talks to the cluster API through any of the control nodes. It
@@ -98,6 +115,15 @@ func New(opts Options) (*Client, error) {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = def.DialTimeout
 	}
+	if opts.ReadAttemptTimeout <= 0 {
+		opts.ReadAttemptTimeout = def.ReadAttemptTimeout
+	}
+	if opts.KeepaliveTime <= 0 {
+		opts.KeepaliveTime = def.KeepaliveTime
+	}
+	if opts.KeepaliveTimeout <= 0 {
+		opts.KeepaliveTimeout = def.KeepaliveTimeout
+	}
 	if opts.LearnInterval == 0 {
 		opts.LearnInterval = def.LearnInterval
 	}
@@ -132,6 +158,7 @@ func (c *Client) dial(addr string) (*server, error) {
 		grpc.WithTransportCredentials(credentials.NewTLS(c.opts.TLS.Clone())),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: c.opts.DialTimeout}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.opts.KeepaliveTime, Timeout: c.opts.KeepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: server %q: %w", ErrConfig, addr, err)
@@ -287,26 +314,55 @@ func Reason(err error) string {
 }
 
 // do runs call against servers until one answers with something other
-// than Unavailable, rotating through them.
-func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr string) error) error {
+// than Unavailable, rotating through them. A write (write=true) is sent
+// again only when it provably was not applied: it never left the client
+// (no connection: gRPC reports no peer), or the server marked its answer
+// not applied. Otherwise its failure is an OutcomeUnknownError: a retry of
+// an applied create would say AlreadyExists, of an applied compare-and-set
+// Conflict, and the caller would take its own success for a failure.
+//
+// A read attempt has a deadline of its own (ReadAttemptTimeout, doubled
+// after each round over the servers): a server that stays silent past it
+// is left for the next one, as if it had answered Unavailable.
+func (c *Client) do(ctx context.Context, write bool, call func(ctx context.Context, api apiv1.APIClient, addr string, sent *peer.Peer) error) error {
 	pause := c.opts.RetryBackoff
+	attemptTimeout := c.opts.ReadAttemptTimeout
 	var last error
-	var tried []string
+	var tried, noQuorum []string
 	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
 		ss := *c.servers.Load() // learning may add servers between attempts
 		n := uint64(len(ss))
 		i := c.current.Load()
 		s := ss[i%n]
-		err := call(s.api, s.addr)
-		if status.Code(err) != codes.Unavailable {
+		var p peer.Peer
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if !write {
+			actx, cancel = context.WithTimeout(ctx, attemptTimeout)
+		}
+		err := call(actx, s.api, s.addr, &p)
+		if err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = status.Errorf(codes.Unavailable, "server %s did not answer within %s", s.addr, attemptTimeout)
+		}
+		cancel()
+		switch classify(err, write, p.Addr != nil) {
+		case final:
 			if err == nil {
 				c.maybeLearn(s)
 			}
 			return err
+		case unknown:
+			return &OutcomeUnknownError{Server: s.addr, Cause: err}
 		}
 		last = err
 		if !slices.Contains(tried, s.addr) {
 			tried = append(tried, s.addr)
+		}
+		if quorumLost(err) && !slices.Contains(noQuorum, s.addr) {
+			// Every server says it cannot elect a leader: say so now
+			// rather than after the backoff rounds.
+			if noQuorum = append(noQuorum, s.addr); len(noQuorum) == len(ss) {
+				break
+			}
 		}
 		c.current.CompareAndSwap(i, i+1)
 		if ctx.Err() != nil {
@@ -318,6 +374,7 @@ func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr str
 			case <-time.After(pause):
 			}
 			pause = min(2*pause, c.opts.MaxBackoff)
+			attemptTimeout *= 2
 		}
 	}
 	if ctx.Err() != nil && last == nil {
@@ -329,19 +386,30 @@ func (c *Client) do(ctx context.Context, call func(api apiv1.APIClient, addr str
 // failoverAPI implements apiv1.APIClient over Client.do.
 type failoverAPI struct{ c *Client }
 
+// unary runs a read through do; unaryWrite a write (see do).
 func unary[Req, Resp any](ctx context.Context, c *Client, req Req, opts []grpc.CallOption,
 	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	return call(ctx, c, false, req, opts, m)
+}
+
+func unaryWrite[Req, Resp any](ctx context.Context, c *Client, req Req, opts []grpc.CallOption,
+	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	return call(ctx, c, true, req, opts, m)
+}
+
+func call[Req, Resp any](ctx context.Context, c *Client, write bool, req Req, opts []grpc.CallOption,
+	m func(apiv1.APIClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var resp Resp
-	err := c.do(ctx, func(api apiv1.APIClient, _ string) error {
+	err := c.do(ctx, write, func(actx context.Context, api apiv1.APIClient, _ string, sent *peer.Peer) error {
 		var err error
-		resp, err = m(api, ctx, req, opts...)
+		resp, err = m(api, actx, req, append(opts[:len(opts):len(opts)], grpc.Peer(sent))...)
 		return err
 	})
 	return resp, err
 }
 
 func (f *failoverAPI) Create(ctx context.Context, in *apiv1.CreateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Create)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Create)
 }
 func (f *failoverAPI) Get(ctx context.Context, in *apiv1.GetRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Get)
@@ -350,25 +418,28 @@ func (f *failoverAPI) List(ctx context.Context, in *apiv1.ListRequest, opts ...g
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.List)
 }
 func (f *failoverAPI) Update(ctx context.Context, in *apiv1.UpdateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Update)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Update)
 }
 func (f *failoverAPI) UpdateStatus(ctx context.Context, in *apiv1.UpdateRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.UpdateStatus)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.UpdateStatus)
 }
 func (f *failoverAPI) Patch(ctx context.Context, in *apiv1.PatchRequest, opts ...grpc.CallOption) (*apiv1.Object, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Patch)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Patch)
 }
 func (f *failoverAPI) Delete(ctx context.Context, in *apiv1.DeleteRequest, opts ...grpc.CallOption) (*apiv1.DeleteResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Delete)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Delete)
 }
+
+// Apply states the whole desired object: sending it again after it was
+// applied changes nothing, so it is retried as a read is.
 func (f *failoverAPI) Apply(ctx context.Context, in *apiv1.ApplyRequest, opts ...grpc.CallOption) (*apiv1.ApplyResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
 }
 func (f *failoverAPI) CreateMany(ctx context.Context, in *apiv1.CreateManyRequest, opts ...grpc.CallOption) (*apiv1.CreateManyResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)
 }
 func (f *failoverAPI) Bind(ctx context.Context, in *apiv1.BindRequest, opts ...grpc.CallOption) (*apiv1.BindResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Bind)
+	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.Bind)
 }
 func (f *failoverAPI) Version(ctx context.Context, in *apiv1.VersionRequest, opts ...grpc.CallOption) (*apiv1.VersionResponse, error) {
 	return unary(ctx, f.c, in, opts, apiv1.APIClient.Version)
@@ -378,17 +449,31 @@ func (f *failoverAPI) Version(ctx context.Context, in *apiv1.VersionRequest, opt
 // the response headers, which the server sends once the watch is in place.
 func (f *failoverAPI) Watch(ctx context.Context, in *apiv1.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[apiv1.WatchResponse], error) {
 	var stream grpc.ServerStreamingClient[apiv1.WatchResponse]
-	err := f.c.do(ctx, func(api apiv1.APIClient, _ string) error {
-		s, err := api.Watch(ctx, in, opts...)
+	err := f.c.do(ctx, false, func(actx context.Context, api apiv1.APIClient, _ string, _ *peer.Peer) error {
+		// The stream lives on the caller's context; the attempt's deadline
+		// bounds only the wait for it to open.
+		sctx, cancel := context.WithCancel(ctx)
+		opening := context.AfterFunc(actx, cancel)
+		s, err := api.Watch(sctx, in, opts...)
 		if err != nil {
+			cancel()
 			return err
 		}
 		md, err := s.Header()
+		if !opening() { // the attempt ended first: the stream is cancelled
+			cancel()
+			if err == nil {
+				err = actx.Err()
+			}
+			return err
+		}
 		if err != nil {
+			cancel()
 			return err
 		}
 		if len(md.Get(watchReadyHeader)) == 0 {
 			// Trailers only: the watch failed before it started.
+			defer cancel()
 			if _, err := s.Recv(); err != nil {
 				return err
 			}

@@ -1,7 +1,10 @@
 // Package client is the Go client of the cluster API that every Skiff
 // component and user program shares: the client config file (server
 // addresses, CA, client certificate), mutual-TLS connections to every
-// control node with failover and retries on Unavailable, typed helpers over
+// control node with failover and retries on Unavailable (a write only when
+// it provably was not applied: never sent, or marked so by the server;
+// otherwise ErrOutcomeUnknown, and a Create with CreateIDAnnotation settles
+// its own outcome), typed helpers over
 // the kind-agnostic envelope, an informer (list, then watch from the list's
 // resourceVersion, re-list when the history is gone) and an Event recorder.
 //

@@ -110,7 +110,46 @@ func Create[T Object](ctx context.Context, c *Client, obj T) (T, error) {
 		var zero T
 		return zero, fmt.Errorf("create %s: metadata is required", KindOf(obj))
 	}
-	return unpackTo[T](c.api.Create(ctx, &apiv1.CreateRequest{Object: env}))
+	out, err := unpackTo[T](c.api.Create(ctx, &apiv1.CreateRequest{Object: env}))
+	if id := obj.GetMetadata().GetAnnotations()[CreateIDAnnotation]; id != "" && IsOutcomeUnknown(err) {
+		return resolveCreate(ctx, c, env, obj, id, err)
+	}
+	return out, err
+}
+
+// CreateIDAnnotation is a create's idempotency key. A Create whose answer
+// was lost (ErrOutcomeUnknown) is sent again when the object carries it;
+// if the name is then taken by an object with the same key, that object is
+// the caller's own create and is returned instead of AlreadyExists. Any
+// unique value will do (a UUID); it stays on the object.
+const CreateIDAnnotation = "client.skiff.io/create-id"
+
+// resolveCreate settles a create whose outcome is unknown by its key.
+func resolveCreate[T Object](ctx context.Context, c *Client, env *apiv1.Object, obj T, id string, cause error) (T, error) {
+	var zero T
+	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
+		out, err := unpackTo[T](c.api.Create(ctx, &apiv1.CreateRequest{Object: env}))
+		switch {
+		case err == nil:
+			return out, nil
+		case IsAlreadyExists(err):
+			md := obj.GetMetadata()
+			cur, gerr := Get[T](ctx, c, md.GetNamespace(), md.GetName())
+			if gerr != nil {
+				return zero, &OutcomeUnknownError{Server: "any server", Cause: gerr}
+			}
+			if cur.GetMetadata().GetAnnotations()[CreateIDAnnotation] == id {
+				return cur, nil
+			}
+			return zero, err // taken by someone else's create
+		case IsOutcomeUnknown(err):
+			cause = err
+			continue
+		default:
+			return zero, err
+		}
+	}
+	return zero, cause
 }
 
 // Get reads one object of T's kind: Get[*apiv1.Pod](ctx, c, "default", "web").

@@ -757,9 +757,13 @@ type RangeRequest struct {
 	// Continue after this key (the next_key of an earlier page).
 	ContinueAfter []byte `protobuf:"bytes,4,opt,name=continue_after,json=continueAfter,proto3" json:"continue_after,omitempty"`
 	// Serve from local state without a linearizability check.
-	Stale         bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
-	KeysOnly      bool `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
-	CountOnly     bool `protobuf:"varint,7,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	Stale     bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	KeysOnly  bool `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	CountOnly bool `protobuf:"varint,7,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// Read the state as of this revision (0: the latest). The node first
+	// catches up to it; a revision older than the history it keeps fails
+	// with OUT_OF_RANGE (re-list). Consistent List pages use it.
+	Revision      int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -841,6 +845,13 @@ func (x *RangeRequest) GetCountOnly() bool {
 		return x.CountOnly
 	}
 	return false
+}
+
+func (x *RangeRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type RangeResponse struct {
@@ -2500,7 +2511,7 @@ const file_store_v1_store_proto_rawDesc = "" +
 	"\x10_if_mod_revision\"_\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x121\n" +
-	"\aprev_kv\x18\x02 \x01(\v2\x18.skiff.store.v1.KeyValueR\x06prevKv\"\xc7\x01\n" +
+	"\aprev_kv\x18\x02 \x01(\v2\x18.skiff.store.v1.KeyValueR\x06prevKv\"\xe3\x01\n" +
 	"\fRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\bR\x06prefix\x12\x14\n" +
@@ -2509,7 +2520,8 @@ const file_store_v1_store_proto_rawDesc = "" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12\x1b\n" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\a \x01(\bR\tcountOnly\"\x9c\x01\n" +
+	"count_only\x18\a \x01(\bR\tcountOnly\x12\x1a\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\"\x9c\x01\n" +
 	"\rRangeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12*\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x18.skiff.store.v1.KeyValueR\x03kvs\x12\x12\n" +

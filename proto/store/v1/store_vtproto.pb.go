@@ -170,6 +170,7 @@ func (m *RangeRequest) CloneVT() *RangeRequest {
 	r.Stale = m.Stale
 	r.KeysOnly = m.KeysOnly
 	r.CountOnly = m.CountOnly
+	r.Revision = m.Revision
 	if rhs := m.Key; rhs != nil {
 		tmpBytes := make([]byte, len(rhs))
 		copy(tmpBytes, rhs)
@@ -1018,6 +1019,9 @@ func (this *RangeRequest) EqualVT(that *RangeRequest) bool {
 		return false
 	}
 	if this.CountOnly != that.CountOnly {
+		return false
+	}
+	if this.Revision != that.Revision {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -2377,6 +2381,11 @@ func (m *RangeRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if m.Revision != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Revision))
+		i--
+		dAtA[i] = 0x40
 	}
 	if m.CountOnly {
 		i--
@@ -4124,6 +4133,9 @@ func (m *RangeRequest) SizeVT() (n int) {
 	if m.CountOnly {
 		n += 2
 	}
+	if m.Revision != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Revision))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -5757,6 +5769,25 @@ func (m *RangeRequest) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.CountOnly = bool(v != 0)
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Revision", wireType)
+			}
+			m.Revision = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Revision |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -9952,6 +9983,25 @@ func (m *RangeRequest) UnmarshalVTUnsafe(dAtA []byte) error {
 				}
 			}
 			m.CountOnly = bool(v != 0)
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Revision", wireType)
+			}
+			m.Revision = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Revision |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
