@@ -65,7 +65,9 @@ func (s *Store) probeVoters(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, srv := range voters {
 		if string(srv.ID) == s.cfg.ID {
+			mu.Lock() // the probes of voters before it may be counting already
 			reached++
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -150,6 +152,9 @@ func (a *adminServer) rotateFinish(ctx context.Context) error {
 	if len(blocking) > 0 {
 		return status.Errorf(codes.FailedPrecondition, "%d node(s) still hold a certificate of the old CA and would be cut off: %s; running workers renew within minutes of the start (they poll the cluster's CAs); a Node whose machine is gone is removed with `ctl delete node NAME`; see `ctl ca rotate status`",
 			len(blocking), strings.Join(blocking, ", "))
+	}
+	if err := callerSignedBy(ctx, rec.Signer); err != nil {
+		return err
 	}
 	if rec.Rotation == rotationStarted {
 		rec.Rotation = rotationFinishing
@@ -317,4 +322,27 @@ func (a *adminServer) rotationStatus(ctx context.Context) (*adminv1.RotateCAResp
 	}
 	sort.Slice(out.Pending, func(i, j int) bool { return out.Pending[i].Identity < out.Pending[j].Identity })
 	return out, nil
+}
+
+// callerSignedBy refuses a finish asked with a certificate of the old CA:
+// finish cuts every connection holding one, the caller's own included, so
+// its answer would be lost (and the caller locked out) half-way.
+func callerSignedBy(ctx context.Context, signerPEM []byte) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return nil
+	}
+	signers, err := pki.ParseCertificatesPEM(signerPEM)
+	if err != nil || len(signers) == 0 {
+		return status.Errorf(codes.Internal, "the stored signing CA does not parse: %v", err)
+	}
+	if info.State.PeerCertificates[0].CheckSignatureFrom(signers[0]) != nil {
+		return status.Error(codes.FailedPrecondition, "your certificate comes from the old CA, which finish drops (cutting this very connection): "+
+			"use the admin.conf the control nodes rewrote with the new CA, or renew first with `ctl user renew`")
+	}
+	return nil
 }

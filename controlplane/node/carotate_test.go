@@ -227,8 +227,31 @@ func TestCARotation(t *testing.T) {
 	if _, err := openOld.List(ctxShort(t), &apiv1.ListRequest{Kind: "Namespace"}); err != nil {
 		t.Fatalf("old-CA viewer before finish: %v", err)
 	}
+	// Finish cuts every old-CA connection, the caller's own too: an old-CA
+	// admin is told to use the rewritten admin.conf instead.
+	if _, err := adminService(t, c1.api(), adminOld).RotateCA(ctxShort(t), &adminv1.RotateCARequest{Phase: "finish"}); status.Code(err) != codes.FailedPrecondition ||
+		!strings.Contains(err.Error(), "admin.conf") {
+		t.Fatalf("finish by an old-CA admin: %v; want FailedPrecondition pointing at admin.conf", err)
+	}
+	var adminNew *tls.Config
+	testutil.WaitFor(t, 20*time.Second, "c1's admin.conf rewritten with a new-CA certificate", func() bool {
+		cc, err := client.LoadConfig(filepath.Join(c1.cfg.DataDir, AdminConfigFile))
+		if err != nil {
+			return false
+		}
+		tc, err := cc.TLS()
+		if err != nil || len(tc.Certificates) == 0 {
+			return false
+		}
+		leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+		if err != nil || leaf.CheckSignatureFrom(newCA.Cert) != nil {
+			return false
+		}
+		adminNew = tc
+		return true
+	})
 	begin := time.Now()
-	done, err := adminService(t, c1.api(), adminOld).RotateCA(context.Background(), &adminv1.RotateCARequest{Phase: "finish"})
+	done, err := adminService(t, c1.api(), adminNew).RotateCA(context.Background(), &adminv1.RotateCARequest{Phase: "finish"})
 	if err != nil {
 		t.Fatalf("finish: %v", err)
 	}
