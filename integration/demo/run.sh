@@ -4,7 +4,7 @@
 # veth pair for Service IPs).
 #
 #   3 control nodes   ctl init / ctl join --control   on 127.0.0.1-3
-#   2 workers         ctl join (worker) + ctl agent   pod ranges from the control plane (10.244.0.0/16 in /24s)
+#   2 workers         ctl join (worker, runs its agent)   pod ranges from the control plane (10.244.0.0/16 in /24s)
 #   1 OCI registry    the demo image, built from busybox (nothing downloaded)
 #   demo app          Deployment "hello" (3 replicas) + ClusterIP Service
 #
@@ -150,14 +150,12 @@ done
 wait_for 60 "3 voters" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf members | grep -c -w voter | grep -qx 3"
 
 for i in 1 2; do
-  say "ctl join + ctl agent (worker w$i)"
-  bg w$i-join "$CTL" join --token "$WORKER_TOKEN" --name w$i --data-dir "$WORK/w$i" \
-    --advertise 127.0.0.1$i --bind-address 127.0.0.1$i 127.0.0.1:7443
-  wait_for 60 "w$i's node config" test -s "$WORK/w$i/node.conf"
+  say "ctl join (worker w$i: one process holds its certificate and runs its agent)"
   proxy=(); [[ $i == 2 ]] && proxy=(--no-proxy)   # one Service proxy serves the shared namespace
-  bg w$i "$CTL" agent --config "$WORK/w$i/node.conf" --node-name w$i --node-ip 127.0.0.1$i \
+  bg w$i "$CTL" join --token "$WORKER_TOKEN" --name w$i --data-dir "$WORK/w$i" \
+    --advertise 127.0.0.1$i --bind-address 127.0.0.1$i \
     --cluster-cidr 10.244.0.0/16 --bridge skiff$i --cgroup-root "$CGROOT/w$i" \
-    --data-dir "$WORK/w$i/agent" --insecure-registry 127.0.0.1:5000 "${proxy[@]}"
+    --insecure-registry 127.0.0.1:5000 "${proxy[@]}" 127.0.0.1:7443
 done
 wait_for 60 "2 Ready workers" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get nodes | grep -c ' Ready' | grep -qx 2"
 
