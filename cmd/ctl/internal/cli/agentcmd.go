@@ -87,7 +87,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 }
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
-// holds.
+// holds, reading the config's files again at each handshake (rereadTLS).
 func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -101,7 +101,13 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	if f.nodeName, err = agentNodeName(cc, f.nodeName); err != nil {
 		return err
 	}
-	c, err := client.NewFromConfig(cc)
+	tc, err := newRereadTLS(cc)
+	if err != nil {
+		return err
+	}
+	co := client.DefaultOptions()
+	co.Servers, co.TLS, co.Logger = cc.Servers, tc.Config(), log
+	c, err := client.New(co)
 	if err != nil {
 		return err
 	}
