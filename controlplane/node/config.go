@@ -105,6 +105,10 @@ type Config struct {
 	// (ctl init --cluster-cidr, --node-cidr-mask-size); zero fields take
 	// clusternet.Default's. It is stored once, when the cluster is made.
 	ClusterNetwork clusternet.Config
+	// Worker, when set, runs on a worker once its Node is registered, in
+	// the same process and until the node stops (ctl join runs the agent
+	// here). Nil: the worker only holds its certificate.
+	Worker WorkerFunc
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

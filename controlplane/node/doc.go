@@ -1,6 +1,8 @@
 // Package node runs a Skiff machine from its data dir: the control-node
 // daemon (replicated store, API server, join and admin services on one
-// port) and, until the agent exists, the worker's join-and-hold.
+// port) and a worker: its join, its certificate kept renewed, and its
+// in-process services (Config.Worker: ctl join runs the agent there, with
+// a client that takes the renewer's current certificate and CAs).
 //
 // It owns the data dir layout and the bootstrap flows behind `ctl init`,
 // `ctl join` and `ctl recover`:
@@ -13,6 +15,7 @@
 //	<data-dir>/audit/        audit.log of mutating requests (control nodes)
 //	<data-dir>/admin.conf    admin client config (control nodes)
 //	<data-dir>/node.conf     the worker's client config (its node:<name> cert)
+//	<data-dir>/agent/        the agent's state (workers; see ctl join)
 //
 // Starting on a data dir that holds node.json always resumes that node: it
 // never bootstraps a second cluster or wipes state.

@@ -17,9 +17,28 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
+// WorkerEnv is what a worker's in-process services (the agent) are given
+// once the node is registered.
+type WorkerEnv struct {
+	// Name is the node's name, the one its certificate is for (node:<Name>).
+	Name string
+	// DataDir is the node's data dir; a service keeps its state under it.
+	DataDir string
+	// Advertise is the host (IP or name) other machines reach the node at.
+	Advertise string
+	// Client reaches the control nodes with the certificate the renewer
+	// keeps current and the CAs the worker trusts now: a renewal or a CA
+	// rotation needs no restart of what uses it.
+	Client *client.Client
+	Logger *slog.Logger
+}
+
+// WorkerFunc runs a worker's in-process services until ctx ends.
+type WorkerFunc func(ctx context.Context, env WorkerEnv) error
+
 // runWorker holds a worker's certificate (renewing it through the join
-// service) and keeps its Node object registered. The agent (pods) comes in
-// a later issue and will take over from here.
+// service), keeps its Node object registered and runs cfg.Worker (the
+// agent) in the same process.
 func runWorker(ctx context.Context, cfg Config, st State) error {
 	log := cfg.Logger.With("node", st.Name)
 	dir := filepath.Join(cfg.DataDir, PKIDir)
@@ -71,10 +90,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if r, err = pki.NewRenewer(rc); err != nil {
 		return err
 	}
-	o := client.DefaultOptions()
-	o.Servers, o.Logger = st.Servers, log
-	o.TLS = bundle.ClientConfig(r, "")
-	cl, err := client.New(o)
+	cl, err := client.New(workerClientOptions(st.Servers, bundle, r, log))
 	if err != nil {
 		return err
 	}
@@ -135,10 +151,28 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		}
 		return fmt.Errorf("register Node %q: %w", st.Name, err)
 	}
-	fmt.Fprintf(cfg.Out, "worker node %s registered with the cluster (%v); holding its certificate until the agent runs here\n", st.Name, st.Servers)
+	if cfg.Worker == nil {
+		fmt.Fprintf(cfg.Out, "worker node %s registered with the cluster (%v); holding its certificate (no agent in this process)\n", st.Name, st.Servers)
+	} else {
+		fmt.Fprintf(cfg.Out, "worker node %s registered with the cluster (%v); running its agent\n", st.Name, st.Servers)
+	}
+	servicesErr := make(chan error, 1)
+	go func() {
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log})
+	}()
+	// The first of the renewer and the services to end ends the other.
 	select {
-	case <-ctx.Done():
 	case err = <-renewErr:
+		cancel()
+		if serr := <-servicesErr; err == nil {
+			err = serr
+		}
+		return err
+	case err = <-servicesErr:
+		cancel()
+		if rerr := <-renewErr; err == nil {
+			err = rerr
+		}
 		return err
 	case err = <-gossipErr:
 		gossipErr = nil
@@ -146,7 +180,32 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		<-renewErr
 		return fmt.Errorf("gossip membership: %w", err)
 	}
-	return <-renewErr
+}
+
+// serveWorker runs the services of a registered worker in this process
+// until ctx ends: the agent (cfg.Worker) today. Every service started on
+// a worker starts here.
+func serveWorker(ctx context.Context, cfg Config, env WorkerEnv) error {
+	if cfg.Worker == nil {
+		<-ctx.Done()
+		return nil
+	}
+	if err := cfg.Worker(ctx, env); err != nil {
+		return fmt.Errorf("worker %s: %w", env.Name, err)
+	}
+	return nil
+}
+
+// workerClientOptions is the client of a worker and of its agent: each
+// handshake presents the certificate src holds then (the renewer's
+// current one) and checks the server against the CAs bundle holds then
+// (ca.crt, replaced by each renewal's and CA poll's answer), so neither a
+// renewal nor a CA rotation needs a new client.
+func workerClientOptions(servers []string, bundle *pki.Bundle, src pki.CertSource, log *slog.Logger) client.Options {
+	o := client.DefaultOptions()
+	o.Servers, o.Logger = servers, log
+	o.TLS = bundle.ClientConfig(src, "")
+	return o
 }
 
 // trustCAs makes casPEM (the signer first) the CAs a worker trusts, here

@@ -257,7 +257,9 @@ func (c *cluster) joinControl(t *testing.T, name, token string) *node {
 func (c *cluster) joinWorker(t *testing.T, name, token string) *node {
 	t.Helper()
 	n := &node{owner: c.t, name: name, dataDir: filepath.Join(c.dir, name)}
-	n.args = []string{"join", "--token", token, "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", c.anyAPI()}
+	// --agent=false: these tests are about the certificate and the Node
+	// object, not pods (the agent needs root).
+	n.args = []string{"join", "--agent=false", "--token", token, "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", c.anyAPI()}
 	n.start()
 	n.p.waitOutput(t, 60*time.Second, regexp.MustCompile(`worker node `+name+` registered`))
 	c.workers = append(c.workers, n)

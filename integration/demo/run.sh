@@ -4,7 +4,7 @@
 # veth pair for Service IPs).
 #
 #   3 control nodes   ctl init / ctl join --control   on 127.0.0.1-3
-#   2 workers         ctl join (worker) + ctl agent   pod ranges from the control plane (10.244.0.0/16 in /24s)
+#   2 workers         ctl join (worker, runs its agent)   pod ranges from the control plane (10.244.0.0/16 in /24s)
 #   1 OCI registry    the demo image, built from busybox (nothing downloaded)
 #   demo app          Deployment "hello" (3 replicas) + ClusterIP Service
 #
@@ -149,15 +149,22 @@ for i in 2 3; do
 done
 wait_for 60 "3 voters" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf members | grep -c -w voter | grep -qx 3"
 
-for i in 1 2; do
-  say "ctl join + ctl agent (worker w$i)"
-  bg w$i-join "$CTL" join --token "$WORKER_TOKEN" --name w$i --data-dir "$WORK/w$i" \
-    --advertise 127.0.0.1$i --bind-address 127.0.0.1$i 127.0.0.1:7443
-  wait_for 60 "w$i's node config" test -s "$WORK/w$i/node.conf"
-  proxy=(); [[ $i == 2 ]] && proxy=(--no-proxy)   # one Service proxy serves the shared namespace
-  bg w$i "$CTL" agent --config "$WORK/w$i/node.conf" --node-name w$i --node-ip 127.0.0.1$i \
+# join_worker I LOG runs worker wI: one process joins (or, on a data dir
+# that holds the node, resumes), keeps its certificate renewed and runs its
+# agent. WORKER_PID[I] is that process.
+declare -A WORKER_PID
+join_worker() {
+  local i=$1 log=$2 proxy=()
+  [[ $i == 2 ]] && proxy=(--no-proxy)   # one Service proxy serves the shared namespace
+  bg "$log" "$CTL" join --token "$WORKER_TOKEN" --name w$i --data-dir "$WORK/w$i" \
+    --advertise 127.0.0.1$i --bind-address 127.0.0.1$i \
     --cluster-cidr 10.244.0.0/16 --bridge skiff$i --cgroup-root "$CGROOT/w$i" \
-    --data-dir "$WORK/w$i/agent" --insecure-registry 127.0.0.1:5000 "${proxy[@]}"
+    --insecure-registry 127.0.0.1:5000 "${proxy[@]}" 127.0.0.1:7443
+  WORKER_PID[$i]=$!
+}
+for i in 1 2; do
+  say "ctl join (worker w$i: one process holds its certificate and runs its agent)"
+  join_worker $i w$i
 done
 wait_for 60 "2 Ready workers" bash -c "nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get nodes | grep -c ' Ready' | grep -qx 2"
 
@@ -175,6 +182,21 @@ wait_for 30 "endpoints for hello" bash -c "nsenter --net=/run/netns/$NS $CTL --c
 
 say "6 requests to the ClusterIP $CIP (round robin over the pods)"
 for _ in 1 2 3 4 5 6; do in_ns curl -s -m 5 "http://$CIP/"; done
+
+say "stop w1's ctl join and run the same command again: it resumes (no new join), its pods keep running"
+pods_before=$(ctl get pods -n demo -o wide | awk '$NF == "w1" {print $1}' | sort)
+kill -TERM "${WORKER_PID[1]}"
+( sleep 15; kill -KILL "${WORKER_PID[1]}" 2>/dev/null ) & stopper=$!   # a stuck stop fails the checks below
+wait "${WORKER_PID[1]}" || true
+kill "$stopper" 2>/dev/null || true
+join_worker 1 w1-resumed
+wait_for 30 "w1 to resume" grep -q "resuming it" "$WORK/w1-resumed.log"
+wait_for 30 "w1's agent to run again" grep -q "registered with the cluster" "$WORK/w1-resumed.log"
+grep -o 'resuming it[^"]*' "$WORK/w1-resumed.log" | head -1
+pods_after=$(ctl get pods -n demo -o wide | awk '$NF == "w1" {print $1}' | sort)
+[[ "$pods_before" == "$pods_after" ]] || { echo "w1's pods changed across the resume: [$pods_before] -> [$pods_after]" >&2; exit 1; }
+echo "w1's pods after the resume: $(echo $pods_after)"
+for _ in 1 2 3; do in_ns curl -s -m 5 "http://$CIP/"; done
 
 if [[ $KEEP == 1 ]]; then
   say "running; explore with: nsenter --net=/run/netns/$NS $CTL --config $WORK/c1/admin.conf get pods -A   (Ctrl-C ends)"

@@ -2,22 +2,25 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/controlplane/node"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
+	"github.com/skiffhq/skiff/proto/client"
 )
 
 // agentFlags are the flags of `ctl agent`.
@@ -35,9 +38,10 @@ func (o *options) agentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run this machine as a worker: its Node, the pods bound to it, and the Service proxy (foreground)",
-		Long: `Run the worker agent in the foreground. It registers (or adopts) the Node
---node-name with the cluster API using the client config given by --config
-(a certificate for node:<name>), heartbeats by renewing its Lease in
+		Long: `Run the worker agent in the foreground. ` + "`ctl join`" + ` (worker) runs this
+agent itself; ctl agent is for a worker whose certificate another process
+holds. It registers (or adopts) the Node its client config (--config, a
+certificate for node:<name>) is for, heartbeats by renewing its Lease in
 kube-node-lease (the full status only when it changes, or each minute),
 runs the pods bound to it with libcontainer, and programs Services into the
 kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
@@ -49,7 +53,7 @@ Everything the agent keeps (images, pod state, pod network namespaces, CNI
 state) is under --data-dir, so two agents on one machine need two.
 
 Needs root and containernetworking-plugins (/usr/lib/cni).`,
-		Example: `  ctl agent --config /etc/skiff/node.conf --node-name w1 --node-ip 192.168.10.21`,
+		Example: `  ctl agent --config /var/lib/skiff/node.conf --node-ip 192.168.10.21`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := untilSignal(cmd.Context())
@@ -58,10 +62,19 @@ Needs root and containernetworking-plugins (/usr/lib/cni).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the host name); the certificate must be node:<name>")
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the name in the --config certificate, node:<name>; another one is refused)")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "images, pod state, volumes, logs and CNI state")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.add(fl)
+	return cmd
+}
+
+// add registers the flags an agent has under both ctl agent and ctl join
+// (worker): everything but its name, data dir and log level, which ctl
+// join takes from the node.
+func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "only a check: the pod range this node must have been assigned (the control plane assigns it; another one stops the agent)")
-	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: the first global IPv4 address)")
+	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: ctl join's --advertise when an IP, else the first global IPv4 address)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
@@ -71,27 +84,106 @@ Needs root and containernetworking-plugins (/usr/lib/cni).`,
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
 	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	return cmd
 }
 
+// runAgent is ctl agent: the agent of the node whose certificate --config
+// holds, reading the config's files again at each handshake (rereadTLS).
 func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
 	}
 	log := slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
+	cc, err := o.loadConfig()
+	if err != nil {
+		return err
+	}
+	if f.nodeName, err = agentNodeName(cc, f.nodeName); err != nil {
+		return err
+	}
+	tc, err := newRereadTLS(cc)
+	if err != nil {
+		return err
+	}
+	co := client.DefaultOptions()
+	co.Servers, co.TLS, co.Logger = cc.Servers, tc.Config(), log
+	c, err := client.New(co)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return runAgentWith(ctx, f, c, log)
+}
+
+// agentNodeName is the node an agent runs: the one its client certificate
+// is for (node:<name>). flagName, when given, must be that name: the API
+// refuses a node's writes to another node's objects, so a mismatch could
+// only fail later and less clearly.
+func agentNodeName(cc *client.Config, flagName string) (string, error) {
+	tc, err := cc.TLS()
+	if err != nil {
+		return "", err
+	}
+	if len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+		return "", errors.New("the client config holds no client certificate")
+	}
+	leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		return "", fmt.Errorf("the client config's certificate: %w", err)
+	}
+	id, err := pki.IdentityFromCert(leaf)
+	if err != nil {
+		return "", fmt.Errorf("the client config's certificate: %w", err)
+	}
+	if id.Role != pki.RoleNode {
+		return "", fmt.Errorf("the client config's certificate is for %s, not a node: an agent needs a worker's node.conf (node:<name>)", id)
+	}
+	if flagName != "" && flagName != id.Name {
+		return "", fmt.Errorf("--node-name %q: the client config's certificate is for node %q (leave --node-name out, or use that node's node.conf)", flagName, id.Name)
+	}
+	return id.Name, nil
+}
+
+// joinAgent is the agent ctl join runs in the worker's process, with the
+// node's client (the renewer's current certificate and CAs) and its state
+// under <data-dir>/agent.
+func joinAgent(f agentFlags) node.WorkerFunc {
+	return func(ctx context.Context, env node.WorkerEnv) error {
+		f.nodeName, f.dataDir = env.Name, filepath.Join(env.DataDir, "agent")
+		if f.nodeIP == "" {
+			if ip, err := netip.ParseAddr(env.Advertise); err == nil {
+				f.nodeIP = ip.String()
+			}
+		}
+		return runAgentWith(ctx, f, env.Client, env.Logger)
+	}
+}
+
+// check reports the first malformed flag, so that ctl join refuses it
+// before joining.
+func (f agentFlags) check() error {
 	if f.podCIDR != "" {
 		if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
 			return fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
 		}
 	}
-	if f.nodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("--node-name not given and no host name: %w", err)
+	if f.clusterCIDR != "" {
+		if _, err := netip.ParsePrefix(f.clusterCIDR); err != nil {
+			return fmt.Errorf("--cluster-cidr %q: %w", f.clusterCIDR, err)
 		}
-		f.nodeName = strings.ToLower(h)
+	}
+	if f.nodeIP != "" {
+		if _, err := netip.ParseAddr(f.nodeIP); err != nil {
+			return fmt.Errorf("--node-ip %q: %w", f.nodeIP, err)
+		}
+	}
+	return nil
+}
+
+// runAgentWith runs the agent of node f.nodeName through c until ctx ends.
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger) error {
+	if err := f.check(); err != nil {
+		return err
 	}
 	var nodeIP netip.Addr
 	if f.nodeIP != "" {
@@ -107,12 +199,6 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 		}
 		nodeIP = ip
 	}
-	c, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-
 	imgCfg := image.DefaultConfig()
 	imgCfg.Root = filepath.Join(f.dataDir, "images")
 	imgCfg.InsecureRegistries = f.insecureRegistries

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent/gossip"
 	"github.com/skiffhq/skiff/controlplane"
@@ -137,7 +138,8 @@ fixed when the cluster is created.`,
 func (o *options) joinCmd() *cobra.Command {
 	var f nodeFlags
 	var token string
-	var control bool
+	var control, runAgent bool
+	var af agentFlags
 	cmd := &cobra.Command{
 		Use:   "join --token TOKEN [--control] ADDR",
 		Short: "Join this machine to a cluster as a control node or a worker (runs in the foreground)",
@@ -145,6 +147,11 @@ func (o *options) joinCmd() *cobra.Command {
 token (from ctl init or ctl token create) pins the cluster CA: the CA is
 checked before the token's secret is sent. Running it again with the same
 --data-dir resumes the node (the token is then not used).
+
+A worker runs its agent (pods, heartbeats, the Service proxy; see ctl agent)
+in the same process once it is registered, as node:<--name> with the
+certificate it keeps renewed; the agent keeps its state in <data-dir>/agent.
+One command per worker: nothing else runs on it.
 
 A worker's certificate is for client authentication only and names at most
 its --advertise IP (when the join comes from that address). A worker may
@@ -155,6 +162,17 @@ re-join that machine, use a token from ` + "`ctl token create --node NAME`" + `.
 			cfg, err := f.config(o)
 			if err != nil {
 				return err
+			}
+			if control {
+				if err := refuseAgentFlags(cmd); err != nil {
+					return err
+				}
+			}
+			if !control && runAgent {
+				if err := af.check(); err != nil {
+					return err
+				}
+				cfg.Worker = joinAgent(af)
 			}
 			opts := node.JoinOptions{Token: token, Control: control}
 			if len(args) == 1 {
@@ -176,7 +194,24 @@ re-join that machine, use a token from ` + "`ctl token create --node NAME`" + `.
 	f.add(cmd, true)
 	cmd.Flags().StringVar(&token, "token", "", "join token (skiff1.…)")
 	cmd.Flags().BoolVar(&control, "control", false, "join as a control node (store member and API server) instead of a worker")
+	cmd.Flags().BoolVar(&runAgent, "agent", true, "worker: run the agent in this process (false: only hold the certificate and keep the Node registered)")
+	af.add(cmd.Flags())
 	return cmd
+}
+
+// refuseAgentFlags: a control node runs no agent, so an agent flag given
+// to ctl join --control is a mistake, not something to ignore.
+func refuseAgentFlags(cmd *cobra.Command) error {
+	names := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	(&agentFlags{}).add(names)
+	names.BoolVar(new(bool), "agent", true, "")
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if err == nil && names.Lookup(fl.Name) != nil {
+			err = fmt.Errorf("--%s is a worker's (agent) flag: a control node (--control) runs no agent", fl.Name)
+		}
+	})
+	return err
 }
 
 func (o *options) recoverCmd() *cobra.Command {
