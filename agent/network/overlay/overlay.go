@@ -396,3 +396,19 @@ func (o *Overlay) Handler(self string) client.EventHandler {
 		},
 	}
 }
+
+// UnderlayMTU is the MTU of the link holding nodeIP in the caller's network
+// namespace; pod interfaces over the overlay get this minus Overhead.
+func UnderlayMTU(nodeIP net.IP) (int, error) {
+	h, err := handle("")
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	o := &Overlay{cfg: Config{NodeIP: nodeIP}, h: h}
+	l, err := o.underlay()
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().MTU, nil
+}
