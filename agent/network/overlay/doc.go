@@ -13,5 +13,6 @@
 // range is spec.podCIDR and their VTEP MAC is the annotation
 // skiff.io/vxlan-mac, which each agent writes on its own Node. A peer that is
 // removed, or whose address, range or MAC changes, has its old entries
-// deleted. Nothing here NATs: pod-to-pod packets keep the source pod's IP.
+// deleted; after an agent restart Prune drops the entries of Nodes that went
+// away meanwhile (the device outlives the agent). Nothing here NATs: pod-to-pod packets keep the source pod's IP.
 package overlay

@@ -293,6 +293,21 @@ func TestCrossHostPodToPod(t *testing.T) {
 		t.Fatalf("the exchange did not go through the vxlan device (err %v)", err)
 	}
 
+	// An agent restart while node b is deleted: the new Overlay takes over
+	// the device (same MAC) and Prune drops b's entries, keeps none for a.
+	oa.Close()
+	oa2 := mk("ha", "192.168.77.1", "10.244.1.0/24")
+	if oa2.MAC().String() != oa.MAC().String() {
+		t.Errorf("MAC after takeover = %s, want %s (peers programmed it)", oa2.MAC(), oa.MAC())
+	}
+	if err := oa2.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	requireEntries(t, nla, vx, "192.168.77.2", ob.MAC(), false)
+	oa, ha = oa2, oa2.Handler("a")
+	ha.OnAdd(nodeB)
+	requireEntries(t, nla, vx, "192.168.77.2", ob.MAC(), true)
+
 	// Node b changes address: the old FDB entry goes, a new one comes.
 	ha.OnUpdate(nodeB, node("b", "192.168.77.3", "10.244.2.0/24", ob.MAC()))
 	if fdbHas(t, nla, vx, "192.168.77.2", ob.MAC()) {

@@ -45,7 +45,15 @@ func (o *Overlay) Run(ctx context.Context, c *client.Client, nodeName string) er
 		return err
 	}
 	inf := client.NewInformer(c, "Node", client.ListOptions{}, o.Handler(nodeName))
-	if err := inf.Run(ctx); err != nil && ctx.Err() == nil {
+	done := make(chan error, 1)
+	go func() { done <- inf.Run(ctx) }()
+	// Once every Node is known, entries of Nodes gone while no agent ran go.
+	if err := inf.WaitForSync(ctx); err == nil {
+		if err := o.Prune(); err != nil {
+			o.log.Error("prune stale peers", "err", err)
+		}
+	}
+	if err := <-done; err != nil && ctx.Err() == nil {
 		return fmt.Errorf("overlay: Node informer: %w", err)
 	}
 	return nil
