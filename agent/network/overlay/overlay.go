@@ -82,6 +82,8 @@ type Overlay struct {
 
 	mu    sync.Mutex
 	peers map[string]Peer // by node name: what is programmed
+
+	closeOnce sync.Once
 }
 
 // New creates (or takes over) the vxlan device, gives it the network address
@@ -318,11 +320,13 @@ func (o *Overlay) Peers() []string {
 
 // Close releases the netlink handle; the device and its entries stay (pods
 // keep their connectivity across an agent restart).
-func (o *Overlay) Close() { o.h.Close() }
+// Closing twice is a no-op (a second close of the sockets could close
+// descriptors reused meanwhile).
+func (o *Overlay) Close() { o.closeOnce.Do(o.h.Close) }
 
 // Delete removes the vxlan device (and with it every entry) and closes.
 func (o *Overlay) Delete() error {
-	defer o.h.Close()
+	defer o.Close()
 	if err := o.h.LinkDel(o.link); err != nil {
 		return fmt.Errorf("overlay: delete %s: %w", o.cfg.Device, err)
 	}

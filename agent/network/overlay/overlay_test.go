@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -174,19 +175,21 @@ func requireRootAndVXLAN(t *testing.T) {
 			t.Skipf("needs %s on PATH", bin)
 		}
 	}
-	// Probe vxlan support in a throwaway netns of our own.
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink in new netns: %v", err)
-	}
-	defer h.Close()
-	if err := h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "probe"}, VxlanId: 1, Port: 8472}); err != nil {
-		t.Skipf("kernel has no vxlan support: %v", err)
+	// Probe vxlan support in a throwaway netns of our own, on a thread that
+	// dies with its goroutine (netns.New moves the calling thread).
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := netns.New()
+		if err != nil {
+			errc <- fmt.Errorf("cannot create a network namespace: %w", err)
+			return
+		}
+		defer ns.Close()
+		errc <- netlink.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "probe"}, VxlanId: 1, Port: 8472})
+	}()
+	if err := <-errc; err != nil {
+		t.Skipf("no vxlan support here: %v", err)
 	}
 }
 
