@@ -11,4 +11,9 @@
 // name) replaces the built-in list, so users can plug other CNI plugins.
 // Plugins are looked up in Config.PluginDirs (Debian's
 // containernetworking-plugins installs them in /usr/lib/cni).
+//
+// EnsureMasquerade replaces the bridge plugin's ipMasq for multi-node pod
+// networks: one nftables rule masquerades only pod traffic that leaves the
+// cluster range, so pods see each other's own IPs across nodes. The VXLAN
+// overlay that carries that traffic is the subpackage overlay.
 package network

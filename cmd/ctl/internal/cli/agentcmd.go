@@ -31,6 +31,7 @@ type agentFlags struct {
 	insecureRegistries                        []string
 	labels                                    map[string]string
 	noProxy                                   bool
+	podNetwork                                string
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -80,6 +81,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
 	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
+	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
@@ -207,7 +209,16 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	if err != nil {
 		return err
 	}
-	nets, err := network.New(agentNetworkConfig(f))
+	podNet, ok := podNetworkModes[f.podNetwork]
+	if !ok {
+		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
+	}
+	podNetEnv := podNetworkEnv{ctx: ctx, nodeName: f.nodeName, nodeIP: nodeIP, clusterCIDR: f.clusterCIDR, client: c, log: log}
+	netCfg := agentNetworkConfig(f)
+	if err := podNet.configure(podNetEnv, &netCfg); err != nil {
+		return err
+	}
+	nets, err := network.New(netCfg)
 	if err != nil {
 		return err
 	}
@@ -221,7 +232,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 
 	cfg := agent.DefaultConfig()
 	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
-	cfg.Images, cfg.PodNetwork = images, nets
+	cfg.Images, cfg.PodNetwork = images, podNet.wrap(podNetEnv, nets)
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {
 		pc := netproxy.DefaultConfig()
