@@ -34,15 +34,15 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 		return nil, toStatus(fmt.Errorf("create: %w", err))
 	}
 	s.workers.each(len(objs), createManyParallel, func(i int) {
-		out.Results[i] = s.createOne(ctx, objs[i], req.GetDryRun(), true)
+		out.Results[i], _ = s.createOne(ctx, objs[i], req.GetDryRun(), true)
 	})
 	return out, nil
 }
 
-func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linearized bool) *apiv1.CreateResult {
-	fail := func(err error) *apiv1.CreateResult {
+func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linearized bool) (*apiv1.CreateResult, error) {
+	fail := func(err error) (*apiv1.CreateResult, error) {
 		code, msg := statusOf(err)
-		return &apiv1.CreateResult{Code: code, Message: msg}
+		return &apiv1.CreateResult{Code: code, Message: msg}, err
 	}
 	obj, k, err := s.unpack(env)
 	if err != nil {
@@ -66,11 +66,11 @@ func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linea
 		if err != nil {
 			return fail(err)
 		}
-		return &apiv1.CreateResult{Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}
+		return &apiv1.CreateResult{Object: rawEnvelope(k, value, rev), ResourceVersion: formatRev(rev)}, nil
 	}
 	packed, err := s.pack(created)
 	if err != nil {
 		return fail(err)
 	}
-	return &apiv1.CreateResult{Object: packed, ResourceVersion: kinds.Meta(created).ResourceVersion}
+	return &apiv1.CreateResult{Object: packed, ResourceVersion: kinds.Meta(created).ResourceVersion}, nil
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
@@ -67,9 +65,12 @@ func conflictOn(k *kinds.Kind, name string, err error) error {
 
 // Create implements apiv1.APIServer.
 func (s *Server) Create(ctx context.Context, req *apiv1.CreateRequest) (*apiv1.Object, error) {
-	res := s.createOne(ctx, req.GetObject(), req.GetDryRun(), false)
-	if codes.Code(res.GetCode()) != codes.OK {
-		return nil, status.Error(codes.Code(res.GetCode()), res.GetMessage())
+	res, err := s.createOne(ctx, req.GetObject(), req.GetDryRun(), false)
+	if err != nil {
+		// The whole status, not the batch item's code and message: an
+		// Unavailable keeps its NOT_APPLIED detail, so the client knows it
+		// may send the create again.
+		return nil, toStatus(err)
 	}
 	return res.GetObject(), nil
 }
