@@ -52,12 +52,12 @@ func (n *Node) Store() *consensus.Store {
 
 // FastConfig has timeouts fit for loopback tests on a loaded 2-core machine:
 // fast enough to fail over in well under a second, slow enough not to flap
-// (three times slower under the race detector, see race.go).
+// (slower under the race detector, see race.go).
 func FastConfig() consensus.Config {
 	c := consensus.DefaultConfig()
-	c.HeartbeatTimeout = raceSlowdown * 400 * time.Millisecond
-	c.ElectionTimeout = raceSlowdown * 400 * time.Millisecond
-	c.LeaderLeaseTimeout = raceSlowdown * 200 * time.Millisecond
+	c.HeartbeatTimeout = raceElection * 400 * time.Millisecond
+	c.ElectionTimeout = raceElection * 400 * time.Millisecond
+	c.LeaderLeaseTimeout = raceLease * 200 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.HealthyContact = 2 * time.Second
 	c.ApplyTimeout = 5 * time.Second

@@ -2,4 +2,7 @@
 
 package consensustest
 
-const raceSlowdown = 1
+const (
+	raceElection = 1
+	raceLease    = 1
+)
