@@ -170,8 +170,9 @@ func (h *watchHub) startWatcher(ctx context.Context, key []byte, prefix bool, fr
 			h.mu.Lock()
 			h.watchers--
 			h.mu.Unlock()
-			close(ch)
+			// done before C: a consumer that sees C closed must find Err set.
 			close(w.done)
+			close(ch)
 			onEnd()
 		}()
 		w.err = h.run(ctx, key, prefix, from, progress, ch)
