@@ -2,44 +2,14 @@ package agent_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/node"
-	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	"github.com/skiffhq/skiff/proto/client"
 )
-
-// certGroups gives the test CA's certificates, which carry only a common
-// name, the group that name implies (as certificates from the cluster CA
-// carry it: node:<name> is in skiff:nodes, admin in skiff:admins) and
-// defers to the control nodes' own authorizer.
-type certGroups struct{ z node.Authorizer }
-
-func (g certGroups) attrs(a api.Attributes) api.Attributes {
-	switch {
-	case strings.HasPrefix(a.Identity.User, "node:"):
-		a.Identity.Groups = []string{pki.GroupNodes}
-	case a.Identity.User == pki.AdminUser:
-		a.Identity.Groups = []string{pki.GroupAdmins}
-	}
-	return a
-}
-
-func (g certGroups) Authorize(ctx context.Context, a api.Attributes) error {
-	return g.z.Authorize(ctx, g.attrs(a))
-}
-
-func (g certGroups) NeedsStored(a api.Attributes) bool { return g.z.NeedsStored(g.attrs(a)) }
-
-func (g certGroups) AuthorizeObject(ctx context.Context, a api.Attributes, obj proto.Message) error {
-	return g.z.AuthorizeObject(ctx, g.attrs(a), obj)
-}
 
 // startWithNodeAuthorizer starts an API cluster whose servers decide as
 // control nodes do — the node authorizer, each server with its own graph
@@ -59,7 +29,7 @@ func startWithNodeAuthorizer(t *testing.T, nodes int, nodeName string) (*apitest
 				t.Errorf("node graph: %v", err)
 			}
 		}()
-		cfg.Authorizer = certGroups{node.NewAuthorizer(g)}
+		cfg.Authorizer = apitest.CertGroups(node.NewAuthorizer(g))
 	})
 	tc, err := cp.ClientTLS("node:" + nodeName)
 	if err != nil {

@@ -18,50 +18,6 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// tlsServer accepts mutual-TLS handshakes on a real loopback listener and
-// answers each dial with the serial of the client certificate it saw.
-func tlsServer(t *testing.T, serverCert tls.Certificate, clientCAs *x509.CertPool) string {
-	t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverCert},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs, MinVersion: tls.VersionTLS13})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() != nil {
-					return
-				}
-				_, _ = tc.Write([]byte(tc.ConnectionState().PeerCertificates[0].SerialNumber.String() + "\n"))
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
-// dialSerial dials addr with cfg and returns the client serial the server saw.
-func dialSerial(addr string, cfg *tls.Config) (string, error) {
-	c, err := tls.Dial("tcp", addr, cfg)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	b := make([]byte, 64)
-	n, err := c.Read(b)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b[:n])), nil
-}
-
 func issue(t *testing.T, ca *pki.CA, opts pki.IssueOptions) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
 	kp, leaf, err := ca.Issue(opts)
@@ -108,9 +64,9 @@ func TestWorkerClientFollowsRenewalAndNewCAs(t *testing.T) {
 	o := workerClientOptions([]string{"127.0.0.1:1"}, bundle, r, nil)
 	controlID, _ := pki.ControlIdentity("c1")
 	srv1, _ := issue(t, ca1, pki.IssueOptions{Identity: controlID, Server: true, Hosts: []string{"127.0.0.1"}})
-	addr1 := tlsServer(t, srv1, ca1.Pool())
+	addr1 := testutil.SerialServer(t, srv1, ca1.Pool())
 
-	got, err := dialSerial(addr1, o.TLS)
+	got, err := testutil.DialSerial(addr1, o.TLS)
 	if err != nil || got != firstLeaf.SerialNumber.String() {
 		t.Fatalf("first handshake presented serial %q (%v), want %s", got, err, firstLeaf.SerialNumber)
 	}
@@ -119,7 +75,7 @@ func TestWorkerClientFollowsRenewalAndNewCAs(t *testing.T) {
 		return r.Current().Leaf != nil && r.Current().Leaf.SerialNumber.Cmp(firstLeaf.SerialNumber) != 0
 	})
 	renewed := r.Current().Leaf.SerialNumber.String()
-	if got, err = dialSerial(addr1, o.TLS); err != nil || got != renewed {
+	if got, err = testutil.DialSerial(addr1, o.TLS); err != nil || got != renewed {
 		t.Fatalf("after renewal the same client presented serial %q (%v), want the renewed %s", got, err, renewed)
 	}
 
@@ -130,9 +86,9 @@ func TestWorkerClientFollowsRenewalAndNewCAs(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv2, _ := issue(t, ca2, pki.IssueOptions{Identity: controlID, Server: true, Hosts: []string{"127.0.0.1"}})
-	addr2 := tlsServer(t, srv2, ca1.Pool())
+	addr2 := testutil.SerialServer(t, srv2, ca1.Pool())
 	var verr *tls.CertificateVerificationError
-	if _, err := dialSerial(addr2, o.TLS); !errors.As(err, &verr) {
+	if _, err := testutil.DialSerial(addr2, o.TLS); !errors.As(err, &verr) {
 		t.Fatalf("a server of an unknown CA: got %v, want a certificate verification error", err)
 	}
 	rotated, err := pki.NewBundle(ca2, ca1.Cert)
@@ -142,7 +98,7 @@ func TestWorkerClientFollowsRenewalAndNewCAs(t *testing.T) {
 	if err := trustCAs(bundle, t.TempDir(), rotated.PEM()); err != nil {
 		t.Fatal(err)
 	}
-	if got, err = dialSerial(addr2, o.TLS); err != nil || got != renewed {
+	if got, err = testutil.DialSerial(addr2, o.TLS); err != nil || got != renewed {
 		t.Fatalf("after the new CA was trusted: serial %q, %v; want a handshake presenting %s", got, err, renewed)
 	}
 }

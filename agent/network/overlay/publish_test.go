@@ -2,43 +2,17 @@ package overlay_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/skiffhq/skiff/agent/network/overlay"
 	"github.com/skiffhq/skiff/controlplane/api"
 	cpnode "github.com/skiffhq/skiff/controlplane/node"
-	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/integration/api/apitest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
-
-// certGroups gives the test CA's certificates the group their name implies
-// (as cluster-CA certificates carry it) and defers to the control nodes'
-// own authorizer (node authorizer + NodeRestriction).
-type certGroups struct{ z cpnode.Authorizer }
-
-func (g certGroups) attrs(a api.Attributes) api.Attributes {
-	switch {
-	case strings.HasPrefix(a.Identity.User, "node:"):
-		a.Identity.Groups = []string{pki.GroupNodes}
-	case a.Identity.User == pki.AdminUser:
-		a.Identity.Groups = []string{pki.GroupAdmins}
-	}
-	return a
-}
-func (g certGroups) Authorize(ctx context.Context, a api.Attributes) error {
-	return g.z.Authorize(ctx, g.attrs(a))
-}
-func (g certGroups) NeedsStored(a api.Attributes) bool { return g.z.NeedsStored(g.attrs(a)) }
-func (g certGroups) AuthorizeObject(ctx context.Context, a api.Attributes, obj proto.Message) error {
-	return g.z.AuthorizeObject(ctx, g.attrs(a), obj)
-}
 
 // TestPublishMAC: a node writes its VTEP MAC on its own Node through the real
 // API with its own certificate; another node cannot write it on that Node.
@@ -58,7 +32,7 @@ func TestPublishMAC(t *testing.T) {
 				t.Errorf("node graph: %v", err)
 			}
 		}()
-		cfg.Authorizer = certGroups{cpnode.NewAuthorizer(g)}
+		cfg.Authorizer = apitest.CertGroups(cpnode.NewAuthorizer(g))
 	})
 	if err := cp.WaitReady(ctx); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func TestSweepCollectsOrphansOnTheLeader(t *testing.T) {
 		// The create-id lets the client settle a create whose answer a
 		// stopping leader lost (an unknown outcome) by reading it back.
 		cm := &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "default",
-			Annotations: map[string]string{client.CreateIDAnnotation: "gc-test-" + name},
+			Annotations:     map[string]string{client.CreateIDAnnotation: "gc-test-" + name},
 			OwnerReferences: []*apiv1.OwnerReference{{ApiVersion: "v1", Kind: "ConfigMap", Name: "never-was", Uid: "no-such-uid", Controller: proto.Bool(true)}}}}
 		if _, err := client.Create(ctx, cl, cm); err != nil {
 			t.Fatal(err)

@@ -6,15 +6,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/integration/testutil"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// serialServer is a real mutual-TLS listener on loopback that writes the
-// serial of the client certificate of each handshake.
+// serialServer is testutil.SerialServer serving a control certificate
+// from ca.
 func serialServer(t *testing.T, ca *pki.CA, clientCAs *x509.CertPool) string {
 	t.Helper()
 	id, _ := pki.ControlIdentity("c1")
@@ -26,42 +26,7 @@ func serialServer(t *testing.T, ca *pki.CA, clientCAs *x509.CertPool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs, MinVersion: tls.VersionTLS13})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() == nil {
-					_, _ = tc.Write([]byte(tc.ConnectionState().PeerCertificates[0].SerialNumber.String() + "\n"))
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
-func seenSerial(addr string, cfg *tls.Config) (string, error) {
-	c, err := tls.Dial("tcp", addr, cfg)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	b := make([]byte, 64)
-	n, err := c.Read(b)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b[:n])), nil
+	return testutil.SerialServer(t, cert, clientCAs)
 }
 
 // writeNodeFiles writes what a worker keeps for node.conf: its key pair
@@ -111,11 +76,11 @@ func TestAgentAloneRereadsNodeConfFiles(t *testing.T) {
 	cfg := rt.Config()
 
 	addr1 := serialServer(t, ca1, ca1.Pool())
-	if got, err := seenSerial(addr1, cfg); err != nil || got != first {
+	if got, err := testutil.DialSerial(addr1, cfg); err != nil || got != first {
 		t.Fatalf("first handshake: serial %q, %v; want %s", got, err, first)
 	}
 	renewed := writeNodeFiles(t, dir, ca1, b1.PEM())
-	if got, err := seenSerial(addr1, cfg); err != nil || got != renewed {
+	if got, err := testutil.DialSerial(addr1, cfg); err != nil || got != renewed {
 		t.Fatalf("after the worker renewed: serial %q, %v; want the renewed %s", got, err, renewed)
 	}
 
@@ -127,7 +92,7 @@ func TestAgentAloneRereadsNodeConfFiles(t *testing.T) {
 	}
 	addr2 := serialServer(t, ca2, ca1.Pool())
 	var verr *tls.CertificateVerificationError
-	if _, err := seenSerial(addr2, cfg); !errors.As(err, &verr) {
+	if _, err := testutil.DialSerial(addr2, cfg); !errors.As(err, &verr) {
 		t.Fatalf("a server of an unknown CA: got %v, want a certificate verification error", err)
 	}
 	b2, err := pki.NewBundle(ca2, ca1.Cert)
@@ -137,7 +102,7 @@ func TestAgentAloneRereadsNodeConfFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), b2.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := seenSerial(addr2, cfg); err != nil || got != renewed {
+	if got, err := testutil.DialSerial(addr2, cfg); err != nil || got != renewed {
 		t.Fatalf("after the worker trusted the new CA: serial %q, %v; want %s", got, err, renewed)
 	}
 
@@ -145,7 +110,7 @@ func TestAgentAloneRereadsNodeConfFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "node.crt"), []byte("-----BEGIN CERT"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := seenSerial(addr2, cfg); err != nil || got != renewed {
+	if got, err := testutil.DialSerial(addr2, cfg); err != nil || got != renewed {
 		t.Fatalf("with a broken certificate file: serial %q, %v; want the last good %s", got, err, renewed)
 	}
 }
