@@ -17,9 +17,6 @@ import (
 // TestPublishMAC: a node writes its VTEP MAC on its own Node through the real
 // API with its own certificate; another node cannot write it on that Node.
 func TestPublishMAC(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API cluster")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
