@@ -46,9 +46,6 @@ func TestVXLANPodNetworkSetsUpOverlay(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, vxlan, nftables)")
 	}
-	if testing.Short() {
-		t.Skip("starts an API cluster")
-	}
 	ns := fmt.Sprintf("vxw%d", os.Getpid())
 	for _, n := range []string{ns, ns + "b"} {
 		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
