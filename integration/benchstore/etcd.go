@@ -44,7 +44,28 @@ type etcdMember struct {
 // startEtcd starts members etcd processes under dir. With useTLS, clients
 // and peers speak mutual TLS with certificates from a fresh test CA, as
 // Skiff's nodes do; otherwise plain HTTP.
+//
+// etcd cannot be told to bind port 0 and report it, so its ports are asked
+// of the OS and released before etcd binds them; another process can take
+// one in between. A start that failed on "address already in use" is tried
+// again with fresh ports and a fresh data folder.
 func startEtcd(bin, dir string, members, connsPerMember int, useTLS bool) (*etcdSystem, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var e *etcdSystem
+		attemptDir := filepath.Join(dir, fmt.Sprintf("attempt%d", attempt))
+		if err = os.MkdirAll(attemptDir, 0o700); err != nil {
+			return nil, err
+		}
+		e, err = startEtcdOnce(bin, attemptDir, members, connsPerMember, useTLS)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return e, err
+		}
+	}
+	return nil, err
+}
+
+func startEtcdOnce(bin, dir string, members, connsPerMember int, useTLS bool) (*etcdSystem, error) {
 	version, err := etcdVersion(bin)
 	if err != nil {
 		return nil, err
