@@ -15,15 +15,30 @@ import (
 // dir and returns their paths. It runs go build in the current directory,
 // which must be inside the module.
 func Build(dir string) (ctl, registry string, err error) {
-	ctl, registry = filepath.Join(dir, "ctl"), filepath.Join(dir, "registry")
-	for _, b := range [][2]string{{ctl, "github.com/skiffhq/skiff/cmd/ctl"}, {registry, "github.com/skiffhq/skiff/integration/demo/registry"}} {
-		cmd := exec.Command("go", "build", "-o", b[0], b[1])
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %w\n%s", b[1], err, out)
-		}
+	if ctl, err = BuildCtl(dir); err != nil {
+		return "", "", err
 	}
-	return ctl, registry, nil
+	registry, err = BuildRegistry(dir)
+	return ctl, registry, err
+}
+
+// BuildCtl builds ctl into dir.
+func BuildCtl(dir string) (string, error) {
+	return build(filepath.Join(dir, "ctl"), "github.com/skiffhq/skiff/cmd/ctl")
+}
+
+// BuildRegistry builds the demo registry into dir.
+func BuildRegistry(dir string) (string, error) {
+	return build(filepath.Join(dir, "registry"), "github.com/skiffhq/skiff/integration/demo/registry")
+}
+
+func build(out, pkg string) (string, error) {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
 }
 
 // WaitLog waits until the daemon's log matches re and returns the match;

@@ -70,8 +70,11 @@ type Host struct {
 
 	lab    *Lab
 	holder *exec.Cmd
-	mu     sync.Mutex
-	procs  []*Proc
+	// ns are the host's namespaces ("net:[4026532301]", …), to find any
+	// process left in one after Close.
+	ns    []string
+	mu    sync.Mutex
+	procs []*Proc
 }
 
 // VarLib is where the host's /var/lib is on the machine.
@@ -114,6 +117,7 @@ func New(opts Options) (*Lab, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
+	sweepStale(opts.Logf)
 	suffix := make([]byte, 3)
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
@@ -124,11 +128,10 @@ func New(opts Options) (*Lab, error) {
 		l.logf = func(string, ...any) {}
 	}
 	if l.Dir == "" {
-		d, err := os.MkdirTemp("", "skiff-hostlab-")
-		if err != nil {
+		l.Dir, l.ownDir = filepath.Join(os.TempDir(), "skiff-hostlab-"+l.ID), true
+		if err := os.Mkdir(l.Dir, 0o755); err != nil {
 			return nil, err
 		}
-		l.Dir, l.ownDir = d, true
 	}
 	if err := os.MkdirAll(filepath.Join(l.Dir, "logs"), 0o755); err != nil {
 		return nil, err
@@ -220,6 +223,11 @@ func (l *Lab) newHost(name string, ip netip.Addr, ownVarLib bool) (*Host, error)
 		return nil, err
 	}
 	h.holder = cmd
+	for _, kind := range []string{"net", "mnt", "pid", "uts"} {
+		if id, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", cmd.Process.Pid, kind)); err == nil {
+			h.ns = append(h.ns, id)
+		}
+	}
 	l.holders = append(l.holders, cmd)
 	l.hosts = append(l.hosts, h)
 	return h, nil
@@ -448,7 +456,8 @@ func (l *Lab) removeCgroups(within time.Duration) {
 }
 
 // Leftovers lists what of the lab is still on the machine: processes (the
-// holders, anything with the lab's directory on its command line), cgroups,
+// holders, any process in a namespace of a host, anything with the lab's
+// directory on its command line), cgroups,
 // mounts under the lab's directory, and the directory itself if the lab
 // made it. Empty after a clean Close.
 func (l *Lab) Leftovers() []string {
@@ -458,11 +467,28 @@ func (l *Lab) Leftovers() []string {
 			left = append(left, fmt.Sprintf("holder process %d", c.Process.Pid))
 		}
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	ours := map[string]string{}
+	l.mu.Lock()
+	for _, h := range l.hosts {
+		for _, id := range h.ns {
+			ours[id] = h.Name
+		}
+	}
+	l.mu.Unlock()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte(l.Dir)) {
-			left = append(left, fmt.Sprintf("process %s: %s", filepath.Base(filepath.Dir(p)), strings.ReplaceAll(string(bytes.TrimRight(b, "\x00")), "\x00", " ")))
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		show := strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " ")
+		if bytes.Contains(cmdline, []byte(l.Dir)) {
+			left = append(left, fmt.Sprintf("process %s: %s", filepath.Base(p), show))
+			continue
+		}
+		for _, kind := range []string{"net", "mnt", "pid"} {
+			id, err := os.Readlink(p + "/ns/" + kind)
+			if host, ok := ours[id]; err == nil && ok {
+				left = append(left, fmt.Sprintf("process %s in %s's %s namespace: %s", filepath.Base(p), host, kind, show))
+				break
+			}
 		}
 	}
 	for _, d := range l.cgroupDirs() {
@@ -496,4 +522,63 @@ func logTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// sweepStale removes what labs of processes that no longer exist left (a
+// run killed before its Close): their empty cgroups and their directories.
+// A lab's names carry its process ID, so a live lab is never touched.
+func sweepStale(logf func(string, ...any)) {
+	stale := func(name string) bool {
+		rest, ok := strings.CutPrefix(name, "skiff-lab-")
+		if !ok {
+			rest, ok = strings.CutPrefix(name, "skiff-hostlab-")
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		var n int
+		if _, err := fmt.Sscan(pid, &n); !ok || err != nil || n <= 0 {
+			return false
+		}
+		return syscall.Kill(n, 0) == syscall.ESRCH
+	}
+	tops, _ := filepath.Glob("/sys/fs/cgroup/*/skiff-lab-*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/skiff-lab-*")
+	for _, top := range append(tops, more...) {
+		if !stale(filepath.Base(top)) {
+			continue
+		}
+		var dirs []string
+		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i]) // only empty ones go
+		}
+		if logf != nil && !isDir(top) {
+			logf("removed the cgroups of a stale lab: %s", top)
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "skiff-hostlab-*"))
+	for _, d := range dirs {
+		if stale(filepath.Base(d)) && !hasMounts(d) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
+// hasMounts reports whether anything is mounted below dir in this mount
+// namespace (RemoveAll must not descend into it).
+func hasMounts(dir string) bool {
+	m, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(m), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			return true
+		}
+	}
+	return false
 }
