@@ -131,8 +131,11 @@ fuzz: deps
 	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 	    echo "fuzz $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$spec || exit 1; done; done
 
+# Six machines on this one (integration/hostlab: network, mount, UTS and
+# PID namespaces on a lab bridge with no route out): 3 control nodes, 2
+# workers, an admin machine with the image registry. Root only.
 demo: deps build
-	./integration/demo/run.sh
+	$(GO) run ./integration/demo/multihost -ctl $(BIN)
 
 clean:
 	rm -rf bin

@@ -8,32 +8,37 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // Build builds ctl and the demo registry (integration/demo/registry) into
 // dir and returns their paths. It runs go build in the current directory,
 // which must be inside the module.
-func Build(dir string) (ctl, registry string, err error) {
-	if ctl, err = BuildCtl(dir); err != nil {
+func Build(ctx context.Context, dir string) (ctl, registry string, err error) {
+	if ctl, err = BuildCtl(ctx, dir); err != nil {
 		return "", "", err
 	}
-	registry, err = BuildRegistry(dir)
+	registry, err = BuildRegistry(ctx, dir)
 	return ctl, registry, err
 }
 
 // BuildCtl builds ctl into dir.
-func BuildCtl(dir string) (string, error) {
-	return build(filepath.Join(dir, "ctl"), "github.com/skiffhq/skiff/cmd/ctl")
+func BuildCtl(ctx context.Context, dir string) (string, error) {
+	return build(ctx, filepath.Join(dir, "ctl"), "github.com/skiffhq/skiff/cmd/ctl")
 }
 
 // BuildRegistry builds the demo registry into dir.
-func BuildRegistry(dir string) (string, error) {
-	return build(filepath.Join(dir, "registry"), "github.com/skiffhq/skiff/integration/demo/registry")
+func BuildRegistry(ctx context.Context, dir string) (string, error) {
+	return build(ctx, filepath.Join(dir, "registry"), "github.com/skiffhq/skiff/integration/demo/registry")
 }
 
-func build(out, pkg string) (string, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+// build runs go build in its own process group, all of which ctx's end
+// kills (the compiler and linker too, not only the go command).
+func build(ctx context.Context, out, pkg string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)

@@ -582,3 +582,7 @@ func hasMounts(dir string) bool {
 	}
 	return false
 }
+
+// Pid is the host's holder process (PID 1 of the host) as the machine sees
+// it: nsenter -t <Pid> enters the host.
+func (h *Host) Pid() int { return h.holder.Process.Pid }

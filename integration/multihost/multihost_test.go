@@ -1,6 +1,7 @@
 package multihost_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func webApp(name string, replicas int, registry, onNode string) string {
 func TestMultiHost(t *testing.T) {
 	start := time.Now()
 	lab := hostlab.ForTest(t)
-	ctlBin, regBin, err := hostlab.Build(t.TempDir())
+	ctlBin, regBin, err := hostlab.Build(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +110,11 @@ func TestMultiHost(t *testing.T) {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
 	pods := waitPods(t, c, 120*time.Second, "mh", "web", "4 ready web pods on both workers", func(ps []pod) bool {
-		on := readyOn(ps)
+		on := hostlab.ReadyOn(ps)
 		return len(ps) == 4 && on["w1"]+on["w2"] == 4 && on["w1"] > 0 && on["w2"] > 0
 	})
 	t.Logf("web app spread over both workers after %.1fs:\n%s", time.Since(start).Seconds(), describePods(pods))
-	dataDir := "/var/lib/skiff" // ctl join's default, in each host's own /var/lib
+	dataDir := hostlab.WorkerDataDir
 	byNode := map[string]pod{}
 	for _, p := range pods {
 		byNode[p.Spec.NodeName] = p
@@ -124,7 +125,7 @@ func TestMultiHost(t *testing.T) {
 		for _, pair := range [][2]pod{{onW1, onW2}, {onW2, onW1}} {
 			from, to := pair[0], pair[1]
 			host := map[string]*hostlab.Host{"w1": w1, "w2": w2}[from.Spec.NodeName]
-			got, err := c.Curl(host, netnsOf(dataDir, from), "http://"+to.Status.PodIP+":8080/cgi-bin/ip")
+			got, err := c.Curl(host, hostlab.PodNetns(dataDir, from), "http://"+to.Status.PodIP+":8080/cgi-bin/ip")
 			if err != nil {
 				t.Fatalf("pod %s (%s, on %s) to pod %s (%s, on %s): %v", from.Metadata.Name, from.Status.PodIP, from.Spec.NodeName,
 					to.Metadata.Name, to.Status.PodIP, to.Spec.NodeName, err)
@@ -139,11 +140,11 @@ func TestMultiHost(t *testing.T) {
 		}
 	})
 
-	svcs, err := getList[service](c, "services", "-n", "mh")
-	if err != nil || len(svcs) != 1 || svcs[0].Spec.ClusterIP == "" || len(svcs[0].Spec.Ports) != 1 || svcs[0].Spec.Ports[0].NodePort == 0 {
-		t.Fatalf("service web: %+v %v", svcs, err)
+	svc, err := c.Service("mh", "web")
+	if err != nil || svc.Spec.ClusterIP == "" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].NodePort == 0 {
+		t.Fatalf("service web: %+v %v", svc, err)
 	}
-	clusterIP, nodePort := svcs[0].Spec.ClusterIP, svcs[0].Spec.Ports[0].NodePort
+	clusterIP, nodePort := svc.Spec.ClusterIP, svc.Spec.Ports[0].NodePort
 	waitEndpoints(t, c, "web", 4)
 
 	// Every request from a vantage must succeed, and the answers must come
@@ -170,7 +171,7 @@ func TestMultiHost(t *testing.T) {
 			spread(t, "ClusterIP "+clusterIP+" from host "+h.Name, func() (string, error) { return c.Curl(h, "", url) })
 		}
 		spread(t, "ClusterIP "+clusterIP+" from pod "+onW1.Metadata.Name+" on w1", func() (string, error) {
-			return c.Curl(w1, netnsOf(dataDir, onW1), url)
+			return c.Curl(w1, hostlab.PodNetns(dataDir, onW1), url)
 		})
 	})
 
@@ -237,11 +238,11 @@ func partitionAndKill(t *testing.T, c *hostlab.Cluster, pods []pod, start time.T
 	}()
 	// w2 must stay Ready the whole time; watched from here on.
 	w2Ready := func() {
-		ns, err := nodes(c)
+		ns, err := c.Nodes()
 		if err != nil {
 			return // an election or failover; the next poll tells
 		}
-		if st := ns["w2"].readyStatus(); st != "True" {
+		if st := ns["w2"].Ready().Status; st != "True" {
 			t.Fatalf("w2, cut off from the leader %s only, was declared %s after %.1fs", leader.Name, st, time.Since(cut).Seconds())
 		}
 	}
@@ -254,11 +255,11 @@ func partitionAndKill(t *testing.T, c *hostlab.Cluster, pods []pod, start time.T
 
 	c.Node["w1"].Kill()
 	killed := time.Now()
-	var w1Ready condition
+	var w1Ready hostlab.Condition
 	testutil.WaitFor(t, 30*time.Second, "w1 NotReady after kill -9", func() bool {
 		w2Ready()
-		ns, err := nodes(c)
-		w1Ready = ns["w1"].ready()
+		ns, err := c.Nodes()
+		w1Ready = ns["w1"].Ready()
 		return err == nil && w1Ready.Status != "True"
 	})
 	notReady := time.Since(killed)
@@ -268,7 +269,7 @@ func partitionAndKill(t *testing.T, c *hostlab.Cluster, pods []pod, start time.T
 	}
 	waitPods(t, c, 60*time.Second, "mh", "web", "4 ready web pods off w1", func(ps []pod) bool {
 		w2Ready()
-		on := readyOn(ps)
+		on := hostlab.ReadyOn(ps)
 		return on["w2"] == 4 && len(ps) == 4
 	})
 	moved := time.Since(killed)
@@ -316,13 +317,13 @@ func twoAgents(t *testing.T, c *hostlab.Cluster, registry string) {
 	}
 	one := func(app, node string) pod {
 		ps := waitPods(t, c, 90*time.Second, "mh", app, "1 ready "+app+" pod on "+node, func(ps []pod) bool {
-			return len(ps) == 1 && ps[0].ready() && ps[0].Spec.NodeName == node
+			return len(ps) == 1 && ps[0].Ready() && ps[0].Spec.NodeName == node
 		})
 		return ps[0]
 	}
 	a := one("on-a", "w1")
 	one("on-b", "w1b")
-	aNetns := netnsOf("/var/lib/skiff", a)
+	aNetns := hostlab.PodNetns(hostlab.WorkerDataDir, a)
 	before, err := c.Curl(w1, "", "http://"+a.Status.PodIP+":8080/")
 	if err != nil {
 		t.Fatalf("w1's pod from its host: %v", err)
@@ -358,27 +359,11 @@ func twoAgents(t *testing.T, c *hostlab.Cluster, registry string) {
 		t.Errorf("w1's pod answered %q before w1b's restart and %q after: its container was restarted", before, after)
 	}
 	aNow := one("on-a", "w1")
-	if aNow.Metadata.UID != a.Metadata.UID || aNow.Status.PodIP != a.Status.PodIP || aNow.restarts() != 0 {
+	if aNow.Metadata.UID != a.Metadata.UID || aNow.Status.PodIP != a.Status.PodIP || aNow.Restarts() != 0 {
 		t.Errorf("w1's pod changed across w1b's restart: %+v -> %+v", a, aNow)
 	}
 	t.Logf("two agents on %s: w1b restarted; w1's pod %s (%s) kept its container (%q), network namespace and IP",
 		w1.Name, a.Metadata.Name, a.Status.PodIP, after)
-}
-
-func waitNodesReady(t *testing.T, c *hostlab.Cluster, timeout time.Duration, names ...string) {
-	t.Helper()
-	testutil.WaitFor(t, timeout, fmt.Sprintf("nodes %v Ready", names), func() bool {
-		ns, err := nodes(c)
-		if err != nil {
-			return false
-		}
-		for _, n := range names {
-			if ns[n].readyStatus() != "True" {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // waitEndpoints waits until the Service has n ready addresses.
