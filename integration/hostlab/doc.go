@@ -22,5 +22,5 @@
 // Cluster-level steps (ctl init, ctl join) are built on top in cluster.go,
 // so the multi-host test and `make demo` run the same commands.
 //
-// Needs root, nsenter (util-linux), ip (iproute2) and nft.
+// Needs root, nsenter (util-linux), ip (iproute2), nft and curl.
 package hostlab

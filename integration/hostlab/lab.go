@@ -96,7 +96,7 @@ func (h *Host) CgroupRoot(agent string) string {
 }
 
 // Facilities are the programs a lab needs; Check reports the first missing.
-var Facilities = []string{"nsenter", "ip", "nft"}
+var Facilities = []string{"nsenter", "ip", "nft", "curl"}
 
 // Check says why a lab cannot run here (not root, a program missing), or
 // nil. Tests skip with its message.

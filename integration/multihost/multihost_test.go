@@ -211,6 +211,10 @@ func TestMultiHost(t *testing.T) {
 		if !regexp.MustCompile(`joined\nmembers 6\n`).MatchString(out) {
 			t.Errorf("a member with the cluster's key: %q, want joined and 6 alive members (5 nodes and itself)", out)
 		}
+		if strings.Contains(out, "rogue") {
+			t.Errorf("the cluster's members know the member without the key: %q", out)
+		}
+		t.Logf("member with the cluster's key: %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
 	})
 
 	partitionAndKill(t, c, pods, start)

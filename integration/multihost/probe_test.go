@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/agent/gossip"
@@ -23,9 +24,9 @@ const (
 	envProbeWant = "SKIFF_MULTIHOST_PROBE_WANT" // alive members it must see
 )
 
-// runProbe joins the seed and prints "joined" and "members N" (alive
-// members it saw within 10 s, itself included), or "refused: <error>"
-// when the join failed; it then leaves.
+// runProbe joins the seed and prints "joined", "members N" (alive members
+// it saw within 10 s, itself included) and "known name=state …", or
+// "refused: <error>" when the join failed; it then leaves.
 func runProbe(out io.Writer) int {
 	var key []byte
 	if f := os.Getenv(envProbeKey); f == "random" {
@@ -70,6 +71,13 @@ func runProbe(out io.Writer) int {
 		}
 	}
 	fmt.Fprintf(out, "members %d\n", alive)
+	// Every member it heard of, in any state: one that was ever let in stays
+	// listed (dead or left) for a while after it is gone.
+	var names []string
+	for _, m := range g.Members() {
+		names = append(names, m.Name+"="+m.State.String())
+	}
+	fmt.Fprintf(out, "known %s\n", strings.Join(names, " "))
 	_ = g.Leave(2 * time.Second)
 	return 0
 }
