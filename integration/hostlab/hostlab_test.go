@@ -1,6 +1,10 @@
 package hostlab_test
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,5 +96,65 @@ func TestHostsAreSeparateMachinesOnOneBridge(t *testing.T) {
 	}
 	if left := l.Leftovers(); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// A lab removes what a run killed before its Close left (its directory and
+// empty cgroups, named with that run's PID) and nothing of a live run.
+func TestNewSweepsWhatAKilledRunLeft(t *testing.T) {
+	if err := hostlab.Check(); err != nil {
+		t.Skip(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadID := fmt.Sprintf("%d-sweep%d", dead.Process.Pid, os.Getpid())
+	liveID := fmt.Sprintf("%d-sweep%d", os.Getpid(), os.Getpid())
+	deadDir := filepath.Join(os.TempDir(), "skiff-hostlab-"+deadID)
+	liveDir := filepath.Join(os.TempDir(), "skiff-hostlab-"+liveID)
+	deadCgroup := "/sys/fs/cgroup/pids/skiff-lab-" + deadID
+	liveCgroup := "/sys/fs/cgroup/pids/skiff-lab-" + liveID
+	t.Cleanup(func() {
+		os.RemoveAll(deadDir)
+		os.RemoveAll(liveDir)
+		os.Remove(deadCgroup + "/w1-agent")
+		os.Remove(deadCgroup)
+		os.Remove(liveCgroup)
+	})
+	for _, d := range []string{filepath.Join(deadDir, "w1", "var", "lib"), liveDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cgroups := false
+	if err := os.MkdirAll(deadCgroup+"/w1-agent", 0o755); err == nil {
+		cgroups = true
+		if err := os.Mkdir(liveCgroup, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Logf("no pids cgroup hierarchy here (%v): checking directories only", err)
+	}
+	l, err := hostlab.New(hostlab.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(deadDir); !os.IsNotExist(err) {
+		t.Errorf("the dead run's directory %s is still there (%v)", deadDir, err)
+	}
+	if _, err := os.Stat(liveDir); err != nil {
+		t.Errorf("the live run's directory %s was removed: %v", liveDir, err)
+	}
+	if cgroups {
+		if _, err := os.Stat(deadCgroup); !os.IsNotExist(err) {
+			t.Errorf("the dead run's cgroup %s is still there (%v)", deadCgroup, err)
+		}
+		if _, err := os.Stat(liveCgroup); err != nil {
+			t.Errorf("the live run's cgroup %s was removed: %v", liveCgroup, err)
+		}
 	}
 }
