@@ -226,13 +226,19 @@ func (c *Cluster) Apply(manifest string) (string, error) {
 	return c.Ctl("apply", "-f", f.Name())
 }
 
-// Curl runs curl in h (in a pod's network namespace when netns is set)
-// with a 5 s limit and returns the body.
+// Curl runs curl in h (in a pod's network namespace when netns is set,
+// see PodNetns) with a 5 s limit and returns the body.
 func (c *Cluster) Curl(h *Host, netns, url string) (string, error) {
-	argv := []string{"curl", "-sS", "--fail", "-m", "5", url}
+	out, err := c.Lab.ExecInNetns(h, netns, "curl", "-sS", "--fail", "-m", "5", url)
+	return strings.TrimSpace(out), err
+}
+
+// ExecInNetns runs argv in h, inside the network namespace netns (a path
+// as h sees it, such as a pod's from PodNetns; "" for h's own): traffic
+// it sends leaves from that namespace's addresses.
+func (l *Lab) ExecInNetns(h *Host, netns string, argv ...string) (string, error) {
 	if netns != "" {
 		argv = append([]string{"nsenter", "--net=" + netns, "--"}, argv...)
 	}
-	out, err := c.Lab.Exec(h, argv...)
-	return strings.TrimSpace(out), err
+	return l.Exec(h, argv...)
 }

@@ -17,10 +17,23 @@
 // directory, and Leftovers says what, if anything, remains.
 //
 // Programs run in a host through nsenter (Exec for one-shot commands,
-// Start for daemons); Kill/Restart act on a host's daemons, Partition cuts
-// two hosts apart with an nftables drop in each one's network namespace.
-// Cluster-level steps (ctl init, ctl join) are built on top in cluster.go,
-// so the multi-host test and `make demo` run the same commands.
+// ExecInNetns inside a pod's network namespace, Start for daemons);
+// Kill/Restart act on a host's daemons, Partition/Heal cut two hosts apart
+// with an nftables drop in each one's network namespace.
+//
+// Cluster-level steps are built on top (cluster.go), so the multi-host test
+// and `make demo` run the same commands: NewCluster runs ctl init on c1,
+// ctl join --control on the other control hosts and ctl join (gossip, VXLAN
+// pod network) on the workers; Cluster.Ctl runs ctl as the administrator on
+// the Admin host, Apply applies a manifest, Curl fetches a URL from a host
+// or pod, and Nodes/Pods/Service read objects (objects.go). A typical test:
+//
+//	lab := hostlab.ForTest(t)
+//	ctl, reg, _ := hostlab.Build(ctx, t.TempDir())
+//	registry, _ := lab.StartRegistry(reg)
+//	c, _ := hostlab.NewCluster(lab, ctl, registry, 3, 2)
+//	c.Apply(manifest)
+//	c.Curl(c.Workers[0], "", "http://10.96.0.10/")
 //
 // Needs root, nsenter (util-linux), ip (iproute2), nft and curl.
 package hostlab
