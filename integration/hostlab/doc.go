@@ -35,5 +35,6 @@
 //	c.Apply(manifest)
 //	c.Curl(c.Workers[0], "", "http://10.96.0.10/")
 //
-// Needs root, nsenter (util-linux), ip (iproute2), nft and curl.
+// Needs root, nsenter (util-linux), ip (iproute2), nft, curl and busybox
+// (its ping checks each new host's link).
 package hostlab

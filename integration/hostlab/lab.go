@@ -96,7 +96,7 @@ func (h *Host) CgroupRoot(agent string) string {
 }
 
 // Facilities are the programs a lab needs; Check reports the first missing.
-var Facilities = []string{"nsenter", "ip", "nft", "curl"}
+var Facilities = []string{"nsenter", "ip", "nft", "curl", "busybox"}
 
 // Check says why a lab cannot run here (not root, a program missing), or
 // nil. Tests skip with its message.
@@ -199,6 +199,19 @@ func (l *Lab) AddHost(name string) (*Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", name, err)
 		}
+	}
+	// A fresh link can drop the first packets for a moment: the host is
+	// handed out once it reaches the Admin host.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := l.Exec(h, "busybox", "ping", "-c", "1", "-W", "1", AdminIP.String())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("host %s does not reach the admin host over the lab bridge: %w", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	l.logf("host %s: %s on lab0, own network, mount, UTS, IPC and PID namespaces", name, ip)
 	return h, nil
