@@ -6,7 +6,9 @@ package dashboardtest
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -52,6 +54,9 @@ type Env struct {
 	// CA signs the dashboard's serving certificate and the users' client
 	// certificates (in a cluster it is the cluster CA).
 	CA *pki.CA
+	// ServingSPKI is the base64 SHA-256 of the serving certificate's public
+	// key: a browser told to trust it (browser.go) needs no CA install.
+	ServingSPKI string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -152,6 +157,8 @@ func (e *Env) serverTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(cert.Leaf.RawSubjectPublicKeyInfo)
+	e.ServingSPKI = base64.StdEncoding.EncodeToString(sum[:])
 	c := pki.ServerTLSConfig(e.CA.Pool(), pki.StaticCert{Cert: cert}, tls.VerifyClientCertIfGiven)
 	c.NextProtos = []string{"h2", "http/1.1"}
 	return c, nil

@@ -18,7 +18,8 @@
   function place(f) {
     const el = document.getElementById(f.id);
     if (f.del) { if (el) el.remove(); pending.delete(f.id); return; }
-    if (el && el.contains(document.activeElement) && document.activeElement !== document.body) {
+    const a = document.activeElement;
+    if (el && a && a.tagName === "INPUT" && el.contains(a)) {
       pending.set(f.id, f); // do not pull an input away from under the cursor
       return;
     }
@@ -46,7 +47,8 @@
     setTimeout(() => {
       for (const [id, f] of pending) {
         const el = document.getElementById(id);
-        if (!el || !el.contains(document.activeElement)) { pending.delete(id); place(f); }
+        const a = document.activeElement;
+        if (!el || !a || a.tagName !== "INPUT" || !el.contains(a)) { pending.delete(id); place(f); }
       }
     }, 0);
   });
@@ -68,6 +70,7 @@
     const form = ev.target.closest("form.act");
     if (!form) return;
     ev.preventDefault();
+    if (document.activeElement) document.activeElement.blur(); // the row may update now
     const action = form.dataset.action;
     try {
       const resp = await fetch("/action/" + action, {
