@@ -46,6 +46,9 @@ type grant struct {
 	csrf    string // sessions only
 	// sessionEnd (login tokens only) is when the session it opens ends.
 	sessionEnd time.Time
+	// cert is the certificate that minted the token, checked again
+	// (Config.CheckCert) whenever the session is used.
+	cert *x509.Certificate
 }
 
 // grants holds login tokens or sessions by the SHA-256 of their secret, so
@@ -152,7 +155,7 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	if leaf.NotAfter.Before(sessionEnd) {
 		sessionEnd = leaf.NotAfter
 	}
-	tok := s.tokens.add(now, &grant{caller: caller, expires: expires, sessionEnd: sessionEnd})
+	tok := s.tokens.add(now, &grant{caller: caller, expires: expires, sessionEnd: sessionEnd, cert: leaf})
 	s.log.Info("dashboard login token minted", "user", caller.User)
 	u := url.URL{Scheme: "https", Host: r.Host, Path: LoginPath, RawQuery: url.Values{"token": {tok}}.Encode()}
 	w.Header().Set("Content-Type", "application/json")
@@ -170,7 +173,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	end := tok.sessionEnd
-	secret := s.sessions.add(now, &grant{caller: tok.caller, expires: end, csrf: newSecret()})
+	secret := s.sessions.add(now, &grant{caller: tok.caller, expires: end, csrf: newSecret(), cert: tok.cert})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: end,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	s.log.Info("dashboard session opened", "user", tok.caller.User)
@@ -188,15 +191,30 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 // session returns the request's session, or answers 401 and false.
 func (s *Server) session(w http.ResponseWriter, r *http.Request) (*grant, bool) {
+	why := "not logged in (or the session ended)"
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if g, ok := s.sessions.get(s.cfg.Now(), c.Value); ok {
-			return g, true
+			err := s.stillValid(g)
+			if err == nil {
+				return g, true
+			}
+			s.sessions.drop(c.Value)
+			why = fmt.Sprintf("session ended: %v", err)
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
-	fmt.Fprintln(w, "not logged in (or the session ended): run `ctl dashboard` and open the link it prints")
+	fmt.Fprintf(w, "%s: run `ctl dashboard` and open the link it prints\n", why)
 	return nil, false
+}
+
+// stillValid asks Config.CheckCert whether the certificate behind a
+// session would still be let in (a revocation ends its sessions).
+func (s *Server) stillValid(g *grant) error {
+	if s.cfg.CheckCert == nil || g.cert == nil {
+		return nil
+	}
+	return s.cfg.CheckCert(g.cert)
 }
 
 // checkCSRF refuses a state-changing request that does not carry the

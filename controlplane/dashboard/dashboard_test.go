@@ -2,12 +2,14 @@ package dashboard_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +282,30 @@ func TestPagesRender(t *testing.T) {
 		if err != nil || code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("GET %s: %d %v, want 200 with %q in:\n%.2000s", path, code, err, want, body)
 		}
+	}
+}
+
+// A session lasts only while its certificate would still be let in: a
+// revocation ends it at its next request.
+func TestRevocationEndsSessions(t *testing.T) {
+	var revoked atomic.Bool
+	e := dashboardtest.Start(t, dashboardtest.Options{HollowNodes: -1, Config: func(c *dashboard.Config) {
+		c.CheckCert = func(cert *x509.Certificate) error {
+			if revoked.Load() && cert.Subject.CommonName == dashboardtest.Viewer.User {
+				return errors.New("certificate revoked")
+			}
+			return nil
+		}
+	}})
+	s, err := e.Login(dashboardtest.Viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := s.Get("/pods"); err != nil || code != http.StatusOK {
+		t.Fatalf("pods page before the revocation: %d %v", code, err)
+	}
+	revoked.Store(true)
+	if code, body, _ := s.Get("/pods"); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		t.Fatalf("pods page after the revocation: %d %q, want 401 naming the revocation", code, body)
 	}
 }

@@ -272,6 +272,10 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	}
 	sent := map[string]string{}
 	push := func(reset bool) bool {
+		if err := s.stillValid(g); err != nil {
+			failure(fmt.Errorf("session ended: %w", err))
+			return false
+		}
 		cur, err := s.pages.render(p, v)
 		if err != nil {
 			s.log.Error("dashboard render", "page", p.Name, "err", err)

@@ -45,6 +45,10 @@ type Config struct {
 	// MayLogin maps the certificate of a login-token request to a caller,
 	// or refuses it; nil is PKILogin.
 	MayLogin func(*x509.Certificate) (Caller, error)
+	// CheckCert, when set, is asked on every use of a session whether the
+	// certificate that opened it is still good (the node's deny list and
+	// CA set): a revoked user's sessions end at their next request.
+	CheckCert func(*x509.Certificate) error
 	// TokenTTL is how long a login token may wait to be used; SessionTTL
 	// how long a session lasts (at most until its certificate expires).
 	TokenTTL, SessionTTL time.Duration
