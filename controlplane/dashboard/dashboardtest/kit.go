@@ -38,6 +38,9 @@ import (
 type Options struct {
 	// ControlNodes and HollowNodes as in cptest (zero: 1 and 3).
 	ControlNodes, HollowNodes int
+	// Loops are the leader loops to run, as cptest.Options.Loops (nil:
+	// all; empty: none, so nothing but the test writes).
+	Loops []string
 	// Config adjusts the dashboard's config before it starts.
 	Config  func(*dashboard.Config)
 	BaseDir string
@@ -101,7 +104,7 @@ func New(ctx context.Context, opts Options) (*Env, error) {
 		}()
 	}
 	var err error
-	e.Cluster, err = cptest.New(ctx, cptest.Options{ControlNodes: opts.ControlNodes, HollowNodes: opts.HollowNodes,
+	e.Cluster, err = cptest.New(ctx, cptest.Options{ControlNodes: opts.ControlNodes, HollowNodes: opts.HollowNodes, Loops: opts.Loops,
 		BaseDir: opts.BaseDir, Logger: opts.Logger,
 		TuneAPI: func(cfg *api.Config) {
 			// The control nodes' real authorizer: roles, node authorizer.
