@@ -138,9 +138,8 @@ func openPods(ctx context.Context, e *dashboardtest.Env, tab context.Context, po
 	}
 	wctx, cancel := context.WithTimeout(tab, 30*time.Second)
 	defer cancel()
-	_, err = chromedp.Run(wctx, chromedp.Poll[bool](fmt.Sprintf(`document.body.dataset.live === "1" && document.querySelectorAll("#pods tr").length === %d`, pods),
-		chromedp.WithPollingInterval(20*time.Millisecond)))
-	if err != nil {
+	cond := fmt.Sprintf(`document.body.dataset.live === "1" && document.querySelectorAll("#pods tr").length === %d`, pods)
+	if err := dashboardtest.PollPage(wctx, cond); err != nil {
 		return fmt.Errorf("pods page with %d rows, live: %w", pods, err)
 	}
 	return nil

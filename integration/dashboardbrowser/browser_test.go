@@ -35,9 +35,9 @@ func (b *browserT) do(what string, timeout time.Duration, steps ...chromedp.Acti
 // until waits for a JavaScript condition on the page.
 func (b *browserT) until(what string, timeout time.Duration, js string) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.tab, timeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(b.tab, timeout)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+	if err := dashboardtest.PollPage(ctx, js); err != nil {
 		b.fail(what, err)
 	}
 }

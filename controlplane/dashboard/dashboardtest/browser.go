@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -70,4 +71,16 @@ func Screenshot(tab context.Context, dir, name string) string {
 		return fmt.Sprintf("(no screenshot: %v)", err)
 	}
 	return p
+}
+
+// PollPage waits until the JavaScript condition holds on the tab's page
+// (polled every 20 ms, until ctx ends). A poll that a navigation still
+// settling cut off ("Cannot find context") is started again.
+func PollPage(ctx context.Context, cond string) error {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "Cannot find context") {
+			return err
+		}
+	}
 }
