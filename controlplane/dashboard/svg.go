@@ -69,13 +69,13 @@ func histogram(latencies []time.Duration) template.HTML {
 	for _, c := range counts {
 		peak = max(peak, c)
 	}
-	const bw, gap, h = 40, 6, 90
-	w := len(counts) * (bw + gap)
+	const bw, gap, h, pad = 40, 6, 90, 12 // pad: room for the outer labels
+	w := len(counts)*(bw+gap) + 2*pad
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="hist" width="%d" height="%d" role="img" aria-label="pod start latency histogram of %d pods">`, w, h+30, len(latencies))
 	for i, c := range counts {
 		bh := c * h / peak
-		x := i * (bw + gap)
+		x := pad + i*(bw+gap)
 		label := "> " + short(latencyBounds[len(latencyBounds)-1])
 		if i < len(latencyBounds) {
 			label = "≤ " + short(latencyBounds[i])

@@ -62,7 +62,7 @@ func (e *Env) Browser(ctx context.Context, dataDir string) (context.Context, con
 func Screenshot(tab context.Context, dir, name string) string {
 	ctx, cancel := context.WithTimeout(tab, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		return fmt.Sprintf("(no screenshot: %v)", err)
 	}
