@@ -50,6 +50,7 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise", "", "host or IP other machines reach this node at (default: the first non-loopback IPv4 address)")
 	fl.StringVar(&f.bind, "bind-address", "", "address the ports listen on (default 0.0.0.0)")
+	f.dashboardPort = dashboard.DefaultPort // also for ctl recover, which takes its ports from node.json
 	if control {
 		fl.IntVar(&f.apiPort, "api-port", 0, "API port (default 7443)")
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
