@@ -106,3 +106,19 @@ type noLogs struct{}
 func (noLogs) Logs(context.Context, string, string, string, bool) (io.ReadCloser, error) {
 	return nil, ErrLogsUnavailable
 }
+
+// UsageFunc is a UsageSource made of a function.
+type UsageFunc func(ctx context.Context, nodes []*apiv1.Node, pods []*apiv1.Pod) (map[string]Usage, error)
+
+// NodeUsage calls f.
+func (f UsageFunc) NodeUsage(ctx context.Context, nodes []*apiv1.Node, pods []*apiv1.Pod) (map[string]Usage, error) {
+	return f(ctx, nodes, pods)
+}
+
+// LogsFunc is a LogSource made of a function.
+type LogsFunc func(ctx context.Context, namespace, pod, container string, follow bool) (io.ReadCloser, error)
+
+// Logs calls f.
+func (f LogsFunc) Logs(ctx context.Context, namespace, pod, container string, follow bool) (io.ReadCloser, error) {
+	return f(ctx, namespace, pod, container, follow)
+}
