@@ -21,11 +21,13 @@ GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 # API reference in docs/api/ (`make proto`); Python client code (clients/python).
 PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
 APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
+# The dashboard's browser test and benchmark drive headless chromium (chromedp).
+APT_PKGS  += chromium
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard soak fuzz demo clean
 
 all: build
 
@@ -119,6 +121,11 @@ bench-runtime: deps
 
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
+
+# Pod status change → its row in a real browser (p50/p99), and the control
+# node's CPU per idle open dashboard.
+bench-dashboard: deps
+	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
 
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m
