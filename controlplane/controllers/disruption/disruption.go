@@ -217,4 +217,3 @@ func (c *Controller) expectedPods(ctx context.Context, pdb *apiv1.PodDisruptionB
 	}
 	return total, nil
 }
-
