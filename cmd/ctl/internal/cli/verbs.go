@@ -7,5 +7,6 @@ import "github.com/spf13/cobra"
 func (o *options) verbCommands() []*cobra.Command {
 	return []*cobra.Command{
 		o.cordonCmd(), o.uncordonCmd(), o.drainCmd(),
+		o.labelCmd(), o.annotateCmd(), o.patchCmd(), o.editCmd(),
 	}
 }
