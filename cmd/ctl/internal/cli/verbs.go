@@ -8,5 +8,6 @@ func (o *options) verbCommands() []*cobra.Command {
 	return []*cobra.Command{
 		o.cordonCmd(), o.uncordonCmd(), o.drainCmd(),
 		o.labelCmd(), o.annotateCmd(), o.patchCmd(), o.editCmd(),
+		o.runCmd(), o.exposeCmd(),
 	}
 }
