@@ -9,5 +9,6 @@ func (o *options) verbCommands() []*cobra.Command {
 		o.cordonCmd(), o.uncordonCmd(), o.drainCmd(),
 		o.labelCmd(), o.annotateCmd(), o.patchCmd(), o.editCmd(),
 		o.runCmd(), o.exposeCmd(),
+		o.configCmd(),
 	}
 }
