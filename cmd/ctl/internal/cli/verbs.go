@@ -9,6 +9,7 @@ func (o *options) verbCommands() []*cobra.Command {
 		o.cordonCmd(), o.uncordonCmd(), o.drainCmd(),
 		o.labelCmd(), o.annotateCmd(), o.patchCmd(), o.editCmd(),
 		o.runCmd(), o.exposeCmd(),
-		o.configCmd(),
+		o.configCmd(), o.waitCmd(), o.eventsCmd(),
+		o.explainCmd(), o.apiResourcesCmd(),
 	}
 }
