@@ -38,7 +38,7 @@ written back, conditionally on the resourceVersion it was read at; if it is
 invalid (or the server refuses it) the file re-opens with the errors at the
 top, as kubectl's edit does. Saving it unchanged, or empty, cancels.`,
 		Args:              cobra.RangeArgs(1, 2),
-		ValidArgsFunction: o.completeKindThenName,
+		ValidArgsFunction: o.completeObjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "yaml" && output != "json" {
 				return fmt.Errorf("-o %q: must be yaml or json", output)

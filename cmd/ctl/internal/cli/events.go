@@ -78,6 +78,9 @@ func (o *options) eventsCmd() *cobra.Command {
 	f.StringVar(&e.forObj, "for", "", "only events about this object (KIND/NAME)")
 	f.StringSliceVar(&e.types, "types", nil, "only events of these types (Normal, Warning)")
 	f.BoolVarP(&e.allNS, "all-namespaces", "A", false, "events of every namespace")
+	_ = cmd.RegisterFlagCompletionFunc("for", func(c *cobra.Command, _ []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		return o.completeObjects(c, nil, prefix)
+	})
 	return cmd
 }
 

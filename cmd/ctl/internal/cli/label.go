@@ -176,7 +176,7 @@ func (o *options) metaCmd(v metaVerb) *cobra.Command {
 		Use:               v.name + " (KIND NAME... | KIND/NAME... | KIND -l SELECTOR | KIND --all) KEY=VALUE... KEY-...",
 		Short:             fmt.Sprintf("Update the %s of objects", v.field),
 		Args:              cobra.MinimumNArgs(2),
-		ValidArgsFunction: o.completeKindThenName,
+		ValidArgsFunction: o.completeObjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			objects, changes, err := splitMetaArgs(args)
 			if err != nil {

@@ -32,7 +32,7 @@ patch, applied by the server; json is an RFC 6902 JSON patch and strategic
 (containers, env, volumes, ports, …) merge by key; both are applied to the
 object as read and written back conditionally on its resourceVersion.`,
 		Args:              cobra.RangeArgs(1, 2),
-		ValidArgsFunction: o.completeKindThenName,
+		ValidArgsFunction: o.completeObjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (body == "") == (file == "") {
 				return fmt.Errorf("exactly one of -p PATCH and --patch-file FILE is required")

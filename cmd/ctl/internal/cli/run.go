@@ -181,7 +181,7 @@ func (o *options) exposeCmd() *cobra.Command {
 labels). Without --port the first container port of its pod template (a
 Service: its first port) is used; --target-port defaults to --port.`,
 		Args:              cobra.RangeArgs(1, 2),
-		ValidArgsFunction: o.completeKindThenName,
+		ValidArgsFunction: o.completeObjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if typ != "ClusterIP" && typ != "NodePort" {
 				return fmt.Errorf("--type %q: must be ClusterIP or NodePort", typ)

@@ -165,7 +165,7 @@ func (o *options) waitCmd() *cobra.Command {
   ctl wait --for=jsonpath='{.status.phase}'=Running pod -l app=web
   ctl wait --for=delete deployment/web --timeout=60s`,
 		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: o.completeKindThenName,
+		ValidArgsFunction: o.completeObjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cond, err := parseFor(forFlag)
 			if err != nil {
