@@ -160,3 +160,52 @@ func TestEvictionRefusedIdentities(t *testing.T) {
 		t.Fatalf("admin evicts: %v", err)
 	}
 }
+
+// A percentage is taken of the pods' controller's scale: a Deployment of 4
+// under maxUnavailable 50% expects 4 pods and allows 2 disruptions; after
+// an eviction the ReplicaSet's replacement does not lower that base.
+func TestBudgetStatusFromControllerScale(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{ControlNodes: 1, HollowNodes: 2})
+	cl := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	replicas, maxUnavailable := int32(4), "50%"
+	labels := map[string]string{"app": "web"}
+	d := &apiv1.Deployment{Metadata: &apiv1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: &apiv1.DeploymentSpec{Replicas: &replicas,
+		Selector: &apiv1.LabelSelector{MatchLabels: labels},
+		Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: labels},
+			Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "c", Image: "nginx"}}}}}}
+	if _, err := client.Create(ctx, cl, d); err != nil {
+		t.Fatal(err)
+	}
+	pdb := &apiv1.PodDisruptionBudget{Metadata: &apiv1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: &apiv1.PodDisruptionBudgetSpec{MaxUnavailable: &maxUnavailable, Selector: &apiv1.LabelSelector{MatchLabels: labels}}}
+	if _, err := client.Create(ctx, cl, pdb); err != nil {
+		t.Fatal(err)
+	}
+	got := waitAllowed(t, ctx, cl, 2)
+	if st := got.GetStatus(); st.GetExpectedPods() != 4 || st.GetDesiredHealthy() != 2 || st.GetCurrentHealthy() != 4 {
+		t.Fatalf("status %v, want expectedPods 4 desiredHealthy 2 currentHealthy 4", st)
+	}
+	var cond *apiv1.Condition
+	for _, c := range got.GetStatus().GetConditions() {
+		if c.GetType() == "DisruptionAllowed" {
+			cond = c
+		}
+	}
+	if cond.GetStatus() != "True" {
+		t.Fatalf("DisruptionAllowed condition %v, want True", cond)
+	}
+	pods, _, err := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "default", LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.Evict(ctx, "default", pods[0].GetMetadata().GetName(), client.EvictOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The replacement comes up and the budget is whole again.
+	got = waitAllowed(t, ctx, cl, 2)
+	if st := got.GetStatus(); st.GetExpectedPods() != 4 || len(st.GetDisruptedPods()) != 0 {
+		t.Fatalf("status after the replacement %v, want expectedPods 4 and no disrupted pods", st)
+	}
+}
