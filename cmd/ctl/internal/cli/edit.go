@@ -25,9 +25,6 @@ const editHeader = `# Please edit the object below. Lines beginning with a '#' w
 #
 `
 
-// errEditCancelled: the user saved nothing new.
-var errEditCancelled = errors.New("Edit cancelled, no changes made.")
-
 func (o *options) editCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
@@ -101,17 +98,18 @@ func (o *options) edit(parent context.Context, c *client.Client, t target, forma
 		}
 		body := stripComments(edited)
 		if len(bytes.TrimSpace(body)) == 0 {
-			return errEditCancelled
+			fmt.Fprintln(o.streams.Err, "Edit cancelled, saved file was empty.")
+			return nil
 		}
 		if bytes.Equal(bytes.TrimSpace(body), bytes.TrimSpace(original)) {
 			if lastFailed != nil {
-				return fmt.Errorf("Edit cancelled, no valid changes were saved.")
+				return errors.New("edit cancelled, no valid changes were saved")
 			}
-			fmt.Fprintln(o.streams.Out, errEditCancelled.Error())
+			fmt.Fprintln(o.streams.Out, "Edit cancelled, no changes made.")
 			return nil
 		}
 		if lastFailed != nil && bytes.Equal(body, lastFailed) {
-			return fmt.Errorf("Edit cancelled, no valid changes were saved: the edit still fails")
+			return errors.New("edit cancelled, no valid changes were saved: the edit saved again still fails")
 		}
 		err = o.saveEdited(parent, c, t, cur, body)
 		if err == nil {

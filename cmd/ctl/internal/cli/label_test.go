@@ -187,3 +187,22 @@ fi
 		t.Fatalf("replicas after edit: %d, %v; want 4", d.GetSpec().GetReplicas(), err)
 	}
 }
+
+// An edit that still fails when saved again is abandoned with an error,
+// and the object is left as it was.
+func TestEditGivesUpWhenTheErrorStays(t *testing.T) {
+	e := newCPEnv(t, -1)
+	e.mustCtl(twoConfigMaps, "apply", "-f", "-")
+	script := filepath.Join(t.TempDir(), "editor.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsed -i 's/name: one/name: One_Bad/' \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBE_EDITOR", script)
+	_, errs, code := e.ctl("", "edit", "cm", "one")
+	if code == 0 || !strings.Contains(errs, "no valid changes were saved") {
+		t.Fatalf("edit that keeps failing: exit %d: %s", code, errs)
+	}
+	if e.configMap("one").GetMetadata().GetName() != "one" {
+		t.Fatal("configmap one changed")
+	}
+}
