@@ -196,6 +196,9 @@ spec:
 		pdb, err := client.Get[*apiv1.PodDisruptionBudget](e.ctx, e.cl, "default", "web")
 		return err == nil && pdb.GetStatus().GetDisruptionsAllowed() == 1 && pdb.GetStatus().GetCurrentHealthy() == 2
 	})
+	if out := e.mustCtl("", "get", "pdb", "web"); !strings.Contains(out, "MIN AVAILABLE   MAX UNAVAILABLE   ALLOWED DISRUPTIONS") || !strings.Contains(out, "web    1               N/A               1") {
+		t.Fatalf("get pdb:\n%s", out)
+	}
 	// hollow-1 stays cordoned: the replacement cannot run anywhere.
 	out, errs, code := e.ctl("", "drain", "hollow-0", "--ignore-daemonsets", "--eviction-retry-interval", "200ms", "--timeout", "4s")
 	if code == 0 {

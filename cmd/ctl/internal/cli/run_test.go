@@ -66,6 +66,13 @@ spec:
 		return err == nil && len(ep.GetSubsets()) == 1 && len(ep.GetSubsets()[0].GetAddresses()) == 2
 	})
 
+	// A Service exposes again under another name, with its selector (a map, as a ReplicationController's).
+	e.mustCtl("", "expose", "svc/web-svc", "--name", "web-alt", "--port", "9090")
+	alt, err := client.Get[*apiv1.Service](e.ctx, e.cl, "default", "web-alt")
+	if err != nil || alt.GetSpec().GetSelector()["run"] != "web" || alt.GetSpec().GetPorts()[0].GetPort() != 9090 {
+		t.Fatalf("service from expose svc: %v, %v", alt.GetSpec(), err)
+	}
+
 	if _, errs, code := e.ctl("", "run", "shell", "--image", "busybox", "-i", "-t", "--rm"); code == 0 || !strings.Contains(errs, "needs ctl attach") {
 		t.Fatalf("run -it without attach: exit %d: %s", code, errs)
 	}
