@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -40,6 +41,7 @@ type runOptions struct {
 	env                          []string
 	stdin, tty, rm, command      bool
 	expose                       bool
+	out                          createOutput
 }
 
 func (o *options) runCmd() *cobra.Command {
@@ -65,27 +67,35 @@ otherwise. Arguments after -- are the container's args, or its command with
 			if r.expose && r.port == "" {
 				return fmt.Errorf("--port must be set when exposing a service")
 			}
-			c, err := o.connect()
-			if err != nil {
+			if err := r.out.check(); err != nil {
 				return err
 			}
-			defer c.Close()
+			if (r.stdin || r.tty) && r.out.dryRun != "none" {
+				return fmt.Errorf("--dry-run cannot be used with -i/-t")
+			}
+			var c *client.Client
+			if r.out.dryRun != "client" {
+				if c, err = o.connect(); err != nil {
+					return err
+				}
+				defer c.Close()
+			}
 			pod.Metadata.Namespace = o.ns()
+			objs := []kinds.Object{pod}
+			if r.expose {
+				objs = append(objs, serviceFor(pod.Metadata.Name, pod.Metadata.Namespace, pod.Metadata.Labels, r.port, "", "", ""))
+			}
 			ctx, cancel := o.ctx(cmd.Context())
-			created, err := client.Create(ctx, c, pod)
-			if err == nil && r.expose {
-				svc := serviceFor(pod.Metadata.Name, pod.Metadata.Namespace, pod.Metadata.Labels, r.port, "", "", "")
-				_, err = client.Create(ctx, c, svc)
-				if err == nil {
-					fmt.Fprintf(o.streams.Out, "service/%s created\n", svc.Metadata.Name)
+			defer cancel()
+			for i, obj := range objs {
+				if i > 0 && r.out.output == "yaml" {
+					fmt.Fprintln(o.streams.Out, "---")
+				}
+				if err := o.createOrPrint(ctx, c, obj, r.out, "created"); err != nil {
+					return err
 				}
 			}
-			cancel()
-			if err != nil {
-				return err
-			}
 			if !(r.stdin || r.tty) {
-				fmt.Fprintf(o.streams.Out, "pod/%s created\n", created.GetMetadata().GetName())
 				return nil
 			}
 			err = Attach(cmd.Context(), AttachRequest{Client: c, Namespace: o.ns(), Pod: pod.Metadata.Name,
@@ -113,6 +123,7 @@ otherwise. Arguments after -- are the container's args, or its command with
 	f.BoolVar(&r.rm, "rm", false, "delete the pod when the attached session ends")
 	f.BoolVar(&r.command, "command", false, "the arguments after -- are the command, not args")
 	f.BoolVar(&r.expose, "expose", false, "also create a Service for the pod (needs --port)")
+	r.out.flags(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("restart", cobra.FixedCompletions([]string{"Always", "OnFailure", "Never"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -174,6 +185,7 @@ func parsePairs(s, sep, flag string) (map[string]string, error) {
 
 func (o *options) exposeCmd() *cobra.Command {
 	var port, targetPort, typ, name, protocol, selector string
+	var out createOutput
 	cmd := &cobra.Command{
 		Use:   "expose (deployment|replicaset|replicationcontroller|pod|service) NAME [--port=PORT] [--target-port=PORT] [--type=ClusterIP|NodePort] [--name=NAME]",
 		Short: "Create a Service for the pods of a workload, pod or Service",
@@ -185,6 +197,9 @@ Service: its first port) is used; --target-port defaults to --port.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if typ != "ClusterIP" && typ != "NodePort" {
 				return fmt.Errorf("--type %q: must be ClusterIP or NodePort", typ)
+			}
+			if err := out.check(); err != nil {
+				return err
 			}
 			return o.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				ts, err := o.targets(ctx, c, args, "", false)
@@ -224,12 +239,7 @@ Service: its first port) is used; --target-port defaults to --port.`,
 				if name == "" {
 					name = t.name
 				}
-				svc := serviceFor(name, t.ns, sel, port, targetPort, typ, protocol)
-				if _, err := client.Create(ctx, c, svc); err != nil {
-					return err
-				}
-				fmt.Fprintf(o.streams.Out, "service/%s exposed\n", name)
-				return nil
+				return o.createOrPrint(ctx, c, serviceFor(name, t.ns, sel, port, targetPort, typ, protocol), out, "exposed")
 			})
 		},
 	}
@@ -240,6 +250,7 @@ Service: its first port) is used; --target-port defaults to --port.`,
 	f.StringVar(&name, "name", "", "the Service's name (default the object's)")
 	f.StringVar(&protocol, "protocol", "TCP", "TCP, UDP or SCTP")
 	f.StringVar(&selector, "selector", "", "K=V,… selector instead of the object's")
+	out.flags(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions([]string{"ClusterIP", "NodePort"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -327,4 +338,66 @@ func serviceFor(name, ns string, selector map[string]string, port, targetPort, t
 	return &apiv1.Service{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: ns, Labels: selector},
 		Spec: &apiv1.ServiceSpec{Selector: selector, Type: typ,
 			Ports: []*apiv1.ServicePort{{Port: int32(p), TargetPort: targetPort, Protocol: protocol}}}}
+}
+
+// createOutput is kubectl's --dry-run and -o for verbs that create.
+type createOutput struct{ dryRun, output string }
+
+func (c *createOutput) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.dryRun, "dry-run", "none", "none, client (print only) or server (validated and admitted, not stored)")
+	cmd.Flags().Lookup("dry-run").NoOptDefVal = "client"
+	cmd.Flags().StringVarP(&c.output, "output", "o", "", "yaml, json or name: print the object instead of a message")
+}
+
+func (c *createOutput) check() error {
+	if c.dryRun != "none" && c.dryRun != "client" && c.dryRun != "server" {
+		return fmt.Errorf("--dry-run %q: must be none, client or server", c.dryRun)
+	}
+	if c.output != "" && c.output != "yaml" && c.output != "json" && c.output != "name" {
+		return fmt.Errorf("-o %q: must be yaml, json or name", c.output)
+	}
+	return nil
+}
+
+// createOrPrint creates obj (or only validates it with --dry-run=server,
+// or not at all with client) and prints it as -o asks, else kubectl's
+// "KIND/NAME VERB" line.
+func (o *options) createOrPrint(ctx context.Context, c *client.Client, obj kinds.Object, out createOutput, verb string) error {
+	k, err := o.reg.ForObject(obj)
+	if err != nil {
+		return err
+	}
+	kinds.SetTypeMeta(obj, k.APIVersion(), k.Name)
+	if out.dryRun != "client" {
+		env, err := o.reg.Pack(obj)
+		if err != nil {
+			return err
+		}
+		res, err := c.API().Create(ctx, &apiv1.CreateRequest{Object: env, DryRun: out.dryRun == "server"})
+		if err != nil {
+			return err
+		}
+		if obj, _, err = o.reg.Unpack(res); err != nil {
+			return err
+		}
+	}
+	var b []byte
+	switch out.output {
+	case "yaml":
+		b, err = manifest.MarshalYAML(obj)
+	case "json":
+		if b, err = manifest.MarshalJSONIndent(obj); err == nil {
+			b = append(b, '\n')
+		}
+	case "name":
+		b = []byte(k.Singular + "/" + obj.GetMetadata().GetName() + "\n")
+	default:
+		suffix := map[string]string{"none": "", "client": " (dry run)", "server": " (server dry run)"}[out.dryRun]
+		b = []byte(fmt.Sprintf("%s/%s %s%s\n", k.Singular, obj.GetMetadata().GetName(), verb, suffix))
+	}
+	if err != nil {
+		return err
+	}
+	_, err = o.streams.Out.Write(b)
+	return err
 }

@@ -73,6 +73,24 @@ spec:
 		t.Fatalf("service from expose svc: %v, %v", alt.GetSpec(), err)
 	}
 
+	// --dry-run: client prints without asking the API, server validates without storing.
+	out = e.mustCtl("", "run", "dry", "--image", "nginx", "--port", "80", "--expose", "--dry-run=client", "-o", "yaml")
+	if !strings.Contains(out, "kind: Pod") || !strings.Contains(out, "image: nginx") || !strings.Contains(out, "---\napiVersion: v1\nkind: Service") {
+		t.Fatalf("run --dry-run=client -o yaml:\n%s", out)
+	}
+	if out := e.mustCtl("", "run", "dry", "--image", "nginx", "--dry-run=server"); out != "pod/dry created (server dry run)\n" {
+		t.Fatalf("run --dry-run=server: %q", out)
+	}
+	if _, errs, code := e.ctl("", "run", "dry", "--image", "nginx", "--restart", "Always", "--env", "=x", "--dry-run=server"); code == 0 || !strings.Contains(errs, "--env") {
+		t.Fatalf("bad --env: exit %d: %s", code, errs)
+	}
+	if _, err := client.Get[*apiv1.Pod](e.ctx, e.cl, "default", "dry"); !client.IsNotFound(err) {
+		t.Fatalf("a dry run stored pod dry: %v", err)
+	}
+	if out := e.mustCtl("", "expose", "pod/web", "--port", "81", "--name", "dry", "--dry-run=client", "-o", "json"); !strings.Contains(out, `"kind": "Service"`) || !strings.Contains(out, `"port": 81`) {
+		t.Fatalf("expose --dry-run=client -o json:\n%s", out)
+	}
+
 	if _, errs, code := e.ctl("", "run", "shell", "--image", "busybox", "-i", "-t", "--rm"); code == 0 || !strings.Contains(errs, "needs ctl attach") {
 		t.Fatalf("run -it without attach: exit %d: %s", code, errs)
 	}
