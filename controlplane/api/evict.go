@@ -100,7 +100,7 @@ func (s *Server) budgetGuard(ctx context.Context, obj kinds.Object, t *txnBuilde
 		return fmt.Errorf("%w: cannot evict pod %s: the disruption budget %s is still being processed by the server",
 			ErrDisruptionBudget, md.GetName(), pdb.GetMetadata().GetName())
 	}
-	if !ready && st.GetCurrentHealthy() >= st.GetDesiredHealthy() && st.GetDesiredHealthy() > 0 {
+	if !ready && st.GetCurrentHealthy() >= st.GetDesiredHealthy() {
 		// An unready pod does not count as healthy: evicting it leaves the
 		// budget as it is (IfHealthyBudget), provided the budget holds.
 		t.expect(key, b.rev)

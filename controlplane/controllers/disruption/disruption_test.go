@@ -209,3 +209,33 @@ func TestBudgetStatusFromControllerScale(t *testing.T) {
 		t.Fatalf("status after the replacement %v, want expectedPods 4 and no disrupted pods", st)
 	}
 }
+
+// A pod that is not Ready may be evicted while the budget holds
+// (IfHealthyBudget) even when no disruption is allowed: it is not one of
+// the healthy pods the budget protects; a Ready one is refused.
+func TestUnreadyPodEvictedWhileBudgetHolds(t *testing.T) {
+	c := start(t)
+	cl := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	names := readyPods(t, ctx, cl, "web", 3)
+	p, err := client.Get[*apiv1.Pod](ctx, cl, "default", names[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Conditions = []*apiv1.PodCondition{{Type: "Ready", Status: "False"}}
+	if _, err := client.UpdateStatus(ctx, cl, p); err != nil {
+		t.Fatal(err)
+	}
+	budget(t, ctx, cl, "2")
+	pdb := waitAllowed(t, ctx, cl, 0)
+	if st := pdb.GetStatus(); st.GetCurrentHealthy() != 2 || st.GetDesiredHealthy() != 2 {
+		t.Fatalf("status %v, want currentHealthy 2 desiredHealthy 2", st)
+	}
+	if _, _, err := cl.Evict(ctx, "default", names[0], client.EvictOptions{}); !client.IsTooManyRequests(err) {
+		t.Fatalf("evict a Ready pod with no disruption allowed: %v, want refused", err)
+	}
+	if _, _, err := cl.Evict(ctx, "default", names[2], client.EvictOptions{}); err != nil {
+		t.Fatalf("evict the unready pod: %v", err)
+	}
+}
