@@ -86,6 +86,7 @@ proto: deps tools
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
 	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
+	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
 	clients/python/generate.sh
 
