@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -57,6 +58,8 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// metricsAddr is where the metrics port listens (metrics.go).
+	metricsAddr atomic.Value
 }
 
 // State is the node's node.json.
@@ -287,6 +290,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	start("metrics", c.serveMetrics)
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
 			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
