@@ -17,6 +17,7 @@ import (
 // runs the pods the API binds to it.
 type Agent struct {
 	cfg         Config
+	metrics     *agentMetrics
 	log         *slog.Logger
 	capacity    map[string]string
 	allocatable map[string]string
@@ -73,7 +74,9 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
+	metrics := newAgentMetrics(cfg.Registerer)
+	cfg.Runtime = instrumentedRuntime{PodRuntime: cfg.Runtime, m: metrics}
+	a := &Agent{cfg: cfg, metrics: metrics, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
 		capacity: capacity, allocatable: alloc, registered: make(chan struct{}),
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
 		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -31,6 +33,8 @@ type ServiceProxy interface {
 type Config struct {
 	// NodeName is this node's Node object name (and the certificate's).
 	NodeName string
+	// Registerer, when set, takes the agent's metrics (metrics.go).
+	Registerer prometheus.Registerer
 	// Client talks to the cluster API with the node's certificate.
 	Client *client.Client
 	// Runtime runs the pods (runtime.Runtime).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -12,6 +13,7 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // apiResolver reads ConfigMaps and Secrets through the API.
@@ -219,12 +221,14 @@ func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	a.mu.Unlock()
 	if err := a.cfg.Runtime.RunPod(ctx, rp); err != nil {
 		if ctx.Err() == nil {
+			a.metrics.podStarts.WithLabelValues("failed").Inc()
 			a.log.Error("run pod", "pod", client.Key(pod), "err", err)
 			_ = a.recorder.Event(ctx, pod, client.EventWarning, "FailedCreatePodSandBox", err.Error())
 		}
 		return
 	}
-	a.log.Info("pod started", "pod", client.Key(pod), "uid", uid)
+	a.metrics.podStarts.WithLabelValues("started").Inc()
+	a.log.Info("pod started", podAttrs(pod, uid)...)
 	_ = a.recorder.Event(ctx, pod, client.EventNormal, "Started", "pod sandbox created on node "+a.cfg.NodeName+"; containers starting")
 }
 
@@ -259,7 +263,8 @@ func (a *Agent) terminate(ctx context.Context, pod *apiv1.Pod) {
 		a.log.Error("confirm pod deletion", "pod", client.Key(pod), "err", err)
 		return
 	}
-	a.log.Info("pod deleted", "pod", client.Key(pod), "uid", uid)
+	a.metrics.forget(uid)
+	a.log.Info("pod deleted", podAttrs(pod, uid)...)
 }
 
 // writeStatus writes st unless the pod already has it (as the informer
@@ -291,4 +296,10 @@ func (a *Agent) writeStatus(ctx context.Context, pod *apiv1.Pod, st *apiv1.PodSt
 	a.mu.Lock()
 	a.written[uid] = writtenStatus{status: st, rev: client.Revision(out.GetMetadata().GetResourceVersion())}
 	a.mu.Unlock()
+	a.metrics.statusWritten(pod, st, time.Now())
+}
+
+// podAttrs are the log keys (proto/logkey) of a pod.
+func podAttrs(pod *apiv1.Pod, uid string) []any {
+	return append(logkey.PodAttrs(pod.GetMetadata().GetNamespace(), pod.GetMetadata().GetName()), slog.String(logkey.UID, uid))
 }
