@@ -16,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
+	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/pki"
@@ -222,7 +223,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	imgCfg := image.DefaultConfig()
 	imgCfg.Root = filepath.Join(f.dataDir, "images")
 	imgCfg.InsecureRegistries = f.insecureRegistries
-	imgCfg.Logger = log
+	imgCfg.Logger, imgCfg.Registerer = log, reg
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
@@ -242,6 +243,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	}
 	rtCfg := agentRuntimeConfig(f)
 	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
+	rtCfg.ProbeMetrics = probe.NewMetrics(reg)
 	rt, err := runtime.New(ctx, rtCfg)
 	if err != nil {
 		return err
@@ -249,7 +251,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	defer rt.Close() // pods keep running; the next agent adopts them
 
 	cfg := agent.DefaultConfig()
-	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
+	cfg.NodeName, cfg.Client, cfg.Runtime, cfg.Registerer = f.nodeName, c, rt, reg
 	cfg.Images, cfg.PodNetwork = images, podNet.wrap(podNetEnv, nets)
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {

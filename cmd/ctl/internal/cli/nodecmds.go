@@ -77,6 +77,8 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	cfg.APILimits.WatchesPerIdentity, cfg.APILimits.StreamsPerIdentity = f.maxWatches, f.maxStreams
 	cfg.Out = o.streams.Out
 	cfg.Logger = log
+	reg := node.NewMetricsRegistry()
+	cfg.Registerer, cfg.Gatherer = reg, reg
 	if f.metricsPort < -1 || f.metricsPort > 65535 {
 		return node.Config{}, fmt.Errorf("--metrics-port %d: want 1-65535, or -1 for none", f.metricsPort)
 	}
@@ -86,7 +88,7 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 		if f.gossipPort <= 0 || f.gossipPort > 65535 {
 			return node.Config{}, fmt.Errorf("--gossip-port %d: want 1-65535", f.gossipPort)
 		}
-		cfg.Membership = gossipMembership(f.gossipPort, cfg.Logger)
+		cfg.Membership = gossipMembership(f.gossipPort, cfg.Logger, reg)
 	}
 	return cfg, nil
 }
