@@ -136,6 +136,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Images != nil {
 		g.Go(func() error { return a.runImageGC(ctx) })
 	}
+	if a.cfg.UsageInterval > 0 {
+		g.Go(func() error { return a.runUsage(ctx) })
+	}
 	if a.cfg.Proxy != nil {
 		g.Go(func() error {
 			if err := a.cfg.Proxy.Run(ctx); err != nil && ctx.Err() == nil {

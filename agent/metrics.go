@@ -118,3 +118,11 @@ func (r instrumentedRuntime) ImagesInUse() map[string]bool {
 	}
 	return nil
 }
+
+// Usage passes the usage report's reading on (UsageReader).
+func (r instrumentedRuntime) Usage() []runtime.PodUsage {
+	if u, ok := r.PodRuntime.(UsageReader); ok {
+		return u.Usage()
+	}
+	return nil
+}
