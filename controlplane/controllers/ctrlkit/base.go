@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // Config is shared by every controller built on Base.
@@ -397,14 +398,24 @@ func (b *Base) work(ctx context.Context, name string, q *controllers.Queue, sync
 			q.Forget(key)
 		default:
 			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) || errors.Is(err, ErrOwnerGone) {
-				b.Log.Debug("sync raced, retrying", "key", key, "err", err)
+				b.Log.Debug("sync raced, retrying", b.keyAttrs(name, key, err)...)
 			} else {
-				b.Log.Warn("sync failed, retrying", "key", key, "err", err)
+				b.Log.Warn("sync failed, retrying", b.keyAttrs(name, key, err)...)
 			}
 			q.AddRateLimited(key)
 		}
 		q.Done(key)
 	}
+}
+
+// keyAttrs are the log keys (proto/logkey) of a failed key of queue: the
+// main queue's keys name objects of the primary kind.
+func (b *Base) keyAttrs(queue, key string, err error) []any {
+	if queue != mainQueue || b.primary == nil {
+		return []any{"queue", queue, "key", key, logkey.Err, err}
+	}
+	ns, name := SplitKey(key)
+	return append(logkey.ObjectAttrs(b.primary.kind, ns, name), logkey.Err, err)
 }
 
 // safeSync turns a panic into an ErrPanic error naming the key.
