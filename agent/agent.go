@@ -76,7 +76,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	metrics := newAgentMetrics(cfg.Registerer)
 	cfg.Runtime = instrumentedRuntime{PodRuntime: cfg.Runtime, m: metrics}
-	a := &Agent{cfg: cfg, metrics: metrics, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
+	// The caller's logger names the node (logkey.Node): ctl join's worker
+	// and ctl agent both add it, so every line of the process has it once.
+	a := &Agent{cfg: cfg, metrics: metrics, log: cfg.Logger.With("component", "agent"),
 		capacity: capacity, allocatable: alloc, registered: make(chan struct{}),
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
 		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},

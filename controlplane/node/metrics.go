@@ -84,6 +84,10 @@ func ServeMetrics(ctx context.Context, lis net.Listener, tlsConfig *tls.Config, 
 	srv := &http.Server{Handler: metricsHandler(g, log), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	if tlsConfig != nil {
+		// One handshake per scrape: a certificate revoked (or of a member
+		// removed) since the last one is refused at the next, not carried
+		// on by a kept-alive connection.
+		srv.SetKeepAlivesEnabled(false)
 		lis = tls.NewListener(lis, tlsConfig)
 	}
 	done := make(chan struct{})

@@ -23,6 +23,7 @@ import (
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // agentFlags are the flags of `ctl agent`.
@@ -107,6 +108,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metri
 	if f.nodeName, err = agentNodeName(cc, f.nodeName); err != nil {
 		return err
 	}
+	log = log.With(logkey.Node, f.nodeName)
 	tc, err := newRereadTLS(cc)
 	if err != nil {
 		return err
