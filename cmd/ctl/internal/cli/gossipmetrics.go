@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	gometrics "github.com/armon/go-metrics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,27 +35,35 @@ func registerGossipMetrics(reg prometheus.Registerer, g *gossip.Gossip) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{gossipProbeHisto, membersCollector{g}} {
+	mc := &membersCollector{}
+	mc.g.Store(g)
+	for _, c := range []prometheus.Collector{gossipProbeHisto, mc} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
 				return err
+			}
+			// A member started again (after a failure) replaces the one
+			// the registry reads.
+			if old, ok := already.ExistingCollector.(*membersCollector); ok {
+				old.g.Store(g)
 			}
 		}
 	}
 	return nil
 }
 
-type membersCollector struct{ g *gossip.Gossip }
+// membersCollector reads the process's current gossip member.
+type membersCollector struct{ g atomic.Pointer[gossip.Gossip] }
 
-func (c membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- gossipMembersDesc }
+func (c *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- gossipMembersDesc }
 
-func (c membersCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{}
 	for _, s := range []gossip.State{gossip.StateAlive, gossip.StateDead, gossip.StateLeft} {
 		counts[s.String()] = 0
 	}
-	for _, m := range c.g.Members() {
+	for _, m := range c.g.Load().Members() {
 		counts[m.State.String()]++
 	}
 	for state, n := range counts {

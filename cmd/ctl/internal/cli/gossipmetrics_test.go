@@ -32,8 +32,12 @@ func TestGossipMetrics(t *testing.T) {
 	if err := registerGossipMetrics(reg, a); err != nil {
 		t.Fatal(err)
 	}
+	stale := start("stale")
+	if err := registerGossipMetrics(reg, stale); err != nil {
+		t.Fatal(err)
+	}
 	if err := registerGossipMetrics(reg, a); err != nil {
-		t.Fatalf("registering twice (a member restarted): %v", err)
+		t.Fatalf("registering again (a member started again): %v", err)
 	}
 	if _, err := b.Join(a.Addr()); err != nil {
 		t.Fatal(err)
