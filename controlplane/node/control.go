@@ -60,6 +60,8 @@ type Control struct {
 	members memberView
 	// metricsAddr is where the metrics port listens (metrics.go).
 	metricsAddr atomic.Value
+	// dash is the web dashboard; nil when Config.DashboardPort is 0.
+	dash *controlDashboard
 }
 
 // State is the node's node.json.
@@ -235,6 +237,11 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.API.Register(c.authed)
 	joinv1.RegisterJoinServer(c.authed, joinSrv)
 	adminv1.RegisterAdminServer(c.authed, admin)
+	if cfg.DashboardPort > 0 {
+		if err := c.newDashboard(cfg, aud); err != nil {
+			return nil, fmt.Errorf("dashboard: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -291,6 +298,9 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
 	start("metrics", c.serveMetrics)
+	if c.dash != nil {
+		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
+	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
 			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
@@ -349,6 +359,9 @@ func (c *Control) Close() error {
 	}
 	if c.split != nil {
 		_ = c.split.Close()
+	}
+	if c.dash != nil {
+		c.dash.inproc.Close()
 	}
 	if c.Store != nil {
 		errs = append(errs, c.Store.Close())

@@ -139,3 +139,32 @@ func Pods(ctx context.Context, c *client.Client, namespace string) ([]Pod, error
 	})
 	return out, nil
 }
+
+// Latest reads every node's latest fresh sample through an API client
+// (the dashboard's in-process one, which asks as the session's user), by
+// node name.
+func Latest(ctx context.Context, api apiv1.APIClient) (map[string]Node, error) {
+	out := map[string]Node{}
+	now := time.Now()
+	req := &apiv1.ListRequest{Kind: "NodeMetrics", Limit: 500}
+	for {
+		l, err := api.List(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, env := range l.GetItems() {
+			o, err := client.Unpack(env)
+			if err != nil {
+				return nil, err
+			}
+			if m, ok := o.(*apiv1.NodeMetrics); ok {
+				if n := FromNodeMetrics(m); Fresh(n.Timestamp, now) {
+					out[n.Name] = n
+				}
+			}
+		}
+		if req.Continue = l.GetMetadata().GetContinue(); req.Continue == "" {
+			return out, nil
+		}
+	}
+}

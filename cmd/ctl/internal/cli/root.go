@@ -93,6 +93,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.agentCmd())
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
 	root.AddCommand(o.topCmd())
+	root.AddCommand(o.dashboardCmd())
 	return root
 }
 
