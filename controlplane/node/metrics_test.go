@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +18,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/skiffhq/skiff/controlplane/dashboard"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
 )
 
 // A control node serves its metrics on the metrics port over mutual TLS
@@ -136,4 +140,45 @@ func get(hc *http.Client, url string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// The dashboard's usage source reads the agents' NodeMetrics through the
+// API: none fresh is an error (the dashboard then shows requests), a
+// fresh one is a node's measured usage against its allocatable.
+func TestDashboardUsageIsMeasured(t *testing.T) {
+	dir := t.TempDir()
+	cfg, out := testConfig(t, dir, "c1")
+	cfg.MetricsPort = -1
+	runInBackground(t, func(ctx context.Context) error { return Init(ctx, cfg) })
+	testutil.WaitFor(t, 30*time.Second, "init to print the join commands", func() bool { return strings.Contains(out.String(), "ctl join --token") })
+	cc, err := client.LoadConfig(filepath.Join(dir, AdminConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewFromConfig(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src := measuredUsage(cl.API())
+	n := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "w1"}, Status: &apiv1.NodeStatus{Allocatable: map[string]string{"cpu": "2", "memory": "4Gi"}}}
+	nodes := []*apiv1.Node{n, {Metadata: &apiv1.ObjectMeta{Name: "w2"}}}
+	if _, err := src.NodeUsage(ctx, nodes, nil); !errors.Is(err, errNoUsage) {
+		t.Fatalf("without samples: %v, want errNoUsage", err)
+	}
+	m := &apiv1.NodeMetrics{Metadata: &apiv1.ObjectMeta{Name: "w1"}, Timestamp: time.Now().UTC().Format(time.RFC3339), Window: "15s",
+		Usage: map[string]string{"cpu": "750m", "memory": "1Gi"}}
+	if _, err := client.Create(ctx, cl, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := src.NodeUsage(ctx, nodes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]dashboard.Usage{"w1": {CPUMilli: 750, MemoryBytes: 1 << 30, AllocatableCPUMilli: 2000, AllocatableMemory: 4 << 30, Measured: true}}
+	if len(got) != 1 || got["w1"] != want["w1"] {
+		t.Errorf("usage %+v, want %+v", got, want)
+	}
 }
