@@ -152,6 +152,9 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		if err != nil || len(res) != 1 || res[0].value < 3 {
 			t.Errorf("pod start latency observations: %v %v", res, err)
 		}
+		if res, err := prom.query(`histogram_quantile(0.5, sum by (le) (skiff_agent_pod_start_seconds_bucket))`); err == nil && len(res) == 1 {
+			t.Logf("pod start (creation to Running) p50 ≤ %.2fs by Prometheus' estimate", res[0].value)
+		}
 	})
 
 	t.Run("UsageFollowsABurningContainer", func(t *testing.T) {
