@@ -7,7 +7,7 @@ PKGS      := ./...
 # Debian packages the tests and demo use; `deps` installs only what is missing.
 APT_PKGS  := protobuf-compiler libprotobuf-dev busybox-static containernetworking-plugins nftables \
              iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio xz-utils curl \
-             etcd-server etcd-client runc libseccomp-dev docker-registry
+             etcd-server etcd-client runc libseccomp-dev docker-registry prometheus
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 # The version go.mod already selects (grpc's dependency graph pins it).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -57,6 +58,8 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// metricsAddr is where the metrics port listens (metrics.go).
+	metricsAddr atomic.Value
 	// dash is the web dashboard; nil when Config.DashboardPort is 0.
 	dash *controlDashboard
 }
@@ -294,6 +297,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	start("metrics", c.serveMetrics)
 	if c.dash != nil {
 		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
 	}
