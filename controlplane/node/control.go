@@ -20,7 +20,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
-	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -415,7 +414,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }}
+		ClusterNetwork: c.leaderClusterNetwork}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}
