@@ -79,6 +79,8 @@ func (e *Error) Unwrap() error { return ErrInvalid }
 type Document struct {
 	Object kinds.Object
 	Kind   *kinds.Kind
+	// Source names the input the document came from (a file, or "-").
+	Source string
 	// Line is the line the document starts on.
 	Line int
 	// lines maps field paths ("spec.replicas", "spec.ports[0].port") to the
@@ -141,6 +143,9 @@ func (d *Decoder) Decode(source string, data []byte) ([]*Document, error) {
 			continue
 		}
 		got, ps := d.decodeNode(root.Content[0])
+		for _, doc := range got {
+			doc.Source = source
+		}
 		docs = append(docs, got...)
 		problems = append(problems, ps...)
 	}
