@@ -377,3 +377,19 @@ func define[T Object](k Kind, defaults func(T), validate func(T) FieldErrors, ro
 func onUpdate[T Object](k *Kind, f func(old, cur T) FieldErrors) {
 	k.validateUpd = func(o, c Object) FieldErrors { return f(o.(T), c.(T)) }
 }
+
+// builtinObjects make the objects every cluster has from the start (the
+// system PriorityClasses), registered by their kinds' files.
+var builtinObjects []func() []Object
+
+func registerBuiltinObjects(f func() []Object) { builtinObjects = append(builtinObjects, f) }
+
+// BuiltinObjects returns fresh copies of the objects the API server creates
+// at start (beside the default namespaces), cluster-scoped kinds only.
+func BuiltinObjects() []Object {
+	var out []Object
+	for _, f := range builtinObjects {
+		out = append(out, f()...)
+	}
+	return out
+}

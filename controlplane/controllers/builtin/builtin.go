@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
@@ -34,6 +35,7 @@ func Register(r *controllers.Registry) {
 	r.Register("hpa", hpa.NewLoop)
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
+	r.Register("serviceaccount", serviceaccount.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
