@@ -1,0 +1,131 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/integration/cptest"
+	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+func priorityClass(name string, value int32, policy string) *apiv1.PriorityClass {
+	pc := &apiv1.PriorityClass{ApiVersion: "scheduling.k8s.io/v1", Kind: "PriorityClass",
+		Metadata: &apiv1.ObjectMeta{Name: name}, Value: value}
+	if policy != "" {
+		pc.PreemptionPolicy = &policy
+	}
+	return pc
+}
+
+func withClass(class string) func(*apiv1.Pod) {
+	return func(p *apiv1.Pod) { p.Spec.PriorityClassName = class }
+}
+
+func onNode(node string) func(*apiv1.Pod) {
+	return func(p *apiv1.Pod) { p.Spec.NodeName = node }
+}
+
+// TestPreemptionEvictsFewestVictims: on a full cluster of hollow nodes, a
+// high-priority pod that fits nowhere evicts lower-priority pods on the
+// node where the fewest must go (one of n1's two 2-cpu pods, not two of
+// n0's 1-cpu pods; n2's pod has the same priority and is never a victim),
+// then binds there. A pod whose class says Never waits instead, and the
+// admission resolved every pod's priority from its class.
+func TestPreemptionEvictsFewestVictims(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Pool.AddNodeWithCapacity(ctx, fmt.Sprintf("n%d", i), nil,
+			map[string]string{"cpu": "4", "memory": "8Gi", "pods": "110"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pc := range []*apiv1.PriorityClass{priorityClass("low", 100, ""), priorityClass("high", 1000, ""),
+		priorityClass("high-polite", 1000, "Never")} {
+		if _, err := client.Create(ctx, cl, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := client.Create(ctx, cl, testPod(fmt.Sprintf("small%d", i), "1", withClass("low"), onNode("n0"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		name := fmt.Sprintf("big%d", i)
+		if _, err := client.Create(ctx, cl, testPod(name, "2", withClass("low"), onNode("n1"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.Create(ctx, cl, testPod("peer", "4", withClass("high"), onNode("n2"))); err != nil {
+		t.Fatal(err)
+	}
+	// Admission resolved the classes.
+	got, err := client.Get[*apiv1.Pod](ctx, cl, "default", "small0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSpec().GetPriority() != 100 || got.GetSpec().GetPreemptionPolicy() != "PreemptLowerPriority" {
+		t.Fatalf("admission: priority %d policy %q, want 100 PreemptLowerPriority", got.GetSpec().GetPriority(), got.GetSpec().GetPreemptionPolicy())
+	}
+	if _, err := client.Create(ctx, cl, testPod("nope", "1", withClass("missing"))); err == nil {
+		t.Fatal("a pod naming a missing PriorityClass was admitted")
+	}
+	// A polite pod (Never) does not preempt: it stays pending.
+	if _, err := client.Create(ctx, cl, testPod("polite", "2", withClass("high-polite"))); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the polite pod reported unschedulable", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "polite")
+		return err == nil && podScheduledFalse(p)
+	})
+	if n := len(listPods(t, cl)); n != 8 {
+		t.Fatalf("%d pods after the polite pod, want 8 (nothing evicted)", n)
+	}
+	if _, _, err := cl.Delete(ctx, "Pod", "default", "polite", client.DeleteOptions{GracePeriodSeconds: client.Int64(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Create(ctx, cl, testPod("urgent", "2", withClass("high"))); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the urgent pod bound after preemption", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+		return err == nil && p.GetSpec().GetNodeName() != ""
+	})
+	urgent, _ := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+	if urgent.GetSpec().GetNodeName() != "n1" {
+		t.Fatalf("urgent pod bound to %s, want n1 (one victim there, two on n0)", urgent.GetSpec().GetNodeName())
+	}
+	left := map[string]bool{}
+	for _, p := range listPods(t, cl) {
+		if p.GetMetadata().GetDeletionTimestamp() == "" {
+			left[p.GetMetadata().GetName()] = true
+		}
+	}
+	gone := 0
+	for _, name := range []string{"small0", "small1", "small2", "small3", "big0", "big1", "peer"} {
+		if !left[name] {
+			gone++
+			if name != "big0" && name != "big1" {
+				t.Errorf("pod %s was evicted; only one of n1's pods should be", name)
+			}
+		}
+	}
+	if gone != 1 {
+		t.Errorf("%d pods evicted, want exactly 1 (fewest victims): left %v", gone, left)
+	}
+}
+
+func podScheduledFalse(p *apiv1.Pod) bool {
+	for _, c := range p.GetStatus().GetConditions() {
+		if c.GetType() == "PodScheduled" && c.GetStatus() == "False" {
+			return true
+		}
+	}
+	return false
+}
