@@ -58,6 +58,10 @@ type Kind struct {
 	Retired map[string]string
 	// Namespaced kinds live in a namespace; the others are cluster-scoped.
 	Namespaced bool
+	// Conversions are further apiVersions accepted in manifests whose
+	// schema differs from the stored one (autoscaling/v1 beside
+	// autoscaling/v2): decoded into their own message, then converted.
+	Conversions map[string]Conversion
 
 	newObject   func() Object
 	defaults    func(Object)
@@ -258,6 +262,9 @@ func (r *Registry) Resolve(apiVersion, kind string) (*Kind, error) {
 	if slices.Contains(k.APIVersions, apiVersion) {
 		return k, nil
 	}
+	if _, ok := k.Conversions[apiVersion]; ok {
+		return k, nil
+	}
 	if apiVersion == "" {
 		return nil, fmt.Errorf("%w: apiVersion is required for kind %s; use %q", ErrUnsupportedVersion, kind, k.APIVersion())
 	}
@@ -392,4 +399,35 @@ func BuiltinObjects() []Object {
 		out = append(out, f()...)
 	}
 	return out
+}
+
+// Conversion reads one older apiVersion of a kind: New makes its message,
+// ToStored converts a decoded one to the stored object (with the stored
+// apiVersion), or names the fields it cannot convert.
+type Conversion struct {
+	New      func() Object
+	ToStored func(Object) (Object, FieldErrors)
+}
+
+// DecodeTarget is the empty message a manifest of apiVersion decodes into:
+// the conversion's when apiVersion is converted, else the kind's own.
+func (k *Kind) DecodeTarget(apiVersion string) Object {
+	if c, ok := k.Conversions[apiVersion]; ok {
+		return c.New()
+	}
+	return k.New()
+}
+
+// ToStored converts an object decoded with DecodeTarget(apiVersion) to the
+// stored schema (unchanged when apiVersion is not converted).
+func (k *Kind) ToStored(apiVersion string, obj Object) (Object, FieldErrors) {
+	c, ok := k.Conversions[apiVersion]
+	if !ok {
+		return obj, nil
+	}
+	out, errs := c.ToStored(obj)
+	if out != nil {
+		SetTypeMeta(out, k.APIVersion(), k.Name)
+	}
+	return out, errs
 }

@@ -220,7 +220,7 @@ func (d *Decoder) decodeNode(n *yaml.Node) ([]*Document, []Problem) {
 		}
 		return nil, probs
 	}
-	obj := k.New()
+	obj := k.DecodeTarget(valueOf(apiVersion))
 	w := walker{lines: map[string]int{}}
 	tree := w.message(n, obj.ProtoReflect().Descriptor(), "", true)
 	if len(w.problems) > 0 {
@@ -228,6 +228,14 @@ func (d *Decoder) decodeNode(n *yaml.Node) ([]*Document, []Problem) {
 	}
 	if err := unmarshalTree(tree, obj); err != nil {
 		return nil, []Problem{{Line: n.Line, Msg: err.Error()}}
+	}
+	obj, errs := k.ToStored(valueOf(apiVersion), obj)
+	if len(errs) > 0 {
+		probs := make([]Problem, len(errs))
+		for i, fe := range errs {
+			probs[i] = Problem{Line: lineOf(w.lines, fe.Path, n.Line), Path: fe.Path, Msg: strings.TrimPrefix(fe.Error(), fe.Path+": ")}
+		}
+		return nil, probs
 	}
 	return []*Document{{Object: obj, Kind: k, Line: n.Line, lines: w.lines}}, nil
 }
@@ -582,4 +590,13 @@ func FieldErrors(err error) []Problem {
 		return e.Problems
 	}
 	return nil
+}
+
+func lineOf(lines map[string]int, path string, def int) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := lines[p]; ok {
+			return l
+		}
+	}
+	return def
 }
