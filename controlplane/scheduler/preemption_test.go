@@ -129,3 +129,47 @@ func podScheduledFalse(p *apiv1.Pod) bool {
 	}
 	return false
 }
+
+// TestHigherPriorityPlacedFirst: with room for one pod, a low and then a
+// high priority pod wait for a node; when it comes the high one is placed
+// first, so the low one waits (it was never placed, hence never preempted:
+// had it been placed first, the high one would have evicted it).
+func TestHigherPriorityPlacedFirst(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	for _, pc := range []*apiv1.PriorityClass{priorityClass("low", 100, ""), priorityClass("high", 1000, "")} {
+		if _, err := client.Create(ctx, cl, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.Create(ctx, cl, testPod("first-low", "3", withClass("low"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Create(ctx, cl, testPod("then-high", "3", withClass("high"))); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "both pods reported unschedulable", func() bool {
+		for _, name := range []string{"first-low", "then-high"} {
+			p, err := client.Get[*apiv1.Pod](ctx, cl, "default", name)
+			if err != nil || !podScheduledFalse(p) {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := c.Pool.AddNodeWithCapacity(ctx, "only", nil, map[string]string{"cpu": "4", "memory": "8Gi", "pods": "110"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the high-priority pod bound", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "then-high")
+		return err == nil && p.GetSpec().GetNodeName() == "only"
+	})
+	low, err := client.Get[*apiv1.Pod](ctx, cl, "default", "first-low")
+	if err != nil {
+		t.Fatalf("the low-priority pod is gone (%v): it was placed first and then preempted", err)
+	}
+	if low.GetSpec().GetNodeName() != "" || low.GetMetadata().GetDeletionTimestamp() != "" {
+		t.Fatalf("low-priority pod on %q (deleting: %q), want still pending", low.GetSpec().GetNodeName(), low.GetMetadata().GetDeletionTimestamp())
+	}
+}
