@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -19,6 +20,10 @@ type priorityAdmission struct {
 	s       *Server
 	classes *kinds.Kind
 }
+
+// globalDefaultTrue is PriorityClass.globalDefault = true on the wire
+// (field 5, varint: tag 0x28, value 1).
+var globalDefaultTrue = []byte{0x28, 0x01}
 
 func newPriorityAdmission(s *Server) admissionPlugin {
 	return &priorityAdmission{s: s, classes: s.kind("PriorityClass")}
@@ -53,7 +58,9 @@ func (p *priorityAdmission) admit(ctx context.Context, r *admissionRequest) erro
 		r.txn.expect(p.classes.Key("", name), st.rev)
 		class = st.obj.(*apiv1.PriorityClass)
 	} else {
-		all, _, err := p.s.listAll(ctx, p.classes, "", true)
+		// Decode only classes whose bytes can hold globalDefault: true
+		// (field 5, varint 1): this runs for every new pod.
+		all, _, err := p.s.listMatching(ctx, p.classes, "", true, func(v []byte) bool { return bytes.Contains(v, globalDefaultTrue) })
 		if err != nil {
 			return err
 		}

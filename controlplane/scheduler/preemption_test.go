@@ -173,3 +173,32 @@ func TestHigherPriorityPlacedFirst(t *testing.T) {
 		t.Fatalf("low-priority pod on %q (deleting: %q), want still pending", low.GetSpec().GetNodeName(), low.GetMetadata().GetDeletionTimestamp())
 	}
 }
+
+// TestGlobalDefaultPriorityClass: a pod naming no class gets the
+// globalDefault one's priority; a second globalDefault class is refused.
+func TestGlobalDefaultPriorityClass(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	everyone := priorityClass("everyone", 7, "")
+	everyone.GlobalDefault = true
+	if _, err := client.Create(ctx, cl, everyone); err != nil {
+		t.Fatal(err)
+	}
+	second := priorityClass("also-default", 8, "")
+	second.GlobalDefault = true
+	if _, err := client.Create(ctx, cl, second); err == nil {
+		t.Fatal("a second globalDefault PriorityClass was accepted")
+	}
+	p, err := client.Create(ctx, cl, testPod("plain", "100m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GetSpec().GetPriority() != 7 || p.GetSpec().GetPriorityClassName() != "everyone" {
+		t.Fatalf("pod without a class: priority %d class %q, want 7 everyone", p.GetSpec().GetPriority(), p.GetSpec().GetPriorityClassName())
+	}
+	withPriority := testPod("explicit", "100m", func(p *apiv1.Pod) { v := int32(99); p.Spec.Priority = &v })
+	if _, err := client.Create(ctx, cl, withPriority); err == nil {
+		t.Fatal("a pod setting a priority its class does not give was accepted")
+	}
+}
