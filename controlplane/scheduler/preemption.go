@@ -59,6 +59,9 @@ func (a *Algorithm) Preempt(p *PodInfo, nodes []*NodeInfo) *Preemption {
 // victimsOn is the smallest set of lower-priority pods whose removal lets p
 // fit on n (ok false when even removing all of them does not).
 func (a *Algorithm) victimsOn(p *PodInfo, prio int32, n *NodeInfo) (victims []*PodInfo, ok bool) {
+	if !n.hasPriorityBelow(prio) {
+		return nil, false // most nodes, for most pods: no pod scan at all
+	}
 	var lower []*PodInfo
 	for _, pi := range n.pods {
 		if Priority(pi.Pod) < prio && pi.Pod.GetMetadata().GetDeletionTimestamp() == "" {
@@ -107,4 +110,14 @@ func (a *Algorithm) victimsOn(p *PodInfo, prio int32, n *NodeInfo) (victims []*P
 // victims terminate.
 func preemptionMessage(fit string, pr *Preemption) string {
 	return fmt.Sprintf("%s Preempting %d lower-priority pod(s) on node %s.", fit, len(pr.Victims), pr.Node.Name())
+}
+
+// hasPriorityBelow: some pod counted on the node has a lower priority.
+func (ni *NodeInfo) hasPriorityBelow(prio int32) bool {
+	for pr := range ni.priorities {
+		if pr < prio {
+			return true
+		}
+	}
+	return false
 }
