@@ -410,3 +410,52 @@ func leftovers(ctx context.Context, cl *client.Client, namespaces []string) []st
 	}
 	return left
 }
+
+// TestCorpusSourcesRecorded: every corpus file, pending ones included, has
+// its source in SOURCES.md, and pending.txt names what each pending file
+// needs (and only files that exist).
+func TestCorpusSourcesRecorded(t *testing.T) {
+	sources, err := os.ReadFile(filepath.Join(corpusDir, "SOURCES.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pendingList, err := os.ReadFile(filepath.Join(corpusDir, "pending.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := map[string]bool{}
+	for _, line := range strings.Split(string(pendingList), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		file, why, ok := strings.Cut(line, "\t")
+		if !ok || why == "" {
+			t.Errorf("pending.txt line %q: want FILE<TAB>what it needs", line)
+		}
+		pending[file] = true
+		if _, err := os.Stat(filepath.Join(corpusDir, file)); err != nil {
+			t.Errorf("pending.txt names %s: %v", file, err)
+		}
+	}
+	n := 0
+	err = filepath.WalkDir(corpusDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (filepath.Ext(path) != ".yaml" && filepath.Ext(path) != ".yml" && filepath.Ext(path) != ".json") {
+			return err
+		}
+		rel, _ := filepath.Rel(corpusDir, path)
+		n++
+		if !strings.Contains(string(sources), "| `"+rel+"` | [") {
+			t.Errorf("%s has no source in SOURCES.md", rel)
+		}
+		if strings.HasPrefix(rel, "pending/") && !pending[rel] {
+			t.Errorf("%s is pending but pending.txt does not say what it needs", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 40 {
+		t.Fatalf("%d corpus files", n)
+	}
+}
