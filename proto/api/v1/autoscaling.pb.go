@@ -1479,229 +1479,6 @@ func (x *HorizontalPodAutoscalerCondition) GetMessage() string {
 	return ""
 }
 
-// HorizontalPodAutoscalerV1 is the autoscaling/v1 schema, served beside
-// autoscaling/v2: a manifest in it is converted to the stored v2 object
-// (targetCPUUtilizationPercentage becomes a cpu Utilization metric).
-type HorizontalPodAutoscalerV1 struct {
-	state         protoimpl.MessageState           `protogen:"open.v1"`
-	ApiVersion    string                           `protobuf:"bytes,1,opt,name=apiVersion,proto3" json:"apiVersion,omitempty"`
-	Kind          string                           `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Metadata      *ObjectMeta                      `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Spec          *HorizontalPodAutoscalerSpecV1   `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
-	Status        *HorizontalPodAutoscalerStatusV1 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HorizontalPodAutoscalerV1) Reset() {
-	*x = HorizontalPodAutoscalerV1{}
-	mi := &file_api_v1_autoscaling_proto_msgTypes[23]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HorizontalPodAutoscalerV1) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HorizontalPodAutoscalerV1) ProtoMessage() {}
-
-func (x *HorizontalPodAutoscalerV1) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_autoscaling_proto_msgTypes[23]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HorizontalPodAutoscalerV1.ProtoReflect.Descriptor instead.
-func (*HorizontalPodAutoscalerV1) Descriptor() ([]byte, []int) {
-	return file_api_v1_autoscaling_proto_rawDescGZIP(), []int{23}
-}
-
-func (x *HorizontalPodAutoscalerV1) GetApiVersion() string {
-	if x != nil {
-		return x.ApiVersion
-	}
-	return ""
-}
-
-func (x *HorizontalPodAutoscalerV1) GetKind() string {
-	if x != nil {
-		return x.Kind
-	}
-	return ""
-}
-
-func (x *HorizontalPodAutoscalerV1) GetMetadata() *ObjectMeta {
-	if x != nil {
-		return x.Metadata
-	}
-	return nil
-}
-
-func (x *HorizontalPodAutoscalerV1) GetSpec() *HorizontalPodAutoscalerSpecV1 {
-	if x != nil {
-		return x.Spec
-	}
-	return nil
-}
-
-func (x *HorizontalPodAutoscalerV1) GetStatus() *HorizontalPodAutoscalerStatusV1 {
-	if x != nil {
-		return x.Status
-	}
-	return nil
-}
-
-type HorizontalPodAutoscalerSpecV1 struct {
-	state                          protoimpl.MessageState       `protogen:"open.v1"`
-	ScaleTargetRef                 *CrossVersionObjectReference `protobuf:"bytes,1,opt,name=scaleTargetRef,proto3" json:"scaleTargetRef,omitempty"`
-	MinReplicas                    *int32                       `protobuf:"varint,2,opt,name=minReplicas,proto3,oneof" json:"minReplicas,omitempty"`
-	MaxReplicas                    int32                        `protobuf:"varint,3,opt,name=maxReplicas,proto3" json:"maxReplicas,omitempty"`
-	TargetCPUUtilizationPercentage *int32                       `protobuf:"varint,4,opt,name=targetCPUUtilizationPercentage,proto3,oneof" json:"targetCPUUtilizationPercentage,omitempty"`
-	unknownFields                  protoimpl.UnknownFields
-	sizeCache                      protoimpl.SizeCache
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) Reset() {
-	*x = HorizontalPodAutoscalerSpecV1{}
-	mi := &file_api_v1_autoscaling_proto_msgTypes[24]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HorizontalPodAutoscalerSpecV1) ProtoMessage() {}
-
-func (x *HorizontalPodAutoscalerSpecV1) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_autoscaling_proto_msgTypes[24]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HorizontalPodAutoscalerSpecV1.ProtoReflect.Descriptor instead.
-func (*HorizontalPodAutoscalerSpecV1) Descriptor() ([]byte, []int) {
-	return file_api_v1_autoscaling_proto_rawDescGZIP(), []int{24}
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) GetScaleTargetRef() *CrossVersionObjectReference {
-	if x != nil {
-		return x.ScaleTargetRef
-	}
-	return nil
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) GetMinReplicas() int32 {
-	if x != nil && x.MinReplicas != nil {
-		return *x.MinReplicas
-	}
-	return 0
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) GetMaxReplicas() int32 {
-	if x != nil {
-		return x.MaxReplicas
-	}
-	return 0
-}
-
-func (x *HorizontalPodAutoscalerSpecV1) GetTargetCPUUtilizationPercentage() int32 {
-	if x != nil && x.TargetCPUUtilizationPercentage != nil {
-		return *x.TargetCPUUtilizationPercentage
-	}
-	return 0
-}
-
-type HorizontalPodAutoscalerStatusV1 struct {
-	state                           protoimpl.MessageState `protogen:"open.v1"`
-	ObservedGeneration              *int64                 `protobuf:"varint,1,opt,name=observedGeneration,proto3,oneof" json:"observedGeneration,omitempty"`
-	LastScaleTime                   string                 `protobuf:"bytes,2,opt,name=lastScaleTime,proto3" json:"lastScaleTime,omitempty"`
-	CurrentReplicas                 int32                  `protobuf:"varint,3,opt,name=currentReplicas,proto3" json:"currentReplicas,omitempty"`
-	DesiredReplicas                 int32                  `protobuf:"varint,4,opt,name=desiredReplicas,proto3" json:"desiredReplicas,omitempty"`
-	CurrentCPUUtilizationPercentage *int32                 `protobuf:"varint,5,opt,name=currentCPUUtilizationPercentage,proto3,oneof" json:"currentCPUUtilizationPercentage,omitempty"`
-	unknownFields                   protoimpl.UnknownFields
-	sizeCache                       protoimpl.SizeCache
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) Reset() {
-	*x = HorizontalPodAutoscalerStatusV1{}
-	mi := &file_api_v1_autoscaling_proto_msgTypes[25]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HorizontalPodAutoscalerStatusV1) ProtoMessage() {}
-
-func (x *HorizontalPodAutoscalerStatusV1) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_autoscaling_proto_msgTypes[25]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HorizontalPodAutoscalerStatusV1.ProtoReflect.Descriptor instead.
-func (*HorizontalPodAutoscalerStatusV1) Descriptor() ([]byte, []int) {
-	return file_api_v1_autoscaling_proto_rawDescGZIP(), []int{25}
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) GetObservedGeneration() int64 {
-	if x != nil && x.ObservedGeneration != nil {
-		return *x.ObservedGeneration
-	}
-	return 0
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) GetLastScaleTime() string {
-	if x != nil {
-		return x.LastScaleTime
-	}
-	return ""
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) GetCurrentReplicas() int32 {
-	if x != nil {
-		return x.CurrentReplicas
-	}
-	return 0
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) GetDesiredReplicas() int32 {
-	if x != nil {
-		return x.DesiredReplicas
-	}
-	return 0
-}
-
-func (x *HorizontalPodAutoscalerStatusV1) GetCurrentCPUUtilizationPercentage() int32 {
-	if x != nil && x.CurrentCPUUtilizationPercentage != nil {
-		return *x.CurrentCPUUtilizationPercentage
-	}
-	return 0
-}
-
 var File_api_v1_autoscaling_proto protoreflect.FileDescriptor
 
 const file_api_v1_autoscaling_proto_rawDesc = "" +
@@ -1820,30 +1597,7 @@ const file_api_v1_autoscaling_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12.\n" +
 	"\x12lastTransitionTime\x18\x03 \x01(\tR\x12lastTransitionTime\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x8d\x02\n" +
-	"\x19HorizontalPodAutoscalerV1\x12\x1e\n" +
-	"\n" +
-	"apiVersion\x18\x01 \x01(\tR\n" +
-	"apiVersion\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\tR\x04kind\x124\n" +
-	"\bmetadata\x18\x03 \x01(\v2\x18.skiff.api.v1.ObjectMetaR\bmetadata\x12?\n" +
-	"\x04spec\x18\x04 \x01(\v2+.skiff.api.v1.HorizontalPodAutoscalerSpecV1R\x04spec\x12E\n" +
-	"\x06status\x18\x05 \x01(\v2-.skiff.api.v1.HorizontalPodAutoscalerStatusV1R\x06status\"\xbb\x02\n" +
-	"\x1dHorizontalPodAutoscalerSpecV1\x12Q\n" +
-	"\x0escaleTargetRef\x18\x01 \x01(\v2).skiff.api.v1.CrossVersionObjectReferenceR\x0escaleTargetRef\x12%\n" +
-	"\vminReplicas\x18\x02 \x01(\x05H\x00R\vminReplicas\x88\x01\x01\x12 \n" +
-	"\vmaxReplicas\x18\x03 \x01(\x05R\vmaxReplicas\x12K\n" +
-	"\x1etargetCPUUtilizationPercentage\x18\x04 \x01(\x05H\x01R\x1etargetCPUUtilizationPercentage\x88\x01\x01B\x0e\n" +
-	"\f_minReplicasB!\n" +
-	"\x1f_targetCPUUtilizationPercentage\"\xda\x02\n" +
-	"\x1fHorizontalPodAutoscalerStatusV1\x123\n" +
-	"\x12observedGeneration\x18\x01 \x01(\x03H\x00R\x12observedGeneration\x88\x01\x01\x12$\n" +
-	"\rlastScaleTime\x18\x02 \x01(\tR\rlastScaleTime\x12(\n" +
-	"\x0fcurrentReplicas\x18\x03 \x01(\x05R\x0fcurrentReplicas\x12(\n" +
-	"\x0fdesiredReplicas\x18\x04 \x01(\x05R\x0fdesiredReplicas\x12M\n" +
-	"\x1fcurrentCPUUtilizationPercentage\x18\x05 \x01(\x05H\x01R\x1fcurrentCPUUtilizationPercentage\x88\x01\x01B\x15\n" +
-	"\x13_observedGenerationB\"\n" +
-	" _currentCPUUtilizationPercentageB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
+	"\amessage\x18\x05 \x01(\tR\amessageB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_autoscaling_proto_rawDescOnce sync.Once
@@ -1857,7 +1611,7 @@ func file_api_v1_autoscaling_proto_rawDescGZIP() []byte {
 	return file_api_v1_autoscaling_proto_rawDescData
 }
 
-var file_api_v1_autoscaling_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_api_v1_autoscaling_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_api_v1_autoscaling_proto_goTypes = []any{
 	(*HorizontalPodAutoscaler)(nil),          // 0: skiff.api.v1.HorizontalPodAutoscaler
 	(*HorizontalPodAutoscalerSpec)(nil),      // 1: skiff.api.v1.HorizontalPodAutoscalerSpec
@@ -1882,14 +1636,11 @@ var file_api_v1_autoscaling_proto_goTypes = []any{
 	(*ObjectMetricStatus)(nil),               // 20: skiff.api.v1.ObjectMetricStatus
 	(*ExternalMetricStatus)(nil),             // 21: skiff.api.v1.ExternalMetricStatus
 	(*HorizontalPodAutoscalerCondition)(nil), // 22: skiff.api.v1.HorizontalPodAutoscalerCondition
-	(*HorizontalPodAutoscalerV1)(nil),        // 23: skiff.api.v1.HorizontalPodAutoscalerV1
-	(*HorizontalPodAutoscalerSpecV1)(nil),    // 24: skiff.api.v1.HorizontalPodAutoscalerSpecV1
-	(*HorizontalPodAutoscalerStatusV1)(nil),  // 25: skiff.api.v1.HorizontalPodAutoscalerStatusV1
-	(*ObjectMeta)(nil),                       // 26: skiff.api.v1.ObjectMeta
-	(*LabelSelector)(nil),                    // 27: skiff.api.v1.LabelSelector
+	(*ObjectMeta)(nil),                       // 23: skiff.api.v1.ObjectMeta
+	(*LabelSelector)(nil),                    // 24: skiff.api.v1.LabelSelector
 }
 var file_api_v1_autoscaling_proto_depIdxs = []int32{
-	26, // 0: skiff.api.v1.HorizontalPodAutoscaler.metadata:type_name -> skiff.api.v1.ObjectMeta
+	23, // 0: skiff.api.v1.HorizontalPodAutoscaler.metadata:type_name -> skiff.api.v1.ObjectMeta
 	1,  // 1: skiff.api.v1.HorizontalPodAutoscaler.spec:type_name -> skiff.api.v1.HorizontalPodAutoscalerSpec
 	14, // 2: skiff.api.v1.HorizontalPodAutoscaler.status:type_name -> skiff.api.v1.HorizontalPodAutoscalerStatus
 	2,  // 3: skiff.api.v1.HorizontalPodAutoscalerSpec.scaleTargetRef:type_name -> skiff.api.v1.CrossVersionObjectReference
@@ -1900,7 +1651,7 @@ var file_api_v1_autoscaling_proto_depIdxs = []int32{
 	9,  // 8: skiff.api.v1.MetricSpec.object:type_name -> skiff.api.v1.ObjectMetricSource
 	10, // 9: skiff.api.v1.MetricSpec.external:type_name -> skiff.api.v1.ExternalMetricSource
 	7,  // 10: skiff.api.v1.MetricSpec.containerResource:type_name -> skiff.api.v1.ContainerResourceMetricSource
-	27, // 11: skiff.api.v1.MetricIdentifier.selector:type_name -> skiff.api.v1.LabelSelector
+	24, // 11: skiff.api.v1.MetricIdentifier.selector:type_name -> skiff.api.v1.LabelSelector
 	4,  // 12: skiff.api.v1.ResourceMetricSource.target:type_name -> skiff.api.v1.MetricTarget
 	4,  // 13: skiff.api.v1.ContainerResourceMetricSource.target:type_name -> skiff.api.v1.MetricTarget
 	5,  // 14: skiff.api.v1.PodsMetricSource.metric:type_name -> skiff.api.v1.MetricIdentifier
@@ -1929,15 +1680,11 @@ var file_api_v1_autoscaling_proto_depIdxs = []int32{
 	2,  // 37: skiff.api.v1.ObjectMetricStatus.describedObject:type_name -> skiff.api.v1.CrossVersionObjectReference
 	5,  // 38: skiff.api.v1.ExternalMetricStatus.metric:type_name -> skiff.api.v1.MetricIdentifier
 	15, // 39: skiff.api.v1.ExternalMetricStatus.current:type_name -> skiff.api.v1.MetricValueStatus
-	26, // 40: skiff.api.v1.HorizontalPodAutoscalerV1.metadata:type_name -> skiff.api.v1.ObjectMeta
-	24, // 41: skiff.api.v1.HorizontalPodAutoscalerV1.spec:type_name -> skiff.api.v1.HorizontalPodAutoscalerSpecV1
-	25, // 42: skiff.api.v1.HorizontalPodAutoscalerV1.status:type_name -> skiff.api.v1.HorizontalPodAutoscalerStatusV1
-	2,  // 43: skiff.api.v1.HorizontalPodAutoscalerSpecV1.scaleTargetRef:type_name -> skiff.api.v1.CrossVersionObjectReference
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_autoscaling_proto_init() }
@@ -1952,15 +1699,13 @@ func file_api_v1_autoscaling_proto_init() {
 	file_api_v1_autoscaling_proto_msgTypes[12].OneofWrappers = []any{}
 	file_api_v1_autoscaling_proto_msgTypes[14].OneofWrappers = []any{}
 	file_api_v1_autoscaling_proto_msgTypes[15].OneofWrappers = []any{}
-	file_api_v1_autoscaling_proto_msgTypes[24].OneofWrappers = []any{}
-	file_api_v1_autoscaling_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_autoscaling_proto_rawDesc), len(file_api_v1_autoscaling_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
