@@ -115,7 +115,8 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	s.OnStart(func() {
 		alg := NewAlgorithm(s.cfg.Seed + s.attempt.Add(1))
 		alg.Filters, alg.Scores = s.cfg.Filters, s.cfg.Scores
-		s.t = &term{s: s, cache: newCache(), alg: alg, binds: make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
+		s.t = &term{s: s, cache: newCache(), alg: alg, binds: make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{},
+			nominated: map[string]string{}}
 	})
 	// Pods first: the primary kind, whose keys the placing queue holds.
 	s.Watch("Pod", client.EventHandler{
@@ -161,9 +162,12 @@ type term struct {
 	alg   *Algorithm
 	next  int // sampled placement start index
 	binds chan bindReq
-	// fitMsg is the latest FitError message per unschedulable pod.
-	fitMu  sync.Mutex
-	fitMsg map[string]string
+	// fitMsg is the latest FitError message per unschedulable pod;
+	// nominated the node a preemptor evicted pods on (its status's
+	// nominatedNodeName, as kube-scheduler reports it).
+	fitMu     sync.Mutex
+	fitMsg    map[string]string
+	nominated map[string]string
 }
 
 type bindReq struct {
@@ -263,6 +267,7 @@ func (t *term) podDeleted(p *apiv1.Pod) {
 	c.mu.Unlock()
 	t.fitMu.Lock()
 	delete(t.fitMsg, k)
+	delete(t.nominated, k)
 	t.fitMu.Unlock()
 	if freed {
 		t.flushUnschedulable()
@@ -294,6 +299,9 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	case "unschedulable", "error":
 		t.setFit(req.key, fitMsg)
 	case "preempting":
+		t.fitMu.Lock()
+		t.nominated[req.key] = req.node
+		t.fitMu.Unlock()
 		t.setFit(req.key, fitMsg)
 		t.evict(ctx, req)
 	}
@@ -499,7 +507,7 @@ func (t *term) bindFailed(req bindReq, err error) {
 func (s *Scheduler) report(ctx context.Context, key string) error {
 	t := s.t
 	t.fitMu.Lock()
-	msg := t.fitMsg[key]
+	msg, nominated := t.fitMsg[key], t.nominated[key]
 	t.fitMu.Unlock()
 	c := t.cache
 	c.mu.Lock()
@@ -512,13 +520,14 @@ func (s *Scheduler) report(ctx context.Context, key string) error {
 	if err := t.s.rec.Event(ctx, p, client.EventWarning, "FailedScheduling", msg); err != nil && !client.IsNotFound(err) {
 		return fmt.Errorf("event for %s: %w", key, err)
 	}
-	if !still || podScheduledMessage(p) == msg {
+	if !still || (podScheduledMessage(p) == msg && p.GetStatus().GetNominatedNodeName() == nominated) {
 		return nil
 	}
 	next := codec.Clone(p)
 	if next.Status == nil {
 		next.Status = &apiv1.PodStatus{}
 	}
+	next.Status.NominatedNodeName = nominated
 	if next.Status.Phase == "" {
 		next.Status.Phase = "Pending"
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/skiffhq/skiff/integration/cptest"
 	"github.com/skiffhq/skiff/integration/testutil"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -201,4 +202,66 @@ func TestGlobalDefaultPriorityClass(t *testing.T) {
 	if _, err := client.Create(ctx, cl, withPriority); err == nil {
 		t.Fatal("a pod setting a priority its class does not give was accepted")
 	}
+}
+
+// TestPreemptorNominatedWhileVictimsTerminate: while its victim is still
+// terminating (its hollow node does not confirm the deletion), the
+// preemptor waits with status.nominatedNodeName naming the node and evicts
+// nothing more; once the victim is gone it binds there.
+func TestPreemptorNominatedWhileVictimsTerminate(t *testing.T) {
+	cfg := scheduler.DefaultConfig()
+	cfg.RetryPeriod = 100 * time.Millisecond // unschedulable pods are retried often
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler"}, Configs: map[string]any{"scheduler": cfg}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	node, err := c.Pool.AddNodeWithCapacity(ctx, "n0", nil, map[string]string{"cpu": "4", "memory": "8Gi", "pods": "110"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pc := range []*apiv1.PriorityClass{priorityClass("low", 100, ""), priorityClass("high", 1000, "")} {
+		if _, err := client.Create(ctx, cl, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"victim", "bystander"} {
+		if _, err := client.Create(ctx, cl, testPod(name, "2", withClass("low"), onNode("n0"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node.Stop() // deletions on n0 are not confirmed until Resume
+	if _, err := client.Create(ctx, cl, testPod("urgent", "2", withClass("high"))); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "urgent nominated to n0 while its victim terminates", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+		return err == nil && p.GetStatus().GetNominatedNodeName() == "n0" && p.GetSpec().GetNodeName() == ""
+	})
+	// Several more attempts (each a FailedScheduling event) evict nothing
+	// more while the victim is still there.
+	testutil.WaitFor(t, 20*time.Second, "5 more placement attempts for urgent", func() bool {
+		evs, _, err := client.List[*apiv1.Event](ctx, cl, client.ListOptions{Namespace: "default"})
+		if err != nil {
+			return false
+		}
+		for _, e := range evs {
+			if e.GetInvolvedObject().GetName() == "urgent" && e.GetReason() == "FailedScheduling" && e.GetCount() >= 5 {
+				return true
+			}
+		}
+		return false
+	})
+	terminating := 0
+	for _, p := range listPods(t, cl) {
+		if p.GetMetadata().GetDeletionTimestamp() != "" {
+			terminating++
+		}
+	}
+	if terminating != 1 {
+		t.Fatalf("%d pods terminating, want 1 (one victim is enough; none more while it goes)", terminating)
+	}
+	node.Resume()
+	testutil.WaitFor(t, 20*time.Second, "urgent bound to n0 once the victim is gone", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+		return err == nil && p.GetSpec().GetNodeName() == "n0"
+	})
 }
