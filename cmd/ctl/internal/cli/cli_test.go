@@ -238,6 +238,16 @@ func TestReapplyKeepsAllocatedFields(t *testing.T) {
 	if code != 0 || out != "service/web unchanged\n" {
 		t.Fatalf("re-apply: exit %d %q %s", code, out, errs)
 	}
+	out, errs, code = e.ctl(strings.Replace(svc, "8080", "8081", 1), "apply", "-f", "-", "--dry-run=server")
+	if code != 0 || out != "service/web configured (server dry run)\n" {
+		t.Fatalf("changed apply, dry run: exit %d %q %s", code, out, errs)
+	}
+	if got, err := client.Get[*apiv1.Service](ctx, cl, "default", "web"); err != nil || got.GetSpec().GetPorts()[0].GetTargetPort() != "8080" {
+		t.Fatalf("a server dry run changed the stored object: %v %v", got.GetSpec(), err)
+	}
+	if _, errs, code := e.ctl(svc, "apply", "-f", "-", "--dry-run=client"); code == 0 || !strings.Contains(errs, "must be none or server") {
+		t.Fatalf("--dry-run=client: exit %d %s", code, errs)
+	}
 	out, errs, code = e.ctl(strings.Replace(svc, "8080", "8081", 1), "apply", "-f", "-")
 	if code != 0 || out != "service/web configured\n" {
 		t.Fatalf("changed apply: exit %d %q %s", code, out, errs)
