@@ -22,9 +22,12 @@ const LastAppliedAnnotation = "skiff.io/last-applied-configuration"
 // client-side apply, done on the server so every client gets it.
 //
 // The new object is the live one with the manifest merged over it (fields
-// the manifest sets win; lists it sets replace the live list) and with the
-// fields that were in the last applied manifest but are no longer, removed.
-// Status, server-set metadata and fields only other writers set are kept.
+// the manifest sets win; lists with a merge key — containers, ports, env,
+// volumes … — merge item by item, others are replaced) and with the fields
+// that were in the last applied manifest but are no longer, removed.
+// Status, server-set metadata and fields only other writers set (a
+// Service's clusterIP and nodePort) are kept. A dry run validates and
+// admits but stores nothing.
 func (s *Server) Apply(ctx context.Context, req *apiv1.ApplyRequest) (*apiv1.ApplyResponse, error) {
 	obj, k, err := s.unpack(req.GetObject())
 	if err != nil {
