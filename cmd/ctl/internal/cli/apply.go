@@ -105,10 +105,13 @@ type batchReport struct {
 
 func newBatchReport(o *options, verb string) *batchReport { return &batchReport{o: o, verb: verb} }
 
-// problems reports documents that could not be read (file:line each).
-func (r *batchReport) problems(ps []string) {
+// problems reports the documents that could not be read, each with its
+// problems one a line (file:line: path: message).
+func (r *batchReport) problems(ps []error) {
 	for _, p := range ps {
-		fmt.Fprintln(r.o.streams.Err, "error: "+p)
+		for _, line := range strings.Split(p.Error(), "\n") {
+			fmt.Fprintln(r.o.streams.Err, "error: "+line)
+		}
 		r.failures++
 	}
 }
@@ -137,12 +140,12 @@ func (r *batchReport) err() error {
 }
 
 // readManifests decodes and validates every document of the inputs. The
-// documents that are fine come back with their source; every problem of
-// the others is one "file:line: path: message" string, so the caller can
-// act on the good ones and report the rest. Cluster-scoped objects come
+// documents that are fine come back with their source; each of the others
+// is one error listing its problems ("file:line: path: message" a line),
+// so the caller can act on the good ones and report the rest. Cluster-scoped objects come
 // first (namespaces among them), so the objects in the namespaces can be
 // admitted. err is for inputs that cannot be read at all.
-func (o *options) readManifests(inputs []string, recursive bool) (docs []*manifest.Document, problems []string, err error) {
+func (o *options) readManifests(inputs []string, recursive bool) (docs []*manifest.Document, problems []error, err error) {
 	for _, in := range inputs {
 		sources, err := expandInput(in, recursive)
 		if err != nil {
@@ -158,17 +161,17 @@ func (o *options) readManifests(inputs []string, recursive bool) (docs []*manife
 			if err != nil {
 				return nil, nil, fmt.Errorf("read %s: %w", src, err)
 			}
-			got, err := o.dec.Decode(src, data)
-			if err != nil {
-				problems = append(problems, strings.Split(err.Error(), "\n")...)
+			got, failed := o.dec.DecodeEach(src, data)
+			for _, e := range failed {
+				problems = append(problems, e)
 			}
 			for _, d := range got {
 				if err := o.placeNamespace(d, src); err != nil {
-					problems = append(problems, err.Error())
+					problems = append(problems, err)
 					continue
 				}
 				if err := d.Validate(src); err != nil {
-					problems = append(problems, strings.Split(err.Error(), "\n")...)
+					problems = append(problems, err)
 					continue
 				}
 				docs = append(docs, d)

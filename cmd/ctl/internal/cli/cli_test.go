@@ -205,6 +205,12 @@ func TestApplyReportsEachObject(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, "-:10: spec.containers[0].ports[0].containerPort: 70000 must be 1-65535") || !strings.Contains(errs, "none was applied") {
 		t.Fatalf("field error: %s", errs)
 	}
+	// A document with two problems is one object that failed.
+	twoBad := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 70000\n    - containerPort: 70001\n---\n" + good
+	_, errs, code = e.ctl(twoBad, "apply", "-f", "-")
+	if code != 1 || strings.Count(errs, "must be 1-65535") != 2 || !strings.Contains(errs, "1 of 2 objects failed") {
+		t.Fatalf("two problems of one document: exit %d: %s", code, errs)
+	}
 }
 
 // TestReapplyKeepsAllocatedFields: a NodePort Service without a nodePort
