@@ -49,6 +49,8 @@ type Store struct {
 	reads     *readIndexBatcher
 	health    *peerHealth
 	leader    *leaderState
+	// leaderSeen signals changes of the leader this node knows.
+	leaderSeen *leaderChange
 	quorum    quorumCheck
 
 	stop     chan struct{}
@@ -72,6 +74,7 @@ func Open(cfg Config) (*Store, error) {
 	s.fsm = newFSM(cfg.WatchHistory)
 	s.health = newPeerHealth()
 	s.leader = newLeaderState()
+	s.leaderSeen = newLeaderChange()
 	s.metrics = newMetrics(cfg.Registerer, s)
 
 	boltStore, snaps, err := openRaftStorage(cfg, s.log)
