@@ -51,7 +51,7 @@ type Store struct {
 	leader    *leaderState
 	// leaderSeen signals changes of the leader this node knows.
 	leaderSeen *leaderChange
-	quorum    quorumCheck
+	quorum     quorumCheck
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
