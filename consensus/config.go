@@ -15,8 +15,13 @@ type Config struct {
 	// ID names this node in the Raft configuration; it must be unique and
 	// stable across restarts.
 	ID string
-	// DataDir holds raft.db (log and stable store) and snapshots/.
+	// DataDir holds the Raft log and stable store (raft.db, or wal/),
+	// snapshots/ and log-store, the record of which log store wrote it.
 	DataDir string
+	// LogStore is the Raft log store of a new data dir: LogStoreBoltDB
+	// (also when empty) or LogStoreWAL. An existing data dir keeps its
+	// own; naming the other one is refused (ErrLogStoreMismatch).
+	LogStore string
 	// BindAddr is where the consensus port listens ("127.0.0.1:0" picks a port).
 	BindAddr string
 	// AdvertiseAddr is the address peers dial; empty means the bound address.
