@@ -32,11 +32,11 @@ type Store struct {
 	raft *raft.Raft
 	// raftRef is raft for the peer guard, which runs on connections that
 	// arrive while Open is still starting raft.
-	raftRef   atomic.Pointer[raft.Raft]
-	guard     *peerGuard
-	fsm       *fsm
-	mux       *mux
-	logStore  raftLogStore
+	raftRef  atomic.Pointer[raft.Raft]
+	guard    *peerGuard
+	fsm      *fsm
+	mux      *mux
+	logStore raftLogStore
 	// stable is logStore as raft's stable store, closed before logStore.
 	stable    *closingStable
 	transport *raft.NetworkTransport
