@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -40,6 +41,7 @@ type nodeFlags struct {
 	maxWatches, maxStreams int
 	gossip                 bool
 	gossipPort             int
+	raftLogStore           string
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -52,6 +54,7 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.apiPort, "api-port", 0, "API port (default 7443)")
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
+		fl.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store of a new control node: boltdb (default) or wal (hashicorp/raft-wal); the data dir records it, a restart keeps it")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 	}
 	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
@@ -70,6 +73,12 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	// without the flags resumes and a restart with other ports is refused.
 	cfg.APIPort, cfg.RaftPort = f.apiPort, f.raftPort
 	cfg.APILimits.WatchesPerIdentity, cfg.APILimits.StreamsPerIdentity = f.maxWatches, f.maxStreams
+	if f.raftLogStore != "" {
+		if _, err := consensus.ParseLogStore(f.raftLogStore); err != nil {
+			return node.Config{}, fmt.Errorf("--raft-log-store: %w", err)
+		}
+	}
+	cfg.RaftLogStore = f.raftLogStore
 	cfg.Out = o.streams.Out
 	cfg.Logger = slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cfg.Loops = leaderLoops
