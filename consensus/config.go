@@ -76,15 +76,22 @@ type Config struct {
 	Fault *NetworkFault
 }
 
-// DefaultConfig returns production defaults. The election timeout matches
-// etcd's 1 s: the benchmark showed a 500 ms election with a 250 ms lease
-// losing the leader when fsync stalls under load, and a leader change costs
-// more than the half second saved.
+// DefaultConfig returns production defaults.
+//
+// Timeouts: a follower gives up on a silent leader after a random time
+// between HeartbeatTimeout and twice that; the first to do so asks for a
+// pre-vote, which a peer still following the dead leader refuses, so the
+// election usually completes only once the second survivor has timed out
+// too. With 1 s that was 2.0-2.9 s from kill -9 to the next acknowledged
+// write (make bench-failover); with 500 ms it is about half (BENCHMARKS.md).
+// The lease stays 500 ms: a 250 ms lease lost the leader when fsync
+// stalled under load, while heartbeats (sent every tenth of the timeout,
+// answered without touching the disk) keep a loaded leader in contact.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:           "0.0.0.0:7444",
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      10 * time.Millisecond,
 		SnapshotThreshold:  8192,
