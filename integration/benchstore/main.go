@@ -64,7 +64,7 @@ const (
 	sysSkiff    = "skiff"
 	sysSkiffWAL = "skiff-wal"
 	sysEtcd     = "etcd"
-	nodes    = 3
+	nodes       = 3
 	// prefillWriters is how many clients write the key space before the
 	// measured points.
 	prefillWriters = 64
