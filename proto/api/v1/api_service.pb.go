@@ -32,6 +32,10 @@ const (
 	WatchEvent_ADDED    WatchEvent_Type = 0
 	WatchEvent_MODIFIED WatchEvent_Type = 1
 	WatchEvent_DELETED  WatchEvent_Type = 2
+	// BOOKMARK: no object; resource_version is the revision up to which
+	// every change of the watch's objects has been sent. Only to watches
+	// that asked (allow_bookmarks).
+	WatchEvent_BOOKMARK WatchEvent_Type = 3
 )
 
 // Enum value maps for WatchEvent_Type.
@@ -40,11 +44,13 @@ var (
 		0: "ADDED",
 		1: "MODIFIED",
 		2: "DELETED",
+		3: "BOOKMARK",
 	}
 	WatchEvent_Type_value = map[string]int32{
 		"ADDED":    0,
 		"MODIFIED": 1,
 		"DELETED":  2,
+		"BOOKMARK": 3,
 	}
 )
 
@@ -1114,8 +1120,14 @@ type WatchRequest struct {
 	// List's metadata.resourceVersion). Empty: changes from now on. A revision
 	// older than the history kept fails with OutOfRange: re-list.
 	ResourceVersion string `protobuf:"bytes,6,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// allow_bookmarks: while no change of this watch's objects happens, the
+	// server sends BOOKMARK events (about once a second while others write)
+	// carrying the revision the watch has seen up to, so a client that loses
+	// the stream resumes from there instead of from a revision the history
+	// may no longer hold (Kubernetes' allowWatchBookmarks).
+	AllowBookmarks bool `protobuf:"varint,7,opt,name=allow_bookmarks,json=allowBookmarks,proto3" json:"allow_bookmarks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -1188,6 +1200,13 @@ func (x *WatchRequest) GetResourceVersion() string {
 		return x.ResourceVersion
 	}
 	return ""
+}
+
+func (x *WatchRequest) GetAllowBookmarks() bool {
+	if x != nil {
+		return x.AllowBookmarks
+	}
+	return false
 }
 
 type WatchEvent struct {
@@ -1597,23 +1616,25 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x15_grace_period_seconds\"X\n" +
 	"\x0eDeleteResponse\x12,\n" +
 	"\x06object\x18\x01 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12\x18\n" +
-	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xcd\x01\n" +
+	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xf6\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12%\n" +
 	"\x0elabel_selector\x18\x04 \x01(\tR\rlabelSelector\x12%\n" +
 	"\x0efield_selector\x18\x05 \x01(\tR\rfieldSelector\x12)\n" +
-	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\"\xc6\x01\n" +
+	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\x12'\n" +
+	"\x0fallow_bookmarks\x18\a \x01(\bR\x0eallowBookmarks\"\xd4\x01\n" +
 	"\n" +
 	"WatchEvent\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.skiff.api.v1.WatchEvent.TypeR\x04type\x12,\n" +
 	"\x06object\x18\x02 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12)\n" +
-	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\",\n" +
+	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\":\n" +
 	"\x04Type\x12\t\n" +
 	"\x05ADDED\x10\x00\x12\f\n" +
 	"\bMODIFIED\x10\x01\x12\v\n" +
-	"\aDELETED\x10\x02\"A\n" +
+	"\aDELETED\x10\x02\x12\f\n" +
+	"\bBOOKMARK\x10\x03\"A\n" +
 	"\rWatchResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.skiff.api.v1.WatchEventR\x06events\"U\n" +
 	"\fApplyRequest\x12,\n" +

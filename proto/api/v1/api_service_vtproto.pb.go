@@ -360,6 +360,7 @@ func (m *WatchRequest) CloneVT() *WatchRequest {
 	r.LabelSelector = m.LabelSelector
 	r.FieldSelector = m.FieldSelector
 	r.ResourceVersion = m.ResourceVersion
+	r.AllowBookmarks = m.AllowBookmarks
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -973,6 +974,9 @@ func (this *WatchRequest) EqualVT(that *WatchRequest) bool {
 		return false
 	}
 	if this.ResourceVersion != that.ResourceVersion {
+		return false
+	}
+	if this.AllowBookmarks != that.AllowBookmarks {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -2077,6 +2081,16 @@ func (m *WatchRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.AllowBookmarks {
+		i--
+		if m.AllowBookmarks {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x38
+	}
 	if len(m.ResourceVersion) > 0 {
 		i -= len(m.ResourceVersion)
 		copy(dAtA[i:], m.ResourceVersion)
@@ -2810,6 +2824,9 @@ func (m *WatchRequest) SizeVT() (n int) {
 	l = len(m.ResourceVersion)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.AllowBookmarks {
+		n += 2
 	}
 	n += len(m.unknownFields)
 	return n
@@ -5389,6 +5406,26 @@ func (m *WatchRequest) UnmarshalVT(dAtA []byte) error {
 			}
 			m.ResourceVersion = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 7:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field AllowBookmarks", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.AllowBookmarks = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -8700,6 +8737,26 @@ func (m *WatchRequest) UnmarshalVTUnsafe(dAtA []byte) error {
 			}
 			m.ResourceVersion = stringValue
 			iNdEx = postIndex
+		case 7:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field AllowBookmarks", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.AllowBookmarks = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
