@@ -265,6 +265,14 @@ func measure(ctx context.Context, c *cluster, w *writer, leader *node, kind stri
 		}
 		r.outage = max(r.outage, end.Sub(last))
 	}
+	if kind == "term" && r.outage > 300*time.Millisecond {
+		// Say why a planned stop cost more than a hand-over should.
+		for _, line := range strings.Split(leader.log.String(), "\n") {
+			if strings.Contains(line, "stopping") {
+				fmt.Fprintf(os.Stderr, "%s: %s\n", leader.name, line)
+			}
+		}
+	}
 	if at := c.firstLogged(leader, t0, "leader changed", reSomeLeader); !at.IsZero() {
 		r.elected = at.Sub(t0)
 	}
