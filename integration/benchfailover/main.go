@@ -268,7 +268,11 @@ func measure(ctx context.Context, c *cluster, w *writer, leader *node, kind stri
 	if kind == "term" && r.outage > 300*time.Millisecond {
 		// Say why a planned stop cost more than a hand-over should.
 		for _, line := range strings.Split(leader.log.String(), "\n") {
-			if strings.Contains(line, "stopping") {
+			m := reLogLine.FindStringSubmatch(line)
+			if m == nil || !strings.Contains(m[2], "stopping") {
+				continue
+			}
+			if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && at.After(t0) {
 				fmt.Fprintf(os.Stderr, "%s: %s\n", leader.name, line)
 			}
 		}
