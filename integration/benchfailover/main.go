@@ -18,6 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -45,6 +47,23 @@ type acks struct {
 	list    []ack
 	unknown atomic.Int64 // writes whose outcome the client could not tell
 	failed  atomic.Int64
+	// failures counts failed writes by gRPC code and the first message.
+	failures map[string]int
+}
+
+func (a *acks) fail(err error) {
+	a.failed.Add(1)
+	st, _ := status.FromError(err)
+	key := st.Code().String() + ": " + st.Message()
+	if len(key) > 160 {
+		key = key[:160]
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failures == nil {
+		a.failures = map[string]int{}
+	}
+	a.failures[key]++
 }
 
 func (a *acks) add(sent, acked time.Time) {
@@ -86,7 +105,7 @@ func (w *writer) write(ctx context.Context, prefix string) {
 	case client.IsOutcomeUnknown(err):
 		w.acks.unknown.Add(1)
 	case ctx.Err() == nil:
-		w.acks.failed.Add(1)
+		w.acks.fail(err)
 	}
 }
 
@@ -329,6 +348,11 @@ func report(rounds []round, a *acks) {
 	fmt.Printf("kill: new leader known p50 %s ms, leader ready p50 %s ms, first write p50 %s ms (p99 %s)\n",
 		msOf(pct(elected, 0.5)), msOf(pct(ready, 0.5)), msOf(pct(kill, 0.5)), msOf(pct(kill, 0.99)))
 	fmt.Printf("writes acknowledged %d, outcome unknown %d, failed %d\n", n, a.unknown.Load(), a.failed.Load())
+	a.mu.Lock()
+	for msg, count := range a.failures {
+		fmt.Printf("  failed %d× %s\n", count, msg)
+	}
+	a.mu.Unlock()
 	fmt.Println(strings.TrimSpace(fmt.Sprintf("failover-bench: kills=%d kill_p50_ms=%d kill_p99_ms=%d term_p50_ms=%d term_p99_ms=%d",
 		len(kill), pct(kill, 0.5).Milliseconds(), pct(kill, 0.99).Milliseconds(), pct(term, 0.5).Milliseconds(), pct(term, 0.99).Milliseconds())))
 }
