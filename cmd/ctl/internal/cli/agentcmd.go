@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
@@ -20,6 +22,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
+	"github.com/skiffhq/skiff/netproxy/clusterdns"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -32,6 +35,7 @@ type agentFlags struct {
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	resolvConf                                string
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -79,7 +83,8 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
-	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
+	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
+	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
 	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
@@ -247,14 +252,46 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
-		cfg.Proxy = apifeed.New(c, proxy, log)
+		dc := clusterdns.DefaultConfig()
+		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
+		dnsServer, err := clusterdns.New(c, dc)
+		if err != nil {
+			return err
+		}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer}
+		cfg.ClusterDNS = clusterDNSSource(dnsServer)
 	}
+	cfg.ResolvConf = f.resolvConf
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
 	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", nets.PodCIDR(), "dataDir", f.dataDir)
 	return a.Run(ctx)
+}
+
+// servicePath runs the node's Service proxy and its cluster DNS together.
+type servicePath struct {
+	proxy *apifeed.Feed
+	dns   *clusterdns.Server
+}
+
+func (s servicePath) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.proxy.Run(ctx) })
+	g.Go(func() error { return s.dns.Run(ctx) })
+	return g.Wait()
+}
+
+// clusterDNSSource gives pods the cluster DNS the node's server follows,
+// waiting at most 30 s for its first sync (the pod is retried after).
+func clusterDNSSource(s *clusterdns.Server) agent.ClusterDNSSource {
+	return func(ctx context.Context) (agent.ClusterDNS, bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, ok, err := s.Settings(ctx)
+		return agent.ClusterDNS{Nameserver: st.Nameserver, Domain: st.Domain}, ok, err
+	}
 }
 
 // agentNetworkConfig is the pod network of an agent: its state (CNI cache,
