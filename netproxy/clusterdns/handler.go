@@ -51,16 +51,22 @@ func (h *Handler) Reply(req *dns.Msg, udp bool) *dns.Msg {
 		m.Rcode = dns.RcodeNotImplemented
 		return m
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.timeout())
-	defer cancel()
 	ans, ok := h.Zone.Lookup(name, q.Qtype)
 	if !ok {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout())
+		defer cancel()
 		h.forward(ctx, m, dns.Question{Name: name, Qtype: q.Qtype, Qclass: q.Qclass})
 		h.fit(req, m, udp)
 		return m
 	}
 	m.Authoritative = true
 	m.Rcode, m.Answer, m.Ns, m.Extra = ans.Rcode, ans.Answer, ans.Ns, ans.Extra
+	if ans.CNAME == "" {
+		h.fit(req, m, udp)
+		return m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout())
+	defer cancel()
 	// An ExternalName: follow the CNAME so a stub resolver gets addresses.
 	for i := 0; ans.CNAME != "" && i < maxCNAMEChain; i++ {
 		target := ans.CNAME

@@ -1,0 +1,260 @@
+// Command benchdns measures a node's cluster DNS server (make bench-dns).
+//
+// dnsperf (Debian) sends one query set — cluster Service names (A),
+// headless Services (A), named ports (SRV) and external names already in
+// the node's cache — at the node's DNS handler (netproxy/clusterdns, a
+// zone of 1,000 Services) on loopback, and in the same run at a bare
+// miekg/dns server answering the same replies from a fixed map: the
+// library's ceiling. Throughput is dnsperf at full speed (rounds
+// interleaved, best of each); p99 is from dnsperf's per-query latencies
+// at a fixed rate. It ends with one line:
+//
+//	dns-bench: qps=N p99_us=N ceiling_qps=N ratio=N
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/skiffhq/skiff/netproxy/clusterdns"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+func main() {
+	dur := flag.Int("seconds", 5, "length of one throughput round (dnsperf -l)")
+	rounds := flag.Int("rounds", 2, "throughput rounds per server (interleaved; the best counts)")
+	rate := flag.Int("latency-qps", 2000, "query rate of the latency round (dnsperf -Q)")
+	flag.Parse()
+	if _, err := exec.LookPath("dnsperf"); err != nil {
+		fmt.Fprintln(os.Stderr, "benchdns: dnsperf not found (make deps installs the Debian package)")
+		os.Exit(1)
+	}
+	if err := run(*dur, *rounds, *rate); err != nil {
+		fmt.Fprintln(os.Stderr, "benchdns:", err)
+		os.Exit(1)
+	}
+}
+
+const (
+	services  = 1000
+	headless  = 100
+	externals = 200
+)
+
+// zone builds the node's zone: 1,000 ClusterIP Services with a named port
+// in 100 namespaces, 100 headless Services of 3 endpoints.
+func zone() (*clusterdns.Zone, []string) {
+	z := clusterdns.NewZone("")
+	var queries []string
+	for i := range services {
+		ns := fmt.Sprintf("ns%d", i%100)
+		name := fmt.Sprintf("svc%d", i)
+		ip := netip.AddrFrom4([4]byte{10, 96, byte(1 + i/250), byte(i % 250)})
+		z.Set(&apiv1.Service{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: &apiv1.ServiceSpec{ClusterIP: ip.String(), Ports: []*apiv1.ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}}}}, nil, nil)
+		queries = append(queries, name+"."+ns+".svc.cluster.local A")
+		if i%10 == 0 {
+			queries = append(queries, "_http._tcp."+name+"."+ns+".svc.cluster.local SRV")
+		}
+	}
+	for i := range headless {
+		ns := fmt.Sprintf("ns%d", i%100)
+		name := fmt.Sprintf("hl%d", i)
+		ss := &apiv1.EndpointSubset{}
+		for j := range 3 {
+			ss.Addresses = append(ss.Addresses, &apiv1.EndpointAddress{Ip: fmt.Sprintf("10.244.%d.%d", i, 10+j)})
+		}
+		z.Set(&apiv1.Service{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: name}, Spec: &apiv1.ServiceSpec{ClusterIP: "None"}},
+			&apiv1.Endpoints{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: name}, Subsets: []*apiv1.EndpointSubset{ss}}, nil)
+		queries = append(queries, name+"."+ns+".svc.cluster.local A")
+	}
+	for i := range externals {
+		queries = append(queries, fmt.Sprintf("host%d.example.test A", i))
+	}
+	return z, queries
+}
+
+// upstream answers every external name (TTL an hour: it stays cached).
+func upstream() (string, func(), error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 3600}, A: net.IPv4(192, 0, 2, 1)}}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	return pc.LocalAddr().String(), func() { srv.Shutdown() }, nil
+}
+
+// serve runs h on a fresh loopback UDP port.
+func serve(h dns.Handler) (host, port string, stop func(), err error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, err
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: h, UDPSize: dns.DefaultMsgSize}
+	go srv.ActivateAndServe()
+	host, port, _ = net.SplitHostPort(pc.LocalAddr().String())
+	return host, port, func() { srv.Shutdown() }, nil
+}
+
+func run(dur, rounds, rate int) error {
+	upAddr, stopUp, err := upstream()
+	if err != nil {
+		return err
+	}
+	defer stopUp()
+	z, queries := zone()
+	node := &clusterdns.Handler{Zone: z, Upstream: clusterdns.NewUpstream([]string{upAddr}, time.Second)}
+	// The ceiling answers from a map of the node's own replies (same
+	// sizes), filled while the node's cache warms.
+	fixed := map[string]*dns.Msg{}
+	for _, q := range queries {
+		name, typ, _ := strings.Cut(q, " ")
+		req := new(dns.Msg)
+		req.SetQuestion(dns.Fqdn(name), dns.StringToType[typ])
+		r := node.Reply(req, true)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+			return fmt.Errorf("warm-up: %s: %s with %d answers", q, dns.RcodeToString[r.Rcode], len(r.Answer))
+		}
+		fixed[strings.ToLower(dns.Fqdn(name))+"/"+typ] = r
+	}
+	ceiling := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		if f, ok := fixed[strings.ToLower(q.Name)+"/"+dns.TypeToString[q.Qtype]]; ok {
+			m.Answer, m.Extra = f.Answer, f.Extra
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})
+	data, err := os.CreateTemp("", "benchdns-queries-*.txt")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(data.Name())
+	fmt.Fprintln(data, strings.Join(queries, "\n"))
+	data.Close()
+
+	nHost, nPort, stopNode, err := serve(node)
+	if err != nil {
+		return err
+	}
+	defer stopNode()
+	cHost, cPort, stopCeil, err := serve(ceiling)
+	if err != nil {
+		return err
+	}
+	defer stopCeil()
+
+	fmt.Printf("query set: %d names (%d Services A, %d SRV, %d headless A, %d cached external A); zone of %d Services\n",
+		len(queries), services, services/10, headless, externals, services+headless)
+	var best, bestCeil float64
+	for r := range rounds {
+		q, err := throughput(data.Name(), nHost, nPort, dur)
+		if err != nil {
+			return err
+		}
+		c, err := throughput(data.Name(), cHost, cPort, dur)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("round %d: node %.0f qps, ceiling %.0f qps\n", r+1, q, c)
+		best, bestCeil = max(best, q), max(bestCeil, c)
+	}
+	p99, n, err := latency(data.Name(), nHost, nPort, rate)
+	if err != nil {
+		return err
+	}
+	cp99, _, err := latency(data.Name(), cHost, cPort, rate)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("latency at %d qps: node p99 %d µs over %d queries, ceiling p99 %d µs\n", rate, p99.Microseconds(), n, cp99.Microseconds())
+	fmt.Printf("dns-bench: qps=%.0f p99_us=%d ceiling_qps=%.0f ratio=%.2f\n", best, p99.Microseconds(), bestCeil, best/bestCeil)
+	return nil
+}
+
+var reQPS = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+var reLost = regexp.MustCompile(`Queries lost:\s+(\d+)`)
+
+// throughput runs dnsperf at full speed and returns its queries per second.
+func throughput(data, host, port string, seconds int) (float64, error) {
+	out, err := exec.Command("dnsperf", "-s", host, "-p", port, "-d", data, "-l", strconv.Itoa(seconds), "-c", "4", "-q", "200", "-t", "2").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
+	}
+	m := reQPS.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("dnsperf printed no rate:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// latency runs dnsperf at a fixed rate, reporting each query, and returns
+// the 99th percentile of the answered queries' latencies.
+func latency(data, host, port string, rate int) (time.Duration, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "dnsperf", "-s", host, "-p", port, "-d", data, "-l", "3", "-Q", strconv.Itoa(rate), "-v", "-t", "2")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	lats, summary := parseVerbose(stdout)
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("dnsperf: %v", err)
+	}
+	if m := reLost.FindStringSubmatch(summary); m != nil && m[1] != "0" {
+		return 0, 0, fmt.Errorf("dnsperf lost %s queries at %d qps", m[1], rate)
+	}
+	if len(lats) == 0 {
+		return 0, 0, fmt.Errorf("dnsperf reported no query:\n%s", summary)
+	}
+	slices.Sort(lats)
+	return lats[len(lats)*99/100], len(lats), nil
+}
+
+// parseVerbose reads dnsperf -v lines ("> NOERROR name A 0.000123") and
+// keeps the rest as the summary.
+func parseVerbose(r io.Reader) ([]time.Duration, string) {
+	var lats []time.Duration
+	var summary strings.Builder
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == ">" {
+			if s, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				lats = append(lats, time.Duration(s*float64(time.Second)))
+				continue
+			}
+		}
+		summary.WriteString(line + "\n")
+	}
+	return lats, summary.String()
+}
