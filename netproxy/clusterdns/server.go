@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -102,6 +103,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) serve(ctx context.Context) error {
 	h := &Handler{Zone: s.zone, Upstream: s.up, Log: s.log}
+	retry := time.Second
 	for {
 		st, _, ch := s.feed.current()
 		if !st.Nameserver.IsValid() {
@@ -115,8 +117,17 @@ func (s *Server) serve(ctx context.Context) error {
 		addr := st.Nameserver
 		stop, err := s.listen(addr, h)
 		if err != nil {
-			return err
+			// The Service path goes on without DNS; try again later.
+			s.log.Error("cluster DNS cannot answer; retrying", "address", addr, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(retry):
+			}
+			retry = min(retry*2, 30*time.Second)
+			continue
 		}
+		retry = time.Second
 		s.log.Info("cluster DNS answering", "address", addr, "domain", st.Domain, "upstreams", s.up.Servers())
 		for moved := false; !moved; {
 			select {
@@ -184,7 +195,13 @@ func holdAddress(name string, addr netip.Addr) error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("clusterdns: interface %s: %w", name, err)
 		}
-		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+		err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}})
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			// A kernel without the dummy driver: loopback holds the
+			// address just as well (the kernel delivers packets for any
+			// local address, whichever interface they arrive on).
+			name = "lo"
+		} else if err != nil {
 			return fmt.Errorf("clusterdns: add interface %s: %w", name, err)
 		}
 		if link, err = netlink.LinkByName(name); err != nil {
