@@ -205,7 +205,8 @@ func TestClusterDNSOnEveryWorker(t *testing.T) {
 			log := filepath.Join(hostlab.WorkerDataDir, "agent", "pods", "pods", p.Metadata.UID, "logs", "main.log")
 			var got string
 			testutil.WaitFor(t, 10*time.Second, name+"'s log shows its resolv.conf", func() bool {
-				got, _ = lab.Exec(c.Host(p.Spec.NodeName), "cat", log)
+				raw, _ := lab.Exec(c.Host(p.Spec.NodeName), "cat", log)
+				got = logText(raw)
 				return strings.Contains(got, "nameserver")
 			})
 			if !strings.Contains(got, w) {
@@ -244,6 +245,29 @@ func TestClusterDNSOnEveryWorker(t *testing.T) {
 			}
 		})
 	}
+
+	// The address is node-local: a machine that routes it to a worker
+	// (the Admin host, through w1) is refused; the worker itself answers.
+	t.Run("OnlyPodsAndTheNodeMayQuery", func(t *testing.T) {
+		w1 := c.Host("w1")
+		ask := func(h *hostlab.Host) string {
+			out, err := lab.Exec(h, "env", envQuery+"=web.dnslab.svc.cluster.local", envType+"=A", envServer+"=10.96.0.10:53", self)
+			if err != nil {
+				t.Fatalf("query from %s: %v\n%s", h.Name, err, out)
+			}
+			return strings.TrimSpace(out)
+		}
+		if got := ask(w1); got != "NOERROR|A "+webIP {
+			t.Errorf("from the node w1 itself: %q, want the Service's address", got)
+		}
+		if out, err := lab.Exec(lab.Admin, "ip", "route", "add", "10.96.0.10/32", "via", w1.IP.String()); err != nil {
+			t.Fatalf("route on the Admin host: %v\n%s", err, out)
+		}
+		defer lab.Exec(lab.Admin, "ip", "route", "del", "10.96.0.10/32")
+		if got := ask(lab.Admin); got != "REFUSED" {
+			t.Errorf("from the Admin host (not a pod, not the node): %q, want REFUSED", got)
+		}
+	})
 
 	t.Run("NewServiceResolvesWithinASecond", func(t *testing.T) {
 		p := byName["client-w2"]
@@ -304,4 +328,16 @@ func sortedA(a, b string) string {
 func reverse(ip string) string {
 	f := strings.Split(ip, ".")
 	return f[3] + "." + f[2] + "." + f[1] + "." + f[0] + ".in-addr.arpa"
+}
+
+// logText is the text of a container log (CRI format: "<time> <stream>
+// <tag> <text>" per line).
+func logText(raw string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(raw, "\n") {
+		if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+			b.WriteString(f[3] + "\n")
+		}
+	}
+	return b.String()
 }

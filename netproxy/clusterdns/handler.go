@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ type Handler struct {
 	Log      *slog.Logger
 	// Timeout bounds the upstream work of one query.
 	Timeout time.Duration
+	// Allow, when set, says whether a client address may query; others
+	// get REFUSED.
+	Allow func(netip.Addr) bool
 }
 
 // maxCNAMEChain bounds how far an ExternalName chain is followed.
@@ -26,6 +30,15 @@ const maxCNAMEChain = 8
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	if h.Allow != nil {
+		ap, err := netip.ParseAddrPort(w.RemoteAddr().String())
+		if err != nil || !h.Allow(ap.Addr().Unmap()) {
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeRefused)
+			_ = w.WriteMsg(m)
+			return
+		}
+	}
 	resp := h.Reply(req, !tcp)
 	if err := w.WriteMsg(resp); err != nil && h.Log != nil {
 		h.Log.Debug("dns reply not sent", "err", err)

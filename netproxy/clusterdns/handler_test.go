@@ -2,6 +2,7 @@ package clusterdns
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -153,3 +154,39 @@ func TestReadResolvConf(t *testing.T) {
 }
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o644) }
+
+// Only pods (the cluster range) and the node itself may query; any other
+// client that routes to the address is REFUSED.
+func TestOnlyPodsAndTheNodeMayQuery(t *testing.T) {
+	s := &Server{cfg: Config{PodRanges: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}}
+	for a, want := range map[string]bool{"10.244.3.7": true, "127.0.0.1": true, "192.0.2.7": false, "10.245.0.1": false} {
+		if got := s.allowed(netip.MustParseAddr(a)); got != want {
+			t.Errorf("allowed(%s) = %v, want %v", a, got, want)
+		}
+	}
+	zone := NewZone("")
+	zone.Set(service("shop", "web", "10.96.4.7"), nil, nil)
+	for _, allow := range []bool{true, false} {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &Handler{Zone: zone, Upstream: NewUpstream(nil, time.Second), Allow: func(netip.Addr) bool { return allow }}
+		srv := &dns.Server{PacketConn: pc, Handler: h}
+		go srv.ActivateAndServe()
+		m := new(dns.Msg)
+		m.SetQuestion("web.shop.svc.cluster.local.", dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, pc.LocalAddr().String())
+		srv.Shutdown()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dns.RcodeSuccess
+		if !allow {
+			want = dns.RcodeRefused
+		}
+		if r.Rcode != want || (allow && len(r.Answer) != 1) || (!allow && len(r.Answer) != 0) {
+			t.Fatalf("allow=%v: %s with %d answers, want %s", allow, dns.RcodeToString[r.Rcode], len(r.Answer), dns.RcodeToString[want])
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -34,7 +35,10 @@ type Config struct {
 	ResolvConf string
 	// UpstreamTimeout bounds each upstream attempt.
 	UpstreamTimeout time.Duration
-	Logger          *slog.Logger
+	// PodRanges are the pod addresses that may query (the cluster range);
+	// the node's own addresses always may, everyone else is REFUSED.
+	PodRanges []netip.Prefix
+	Logger    *slog.Logger
 }
 
 // DefaultConfig: port 53 on skiff-dns0, upstreams from /etc/resolv.conf.
@@ -44,11 +48,12 @@ func DefaultConfig() Config {
 
 // Server is one node's cluster DNS server.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	zone *Zone
-	feed *feed
-	up   *Upstream
+	local localAddrs
+	cfg   Config
+	log   *slog.Logger
+	zone  *Zone
+	feed  *feed
+	up    *Upstream
 }
 
 // New reads the node's upstreams and returns a server fed from c; Run
@@ -102,7 +107,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) serve(ctx context.Context) error {
-	h := &Handler{Zone: s.zone, Upstream: s.up, Log: s.log}
+	h := &Handler{Zone: s.zone, Upstream: s.up, Log: s.log, Allow: s.allowed}
 	retry := time.Second
 	for {
 		st, _, ch := s.feed.current()
@@ -251,4 +256,50 @@ func inNetNS(path string, f func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// allowed: a pod (PodRanges) or the node itself (one of its addresses).
+// Without PodRanges (a node that does not know the cluster range) every
+// client that routes to the address may query.
+func (s *Server) allowed(a netip.Addr) bool {
+	if len(s.cfg.PodRanges) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.PodRanges {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return a.IsLoopback() || s.local.has(a, s.cfg.NetNSPath)
+}
+
+// localAddrs caches the addresses of the node's network namespace,
+// re-read on a miss at most once a second.
+type localAddrs struct {
+	mu   sync.Mutex
+	set  map[netip.Addr]bool
+	read time.Time
+}
+
+func (l *localAddrs) has(a netip.Addr, nsPath string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.set[a] || time.Since(l.read) < time.Second {
+		return l.set[a]
+	}
+	l.read = time.Now()
+	set := map[netip.Addr]bool{}
+	err := inNetNS(nsPath, func() error {
+		addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+		for _, ad := range addrs {
+			if ip, ok := netip.AddrFromSlice(ad.IP); ok {
+				set[ip.Unmap()] = true
+			}
+		}
+		return err
+	})
+	if err == nil {
+		l.set = set
+	}
+	return l.set[a]
 }

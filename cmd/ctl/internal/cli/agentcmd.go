@@ -254,6 +254,9 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
 		dc := clusterdns.DefaultConfig()
 		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
+		if pc.ClusterCIDR.IsValid() {
+			dc.PodRanges = []netip.Prefix{pc.ClusterCIDR}
+		}
 		dnsServer, err := clusterdns.New(c, dc)
 		if err != nil {
 			return err
