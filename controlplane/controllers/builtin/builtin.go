@@ -24,6 +24,7 @@ func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
 	r.Register("serviceip", serviceip.NewLoop)
+	r.Register("dnsservice", dnsservice.NewLoop)
 	r.Register("endpoints", endpoints.NewLoop)
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
@@ -35,7 +36,6 @@ func Register(r *controllers.Registry) {
 	r.Register("hpa", hpa.NewLoop)
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
-	r.Register("dnsservice", dnsservice.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
