@@ -137,6 +137,14 @@ func TestDeadUpstreamFailsWithinTheTimeout(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("silent upstream took %v, want about the 200 ms timeout", d)
 	}
+	// The failure is remembered for a moment: a retry fails at once.
+	start = time.Now()
+	if r := query(h, "www.example.test.", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("retry: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Fatalf("a retry right after a failure took %v, want at once", d)
+	}
 }
 
 func TestReadResolvConf(t *testing.T) {

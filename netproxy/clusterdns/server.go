@@ -142,7 +142,9 @@ func (s *Server) serve(ctx context.Context) error {
 			case <-ch:
 				var cur Settings
 				cur, _, ch = s.feed.current()
-				moved = cur.Nameserver != addr
+				// A deleted kube-dns (the control plane puts it back)
+				// leaves the last address answering.
+				moved = cur.Nameserver.IsValid() && cur.Nameserver != addr
 			}
 		}
 		stop()

@@ -24,6 +24,10 @@ const (
 	// defaultNegativeTTL applies when a negative answer has no SOA.
 	defaultNegativeTTL = 5 * time.Second
 	maxCacheEntries    = 10000
+	// failureTTL: a name no upstream answered fails at once for this long
+	// (RFC 2308 §7), so a client's retries do not each wait out the
+	// timeouts again.
+	failureTTL = 2 * time.Second
 )
 
 // Upstream forwards questions to the node's resolvers and caches the
@@ -46,7 +50,8 @@ type cacheKey struct {
 }
 
 type cached struct {
-	msg     *dns.Msg
+	msg     *dns.Msg // nil: a failure (err)
+	err     error
 	stored  time.Time
 	expires time.Time
 }
@@ -99,6 +104,9 @@ func (u *Upstream) Resolve(ctx context.Context, q dns.Question) (*dns.Msg, error
 	}
 	u.mu.Unlock()
 	if ok {
+		if c.msg == nil {
+			return nil, c.err
+		}
 		return aged(c.msg, uint32(now.Sub(c.stored)/time.Second)), nil
 	}
 	if len(u.servers) == 0 {
@@ -126,7 +134,11 @@ func (u *Upstream) Resolve(ctx context.Context, q dns.Question) (*dns.Msg, error
 		u.store(k, r, now)
 		return r, nil
 	}
-	return nil, fmt.Errorf("upstream %s: %w", q.Name, errors.Join(errs...))
+	err := fmt.Errorf("upstream %s: %w", q.Name, errors.Join(errs...))
+	if ctx.Err() == nil {
+		u.put(k, cached{err: err, stored: now, expires: now.Add(failureTTL)}, now)
+	}
+	return nil, err
 }
 
 // store keeps r for its lifetime: the smallest TTL of its answers, or
@@ -138,6 +150,10 @@ func (u *Upstream) store(k cacheKey, r *dns.Msg, now time.Time) {
 	}
 	r = r.Copy()
 	r.Extra = stripOPT(r.Extra)
+	u.put(k, cached{msg: r, stored: now, expires: now.Add(ttl)}, now)
+}
+
+func (u *Upstream) put(k cacheKey, c cached, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.cache) >= maxCacheEntries {
@@ -148,7 +164,7 @@ func (u *Upstream) store(k cacheKey, r *dns.Msg, now time.Time) {
 			}
 		}
 	}
-	u.cache[k] = cached{msg: r, stored: now, expires: now.Add(ttl)}
+	u.cache[k] = c
 }
 
 func cacheTTL(r *dns.Msg) time.Duration {

@@ -319,6 +319,10 @@ func (z *Zone) Lookup(qname string, qtype uint16) (ans Answer, ok bool) {
 			e = &entry{a: []dns.RR{aRecord(qname, ip)}}
 		}
 	}
+	if e == nil && qname == z.suffix[1:] && qtype == dns.TypeSOA {
+		ans.Answer = []dns.RR{z.soa}
+		return ans, true
+	}
 	if e == nil {
 		ans.Ns = []dns.RR{z.soa}
 		if z.parents[qname] == 0 && qname != z.suffix[1:] {

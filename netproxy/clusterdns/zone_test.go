@@ -86,6 +86,8 @@ func TestClusterIPServiceHasARecordSRVAndPTR(t *testing.T) {
 	wantRcode(t, z, "web.shop.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess)
 	wantRcode(t, z, "db.shop.svc.cluster.local.", dns.TypeA, dns.RcodeNameError)
 	wantRcode(t, z, "_http._udp.web.shop.svc.cluster.local.", dns.TypeSRV, dns.RcodeNameError)
+	wantAnswer(t, z, "cluster.local.", dns.TypeSOA, "SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5")
+	wantRcode(t, z, "cluster.local.", dns.TypeA, dns.RcodeSuccess)
 	// Empty non-terminals exist (a resolver's search list walks them).
 	wantRcode(t, z, "shop.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess)
 	wantRcode(t, z, "_tcp.web.shop.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess)
