@@ -52,6 +52,11 @@ runs the pods bound to it with libcontainer, and programs Services into the
 kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
 agent on the same --data-dir adopts them.
 
+With the proxy it answers cluster DNS at the kube-dns Service's address
+(10.96.0.10), which it holds itself, for its pods and the node only; other
+names go to the resolvers of --resolv-conf. Pods get /etc/resolv.conf by
+their dnsPolicy.
+
 The node's pod range is the control plane's to give (Node spec.podCIDR,
 from ctl init's --cluster-cidr): the agent waits for it, then starts pods.
 Everything the agent keeps (images, pod state, pod network namespaces, CNI
