@@ -20,10 +20,9 @@ type ClusterDNS struct {
 	Domain     string
 }
 
-// ClusterDNSSource tells the cluster's DNS settings; ok false means the
-// cluster has none (pods with dnsPolicy ClusterFirst then get the node's
-// resolv.conf, as kubelet does without --cluster-dns).
-type ClusterDNSSource func(ctx context.Context) (dns ClusterDNS, ok bool, err error)
+// ClusterDNSSource tells the cluster's DNS settings; an error means they
+// are not known yet (the pod waits and is retried).
+type ClusterDNSSource func(ctx context.Context) (ClusterDNS, error)
 
 // resolvConfig is a parsed resolv.conf.
 type resolvConfig struct {
@@ -83,15 +82,9 @@ func podResolvConf(spec *apiv1.PodSpec, ns string, cluster *ClusterDNS, node []b
 	if policy == "" {
 		policy = "ClusterFirst"
 	}
-	useCluster := false
-	switch policy {
-	case "ClusterFirst":
-		useCluster = !spec.GetHostNetwork()
-	case "ClusterFirstWithHostNet":
-		useCluster = true
-	case "Default", "None":
-	default:
-		return "", configErr("spec.dnsPolicy %q: want ClusterFirst, ClusterFirstWithHostNet, Default or None", policy)
+	useCluster, err := usesClusterDNS(spec)
+	if err != nil {
+		return "", err
 	}
 	host := parseResolvConf(node)
 	var rc resolvConfig
@@ -129,6 +122,21 @@ func podResolvConf(spec *apiv1.PodSpec, ns string, cluster *ClusterDNS, node []b
 	return rc.String(), nil
 }
 
+// usesClusterDNS says whether the pod's dnsPolicy asks for the cluster
+// DNS: ClusterFirst (unless hostNetwork) and ClusterFirstWithHostNet.
+func usesClusterDNS(spec *apiv1.PodSpec) (bool, error) {
+	switch p := spec.GetDnsPolicy(); p {
+	case "ClusterFirst", "":
+		return !spec.GetHostNetwork(), nil
+	case "ClusterFirstWithHostNet":
+		return true, nil
+	case "Default", "None":
+		return false, nil
+	default:
+		return false, configErr("spec.dnsPolicy %q: want ClusterFirst, ClusterFirstWithHostNet, Default or None", p)
+	}
+}
+
 func appendNew(list []string, add ...string) []string {
 	for _, a := range add {
 		if a != "" && !slices.Contains(list, a) {
@@ -157,14 +165,12 @@ func setOption(opts []string, name, value string) []string {
 // resolvConfFor is the pod's resolv.conf from the agent's sources.
 func (a *Agent) resolvConfFor(ctx context.Context, pod *apiv1.Pod) (string, error) {
 	var cluster *ClusterDNS
-	if a.cfg.ClusterDNS != nil {
-		d, ok, err := a.cfg.ClusterDNS(ctx)
+	if use, _ := usesClusterDNS(pod.GetSpec()); use && a.cfg.ClusterDNS != nil {
+		d, err := a.cfg.ClusterDNS(ctx)
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", ErrPodConfig, err)
+			return "", fmt.Errorf("%w: dnsPolicy %s: %w", ErrPodConfig, pod.GetSpec().GetDnsPolicy(), err)
 		}
-		if ok {
-			cluster = &d
-		}
+		cluster = &d
 	}
 	var node []byte
 	if a.cfg.ResolvConf != "" {

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -57,3 +59,23 @@ func TestPodResolvConfRefusesBadInput(t *testing.T) {
 	}
 }
 func str(s string) *string { return &s }
+
+// Until the cluster DNS is known a ClusterFirst pod waits (a retried pod
+// configuration error); pods that do not ask for it never do.
+func TestResolvConfWaitsForTheClusterDNSOnlyWhenAsked(t *testing.T) {
+	asked := 0
+	a := &Agent{cfg: Config{ClusterDNS: func(context.Context) (ClusterDNS, error) {
+		asked++
+		return ClusterDNS{}, errors.New("the cluster DNS Service kube-system/kube-dns has no address yet")
+	}}}
+	pod := func(policy string) *apiv1.Pod {
+		return &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "shop", Name: "p"}, Spec: &apiv1.PodSpec{DnsPolicy: policy}}
+	}
+	_, err := a.resolvConfFor(context.Background(), pod("ClusterFirst"))
+	if !errors.Is(err, ErrPodConfig) || !strings.Contains(err.Error(), "kube-dns") {
+		t.Fatalf("ClusterFirst before the cluster DNS is known: %v, want a pod configuration error naming kube-dns", err)
+	}
+	if rc, err := a.resolvConfFor(context.Background(), pod("Default")); err != nil || asked != 1 {
+		t.Fatalf("Default: %q, %v; the cluster DNS was asked %d times, want once (for the ClusterFirst pod only)", rc, err, asked)
+	}
+}

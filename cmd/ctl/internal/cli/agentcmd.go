@@ -292,13 +292,21 @@ func (s servicePath) Run(ctx context.Context) error {
 }
 
 // clusterDNSSource gives pods the cluster DNS the node's server follows,
-// waiting at most 30 s for its first sync (the pod is retried after).
+// waiting at most 10 s for its first sync. Until the control plane has
+// made kube-system/kube-dns (just after ctl init), a pod that asks for
+// the cluster DNS waits (Pending, retried) rather than start without it.
 func clusterDNSSource(s *clusterdns.Server) agent.ClusterDNSSource {
-	return func(ctx context.Context) (agent.ClusterDNS, bool, error) {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return func(ctx context.Context) (agent.ClusterDNS, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		st, ok, err := s.Settings(ctx)
-		return agent.ClusterDNS{Nameserver: st.Nameserver, Domain: st.Domain}, ok, err
+		if err != nil {
+			return agent.ClusterDNS{}, err
+		}
+		if !ok {
+			return agent.ClusterDNS{}, fmt.Errorf("the cluster DNS Service %s/%s has no address yet (the control plane makes it)", clusterdns.ServiceNamespace, clusterdns.ServiceName)
+		}
+		return agent.ClusterDNS{Nameserver: st.Nameserver, Domain: st.Domain}, nil
 	}
 }
 
