@@ -5,9 +5,10 @@
 // the node's cache — at the node's DNS handler (netproxy/clusterdns, a
 // zone of 1,000 Services) on loopback, and in the same run at a bare
 // miekg/dns server answering the same replies from a fixed map: the
-// library's ceiling. Throughput is dnsperf at full speed (rounds
-// interleaved, best of each); p99 is from dnsperf's per-query latencies
-// at a fixed rate. It ends with one line:
+// library's ceiling. Throughput is dnsperf at full speed in paired rounds
+// (qps and ceiling_qps are medians, ratio the median of the rounds'
+// ratios); p99 is from dnsperf's per-query latencies at a fixed rate. It
+// ends with one line:
 //
 //	dns-bench: qps=N p99_us=N ceiling_qps=N ratio=N
 package main
@@ -35,8 +36,8 @@ import (
 )
 
 func main() {
-	dur := flag.Int("seconds", 5, "length of one throughput round (dnsperf -l)")
-	rounds := flag.Int("rounds", 2, "throughput rounds per server (interleaved; the best counts)")
+	dur := flag.Int("seconds", 3, "length of one throughput run (dnsperf -l)")
+	rounds := flag.Int("rounds", 5, "paired throughput rounds (node and ceiling back to back; medians count)")
 	rate := flag.Int("latency-qps", 2000, "query rate of the latency round (dnsperf -Q)")
 	flag.Parse()
 	if _, err := exec.LookPath("dnsperf"); err != nil {
@@ -127,7 +128,11 @@ func run(dur, rounds, rate int) error {
 	node := &clusterdns.Handler{Zone: z, Upstream: clusterdns.NewUpstream([]string{upAddr}, time.Second)}
 	// The ceiling answers from a map of the node's own replies (same
 	// sizes), filled while the node's cache warms.
-	fixed := map[string]*dns.Msg{}
+	type key struct {
+		name  string
+		qtype uint16
+	}
+	fixed := map[key]*dns.Msg{}
 	for _, q := range queries {
 		name, typ, _ := strings.Cut(q, " ")
 		req := new(dns.Msg)
@@ -136,13 +141,13 @@ func run(dur, rounds, rate int) error {
 		if r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
 			return fmt.Errorf("warm-up: %s: %s with %d answers", q, dns.RcodeToString[r.Rcode], len(r.Answer))
 		}
-		fixed[strings.ToLower(dns.Fqdn(name))+"/"+typ] = r
+		fixed[key{strings.ToLower(dns.Fqdn(name)), dns.StringToType[typ]}] = r
 	}
 	ceiling := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0]
-		if f, ok := fixed[strings.ToLower(q.Name)+"/"+dns.TypeToString[q.Qtype]]; ok {
+		if f, ok := fixed[key{strings.ToLower(q.Name), q.Qtype}]; ok {
 			m.Answer, m.Extra = f.Answer, f.Extra
 		} else {
 			m.Rcode = dns.RcodeNameError
@@ -170,19 +175,26 @@ func run(dur, rounds, rate int) error {
 
 	fmt.Printf("query set: %d names (%d Services A, %d SRV, %d headless A, %d cached external A); zone of %d Services\n",
 		len(queries), services, services/10, headless, externals, services+headless)
-	var best, bestCeil float64
+	// Paired rounds, the order alternating so that drift in the machine's
+	// load favours neither; each round's ratio compares neighbours in time.
+	var qs, cs, ratios []float64
 	for r := range rounds {
-		q, err := throughput(data.Name(), nHost, nPort, dur)
-		if err != nil {
+		var q, c float64
+		first, second := &q, &c
+		fh, fp, sh, sp := nHost, nPort, cHost, cPort
+		if r%2 == 1 {
+			first, second, fh, fp, sh, sp = &c, &q, cHost, cPort, nHost, nPort
+		}
+		if *first, err = throughput(data.Name(), fh, fp, dur); err != nil {
 			return err
 		}
-		c, err := throughput(data.Name(), cHost, cPort, dur)
-		if err != nil {
+		if *second, err = throughput(data.Name(), sh, sp, dur); err != nil {
 			return err
 		}
-		fmt.Printf("round %d: node %.0f qps, ceiling %.0f qps\n", r+1, q, c)
-		best, bestCeil = max(best, q), max(bestCeil, c)
+		fmt.Printf("round %d: node %.0f qps, ceiling %.0f qps, ratio %.2f\n", r+1, q, c, q/c)
+		qs, cs, ratios = append(qs, q), append(cs, c), append(ratios, q/c)
 	}
+	best, bestCeil, ratio := median(qs), median(cs), median(ratios)
 	p99, n, err := latency(data.Name(), nHost, nPort, rate)
 	if err != nil {
 		return err
@@ -192,7 +204,7 @@ func run(dur, rounds, rate int) error {
 		return err
 	}
 	fmt.Printf("latency at %d qps: node p99 %d µs over %d queries, ceiling p99 %d µs\n", rate, p99.Microseconds(), n, cp99.Microseconds())
-	fmt.Printf("dns-bench: qps=%.0f p99_us=%d ceiling_qps=%.0f ratio=%.2f\n", best, p99.Microseconds(), bestCeil, best/bestCeil)
+	fmt.Printf("dns-bench: qps=%.0f p99_us=%d ceiling_qps=%.0f ratio=%.2f\n", best, p99.Microseconds(), bestCeil, ratio)
 	return nil
 }
 
@@ -257,4 +269,13 @@ func parseVerbose(r io.Reader) ([]time.Duration, string) {
 		summary.WriteString(line + "\n")
 	}
 	return lats, summary.String()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
 }
