@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -195,6 +196,14 @@ func run(dur, rounds, rate int) error {
 		qs, cs, ratios = append(qs, q), append(cs, c), append(ratios, q/c)
 	}
 	best, bestCeil, ratio := median(qs), median(cs), median(ratios)
+	per := func(host, port string) float64 {
+		c := cpuPerQuery[host+":"+port]
+		if c == nil || c.queries == 0 {
+			return 0
+		}
+		return float64(c.cpu.Nanoseconds()) / float64(c.queries) / 1000
+	}
+	fmt.Printf("server CPU per query: node %.1f µs, ceiling %.1f µs\n", per(nHost, nPort), per(cHost, cPort))
 	p99, n, err := latency(data.Name(), nHost, nPort, rate)
 	if err != nil {
 		return err
@@ -211,15 +220,46 @@ func run(dur, rounds, rate int) error {
 var reQPS = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
 var reLost = regexp.MustCompile(`Queries lost:\s+(\d+)`)
 
+var reCompleted = regexp.MustCompile(`Queries completed:\s+(\d+)`)
+
+// cpuPerQuery[server] sums this process's CPU time (the servers run in
+// it; dnsperf is a child, not counted) over the queries answered: a
+// measure of the server's cost that the machine's load does not skew as
+// much as its rate.
+var cpuPerQuery = map[string]*struct {
+	cpu     time.Duration
+	queries int
+}{}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // throughput runs dnsperf at full speed and returns its queries per second.
 func throughput(data, host, port string, seconds int) (float64, error) {
+	before := cpuTime()
 	out, err := exec.Command("dnsperf", "-s", host, "-p", port, "-d", data, "-l", strconv.Itoa(seconds), "-c", "4", "-q", "200", "-t", "2").CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
 	}
+	used := cpuTime() - before
 	m := reQPS.FindSubmatch(out)
 	if m == nil {
 		return 0, fmt.Errorf("dnsperf printed no rate:\n%s", out)
+	}
+	if c := reCompleted.FindSubmatch(out); c != nil {
+		n, _ := strconv.Atoi(string(c[1]))
+		k := host + ":" + port
+		if cpuPerQuery[k] == nil {
+			cpuPerQuery[k] = &struct {
+				cpu     time.Duration
+				queries int
+			}{}
+		}
+		cpuPerQuery[k].cpu += used
+		cpuPerQuery[k].queries += n
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
 }
