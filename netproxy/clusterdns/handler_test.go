@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -196,5 +197,46 @@ func TestOnlyPodsAndTheNodeMayQuery(t *testing.T) {
 		if r.Rcode != want || (allow && len(r.Answer) != 1) || (!allow && len(r.Answer) != 0) {
 			t.Fatalf("allow=%v: %s with %d answers, want %s", allow, dns.RcodeToString[r.Rcode], len(r.Answer), dns.RcodeToString[want])
 		}
+	}
+}
+
+// A large answer is truncated over UDP (TC set, the client retries over
+// TCP) and whole over TCP.
+func TestLargeAnswerTruncatedOverUDPWholeOverTCP(t *testing.T) {
+	z := NewZone("")
+	var ips []string
+	for i := range 100 {
+		ips = append(ips, "10.244.0."+strconv.Itoa(i+1))
+	}
+	z.Set(service("db", "big", "None"), endpoints("db", "big", ips), nil)
+	h := &Handler{Zone: z, Upstream: NewUpstream(nil, time.Second)}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, tcp := &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: ln, Handler: h}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	defer udp.Shutdown()
+	defer tcp.Shutdown()
+	m := new(dns.Msg)
+	m.SetQuestion("big.db.svc.cluster.local.", dns.TypeA)
+	r, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Truncated || len(r.Answer) >= 100 {
+		t.Fatalf("over UDP: truncated=%v with %d answers, want TC and fewer than 100", r.Truncated, len(r.Answer))
+	}
+	r, _, err = (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(m, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Truncated || len(r.Answer) != 100 {
+		t.Fatalf("over TCP: truncated=%v with %d answers, want all 100", r.Truncated, len(r.Answer))
 	}
 }
