@@ -106,7 +106,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
@@ -152,3 +152,9 @@ demo: deps build
 
 clean:
 	rm -rf bin
+
+# dnsperf at a node's cluster DNS and at a bare miekg/dns server (the ceiling).
+APT_PKGS += dnsperf
+.PHONY: bench-dns
+bench-dns: deps
+	$(GO) run ./integration/benchdns $(BENCH_ARGS)

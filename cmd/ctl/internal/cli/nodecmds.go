@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/controllers/dnsservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/dashboard"
@@ -115,8 +116,10 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
 	pc := podcidr.DefaultConfig(d.Client)
 	pc.Network = d.ClusterNetwork
+	dc := dnsservice.DefaultConfig()
+	dc.Network = d.ClusterNetwork
 	deps := controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc}}
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc, "dnsservice": dc}}
 	if d.Members != nil {
 		// Gossip's confirmed deaths are the node lifecycle's first signal.
 		nl := nodelifecycle.DefaultConfig()
@@ -160,6 +163,7 @@ fixed when the cluster is created.`,
 	f.add(cmd, true)
 	cmd.Flags().StringVar(&net.ClusterCIDR, "cluster-cidr", net.ClusterCIDR, "the range every pod address comes from (IPv4); each worker gets a part of it")
 	cmd.Flags().IntVar(&net.NodeCIDRMaskSize, "node-cidr-mask-size", net.NodeCIDRMaskSize, "prefix length of each worker's pod range (24: 254 pods per worker)")
+	cmd.Flags().StringVar(&net.ClusterDomain, "cluster-domain", net.ClusterDomain, "DNS domain of the cluster's names (<service>.<namespace>.svc.<domain>), answered by every node's cluster DNS")
 	return cmd
 }
 
