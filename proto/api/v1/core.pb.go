@@ -7817,8 +7817,10 @@ func (x *EventSource) GetHost() string {
 	return ""
 }
 
-// PersistentVolumeClaim appears in StatefulSet volumeClaimTemplates; it is
-// not a served kind yet.
+// PersistentVolumeClaim asks for storage (a size, access modes, a class);
+// the binder binds it to a PersistentVolume (spec.volumeName), made by the
+// class's provisioner when none fits. Pods mount it by name; StatefulSets
+// make one per ordinal from their volumeClaimTemplates.
 type PersistentVolumeClaim struct {
 	state         protoimpl.MessageState       `protogen:"open.v1"`
 	ApiVersion    string                       `protobuf:"bytes,1,opt,name=apiVersion,proto3" json:"apiVersion,omitempty"`
