@@ -33,6 +33,9 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
 		"ServiceAccount":          {"sa", "serviceaccounts", "v1", true},
 		"PriorityClass":           {"pc", "priorityclasses", "scheduling.k8s.io/v1", false},
+		"StorageClass":            {"sc", "storageclasses", "storage.k8s.io/v1", false},
+		"PersistentVolume":        {"pv", "persistentvolumes", "v1", false},
+		"PersistentVolumeClaim":   {"pvc", "persistentvolumeclaims", "v1", true},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))
