@@ -190,6 +190,9 @@ func (c *Controller) create(ctx context.Context, set *apiv1.StatefulSet, rev str
 	pod.Metadata.Labels[RevisionLabel] = rev
 	pod.Spec.Hostname = name
 	pod.Spec.Subdomain = set.GetSpec().GetServiceName()
+	if err := c.withClaims(ctx, set, pod, ord); err != nil {
+		return err
+	}
 	if _, err := ctrlkit.Create(ctx, c.Client(), c.pods, pod); err != nil {
 		c.event(ctx, set, client.EventWarning, "FailedCreate", "create Pod "+name+" failed: "+client.Reason(err))
 		return fmt.Errorf("create %s: %w", name, err)

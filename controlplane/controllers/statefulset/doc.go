@@ -7,6 +7,7 @@
 // down to the partition, one pod at a time and only while all pods are
 // ready; OnDelete waits for pods to be deleted by hand. Status reports
 // replicas, ready/available/current/updated counts and revisions.
-// (volumeClaimTemplates are accepted but no claims are made: Skiff has no
-// persistent volumes yet.)
+// Each volumeClaimTemplate gives every ordinal its own claim,
+// <template>-<set>-<ordinal>, made before the pod and never deleted with
+// it, so a replacement pod mounts the data of the pod it replaces.
 package statefulset
