@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
+	"github.com/skiffhq/skiff/controlplane/controllers/volumebinding"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
@@ -40,6 +41,7 @@ func Register(r *controllers.Registry) {
 	r.Register("podcidr", podcidr.NewLoop)
 	r.Register("disruption", disruption.NewLoop)
 	r.Register("serviceaccount", serviceaccount.NewLoop)
+	r.Register("persistentvolume", volumebinding.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

@@ -1,0 +1,23 @@
+// Package volumebinding is the persistent volume controller: it binds
+// PersistentVolumeClaims to PersistentVolumes and runs the built-in local
+// provisioner.
+//
+//   - A claim without spec.storageClassName gets the default class (the
+//     StorageClass annotated storageclass.kubernetes.io/is-default-class).
+//   - A claim is bound to the smallest Available volume of its class whose
+//     capacity is at least the request and whose access modes include the
+//     claim's (BestVolume), or to the volume it names (spec.volumeName) or
+//     that names it (spec.claimRef). The volume is written first (claimRef
+//     with the claim's uid), then the claim (spec.volumeName), then both
+//     statuses Bound.
+//   - A class with provisioner skiff.io/local and WaitForFirstConsumer
+//     binding: once a pod using the claim is bound to a node, the claim is
+//     annotated volume.kubernetes.io/selected-node with that node and a
+//     volume pvc-<claim uid> is made there: a "local" directory under the
+//     node agent's volume directory (its Node's skiff.io/local-volume-dir
+//     annotation), with node affinity to the node, so the claim's pods
+//     follow it.
+//   - When a bound claim is deleted, its volume is Released: reclaim
+//     policy Delete deletes the volume object, Retain keeps it Released
+//     with its data.
+package volumebinding
