@@ -72,6 +72,7 @@ type Scheduler struct {
 	attempt atomic.Uint64
 	reports *ctrlkit.WorkQueue
 	t       *term // this leadership term's state (OnStart)
+	volumes *volumeState
 }
 
 // New returns a scheduler that reads and binds through c.
@@ -129,6 +130,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 		OnUpdate: func(_, o client.Object) { s.t.nodeChanged(o.(*apiv1.Node)) },
 		OnDelete: func(o client.Object) { s.t.nodeDeleted(o.(*apiv1.Node)) },
 	})
+	s.watchVolumes()
 	s.Go("started", func(context.Context) error {
 		c := s.t.cache
 		c.mu.Lock()
