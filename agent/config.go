@@ -49,6 +49,11 @@ type Config struct {
 	PodNetwork PodNetwork
 	// NodeIP is the node's InternalIP address (status.hostIP of its pods).
 	NodeIP netip.Addr
+	// VolumeDir is where the local volumes provisioned for this node live
+	// (<data-dir>/volumes), one directory per volume; the Node's
+	// skiff.io/local-volume-dir annotation tells the provisioner. Empty:
+	// no provisioned volume is mounted here.
+	VolumeDir string
 	// Labels are added to the Node's (kubernetes.io/hostname, os and arch
 	// are always set).
 	Labels map[string]string

@@ -127,13 +127,22 @@ func (a *Agent) nodeLabels() map[string]string {
 	return l
 }
 
+// nodeAnnotations tells the local provisioner where this node keeps its
+// volumes.
+func (a *Agent) nodeAnnotations() map[string]string {
+	if a.cfg.VolumeDir == "" {
+		return nil
+	}
+	return map[string]string{localVolumeDirAnnotation: a.cfg.VolumeDir}
+}
+
 // register creates this node's Node, or adopts an existing one: our
 // labels are set, and the status and the lease are written. spec.podCIDR
 // is the control plane's to give (awaitPodCIDR waits for it).
 func (a *Agent) register(ctx context.Context) error {
 	now := time.Now()
 	a.readySince = ts(now)
-	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: a.cfg.NodeName, Labels: a.nodeLabels()},
+	node := &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: a.cfg.NodeName, Labels: a.nodeLabels(), Annotations: a.nodeAnnotations()},
 		Spec: &apiv1.NodeSpec{}, Status: a.nodeStatus(now)}
 	created, err := client.Create(ctx, a.cfg.Client, node)
 	if err == nil {
@@ -155,6 +164,12 @@ func (a *Agent) register(ctx context.Context) error {
 			next.Metadata.Labels = map[string]string{}
 		}
 		maps.Copy(next.Metadata.Labels, a.nodeLabels())
+		if ann := a.nodeAnnotations(); len(ann) > 0 {
+			if next.Metadata.Annotations == nil {
+				next.Metadata.Annotations = map[string]string{}
+			}
+			maps.Copy(next.Metadata.Annotations, ann)
+		}
 		if next.Spec == nil {
 			next.Spec = &apiv1.NodeSpec{}
 		}

@@ -16,8 +16,11 @@ import (
 	"github.com/skiffhq/skiff/proto/logkey"
 )
 
-// apiResolver reads ConfigMaps and Secrets through the API.
-type apiResolver struct{ c *client.Client }
+// apiResolver reads ConfigMaps, Secrets and claims through the API.
+type apiResolver struct {
+	c         *client.Client
+	volumeDir string
+}
 
 func (r apiResolver) ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error) {
 	cm, err := client.Get[*apiv1.ConfigMap](ctx, r.c, ns, name)
@@ -200,7 +203,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 // reason and retried on the next pass.
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
-	rp, err := convertPod(ctx, apiResolver{a.cfg.Client}, pod, a.hostIP())
+	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir}, pod, a.hostIP())
 	if err == nil {
 		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
 	}

@@ -141,6 +141,14 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	if nodeReadable[r.Kind] {
 		return nil
 	}
+	if r.Kind == "PersistentVolume" {
+		// The volume of a claim its pod uses (the claim itself is guarded
+		// by the graph), by name: never a list or watch of all volumes.
+		if r.Verb != VerbGet || r.Name == "" {
+			return deny(r, "a node may not list or watch persistentvolumes: it gets, by name, those its pods' claims are bound to")
+		}
+		return nil
+	}
 	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
 }
 

@@ -9,7 +9,8 @@
 //     PersistentVolumeClaim only while a pod bound to the node references
 //     it (volumes, projected volumes, env, envFrom, imagePullSecrets),
 //     decided on a Graph the API server keeps from its stored pods; never
-//     list or watch those kinds. Writes: create and update only their own
+//     list or watch those kinds; get a PersistentVolume by name (the
+//     volume of such a claim), never list or watch them. Writes: create and update only their own
 //     Node (and its status) and their own heartbeat Lease
 //     (kube-node-lease/<name>); update the status of pods bound to them
 //     and delete them (decided on the STORED pod's spec.nodeName, which the

@@ -290,6 +290,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 		cfg.ClusterDNS = clusterDNSSource(dnsServer)
 	}
 	cfg.ResolvConf = f.resolvConf
+	cfg.VolumeDir = filepath.Join(f.dataDir, "volumes")
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
