@@ -1,0 +1,193 @@
+package volumebinding_test
+
+import (
+	"context"
+	"path"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	"github.com/skiffhq/skiff/controlplane/controllers/volumebinding"
+	"github.com/skiffhq/skiff/integration/cptest"
+	"github.com/skiffhq/skiff/integration/testutil"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
+)
+
+const wait = 30 * time.Second
+
+func staticPV(name, class, size string) *apiv1.PersistentVolume {
+	pv := &apiv1.PersistentVolume{Metadata: &apiv1.ObjectMeta{Name: name},
+		Spec: &apiv1.PersistentVolumeSpec{StorageClassName: class, Capacity: map[string]string{"storage": size},
+			AccessModes: []string{"ReadWriteOnce"}, HostPath: &apiv1.HostPathVolumeSource{Path: "/srv/" + name}}}
+	kinds.SetTypeMeta(pv, "v1", "PersistentVolume")
+	return pv
+}
+
+func claim(name string, class *string, size string) *apiv1.PersistentVolumeClaim {
+	c := &apiv1.PersistentVolumeClaim{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: &apiv1.PersistentVolumeClaimSpec{StorageClassName: class, AccessModes: []string{"ReadWriteOnce"},
+			Resources: &apiv1.ResourceRequirements{Requests: map[string]string{"storage": size}}}}
+	kinds.SetTypeMeta(c, "v1", "PersistentVolumeClaim")
+	return c
+}
+
+func podWithClaim(name, claimName string) *apiv1.Pod {
+	p := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{"app": name}},
+		Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "c", Image: "busybox",
+			VolumeMounts: []*apiv1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+			Volumes: []*apiv1.Volume{{Name: "data", PersistentVolumeClaim: &apiv1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}}}}
+	kinds.SetTypeMeta(p, "v1", "Pod")
+	return p
+}
+
+func str(s string) *string { return &s }
+
+func getClaim(t *testing.T, cl *client.Client, name string) *apiv1.PersistentVolumeClaim {
+	t.Helper()
+	c, err := client.Get[*apiv1.PersistentVolumeClaim](context.Background(), cl, "default", name)
+	if err != nil && !client.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func getPV(cl *client.Client, name string) (*apiv1.PersistentVolume, error) {
+	return client.Get[*apiv1.PersistentVolume](context.Background(), cl, "", name)
+}
+
+func getPod(cl *client.Client, name string) *apiv1.Pod {
+	p, _ := client.Get[*apiv1.Pod](context.Background(), cl, "default", name)
+	return p
+}
+
+func mustCreate[T client.Object](t *testing.T, cl *client.Client, obj T) T {
+	t.Helper()
+	out, err := client.Create(context.Background(), cl, obj)
+	if err != nil {
+		t.Fatalf("create %s: %v", obj.GetMetadata().GetName(), err)
+	}
+	return out
+}
+
+// TestBindingAndProvisioningOnHollowNodes runs the real control plane
+// (Raft, API, scheduler and every controller) with hollow nodes: static
+// volumes bind to the smallest fitting claim, a pod with an unbound
+// Immediate claim waits until a volume appears, the default class
+// provisions a local volume on the node the pod was scheduled to (and the
+// pod's replacement follows it there), and reclaim Delete / Retain.
+func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: 3})
+	cl := c.Client(t)
+	ctx := context.Background()
+
+	// The built-in default class exists from the start.
+	testutil.WaitFor(t, wait, "StorageClass local", func() bool {
+		sc, err := client.Get[*apiv1.StorageClass](ctx, cl, "", kinds.LocalStorageClass)
+		return err == nil && kinds.IsDefaultStorageClass(sc) && sc.GetVolumeBindingMode() == kinds.BindingWaitForFirstConsumer
+	})
+
+	// Static binding: the smallest fitting volume of the class.
+	for _, pv := range []*apiv1.PersistentVolume{staticPV("manual-5g", "manual", "5Gi"), staticPV("manual-1g", "manual", "1Gi"),
+		staticPV("manual-2g", "manual", "2Gi"), staticPV("other-1g", "other", "1Gi")} {
+		mustCreate(t, cl, pv)
+	}
+	mustCreate(t, cl, claim("db", str("manual"), "1500Mi"))
+	testutil.WaitFor(t, wait, "claim db bound to manual-2g", func() bool {
+		c := getClaim(t, cl, "db")
+		return c.GetSpec().GetVolumeName() == "manual-2g" && c.GetStatus().GetPhase() == kinds.ClaimBound &&
+			c.GetStatus().GetCapacity()["storage"] == "2Gi"
+	})
+	testutil.WaitFor(t, wait, "manual-2g Bound, manual-1g Available", func() bool {
+		a, err1 := getPV(cl, "manual-2g")
+		b, err2 := getPV(cl, "manual-1g")
+		return err1 == nil && err2 == nil && a.GetStatus().GetPhase() == kinds.VolumeBound &&
+			a.GetSpec().GetClaimRef().GetName() == "db" && b.GetStatus().GetPhase() == kinds.VolumeAvailable
+	})
+
+	// An Immediate class without a fitting volume: the pod waits.
+	sc := &apiv1.StorageClass{Metadata: &apiv1.ObjectMeta{Name: "static"}, Provisioner: kinds.NoProvisioner}
+	kinds.SetTypeMeta(sc, "storage.k8s.io/v1", "StorageClass")
+	mustCreate(t, cl, sc)
+	mustCreate(t, cl, claim("later", str("static"), "1Gi"))
+	mustCreate(t, cl, podWithClaim("waiter", "later"))
+	testutil.WaitFor(t, wait, "pod waiter unschedulable for its unbound claim", func() bool {
+		p := getPod(cl, "waiter")
+		for _, cond := range p.GetStatus().GetConditions() {
+			if cond.GetType() == "PodScheduled" && cond.GetStatus() == "False" && strings.Contains(cond.GetMessage(), "unbound immediate PersistentVolumeClaims") {
+				return p.GetSpec().GetNodeName() == ""
+			}
+		}
+		return false
+	})
+	// A volume on one node only: the claim binds, the pod goes there.
+	pinned := staticPV("static-1g", "static", "1Gi")
+	pinned.Spec.NodeAffinity = &apiv1.VolumeNodeAffinity{Required: &apiv1.NodeSelector{NodeSelectorTerms: []*apiv1.NodeSelectorTerm{{
+		MatchExpressions: []*apiv1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{"hollow-2"}}}}}}}
+	mustCreate(t, cl, pinned)
+	testutil.WaitFor(t, wait, "pod waiter scheduled to hollow-2, the volume's node", func() bool {
+		return getPod(cl, "waiter").GetSpec().GetNodeName() == "hollow-2"
+	})
+
+	// Provisioning: a claim of the default class (none named) gets a
+	// local volume on the node its pod is scheduled to.
+	mustCreate(t, cl, claim("scratch", nil, "3Gi"))
+	testutil.WaitFor(t, wait, "claim scratch given the default class", func() bool {
+		return getClaim(t, cl, "scratch").GetSpec().GetStorageClassName() == kinds.LocalStorageClass
+	})
+	if ph := getClaim(t, cl, "scratch").GetStatus().GetPhase(); ph != kinds.ClaimPending {
+		t.Fatalf("claim scratch without a consumer is %s, want Pending (WaitForFirstConsumer)", ph)
+	}
+	mustCreate(t, cl, podWithClaim("user", "scratch"))
+	var node string
+	testutil.WaitFor(t, wait, "pod user scheduled", func() bool {
+		node = getPod(cl, "user").GetSpec().GetNodeName()
+		return node != ""
+	})
+	var scratch *apiv1.PersistentVolumeClaim
+	testutil.WaitFor(t, wait, "claim scratch provisioned and bound on the pod's node", func() bool {
+		scratch = getClaim(t, cl, "scratch")
+		return scratch.GetMetadata().GetAnnotations()[kinds.SelectedNodeAnnotation] == node && scratch.GetStatus().GetPhase() == kinds.ClaimBound
+	})
+	pvName := scratch.GetSpec().GetVolumeName()
+	pv, err := getPV(cl, pvName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := path.Join(volumebinding.DefaultLocalVolumeDir, pvName); pv.GetSpec().GetLocal().GetPath() != want {
+		t.Errorf("provisioned volume path %q, want %q", pv.GetSpec().GetLocal().GetPath(), want)
+	}
+	if got := pv.GetSpec().GetNodeAffinity().GetRequired().GetNodeSelectorTerms()[0].GetMatchExpressions()[0].GetValues(); len(got) != 1 || got[0] != node {
+		t.Errorf("provisioned volume node affinity %v, want [%s]", got, node)
+	}
+	if pv.GetSpec().GetPersistentVolumeReclaimPolicy() != kinds.ReclaimDelete || pv.GetSpec().GetCapacity()["storage"] != "3Gi" {
+		t.Errorf("provisioned volume: reclaim %s capacity %s", pv.GetSpec().GetPersistentVolumeReclaimPolicy(), pv.GetSpec().GetCapacity()["storage"])
+	}
+	// A second pod using the claim can only go to the volume's node.
+	for i := range 4 {
+		name := "user-" + string(rune('a'+i))
+		mustCreate(t, cl, podWithClaim(name, "scratch"))
+		testutil.WaitFor(t, wait, name+" scheduled", func() bool { return getPod(cl, name).GetSpec().GetNodeName() != "" })
+		if got := getPod(cl, name).GetSpec().GetNodeName(); got != node {
+			t.Fatalf("%s went to %s, its volume is on %s", name, got, node)
+		}
+	}
+
+	// Reclaim Delete: the claim goes, its provisioned volume goes.
+	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "scratch", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, wait, "volume "+pvName+" deleted with its claim", func() bool {
+		_, err := getPV(cl, pvName)
+		return client.IsNotFound(err)
+	})
+	// Reclaim Retain: the static volume stays, Released.
+	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "db", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, wait, "manual-2g Released", func() bool {
+		pv, err := getPV(cl, "manual-2g")
+		return err == nil && pv.GetStatus().GetPhase() == kinds.VolumeReleased
+	})
+}
