@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/skiffhq/skiff/cmd/ctl/internal/cli"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
@@ -161,6 +163,14 @@ func TestCorpusAppliesUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The class the manifests' claims name ("standard": kind's, minikube's
+	// and GKE's default class), as a cluster's administrator provides it.
+	standard := &apiv1.StorageClass{Metadata: &apiv1.ObjectMeta{Name: "standard"}, Provisioner: kinds.LocalProvisioner,
+		VolumeBindingMode: proto.String(kinds.BindingWaitForFirstConsumer)}
+	kinds.SetTypeMeta(standard, "storage.k8s.io/v1", "StorageClass")
+	if _, err := client.Create(ctx, cl, standard); err != nil {
+		t.Fatal(err)
+	}
 	args := func(verb string, f corpusFile) []string {
 		a := []string{verb, "-f", f.path}
 		if f.ns != "" {
@@ -223,6 +233,19 @@ func TestCorpusAppliesUnchanged(t *testing.T) {
 		out, errs, code := ctl(args("delete", f)...)
 		if code != 0 {
 			t.Errorf("delete -f %s: exit %d\n%s%s", f.rel, code, out, errs)
+		}
+	}
+	// The claims StatefulSets made from their volumeClaimTemplates outlive
+	// them (as in Kubernetes: their data stays until the user deletes them).
+	for _, ns := range namespacesOf(files) {
+		claims, _, err := client.List[*apiv1.PersistentVolumeClaim](ctx, cl, client.ListOptions{Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range claims {
+			if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", ns, c.GetMetadata().GetName(), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
+				t.Errorf("delete claim %s/%s: %v", ns, c.GetMetadata().GetName(), err)
+			}
 		}
 	}
 	var left []string
