@@ -90,6 +90,25 @@ func TestStatefulSetDataOutlivesItsPod(t *testing.T) {
 		t.Fatalf("node %s annotations %v (%v), want its volume directory %s", nodeName, n.GetMetadata().GetAnnotations(), err, volumeDir)
 	}
 
+	// What the node may not do with claims and volumes, through the API.
+	other := &apiv1.PersistentVolumeClaim{ApiVersion: "v1", Kind: "PersistentVolumeClaim", Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "other"},
+		Spec: &apiv1.PersistentVolumeClaimSpec{AccessModes: []string{"ReadWriteOnce"}, Resources: &apiv1.ResourceRequirements{Requests: map[string]string{"storage": "1Gi"}}}}
+	if _, err := client.Create(ctx, cl, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Get[*apiv1.PersistentVolumeClaim](ctx, nc, "default", "other"); !client.IsForbidden(err) {
+		t.Errorf("node gets a claim no pod of it uses: %v, want forbidden", err)
+	}
+	if _, _, err := client.List[*apiv1.PersistentVolume](ctx, nc, client.ListOptions{}); !client.IsForbidden(err) {
+		t.Errorf("node lists persistent volumes: %v, want forbidden", err)
+	}
+	stray := &apiv1.PersistentVolume{ApiVersion: "v1", Kind: "PersistentVolume", Metadata: &apiv1.ObjectMeta{Name: "stray"},
+		Spec: &apiv1.PersistentVolumeSpec{Capacity: map[string]string{"storage": "1Gi"}, AccessModes: []string{"ReadWriteOnce"},
+			HostPath: &apiv1.HostPathVolumeSource{Path: "/"}}}
+	if _, err := client.Create(ctx, nc, stray); !client.IsForbidden(err) {
+		t.Errorf("node creates a persistent volume: %v, want forbidden", err)
+	}
+
 	// The first pod writes its uid; every pod copies what it finds there
 	// to a file of its own.
 	script := `if [ -f /data/first ]; then cp /data/first /data/read-by-$POD_UID; else echo $POD_UID > /data/first; fi; exec sleep 3600`
