@@ -141,6 +141,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.UsageInterval > 0 {
 		g.Go(func() error { return a.runUsage(ctx) })
 	}
+	if a.cfg.VolumeDir != "" && a.cfg.VolumeGCInterval > 0 {
+		g.Go(func() error { return a.runVolumeGC(ctx) })
+	}
 	if a.cfg.Proxy != nil {
 		g.Go(func() error {
 			if err := a.cfg.Proxy.Run(ctx); err != nil && ctx.Err() == nil {

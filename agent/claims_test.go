@@ -60,7 +60,7 @@ func TestStatefulSetDataOutlivesItsPod(t *testing.T) {
 	cfg.NodeName, cfg.Client, cfg.Runtime = nodeName, nc, e.Runtime
 	cfg.PodCIDR, cfg.NodeIP = e.NetCfg.PodCIDR, netip.MustParseAddr(nodeIP)
 	cfg.HeartbeatInterval, cfg.SyncInterval = time.Second, 300*time.Millisecond
-	cfg.VolumeDir = volumeDir
+	cfg.VolumeDir, cfg.VolumeGCInterval = volumeDir, 200*time.Millisecond
 	cfg.Logger = testLogger()
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -118,8 +118,8 @@ func TestStatefulSetDataOutlivesItsPod(t *testing.T) {
 			Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": "data"}},
 			Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": "data"}},
 				Spec: &apiv1.PodSpec{TerminationGracePeriodSeconds: &grace, Containers: []*apiv1.Container{{Name: "c", Image: img,
-					Command: []string{"sh", "-c", script},
-					Env: []*apiv1.EnvVar{{Name: "POD_UID", ValueFrom: &apiv1.EnvVarSource{FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "metadata.uid"}}}},
+					Command:      []string{"sh", "-c", script},
+					Env:          []*apiv1.EnvVar{{Name: "POD_UID", ValueFrom: &apiv1.EnvVarSource{FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "metadata.uid"}}}},
 					VolumeMounts: []*apiv1.VolumeMount{{Name: "www", MountPath: "/data"}}}}}},
 			VolumeClaimTemplates: []*apiv1.PersistentVolumeClaim{{Metadata: &apiv1.ObjectMeta{Name: "www"},
 				Spec: &apiv1.PersistentVolumeClaimSpec{AccessModes: []string{"ReadWriteOnce"},
@@ -188,4 +188,15 @@ func TestStatefulSetDataOutlivesItsPod(t *testing.T) {
 	if readFile("first") == "" {
 		t.Error("volume data gone with the set")
 	}
+
+	// Deleting the claim deletes its volume (reclaim Delete), and the
+	// agent removes the directory.
+	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "www-data-0", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "volume "+pv.GetMetadata().GetName()+" deleted and its directory removed", func() bool {
+		_, err := client.Get[*apiv1.PersistentVolume](ctx, cl, "", pv.GetMetadata().GetName())
+		_, statErr := os.Stat(dir)
+		return client.IsNotFound(err) && os.IsNotExist(statErr)
+	})
 }
