@@ -128,9 +128,9 @@ func TestConvertPodErrorsNameTheField(t *testing.T) {
 		"bad quantity": {func(p *apiv1.Pod) {
 			p.Spec.Containers[0].Resources = &apiv1.ResourceRequirements{Limits: map[string]string{"memory": "lots"}}
 		}, `spec.containers[0].resources.limits.memory "lots"`},
-		"pvc": {func(p *apiv1.Pod) {
+		"pvc without a claim reader": {func(p *apiv1.Pod) {
 			p.Spec.Volumes = []*apiv1.Volume{{Name: "d", PersistentVolumeClaim: &apiv1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}}
-		}, `spec.volumes[0] "d": only configMap, emptyDir, hostPath, secret volumes are supported`},
+		}, `spec.volumes[0] "d".persistentVolumeClaim "c": this agent reads no persistent volume claims`},
 	}
 	for name, tc := range cases {
 		p := basePod()
