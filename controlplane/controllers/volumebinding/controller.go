@@ -42,14 +42,6 @@ func New(cfg ctrlkit.Config) *Controller {
 	}
 	c.claims = c.Watch("PersistentVolumeClaim", client.EventHandler{OnAdd: claim, OnDelete: claim,
 		OnUpdate: func(_, o client.Object) { claim(o) }})
-	volume := func(o client.Object) {
-		c.Enqueue(o)
-		if ref := o.(*apiv1.PersistentVolume).GetSpec().GetClaimRef(); ref != nil {
-			c.EnqueueKey(ref.GetNamespace() + "/" + ref.GetName())
-		}
-	}
-	c.volumes = c.Watch("PersistentVolume", client.EventHandler{OnAdd: volume, OnDelete: volume,
-		OnUpdate: func(_, o client.Object) { volume(o) }})
 	pending := func(client.Object) {
 		for _, o := range c.claims.List() {
 			if o.(*apiv1.PersistentVolumeClaim).GetSpec().GetVolumeName() == "" {
@@ -57,6 +49,18 @@ func New(cfg ctrlkit.Config) *Controller {
 			}
 		}
 	}
+	// A volume's change requeues its claim; a free volume (new, or
+	// released from its reservation) may fit any unbound claim.
+	volume := func(o client.Object) {
+		c.Enqueue(o)
+		if ref := o.(*apiv1.PersistentVolume).GetSpec().GetClaimRef(); ref != nil {
+			c.EnqueueKey(ref.GetNamespace() + "/" + ref.GetName())
+		} else {
+			pending(o)
+		}
+	}
+	c.volumes = c.Watch("PersistentVolume", client.EventHandler{OnAdd: volume, OnDelete: volume,
+		OnUpdate: func(_, o client.Object) { volume(o) }})
 	c.classes = c.Watch("StorageClass", client.EventHandler{OnAdd: pending, OnUpdate: func(_, o client.Object) { pending(o) }})
 	c.nodes = c.Watch("Node", client.EventHandler{})
 	// A pod bound to a node selects the node of its unbound

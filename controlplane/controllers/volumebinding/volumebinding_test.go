@@ -15,7 +15,9 @@ import (
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-const wait = 30 * time.Second
+// wait is far below the controllers' resync period: every step must follow
+// from an event, not from a periodic retry.
+const wait = 10 * time.Second
 
 func staticPV(name, class, size string) *apiv1.PersistentVolume {
 	pv := &apiv1.PersistentVolume{Metadata: &apiv1.ObjectMeta{Name: name},
@@ -43,6 +45,14 @@ func podWithClaim(name, claimName string) *apiv1.Pod {
 }
 
 func str(s string) *string { return &s }
+
+// waitFor is testutil.WaitFor that logs how long each step took.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	start := time.Now()
+	testutil.WaitFor(t, wait, what, cond)
+	t.Logf("%s: %s", what, time.Since(start).Round(time.Millisecond))
+}
 
 func getClaim(t *testing.T, cl *client.Client, name string) *apiv1.PersistentVolumeClaim {
 	t.Helper()
@@ -83,7 +93,7 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	ctx := context.Background()
 
 	// The built-in default class exists from the start.
-	testutil.WaitFor(t, wait, "StorageClass local", func() bool {
+	waitFor(t, "StorageClass local", func() bool {
 		sc, err := client.Get[*apiv1.StorageClass](ctx, cl, "", kinds.LocalStorageClass)
 		return err == nil && kinds.IsDefaultStorageClass(sc) && sc.GetVolumeBindingMode() == kinds.BindingWaitForFirstConsumer
 	})
@@ -94,12 +104,12 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 		mustCreate(t, cl, pv)
 	}
 	mustCreate(t, cl, claim("db", str("manual"), "1500Mi"))
-	testutil.WaitFor(t, wait, "claim db bound to manual-2g", func() bool {
+	waitFor(t, "claim db bound to manual-2g", func() bool {
 		c := getClaim(t, cl, "db")
 		return c.GetSpec().GetVolumeName() == "manual-2g" && c.GetStatus().GetPhase() == kinds.ClaimBound &&
 			c.GetStatus().GetCapacity()["storage"] == "2Gi"
 	})
-	testutil.WaitFor(t, wait, "manual-2g Bound, manual-1g Available", func() bool {
+	waitFor(t, "manual-2g Bound, manual-1g Available", func() bool {
 		a, err1 := getPV(cl, "manual-2g")
 		b, err2 := getPV(cl, "manual-1g")
 		return err1 == nil && err2 == nil && a.GetStatus().GetPhase() == kinds.VolumeBound &&
@@ -112,7 +122,7 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	mustCreate(t, cl, sc)
 	mustCreate(t, cl, claim("later", str("static"), "1Gi"))
 	mustCreate(t, cl, podWithClaim("waiter", "later"))
-	testutil.WaitFor(t, wait, "pod waiter unschedulable for its unbound claim", func() bool {
+	waitFor(t, "pod waiter unschedulable for its unbound claim", func() bool {
 		p := getPod(cl, "waiter")
 		for _, cond := range p.GetStatus().GetConditions() {
 			if cond.GetType() == "PodScheduled" && cond.GetStatus() == "False" && strings.Contains(cond.GetMessage(), "unbound immediate PersistentVolumeClaims") {
@@ -126,14 +136,14 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	pinned.Spec.NodeAffinity = &apiv1.VolumeNodeAffinity{Required: &apiv1.NodeSelector{NodeSelectorTerms: []*apiv1.NodeSelectorTerm{{
 		MatchExpressions: []*apiv1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{"hollow-2"}}}}}}}
 	mustCreate(t, cl, pinned)
-	testutil.WaitFor(t, wait, "pod waiter scheduled to hollow-2, the volume's node", func() bool {
+	waitFor(t, "pod waiter scheduled to hollow-2, the volume's node", func() bool {
 		return getPod(cl, "waiter").GetSpec().GetNodeName() == "hollow-2"
 	})
 
 	// Provisioning: a claim of the default class (none named) gets a
 	// local volume on the node its pod is scheduled to.
 	mustCreate(t, cl, claim("scratch", nil, "3Gi"))
-	testutil.WaitFor(t, wait, "claim scratch given the default class", func() bool {
+	waitFor(t, "claim scratch given the default class", func() bool {
 		return getClaim(t, cl, "scratch").GetSpec().GetStorageClassName() == kinds.LocalStorageClass
 	})
 	if ph := getClaim(t, cl, "scratch").GetStatus().GetPhase(); ph != kinds.ClaimPending {
@@ -141,12 +151,12 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	}
 	mustCreate(t, cl, podWithClaim("user", "scratch"))
 	var node string
-	testutil.WaitFor(t, wait, "pod user scheduled", func() bool {
+	waitFor(t, "pod user scheduled", func() bool {
 		node = getPod(cl, "user").GetSpec().GetNodeName()
 		return node != ""
 	})
 	var scratch *apiv1.PersistentVolumeClaim
-	testutil.WaitFor(t, wait, "claim scratch provisioned and bound on the pod's node", func() bool {
+	waitFor(t, "claim scratch provisioned and bound on the pod's node", func() bool {
 		scratch = getClaim(t, cl, "scratch")
 		return scratch.GetMetadata().GetAnnotations()[kinds.SelectedNodeAnnotation] == node && scratch.GetStatus().GetPhase() == kinds.ClaimBound
 	})
@@ -168,7 +178,7 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	for i := range 4 {
 		name := "user-" + string(rune('a'+i))
 		mustCreate(t, cl, podWithClaim(name, "scratch"))
-		testutil.WaitFor(t, wait, name+" scheduled", func() bool { return getPod(cl, name).GetSpec().GetNodeName() != "" })
+		waitFor(t, name+" scheduled", func() bool { return getPod(cl, name).GetSpec().GetNodeName() != "" })
 		if got := getPod(cl, name).GetSpec().GetNodeName(); got != node {
 			t.Fatalf("%s went to %s, its volume is on %s", name, got, node)
 		}
@@ -178,7 +188,7 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "scratch", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, wait, "volume "+pvName+" deleted with its claim", func() bool {
+	waitFor(t, "volume "+pvName+" deleted with its claim", func() bool {
 		_, err := getPV(cl, pvName)
 		return client.IsNotFound(err)
 	})
@@ -186,7 +196,7 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "db", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, wait, "manual-2g Released", func() bool {
+	waitFor(t, "manual-2g Released", func() bool {
 		pv, err := getPV(cl, "manual-2g")
 		return err == nil && pv.GetStatus().GetPhase() == kinds.VolumeReleased
 	})
