@@ -86,11 +86,11 @@ func (v *volumeState) check(p *PodInfo, n *NodeInfo) string {
 // VolumeFitsNode reports whether pv's node affinity admits node (a volume
 // without node affinity is usable everywhere).
 func VolumeFitsNode(pv *apiv1.PersistentVolume, node *apiv1.Node) bool {
-	terms := pv.GetSpec().GetNodeAffinity().GetRequired().GetNodeSelectorTerms()
-	if pv.GetSpec().GetNodeAffinity().GetRequired() == nil {
+	required := pv.GetSpec().GetNodeAffinity().GetRequired()
+	if required == nil {
 		return true
 	}
-	for _, t := range terms {
+	for _, t := range required.GetNodeSelectorTerms() {
 		if termMatches(t, node) {
 			return true
 		}
