@@ -29,6 +29,10 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"HorizontalPodAutoscaler": {"hpa", "horizontalpodautoscalers", "autoscaling/v2", true},
 		"Event":                   {"ev", "events", "v1", true},
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
+		"Role":                    {"", "roles", "rbac.authorization.k8s.io/v1", true},
+		"RoleBinding":             {"", "rolebindings", "rbac.authorization.k8s.io/v1", true},
+		"ClusterRole":             {"", "clusterroles", "rbac.authorization.k8s.io/v1", false},
+		"ClusterRoleBinding":      {"", "clusterrolebindings", "rbac.authorization.k8s.io/v1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))
