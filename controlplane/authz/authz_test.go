@@ -47,13 +47,13 @@ func TestAuthorize(t *testing.T) {
 		{"viewer watches deployments", Request{Identity: bob, Verb: VerbWatch, Kind: "Deployment"}, ""},
 		{"viewer gets a node", Request{Identity: bob, Verb: VerbGet, Kind: "Node", Name: "w1"}, ""},
 		{"viewer creates deployment", Request{Identity: bob, Verb: VerbCreate, Kind: "Deployment", Namespace: "shop"},
-			`forbidden: user "user:bob" (role viewer) may not create deployments in namespace "shop": viewers are read-only`},
+			`forbidden: user "user:bob" (role viewer) may not create deployments in namespace "shop": no RBAC rule allows it`},
 		{"viewer patches pod status", Request{Identity: bob, Verb: VerbPatch, Kind: "Pod", Subresource: "status", Namespace: "shop", Name: "web-1"},
-			`forbidden: user "user:bob" (role viewer) may not patch pods/status "web-1" in namespace "shop": viewers are read-only`},
+			`forbidden: user "user:bob" (role viewer) may not patch pods/status "web-1" in namespace "shop": no RBAC rule allows it`},
 		{"viewer deletes", Request{Identity: bob, Verb: VerbDelete, Kind: "Ingress", Namespace: "shop", Name: "i"},
-			`forbidden: user "user:bob" (role viewer) may not delete ingresses "i" in namespace "shop": viewers are read-only`},
+			`forbidden: user "user:bob" (role viewer) may not delete ingresses "i" in namespace "shop": no RBAC rule allows it`},
 		{"viewer reads secret", Request{Identity: bob, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"},
-			`forbidden: user "user:bob" (role viewer) may not get secrets "db" in namespace "shop": viewers may not read secrets`},
+			`forbidden: user "user:bob" (role viewer) may not get secrets "db" in namespace "shop": no RBAC rule allows it`},
 
 		// worker node: reads what it needs.
 		{"node lists pods", Request{Identity: w1, Verb: VerbList, Kind: "Pod"}, ""},
