@@ -75,7 +75,7 @@ func BootstrapPolicy(reg *kinds.Registry) Bootstrap {
 
 	aggregated := func(name, selectorLabel string, labels map[string]string) *apiv1.ClusterRole {
 		return &apiv1.ClusterRole{ApiVersion: rbacAPIVersion, Kind: "ClusterRole",
-			Metadata: &apiv1.ObjectMeta{Name: name, Labels: withBootstrap(labels)},
+			Metadata:        &apiv1.ObjectMeta{Name: name, Labels: withBootstrap(labels)},
 			AggregationRule: &apiv1.AggregationRule{ClusterRoleSelectors: []*apiv1.LabelSelector{{MatchLabels: map[string]string{selectorLabel: "true"}}}}}
 	}
 	plain := func(name string, labels map[string]string, rules []*apiv1.PolicyRule) *apiv1.ClusterRole {
