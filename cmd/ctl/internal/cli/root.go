@@ -43,6 +43,9 @@ type options struct {
 // one "error: …" line (validation errors list one field per line).
 func Main(args []string, s Streams) int {
 	if err := Run(context.Background(), args, s); err != nil {
+		if errors.Is(err, errCannot) {
+			return 1 // `auth can-i` printed "no"
+		}
 		fmt.Fprintln(s.Err, "error: "+Message(err))
 		return 1
 	}
@@ -93,6 +96,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.agentCmd())
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
 	root.AddCommand(o.dashboardCmd())
+	root.AddCommand(o.authCmd())
 	return root
 }
 
