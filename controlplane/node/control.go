@@ -431,7 +431,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}
-	loops = append(loops, rbac.NewLoop(cl, c.API.Registry(), c.log), tokenPruner{tokens: c.Tokens, revocations: c.revocations, store: c.Store, every: c.cfg.RegistrationInterval, log: c.log})
+	loops = append(loops, rbac.NewLoop(cl, c.API.Registry(), c.log), rbac.NewRootCAPublisher(cl, c.bundle.PEM, c.log), tokenPruner{tokens: c.Tokens, revocations: c.revocations, store: c.Store, every: c.cfg.RegistrationInterval, log: c.log})
 	lc := controlplane.DefaultLeaderConfig()
 	lc.Logger, lc.Registerer = c.log, c.cfg.Registerer
 	return controlplane.NewLeaderLoops(lc, c.Store, loops...).Run(ctx)
