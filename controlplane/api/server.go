@@ -164,6 +164,15 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
+// Interceptors are the interceptors of ServerOptions (identity, limits,
+// metrics), in order, for a server that runs them only for some calls:
+// the certificate-less side of the API port runs them for calls a bearer
+// token authenticated, not for the join service.
+func (s *Server) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	return []grpc.UnaryServerInterceptor{unaryIdentity, s.limits.unary, s.metrics.unary},
+		[]grpc.StreamServerInterceptor{streamIdentity, s.limits.stream, s.metrics.stream}
+}
+
 // Register puts the API, the gRPC health service and server reflection on g.
 func (s *Server) Register(g *grpc.Server) {
 	apiv1.RegisterAPIServer(g, s)

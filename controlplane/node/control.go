@@ -233,8 +233,8 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	}
 	c.apiConns = pki.NewGuardedListener(c.split.Authenticated(), c.checkAPIClient, log.With("component", "tls"))
 	aud := &auditor{log: c.audit, reg: c.API.Registry(), lg: log}
-	c.anon = grpc.NewServer(append(append([]grpc.ServerOption{grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly),
-		grpc.ChainUnaryInterceptor(aud.unary)}, c.rbac.anonOptions()...), c.API.ServerOptions()...)...)
+	c.anon = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly),
+		grpc.ChainUnaryInterceptor(aud.unary)}, c.rbac.anonOptions(c.API)...)...)
 	joinv1.RegisterJoinServer(c.anon, joinSrv)
 	// Service accounts' tokens (no certificate) reach the API here.
 	c.API.Register(c.anon)

@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api"
@@ -32,6 +34,8 @@ type rbacParts struct {
 }
 
 func newRBACParts(store *consensus.Store, reg *kinds.Registry, graph *api.NodeGraph, bundle *pki.Bundle, log *slog.Logger) (*rbacParts, Authorizer) {
+	// The bearer interceptors are wired with the API server's once it exists
+	// (setAPI).
 	p := &rbacParts{cache: rbac.NewCache(store, reg, log)}
 	p.z = authz.New(graph).WithPolicy(p.cache, reg)
 	az := authorizer{p.z}
@@ -55,14 +59,19 @@ func newRBACParts(store *consensus.Store, reg *kinds.Registry, graph *api.NodeGr
 		return pod.GetMetadata().GetUid(), sa, true, nil
 	})
 	p.service = rbac.NewService(az, p.z, reg, p.tokens, getPod)
-	p.bearer = rbac.NewBearer(p.tokens, joinv1.Join_ServiceDesc.ServiceName)
 	return p, az
 }
 
 // anonOptions are the certificate-less side's interceptors: a service
-// account token authenticates the call, or it is the join service.
-func (p *rbacParts) anonOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(p.bearer.Unary), grpc.ChainStreamInterceptor(p.bearer.Stream)}
+// account token authenticates the call, then the API server's own
+// interceptors run (identity, limits, metrics); or it is the join
+// service, which runs without them (as before tokens).
+func (p *rbacParts) anonOptions(srv *api.Server) []grpc.ServerOption {
+	unary, stream := srv.Interceptors()
+	p.bearer = rbac.NewBearer(p.tokens, unary, stream, joinv1.Join_ServiceDesc.ServiceName)
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(p.bearer.Unary), grpc.ChainStreamInterceptor(p.bearer.Stream),
+		// Clients in pods ping every 10 s, as ctl does.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})}
 }
 
 // storePodGetter reads a pod from this node's store, without a Raft round
