@@ -125,6 +125,7 @@ func TestRBACThroughTheAPI(t *testing.T) {
 		RoleRef:  &apiv1.RoleRef{ApiGroup: rbacGroup, Kind: "ClusterRole", Name: "edit"},
 		Subjects: []*apiv1.Subject{{Kind: "ServiceAccount", Name: "robot", Namespace: "team-a"}}})
 	mustCreate(t, admin, &apiv1.Secret{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "db"}, Data: map[string][]byte{"k": []byte("v")}})
+	mustCreate(t, admin, &apiv1.ServiceAccount{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "robot"}})
 	pod := mustCreate(t, admin, &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "bot"},
 		Spec: &apiv1.PodSpec{ServiceAccountName: "robot", Containers: []*apiv1.Container{{Name: "c", Image: "busybox:1.36"}}}})
 
