@@ -54,7 +54,7 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 	}
-	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
+	fl.BoolVar(&f.gossip, "gossip", true, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s, and workers learn the cluster's pod range and control nodes from it; every node of the cluster runs one (--gossip=false: none, then workers need --cluster-cidr for --pod-network)")
 	fl.IntVar(&f.gossipPort, "gossip-port", gossip.DefaultPort, "gossip port (TCP and UDP), the same on every node: members join at this port on the control nodes' hosts")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
