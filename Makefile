@@ -25,7 +25,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-gossip soak fuzz demo clean
 
 all: build
 
@@ -103,7 +103,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-gossip
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
@@ -119,6 +119,11 @@ bench-runtime: deps
 
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
+
+# Gossip failure detection at 10, 100 and 500 members on loopback (one
+# process); `make test` runs it at 10 members (integration/benchgossip).
+bench-gossip: deps
+	$(GO) run ./integration/benchgossip $(BENCH_ARGS)
 
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m
