@@ -18,6 +18,8 @@ type params struct {
 	loss time.Duration
 	// lossRate is the share of UDP packets dropped in that phase.
 	lossRate float64
+	// onlyAnchor skips the LANTiming runs.
+	onlyAnchor bool
 }
 
 // result is what one size and timing measured.

@@ -35,8 +35,9 @@ func main() {
 	anchorRounds := flag.Int("anchor-rounds", 5, "the same with memberlist's LAN defaults (0: no anchor)")
 	loss := flag.Duration("loss", 30*time.Second, "how long each size runs with packet loss and no death")
 	lossRate := flag.Float64("loss-rate", 0.05, "share of UDP packets dropped in the loss phase")
+	onlyAnchor := flag.Bool("only-anchor", false, "measure memberlist's defaults only (no LANTiming run)")
 	flag.Parse()
-	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate}
+	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 3 {
@@ -56,12 +57,14 @@ func main() {
 func run(out io.Writer, p params) ([]result, error) {
 	var all []result
 	for _, n := range p.sizes {
-		r, err := measure(n, "LANTiming", gossip.LANTiming(), p.rounds, p.loss, p.lossRate)
-		if err != nil {
-			return all, fmt.Errorf("%d members, LANTiming: %w", n, err)
+		if !p.onlyAnchor {
+			r, err := measure(n, "LANTiming", gossip.LANTiming(), p.rounds, p.loss, p.lossRate)
+			if err != nil {
+				return all, fmt.Errorf("%d members, LANTiming: %w", n, err)
+			}
+			all = append(all, r)
+			fmt.Fprintf(out, "  %d members LANTiming: detect p99 %d ms, converge p99 %d ms, false positives %d\n", n, ms(pct(r.detect, .99)), ms(pct(r.converge, .99)), r.falsePositives())
 		}
-		all = append(all, r)
-		fmt.Fprintf(out, "  %d members LANTiming: detect p99 %d ms, converge p99 %d ms, false positives %d\n", n, ms(pct(r.detect, .99)), ms(pct(r.converge, .99)), r.falsePositives())
 		if p.anchorRounds > 0 {
 			a, err := measure(n, "memberlist LAN defaults", gossip.DefaultLANTiming(), p.anchorRounds, 0, 0)
 			if err != nil {
