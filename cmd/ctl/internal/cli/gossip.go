@@ -50,6 +50,10 @@ type member struct {
 
 func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
 
+// Stats are this member's counters (members by state, deaths seen, keys),
+// for whoever exports metrics.
+func (m *member) Stats() gossip.Stats { return m.g.Stats() }
+
 // ControlNodes are the live members whose metadata says control node.
 func (m *member) ControlNodes() []node.ControlMember {
 	var out []node.ControlMember
