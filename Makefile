@@ -7,7 +7,7 @@ PKGS      := ./...
 # Debian packages the tests and demo use; `deps` installs only what is missing.
 APT_PKGS  := protobuf-compiler libprotobuf-dev busybox-static containernetworking-plugins nftables \
              iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio xz-utils curl \
-             etcd-server etcd-client runc libseccomp-dev docker-registry
+             etcd-server etcd-client runc libseccomp-dev docker-registry prometheus
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 # The version go.mod already selects (grpc's dependency graph pins it).
@@ -21,11 +21,13 @@ GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 # API reference in docs/api/ (`make proto`); Python client code (clients/python).
 PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
 APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
+# The dashboard's browser test and benchmark drive headless chromium (chromedp).
+APT_PKGS  += chromium
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-gossip soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-gossip soak fuzz demo clean
 
 all: build
 
@@ -84,6 +86,7 @@ proto: deps tools
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
 	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
+	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
 	clients/python/generate.sh
 
@@ -120,6 +123,11 @@ bench-runtime: deps
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
 
+# Pod status change → its row in a real browser (p50/p99), and the control
+# node's CPU per idle open dashboard.
+bench-dashboard: deps
+	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
+
 # Gossip failure detection at 10, 100 and 500 members on loopback (one
 # process); `make test` runs it at 10 members (integration/benchgossip).
 bench-gossip: deps
@@ -136,8 +144,11 @@ fuzz: deps
 	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 	    echo "fuzz $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$spec || exit 1; done; done
 
+# Six machines on this one (integration/hostlab: network, mount, UTS and
+# PID namespaces on a lab bridge with no route out): 3 control nodes, 2
+# workers, an admin machine with the image registry. Root only.
 demo: deps build
-	./integration/demo/run.sh
+	$(GO) run ./integration/demo/multihost -ctl $(BIN)
 
 clean:
 	rm -rf bin

@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/dashboard"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -67,6 +68,12 @@ type Config struct {
 	RaftPort    int
 	// AgentPort is the advertised agent port of a worker (certificate SAN).
 	AgentPort int
+	// DashboardPort is where a control node serves the web dashboard
+	// (HTTPS, on BindAddress; ctl's default is dashboard.DefaultPort,
+	// 7448); 0 serves none. Dashboard adjusts its config (the usage and
+	// log sources) before it starts.
+	DashboardPort int
+	Dashboard     func(*dashboard.Config)
 
 	// Out receives the operator-facing lines (join commands, where the
 	// admin config is).
@@ -112,6 +119,15 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Gatherer is what the metrics ports serve: the Registerer's registry
+	// (a new one with Go runtime and process metrics when both are nil).
+	Gatherer prometheus.Gatherer
+	// MetricsPort is a control node's metrics port (mutual TLS; 0:
+	// DefaultMetricsPort, best effort; -1: none). MetricsAddr, when set,
+	// serves the same metrics as plain HTTP at an address the operator
+	// chose, on control nodes and workers.
+	MetricsPort int
+	MetricsAddr string
 }
 
 // DefaultConfig returns defaults; DataDir must be set.
@@ -158,6 +174,7 @@ func (c *Config) fill() error {
 	if c.AuditMaxBytes <= 0 {
 		c.AuditMaxBytes = def.AuditMaxBytes
 	}
+	c.fillMetrics()
 	if c.Renew.Renew != nil {
 		return fmt.Errorf("node config: Renew.Renew is set by the node, leave it nil")
 	}

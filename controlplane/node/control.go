@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,7 +20,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
-	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -57,6 +57,10 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// metricsAddr is where the metrics port listens (metrics.go).
+	metricsAddr atomic.Value
+	// dash is the web dashboard; nil when Config.DashboardPort is 0.
+	dash *controlDashboard
 }
 
 // State is the node's node.json.
@@ -232,6 +236,11 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.API.Register(c.authed)
 	joinv1.RegisterJoinServer(c.authed, joinSrv)
 	adminv1.RegisterAdminServer(c.authed, admin)
+	if cfg.DashboardPort > 0 {
+		if err := c.newDashboard(cfg, aud); err != nil {
+			return nil, fmt.Errorf("dashboard: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -287,6 +296,10 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	start("metrics", c.serveMetrics)
+	if c.dash != nil {
+		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
+	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
 			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) },
@@ -353,6 +366,9 @@ func (c *Control) Close() error {
 	if c.split != nil {
 		_ = c.split.Close()
 	}
+	if c.dash != nil {
+		c.dash.inproc.Close()
+	}
 	if c.Store != nil {
 		errs = append(errs, c.Store.Close())
 	}
@@ -405,7 +421,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }}
+		ClusterNetwork: c.leaderClusterNetwork}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}

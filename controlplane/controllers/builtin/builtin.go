@@ -5,6 +5,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/disruption"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
@@ -12,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
@@ -34,6 +36,8 @@ func Register(r *controllers.Registry) {
 	r.Register("hpa", hpa.NewLoop)
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
+	r.Register("disruption", disruption.NewLoop)
+	r.Register("serviceaccount", serviceaccount.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

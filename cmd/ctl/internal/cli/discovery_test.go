@@ -30,7 +30,7 @@ func TestWorkerFollowsControlNodes(t *testing.T) {
 		out := &testutil.SyncBuffer{}
 		cfg.DataDir, cfg.Name, cfg.Advertise, cfg.BindAddress = filepath.Join(t.TempDir(), name), name, ip, ip
 		cfg.APIPort, cfg.RaftPort = freeTCP(t, ip), freeTCP(t, ip)
-		cfg.Out, cfg.Logger, cfg.Membership = out, log, gossipMembership(port, log)
+		cfg.Out, cfg.Logger, cfg.Membership = out, log, gossipMembership(port, log, nil)
 		cfg.RegistrationInterval = 300 * time.Millisecond
 		return cfg, out
 	}
