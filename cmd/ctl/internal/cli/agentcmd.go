@@ -92,12 +92,12 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "only a check: the pod range this node must have been assigned (the control plane assigns it; another one stops the agent)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: ctl join's --advertise when an IP, else the first global IPv4 address)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
-	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs), when not learned from the control nodes (ctl join learns it through gossip); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
 	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
 	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
-	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
+	fl.StringVar(&f.podNetwork, "pod-network", defaultPodNetwork, "pods on other nodes: vxlan (an overlay), host-gw (a route to each node's pods via its IP; all nodes on one L2 network) or none; vxlan and host-gw masquerade only what leaves the cluster range, which ctl join learns from the control nodes (ctl agent: give --cluster-cidr)")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
@@ -132,13 +132,13 @@ func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metri
 	defer c.Close()
 	reg := node.NewMetricsRegistry()
 	if metricsAddr == "" {
-		return runAgentWith(ctx, f, c, log, reg)
+		return runAgentWith(ctx, f, c, nil, log, reg)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metricsErr := make(chan error, 1)
 	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
-	err = runAgentWith(ctx, f, c, log, reg)
+	err = runAgentWith(ctx, f, c, nil, log, reg)
 	cancel()
 	if merr := <-metricsErr; err == nil {
 		err = merr
@@ -186,7 +186,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.Logger, env.Registerer)
+		return runAgentWith(ctx, f, env.Client, env.ClusterCIDR, env.Logger, env.Registerer)
 	}
 }
 
@@ -212,9 +212,29 @@ func (f agentFlags) check() error {
 }
 
 // runAgentWith runs the agent of node f.nodeName through c until ctx ends.
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger, reg prometheus.Registerer) error {
+// clusterRange, when set (ctl join with gossip), tells the cluster's pod
+// range when --cluster-cidr does not.
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRange func(context.Context) (string, error), log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
+	}
+	podNet, ok := podNetworkModes[f.podNetwork]
+	if !ok {
+		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
+	}
+	if podNet.needsClusterRange && f.clusterCIDR == "" {
+		if clusterRange == nil {
+			return fmt.Errorf("--pod-network %s needs the cluster's pod range: give --cluster-cidr (ctl join with gossip learns it from the control nodes), or --pod-network none", f.podNetwork)
+		}
+		cidr, err := learnClusterRange(ctx, clusterRange, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		f.clusterCIDR = cidr
+		log.Info("pod network: cluster range learned from the control nodes", "clusterCIDR", cidr)
 	}
 	var nodeIP netip.Addr
 	if f.nodeIP != "" {
@@ -237,10 +257,6 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
-	}
-	podNet, ok := podNetworkModes[f.podNetwork]
-	if !ok {
-		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
 	}
 	podNetEnv := podNetworkEnv{ctx: ctx, nodeName: f.nodeName, nodeIP: nodeIP, clusterCIDR: f.clusterCIDR, client: c, log: log}
 	netCfg := agentNetworkConfig(f)

@@ -67,7 +67,7 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.metricsPort, "metrics-port", 0, "control node: Prometheus metrics over mutual TLS for admin and control-node certificates (default 7446; -1: none)")
 	}
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve Prometheus metrics as plain HTTP at this host:port (anyone who reaches it may read them: bind to loopback or a monitoring network)")
-	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
+	fl.BoolVar(&f.gossip, "gossip", true, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s, and workers learn the cluster's pod range and control nodes from it; every node of the cluster runs one (--gossip=false: none, then workers need --cluster-cidr for --pod-network)")
 	fl.IntVar(&f.gossipPort, "gossip-port", gossip.DefaultPort, "gossip port (TCP and UDP), the same on every node: members join at this port on the control nodes' hosts")
 	f.log.add(fl)
 }
