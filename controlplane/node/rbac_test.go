@@ -124,6 +124,9 @@ func TestRBACThroughTheAPI(t *testing.T) {
 	mustCreate(t, admin, &apiv1.RoleBinding{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "robot-edits"},
 		RoleRef:  &apiv1.RoleRef{ApiGroup: rbacGroup, Kind: "ClusterRole", Name: "edit"},
 		Subjects: []*apiv1.Subject{{Kind: "ServiceAccount", Name: "robot", Namespace: "team-a"}}})
+	mustCreate(t, admin, &apiv1.RoleBinding{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "frank-admin"},
+		RoleRef:  &apiv1.RoleRef{ApiGroup: rbacGroup, Kind: "ClusterRole", Name: "admin"},
+		Subjects: []*apiv1.Subject{{Kind: "User", ApiGroup: rbacGroup, Name: "user:frank"}}})
 	mustCreate(t, admin, &apiv1.Secret{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "db"}, Data: map[string][]byte{"k": []byte("v")}})
 	mustCreate(t, admin, &apiv1.ServiceAccount{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "robot"}})
 	pod := mustCreate(t, admin, &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "team-a", Name: "bot"},
@@ -181,6 +184,30 @@ func TestRBACThroughTheAPI(t *testing.T) {
 			return err
 		}
 	}
+	createRoleWith := func(c apiv1.APIClient, ns, name string, verbs []string, resource string) call {
+		return func(ctx context.Context) error {
+			env, err := client.Pack(&apiv1.Role{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: name},
+				Rules: []*apiv1.PolicyRule{{Verbs: verbs, ApiGroups: []string{""}, Resources: []string{resource}}}})
+			if err != nil {
+				return err
+			}
+			_, err = c.Create(ctx, &apiv1.CreateRequest{Object: env})
+			return err
+		}
+	}
+	bindClusterAdmin := func(c apiv1.APIClient, ns string) call {
+		return func(ctx context.Context) error {
+			env, err := client.Pack(&apiv1.RoleBinding{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: "root"},
+				RoleRef:  &apiv1.RoleRef{ApiGroup: rbacGroup, Kind: "ClusterRole", Name: "cluster-admin"},
+				Subjects: []*apiv1.Subject{{Kind: "User", ApiGroup: rbacGroup, Name: "user:frank"}}})
+			if err != nil {
+				return err
+			}
+			_, err = c.Create(ctx, &apiv1.CreateRequest{Object: env})
+			return err
+		}
+	}
+	frank := apiOf(certTLS(t, ca, userID(t, "frank", pki.RoleUser)))
 	carol := apiOf(certTLS(t, ca, userID(t, "carol", pki.RoleUser)))
 	dave := apiOf(certTLS(t, ca, userID(t, "dave", pki.RoleUser)))
 	erin := apiOf(certTLS(t, ca, userID(t, "erin", pki.RoleUser)))
@@ -221,6 +248,10 @@ func TestRBACThroughTheAPI(t *testing.T) {
 		{"service account token lists pods in team-b", list(robot, "Pod", "team-b"), codes.PermissionDenied},
 		{"service account token (edit) creates a Role in team-a", createRole(robot, "team-a"), codes.PermissionDenied},
 		{"admin user creates a Role in team-a", createRole(alice, "team-a"), codes.OK},
+		{"frank (namespace admin) creates a Role granting only what he holds", createRoleWith(frank, "team-a", "readers", []string{"get", "list"}, "pods"), codes.OK},
+		{"frank creates a Role granting * (escalation)", createRoleWith(frank, "team-a", "all", []string{"*"}, "*"), codes.PermissionDenied},
+		{"frank binds himself to cluster-admin in team-a (escalation)", bindClusterAdmin(frank, "team-a"), codes.PermissionDenied},
+		{"admin user binds cluster-admin in team-b", bindClusterAdmin(alice, "team-b"), codes.OK},
 		{"token for audience vault", list(apiv1.NewAPIClient(dial(t, addr, noCert, otherAud.GetToken())), "Pod", "team-a"), codes.Unauthenticated},
 		{"no certificate and no token", list(apiv1.NewAPIClient(dial(t, addr, noCert, "")), "Pod", "team-a"), codes.Unauthenticated},
 		{"a forged token", list(apiv1.NewAPIClient(dial(t, addr, noCert, tokResp.GetToken()[:len(tokResp.GetToken())-4]+"AAAA")), "Pod", "team-a"), codes.Unauthenticated},

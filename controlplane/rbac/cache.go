@@ -214,6 +214,16 @@ func (c *Cache) current() (*authz.Objects, error) {
 	return o, nil
 }
 
+// RulesOf implements authz.RoleRules.
+func (c *Cache) RulesOf(kind, namespace, name string) ([]*apiv1.PolicyRule, bool, error) {
+	v, err := c.current()
+	if err != nil {
+		return nil, false, err
+	}
+	r, ok := v.RulesOf(kind, namespace, name)
+	return r, ok, nil
+}
+
 // ClusterRoles lists the effective ClusterRoles (stored over built-in).
 func (c *Cache) ClusterRoles() ([]*apiv1.ClusterRole, error) {
 	v, err := c.current()
