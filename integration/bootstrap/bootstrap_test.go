@@ -335,7 +335,8 @@ stringData:
 			whole bool
 		}{
 			{[]string{"get", "namespaces", "-o", "yaml"}, true},
-			{[]string{"get", "configmaps", "-A", "-o", "yaml"}, true},
+			// kube-root-ca.crt is each cluster's own CA, published by its leader.
+			{[]string{"get", "configmaps", "-A", "-o", "yaml", "--field-selector", "metadata.name!=kube-root-ca.crt"}, true},
 			{[]string{"get", "secrets", "-A", "-o", "yaml"}, true},
 			{[]string{"get", "nodes", "-o", "yaml"}, false},
 		}
