@@ -203,5 +203,13 @@ func (r *Runtime) Logs(ctx context.Context, uid, container string, opts LogOptio
 		// Restarting counts as running: more output is coming.
 		return !p.rec.Stopped && c.rec.Final == nil && p.ctx.Err() == nil
 	}
+	if opts.Previous {
+		prev := previousLogPath(p.logPath(container))
+		if _, err := os.Stat(prev); err != nil {
+			return fmt.Errorf("%s/%s: %w", uid, container, ErrNoPreviousInstance)
+		}
+		opts.Follow = false
+		return readLog(ctx, prev, r.cfg.LogMaxFiles, opts, w, running)
+	}
 	return readLog(ctx, p.logPath(container), r.cfg.LogMaxFiles, opts, w, running)
 }

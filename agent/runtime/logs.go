@@ -104,6 +104,37 @@ func (l *logFile) rotate() error {
 	return nil
 }
 
+// newInstance keeps the log written so far as the previous instance's
+// (<path>.prev, with its rotated files as <path>.prev.N) and starts an
+// empty one: a container restarted, and `logs --previous` reads what the
+// one before wrote.
+func (l *logFile) newInstance() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return os.ErrClosed
+	}
+	l.f.Close()
+	prev := previousLogPath(l.path)
+	_ = os.Remove(prev)
+	for i := 1; i <= l.maxFiles; i++ {
+		_ = os.Remove(prev + "." + strconv.Itoa(i))
+		_ = os.Rename(l.path+"."+strconv.Itoa(i), prev+"."+strconv.Itoa(i))
+	}
+	if err := os.Rename(l.path, prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keep previous log: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		l.f = nil
+		return fmt.Errorf("new log: %w", err)
+	}
+	l.f, l.size = f, 0
+	return nil
+}
+
+func previousLogPath(path string) string { return path + ".prev" }
+
 func (l *logFile) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,6 +241,11 @@ type LogOptions struct {
 	Timestamps bool
 	// Stream "stdout" or "stderr" limits output to one stream; "" is both.
 	Stream string
+	// SinceTime, when set, skips lines written before it.
+	SinceTime time.Time
+	// Previous reads the container's previous instance (the one before
+	// its last restart) instead of the current one; never followed.
+	Previous bool
 }
 
 type logRecord struct {
@@ -234,6 +270,11 @@ func parseRecord(line []byte) (logRecord, bool) {
 func (o LogOptions) emit(w io.Writer, r logRecord) error {
 	if o.Stream != "" && string(r.stream) != o.Stream {
 		return nil
+	}
+	if !o.SinceTime.IsZero() {
+		if ts, err := time.Parse(time.RFC3339Nano, string(r.ts)); err == nil && ts.Before(o.SinceTime) {
+			return nil
+		}
 	}
 	var b []byte
 	if o.Timestamps {
@@ -301,6 +342,9 @@ func readLog(ctx context.Context, path string, maxFiles int, o LogOptions, w io.
 			}
 		}
 		records = records[:0]
+		if f, ok := w.(interface{ Flush() error }); ok {
+			return f.Flush() // caught up: what a buffered writer holds goes out now
+		}
 		return nil
 	}
 	if err := flush(); err != nil || !o.Follow {
