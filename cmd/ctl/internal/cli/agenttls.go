@@ -59,6 +59,6 @@ func (r *rereadTLS) Config() *tls.Config {
 			if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
 				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
 			}
-			return nil
+			return client.RefuseWorkerServer(cs)
 		}}
 }
