@@ -36,7 +36,7 @@ type Entry struct {
 	Container string   `json:"container,omitempty"`
 	Command   []string `json:"command,omitempty"`
 	Port      int32    `json:"port,omitempty"`
-	Remote          string `json:"remote,omitempty"`
+	Remote    string   `json:"remote,omitempty"`
 }
 
 // IsMutating reports whether verb changes state (only those are audited).

@@ -30,7 +30,11 @@ type WorkerEnv struct {
 	// keeps current and the CAs the worker trusts now: a renewal or a CA
 	// rotation needs no restart of what uses it.
 	Client *client.Client
-	Logger *slog.Logger
+	// StreamTLS is the TLS of the agent's stream port (7445): the
+	// renewer's certificate (serving the node's own address) and only
+	// control nodes' client certificates accepted.
+	StreamTLS *tls.Config
+	Logger    *slog.Logger
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -158,7 +162,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl,
+			StreamTLS: bundle.NodeStreamServerConfig(r), Logger: log})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {

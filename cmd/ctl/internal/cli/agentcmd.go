@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -16,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/streams"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
@@ -32,6 +36,7 @@ type agentFlags struct {
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	streamPort                                int
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -86,6 +91,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
 	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
+	fl.IntVar(&f.streamPort, "stream-port", streams.DefaultPort, "port at --node-ip of the stream server (logs, exec, attach, port-forward) that only control nodes may call; 0: none")
 }
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
@@ -114,7 +120,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer c.Close()
-	return runAgentWith(ctx, f, c, log)
+	return runAgentWith(ctx, f, c, tc.StreamServerConfig(), log)
 }
 
 // agentNodeName is the node an agent runs: the one its client certificate
@@ -157,7 +163,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.Logger)
+		return runAgentWith(ctx, f, env.Client, env.StreamTLS, env.Logger)
 	}
 }
 
@@ -182,8 +188,9 @@ func (f agentFlags) check() error {
 	return nil
 }
 
-// runAgentWith runs the agent of node f.nodeName through c until ctx ends.
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger) error {
+// runAgentWith runs the agent of node f.nodeName through c until ctx ends,
+// with its stream server on --stream-port (TLS streamTLS; nil: none).
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS *tls.Config, log *slog.Logger) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -249,6 +256,14 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
 		cfg.Proxy = apifeed.New(c, proxy, log)
 	}
+	if f.streamPort > 0 && streamTLS != nil {
+		stop, err := serveStreams(ctx, net.JoinHostPort(nodeIP.String(), strconv.Itoa(f.streamPort)), streamTLS, rt, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.StreamPort = f.streamPort
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -277,4 +292,27 @@ func agentRuntimeConfig(f agentFlags) runtime.Config {
 	c.StateDir = filepath.Join(f.dataDir, "pods")
 	c.CgroupRoot = f.cgroupRoot
 	return c
+}
+
+// serveStreams starts the node's stream server on addr; stop ends it and
+// waits for it.
+func serveStreams(ctx context.Context, addr string, tlsCfg *tls.Config, rt *runtime.Runtime, log *slog.Logger) (stop func(), err error) {
+	srv, err := streams.New(streams.Config{Runtime: rt, TLS: tlsCfg, AllowPeer: pki.ControlPeerOnly, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stream port: %w (--stream-port 0 runs none)", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, lis); err != nil {
+			log.Error("stream server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("stream server listening (control nodes only)", "addr", addr)
+	return func() { cancel(); <-done }, nil
 }
