@@ -136,6 +136,9 @@ func (o *options) logs(ctx context.Context, f logsFlags, args []string) error {
 			o.Container = s.container
 			w := writer(s)
 			if err := c.Logs(ctx, ns, s.pod, o, w); err != nil {
+				if ctx.Err() != nil {
+					return nil // interrupted: a follow ends so
+				}
 				return err
 			}
 			out.flush(w)
