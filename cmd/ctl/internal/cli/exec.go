@@ -20,7 +20,9 @@ import (
 // exits with it (kubectl's "command terminated with exit code N").
 type ExitError struct{ Code int }
 
-func (e *ExitError) Error() string { return fmt.Sprintf("command terminated with exit code %d", e.Code) }
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("command terminated with exit code %d", e.Code)
+}
 
 type execFlags struct {
 	stdin, tty bool
@@ -168,6 +170,9 @@ func (o *options) execLike(ctx context.Context, f execFlags, podArg string, comm
 			return errors.New("the stream ended without the command's exit code")
 		}
 		if err != nil {
+			if command == nil && ctx.Err() != nil {
+				return nil // an interrupted attach detaches
+			}
 			return err
 		}
 		switch {

@@ -238,6 +238,12 @@ func (l *lab) ctl(ctx context.Context, user string, stdin io.Reader, args ...str
 // runPod creates a pod bound to the lab's node and waits until it runs.
 func (l *lab) runPod(name string, restart string, containers ...*apiv1.Container) *apiv1.Pod {
 	l.t.Helper()
+	return l.runPodOwned(name, restart, nil, containers...)
+}
+
+// runPodOwned is runPod for a pod that owner (nil: none) owns.
+func (l *lab) runPodOwned(name string, restart string, owner *apiv1.OwnerReference, containers ...*apiv1.Container) *apiv1.Pod {
+	l.t.Helper()
 	for _, c := range containers {
 		if c.Image == "" {
 			c.Image = l.image
@@ -246,7 +252,11 @@ func (l *lab) runPod(name string, restart string, containers ...*apiv1.Container
 	grace := int64(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := client.Create(ctx, l.admin, &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}},
+	meta := &apiv1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}}
+	if owner != nil {
+		meta.OwnerReferences = []*apiv1.OwnerReference{owner}
+	}
+	p, err := client.Create(ctx, l.admin, &apiv1.Pod{Metadata: meta,
 		Spec: &apiv1.PodSpec{NodeName: l.node, Containers: containers, RestartPolicy: restart, TerminationGracePeriodSeconds: &grace}})
 	if err != nil {
 		l.t.Fatalf("create pod %s: %v", name, err)

@@ -182,6 +182,40 @@ func TestStreamVerbs(t *testing.T) {
 		}
 	})
 
+	t.Run("LogsOfJobAndAttach", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		tmpl := &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"job": "report"}},
+			Spec: &apiv1.PodSpec{RestartPolicy: "Never", Containers: []*apiv1.Container{{Name: "main", Image: l.image}}}}
+		job, err := client.Create(cctx, l.admin, &apiv1.Job{Metadata: &apiv1.ObjectMeta{Name: "report", Namespace: "default"},
+			Spec: &apiv1.JobSpec{Template: tmpl}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The pod the job controller would make (no controllers run here).
+		ctrl := true
+		l.runPodOwned("report-x1", "Never", &apiv1.OwnerReference{ApiVersion: "batch/v1", Kind: "Job", Name: "report", Uid: job.GetMetadata().GetUid(), Controller: &ctrl},
+			&apiv1.Container{Name: "main", Command: []string{"sh", "-c", "echo report-started; while true; do echo beat; usleep 200000; done"}})
+		testutil.WaitFor(t, 10*time.Second, "logs job/report", func() bool {
+			out, _, code := l.ctl(ctx, "admin", nil, "logs", "job/report", "--tail", "-1")
+			return code == 0 && strings.HasPrefix(out, "report-started\n")
+		})
+		// attach: output from now on, not what was written before.
+		out, _, stop := l.background("admin", "attach", "report-x1")
+		testutil.WaitFor(t, 10*time.Second, "attach shows new output", func() bool { return strings.Contains(out.String(), "beat\n") })
+		if err := stop(); err != nil {
+			t.Fatalf("attach: %v", err)
+		}
+		if strings.Contains(out.String(), "report-started") {
+			t.Fatalf("attach printed output from before it attached: %q", out.String())
+		}
+		l.expectAudit(t, "attach", "report-x1", "main", "")
+		_, errOut, code := l.ctl(ctx, "admin", nil, "attach", "-i", "report-x1")
+		if code != 1 || !strings.Contains(errOut, "does not keep a container's stdin open") {
+			t.Fatalf("attach -i: %d %q", code, errOut)
+		}
+	})
+
 	t.Run("PortForwardParallelHTTP", func(t *testing.T) {
 		l.runPod("web", "Always", &apiv1.Container{Name: "web", Command: []string{"sh", "-c",
 			"mkdir -p /www && for i in 0 1 2 3 4 5 6 7; do echo page-$i > /www/p$i; done && exec httpd -f -p 8080 -h /www"},
