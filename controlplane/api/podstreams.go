@@ -41,6 +41,10 @@ const (
 	SubresourcePortForward = "portforward"
 )
 
+// nodeStreamWindow is the HTTP/2 flow-control window of each relayed
+// stream from a node.
+const nodeStreamWindow = 1 << 20
+
 // DefaultNodeStreamPort is where an agent serves NodeStreams when its
 // Node does not say (status.daemonEndpoints.kubeletEndpoint.Port).
 const DefaultNodeStreamPort = 7445
@@ -91,7 +95,12 @@ func (n *nodeConns) get(cfg NodeStreamsConfig, node string, ip netip.Addr, port 
 		return c, nil
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS(node, ip))),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 10 * time.Second}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 10 * time.Second}),
+		// Bulk output (logs, cp) flows from the node: a window of 1 MiB
+		// per stream (4 MiB per node) is what may be in flight before the
+		// user's side takes it — bounded, and large enough that the
+		// window updates do not set the pace on a busy host.
+		grpc.WithInitialWindowSize(nodeStreamWindow), grpc.WithInitialConnWindowSize(4*nodeStreamWindow))
 	if err != nil {
 		return nil, fmt.Errorf("node %s at %s: %w", node, addr, err)
 	}

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { runtimetest.Main(m) }
 // lab is one cluster: control nodes, one worker running pods, and client
 // configs for an admin and a viewer.
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	e       *runtimetest.Env
 	cp      *apitest.Cluster
 	admin   *client.Client
@@ -100,9 +100,12 @@ func (l *lab) issue(id pki.Identity, server bool, hosts ...string) pki.StaticCer
 	return pki.StaticCert{Cert: c}
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB, tune ...func(*runtimetest.Env)) *lab {
 	t.Helper()
 	e := runtimetest.NewEnv(t)
+	for _, f := range tune {
+		f(e)
+	}
 	l := &lab{t: t, e: e, image: e.Registry.BusyboxImage(t, "busybox", nil), node: fmt.Sprintf("w%d", os.Getpid()),
 		nodeIP: netip.MustParseAddr("127.0.0.1"), configs: map[string]string{}}
 	var err error
