@@ -94,6 +94,7 @@ proto: deps tools
 api-baseline: deps
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/api-v1.binpb api/v1/*.proto
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/admin-v1.binpb admin/v1/*.proto
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/stream-v1.binpb stream/v1/*.proto
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
