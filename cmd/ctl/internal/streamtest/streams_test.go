@@ -231,6 +231,16 @@ func TestStreamVerbs(t *testing.T) {
 			return m != nil
 		})
 		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		// httpd listens a moment after the container starts.
+		testutil.WaitFor(t, 10*time.Second, "httpd answers through the port-forward", func() bool {
+			resp, err := hc.Get("http://" + addr + "/p0")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		before := strings.Count(out.String(), "Handling connection for 8080")
 		var wg sync.WaitGroup
 		errs := make(chan error, 32)
 		for round := 0; round < 4; round++ {
@@ -259,7 +269,7 @@ func TestStreamVerbs(t *testing.T) {
 		if err := stop(); err != nil {
 			t.Fatalf("port-forward: %v (%s)", err, errOut.String())
 		}
-		if n := strings.Count(out.String(), "Handling connection for 8080"); n != 32 {
+		if n := strings.Count(out.String(), "Handling connection for 8080") - before; n != 32 {
 			t.Fatalf("%d connections handled, want 32", n)
 		}
 		l.expectAudit(t, "portforward", "web", "", "")
@@ -283,14 +293,19 @@ func TestStreamVerbs(t *testing.T) {
 			}
 			return addr != ""
 		})
-		resp, err := http.Get("http://" + addr + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(b) != "via-service\n" {
-			t.Fatalf("service port-forward: %q", b)
+		var body string
+		testutil.WaitFor(t, 10*time.Second, "the service's pod answers through the port-forward", func() bool {
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				return false
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			return resp.StatusCode == http.StatusOK
+		})
+		if body != "via-service\n" {
+			t.Fatalf("service port-forward: %q", body)
 		}
 		_ = stop()
 	})
