@@ -21,11 +21,13 @@ GRPCURL            := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 # API reference in docs/api/ (`make proto`); Python client code (clients/python).
 PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
 APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
+# The dashboard's browser test and benchmark drive headless chromium (chromedp).
+APT_PKGS  += chromium
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-stream soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-stream soak fuzz demo clean
 
 all: build
 
@@ -130,6 +132,11 @@ bench-stream: deps
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
 
+# Pod status change → its row in a real browser (p50/p99), and the control
+# node's CPU per idle open dashboard.
+bench-dashboard: deps
+	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
+
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m
 soak: deps
@@ -141,8 +148,11 @@ fuzz: deps
 	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 	    echo "fuzz $$spec $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$spec || exit 1; done; done
 
+# Six machines on this one (integration/hostlab: network, mount, UTS and
+# PID namespaces on a lab bridge with no route out): 3 control nodes, 2
+# workers, an admin machine with the image registry. Root only.
 demo: deps build
-	./integration/demo/run.sh
+	$(GO) run ./integration/demo/multihost -ctl $(BIN)
 
 clean:
 	rm -rf bin

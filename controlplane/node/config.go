@@ -17,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/dashboard"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -67,6 +68,12 @@ type Config struct {
 	RaftPort    int
 	// AgentPort is the advertised agent port of a worker (certificate SAN).
 	AgentPort int
+	// DashboardPort is where a control node serves the web dashboard
+	// (HTTPS, on BindAddress; ctl's default is dashboard.DefaultPort,
+	// 7448); 0 serves none. Dashboard adjusts its config (the usage and
+	// log sources) before it starts.
+	DashboardPort int
+	Dashboard     func(*dashboard.Config)
 
 	// Out receives the operator-facing lines (join commands, where the
 	// admin config is).

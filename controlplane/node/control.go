@@ -57,6 +57,8 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// dash is the web dashboard; nil when Config.DashboardPort is 0.
+	dash *controlDashboard
 }
 
 // State is the node's node.json.
@@ -233,6 +235,11 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.API.Register(c.authed)
 	joinv1.RegisterJoinServer(c.authed, joinSrv)
 	adminv1.RegisterAdminServer(c.authed, admin)
+	if cfg.DashboardPort > 0 {
+		if err := c.newDashboard(cfg, aud); err != nil {
+			return nil, fmt.Errorf("dashboard: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -288,6 +295,9 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	if c.dash != nil {
+		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
+	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
 			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
@@ -346,6 +356,9 @@ func (c *Control) Close() error {
 	}
 	if c.split != nil {
 		_ = c.split.Close()
+	}
+	if c.dash != nil {
+		c.dash.inproc.Close()
 	}
 	if c.Store != nil {
 		errs = append(errs, c.Store.Close())

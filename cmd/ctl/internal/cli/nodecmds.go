@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
+	"github.com/skiffhq/skiff/controlplane/dashboard"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -40,6 +41,7 @@ type nodeFlags struct {
 	maxWatches, maxStreams int
 	gossip                 bool
 	gossipPort             int
+	dashboardPort          int
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -48,10 +50,12 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise", "", "host or IP other machines reach this node at (default: the first non-loopback IPv4 address)")
 	fl.StringVar(&f.bind, "bind-address", "", "address the ports listen on (default 0.0.0.0)")
+	f.dashboardPort = dashboard.DefaultPort // also for ctl recover, which takes its ports from node.json
 	if control {
 		fl.IntVar(&f.apiPort, "api-port", 0, "API port (default 7443)")
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
+		fl.IntVar(&f.dashboardPort, "dashboard-port", dashboard.DefaultPort, "web dashboard port (HTTPS; `ctl dashboard` prints a login link; 0: none)")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 	}
 	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
@@ -70,6 +74,10 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 	// without the flags resumes and a restart with other ports is refused.
 	cfg.APIPort, cfg.RaftPort = f.apiPort, f.raftPort
 	cfg.APILimits.WatchesPerIdentity, cfg.APILimits.StreamsPerIdentity = f.maxWatches, f.maxStreams
+	if f.dashboardPort < 0 || f.dashboardPort > 65535 {
+		return node.Config{}, fmt.Errorf("--dashboard-port %d: want 1-65535, or 0 for none", f.dashboardPort)
+	}
+	cfg.DashboardPort = f.dashboardPort
 	cfg.Out = o.streams.Out
 	cfg.Logger = slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cfg.Loops = leaderLoops
