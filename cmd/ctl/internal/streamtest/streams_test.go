@@ -364,15 +364,48 @@ func TestStreamVerbs(t *testing.T) {
 			_ = stop()
 			_ = stopExec()
 		}
+		testutil.WaitFor(t, 10*time.Second, "the commands of the clients that went away killed", func() bool {
+			out, _, _ := l.ctl(ctx, "admin", nil, "exec", "leaks", "--", "sh", "-c", countSleeps)
+			return strings.TrimSpace(out) == "0"
+		})
+		// The other side goes away: the command is killed from another
+		// exec; the first exec's call ends with its exit code.
+		done := make(chan int, 1)
+		var errOut syncBuffer
+		go func() {
+			done <- mainWith(l, "admin", strings.NewReader(""), io.Discard, &errOut, "exec", "leaks", "--", "sleep", "3600")
+		}()
+		var seen string
+		if !testutil.Eventually(10*time.Second, func() bool {
+			out, e, _ := l.ctl(ctx, "admin", nil, "exec", "leaks", "--", "sh", "-c", countSleeps)
+			seen = out + e
+			return strings.TrimSpace(out) == "1"
+		}) {
+			t.Fatalf("the long exec does not run: %q; its stderr %q", seen, errOut.String())
+		}
+		if _, e, code := l.ctl(ctx, "admin", nil, "exec", "leaks", "--", "sh", "-c", killSleeps); code != 0 {
+			t.Fatalf("kill the sleep: %s", e)
+		}
+		select {
+		case code := <-done:
+			if code != 143 || !strings.Contains(errOut.String(), "command terminated with exit code 143") {
+				t.Fatalf("exec of a command killed by SIGTERM: code %d, %q; want 143", code, errOut.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("exec did not end when its command was killed")
+		}
 		testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("goroutines back to about %d", base), func() bool {
 			return goroutines() <= base+5
 		})
-		out, _, _ := l.ctl(ctx, "admin", nil, "exec", "leaks", "--", "sh", "-c", "pgrep -x sleep | wc -l")
-		if strings.TrimSpace(out) != "0" {
-			t.Fatalf("exec'd commands left running after their clients went away: %q", out)
-		}
 	})
 }
+
+// countSleeps and killSleeps find the container's `sleep` processes
+// through /proc (this busybox has no pgrep).
+const (
+	countSleeps = `n=0; for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && n=$((n+1)); done; echo $n`
+	killSleeps  = `for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && kill ${p#/proc/}; done; true`
+)
 
 func goroutines() int { return goruntime.NumGoroutine() }
 
