@@ -7,7 +7,7 @@ PKGS      := ./...
 # Debian packages the tests and demo use; `deps` installs only what is missing.
 APT_PKGS  := protobuf-compiler libprotobuf-dev busybox-static containernetworking-plugins nftables \
              iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio xz-utils curl \
-             etcd-server etcd-client runc libseccomp-dev docker-registry
+             etcd-server etcd-client runc libseccomp-dev docker-registry prometheus
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 # The version go.mod already selects (grpc's dependency graph pins it).
@@ -86,6 +86,7 @@ proto: deps tools
 	    --go-vtproto_opt=features=$(VTPROTO_FEATURES)+unmarshal_unsafe $$f || exit 1; done
 	sed -i 's/= dAtA\[iNdEx:\(post[a-zA-Z]*Index\)\]$$/= dAtA[iNdEx:\1:\1]/' proto/api/v1/*_vtproto.pb.go proto/store/v1/*_vtproto.pb.go
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
+	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,stream-v1.md proto/stream/v1/*.proto
 	clients/python/generate.sh

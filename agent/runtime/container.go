@@ -275,7 +275,7 @@ func (p *podRT) waitContainer(c *ctrRT) (exitInfo, bool) {
 	if !c.isInit {
 		go func() {
 			defer close(probesDone)
-			probe.Runner{Unit: p.rt.cfg.ProbeUnit}.Run(pctx, set, p.probeTarget(c), c.rec.StartedAt, probe.Events{
+			probe.Runner{Unit: p.rt.cfg.ProbeUnit, Metrics: p.rt.cfg.ProbeMetrics}.Run(pctx, set, p.probeTarget(c), c.rec.StartedAt, probe.Events{
 				Started: func() { p.mu.Lock(); c.started = true; p.mu.Unlock() },
 				Ready:   func(ok bool) { p.mu.Lock(); c.ready = ok; p.mu.Unlock() },
 				Unhealthy: func(k probe.Kind, msg string) {

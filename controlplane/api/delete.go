@@ -57,6 +57,11 @@ type deleteOpts struct {
 	policy string
 	pre    *apiv1.Preconditions
 	dryRun bool
+	// guard, when set, is asked before each write attempt with the object
+	// as read: it refuses (an error) or adds its compares and writes to the
+	// delete's own transaction (an eviction's PodDisruptionBudget), so what
+	// it read cannot change between its check and the delete.
+	guard func(ctx context.Context, cur kinds.Object, t *txnBuilder) error
 }
 
 // delete removes an object now, or marks it for deletion (deletionTimestamp)
@@ -88,6 +93,11 @@ func (s *Server) delete(ctx context.Context, k *kinds.Kind, ns, name string, o d
 			}
 		}
 		if o.dryRun {
+			if o.guard != nil {
+				if err := o.guard(ctx, cur.obj, &txnBuilder{}); err != nil {
+					return nil, false, err
+				}
+			}
 			return cur.obj, false, nil
 		}
 		if policy == PropagationOrphan {
@@ -111,8 +121,8 @@ func (s *Server) delete(ctx context.Context, k *kinds.Kind, ns, name string, o d
 			return s.markTerminating(ctx, k, cur, next)
 		}
 		if grace == 0 && len(nmd.Finalizers) == 0 {
-			rev, err := s.remove(ctx, k, cur)
-			if errors.Is(err, ErrConflict) && attempt < maxAdmissionRetries {
+			rev, err := s.removeGuarded(ctx, k, cur, o.guard)
+			if (errors.Is(err, ErrConflict) || errors.Is(err, errRetry)) && attempt < maxAdmissionRetries {
 				continue
 			}
 			if err != nil {
@@ -135,8 +145,8 @@ func (s *Server) delete(ctx context.Context, k *kinds.Kind, ns, name string, o d
 			}
 			return cur.obj, false, nil
 		}
-		rev, err := s.put(ctx, k, cur, next)
-		if errors.Is(err, ErrConflict) && attempt < maxAdmissionRetries {
+		rev, err := s.putGuarded(ctx, k, cur, next, o.guard)
+		if (errors.Is(err, ErrConflict) || errors.Is(err, errRetry)) && attempt < maxAdmissionRetries {
 			continue
 		}
 		if err != nil {
@@ -160,6 +170,12 @@ func gracePending(obj kinds.Object) bool {
 
 // put writes next over cur (compare-and-swap on cur's revision).
 func (s *Server) put(ctx context.Context, k *kinds.Kind, cur *stored, next kinds.Object) (int64, error) {
+	return s.putGuarded(ctx, k, cur, next, nil)
+}
+
+// putGuarded is put with a delete's guard (deleteOpts.guard) in its txn.
+func (s *Server) putGuarded(ctx context.Context, k *kinds.Kind, cur *stored, next kinds.Object,
+	guard func(context.Context, kinds.Object, *txnBuilder) error) (int64, error) {
 	md := next.GetMetadata()
 	key := k.Key(md.GetNamespace(), md.GetName())
 	value, err := encode(next)
@@ -167,6 +183,11 @@ func (s *Server) put(ctx context.Context, k *kinds.Kind, cur *stored, next kinds
 		return 0, err
 	}
 	t := &txnBuilder{objectKey: key}
+	if guard != nil {
+		if err := guard(ctx, cur.obj, t); err != nil {
+			return 0, err
+		}
+	}
 	t.expect(key, cur.rev)
 	t.put(key, value)
 	return s.commit(ctx, t)
@@ -175,6 +196,13 @@ func (s *Server) put(ctx context.Context, k *kinds.Kind, cur *stored, next kinds
 // remove deletes an object from the store, refunding its quota usage in
 // the same txn. ErrConflict when it changed since cur was read.
 func (s *Server) remove(ctx context.Context, k *kinds.Kind, cur *stored) (int64, error) {
+	return s.removeGuarded(ctx, k, cur, nil)
+}
+
+// removeGuarded is remove with a delete's guard (deleteOpts.guard) in its
+// txn; the guard is asked again on each attempt.
+func (s *Server) removeGuarded(ctx context.Context, k *kinds.Kind, cur *stored,
+	guard func(context.Context, kinds.Object, *txnBuilder) error) (int64, error) {
 	md := cur.obj.GetMetadata()
 	key := k.Key(md.GetNamespace(), md.GetName())
 	remove := s.chain(k, opDelete)
@@ -186,6 +214,11 @@ func (s *Server) remove(ctx context.Context, k *kinds.Kind, cur *stored) (int64,
 		}
 		if err := remove.runValidate(ctx, r); err != nil {
 			return 0, err
+		}
+		if guard != nil {
+			if err := guard(ctx, cur.obj, &r.txn); err != nil {
+				return 0, err
+			}
 		}
 		r.txn.expect(key, cur.rev)
 		r.txn.del(key)

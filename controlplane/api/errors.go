@@ -56,9 +56,9 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrInvalid), errors.Is(err, kinds.ErrUnknownKind),
 		errors.Is(err, kinds.ErrUnsupportedVersion), errors.Is(err, manifest.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrNamespaceTerminating), errors.Is(err, ErrNotBindable):
+	case errors.Is(err, ErrNamespaceTerminating), errors.Is(err, ErrNotBindable), errors.Is(err, ErrManyBudgets):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrQuotaExceeded):
+	case errors.Is(err, ErrQuotaExceeded), errors.Is(err, ErrDisruptionBudget):
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUndecided):
 		return notAppliedStatus(trimSentinel(err.Error()))

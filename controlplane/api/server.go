@@ -17,7 +17,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
@@ -129,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s.metrics = newMetrics(cfg.Registerer)
+	s.metrics = newMetrics(cfg.Registerer, s.reg, s.log)
 	s.limits = newLimiter(cfg.Limits, cfg.Registerer)
 	s.tasks = newTaskQueue()
 	s.workers = newWorkers()
@@ -270,37 +269,4 @@ func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.V
 		}
 	}
 	return resp, nil
-}
-
-type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "api",
-			Name: "requests_total", Help: "API requests by method and gRPC code."}, []string{"method", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "api",
-			Name: "request_seconds", Help: "API unary request latency.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"method"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.latency)
-	}
-	return m
-}
-
-func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
-}
-
-func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	err := handler(srv, ss)
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return err
 }

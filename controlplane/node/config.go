@@ -119,6 +119,15 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Gatherer is what the metrics ports serve: the Registerer's registry
+	// (a new one with Go runtime and process metrics when both are nil).
+	Gatherer prometheus.Gatherer
+	// MetricsPort is a control node's metrics port (mutual TLS; 0:
+	// DefaultMetricsPort, best effort; -1: none). MetricsAddr, when set,
+	// serves the same metrics as plain HTTP at an address the operator
+	// chose, on control nodes and workers.
+	MetricsPort int
+	MetricsAddr string
 }
 
 // DefaultConfig returns defaults; DataDir must be set.
@@ -165,6 +174,7 @@ func (c *Config) fill() error {
 	if c.AuditMaxBytes <= 0 {
 		c.AuditMaxBytes = def.AuditMaxBytes
 	}
+	c.fillMetrics()
 	if c.Renew.Renew != nil {
 		return fmt.Errorf("node config: Renew.Renew is set by the node, leave it nil")
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,7 +20,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
-	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -57,6 +57,8 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// metricsAddr is where the metrics port listens (metrics.go).
+	metricsAddr atomic.Value
 	// dash is the web dashboard; nil when Config.DashboardPort is 0.
 	dash *controlDashboard
 }
@@ -295,6 +297,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	start("metrics", c.serveMetrics)
 	if c.dash != nil {
 		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
 	}
@@ -412,7 +415,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }}
+		ClusterNetwork: c.leaderClusterNetwork}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}

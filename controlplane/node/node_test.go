@@ -235,6 +235,7 @@ func TestAuditDescribesMutatingCalls(t *testing.T) {
 		{"/skiff.api.v1.API/List", &apiv1.ListRequest{Kind: "Pod"}, ""},
 		{"/skiff.api.v1.API/Delete", &apiv1.DeleteRequest{Kind: "Pod", Namespace: "ns", Name: "p"}, "delete Pod ns/p"},
 		{"/skiff.api.v1.API/Patch", &apiv1.PatchRequest{Kind: "Node", Name: "n", Status: true}, "patch Node /n status"},
+		{"/skiff.api.v1.API/Evict", &apiv1.EvictRequest{Namespace: "ns", Name: "p"}, "create Pod ns/p eviction"},
 		{"/skiff.admin.v1.Admin/ListTokens", &adminv1.ListTokensRequest{}, ""},
 		{"/skiff.admin.v1.Admin/RevokeToken", &adminv1.RevokeTokenRequest{Id: "abc123"}, "revoke JoinToken /abc123"},
 		{"/skiff.admin.v1.Admin/CreateToken", &adminv1.CreateTokenRequest{Role: "worker", Node: "w1"}, "create JoinToken /worker w1"},

@@ -242,6 +242,8 @@ func (a *auditor) describeAPI(method string, req any) (audit.Entry, bool) {
 		return audit.Entry{Verb: "patch", Kind: r.GetKind(), Subresource: sub, Namespace: r.GetNamespace(), Name: r.GetName()}, true
 	case *apiv1.DeleteRequest:
 		return audit.Entry{Verb: "delete", Kind: r.GetKind(), Namespace: r.GetNamespace(), Name: r.GetName()}, true
+	case *apiv1.EvictRequest:
+		return audit.Entry{Verb: "create", Kind: "Pod", Subresource: "eviction", Namespace: r.GetNamespace(), Name: r.GetName()}, true
 	}
 	return audit.Entry{}, false
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -30,11 +31,14 @@ type WorkerEnv struct {
 	// keeps current and the CAs the worker trusts now: a renewal or a CA
 	// rotation needs no restart of what uses it.
 	Client *client.Client
+	Logger *slog.Logger
+	// Registerer takes the services' metrics, served with the node's
+	// (--metrics-addr).
+	Registerer prometheus.Registerer
 	// StreamTLS is the TLS of the agent's stream port (7445): the
 	// renewer's certificate (serving the node's own address) and only
 	// control nodes' client certificates accepted.
 	StreamTLS *tls.Config
-	Logger    *slog.Logger
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -162,8 +166,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl,
-			StreamTLS: bundle.NodeStreamServerConfig(r), Logger: log})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log, Registerer: cfg.Registerer,
+			StreamTLS: bundle.NodeStreamServerConfig(r)})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {
@@ -191,6 +195,28 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 // until ctx ends: the agent (cfg.Worker) today. Every service started on
 // a worker starts here.
 func serveWorker(ctx context.Context, cfg Config, env WorkerEnv) error {
+	if cfg.MetricsAddr != "" {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		metricsErr := make(chan error, 1)
+		go func() { metricsErr <- ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger) }()
+		defer func() { cancel(); <-metricsErr }()
+		workerErr := make(chan error, 1)
+		go func() { workerErr <- serveWorkerServices(ctx, cfg, env) }()
+		select {
+		case err := <-metricsErr:
+			metricsErr <- nil // for the deferred wait
+			cancel()
+			<-workerErr
+			return err
+		case err := <-workerErr:
+			return err
+		}
+	}
+	return serveWorkerServices(ctx, cfg, env)
+}
+
+func serveWorkerServices(ctx context.Context, cfg Config, env WorkerEnv) error {
 	if cfg.Worker == nil {
 		<-ctx.Done()
 		return nil

@@ -109,7 +109,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	}
 	s := &Scheduler{cfg: cfg, c: c, rec: rec, metrics: newMetrics(cfg.Registerer)}
 	// One worker: placements are serial, each seeing the ones before it.
-	s.Base = ctrlkit.NewBase("scheduler", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: 1,
+	s.Base = ctrlkit.NewBase("scheduler", ctrlkit.Config{Client: c, Logger: cfg.Logger, Registerer: cfg.Registerer, Workers: 1,
 		RetryBase: cfg.BindBackoff, RetryMax: cfg.RetryPeriod, Informers: cfg.Informers}, s.scheduleOne)
 	s.reports = s.AddQueue("report", 4, cfg.BindBackoff, cfg.RetryPeriod, s.report)
 	s.OnStart(func() {

@@ -39,8 +39,16 @@ type Config struct {
 	ClientKeyData            string `json:"client-key-data,omitempty"`
 	// Namespace is the default namespace of namespaced requests.
 	Namespace string `json:"namespace,omitempty"`
+	// CurrentContext and Contexts let one file hold several clusters
+	// (contexts.go); a file without contexts is one cluster, as before.
+	CurrentContext string         `json:"current-context,omitempty"`
+	Contexts       []NamedContext `json:"contexts,omitempty"`
 
 	dir string // directory of the file it was loaded from
+	// file is the whole file when this config is one of its contexts
+	// (named context): Save writes the context back into it.
+	file    *Config
+	context string
 }
 
 // ConfigEnv names the environment variable that points at the config file.
@@ -59,7 +67,12 @@ func DefaultConfigPath() string {
 }
 
 // LoadConfig reads a config file; unknown keys are an error naming them.
-func LoadConfig(path string) (*Config, error) {
+// A file with contexts gives its current context.
+func LoadConfig(path string) (*Config, error) { return LoadConfigContext(path, "") }
+
+// LoadConfigFile reads a config file as it is, contexts and all (for
+// `ctl config`); it checks the file's structure, not its contexts.
+func LoadConfigFile(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -69,9 +82,6 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
 	}
 	c.dir = filepath.Dir(path)
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	return &c, nil
 }
 
@@ -94,6 +104,9 @@ func (c *Config) Validate() error {
 // atomically: a reader sees the old file or the new one, never a part (a
 // control node rewrites its admin.conf when the control nodes change).
 func (c *Config) Save(path string) error {
+	if c.file != nil {
+		return c.saveContext(path)
+	}
 	data, err := yaml.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrConfig, err)

@@ -30,6 +30,8 @@ CONFIG_ENV = "SKIFF_CONFIG"
 WATCH_READY_HEADER = "skiff-watch-ready"
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
+DEFAULT_CONTEXT = "default"  # the one cluster of a file without contexts
+
 _CONFIG_KEYS = {
     "servers", "server-name", "certificate-authority", "certificate-authority-data",
     "client-certificate", "client-certificate-data", "client-key", "client-key-data", "namespace",
@@ -76,7 +78,10 @@ class Config:
         self.server_name = server_name
 
     @classmethod
-    def load(cls, path=None):
+    def load(cls, path=None, context=None):
+        """Reads the config at path ($SKIFF_CONFIG, ~/.skiff/config). A file
+        holding several clusters as contexts gives the one named context,
+        else its current-context (as ctl's --context)."""
         path = path or default_config_path()
         try:
             with open(path, "rb") as f:
@@ -87,6 +92,10 @@ class Config:
             raise ConfigError("client config: %s: %s" % (path, e)) from e
         if not isinstance(doc, dict):
             raise ConfigError("client config: %s: want a mapping of keys, got %s" % (path, type(doc).__name__))
+        if "contexts" in doc:
+            doc = _select_context(path, doc, context)
+        elif context not in (None, "", DEFAULT_CONTEXT):
+            raise ConfigError("client config: %s: no context %r: the file holds one cluster, without contexts" % (path, context))
         unknown = sorted(set(doc) - _CONFIG_KEYS)
         if unknown:
             raise ConfigError("client config: %s: unknown field %s" % (path, ", ".join(repr(k) for k in unknown)))
@@ -118,6 +127,23 @@ class Config:
 
         return cls(servers, material("certificate-authority"), material("client-certificate"),
                    material("client-key"), doc.get("namespace", ""), doc.get("server-name", ""))
+
+
+def _select_context(path, doc, name):
+    """The context a file of several clusters names (ctl's proto/client/contexts.go)."""
+    extra = sorted(set(doc) - {"contexts", "current-context"})
+    if extra:
+        raise ConfigError("client config: %s: a file with contexts keeps servers and credentials in its contexts, "
+                          "not at the top (%s)" % (path, ", ".join(extra)))
+    contexts = doc.get("contexts") or []
+    names = [c.get("name") for c in contexts if isinstance(c, dict)]
+    name = name or doc.get("current-context")
+    if not name:
+        raise ConfigError("client config: %s: current-context is not set; choose one of %s" % (path, ", ".join(map(str, names))))
+    for c in contexts:
+        if isinstance(c, dict) and c.get("name") == name:
+            return {k: v for k, v in c.items() if k != "name"}
+    raise ConfigError("client config: %s: no context %r (contexts: %s)" % (path, name, ", ".join(map(str, names))))
 
 
 def kind_of(message):

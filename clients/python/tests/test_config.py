@@ -31,6 +31,17 @@ class ConfigTest(unittest.TestCase):
             f.write(text)
         return p
 
+    def test_contexts_pick_the_current_or_named_cluster(self):
+        ctx = ("- name: %s\n  servers: [%s]\n  certificate-authority-data: %s\n"
+               "  client-certificate-data: %s\n  client-key-data: %s\n")
+        p = self.write("multi.conf", "current-context: b\ncontexts:\n" +
+                       ctx % ("a", "127.0.0.1:1", b64(PEM), b64(PEM), b64(PEM)) +
+                       ctx % ("b", "127.0.0.1:2", b64(PEM), b64(PEM), b64(PEM)))
+        self.assertEqual(skiff.Config.load(p).servers, ["127.0.0.1:2"])
+        self.assertEqual(skiff.Config.load(p, context="a").servers, ["127.0.0.1:1"])
+        with self.assertRaisesRegex(skiff.ConfigError, r"no context 'c' \(contexts: a, b\)"):
+            skiff.Config.load(p, context="c")
+
     def test_inline_data_as_ctl_user_create_writes_it(self):
         p = self.write("u.conf", "servers:\n- 127.0.0.1:7443\n- 127.0.0.2:7443\ncertificate-authority-data: %s\n"
                        "client-certificate-data: %s\nclient-key-data: %s\n" % (b64(PEM), b64(PEM), b64(PEM)))

@@ -29,6 +29,8 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"HorizontalPodAutoscaler": {"hpa", "horizontalpodautoscalers", "autoscaling/v2", true},
 		"Event":                   {"ev", "events", "v1", true},
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
+		"PodDisruptionBudget":     {"pdb", "poddisruptionbudgets", "policy/v1", true},
+		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))

@@ -5,6 +5,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/disruption"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
@@ -34,6 +35,7 @@ func Register(r *controllers.Registry) {
 	r.Register("hpa", hpa.NewLoop)
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
+	r.Register("disruption", disruption.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

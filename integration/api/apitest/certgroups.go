@@ -20,7 +20,8 @@ type RoleAuthorizer interface {
 
 // CertGroups gives this kit's certificates, which carry only a common name,
 // the group that name implies as certificates from the cluster CA carry it
-// (node:<name> in skiff:nodes, admin in skiff:admins), then defers to z:
+// (node:<name> in skiff:nodes, admin in skiff:admins, user:viewer… in
+// skiff:viewers), then defers to z:
 // tests run the real authorizer against a Cluster's identities.
 func CertGroups(z RoleAuthorizer) RoleAuthorizer { return certGroups{z} }
 
@@ -32,6 +33,8 @@ func (g certGroups) attrs(a api.Attributes) api.Attributes {
 		a.Identity.Groups = []string{pki.GroupNodes}
 	case a.Identity.User == pki.AdminUser:
 		a.Identity.Groups = []string{pki.GroupAdmins}
+	case strings.HasPrefix(a.Identity.User, "user:viewer"):
+		a.Identity.Groups = []string{pki.GroupViewers}
 	}
 	return a
 }

@@ -1516,7 +1516,7 @@ var File_api_v1_api_service_proto protoreflect.FileDescriptor
 
 const file_api_v1_api_service_proto_rawDesc = "" +
 	"\n" +
-	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\"\\\n" +
+	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\x1a\x13api/v1/policy.proto\"\\\n" +
 	"\x11CreateManyRequest\x12.\n" +
 	"\aobjects\x18\x01 \x03(\v2\x14.skiff.api.v1.ObjectR\aobjects\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x95\x01\n" +
@@ -1621,7 +1621,7 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12\x1f\n" +
 	"\vapi_servers\x18\x06 \x03(\tR\n" +
-	"apiServers2\x8e\x06\n" +
+	"apiServers2\xd0\x06\n" +
 	"\x03API\x12;\n" +
 	"\x06Create\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
 	"\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x125\n" +
@@ -1635,7 +1635,8 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\aVersion\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponse\x12=\n" +
 	"\x04Bind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponse\x12O\n" +
 	"\n" +
-	"CreateMany\x12\x1f.skiff.api.v1.CreateManyRequest\x1a .skiff.api.v1.CreateManyResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
+	"CreateMany\x12\x1f.skiff.api.v1.CreateManyRequest\x1a .skiff.api.v1.CreateManyResponse\x12@\n" +
+	"\x05Evict\x12\x1a.skiff.api.v1.EvictRequest\x1a\x1b.skiff.api.v1.EvictResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_api_service_proto_rawDescOnce sync.Once
@@ -1677,7 +1678,9 @@ var file_api_v1_api_service_proto_goTypes = []any{
 	(*VersionRequest)(nil),     // 22: skiff.api.v1.VersionRequest
 	(*VersionResponse)(nil),    // 23: skiff.api.v1.VersionResponse
 	(*Object)(nil),             // 24: skiff.api.v1.Object
-	(*List)(nil),               // 25: skiff.api.v1.List
+	(*EvictRequest)(nil),       // 25: skiff.api.v1.EvictRequest
+	(*List)(nil),               // 26: skiff.api.v1.List
+	(*EvictResponse)(nil),      // 27: skiff.api.v1.EvictResponse
 }
 var file_api_v1_api_service_proto_depIdxs = []int32{
 	24, // 0: skiff.api.v1.CreateManyRequest.objects:type_name -> skiff.api.v1.Object
@@ -1707,20 +1710,22 @@ var file_api_v1_api_service_proto_depIdxs = []int32{
 	22, // 24: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
 	6,  // 25: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
 	2,  // 26: skiff.api.v1.API.CreateMany:input_type -> skiff.api.v1.CreateManyRequest
-	24, // 27: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
-	24, // 28: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
-	25, // 29: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
-	24, // 30: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
-	24, // 31: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
-	24, // 32: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
-	16, // 33: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
-	19, // 34: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
-	21, // 35: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
-	23, // 36: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
-	8,  // 37: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
-	4,  // 38: skiff.api.v1.API.CreateMany:output_type -> skiff.api.v1.CreateManyResponse
-	27, // [27:39] is the sub-list for method output_type
-	15, // [15:27] is the sub-list for method input_type
+	25, // 27: skiff.api.v1.API.Evict:input_type -> skiff.api.v1.EvictRequest
+	24, // 28: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
+	24, // 29: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
+	26, // 30: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
+	24, // 31: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
+	24, // 32: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
+	24, // 33: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
+	16, // 34: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
+	19, // 35: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
+	21, // 36: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
+	23, // 37: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
+	8,  // 38: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
+	4,  // 39: skiff.api.v1.API.CreateMany:output_type -> skiff.api.v1.CreateManyResponse
+	27, // 40: skiff.api.v1.API.Evict:output_type -> skiff.api.v1.EvictResponse
+	28, // [28:41] is the sub-list for method output_type
+	15, // [15:28] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1732,6 +1737,7 @@ func file_api_v1_api_service_proto_init() {
 		return
 	}
 	file_api_v1_meta_proto_init()
+	file_api_v1_policy_proto_init()
 	file_api_v1_api_service_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -35,6 +35,7 @@ const (
 	API_Version_FullMethodName      = "/skiff.api.v1.API/Version"
 	API_Bind_FullMethodName         = "/skiff.api.v1.API/Bind"
 	API_CreateMany_FullMethodName   = "/skiff.api.v1.API/CreateMany"
+	API_Evict_FullMethodName        = "/skiff.api.v1.API/Evict"
 )
 
 // APIClient is the client API for API service.
@@ -86,6 +87,13 @@ type APIClient interface {
 	// if by Create: one failing does not stop the others); their writes are
 	// committed together. Controllers creating many pods at once use it.
 	CreateMany(ctx context.Context, in *CreateManyRequest, opts ...grpc.CallOption) (*CreateManyResponse, error)
+	// Evict deletes a pod (as Delete, with its grace period) unless that
+	// would break a PodDisruptionBudget selecting it: then ResourceExhausted
+	// (Kubernetes' 429 TooManyRequests) naming the budget. The budget's
+	// revision is compared in the delete's own transaction, so concurrent
+	// evictions cannot overdraw it. Needs create on pods/eviction (admins;
+	// not viewers, not nodes).
+	Evict(ctx context.Context, in *EvictRequest, opts ...grpc.CallOption) (*EvictResponse, error)
 }
 
 type aPIClient struct {
@@ -225,6 +233,16 @@ func (c *aPIClient) CreateMany(ctx context.Context, in *CreateManyRequest, opts 
 	return out, nil
 }
 
+func (c *aPIClient) Evict(ctx context.Context, in *EvictRequest, opts ...grpc.CallOption) (*EvictResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvictResponse)
+	err := c.cc.Invoke(ctx, API_Evict_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // APIServer is the server API for API service.
 // All implementations must embed UnimplementedAPIServer
 // for forward compatibility.
@@ -274,6 +292,13 @@ type APIServer interface {
 	// if by Create: one failing does not stop the others); their writes are
 	// committed together. Controllers creating many pods at once use it.
 	CreateMany(context.Context, *CreateManyRequest) (*CreateManyResponse, error)
+	// Evict deletes a pod (as Delete, with its grace period) unless that
+	// would break a PodDisruptionBudget selecting it: then ResourceExhausted
+	// (Kubernetes' 429 TooManyRequests) naming the budget. The budget's
+	// revision is compared in the delete's own transaction, so concurrent
+	// evictions cannot overdraw it. Needs create on pods/eviction (admins;
+	// not viewers, not nodes).
+	Evict(context.Context, *EvictRequest) (*EvictResponse, error)
 	mustEmbedUnimplementedAPIServer()
 }
 
@@ -319,6 +344,9 @@ func (UnimplementedAPIServer) Bind(context.Context, *BindRequest) (*BindResponse
 }
 func (UnimplementedAPIServer) CreateMany(context.Context, *CreateManyRequest) (*CreateManyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateMany not implemented")
+}
+func (UnimplementedAPIServer) Evict(context.Context, *EvictRequest) (*EvictResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Evict not implemented")
 }
 func (UnimplementedAPIServer) mustEmbedUnimplementedAPIServer() {}
 func (UnimplementedAPIServer) testEmbeddedByValue()             {}
@@ -550,6 +578,24 @@ func _API_CreateMany_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _API_Evict_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvictRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APIServer).Evict(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: API_Evict_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APIServer).Evict(ctx, req.(*EvictRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // API_ServiceDesc is the grpc.ServiceDesc for API service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -600,6 +646,10 @@ var API_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateMany",
 			Handler:    _API_CreateMany_Handler,
+		},
+		{
+			MethodName: "Evict",
+			Handler:    _API_Evict_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

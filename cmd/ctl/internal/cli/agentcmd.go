@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
+	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/agent/streams"
 	"github.com/skiffhq/skiff/controlplane/node"
@@ -25,12 +27,13 @@ import (
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // agentFlags are the flags of `ctl agent`.
 type agentFlags struct {
 	nodeName, dataDir, podCIDR, nodeIP, netns string
-	clusterCIDR, proxyBackend, logLevel       string
+	clusterCIDR, proxyBackend                 string
 	cniConfDir, bridge, cgroupRoot            string
 	insecureRegistries                        []string
 	labels                                    map[string]string
@@ -41,6 +44,8 @@ type agentFlags struct {
 
 func (o *options) agentCmd() *cobra.Command {
 	var f agentFlags
+	var lf logFlags
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run this machine as a worker: its Node, the pods bound to it, and the Service proxy (foreground)",
@@ -64,13 +69,14 @@ Needs root and containernetworking-plugins (/usr/lib/cni).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
-			return o.runAgent(ctx, f)
+			return o.runAgent(ctx, f, lf, metricsAddr)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the name in the --config certificate, node:<name>; another one is refused)")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "images, pod state, volumes, logs and CNI state")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	lf.add(fl)
+	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics as plain HTTP at this host:port (anyone who reaches it may read them: bind to loopback or a monitoring network)")
 	f.add(fl)
 	return cmd
 }
@@ -96,12 +102,11 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
 // holds, reading the config's files again at each handshake (rereadTLS).
-func (o *options) runAgent(ctx context.Context, f agentFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
+func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metricsAddr string) error {
+	log, err := lf.logger(o.streams.Err)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cc, err := o.loadConfig()
 	if err != nil {
 		return err
@@ -109,6 +114,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	if f.nodeName, err = agentNodeName(cc, f.nodeName); err != nil {
 		return err
 	}
+	log = log.With(logkey.Node, f.nodeName)
 	tc, err := newRereadTLS(cc)
 	if err != nil {
 		return err
@@ -120,7 +126,20 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer c.Close()
-	return runAgentWith(ctx, f, c, tc.StreamServerConfig(), log)
+	reg := node.NewMetricsRegistry()
+	if metricsAddr == "" {
+		return runAgentWith(ctx, f, c, tc.StreamServerConfig(), log, reg)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metricsErr := make(chan error, 1)
+	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
+	err = runAgentWith(ctx, f, c, tc.StreamServerConfig(), log, reg)
+	cancel()
+	if merr := <-metricsErr; err == nil {
+		err = merr
+	}
+	return err
 }
 
 // agentNodeName is the node an agent runs: the one its client certificate
@@ -163,7 +182,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.StreamTLS, env.Logger)
+		return runAgentWith(ctx, f, env.Client, env.StreamTLS, env.Logger, env.Registerer)
 	}
 }
 
@@ -190,7 +209,7 @@ func (f agentFlags) check() error {
 
 // runAgentWith runs the agent of node f.nodeName through c until ctx ends,
 // with its stream server on --stream-port (TLS streamTLS; nil: none).
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS *tls.Config, log *slog.Logger) error {
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS *tls.Config, log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -211,7 +230,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 	imgCfg := image.DefaultConfig()
 	imgCfg.Root = filepath.Join(f.dataDir, "images")
 	imgCfg.InsecureRegistries = f.insecureRegistries
-	imgCfg.Logger = log
+	imgCfg.Logger, imgCfg.Registerer = log, reg
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
@@ -231,6 +250,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 	}
 	rtCfg := agentRuntimeConfig(f)
 	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
+	rtCfg.ProbeMetrics = probe.NewMetrics(reg)
 	rt, err := runtime.New(ctx, rtCfg)
 	if err != nil {
 		return err
@@ -238,12 +258,12 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 	defer rt.Close() // pods keep running; the next agent adopts them
 
 	cfg := agent.DefaultConfig()
-	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
+	cfg.NodeName, cfg.Client, cfg.Runtime, cfg.Registerer = f.nodeName, c, rt, reg
 	cfg.Images, cfg.PodNetwork = images, podNet.wrap(podNetEnv, nets)
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {
 		pc := netproxy.DefaultConfig()
-		pc.NetNSPath, pc.Backend, pc.Logger = f.netns, f.proxyBackend, log
+		pc.NetNSPath, pc.Backend, pc.Logger, pc.Registerer = f.netns, f.proxyBackend, log, reg
 		if f.clusterCIDR != "" {
 			if pc.ClusterCIDR, err = netip.ParsePrefix(f.clusterCIDR); err != nil {
 				return fmt.Errorf("--cluster-cidr %q: %w", f.clusterCIDR, err)

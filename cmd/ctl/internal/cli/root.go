@@ -30,6 +30,7 @@ var Version = "v0.1.0-dev"
 type options struct {
 	streams       Streams
 	configPath    string
+	contextName   string // --context: a context of the config file
 	servers       []string
 	namespace     string // -n as given
 	configNS      string // the config file's namespace
@@ -88,16 +89,20 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.SetErr(s.Err)
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.configPath, "config", "", "client config file (default $"+client.ConfigEnv+" or ~/.skiff/config)")
+	pf.StringVar(&o.contextName, "context", "", "the config file's context (cluster) to use (default its current-context)")
 	pf.StringSliceVar(&o.servers, "server", nil, "API server address(es) host:port, overriding the config file's")
 	pf.StringVarP(&o.namespace, "namespace", "n", "", "namespace (default: the config's, else \"default\")")
 	pf.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "give up on a request after this long")
 	_ = root.RegisterFlagCompletionFunc("namespace", o.completeNames("Namespace"))
+	_ = root.RegisterFlagCompletionFunc("context", o.completeContexts)
 	root.AddCommand(o.applyCmd(), o.getCmd(), o.describeCmd(), o.deleteCmd(), o.scaleCmd(), o.createCmd(),
 		o.versionCmd())
 	root.AddCommand(o.nodeCommands()...)
 	root.AddCommand(o.agentCmd())
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
+	root.AddCommand(o.topCmd())
 	root.AddCommand(o.dashboardCmd())
+	root.AddCommand(o.verbCommands()...)
 	root.AddCommand(o.streamCommands()...)
 	return root
 }
@@ -109,7 +114,7 @@ func (o *options) loadConfig() (*client.Config, error) {
 	if path == "" {
 		path = client.DefaultConfigPath()
 	}
-	cfg, err := client.LoadConfig(path)
+	cfg, err := client.LoadConfigContext(path, o.contextName)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no client config at %s: pass --config, set $%s, or create a cluster with `ctl init`", path, client.ConfigEnv)

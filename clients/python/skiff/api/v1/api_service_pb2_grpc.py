@@ -4,6 +4,7 @@ import grpc
 
 from skiff.api.v1 import api_service_pb2 as api_dot_v1_dot_api__service__pb2
 from skiff.api.v1 import meta_pb2 as api_dot_v1_dot_meta__pb2
+from skiff.api.v1 import policy_pb2 as api_dot_v1_dot_policy__pb2
 
 
 class APIStub(object):
@@ -85,6 +86,11 @@ class APIStub(object):
                 '/skiff.api.v1.API/CreateMany',
                 request_serializer=api_dot_v1_dot_api__service__pb2.CreateManyRequest.SerializeToString,
                 response_deserializer=api_dot_v1_dot_api__service__pb2.CreateManyResponse.FromString,
+                )
+        self.Evict = channel.unary_unary(
+                '/skiff.api.v1.API/Evict',
+                request_serializer=api_dot_v1_dot_policy__pb2.EvictRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_policy__pb2.EvictResponse.FromString,
                 )
 
 
@@ -194,6 +200,18 @@ class APIServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evict(self, request, context):
+        """Evict deletes a pod (as Delete, with its grace period) unless that
+        would break a PodDisruptionBudget selecting it: then ResourceExhausted
+        (Kubernetes' 429 TooManyRequests) naming the budget. The budget's
+        revision is compared in the delete's own transaction, so concurrent
+        evictions cannot overdraw it. Needs create on pods/eviction (admins;
+        not viewers, not nodes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +274,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.CreateMany,
                     request_deserializer=api_dot_v1_dot_api__service__pb2.CreateManyRequest.FromString,
                     response_serializer=api_dot_v1_dot_api__service__pb2.CreateManyResponse.SerializeToString,
+            ),
+            'Evict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evict,
+                    request_deserializer=api_dot_v1_dot_policy__pb2.EvictRequest.FromString,
+                    response_serializer=api_dot_v1_dot_policy__pb2.EvictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,5 +502,22 @@ class API(object):
         return grpc.experimental.unary_unary(request, target, '/skiff.api.v1.API/CreateMany',
             api_dot_v1_dot_api__service__pb2.CreateManyRequest.SerializeToString,
             api_dot_v1_dot_api__service__pb2.CreateManyResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Evict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/skiff.api.v1.API/Evict',
+            api_dot_v1_dot_policy__pb2.EvictRequest.SerializeToString,
+            api_dot_v1_dot_policy__pb2.EvictResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
