@@ -91,6 +91,9 @@ func TestStreamServerChecksCallerAndPod(t *testing.T) {
 			return "", err
 		}
 		if err := s.Send(&streamv1.ExecInput{Input: &streamv1.ExecInput_Start{Start: &streamv1.ExecStart{Pod: ref, Command: []string{"hostname"}}}}); err != nil {
+			if _, rerr := s.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+				return "", rerr // the call's status: Send says only io.EOF
+			}
 			return "", err
 		}
 		var out string

@@ -48,8 +48,13 @@ func TestStreamVerbsAcrossHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := c.Apply(strings.ReplaceAll(manifest, "REGISTRY", registry)); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
+	// The control node creates the default namespaces just after it serves.
+	var applyErr error
+	if !testutil.Eventually(30*time.Second, func() bool {
+		_, applyErr = c.Apply(strings.ReplaceAll(manifest, "REGISTRY", registry))
+		return applyErr == nil
+	}) {
+		t.Fatalf("apply: %v", applyErr)
 	}
 	var pod string
 	testutil.WaitFor(t, 120*time.Second, "the echo pod running on w1", func() bool {

@@ -271,7 +271,7 @@ func execStream(ctx context.Context, c *client.Client, ref *streamv1.PodRef, com
 	}
 	start := &streamv1.ExecStart{Pod: ref, Command: command, Stdin: stdin != nil}
 	if err := stream.Send(&streamv1.ExecInput{Input: &streamv1.ExecInput_Start{Start: start}}); err != nil {
-		return -1, err
+		return -1, callStatus(err, stream.Recv)
 	}
 	if stdin != nil {
 		go copyStdin(stdin, stream.Send) // the only sender after start

@@ -142,7 +142,7 @@ func (o *options) execLike(ctx context.Context, f execFlags, podArg string, comm
 		return stream.Send(in)
 	}
 	if err := send(&streamv1.ExecInput{Input: &streamv1.ExecInput_Start{Start: start}}); err != nil {
-		return err
+		return callStatus(err, stream.Recv)
 	}
 	if f.stdin {
 		go copyStdin(o.streams.In, send)
@@ -210,4 +210,13 @@ func copyStdin(in io.Reader, send func(*streamv1.ExecInput) error) {
 			return
 		}
 	}
+}
+
+// callStatus is why a call ended when a Send failed: gRPC's Send reports
+// only io.EOF, and the status comes from the next Recv.
+func callStatus[T any](sendErr error, recv func() (T, error)) error {
+	if _, err := recv(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return sendErr
 }

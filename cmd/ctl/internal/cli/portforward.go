@@ -161,7 +161,7 @@ func forwardConn(ctx context.Context, c *client.Client, ref *streamv1.PodRef, po
 		return err
 	}
 	if err := stream.Send(&streamv1.PortForwardFrame{Frame: &streamv1.PortForwardFrame_Start{Start: &streamv1.PortForwardStart{Pod: ref, Port: port}}}); err != nil {
-		return err
+		return callStatus(err, stream.Recv)
 	}
 	go func() {
 		buf := make([]byte, 32<<10)
