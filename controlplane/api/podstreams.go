@@ -206,6 +206,15 @@ func relayErr(err error) error {
 	return toStatus(err)
 }
 
+// sendFailed is the node's status when sending to it failed: gRPC's Send
+// reports only io.EOF, the reason comes from the next Recv.
+func sendFailed[T any](err error, recv func() (T, error)) error {
+	if _, rerr := recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+		return relayErr(rerr)
+	}
+	return status.Errorf(codes.Unavailable, "the node ended the stream before it started: %v", err)
+}
+
 // Logs implements PodStreams.
 func (p *podStreams) Logs(req *streamv1.LogsRequest, stream streamv1.PodStreams_LogsServer) error {
 	t, err := p.open(stream.Context(), "get", SubresourceLog, req.GetPod())
@@ -287,7 +296,7 @@ func (p *podStreams) execLike(stream streamv1.PodStreams_ExecServer, sub string,
 	nstart := proto.Clone(start).(*streamv1.ExecStart)
 	nstart.Pod = t.ref
 	if err := ns.Send(&streamv1.ExecInput{Input: &streamv1.ExecInput_Start{Start: nstart}}); err != nil {
-		return relayErr(err)
+		return sendFailed(err, ns.Recv)
 	}
 	return relay[*streamv1.ExecInput, *streamv1.ExecOutput](cancel, stream, ns)
 }
@@ -362,7 +371,7 @@ func (p *podStreams) PortForward(stream streamv1.PodStreams_PortForwardServer) e
 	nstart := proto.Clone(start).(*streamv1.PortForwardStart)
 	nstart.Pod = t.ref
 	if err := ns.Send(&streamv1.PortForwardFrame{Frame: &streamv1.PortForwardFrame_Start{Start: nstart}}); err != nil {
-		return relayErr(err)
+		return sendFailed(err, ns.Recv)
 	}
 	return relay[*streamv1.PortForwardFrame, *streamv1.PortForwardFrame](cancel, stream, ns)
 }
