@@ -162,7 +162,8 @@ func TestStreamVerbs(t *testing.T) {
 		if code != 0 || !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\S+ tick-2\n$`).MatchString(out2) {
 			t.Fatalf("logs --previous --tail 1 --timestamps: %q", out2)
 		}
-		_, errOut, code := l.ctl(ctx, "admin", nil, "logs", "guarded", "--previous")
+		l.runPod("steady", "Always", sleeper("app"))
+		_, errOut, code := l.ctl(ctx, "admin", nil, "logs", "steady", "--previous")
 		if code != 1 || !strings.Contains(errOut, "previous terminated container not found") {
 			t.Fatalf("--previous of a container that never restarted: code %d %q", code, errOut)
 		}
