@@ -259,8 +259,22 @@ func (l *lab) runPodOwned(name string, restart string, owner *apiv1.OwnerReferen
 	if owner != nil {
 		meta.OwnerReferences = []*apiv1.OwnerReference{owner}
 	}
-	p, err := client.Create(ctx, l.admin, &apiv1.Pod{Metadata: meta,
-		Spec: &apiv1.PodSpec{NodeName: l.node, Containers: containers, RestartPolicy: restart, TerminationGracePeriodSeconds: &grace}})
+	pod := &apiv1.Pod{Metadata: meta,
+		Spec: &apiv1.PodSpec{NodeName: l.node, Containers: containers, RestartPolicy: restart, TerminationGracePeriodSeconds: &grace}}
+	var p *apiv1.Pod
+	var err error
+	// A loaded machine may hold an election just then: try again while
+	// the cluster is unavailable (a create that got through answers
+	// AlreadyExists the next time).
+	for {
+		if p, err = client.Create(ctx, l.admin, proto.Clone(pod).(*apiv1.Pod)); err == nil || ctx.Err() != nil || !client.IsUnavailable(err) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if client.IsAlreadyExists(err) {
+		p, err = client.Get[*apiv1.Pod](ctx, l.admin, "default", name)
+	}
 	if err != nil {
 		l.t.Fatalf("create pod %s: %v", name, err)
 	}
