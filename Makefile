@@ -27,7 +27,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-stream soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-stream soak fuzz demo clean
 
 all: build
 
@@ -112,6 +112,11 @@ bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
+
+# Leader kill -9 and SIGTERM restarts on three ctl processes under write
+# load: time to the first acknowledged write after each.
+bench-failover: deps build
+	$(GO) run ./integration/benchfailover -ctl $(BIN) $(BENCH_ARGS)
 
 bench-api: deps
 	$(GO) run ./integration/benchapi $(BENCH_ARGS)

@@ -21,6 +21,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
@@ -233,19 +234,29 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// ensureNamespaces creates the default namespaces, retrying until the store
-// accepts the writes (it may have no leader yet).
+// ensureNamespaces creates the default namespaces and the kinds' built-in
+// objects (kinds.BuiltinObjects: the system PriorityClasses), retrying until
+// the store accepts the writes (it may have no leader yet).
 func (s *Server) ensureNamespaces(ctx context.Context) {
 	k, _ := s.reg.ForKind("Namespace")
+	var objs []kinds.Object
 	for _, name := range s.cfg.DefaultNamespaces {
+		ns := k.New()
+		kinds.Meta(ns).Name = name
+		objs = append(objs, ns)
+	}
+	objs = append(objs, kinds.BuiltinObjects()...)
+	for _, obj := range objs {
+		ok, found := s.reg.ForKind(obj.GetKind())
+		if !found {
+			continue // a registry without the kind (tests of other kinds)
+		}
 		for {
-			ns := k.New()
-			kinds.Meta(ns).Name = name
-			_, err := s.create(ctx, k, ns, false)
+			_, err := s.create(ctx, ok, codec.Clone(obj), false)
 			if err == nil || errors.Is(err, ErrAlreadyExists) {
 				break
 			}
-			s.log.Debug("creating default namespace", "namespace", name, "err", err)
+			s.log.Debug("creating built-in object", "kind", obj.GetKind(), "name", obj.GetMetadata().GetName(), "err", err)
 			select {
 			case <-ctx.Done():
 				return

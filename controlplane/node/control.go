@@ -133,6 +133,7 @@ func storeConfig(cfg Config, st State, bundle *pki.Bundle, src pki.CertSource, d
 	sc.Bootstrap = bootstrap
 	sc.Logger = cfg.Logger
 	sc.Registerer = cfg.Registerer
+	sc.LogStore = cfg.RaftLogStore
 	if cfg.Store != nil {
 		cfg.Store(&sc)
 	}
@@ -327,10 +328,30 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 		case first = <-errs:
 		}
 	}
+	if first == nil {
+		c.handOffLeadership()
+	}
 	cancel()
 	c.stopServing()
 	wg.Wait()
 	return first
+}
+
+// handOffLeadership gives leadership to another voter before a planned
+// stop (SIGTERM, SIGINT): the cluster then writes on within a round trip
+// instead of waiting out an election timeout after this node is gone.
+// Failing (no other voter, or none caught up) only costs that timeout.
+func (c *Control) handOffLeadership() {
+	if !c.Store.IsLeader() {
+		return
+	}
+	start := time.Now()
+	if err := c.Store.TransferLeadership(); err != nil {
+		c.log.Warn("stopping as leader: leadership transfer failed; the others elect a leader after the election timeout", "err", err)
+		return
+	}
+	// The new leader's id may not have reached this node yet: not logged.
+	c.log.Info("stopping: handed leadership over", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (c *Control) stopServing() {

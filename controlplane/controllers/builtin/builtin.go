@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
@@ -36,6 +37,7 @@ func Register(r *controllers.Registry) {
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
 	r.Register("disruption", disruption.NewLoop)
+	r.Register("serviceaccount", serviceaccount.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

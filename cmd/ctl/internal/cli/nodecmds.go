@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -45,6 +46,7 @@ type nodeFlags struct {
 	gossip                 bool
 	gossipPort             int
 	dashboardPort          int
+	raftLogStore           string
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -59,6 +61,7 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
 		fl.IntVar(&f.dashboardPort, "dashboard-port", dashboard.DefaultPort, "web dashboard port (HTTPS; `ctl dashboard` prints a login link; 0: none)")
+		fl.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store of a new control node: boltdb (default) or wal (hashicorp/raft-wal); the data dir records it, a restart keeps it")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 		fl.IntVar(&f.metricsPort, "metrics-port", 0, "control node: Prometheus metrics over mutual TLS for admin and control-node certificates (default 7446; -1: none)")
 	}
@@ -83,6 +86,12 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 		return node.Config{}, fmt.Errorf("--dashboard-port %d: want 1-65535, or 0 for none", f.dashboardPort)
 	}
 	cfg.DashboardPort = f.dashboardPort
+	if f.raftLogStore != "" {
+		if _, err := consensus.ParseLogStore(f.raftLogStore); err != nil {
+			return node.Config{}, fmt.Errorf("--raft-log-store: %w", err)
+		}
+	}
+	cfg.RaftLogStore = f.raftLogStore
 	cfg.Out = o.streams.Out
 	cfg.Logger = log
 	reg := node.NewMetricsRegistry()
