@@ -278,9 +278,17 @@ func (l *lab) runPodOwned(name string, restart string, owner *apiv1.OwnerReferen
 	if err != nil {
 		l.t.Fatalf("create pod %s: %v", name, err)
 	}
-	testutil.WaitFor(l.t, 60*time.Second, "pod "+name+" running", func() bool {
+	testutil.WaitFor(l.t, 60*time.Second, "pod "+name+" running, every container of it", func() bool {
 		p, err = client.Get[*apiv1.Pod](ctx, l.admin, "default", name)
-		return err == nil && p.GetStatus().GetPhase() == "Running"
+		if err != nil || p.GetStatus().GetPhase() != "Running" || len(p.GetStatus().GetContainerStatuses()) != len(containers) {
+			return false
+		}
+		for _, cs := range p.GetStatus().GetContainerStatuses() {
+			if cs.GetState().GetRunning() == nil {
+				return false
+			}
+		}
+		return true
 	})
 	return p
 }
