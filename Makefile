@@ -27,7 +27,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-stream soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-gossip bench-stream soak fuzz demo clean
 
 all: build
 
@@ -108,7 +108,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns bench-gossip
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
@@ -143,6 +143,11 @@ bench-netproxy: deps
 bench-dashboard: deps
 	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
 
+# Gossip failure detection at 10, 100 and 500 members on loopback (one
+# process); `make test` runs it at 10 members (integration/benchgossip).
+bench-gossip: deps
+	$(GO) run ./integration/benchgossip $(BENCH_ARGS)
+
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m
 soak: deps
@@ -162,3 +167,9 @@ demo: deps build
 
 clean:
 	rm -rf bin
+
+# dnsperf at a node's cluster DNS and at a bare miekg/dns server (the ceiling).
+APT_PKGS += dnsperf
+.PHONY: bench-dns
+bench-dns: deps
+	$(GO) run ./integration/benchdns $(BENCH_ARGS)

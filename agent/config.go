@@ -78,6 +78,12 @@ type Config struct {
 	UsageInterval time.Duration
 	// Proxy, when set, runs beside the pod loop (the Service data path).
 	Proxy ServiceProxy
+	// ClusterDNS, when set, tells the cluster DNS pods query (dnsPolicy
+	// ClusterFirst); nil: pods get the node's resolv.conf.
+	ClusterDNS ClusterDNSSource
+	// ResolvConf is the node's resolv.conf (dnsPolicy Default, and the
+	// search paths ClusterFirst adds); empty: none.
+	ResolvConf string
 	// Images, when set, is garbage-collected every ImageGCInterval: images
 	// no pod on this node uses are removed (the runtime must report the
 	// images in use).

@@ -304,7 +304,14 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
-			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
+			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) },
+			ClusterCIDR: func(ctx context.Context) (string, error) {
+				n, err := loadClusterNetwork(ctx, c.Store)
+				if err != nil {
+					return "", err
+				}
+				return n.Config().ClusterCIDR, nil
+			}}
 		start("gossip membership", func(ctx context.Context) error {
 			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
 		})

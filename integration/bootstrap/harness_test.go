@@ -220,7 +220,9 @@ var (
 
 func (c *cluster) controlArgs(t *testing.T, name string) (*node, []string) {
 	n := &node{owner: c.t, name: name, dataDir: filepath.Join(c.dir, name), apiPort: freePort(t)}
-	return n, []string{"--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", "--bind-address", "127.0.0.1",
+	// --gossip=false: every node here is on 127.0.0.1, and gossip takes
+	// the same port on every host (the multi-host test covers gossip).
+	return n, []string{"--gossip=false", "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", "--bind-address", "127.0.0.1",
 		"--api-port", strconv.Itoa(n.apiPort), "--raft-port", strconv.Itoa(freePort(t))}
 }
 
@@ -259,7 +261,7 @@ func (c *cluster) joinWorker(t *testing.T, name, token string) *node {
 	n := &node{owner: c.t, name: name, dataDir: filepath.Join(c.dir, name)}
 	// --agent=false: these tests are about the certificate and the Node
 	// object, not pods (the agent needs root).
-	n.args = []string{"join", "--agent=false", "--token", token, "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", c.anyAPI()}
+	n.args = []string{"join", "--agent=false", "--gossip=false", "--token", token, "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", c.anyAPI()}
 	n.start()
 	n.p.waitOutput(t, 60*time.Second, regexp.MustCompile(`worker node `+name+` registered`))
 	c.workers = append(c.workers, n)

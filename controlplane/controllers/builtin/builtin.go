@@ -6,6 +6,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/disruption"
+	"github.com/skiffhq/skiff/controlplane/controllers/dnsservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
@@ -25,6 +26,7 @@ func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
 	r.Register("serviceip", serviceip.NewLoop)
+	r.Register("dnsservice", dnsservice.NewLoop)
 	r.Register("endpoints", endpoints.NewLoop)
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)

@@ -11,10 +11,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
@@ -26,6 +28,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
+	"github.com/skiffhq/skiff/netproxy/clusterdns"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/logkey"
 )
@@ -40,6 +43,7 @@ type agentFlags struct {
 	noProxy                                   bool
 	podNetwork                                string
 	streamPort                                int
+	resolvConf                                string
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -57,6 +61,11 @@ kube-node-lease (the full status only when it changes, or each minute),
 runs the pods bound to it with libcontainer, and programs Services into the
 kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
 agent on the same --data-dir adopts them.
+
+With the proxy it answers cluster DNS at the kube-dns Service's address
+(10.96.0.10), which it holds itself, for its pods and the node only; other
+names go to the resolvers of --resolv-conf. Pods get /etc/resolv.conf by
+their dnsPolicy.
 
 The node's pod range is the control plane's to give (Node spec.podCIDR,
 from ctl init's --cluster-cidr): the agent waits for it, then starts pods.
@@ -88,11 +97,12 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "only a check: the pod range this node must have been assigned (the control plane assigns it; another one stops the agent)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: ctl join's --advertise when an IP, else the first global IPv4 address)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
-	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs), when not learned from the control nodes (ctl join learns it through gossip); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
-	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
+	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
+	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
-	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
+	fl.StringVar(&f.podNetwork, "pod-network", defaultPodNetwork, "pods on other nodes: vxlan (an overlay), host-gw (a route to each node's pods via its IP; all nodes on one L2 network) or none; vxlan and host-gw masquerade only what leaves the cluster range, which ctl join learns from the control nodes (ctl agent: give --cluster-cidr)")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
@@ -128,13 +138,13 @@ func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metri
 	defer c.Close()
 	reg := node.NewMetricsRegistry()
 	if metricsAddr == "" {
-		return runAgentWith(ctx, f, c, tc.StreamServerConfig(), log, reg)
+		return runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metricsErr := make(chan error, 1)
 	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
-	err = runAgentWith(ctx, f, c, tc.StreamServerConfig(), log, reg)
+	err = runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	cancel()
 	if merr := <-metricsErr; err == nil {
 		err = merr
@@ -182,7 +192,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.StreamTLS, env.Logger, env.Registerer)
+		return runAgentWith(ctx, f, env.Client, env.ClusterCIDR, env.StreamTLS, env.Logger, env.Registerer)
 	}
 }
 
@@ -207,11 +217,31 @@ func (f agentFlags) check() error {
 	return nil
 }
 
-// runAgentWith runs the agent of node f.nodeName through c until ctx ends,
-// with its stream server on --stream-port (TLS streamTLS; nil: none).
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS *tls.Config, log *slog.Logger, reg prometheus.Registerer) error {
+// runAgentWith runs the agent of node f.nodeName through c until ctx ends.
+// clusterRange, when set (ctl join with gossip), tells the cluster's pod
+// range when --cluster-cidr does not. Its stream server runs on
+// --stream-port (TLS streamTLS; nil: none).
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRange func(context.Context) (string, error), streamTLS *tls.Config, log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
+	}
+	podNet, ok := podNetworkModes[f.podNetwork]
+	if !ok {
+		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
+	}
+	if podNet.needsClusterRange && f.clusterCIDR == "" {
+		if clusterRange == nil {
+			return fmt.Errorf("--pod-network %s needs the cluster's pod range: give --cluster-cidr (ctl join with gossip learns it from the control nodes), or --pod-network none", f.podNetwork)
+		}
+		cidr, err := learnClusterRange(ctx, clusterRange, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		f.clusterCIDR = cidr
+		log.Info("pod network: cluster range learned from the control nodes", "clusterCIDR", cidr)
 	}
 	var nodeIP netip.Addr
 	if f.nodeIP != "" {
@@ -234,10 +264,6 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
-	}
-	podNet, ok := podNetworkModes[f.podNetwork]
-	if !ok {
-		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
 	}
 	podNetEnv := podNetworkEnv{ctx: ctx, nodeName: f.nodeName, nodeIP: nodeIP, clusterCIDR: f.clusterCIDR, client: c, log: log}
 	netCfg := agentNetworkConfig(f)
@@ -274,7 +300,17 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
-		cfg.Proxy = apifeed.New(c, proxy, log)
+		dc := clusterdns.DefaultConfig()
+		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
+		if pc.ClusterCIDR.IsValid() {
+			dc.PodRanges = []netip.Prefix{pc.ClusterCIDR}
+		}
+		dnsServer, err := clusterdns.New(c, dc)
+		if err != nil {
+			return err
+		}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer}
+		cfg.ClusterDNS = clusterDNSSource(dnsServer)
 	}
 	if f.streamPort > 0 && streamTLS != nil {
 		stop, err := serveStreams(ctx, net.JoinHostPort(nodeIP.String(), strconv.Itoa(f.streamPort)), streamTLS, rt, log)
@@ -284,12 +320,45 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, streamTLS
 		defer stop()
 		cfg.StreamPort = f.streamPort
 	}
+	cfg.ResolvConf = f.resolvConf
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
 	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", nets.PodCIDR(), "dataDir", f.dataDir)
 	return a.Run(ctx)
+}
+
+// servicePath runs the node's Service proxy and its cluster DNS together.
+type servicePath struct {
+	proxy *apifeed.Feed
+	dns   *clusterdns.Server
+}
+
+func (s servicePath) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.proxy.Run(ctx) })
+	g.Go(func() error { return s.dns.Run(ctx) })
+	return g.Wait()
+}
+
+// clusterDNSSource gives pods the cluster DNS the node's server follows,
+// waiting at most 10 s for its first sync. Until the control plane has
+// made kube-system/kube-dns (just after ctl init), a pod that asks for
+// the cluster DNS waits (Pending, retried) rather than start without it.
+func clusterDNSSource(s *clusterdns.Server) agent.ClusterDNSSource {
+	return func(ctx context.Context) (agent.ClusterDNS, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, ok, err := s.Settings(ctx)
+		if err != nil {
+			return agent.ClusterDNS{}, err
+		}
+		if !ok {
+			return agent.ClusterDNS{}, fmt.Errorf("the cluster DNS Service %s/%s has no address yet (the control plane makes it)", clusterdns.ServiceNamespace, clusterdns.ServiceName)
+		}
+		return agent.ClusterDNS{Nameserver: st.Nameserver, Domain: st.Domain}, nil
+	}
 }
 
 // agentNetworkConfig is the pod network of an agent: its state (CNI cache,
