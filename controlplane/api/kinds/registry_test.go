@@ -30,6 +30,7 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"Event":                   {"ev", "events", "v1", true},
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
 		"PodDisruptionBudget":     {"pdb", "poddisruptionbudgets", "policy/v1", true},
+		"NetworkPolicy":           {"netpol", "networkpolicies", "networking.k8s.io/v1", true},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))
