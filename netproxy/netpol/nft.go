@@ -1,0 +1,240 @@
+package netpol
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the enforcer's own table (family inet); nothing else in
+// Skiff writes to it.
+const TableName = "skiff-netpol"
+
+// Set names of the isolated local pods.
+const (
+	setIngressIsolated = "ingress-isolated"
+	setEgressIsolated  = "egress-isolated"
+)
+
+// elementsPerMessage keeps one netlink message under the 16-bit length
+// google/nftables overflows at about a thousand elements.
+const elementsPerMessage = 256
+
+// Registers: concatenated keys take consecutive 32-bit registers.
+const (
+	reg0 = unix.NFT_REG32_00
+	reg1 = unix.NFT_REG32_01
+	reg2 = unix.NFT_REG32_02
+)
+
+var tupleKeyType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+
+// Programmer writes Models into the table of one network namespace.
+type Programmer struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+	// built: the table holds structure, the model's rules and sets, with
+	// elems, each set's elements; so Apply changes only what differs.
+	built     bool
+	structure string
+	elems     map[string]string
+	sets      map[string]*nftables.Set
+}
+
+// NewProgrammer opens a netlink connection into ns.
+func NewProgrammer(ns netns.NsHandle) (*Programmer, error) {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return &Programmer{conn: conn, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}}, nil
+}
+
+// Close releases the connection; the table stays, so policies keep being
+// enforced while the agent restarts.
+func (p *Programmer) Close() error { return p.conn.CloseLasting() }
+
+// Delete removes the table.
+func (p *Programmer) Delete() error {
+	p.conn.AddTable(p.table) // exists afterwards, so the delete cannot fail on absence
+	p.conn.DelTable(p.table)
+	p.built = false
+	return p.conn.Flush()
+}
+
+// Apply programs m in one transaction: the whole table when its structure
+// changed (or on the first call), else only the sets whose elements did.
+// It reports whether anything was written.
+func (p *Programmer) Apply(m *Model) (bool, error) {
+	want := map[string]string{}
+	all := append([]Set{
+		{Name: setIngressIsolated, Kind: AddrSet, Addrs: m.IngressIsolated},
+		{Name: setEgressIsolated, Kind: AddrSet, Addrs: m.EgressIsolated},
+	}, m.Sets...)
+	for _, s := range all {
+		want[s.Name] = fmt.Sprint(s.Addrs, s.Ranges, s.Tuples)
+	}
+	if st := m.Structure(); !p.built || st != p.structure {
+		p.built = false
+		if err := p.rebuild(m, all); err != nil {
+			return false, err
+		}
+		p.built, p.structure, p.elems = true, st, want
+		return true, nil
+	}
+	wrote := false
+	for _, s := range all {
+		if want[s.Name] == p.elems[s.Name] {
+			continue
+		}
+		set := p.sets[s.Name]
+		p.conn.FlushSet(set)
+		if err := p.addElements(set, s); err != nil {
+			return false, err
+		}
+		wrote = true
+	}
+	if !wrote {
+		return false, nil
+	}
+	if err := p.conn.Flush(); err != nil {
+		p.built = false // the next Apply rewrites everything
+		return false, fmt.Errorf("update netpol sets: %w", err)
+	}
+	p.elems = want
+	return true, nil
+}
+
+func (p *Programmer) rebuild(m *Model, all []Set) error {
+	c := p.conn
+	c.AddTable(p.table)
+	c.DelTable(p.table)
+	c.AddTable(p.table)
+	p.sets = map[string]*nftables.Set{}
+	for _, s := range all {
+		set := &nftables.Set{Table: p.table, Name: s.Name, KeyType: nftables.TypeIPAddr}
+		switch s.Kind {
+		case RangeSet:
+			set.Interval = true
+		case TupleSet:
+			set.Concatenation, set.KeyType = true, tupleKeyType
+		}
+		if err := c.AddSet(set, nil); err != nil {
+			return fmt.Errorf("netpol set %s: %w", s.Name, err)
+		}
+		p.sets[s.Name] = set
+		if err := p.addElements(set, s); err != nil {
+			return err
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	fwd := c.AddChain(&nftables.Chain{Table: p.table, Name: "forward", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	ingress := c.AddChain(&nftables.Chain{Table: p.table, Name: "ingress"})
+	egress := c.AddChain(&nftables.Chain{Table: p.table, Name: "egress"})
+	add := func(ch *nftables.Chain, exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: exprs}) }
+	// Only IPv4 is policed (the pod network is IPv4); replies of allowed
+	// connections pass; then egress at the source's node, ingress at the
+	// destination's (each set holds only this node's pods).
+	add(fwd, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}}, &expr.Verdict{Kind: expr.VerdictAccept})
+	add(fwd, &expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryNative(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryNative(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryNative(0)}, &expr.Verdict{Kind: expr.VerdictAccept})
+	add(fwd, append(lookup(p.sets[setEgressIsolated], saddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: egress.Name})...)
+	add(fwd, append(lookup(p.sets[setIngressIsolated], daddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: ingress.Name})...)
+	for _, r := range m.Rules {
+		ch, verdict, local, peer := ingress, expr.VerdictAccept, daddr, saddr
+		if r.Dir == Egress {
+			ch, verdict, local, peer = egress, expr.VerdictReturn, saddr, daddr
+		}
+		exprs := lookup(p.sets[r.Local], local(reg0))
+		if r.Peer != "" {
+			exprs = append(exprs, lookup(p.sets[r.Peer], peer(reg0))...)
+		}
+		if r.Proto != 0 {
+			exprs = append(exprs, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.Proto}})
+		}
+		if r.PortFirst != 0 {
+			exprs = append(exprs, dport(1),
+				&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: port(r.PortFirst)},
+				&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: port(r.PortLast)})
+		}
+		if r.Named != "" {
+			exprs = append(exprs, daddr(reg0), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, dport(reg2),
+				&expr.Lookup{SourceRegister: reg0, SetName: r.Named, SetID: p.sets[r.Named].ID})
+		}
+		add(ch, append(exprs, &expr.Verdict{Kind: verdict})...)
+	}
+	add(ingress, &expr.Verdict{Kind: expr.VerdictDrop})
+	add(egress, &expr.Verdict{Kind: expr.VerdictDrop})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// addElements queues s's elements into set, in messages of bounded size.
+func (p *Programmer) addElements(set *nftables.Set, s Set) error {
+	var elems []nftables.SetElement
+	switch s.Kind {
+	case AddrSet:
+		for _, a := range s.Addrs {
+			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+		}
+	case RangeSet:
+		for _, r := range s.Ranges {
+			elems = append(elems, nftables.SetElement{Key: r.First.AsSlice()})
+			if end := addrU32(r.Last) + 1; end != 0 { // a range to the last address has no end element
+				elems = append(elems, nftables.SetElement{Key: u32Addr(end).AsSlice(), IntervalEnd: true})
+			}
+		}
+	case TupleSet:
+		for _, t := range s.Tuples {
+			k := make([]byte, 12)
+			a := t.Addr.As4()
+			copy(k, a[:])
+			k[4] = t.Proto
+			binary.BigEndian.PutUint16(k[8:], t.Port)
+			elems = append(elems, nftables.SetElement{Key: k})
+		}
+	}
+	for len(elems) > 0 {
+		n := min(len(elems), elementsPerMessage)
+		if err := p.conn.SetAddElements(set, elems[:n]); err != nil {
+			return fmt.Errorf("netpol set %s: %w", s.Name, err)
+		}
+		elems = elems[n:]
+	}
+	return nil
+}
+
+func saddr(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+func daddr(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+}
+
+func dport(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+}
+
+func lookup(set *nftables.Set, load expr.Any) []expr.Any {
+	return []expr.Any{load, &expr.Lookup{SourceRegister: reg0, SetName: set.Name, SetID: set.ID}}
+}
+
+func port(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+
+func binaryNative(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, v)
+	return b
+}
