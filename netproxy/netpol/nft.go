@@ -37,6 +37,7 @@ var tupleKeyType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeI
 type Programmer struct {
 	conn  *nftables.Conn
 	table *nftables.Table
+	ownNS netns.NsHandle // opened by OpenProgrammer
 	// built: the table holds structure, the model's rules and sets, with
 	// elems, each set's elements; so Apply changes only what differs.
 	built     bool
@@ -51,12 +52,37 @@ func NewProgrammer(ns netns.NsHandle) (*Programmer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
-	return &Programmer{conn: conn, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}}, nil
+	return &Programmer{ownNS: netns.None(), conn: conn, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}}, nil
+}
+
+// OpenProgrammer is NewProgrammer for the namespace at path (the
+// caller's own when empty); Close also closes the namespace handle.
+func OpenProgrammer(path string) (*Programmer, error) {
+	ns, err := netns.Get()
+	if path != "" {
+		ns, err = netns.GetFromPath(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open netns %q: %w", path, err)
+	}
+	p, err := NewProgrammer(ns)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	p.ownNS = ns
+	return p, nil
 }
 
 // Close releases the connection; the table stays, so policies keep being
 // enforced while the agent restarts.
-func (p *Programmer) Close() error { return p.conn.CloseLasting() }
+func (p *Programmer) Close() error {
+	err := p.conn.CloseLasting()
+	if p.ownNS.IsOpen() {
+		p.ownNS.Close()
+	}
+	return err
+}
 
 // Delete removes the table.
 func (p *Programmer) Delete() error {
@@ -136,7 +162,9 @@ func (p *Programmer) rebuild(m *Model, all []Set) error {
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	ingress := c.AddChain(&nftables.Chain{Table: p.table, Name: "ingress"})
 	egress := c.AddChain(&nftables.Chain{Table: p.table, Name: "egress"})
-	add := func(ch *nftables.Chain, exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: exprs}) }
+	add := func(ch *nftables.Chain, exprs ...expr.Any) {
+		c.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: exprs})
+	}
 	// Only IPv4 is policed (the pod network is IPv4); replies of allowed
 	// connections pass; then egress at the source's node, ingress at the
 	// destination's (each set holds only this node's pods).

@@ -74,7 +74,9 @@ func TestProgrammerEnforcesInNamespace(t *testing.T) {
 	}
 	defer open.Close()
 
-	sel := func(k, v string) *apiv1.LabelSelector { return &apiv1.LabelSelector{MatchLabels: map[string]string{k: v}} }
+	sel := func(k, v string) *apiv1.LabelSelector {
+		return &apiv1.LabelSelector{MatchLabels: map[string]string{k: v}}
+	}
 	port := func(p string) *string { return &p }
 	udp := "UDP"
 	denyBe2 := &apiv1.NetworkPolicy{Metadata: &apiv1.ObjectMeta{Namespace: "a", Name: "deny-be2"},
@@ -139,4 +141,3 @@ func reach(ns netns.NsHandle, proto, addr string) error {
 		return err
 	})
 }
-

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
@@ -20,6 +21,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
+	"github.com/skiffhq/skiff/netproxy/netpol"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -247,7 +249,12 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
-		cfg.Proxy = apifeed.New(c, proxy, log)
+		policies, err := netpol.OpenProgrammer(f.netns)
+		if err != nil {
+			return err
+		}
+		defer policies.Close() // the table stays: policies hold across restarts
+		cfg.Proxy = runAll{apifeed.New(c, proxy, log), netpol.NewFeed(c, f.nodeName, policies, log)}
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -255,6 +262,18 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	}
 	log.Info("agent starting", "node", f.nodeName, "nodeIP", nodeIP, "podCIDR", nets.PodCIDR(), "dataDir", f.dataDir)
 	return a.Run(ctx)
+}
+
+// runAll runs the node's data-path feeds (Services, NetworkPolicies)
+// together; the first error ends all of them.
+type runAll []agent.ServiceProxy
+
+func (r runAll) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, p := range r {
+		g.Go(func() error { return p.Run(ctx) })
+	}
+	return g.Wait()
 }
 
 // agentNetworkConfig is the pod network of an agent: its state (CNI cache,
