@@ -81,6 +81,27 @@ type Model struct {
 	Sets            []Set // sorted by name
 }
 
+// fingerprint hashes the set's elements (to tell a changed set).
+func (s *Set) fingerprint() uint64 {
+	h := fnv.New64a()
+	for _, a := range s.Addrs {
+		b := a.As4()
+		h.Write(b[:])
+	}
+	h.Write([]byte{0})
+	for _, r := range s.Ranges {
+		f, l := r.First.As4(), r.Last.As4()
+		h.Write(f[:])
+		h.Write(l[:])
+	}
+	h.Write([]byte{0})
+	for _, t := range s.Tuples {
+		a := t.Addr.As4()
+		h.Write(append(a[:], t.Proto, byte(t.Port>>8), byte(t.Port)))
+	}
+	return h.Sum64()
+}
+
 // Structure is the part of the model that needs the table rewritten when
 // it changes: rules and set declarations, not set elements.
 func (m *Model) Structure() string {

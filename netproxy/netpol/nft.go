@@ -2,10 +2,12 @@ package netpol
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -42,13 +44,15 @@ type Programmer struct {
 	// elems, each set's elements; so Apply changes only what differs.
 	built     bool
 	structure string
-	elems     map[string]string
+	elems     map[string]uint64
+	ingress   *nftables.Chain
+	egress    *nftables.Chain
 	sets      map[string]*nftables.Set
 }
 
 // NewProgrammer opens a netlink connection into ns.
 func NewProgrammer(ns netns.NsHandle) (*Programmer, error) {
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting())
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting(), nftables.WithSockOptions(bigSocketBuffers))
 	if err != nil {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
@@ -92,20 +96,22 @@ func (p *Programmer) Delete() error {
 	return p.conn.Flush()
 }
 
-// Apply programs m in one transaction: the whole table when its structure
-// changed (or on the first call), else only the sets whose elements did.
-// It reports whether anything was written.
+// Apply programs m in one transaction: the whole table on the first call
+// (or after a failure); later only what differs: new sets, changed sets'
+// elements, and, when the rules changed, the rules of the ingress and
+// egress chains (sets no rule uses any more go). It reports whether
+// anything was written.
 func (p *Programmer) Apply(m *Model) (bool, error) {
-	want := map[string]string{}
+	want := map[string]uint64{}
 	all := append([]Set{
 		{Name: setIngressIsolated, Kind: AddrSet, Addrs: m.IngressIsolated},
 		{Name: setEgressIsolated, Kind: AddrSet, Addrs: m.EgressIsolated},
 	}, m.Sets...)
 	for _, s := range all {
-		want[s.Name] = fmt.Sprint(s.Addrs, s.Ranges, s.Tuples)
+		want[s.Name] = s.fingerprint()
 	}
-	if st := m.Structure(); !p.built || st != p.structure {
-		p.built = false
+	st := m.Structure()
+	if !p.built {
 		if err := p.rebuild(m, all); err != nil {
 			return false, err
 		}
@@ -114,13 +120,31 @@ func (p *Programmer) Apply(m *Model) (bool, error) {
 	}
 	wrote := false
 	for _, s := range all {
-		if want[s.Name] == p.elems[s.Name] {
+		old, ok := p.elems[s.Name]
+		switch {
+		case !ok:
+			if err := p.addSet(s); err != nil {
+				return false, err
+			}
+		case old != want[s.Name]:
+			p.conn.FlushSet(p.sets[s.Name])
+			if err := p.addElements(p.sets[s.Name], s); err != nil {
+				return false, err
+			}
+		default:
 			continue
 		}
-		set := p.sets[s.Name]
-		p.conn.FlushSet(set)
-		if err := p.addElements(set, s); err != nil {
-			return false, err
+		wrote = true
+	}
+	if st != p.structure {
+		p.conn.FlushChain(p.ingress)
+		p.conn.FlushChain(p.egress)
+		p.addRules(m)
+		for name := range p.elems {
+			if _, ok := want[name]; !ok {
+				p.conn.DelSet(p.sets[name])
+				delete(p.sets, name)
+			}
 		}
 		wrote = true
 	}
@@ -129,9 +153,9 @@ func (p *Programmer) Apply(m *Model) (bool, error) {
 	}
 	if err := p.conn.Flush(); err != nil {
 		p.built = false // the next Apply rewrites everything
-		return false, fmt.Errorf("update netpol sets: %w", err)
+		return false, fmt.Errorf("update table inet %s: %w", TableName, err)
 	}
-	p.elems = want
+	p.structure, p.elems = st, want
 	return true, nil
 }
 
@@ -142,44 +166,57 @@ func (p *Programmer) rebuild(m *Model, all []Set) error {
 	c.AddTable(p.table)
 	p.sets = map[string]*nftables.Set{}
 	for _, s := range all {
-		set := &nftables.Set{Table: p.table, Name: s.Name, KeyType: nftables.TypeIPAddr}
-		switch s.Kind {
-		case RangeSet:
-			set.Interval = true
-		case TupleSet:
-			set.Concatenation, set.KeyType = true, tupleKeyType
-		}
-		if err := c.AddSet(set, nil); err != nil {
-			return fmt.Errorf("netpol set %s: %w", s.Name, err)
-		}
-		p.sets[s.Name] = set
-		if err := p.addElements(set, s); err != nil {
+		if err := p.addSet(s); err != nil {
 			return err
 		}
 	}
 	accept := nftables.ChainPolicyAccept
 	fwd := c.AddChain(&nftables.Chain{Table: p.table, Name: "forward", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	ingress := c.AddChain(&nftables.Chain{Table: p.table, Name: "ingress"})
-	egress := c.AddChain(&nftables.Chain{Table: p.table, Name: "egress"})
-	add := func(ch *nftables.Chain, exprs ...expr.Any) {
-		c.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: exprs})
-	}
+	p.ingress = c.AddChain(&nftables.Chain{Table: p.table, Name: "ingress"})
+	p.egress = c.AddChain(&nftables.Chain{Table: p.table, Name: "egress"})
+	add := func(exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: p.table, Chain: fwd, Exprs: exprs}) }
 	// Only IPv4 is policed (the pod network is IPv4); replies of allowed
 	// connections pass; then egress at the source's node, ingress at the
 	// destination's (each set holds only this node's pods).
-	add(fwd, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+	add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}}, &expr.Verdict{Kind: expr.VerdictAccept})
-	add(fwd, &expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+	add(&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryNative(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryNative(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryNative(0)}, &expr.Verdict{Kind: expr.VerdictAccept})
-	add(fwd, append(lookup(p.sets[setEgressIsolated], saddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: egress.Name})...)
-	add(fwd, append(lookup(p.sets[setIngressIsolated], daddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: ingress.Name})...)
+	add(append(lookup(p.sets[setEgressIsolated], saddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.egress.Name})...)
+	add(append(lookup(p.sets[setIngressIsolated], daddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.ingress.Name})...)
+	p.addRules(m)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// addSet queues a new set with its elements.
+func (p *Programmer) addSet(s Set) error {
+	set := &nftables.Set{Table: p.table, Name: s.Name, KeyType: nftables.TypeIPAddr}
+	switch s.Kind {
+	case RangeSet:
+		set.Interval = true
+	case TupleSet:
+		set.Concatenation, set.KeyType = true, tupleKeyType
+	}
+	if err := p.conn.AddSet(set, nil); err != nil {
+		return fmt.Errorf("netpol set %s: %w", s.Name, err)
+	}
+	p.sets[s.Name] = set
+	return p.addElements(set, s)
+}
+
+// addRules queues the model's allow rules into the (empty) ingress and
+// egress chains, each ending in a drop.
+func (p *Programmer) addRules(m *Model) {
 	for _, r := range m.Rules {
-		ch, verdict, local, peer := ingress, expr.VerdictAccept, daddr, saddr
+		ch, verdict, local, peer := p.ingress, expr.VerdictAccept, daddr, saddr
 		if r.Dir == Egress {
-			ch, verdict, local, peer = egress, expr.VerdictReturn, saddr, daddr
+			ch, verdict, local, peer = p.egress, expr.VerdictReturn, saddr, daddr
 		}
 		exprs := lookup(p.sets[r.Local], local(reg0))
 		if r.Peer != "" {
@@ -198,14 +235,10 @@ func (p *Programmer) rebuild(m *Model, all []Set) error {
 			exprs = append(exprs, daddr(reg0), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, dport(reg2),
 				&expr.Lookup{SourceRegister: reg0, SetName: r.Named, SetID: p.sets[r.Named].ID})
 		}
-		add(ch, append(exprs, &expr.Verdict{Kind: verdict})...)
+		p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: append(exprs, &expr.Verdict{Kind: verdict})})
 	}
-	add(ingress, &expr.Verdict{Kind: expr.VerdictDrop})
-	add(egress, &expr.Verdict{Kind: expr.VerdictDrop})
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("write table inet %s: %w", TableName, err)
-	}
-	return nil
+	p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: p.ingress, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+	p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: p.egress, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 }
 
 // addElements queues s's elements into set, in messages of bounded size.
@@ -265,4 +298,20 @@ func binaryNative(v uint32) []byte {
 	b := make([]byte, 4)
 	binary.NativeEndian.PutUint32(b, v)
 	return b
+}
+
+// bigSocketBuffers lets one transaction (the whole table, at thousands of
+// set elements) fit the netlink socket's buffers.
+func bigSocketBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20))
+	})
+	return errors.Join(err, serr)
 }
