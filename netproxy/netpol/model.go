@@ -253,8 +253,9 @@ func (c *compiler) rule(dir Direction, name, local, ns string, targets []pod, pe
 				ranges = append(ranges, blockRanges(b)...)
 				continue
 			}
+			nsOK := c.peerNamespaces(peer, ns)
 			for _, p := range c.pods {
-				if !seen[p.ip] && c.peerSelects(peer, ns, p) {
+				if !seen[p.ip] && nsOK[p.ns] && (peer.GetPodSelector() == nil || selects(peer.GetPodSelector(), p.labels, false)) {
 					seen[p.ip] = true
 					peerPods = append(peerPods, p)
 					ranges = append(ranges, AddrRange{p.ip, p.ip})
@@ -304,14 +305,19 @@ func (c *compiler) rule(dir Direction, name, local, ns string, targets []pod, pe
 	}
 }
 
-func (c *compiler) peerSelects(peer *apiv1.NetworkPolicyPeer, policyNS string, p pod) bool {
+// peerNamespaces is the set of namespaces a peer's pods may be in: the
+// policy's own without a namespaceSelector, else those it selects.
+func (c *compiler) peerNamespaces(peer *apiv1.NetworkPolicyPeer, policyNS string) map[string]bool {
 	if peer.GetNamespaceSelector() == nil {
-		return p.ns == policyNS && selects(peer.GetPodSelector(), p.labels, false)
+		return map[string]bool{policyNS: true}
 	}
-	if !selects(peer.GetNamespaceSelector(), c.nsLabels[p.ns], false) {
-		return false
+	out := map[string]bool{}
+	for ns, labels := range c.nsLabels {
+		if selects(peer.GetNamespaceSelector(), labels, false) {
+			out[ns] = true
+		}
 	}
-	return peer.GetPodSelector() == nil || selects(peer.GetPodSelector(), p.labels, false)
+	return out
 }
 
 func (c *compiler) addrSet(name string, pods []pod) {

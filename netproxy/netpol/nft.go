@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -45,6 +46,7 @@ type Programmer struct {
 	built     bool
 	structure string
 	elems     map[string]uint64
+	rules     map[string]string // policy tag -> its rules, as programmed
 	ingress   *nftables.Chain
 	egress    *nftables.Chain
 	sets      map[string]*nftables.Set
@@ -137,9 +139,9 @@ func (p *Programmer) Apply(m *Model) (bool, error) {
 		wrote = true
 	}
 	if st != p.structure {
-		p.conn.FlushChain(p.ingress)
-		p.conn.FlushChain(p.egress)
-		p.addRules(m)
+		if err := p.replaceRules(m); err != nil {
+			return false, err
+		}
 		for name := range p.elems {
 			if _, ok := want[name]; !ok {
 				p.conn.DelSet(p.sets[name])
@@ -213,32 +215,96 @@ func (p *Programmer) addSet(s Set) error {
 // addRules queues the model's allow rules into the (empty) ingress and
 // egress chains, each ending in a drop.
 func (p *Programmer) addRules(m *Model) {
-	for _, r := range m.Rules {
-		ch, verdict, local, peer := p.ingress, expr.VerdictAccept, daddr, saddr
-		if r.Dir == Egress {
-			ch, verdict, local, peer = p.egress, expr.VerdictReturn, saddr, daddr
+	p.rules = map[string]string{}
+	for policy, rules := range rulesByPolicy(m.Rules) {
+		for _, r := range rules {
+			p.conn.AddRule(p.rule(r, policy))
 		}
-		exprs := lookup(p.sets[r.Local], local(reg0))
-		if r.Peer != "" {
-			exprs = append(exprs, lookup(p.sets[r.Peer], peer(reg0))...)
-		}
-		if r.Proto != 0 {
-			exprs = append(exprs, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.Proto}})
-		}
-		if r.PortFirst != 0 {
-			exprs = append(exprs, dport(1),
-				&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: port(r.PortFirst)},
-				&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: port(r.PortLast)})
-		}
-		if r.Named != "" {
-			exprs = append(exprs, daddr(reg0), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, dport(reg2),
-				&expr.Lookup{SourceRegister: reg0, SetName: r.Named, SetID: p.sets[r.Named].ID})
-		}
-		p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: append(exprs, &expr.Verdict{Kind: verdict})})
+		p.rules[policy] = fmt.Sprintf("%+v", rules)
 	}
 	p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: p.ingress, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 	p.conn.AddRule(&nftables.Rule{Table: p.table, Chain: p.egress, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+}
+
+// replaceRules queues the rule changes policy by policy: the rules of a
+// policy gone or changed are deleted (found by the policy's tag in their
+// user data), those of a new or changed one inserted at the chain's head
+// (allow rules commute; the drop stays last). Unchanged policies' rules
+// are not touched, so a policy change costs its own rules only.
+func (p *Programmer) replaceRules(m *Model) error {
+	want := map[string]string{}
+	byPolicy := rulesByPolicy(m.Rules)
+	for policy, rules := range byPolicy {
+		want[policy] = fmt.Sprintf("%+v", rules)
+	}
+	stale := map[string]bool{}
+	for policy, key := range p.rules {
+		if want[policy] != key {
+			stale[policy] = true
+		}
+	}
+	if len(stale) > 0 {
+		for _, ch := range []*nftables.Chain{p.ingress, p.egress} {
+			rules, err := p.conn.GetRules(p.table, ch)
+			if err != nil {
+				return fmt.Errorf("list chain %s: %w", ch.Name, err)
+			}
+			for _, r := range rules {
+				if stale[string(r.UserData)] {
+					if err := p.conn.DelRule(r); err != nil {
+						return fmt.Errorf("delete rule of %s: %w", r.UserData, err)
+					}
+				}
+			}
+		}
+	}
+	for policy, rules := range byPolicy {
+		if p.rules[policy] == want[policy] {
+			continue
+		}
+		for _, r := range rules {
+			p.conn.InsertRule(p.rule(r, policy))
+		}
+	}
+	p.rules = want
+	return nil
+}
+
+// rulesByPolicy groups rules by the policy they come from (the prefix of
+// their Local set's name).
+func rulesByPolicy(rules []Rule) map[string][]Rule {
+	out := map[string][]Rule{}
+	for _, r := range rules {
+		policy := strings.TrimSuffix(r.Local, "-tgt")
+		out[policy] = append(out[policy], r)
+	}
+	return out
+}
+
+// rule is one allow rule, tagged with its policy.
+func (p *Programmer) rule(r Rule, policy string) *nftables.Rule {
+	ch, verdict, local, peer := p.ingress, expr.VerdictAccept, daddr, saddr
+	if r.Dir == Egress {
+		ch, verdict, local, peer = p.egress, expr.VerdictReturn, saddr, daddr
+	}
+	exprs := lookup(p.sets[r.Local], local(reg0))
+	if r.Peer != "" {
+		exprs = append(exprs, lookup(p.sets[r.Peer], peer(reg0))...)
+	}
+	if r.Proto != 0 {
+		exprs = append(exprs, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.Proto}})
+	}
+	if r.PortFirst != 0 {
+		exprs = append(exprs, dport(1),
+			&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: port(r.PortFirst)},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: port(r.PortLast)})
+	}
+	if r.Named != "" {
+		exprs = append(exprs, daddr(reg0), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, dport(reg2),
+			&expr.Lookup{SourceRegister: reg0, SetName: r.Named, SetID: p.sets[r.Named].ID})
+	}
+	return &nftables.Rule{Table: p.table, Chain: ch, Exprs: append(exprs, &expr.Verdict{Kind: verdict}), UserData: []byte(policy)}
 }
 
 // addElements queues s's elements into set, in messages of bounded size.

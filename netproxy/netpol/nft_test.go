@@ -117,6 +117,15 @@ func TestProgrammerEnforcesInNamespace(t *testing.T) {
 	t.Logf("set-only update in %v", time.Since(start))
 	expect("be3 gone from the peers", lab.Client, "tcp", be(2), false)
 
+	// One policy gone, one changed in place: only their rules change.
+	apply(denyBe2, egress)
+	expect("be1's policy gone", lab.Backends[2].NS, "udp", be(0), true)
+	expect("client egress still limited", lab.Client, "tcp", be(0), false)
+	egress.Spec.Egress[0].To[0].PodSelector = sel("app", "be1")
+	apply(denyBe2, egress)
+	expect("client egress changed to be1", lab.Client, "tcp", be(0), true)
+	expect("be2 still isolated", lab.Backends[0].NS, "tcp", be(1), false)
+
 	apply()
 	expect("policies removed", lab.Client, "tcp", be(1), true)
 	expect("policies removed", lab.Backends[2].NS, "udp", be(0), true)
