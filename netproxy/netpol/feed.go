@@ -30,6 +30,10 @@ type Feed struct {
 	pols  *client.Informer
 	kick  chan struct{}
 
+	// loggedPolicies and loggedRules: the counts last logged at info (only
+	// the sync loop touches them).
+	loggedPolicies, loggedRules int
+
 	mu      sync.Mutex
 	pending time.Time // first event not yet programmed (zero: none)
 }
@@ -43,7 +47,7 @@ func NewFeed(c *client.Client, node string, apply Applier, log *slog.Logger) *Fe
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &Feed{node: node, apply: apply, log: log.With("component", "netpol"), kick: make(chan struct{}, 1)}
+	f := &Feed{node: node, apply: apply, log: log.With("component", "netpol"), kick: make(chan struct{}, 1), loggedPolicies: -1}
 	h := client.EventHandler{
 		OnAdd:    func(client.Object) { f.changed() },
 		OnUpdate: func(_, _ client.Object) { f.changed() },
@@ -138,9 +142,14 @@ func (f *Feed) sync() error {
 	}
 	if wrote {
 		now := time.Now()
+		// Pod churn is logged at debug; a change of the policies at info.
+		level := slog.LevelDebug
+		if len(in.Policies) != f.loggedPolicies || len(m.Rules) != f.loggedRules {
+			level, f.loggedPolicies, f.loggedRules = slog.LevelInfo, len(in.Policies), len(m.Rules)
+		}
 		// commitUnixNano lets a test on the same machine measure from an
 		// API write's acknowledgement to this commit.
-		f.log.Info("network policies programmed", "policies", len(in.Policies), "rules", len(m.Rules),
+		f.log.Log(context.Background(), level, "network policies programmed", "policies", len(in.Policies), "rules", len(m.Rules),
 			"ingressIsolated", len(m.IngressIsolated), "egressIsolated", len(m.EgressIsolated),
 			"eventToCommit", now.Sub(since), "commitUnixNano", now.UnixNano())
 	}
