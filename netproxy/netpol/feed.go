@@ -53,7 +53,14 @@ func NewFeed(c *client.Client, node string, apply Applier, log *slog.Logger) *Fe
 		OnUpdate: func(_, _ client.Object) { f.changed() },
 		OnDelete: func(client.Object) { f.changed() },
 	}
-	f.pods = client.NewInformer(c, "Pod", client.ListOptions{}, h)
+	f.pods = client.NewInformer(c, "Pod", client.ListOptions{}, client.EventHandler{
+		OnAdd: h.OnAdd, OnDelete: h.OnDelete,
+		OnUpdate: func(old, cur client.Object) {
+			if policyRelevant(old) != policyRelevant(cur) {
+				f.changed()
+			}
+		},
+	})
 	f.nss = client.NewInformer(c, "Namespace", client.ListOptions{}, h)
 	f.pols = client.NewInformer(c, "NetworkPolicy", client.ListOptions{}, h)
 	return f
@@ -154,6 +161,20 @@ func (f *Feed) sync() error {
 			"eventToCommit", now.Sub(since), "commitUnixNano", now.UnixNano())
 	}
 	return nil
+}
+
+// policyRelevant is what of a pod the compiler reads: a status update
+// that changes none of it (readiness, restarts) compiles nothing.
+func policyRelevant(o client.Object) string {
+	p, ok := o.(*apiv1.Pod)
+	if !ok {
+		return ""
+	}
+	pp, ok := podOf(p, "")
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprint(pp.ns, pp.labels, pp.ip, p.GetSpec().GetNodeName(), pp.ports)
 }
 
 func ignoreCanceled(ctx context.Context, err error) error {

@@ -170,3 +170,21 @@ func TestBlockRanges(t *testing.T) {
 		t.Fatalf("merged %v", merged)
 	}
 }
+
+func TestPolicyRelevantPodChanges(t *testing.T) {
+	a := testPod("a", "web", "n1", "10.1.0.2", map[string]string{"app": "web"}, &apiv1.ContainerPort{Name: "http", ContainerPort: 80})
+	b := testPod("a", "web", "n1", "10.1.0.2", map[string]string{"app": "web"}, &apiv1.ContainerPort{Name: "http", ContainerPort: 80})
+	b.Status.Conditions = []*apiv1.PodCondition{{Type: "Ready", Status: "True"}}
+	if policyRelevant(a) != policyRelevant(b) {
+		t.Error("a readiness change counts as relevant")
+	}
+	b.Metadata.Labels = map[string]string{"app": "db"}
+	if policyRelevant(a) == policyRelevant(b) {
+		t.Error("a label change does not count")
+	}
+	c := testPod("a", "web", "n1", "10.1.0.2", map[string]string{"app": "web"}, &apiv1.ContainerPort{Name: "http", ContainerPort: 80})
+	c.Status.Phase = "Failed"
+	if policyRelevant(a) == policyRelevant(c) {
+		t.Error("a pod ending does not count")
+	}
+}
