@@ -7,7 +7,7 @@ PKGS      := ./...
 # Debian packages the tests and demo use; `deps` installs only what is missing.
 APT_PKGS  := protobuf-compiler libprotobuf-dev busybox-static containernetworking-plugins nftables \
              iptables ipvsadm iproute2 qemu-system-x86 linux-image-amd64 cpio xz-utils curl \
-             etcd-server etcd-client runc libseccomp-dev docker-registry
+             etcd-server etcd-client runc libseccomp-dev docker-registry prometheus
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 # The version go.mod already selects (grpc's dependency graph pins it).
@@ -27,7 +27,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover soak fuzz demo clean
 
 all: build
 
@@ -106,10 +106,15 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
+
+# Leader kill -9 and SIGTERM restarts on three ctl processes under write
+# load: time to the first acknowledged write after each.
+bench-failover: deps build
+	$(GO) run ./integration/benchfailover -ctl $(BIN) $(BENCH_ARGS)
 
 bench-api: deps
 	$(GO) run ./integration/benchapi $(BENCH_ARGS)
@@ -147,3 +152,9 @@ demo: deps build
 
 clean:
 	rm -rf bin
+
+# dnsperf at a node's cluster DNS and at a bare miekg/dns server (the ceiling).
+APT_PKGS += dnsperf
+.PHONY: bench-dns
+bench-dns: deps
+	$(GO) run ./integration/benchdns $(BENCH_ARGS)

@@ -17,6 +17,7 @@ import (
 // runs the pods the API binds to it.
 type Agent struct {
 	cfg         Config
+	metrics     *agentMetrics
 	log         *slog.Logger
 	capacity    map[string]string
 	allocatable map[string]string
@@ -73,7 +74,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName),
+	metrics := newAgentMetrics(cfg.Registerer)
+	cfg.Runtime = instrumentedRuntime{PodRuntime: cfg.Runtime, m: metrics}
+	// The caller's logger names the node (logkey.Node): ctl join's worker
+	// and ctl agent both add it, so every line of the process has it once.
+	a := &Agent{cfg: cfg, metrics: metrics, log: cfg.Logger.With("component", "agent"),
 		capacity: capacity, allocatable: alloc, registered: make(chan struct{}),
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
 		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
@@ -132,6 +137,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	if a.cfg.Images != nil {
 		g.Go(func() error { return a.runImageGC(ctx) })
+	}
+	if a.cfg.UsageInterval > 0 {
+		g.Go(func() error { return a.runUsage(ctx) })
 	}
 	if a.cfg.Proxy != nil {
 		g.Go(func() error {

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -31,6 +33,8 @@ type ServiceProxy interface {
 type Config struct {
 	// NodeName is this node's Node object name (and the certificate's).
 	NodeName string
+	// Registerer, when set, takes the agent's metrics (metrics.go).
+	Registerer prometheus.Registerer
 	// Client talks to the cluster API with the node's certificate.
 	Client *client.Client
 	// Runtime runs the pods (runtime.Runtime).
@@ -64,8 +68,18 @@ type Config struct {
 	// SyncInterval between full passes over this node's pods (status,
 	// retries, orphans); changes from the API are acted on at once.
 	SyncInterval time.Duration
+	// UsageInterval between the node's usage reports (its NodeMetrics:
+	// CPU and memory of the node and of each pod, from cgroups); 0 or less:
+	// none. 15 s, as metrics-server's resolution: the HPA acts on it.
+	UsageInterval time.Duration
 	// Proxy, when set, runs beside the pod loop (the Service data path).
 	Proxy ServiceProxy
+	// ClusterDNS, when set, tells the cluster DNS pods query (dnsPolicy
+	// ClusterFirst); nil: pods get the node's resolv.conf.
+	ClusterDNS ClusterDNSSource
+	// ResolvConf is the node's resolv.conf (dnsPolicy Default, and the
+	// search paths ClusterFirst adds); empty: none.
+	ResolvConf string
 	// Images, when set, is garbage-collected every ImageGCInterval: images
 	// no pod on this node uses are removed (the runtime must report the
 	// images in use).
@@ -77,7 +91,7 @@ type Config struct {
 // DefaultConfig: lease renewals every 2 s, three inside the node lifecycle
 // controller's 6 s grace; the full status every minute.
 func DefaultConfig() Config {
-	return Config{HeartbeatInterval: 2 * time.Second, StatusReportInterval: time.Minute, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute,
+	return Config{HeartbeatInterval: 2 * time.Second, StatusReportInterval: time.Minute, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute, UsageInterval: 15 * time.Second,
 		Capacity: map[string]string{}, Reserved: map[string]string{}}
 }
 

@@ -31,6 +31,11 @@
 //     honour is refused with ErrPodConfig naming the field, and the pod
 //     waits with CreateContainerConfigError;
 //   - podstatus.go maps runtime status to the API's;
+//   - usage.go reads the node's and its pods' CPU and memory (cgroups
+//     through libcontainer, /proc for the node) every UsageInterval and
+//     writes the node's NodeMetrics (metrics.k8s.io), which ctl top and
+//     the HPA read; metrics.go is the agent's Prometheus metrics (pod
+//     starts and their latency, runtime operations);
 //   - volume/ holds the volume types (emptyDir, hostPath, configMap,
 //     secret), one file each, registered with their hooks (from the API,
 //     validate, prepare, mount, tear down): convert.go and runtime call

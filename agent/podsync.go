@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -12,6 +13,7 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // apiResolver reads ConfigMaps and Secrets through the API.
@@ -173,7 +175,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 		switch {
 		case errors.Is(err, runtime.ErrPodNotFound):
 		case err != nil:
-			a.log.Error("pod status", "pod", client.Key(pod), "err", err)
+			a.log.Error("pod status", podKV(pod, "err", err)...)
 			return
 		default:
 			o.OnNode = true
@@ -199,6 +201,9 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
 	rp, err := convertPod(ctx, apiResolver{a.cfg.Client}, pod, a.hostIP())
+	if err == nil {
+		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -208,7 +213,7 @@ func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 		a.configErr[uid] = err.Error()
 		a.mu.Unlock()
 		if prev != err.Error() {
-			a.log.Warn("pod configuration not resolvable; will retry", "pod", client.Key(pod), "err", err)
+			a.log.Warn("pod configuration not resolvable; will retry", podKV(pod, "err", err)...)
 			_ = a.recorder.Event(ctx, pod, client.EventWarning, "Failed", err.Error())
 		}
 		a.writeStatus(ctx, pod, pendingStatus(pod, a.hostIP(), err.Error(), time.Now()))
@@ -219,12 +224,14 @@ func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	a.mu.Unlock()
 	if err := a.cfg.Runtime.RunPod(ctx, rp); err != nil {
 		if ctx.Err() == nil {
-			a.log.Error("run pod", "pod", client.Key(pod), "err", err)
+			a.metrics.podStarts.WithLabelValues("failed").Inc()
+			a.log.Error("run pod", podKV(pod, "err", err)...)
 			_ = a.recorder.Event(ctx, pod, client.EventWarning, "FailedCreatePodSandBox", err.Error())
 		}
 		return
 	}
-	a.log.Info("pod started", "pod", client.Key(pod), "uid", uid)
+	a.metrics.podStarts.WithLabelValues("started").Inc()
+	a.log.Info("pod started", podAttrs(pod, uid)...)
 	_ = a.recorder.Event(ctx, pod, client.EventNormal, "Started", "pod sandbox created on node "+a.cfg.NodeName+"; containers starting")
 }
 
@@ -245,21 +252,22 @@ func (a *Agent) terminate(ctx context.Context, pod *apiv1.Pod) {
 	if _, err := a.cfg.Runtime.PodStatus(uid); err == nil {
 		_ = a.recorder.Event(ctx, pod, client.EventNormal, "Killing", fmt.Sprintf("stopping pod (grace %ds)", grace))
 		if err := a.cfg.Runtime.StopPod(ctx, uid, &d); err != nil {
-			a.log.Error("stop pod", "pod", client.Key(pod), "err", err)
+			a.log.Error("stop pod", podKV(pod, "err", err)...)
 			return
 		}
 		if err := a.cfg.Runtime.RemovePod(ctx, uid); err != nil {
-			a.log.Error("remove pod", "pod", client.Key(pod), "err", err)
+			a.log.Error("remove pod", podKV(pod, "err", err)...)
 			return
 		}
 	}
 	_, _, err := a.cfg.Client.Delete(ctx, "Pod", md.GetNamespace(), md.GetName(),
 		client.DeleteOptions{GracePeriodSeconds: client.Int64(0), UID: uid})
 	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) && ctx.Err() == nil {
-		a.log.Error("confirm pod deletion", "pod", client.Key(pod), "err", err)
+		a.log.Error("confirm pod deletion", podKV(pod, "err", err)...)
 		return
 	}
-	a.log.Info("pod deleted", "pod", client.Key(pod), "uid", uid)
+	a.metrics.forget(uid)
+	a.log.Info("pod deleted", podAttrs(pod, uid)...)
 }
 
 // writeStatus writes st unless the pod already has it (as the informer
@@ -284,11 +292,22 @@ func (a *Agent) writeStatus(ctx context.Context, pod *apiv1.Pod, st *apiv1.PodSt
 	out, err := client.UpdateStatus(ctx, a.cfg.Client, next)
 	if err != nil {
 		if !client.IsNotFound(err) && ctx.Err() == nil {
-			a.log.Warn("pod status write failed; will retry", "pod", client.Key(pod), "err", err)
+			a.log.Warn("pod status write failed; will retry", podKV(pod, "err", err)...)
 		}
 		return
 	}
 	a.mu.Lock()
 	a.written[uid] = writtenStatus{status: st, rev: client.Revision(out.GetMetadata().GetResourceVersion())}
 	a.mu.Unlock()
+	a.metrics.statusWritten(pod, st, time.Now())
+}
+
+// podKV is a pod's log keys (proto/logkey) followed by kv.
+func podKV(pod *apiv1.Pod, kv ...any) []any {
+	return append(podAttrs(pod, pod.GetMetadata().GetUid()), kv...)
+}
+
+// podAttrs are the log keys (proto/logkey) of a pod.
+func podAttrs(pod *apiv1.Pod, uid string) []any {
+	return append(logkey.PodAttrs(pod.GetMetadata().GetNamespace(), pod.GetMetadata().GetName()), slog.String(logkey.UID, uid))
 }

@@ -15,12 +15,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -74,6 +76,8 @@ type Config struct {
 	// Transport is the base HTTP transport (nil: remote.DefaultTransport).
 	Transport http.RoundTripper
 	Logger    *slog.Logger
+	// Registerer, when set, takes the pull metrics (metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig is the node layout.
@@ -125,6 +129,7 @@ type Store struct {
 	log      *slog.Logger
 	insecure map[string]bool
 	pulls    singleflight.Group
+	metrics  *pullMetrics
 
 	mu       sync.Mutex
 	images   map[string]*Image // by ID
@@ -142,7 +147,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, insecure: map[string]bool{}, images: map[string]*Image{}, inflight: map[string]int{}}
+	s := &Store{cfg: cfg, log: cfg.Logger, insecure: map[string]bool{}, images: map[string]*Image{}, inflight: map[string]int{},
+		metrics: newPullMetrics(cfg.Registerer)}
 	for _, r := range cfg.InsecureRegistries {
 		s.insecure[r] = true
 	}
@@ -228,7 +234,12 @@ func (s *Store) Ensure(ctx context.Context, ref string, policy PullPolicy, opts 
 // Pull fetches ref from its registry and stores it. Concurrent pulls of the
 // same reference share one download.
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
-	v, err, _ := s.pulls.Do(ref, func() (any, error) { return s.pull(ctx, ref, opts) })
+	v, err, _ := s.pulls.Do(ref, func() (any, error) {
+		start := time.Now()
+		img, err := s.pull(ctx, ref, opts)
+		s.metrics.observe(start, err)
+		return img, err
+	})
 	if err != nil {
 		return nil, err
 	}

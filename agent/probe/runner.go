@@ -36,6 +36,8 @@ type Runner struct {
 	// Unit is how long a "second" of the probe fields lasts (time.Second in
 	// production; tests may shrink it).
 	Unit time.Duration
+	// Metrics, when set, counts the checks' results.
+	Metrics *Metrics
 }
 
 // Run probes t until ctx ends or the container is found unhealthy.
@@ -55,7 +57,7 @@ func (r Runner) Run(ctx context.Context, set Set, t Target, containerStart time.
 		}
 	}
 	if set.Startup != nil {
-		ok := r.loop(ctx, set.Startup, t, containerStart, unit, func(res Result, succ, fail int32) bool {
+		ok := r.loop(ctx, Startup, set.Startup, t, containerStart, unit, func(res Result, succ, fail int32) bool {
 			if res.Success {
 				return false // started: stop the startup loop
 			}
@@ -78,7 +80,7 @@ func (r Runner) Run(ctx context.Context, set Set, t Target, containerStart time.
 		running++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			r.loop(ctx, set.Liveness, t, containerStart, unit, func(res Result, _, fail int32) bool {
+			r.loop(ctx, Liveness, set.Liveness, t, containerStart, unit, func(res Result, _, fail int32) bool {
 				if !res.Success && fail >= orDefault(set.Liveness.FailureThreshold, 3) {
 					unhealthy(Liveness, res.Message)
 					return false
@@ -92,7 +94,7 @@ func (r Runner) Run(ctx context.Context, set Set, t Target, containerStart time.
 		go func() {
 			defer func() { done <- struct{}{} }()
 			ready := false
-			r.loop(ctx, set.Readiness, t, containerStart, unit, func(res Result, succ, fail int32) bool {
+			r.loop(ctx, Readiness, set.Readiness, t, containerStart, unit, func(res Result, succ, fail int32) bool {
 				switch {
 				case res.Success && !ready && succ >= orDefault(set.Readiness.SuccessThreshold, 1):
 					ready = true
@@ -118,7 +120,7 @@ func (r Runner) Run(ctx context.Context, set Set, t Target, containerStart time.
 // loop runs p every period after the initial delay, counting consecutive
 // successes and failures, until step returns false or ctx ends. It returns
 // false if ctx ended.
-func (r Runner) loop(ctx context.Context, p *Probe, t Target, start time.Time, unit time.Duration, step func(Result, int32, int32) bool) bool {
+func (r Runner) loop(ctx context.Context, kind Kind, p *Probe, t Target, start time.Time, unit time.Duration, step func(Result, int32, int32) bool) bool {
 	delay := time.Until(start.Add(time.Duration(p.InitialDelaySeconds) * unit))
 	period := time.Duration(orDefault(p.PeriodSeconds, 10)) * unit
 	timeout := time.Duration(orDefault(p.TimeoutSeconds, 1)) * unit
@@ -133,10 +135,12 @@ func (r Runner) loop(ctx context.Context, p *Probe, t Target, start time.Time, u
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
+		checked := time.Now()
 		res := Check(ctx, p, t, timeout)
 		if ctx.Err() != nil {
 			return false
 		}
+		r.Metrics.observe(kind, res, time.Since(checked))
 		if res.Success {
 			succ, fail = succ+1, 0
 		} else {

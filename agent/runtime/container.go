@@ -40,6 +40,9 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 		{source: filepath.Join(etc, "hosts"), dest: "/etc/hosts"},
 		{source: filepath.Join(etc, "hostname"), dest: "/etc/hostname"},
 	}
+	if p.rec.Pod.ResolvConf != "" {
+		ms = append(ms, mountSpec{source: filepath.Join(etc, "resolv.conf"), dest: "/etc/resolv.conf"})
+	}
 	vols := map[string]Volume{}
 	for _, v := range p.rec.Pod.Volumes {
 		vols[v.Name] = v
@@ -275,7 +278,7 @@ func (p *podRT) waitContainer(c *ctrRT) (exitInfo, bool) {
 	if !c.isInit {
 		go func() {
 			defer close(probesDone)
-			probe.Runner{Unit: p.rt.cfg.ProbeUnit}.Run(pctx, set, p.probeTarget(c), c.rec.StartedAt, probe.Events{
+			probe.Runner{Unit: p.rt.cfg.ProbeUnit, Metrics: p.rt.cfg.ProbeMetrics}.Run(pctx, set, p.probeTarget(c), c.rec.StartedAt, probe.Events{
 				Started: func() { p.mu.Lock(); c.started = true; p.mu.Unlock() },
 				Ready:   func(ok bool) { p.mu.Lock(); c.ready = ok; p.mu.Unlock() },
 				Unhealthy: func(k probe.Kind, msg string) {

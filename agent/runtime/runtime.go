@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
+	"github.com/skiffhq/skiff/agent/probe"
 )
 
 // Sentinel errors.
@@ -61,7 +62,9 @@ type Config struct {
 	BackoffBase, BackoffMax, BackoffReset time.Duration
 	// ProbeUnit is the length of a probe "second" (time.Second).
 	ProbeUnit time.Duration
-	Logger    *slog.Logger
+	// ProbeMetrics, when set, counts probe results.
+	ProbeMetrics *probe.Metrics
+	Logger       *slog.Logger
 }
 
 // DefaultConfig is the node layout and Kubernetes' timings.

@@ -17,11 +17,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
 )
 
 // Version is reported by the Version RPC; the build may override it.
@@ -123,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	if err := checkRawLayout(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s.metrics = newMetrics(cfg.Registerer)
+	s.metrics = newMetrics(cfg.Registerer, s.reg, s.log)
 	s.limits = newLimiter(cfg.Limits, cfg.Registerer)
 	s.tasks = newTaskQueue()
 	s.workers = newWorkers()
@@ -226,19 +226,29 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// ensureNamespaces creates the default namespaces, retrying until the store
-// accepts the writes (it may have no leader yet).
+// ensureNamespaces creates the default namespaces and the kinds' built-in
+// objects (kinds.BuiltinObjects: the system PriorityClasses), retrying until
+// the store accepts the writes (it may have no leader yet).
 func (s *Server) ensureNamespaces(ctx context.Context) {
 	k, _ := s.reg.ForKind("Namespace")
+	var objs []kinds.Object
 	for _, name := range s.cfg.DefaultNamespaces {
+		ns := k.New()
+		kinds.Meta(ns).Name = name
+		objs = append(objs, ns)
+	}
+	objs = append(objs, kinds.BuiltinObjects()...)
+	for _, obj := range objs {
+		ok, found := s.reg.ForKind(obj.GetKind())
+		if !found {
+			continue // a registry without the kind (tests of other kinds)
+		}
 		for {
-			ns := k.New()
-			kinds.Meta(ns).Name = name
-			_, err := s.create(ctx, k, ns, false)
+			_, err := s.create(ctx, ok, codec.Clone(obj), false)
 			if err == nil || errors.Is(err, ErrAlreadyExists) {
 				break
 			}
-			s.log.Debug("creating default namespace", "namespace", name, "err", err)
+			s.log.Debug("creating built-in object", "kind", obj.GetKind(), "name", obj.GetMetadata().GetName(), "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -262,37 +272,4 @@ func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.V
 		}
 	}
 	return resp, nil
-}
-
-type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "api",
-			Name: "requests_total", Help: "API requests by method and gRPC code."}, []string{"method", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "api",
-			Name: "request_seconds", Help: "API unary request latency.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"method"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.latency)
-	}
-	return m
-}
-
-func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
-}
-
-func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	err := handler(srv, ss)
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return err
 }

@@ -113,7 +113,7 @@ func viewer(r Request) error {
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true,
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
 	"Namespace": true, "NetworkPolicy": true} // the last two: each worker enforces NetworkPolicies
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
@@ -180,6 +180,12 @@ func nodeWrite(r Request) error {
 		// Its heartbeat: the Lease named after it in kube-node-lease.
 		if !write || r.Subresource != "" || r.Namespace != kinds.NodeLeaseNamespace || r.Name != self {
 			return deny(r, fmt.Sprintf("a node may only create and update its own Lease %s/%s", kinds.NodeLeaseNamespace, self))
+		}
+		return nil
+	case "NodeMetrics":
+		// Its usage sample, named after it.
+		if !write || r.Subresource != "" || r.Name != self {
+			return deny(r, fmt.Sprintf("a node may only create and update its own NodeMetrics %q", self))
 		}
 		return nil
 	case "Event":

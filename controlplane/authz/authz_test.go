@@ -136,6 +136,16 @@ func TestAuthorize(t *testing.T) {
 			`forbidden: user "node:w1" (role node) may not update leases "w2" in namespace "kube-node-lease": a node may only create and update its own Lease kube-node-lease/w1`},
 		{"node writes a lease elsewhere", Request{Identity: w1, Verb: VerbCreate, Kind: "Lease", Namespace: "shop", Name: "w1"},
 			`forbidden: user "node:w1" (role node) may not create leases "w1" in namespace "shop": a node may only create and update its own Lease kube-node-lease/w1`},
+		// worker node: its own usage sample.
+		{"node writes its nodemetrics", Request{Identity: w1, Verb: VerbUpdate, Kind: "NodeMetrics", Name: "w1"}, ""},
+		{"node creates its nodemetrics", Request{Identity: w1, Verb: VerbCreate, Kind: "NodeMetrics", Name: "w1"}, ""},
+		{"node writes another's nodemetrics", Request{Identity: w1, Verb: VerbUpdate, Kind: "NodeMetrics", Name: "w2"},
+			`forbidden: user "node:w1" (role node) may not update nodemetrics "w2": a node may only create and update its own NodeMetrics "w1"`},
+		{"node deletes its nodemetrics", Request{Identity: w1, Verb: VerbDelete, Kind: "NodeMetrics", Name: "w1"},
+			`forbidden: user "node:w1" (role node) may not delete nodemetrics "w1": a node may only create and update its own NodeMetrics "w1"`},
+		{"viewer writes nodemetrics", Request{Identity: bob, Verb: VerbCreate, Kind: "NodeMetrics", Name: "w1"},
+			`forbidden: user "user:bob" (role viewer) may not create nodemetrics "w1": viewers are read-only`},
+		{"viewer reads nodemetrics", Request{Identity: bob, Verb: VerbList, Kind: "NodeMetrics"}, ""},
 		{"node deletes its lease", Request{Identity: w1, Verb: VerbDelete, Kind: "Lease", Namespace: "kube-node-lease", Name: "w1"},
 			`forbidden: user "node:w1" (role node) may not delete leases "w1" in namespace "kube-node-lease": a node may only create and update its own Lease kube-node-lease/w1`},
 

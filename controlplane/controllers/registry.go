@@ -108,7 +108,8 @@ func (r *Registry) Build(d Deps, names ...string) ([]controlplane.Loop, error) {
 			return nil, fmt.Errorf("%w: no controller named %q (have %v)", ErrConfig, name, r.Names())
 		}
 		dd := d
-		dd.Logger = d.Logger.With("controller", name)
+		// No "controller" key here: ctrlkit.NewBase, which every loop is
+		// built on, adds it (twice would repeat the key in JSON lines).
 		if d.Registerer != nil {
 			dd.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"controller": name}, d.Registerer)
 		}

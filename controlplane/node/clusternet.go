@@ -52,3 +52,15 @@ func storeClusterNetwork(ctx context.Context, s kv, cfg Config) error {
 func loadClusterNetwork(ctx context.Context, s kv) (clusternet.Network, error) {
 	return clusternet.Load(ctx, s)
 }
+
+// leaderClusterNetwork is what the leader's loops allocate pod ranges
+// from. On a new cluster the first leader (the init node) starts its loops
+// before init's own write of the settings lands, and reading then would
+// give the defaults instead of --cluster-cidr: so the leader writes them
+// first, as init does (only when the store holds none, same value).
+func (c *Control) leaderClusterNetwork(ctx context.Context) (clusternet.Network, error) {
+	if err := storeClusterNetwork(ctx, c.Store, c.cfg); err != nil {
+		return clusternet.Network{}, err
+	}
+	return loadClusterNetwork(ctx, c.Store)
+}

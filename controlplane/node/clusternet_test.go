@@ -42,20 +42,26 @@ func TestInitStoresClusterNetwork(t *testing.T) {
 		return nil, nil
 	}
 	runInBackground(t, func(ctx context.Context) error { return Init(ctx, cfg) })
-	var got clusternet.Network
-	testutil.WaitFor(t, 30*time.Second, "the leader loops to read the stored cluster network", func() bool {
+	var d *LoopDeps
+	testutil.WaitFor(t, 30*time.Second, "the leader loops to start", func() bool {
 		mu.Lock()
-		d := deps
-		mu.Unlock()
-		if d == nil {
-			return false
-		}
+		defer mu.Unlock()
+		d = deps
+		return d != nil
+	})
+	// The first read that succeeds gives the configured network: the loops
+	// start before init's own write of the settings, and a read that found
+	// none then would have allocated from the defaults for the cluster's life.
+	var got clusternet.Network
+	testutil.WaitFor(t, 30*time.Second, "a read of the cluster network (the store has a leader)", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		n, err := d.ClusterNetwork(ctx)
-		got = n
-		return err == nil && n.Cluster.String() == "10.250.0.0/16"
+		got, err = d.ClusterNetwork(ctx)
+		return err == nil || errors.Is(err, clusternet.ErrConfig)
 	})
+	if err != nil || got.Cluster.String() != "10.250.0.0/16" {
+		t.Fatalf("the leader loops' first read of the cluster network: %s, %v; want 10.250.0.0/16", got.Cluster, err)
+	}
 	if got.NodeBits != 26 || got.Size() != 1024 {
 		t.Fatalf("stored network %s in /%d (%d ranges), want 10.250.0.0/16 in /26 (1024)", got.Cluster, got.NodeBits, got.Size())
 	}

@@ -85,6 +85,10 @@ type Config struct {
 	Membership MembershipFactory
 	// Store tunes the store config (timeouts) before it opens.
 	Store func(*consensus.Config)
+	// RaftLogStore is the Raft log store of a new control node
+	// (consensus.LogStoreBoltDB, the default when empty, or LogStoreWAL);
+	// its data dir records it, and a restart naming the other is refused.
+	RaftLogStore string
 
 	NodeCertLifetime time.Duration
 	// UserCertLifetime is the default lifetime of user certificates (and
@@ -119,6 +123,15 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Gatherer is what the metrics ports serve: the Registerer's registry
+	// (a new one with Go runtime and process metrics when both are nil).
+	Gatherer prometheus.Gatherer
+	// MetricsPort is a control node's metrics port (mutual TLS; 0:
+	// DefaultMetricsPort, best effort; -1: none). MetricsAddr, when set,
+	// serves the same metrics as plain HTTP at an address the operator
+	// chose, on control nodes and workers.
+	MetricsPort int
+	MetricsAddr string
 }
 
 // DefaultConfig returns defaults; DataDir must be set.
@@ -165,6 +178,7 @@ func (c *Config) fill() error {
 	if c.AuditMaxBytes <= 0 {
 		c.AuditMaxBytes = def.AuditMaxBytes
 	}
+	c.fillMetrics()
 	if c.Renew.Renew != nil {
 		return fmt.Errorf("node config: Renew.Renew is set by the node, leave it nil")
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,7 +20,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
-	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	"github.com/skiffhq/skiff/proto/client"
@@ -57,6 +57,8 @@ type Control struct {
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
 	members memberView
+	// metricsAddr is where the metrics port listens (metrics.go).
+	metricsAddr atomic.Value
 	// dash is the web dashboard; nil when Config.DashboardPort is 0.
 	dash *controlDashboard
 }
@@ -131,6 +133,7 @@ func storeConfig(cfg Config, st State, bundle *pki.Bundle, src pki.CertSource, d
 	sc.Bootstrap = bootstrap
 	sc.Logger = cfg.Logger
 	sc.Registerer = cfg.Registerer
+	sc.LogStore = cfg.RaftLogStore
 	if cfg.Store != nil {
 		cfg.Store(&sc)
 	}
@@ -294,6 +297,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("CA bundle", c.cas.run)
 	start("certificate record", c.recordOwn)
 	start("control node registration", c.register)
+	start("metrics", c.serveMetrics)
 	if c.dash != nil {
 		start("dashboard", func(ctx context.Context) error { return c.dash.run(ctx, c) })
 	}
@@ -323,10 +327,30 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 		case first = <-errs:
 		}
 	}
+	if first == nil {
+		c.handOffLeadership()
+	}
 	cancel()
 	c.stopServing()
 	wg.Wait()
 	return first
+}
+
+// handOffLeadership gives leadership to another voter before a planned
+// stop (SIGTERM, SIGINT): the cluster then writes on within a round trip
+// instead of waiting out an election timeout after this node is gone.
+// Failing (no other voter, or none caught up) only costs that timeout.
+func (c *Control) handOffLeadership() {
+	if !c.Store.IsLeader() {
+		return
+	}
+	start := time.Now()
+	if err := c.Store.TransferLeadership(); err != nil {
+		c.log.Warn("stopping as leader: leadership transfer failed; the others elect a leader after the election timeout", "err", err)
+		return
+	}
+	// The new leader's id may not have reached this node yet: not logged.
+	c.log.Info("stopping: handed leadership over", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (c *Control) stopServing() {
@@ -411,7 +435,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: func(ctx context.Context) (clusternet.Network, error) { return loadClusterNetwork(ctx, c.Store) }}
+		ClusterNetwork: c.leaderClusterNetwork}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}

@@ -32,10 +32,11 @@ func (c *Control) newDashboard(cfg Config, aud *auditor) error {
 	dc.API, dc.Cluster, dc.Logger = inproc.API, c.Store, c.log
 	// The deny list and the CA set in force: a revoked user's sessions end.
 	dc.CheckCert = c.checkAPIClient
-	// Usage and logs: the defaults (requests; "not available") until the
-	// metrics API and the log stream are set here, on dc.Usage and dc.Logs
-	// (dashboard.UsageFunc / LogsFunc over inproc.API: the ctx they get
-	// already speaks for the session's user).
+	// Usage: the agents' NodeMetrics (dashusage.go; requests while no node
+	// reports). Logs: the default ("not available") until the log stream
+	// is set here, on dc.Logs (dashboard.LogsFunc over inproc.API: the ctx
+	// it gets already speaks for the session's user).
+	dc.Usage = measuredUsage(inproc.API)
 	if cfg.Dashboard != nil {
 		cfg.Dashboard(&dc)
 	}

@@ -39,6 +39,11 @@
 // pki.Bundle that follows /skiff/ca (cabundle.go), so that `ctl ca rotate`
 // (carotate.go: start, status, finish) replaces the CA with no restart.
 //
+// Metrics (metrics.go): each node has one Prometheus registry with the Go
+// runtime and process collectors that its parts register on; a control
+// node serves it on its metrics port (7446) over mutual TLS to admin and
+// control identities, and any node as plain HTTP at Config.MetricsAddr.
+//
 // Cluster-internal keys in the store (never under /registry/):
 //
 //	/skiff/tokens/<id>        join token records (JSON pki.TokenRecord)

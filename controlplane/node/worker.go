@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,6 +32,9 @@ type WorkerEnv struct {
 	// rotation needs no restart of what uses it.
 	Client *client.Client
 	Logger *slog.Logger
+	// Registerer takes the services' metrics, served with the node's
+	// (--metrics-addr).
+	Registerer prometheus.Registerer
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -158,7 +162,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log, Registerer: cfg.Registerer})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {
@@ -186,6 +190,28 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 // until ctx ends: the agent (cfg.Worker) today. Every service started on
 // a worker starts here.
 func serveWorker(ctx context.Context, cfg Config, env WorkerEnv) error {
+	if cfg.MetricsAddr != "" {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		metricsErr := make(chan error, 1)
+		go func() { metricsErr <- ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger) }()
+		defer func() { cancel(); <-metricsErr }()
+		workerErr := make(chan error, 1)
+		go func() { workerErr <- serveWorkerServices(ctx, cfg, env) }()
+		select {
+		case err := <-metricsErr:
+			metricsErr <- nil // for the deferred wait
+			cancel()
+			<-workerErr
+			return err
+		case err := <-workerErr:
+			return err
+		}
+	}
+	return serveWorkerServices(ctx, cfg, env)
+}
+
+func serveWorkerServices(ctx context.Context, cfg Config, env WorkerEnv) error {
 	if cfg.Worker == nil {
 		<-ctx.Done()
 		return nil

@@ -9,9 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // Config is shared by every controller built on Base.
@@ -30,6 +33,9 @@ type Config struct {
 	Now func() time.Time
 	// Informers, when set, shares informers with the other loops.
 	Informers *client.InformerFactory
+	// Registerer, when set, takes the loop's queue and reconcile metrics
+	// (metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig: 5 workers (kube-controller-manager's --concurrent-*-syncs default), resync every 30 s.
@@ -48,6 +54,7 @@ func FromDeps(d controllers.Deps, name string) (Config, error) {
 	}
 	cfg.Client = d.Client
 	cfg.Informers = d.Informers
+	cfg.Registerer = d.Registerer
 	if d.Logger != nil {
 		cfg.Logger = d.Logger
 	}
@@ -88,6 +95,7 @@ type Base struct {
 	starts  []func()
 	tasks   []task
 	queues  []*WorkQueue
+	metrics *loopMetrics
 }
 
 type task struct {
@@ -114,7 +122,7 @@ func NewBase(name string, cfg Config, sync SyncFunc) *Base {
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = def.RetryMax
 	}
-	return &Base{name: name, cfg: cfg, Log: cfg.Logger.With("controller", name), sync: sync}
+	return &Base{name: name, cfg: cfg, Log: cfg.Logger.With("controller", name), sync: sync, metrics: newLoopMetrics(cfg.Registerer)}
 }
 
 // Name implements controlplane.Loop.
@@ -280,10 +288,14 @@ func (b *Base) Run(ctx context.Context) error {
 	g := &group{cancel: cancel}
 	b.Queue = controllers.NewQueue(b.cfg.RetryBase, b.cfg.RetryMax)
 	queues := []*controllers.Queue{b.Queue}
+	named := map[string]*controllers.Queue{mainQueue: b.Queue}
 	for _, w := range b.queues {
 		w.q = controllers.NewQueue(w.base, w.max)
 		queues = append(queues, w.q)
+		named[w.name] = w.q
 	}
+	b.metrics.running(named)
+	defer b.metrics.running(nil)
 	var informers sync.WaitGroup
 	defer informers.Wait() // after cancel below: defers run last-in first-out
 	defer cancel()
@@ -325,7 +337,7 @@ func (b *Base) Run(ctx context.Context) error {
 			b.Enqueue(o)
 		}
 		for i := 0; i < b.cfg.Workers; i++ {
-			g.run("worker", func() error { return b.work(ctx, b.Queue, b.sync) })
+			g.run("worker", func() error { return b.work(ctx, mainQueue, b.Queue, b.sync) })
 		}
 		if b.cfg.Resync > 0 {
 			g.run("resync", func() error {
@@ -346,7 +358,7 @@ func (b *Base) Run(ctx context.Context) error {
 	}
 	for _, w := range b.queues {
 		for i := 0; i < w.workers; i++ {
-			g.run(w.name+" worker", func() error { return b.work(ctx, w.q, w.sync) })
+			g.run(w.name+" worker", func() error { return b.work(ctx, w.name, w.q, w.sync) })
 		}
 	}
 	for _, t := range b.tasks {
@@ -365,7 +377,7 @@ func (b *Base) Run(ctx context.Context) error {
 
 // work hands keys of q to sync until q shuts down. A failed key is
 // retried with backoff; a panic ends the worker (and Run) with ErrPanic.
-func (b *Base) work(ctx context.Context, q *controllers.Queue, sync SyncFunc) error {
+func (b *Base) work(ctx context.Context, name string, q *controllers.Queue, sync SyncFunc) error {
 	for {
 		key, ok := q.Get()
 		if !ok {
@@ -373,7 +385,9 @@ func (b *Base) work(ctx context.Context, q *controllers.Queue, sync SyncFunc) er
 		}
 		err := b.waitCaughtUp(ctx)
 		if err == nil {
+			start := time.Now()
 			err = safeSync(ctx, sync, key)
+			b.metrics.observe(name, time.Since(start), err)
 		}
 		switch {
 		case errors.Is(err, ErrPanic):
@@ -384,14 +398,24 @@ func (b *Base) work(ctx context.Context, q *controllers.Queue, sync SyncFunc) er
 			q.Forget(key)
 		default:
 			if client.IsConflict(err) || client.IsAlreadyExists(err) || client.IsNotFound(err) || errors.Is(err, ErrCacheBehind) || errors.Is(err, ErrOwnerGone) {
-				b.Log.Debug("sync raced, retrying", "key", key, "err", err)
+				b.Log.Debug("sync raced, retrying", b.keyAttrs(name, key, err)...)
 			} else {
-				b.Log.Warn("sync failed, retrying", "key", key, "err", err)
+				b.Log.Warn("sync failed, retrying", b.keyAttrs(name, key, err)...)
 			}
 			q.AddRateLimited(key)
 		}
 		q.Done(key)
 	}
+}
+
+// keyAttrs are the log keys (proto/logkey) of a failed key of queue: the
+// main queue's keys name objects of the primary kind.
+func (b *Base) keyAttrs(queue, key string, err error) []any {
+	if queue != mainQueue || b.primary == nil {
+		return []any{"queue", queue, "key", key, logkey.Err, err}
+	}
+	ns, name := SplitKey(key)
+	return append(logkey.ObjectAttrs(b.primary.kind, ns, name), logkey.Err, err)
 }
 
 // safeSync turns a panic into an ErrPanic error naming the key.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane"
@@ -24,6 +25,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// Informers, when set, shares informers with the other leader loops.
 	Informers *client.InformerFactory
+	// Registerer, when set, takes the loop's queue and reconcile metrics.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults.
@@ -48,7 +51,7 @@ func New(c *client.Client, cfg Config) *Controller {
 	}
 	ctl := &Controller{cfg: cfg, c: c}
 	ctl.Base = ctrlkit.NewBase("endpoints", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: cfg.Workers,
-		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers}, ctl.sync)
+		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers, Registerer: cfg.Registerer}, ctl.sync)
 	ctl.OnStart(func() {
 		ctl.t = &term{c: ctl, selectors: map[string]map[string]map[string]string{}, podsByNS: map[string]map[string]*apiv1.Pod{}}
 	})
@@ -83,7 +86,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger, cfg.Informers = d.Logger, d.Informers
+	cfg.Logger, cfg.Informers, cfg.Registerer = d.Logger, d.Informers, d.Registerer
 	return New(d.Client, cfg), nil
 }
 

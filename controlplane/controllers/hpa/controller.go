@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
+	"github.com/skiffhq/skiff/controlplane/usage"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -39,7 +40,9 @@ type Controller struct {
 	*ctrlkit.Base
 	hpas *ctrlkit.Cache
 	pods *ctrlkit.Cache
-	rec  *client.Recorder
+	// usage is the agents' NodeMetrics (one per node, pods' usage inside).
+	usage *ctrlkit.Cache
+	rec   *client.Recorder
 
 	mu   sync.Mutex
 	recs map[string][]recommendation // by HPA uid: for scale-down stabilization
@@ -64,6 +67,7 @@ func New(cfg ctrlkit.Config) *Controller {
 	c.rec = client.NewRecorder(cfg.Client, "horizontal-pod-autoscaler", "")
 	c.hpas = c.Watch("HorizontalPodAutoscaler", c.EnqueueHandler())
 	c.pods = c.Watch("Pod", client.EventHandler{}) // read on each sync; resync paces the HPA
+	c.usage = c.Watch("NodeMetrics", client.EventHandler{})
 	return c
 }
 
@@ -144,9 +148,19 @@ type Usage struct {
 // MeasureCPU reads CPU usage from pods' status.metrics; pods without
 // metrics are skipped, a pod with metrics but no CPU request is an error.
 func MeasureCPU(pods []*apiv1.Pod) (Usage, error) {
+	return MeasureCPUWith(pods, statusCPU)
+}
+
+func statusCPU(p *apiv1.Pod) (string, bool) {
+	v, ok := p.GetStatus().GetMetrics().GetUsage()["cpu"]
+	return v, ok
+}
+
+// MeasureCPUWith is MeasureCPU with each pod's CPU usage from cpu.
+func MeasureCPUWith(pods []*apiv1.Pod, cpu func(*apiv1.Pod) (string, bool)) (Usage, error) {
 	var u Usage
 	for _, p := range pods {
-		v, ok := p.GetStatus().GetMetrics().GetUsage()["cpu"]
+		v, ok := cpu(p)
 		if !ok {
 			continue
 		}
@@ -171,6 +185,23 @@ func MeasureCPU(pods []*apiv1.Pod) (Usage, error) {
 		u.Request += req
 	}
 	return u, nil
+}
+
+// podCPU is a pod's CPU usage from its node's fresh NodeMetrics (the
+// agents' cgroup readings), else from its status.metrics.
+func (c *Controller) podCPU(p *apiv1.Pod) (string, bool) {
+	if obj, ok := c.usage.Get("", p.GetSpec().GetNodeName()); ok {
+		m := obj.(*apiv1.NodeMetrics)
+		if ts, err := time.Parse(time.RFC3339, m.GetTimestamp()); err == nil && usage.Fresh(ts, c.Now()) {
+			for _, pu := range m.GetPods() {
+				if pu.GetUid() == p.GetMetadata().GetUid() {
+					v, ok := pu.GetUsage()["cpu"]
+					return v, ok
+				}
+			}
+		}
+	}
+	return statusCPU(p)
 }
 
 // Desired is the replica count for a utilisation target: current is kept
@@ -244,7 +275,7 @@ func (c *Controller) reconcile(ctx context.Context, h *apiv1.HorizontalPodAutosc
 			pods = append(pods, p)
 		}
 	}
-	u, err := MeasureCPU(pods)
+	u, err := MeasureCPUWith(pods, c.podCPU)
 	if err != nil {
 		setCondition(st, CondScalingActive, "False", ReasonNoMetrics, "the HPA was unable to compute the replica count: "+err.Error(), ts)
 		return nil

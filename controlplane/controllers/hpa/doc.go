@@ -1,6 +1,7 @@
 // Package hpa is the HorizontalPodAutoscaler controller for CPU
-// utilisation: it reads the CPU usage agents report in each pod's
-// status.metrics, relates it to the pods' CPU requests, and sets the
+// utilisation: it reads the CPU usage agents report for each pod in their
+// node's NodeMetrics (cgroup readings, every 15 s; a pod's status.metrics
+// when its node has no fresh sample), relates it to the pods' CPU requests, and sets the
 // target's (Deployment, ReplicaSet, StatefulSet, ReplicationController)
 // spec.replicas to ceil(current × utilisation / target), within
 // minReplicas..maxReplicas, ignoring changes within a 10% tolerance, and

@@ -58,6 +58,39 @@ func setCPU(e *ctrltest.Env, ctx context.Context, usage string) {
 	}
 }
 
+// setNodeCPU publishes usage for every active pod as an agent does: the
+// pods run on node n1 (bound there), whose NodeMetrics lists them.
+func setNodeCPU(e *ctrltest.Env, ctx context.Context, usage string) {
+	e.T.Helper()
+	if _, err := client.Create(ctx, e.Client, &apiv1.Node{Metadata: &apiv1.ObjectMeta{Name: "n1"}}); err != nil && !client.IsAlreadyExists(err) {
+		e.T.Fatal(err)
+	}
+	m := &apiv1.NodeMetrics{Metadata: &apiv1.ObjectMeta{Name: "n1"}, Timestamp: time.Now().UTC().Format(time.RFC3339), Window: "15s",
+		Usage: map[string]string{"cpu": "1", "memory": "1Gi"}}
+	var bind []*apiv1.Binding
+	for _, p := range e.ActivePods("default", "app=api") {
+		md := p.GetMetadata()
+		if p.GetSpec().GetNodeName() == "" {
+			bind = append(bind, &apiv1.Binding{Namespace: md.GetNamespace(), Name: md.GetName(), Uid: md.GetUid(), NodeName: "n1"})
+		}
+		m.Pods = append(m.Pods, &apiv1.PodUsage{Namespace: md.GetNamespace(), Name: md.GetName(), Uid: md.GetUid(),
+			Usage: map[string]string{"cpu": usage, "memory": "10Mi"}})
+	}
+	if len(bind) > 0 {
+		if _, err := client.Bind(ctx, e.Client, bind); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	if _, err := client.Update(ctx, e.Client, m); client.IsNotFound(err) {
+		_, err = client.Create(ctx, e.Client, m)
+		if err != nil && !client.IsAlreadyExists(err) {
+			e.T.Fatal(err)
+		}
+	} else if err != nil {
+		e.T.Fatal(err)
+	}
+}
+
 func cond(h *apiv1.HorizontalPodAutoscaler, typ string) *apiv1.HorizontalPodAutoscalerCondition {
 	for _, c := range h.GetStatus().GetConditions() {
 		if c.GetType() == typ {
@@ -68,8 +101,9 @@ func cond(h *apiv1.HorizontalPodAutoscaler, typ string) *apiv1.HorizontalPodAuto
 }
 
 // TestHPAScalesReplicaSetOnCPU: without metrics the HPA says so and leaves
-// the target alone; with pods at 4x the target it scales up to
-// maxReplicas; with low usage it scales down to minReplicas.
+// the target alone; with pods at 4x the target (status.metrics) it scales
+// up to maxReplicas; with low usage in their node's NodeMetrics (what the
+// agents write) it scales down to minReplicas.
 func TestHPAScalesReplicaSetOnCPU(t *testing.T) {
 	e := ctrltest.Start(t)
 	e.StartKubelet()
@@ -131,8 +165,10 @@ func TestHPAScalesReplicaSetOnCPU(t *testing.T) {
 		return replicas() == 5 && c.GetReason() == hpa.ReasonTooMany && getH().GetStatus().GetCurrentMetrics()[0].GetResource().GetCurrent().GetAverageUtilization() == 200
 	})
 	testutil.WaitFor(t, 10*time.Second, "5 running pods", func() bool { return len(e.ActivePods("default", "app=api")) == 5 })
-	testutil.WaitFor(t, 10*time.Second, "low usage everywhere, scaled down to 1", func() bool {
-		setCPU(e, ctx, "5m")
+	// The agents' NodeMetrics take precedence over status.metrics (still
+	// 200m on the pods): low usage there scales down.
+	testutil.WaitFor(t, 10*time.Second, "low usage in the node's NodeMetrics, scaled down to 1", func() bool {
+		setNodeCPU(e, ctx, "5m")
 		return replicas() == 1
 	})
 	if getH().GetStatus().GetLastScaleTime() == "" {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
@@ -35,6 +37,8 @@ type Config struct {
 	Logger        *slog.Logger
 	// Informers, when set, shares informers with the other leader loops.
 	Informers *client.InformerFactory
+	// Registerer, when set, takes the loop's queue and reconcile metrics.
+	Registerer prometheus.Registerer
 	// Members, when set, is the first signal: a node that gossip confirms
 	// dead after its last heartbeat goes Unknown at once, without waiting
 	// out GracePeriod. Heartbeats stay the second signal (a node gossip
@@ -92,7 +96,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Controller {
 		rec = client.NewRecorder(c, "node-controller", "")
 	}
 	ctl := &Controller{cfg: cfg, c: c, rec: rec, now: time.Now}
-	ctl.Base = ctrlkit.NewBase("nodelifecycle", ctrlkit.Config{Client: c, Logger: cfg.Logger, Informers: cfg.Informers}, nil)
+	ctl.Base = ctrlkit.NewBase("nodelifecycle", ctrlkit.Config{Client: c, Logger: cfg.Logger, Informers: cfg.Informers, Registerer: cfg.Registerer}, nil)
 	ctl.OnStart(func() {
 		ctl.st = &state{health: map[string]*health{}, podsByNode: map[string]map[string]*apiv1.Pod{}}
 	})
@@ -142,7 +146,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger, cfg.Informers = d.Logger, d.Informers
+	cfg.Logger, cfg.Informers, cfg.Registerer = d.Logger, d.Informers, d.Registerer
 	return New(d.Client, d.Recorder("node-controller"), cfg), nil
 }
 

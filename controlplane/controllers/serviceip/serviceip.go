@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
@@ -47,6 +49,8 @@ type Config struct {
 	Logger   *slog.Logger
 	// Informers, when set, shares informers with the other leader loops.
 	Informers *client.InformerFactory
+	// Registerer, when set, takes the loop's queue and reconcile metrics.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig: 10.96.0.0/12, ports 30000–32767 (Kubernetes' defaults).
@@ -104,7 +108,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) (*Controller, error
 	}
 	ctl := &Controller{cfg: cfg, c: c, rec: rec, ips: ips}
 	ctl.Base = ctrlkit.NewBase("serviceip", ctrlkit.Config{Client: c, Logger: cfg.Logger, Workers: cfg.Workers,
-		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers}, ctl.syncService)
+		RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second, Informers: cfg.Informers, Registerer: cfg.Registerer}, ctl.syncService)
 	ctl.gc = ctl.AddQueue("collect", 1, 100*time.Millisecond, 5*time.Second, ctl.collect)
 	ctl.OnStart(func() {
 		ctl.t = &term{c: ctl, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
@@ -162,7 +166,7 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger, cfg.Informers = d.Logger, d.Informers
+	cfg.Logger, cfg.Informers, cfg.Registerer = d.Logger, d.Informers, d.Registerer
 	return New(d.Client, d.Recorder("ipallocator"), cfg)
 }
 

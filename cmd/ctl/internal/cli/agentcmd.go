@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -16,28 +18,34 @@ import (
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/image"
 	"github.com/skiffhq/skiff/agent/network"
+	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
+	"github.com/skiffhq/skiff/netproxy/clusterdns"
 	"github.com/skiffhq/skiff/netproxy/netpol"
 	"github.com/skiffhq/skiff/proto/client"
+	"github.com/skiffhq/skiff/proto/logkey"
 )
 
 // agentFlags are the flags of `ctl agent`.
 type agentFlags struct {
 	nodeName, dataDir, podCIDR, nodeIP, netns string
-	clusterCIDR, proxyBackend, logLevel       string
+	clusterCIDR, proxyBackend                 string
 	cniConfDir, bridge, cgroupRoot            string
 	insecureRegistries                        []string
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	resolvConf                                string
 }
 
 func (o *options) agentCmd() *cobra.Command {
 	var f agentFlags
+	var lf logFlags
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run this machine as a worker: its Node, the pods bound to it, and the Service proxy (foreground)",
@@ -50,6 +58,11 @@ runs the pods bound to it with libcontainer, and programs Services into the
 kernel (IPVS, or nftables where the kernel has none). Stopping the agent leaves pods running: the next
 agent on the same --data-dir adopts them.
 
+With the proxy it answers cluster DNS at the kube-dns Service's address
+(10.96.0.10), which it holds itself, for its pods and the node only; other
+names go to the resolvers of --resolv-conf. Pods get /etc/resolv.conf by
+their dnsPolicy.
+
 The node's pod range is the control plane's to give (Node spec.podCIDR,
 from ctl init's --cluster-cidr): the agent waits for it, then starts pods.
 Everything the agent keeps (images, pod state, pod network namespaces, CNI
@@ -61,13 +74,14 @@ Needs root and containernetworking-plugins (/usr/lib/cni).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
-			return o.runAgent(ctx, f)
+			return o.runAgent(ctx, f, lf, metricsAddr)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name (default: the name in the --config certificate, node:<name>; another one is refused)")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "images, pod state, volumes, logs and CNI state")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	lf.add(fl)
+	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics as plain HTTP at this host:port (anyone who reaches it may read them: bind to loopback or a monitoring network)")
 	f.add(fl)
 	return cmd
 }
@@ -81,7 +95,8 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
-	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
+	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
+	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
 	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
@@ -92,12 +107,11 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
 // holds, reading the config's files again at each handshake (rereadTLS).
-func (o *options) runAgent(ctx context.Context, f agentFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return errors.New("--log-level " + f.logLevel + ": want debug, info, warn or error")
+func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metricsAddr string) error {
+	log, err := lf.logger(o.streams.Err)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(o.streams.Err, &slog.HandlerOptions{Level: level}))
 	cc, err := o.loadConfig()
 	if err != nil {
 		return err
@@ -105,6 +119,7 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 	if f.nodeName, err = agentNodeName(cc, f.nodeName); err != nil {
 		return err
 	}
+	log = log.With(logkey.Node, f.nodeName)
 	tc, err := newRereadTLS(cc)
 	if err != nil {
 		return err
@@ -116,7 +131,20 @@ func (o *options) runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer c.Close()
-	return runAgentWith(ctx, f, c, log)
+	reg := node.NewMetricsRegistry()
+	if metricsAddr == "" {
+		return runAgentWith(ctx, f, c, log, reg)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metricsErr := make(chan error, 1)
+	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
+	err = runAgentWith(ctx, f, c, log, reg)
+	cancel()
+	if merr := <-metricsErr; err == nil {
+		err = merr
+	}
+	return err
 }
 
 // agentNodeName is the node an agent runs: the one its client certificate
@@ -159,7 +187,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.Logger)
+		return runAgentWith(ctx, f, env.Client, env.Logger, env.Registerer)
 	}
 }
 
@@ -185,7 +213,7 @@ func (f agentFlags) check() error {
 }
 
 // runAgentWith runs the agent of node f.nodeName through c until ctx ends.
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger) error {
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -206,7 +234,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	imgCfg := image.DefaultConfig()
 	imgCfg.Root = filepath.Join(f.dataDir, "images")
 	imgCfg.InsecureRegistries = f.insecureRegistries
-	imgCfg.Logger = log
+	imgCfg.Logger, imgCfg.Registerer = log, reg
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
@@ -226,6 +254,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	}
 	rtCfg := agentRuntimeConfig(f)
 	rtCfg.Images, rtCfg.Network, rtCfg.Logger = images, nets, log
+	rtCfg.ProbeMetrics = probe.NewMetrics(reg)
 	rt, err := runtime.New(ctx, rtCfg)
 	if err != nil {
 		return err
@@ -233,12 +262,12 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	defer rt.Close() // pods keep running; the next agent adopts them
 
 	cfg := agent.DefaultConfig()
-	cfg.NodeName, cfg.Client, cfg.Runtime = f.nodeName, c, rt
+	cfg.NodeName, cfg.Client, cfg.Runtime, cfg.Registerer = f.nodeName, c, rt, reg
 	cfg.Images, cfg.PodNetwork = images, podNet.wrap(podNetEnv, nets)
 	cfg.PodCIDR, cfg.NodeIP, cfg.Labels, cfg.Logger = f.podCIDR, nodeIP, f.labels, log
 	if !f.noProxy {
 		pc := netproxy.DefaultConfig()
-		pc.NetNSPath, pc.Backend, pc.Logger = f.netns, f.proxyBackend, log
+		pc.NetNSPath, pc.Backend, pc.Logger, pc.Registerer = f.netns, f.proxyBackend, log, reg
 		if f.clusterCIDR != "" {
 			if pc.ClusterCIDR, err = netip.ParsePrefix(f.clusterCIDR); err != nil {
 				return fmt.Errorf("--cluster-cidr %q: %w", f.clusterCIDR, err)
@@ -254,8 +283,19 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 			return err
 		}
 		defer policies.Close() // the table stays: policies hold across restarts
-		cfg.Proxy = runAll{apifeed.New(c, proxy, log), netpol.NewFeed(c, f.nodeName, policies, log)}
+		dc := clusterdns.DefaultConfig()
+		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
+		if pc.ClusterCIDR.IsValid() {
+			dc.PodRanges = []netip.Prefix{pc.ClusterCIDR}
+		}
+		dnsServer, err := clusterdns.New(c, dc)
+		if err != nil {
+			return err
+		}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer, netpol.NewFeed(c, f.nodeName, policies, log)}
+		cfg.ClusterDNS = clusterDNSSource(dnsServer)
 	}
+	cfg.ResolvConf = f.resolvConf
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -264,16 +304,39 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	return a.Run(ctx)
 }
 
-// runAll runs the node's data-path feeds (Services, NetworkPolicies)
-// together; the first error ends all of them.
-type runAll []agent.ServiceProxy
+// servicePath runs the node's Service proxy, its cluster DNS and its
+// NetworkPolicy enforcement together.
+type servicePath struct {
+	proxy    *apifeed.Feed
+	dns      *clusterdns.Server
+	policies *netpol.Feed
+}
 
-func (r runAll) Run(ctx context.Context) error {
+func (s servicePath) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, p := range r {
-		g.Go(func() error { return p.Run(ctx) })
-	}
+	g.Go(func() error { return s.proxy.Run(ctx) })
+	g.Go(func() error { return s.dns.Run(ctx) })
+	g.Go(func() error { return s.policies.Run(ctx) })
 	return g.Wait()
+}
+
+// clusterDNSSource gives pods the cluster DNS the node's server follows,
+// waiting at most 10 s for its first sync. Until the control plane has
+// made kube-system/kube-dns (just after ctl init), a pod that asks for
+// the cluster DNS waits (Pending, retried) rather than start without it.
+func clusterDNSSource(s *clusterdns.Server) agent.ClusterDNSSource {
+	return func(ctx context.Context) (agent.ClusterDNS, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, ok, err := s.Settings(ctx)
+		if err != nil {
+			return agent.ClusterDNS{}, err
+		}
+		if !ok {
+			return agent.ClusterDNS{}, fmt.Errorf("the cluster DNS Service %s/%s has no address yet (the control plane makes it)", clusterdns.ServiceNamespace, clusterdns.ServiceName)
+		}
+		return agent.ClusterDNS{Nameserver: st.Nameserver, Domain: st.Domain}, nil
+	}
 }
 
 // agentNetworkConfig is the pod network of an agent: its state (CNI cache,

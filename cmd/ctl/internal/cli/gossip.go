@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/agent/gossip"
 	"github.com/skiffhq/skiff/controlplane/node"
 )
@@ -15,7 +17,7 @@ import (
 // gossipMembership wires agent/gossip into a node (controlplane/node may
 // not import agent/): every member listens on port, and joins at the same
 // port on the hosts of the control nodes' API addresses.
-func gossipMembership(port int, log *slog.Logger) node.MembershipFactory {
+func gossipMembership(port int, log *slog.Logger, reg prometheus.Registerer) node.MembershipFactory {
 	return func(info node.MemberInfo) (node.Membership, error) {
 		meta := gossip.Meta{Role: info.Role, Node: info.Name, IP: info.Advertise, APIAddress: info.APIAddress}
 		bind := info.BindAddress
@@ -29,6 +31,10 @@ func gossipMembership(port int, log *slog.Logger) node.MembershipFactory {
 		g, err := gossip.Start(gossip.Config{Name: info.Name, BindAddr: bind, BindPort: port, AdvertiseAddr: advertise,
 			Key: info.Key, Meta: meta, Logger: log})
 		if err != nil {
+			return nil, err
+		}
+		if err := registerGossipMetrics(reg, g); err != nil {
+			_ = g.Leave(0)
 			return nil, err
 		}
 		return &member{g: g, port: port, seeds: info.Seeds, podCIDR: info.PodCIDR, meta: meta, log: log}, nil

@@ -37,7 +37,7 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	var mu sync.Mutex
 	members := map[string]*member{}
 	factory := func(info node.MemberInfo) (node.Membership, error) {
-		m, err := gossipMembership(port, log)(info)
+		m, err := gossipMembership(port, log, nil)(info)
 		if err == nil {
 			mu.Lock()
 			members[info.Name] = m.(*member)

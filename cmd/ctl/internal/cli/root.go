@@ -95,6 +95,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.nodeCommands()...)
 	root.AddCommand(o.agentCmd())
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
+	root.AddCommand(o.topCmd())
 	root.AddCommand(o.dashboardCmd())
 	root.AddCommand(o.verbCommands()...)
 	return root

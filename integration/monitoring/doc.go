@@ -1,0 +1,5 @@
+// Package monitoring tests what an operator watches a cluster with: every
+// daemon's Prometheus metrics scraped by the real Prometheus (Debian
+// package), the metrics ports' authorization, the agents' usage samples
+// (ctl top, the HPA) under a real CPU load, and JSON logs.
+package monitoring
