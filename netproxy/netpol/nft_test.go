@@ -58,6 +58,11 @@ func TestProgrammerEnforcesInNamespace(t *testing.T) {
 	expect := func(what string, ns netns.NsHandle, proto, addr string, want bool) {
 		t.Helper()
 		got := reach(ns, proto, addr) == nil
+		// On a loaded machine an allowed exchange may miss the deadline:
+		// try it again before calling it denied.
+		for try := 0; !got && want && try < 2; try++ {
+			got = reach(ns, proto, addr) == nil
+		}
 		if got != want {
 			t.Errorf("%s: %s %s reachable=%v, want %v", what, proto, addr, got, want)
 		}
@@ -134,12 +139,12 @@ func TestProgrammerEnforcesInNamespace(t *testing.T) {
 // reach makes one short connection (TCP) or exchange (UDP) from ns.
 func reach(ns netns.NsHandle, proto, addr string) error {
 	return proxytest.InNS(ns, func() error {
-		c, err := net.DialTimeout(proto+"4", addr, 400*time.Millisecond)
+		c, err := net.DialTimeout(proto+"4", addr, time.Second)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(400 * time.Millisecond))
+		_ = c.SetDeadline(time.Now().Add(time.Second))
 		if proto == "udp" {
 			if _, err := c.Write([]byte("who")); err != nil {
 				return err
