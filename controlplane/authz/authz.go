@@ -141,7 +141,8 @@ func viewer(r Request) error {
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true}
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
+	"Namespace": true, "NetworkPolicy": true} // the last two: each worker enforces NetworkPolicies
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
 // ConfigMap or claim only while a pod bound to it references it, decided
@@ -169,7 +170,7 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	if nodeReadable[r.Kind] {
 		return nil
 	}
-	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
+	return deny(r, "a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference")
 }
 
 func nodeWrite(r Request) error {

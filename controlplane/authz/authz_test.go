@@ -74,8 +74,14 @@ func TestAuthorize(t *testing.T) {
 		{"node watches services", Request{Identity: w1, Verb: VerbWatch, Kind: "Service"}, ""},
 		{"node watches endpoints", Request{Identity: w1, Verb: VerbWatch, Kind: "Endpoints"}, ""},
 		{"node gets another node", Request{Identity: w1, Verb: VerbGet, Kind: "Node", Name: "w2"}, ""},
+		{"node watches networkpolicies", Request{Identity: w1, Verb: VerbWatch, Kind: "NetworkPolicy"}, ""},
+		{"node watches namespaces", Request{Identity: w1, Verb: VerbWatch, Kind: "Namespace"}, ""},
+		{"node writes a networkpolicy", Request{Identity: w1, Verb: VerbCreate, Kind: "NetworkPolicy", Namespace: "shop", Name: "deny"},
+			`forbidden: user "node:w1" (role node) may not create networkpolicies "deny" in namespace "shop": a node may write only its own Node and Lease, the status of its pods (and delete them), and events`},
+		{"viewer writes a networkpolicy", Request{Identity: bob, Verb: VerbDelete, Kind: "NetworkPolicy", Namespace: "shop", Name: "deny"},
+			`forbidden: user "user:bob" (role viewer) may not delete networkpolicies "deny" in namespace "shop": viewers are read-only`},
 		{"node lists deployments", Request{Identity: w1, Verb: VerbList, Kind: "Deployment"},
-			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference`},
+			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference`},
 
 		// worker node: secrets and configmaps its pods reference (graph).
 		{"node gets its pod's configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "cfg"}, ""},

@@ -29,6 +29,7 @@ import (
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
 	"github.com/skiffhq/skiff/netproxy/clusterdns"
+	"github.com/skiffhq/skiff/netproxy/netpol"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/logkey"
 )
@@ -300,6 +301,11 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
+		policies, err := netpol.OpenProgrammer(f.netns)
+		if err != nil {
+			return err
+		}
+		defer policies.Close() // the table stays: policies hold across restarts
 		dc := clusterdns.DefaultConfig()
 		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
 		if pc.ClusterCIDR.IsValid() {
@@ -309,7 +315,7 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 		if err != nil {
 			return err
 		}
-		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer, netpol.NewFeed(c, f.nodeName, policies, log)}
 		cfg.ClusterDNS = clusterDNSSource(dnsServer)
 	}
 	if f.streamPort > 0 && streamTLS != nil {
@@ -329,16 +335,19 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 	return a.Run(ctx)
 }
 
-// servicePath runs the node's Service proxy and its cluster DNS together.
+// servicePath runs the node's Service proxy, its cluster DNS and its
+// NetworkPolicy enforcement together.
 type servicePath struct {
-	proxy *apifeed.Feed
-	dns   *clusterdns.Server
+	proxy    *apifeed.Feed
+	dns      *clusterdns.Server
+	policies *netpol.Feed
 }
 
 func (s servicePath) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.proxy.Run(ctx) })
 	g.Go(func() error { return s.dns.Run(ctx) })
+	g.Go(func() error { return s.policies.Run(ctx) })
 	return g.Wait()
 }
 
