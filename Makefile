@@ -27,7 +27,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-gossip soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-gossip bench-stream soak fuzz demo clean
 
 all: build
 
@@ -88,6 +88,7 @@ proto: deps tools
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
 	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
+	protoc -I proto --doc_out=docs/api --doc_opt=markdown,stream-v1.md proto/stream/v1/*.proto
 	clients/python/generate.sh
 
 # The published API's descriptors, against which proto/compat's test checks
@@ -96,6 +97,7 @@ proto: deps tools
 api-baseline: deps
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/api-v1.binpb api/v1/*.proto
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/admin-v1.binpb admin/v1/*.proto
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/stream-v1.binpb stream/v1/*.proto
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -124,6 +126,14 @@ bench-scheduler: deps
 
 bench-runtime: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)
+
+# Exec round trip and logs -f throughput through the API relay, beside
+# libcontainer's exec and a read of the log file on the node; the last line
+# is the result (stream-bench: …). Root (containers).
+bench-stream: deps
+	@out=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkStream$$' -benchtime 1x -timeout 30m \
+	  ./cmd/ctl/internal/streamtest/ $(BENCH_ARGS) >$$out 2>&1; rc=$$?; \
+	grep -v '^stream-bench:' $$out; grep '^stream-bench:' $$out | tail -1; rm -f $$out; exit $$rc
 
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)

@@ -117,6 +117,9 @@ func (a *Authorizer) WithPolicy(p Policy, reg *kinds.Registry) *Authorizer {
 // Authorize returns nil to allow, or an error wrapping ErrForbidden whose
 // message is meant for the caller.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
+	if r.Kind == "Pod" && podStreams[r.Subresource] && r.Identity.Role == pki.RoleNode {
+		return deny(r, "a node may not read logs of, exec into, attach to or port-forward to pods through the API")
+	}
 	switch r.Identity.Role {
 	case pki.RoleControl:
 		return nil
@@ -131,10 +134,20 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
 	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
 }
 
+// podStreams are the subresources that reach into a pod's containers
+// through the API server's relay to the node (controlplane/api
+// podstreams.go). Users and service accounts get them from RBAC as in
+// Kubernetes (view: get pods/log; edit and admin: create pods/exec,
+// pods/attach, pods/portforward); a node does none of them — its own
+// agent holds the pod already, and another node's must not be reached
+// through the API.
+var podStreams = map[string]bool{"log": true, "exec": true, "attach": true, "portforward": true}
+
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true}
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
+	"Namespace": true, "NetworkPolicy": true} // the last two: each worker enforces NetworkPolicies
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
 // ConfigMap or claim only while a pod bound to it references it, decided
@@ -162,7 +175,7 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	if nodeReadable[r.Kind] {
 		return nil
 	}
-	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
+	return deny(r, "a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference")
 }
 
 func nodeWrite(r Request) error {

@@ -197,6 +197,7 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
 	c.apiServers.set([]string{st.APIAddress()})
 	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
+	ac.NodeStreams = nodeStreams(bundle, renewer, c.audit, log)
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}

@@ -38,6 +38,10 @@ type WorkerEnv struct {
 	// Registerer takes the services' metrics, served with the node's
 	// (--metrics-addr).
 	Registerer prometheus.Registerer
+	// StreamTLS is the TLS of the agent's stream port (7445): the
+	// renewer's certificate (serving the node's own address) and only
+	// control nodes' client certificates accepted.
+	StreamTLS *tls.Config
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -186,7 +190,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, ClusterCIDR: clusterCIDR, Logger: log, Registerer: cfg.Registerer})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, ClusterCIDR: clusterCIDR, Logger: log, Registerer: cfg.Registerer,
+			StreamTLS: bundle.NodeStreamServerConfig(r)})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {

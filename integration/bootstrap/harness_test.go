@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,7 +152,7 @@ func mustRun(t *testing.T, args ...string) string {
 	return out
 }
 
-// mustFail runs a command that must fail with one "error: …" line
+// mustFail runs a command that must fail with an "error: …" line
 // containing want, and returns that line.
 func mustFail(t *testing.T, want string, args ...string) string {
 	t.Helper()
@@ -161,27 +160,21 @@ func mustFail(t *testing.T, want string, args ...string) string {
 	if code == 0 {
 		t.Fatalf("ctl %s succeeded, want an error containing %q; stdout:\n%s", strings.Join(args, " "), want, out)
 	}
+	// apply -f reports each object on its own error line, then a summary
+	// line: any of them may carry the refusal.
 	var line string
 	for _, l := range strings.Split(errs, "\n") {
-		if strings.HasPrefix(l, "error: ") {
+		if strings.HasPrefix(l, "error: ") && strings.Contains(l, want) {
 			line = l
 		}
 	}
-	if line == "" || !strings.Contains(line, want) {
+	if line == "" {
 		t.Fatalf("ctl %s: want an error line containing %q, stderr:\n%s", strings.Join(args, " "), want, tail(errs, 10))
 	}
 	return line
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testutil.FreePort(t) }
 
 // node is one control or worker node run by ctl.
 type node struct {

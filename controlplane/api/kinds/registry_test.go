@@ -37,6 +37,7 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
 		"ServiceAccount":          {"sa", "serviceaccounts", "v1", true},
 		"PriorityClass":           {"pc", "priorityclasses", "scheduling.k8s.io/v1", false},
+		"NetworkPolicy":           {"netpol", "networkpolicies", "networking.k8s.io/v1", true},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,11 +23,13 @@ import (
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/streams"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
 	"github.com/skiffhq/skiff/netproxy/clusterdns"
+	"github.com/skiffhq/skiff/netproxy/netpol"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/logkey"
 )
@@ -38,6 +43,7 @@ type agentFlags struct {
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	streamPort                                int
 	resolvConf                                string
 }
 
@@ -102,6 +108,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
 	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
+	fl.IntVar(&f.streamPort, "stream-port", streams.DefaultPort, "port at --node-ip of the stream server (logs, exec, attach, port-forward) that only control nodes may call; 0: none")
 }
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
@@ -132,13 +139,13 @@ func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metri
 	defer c.Close()
 	reg := node.NewMetricsRegistry()
 	if metricsAddr == "" {
-		return runAgentWith(ctx, f, c, nil, log, reg)
+		return runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metricsErr := make(chan error, 1)
 	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
-	err = runAgentWith(ctx, f, c, nil, log, reg)
+	err = runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	cancel()
 	if merr := <-metricsErr; err == nil {
 		err = merr
@@ -186,7 +193,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.ClusterCIDR, env.Logger, env.Registerer)
+		return runAgentWith(ctx, f, env.Client, env.ClusterCIDR, env.StreamTLS, env.Logger, env.Registerer)
 	}
 }
 
@@ -213,8 +220,9 @@ func (f agentFlags) check() error {
 
 // runAgentWith runs the agent of node f.nodeName through c until ctx ends.
 // clusterRange, when set (ctl join with gossip), tells the cluster's pod
-// range when --cluster-cidr does not.
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRange func(context.Context) (string, error), log *slog.Logger, reg prometheus.Registerer) error {
+// range when --cluster-cidr does not. Its stream server runs on
+// --stream-port (TLS streamTLS; nil: none).
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRange func(context.Context) (string, error), streamTLS *tls.Config, log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -293,6 +301,11 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
+		policies, err := netpol.OpenProgrammer(f.netns)
+		if err != nil {
+			return err
+		}
+		defer policies.Close() // the table stays: policies hold across restarts
 		dc := clusterdns.DefaultConfig()
 		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
 		if pc.ClusterCIDR.IsValid() {
@@ -302,8 +315,16 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 		if err != nil {
 			return err
 		}
-		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer, netpol.NewFeed(c, f.nodeName, policies, log)}
 		cfg.ClusterDNS = clusterDNSSource(dnsServer)
+	}
+	if f.streamPort > 0 && streamTLS != nil {
+		stop, err := serveStreams(ctx, net.JoinHostPort(nodeIP.String(), strconv.Itoa(f.streamPort)), streamTLS, rt, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.StreamPort = f.streamPort
 	}
 	cfg.ResolvConf = f.resolvConf
 	a, err := agent.New(cfg)
@@ -314,16 +335,19 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 	return a.Run(ctx)
 }
 
-// servicePath runs the node's Service proxy and its cluster DNS together.
+// servicePath runs the node's Service proxy, its cluster DNS and its
+// NetworkPolicy enforcement together.
 type servicePath struct {
-	proxy *apifeed.Feed
-	dns   *clusterdns.Server
+	proxy    *apifeed.Feed
+	dns      *clusterdns.Server
+	policies *netpol.Feed
 }
 
 func (s servicePath) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.proxy.Run(ctx) })
 	g.Go(func() error { return s.dns.Run(ctx) })
+	g.Go(func() error { return s.policies.Run(ctx) })
 	return g.Wait()
 }
 
@@ -366,4 +390,27 @@ func agentRuntimeConfig(f agentFlags) runtime.Config {
 	c.StateDir = filepath.Join(f.dataDir, "pods")
 	c.CgroupRoot = f.cgroupRoot
 	return c
+}
+
+// serveStreams starts the node's stream server on addr; stop ends it and
+// waits for it.
+func serveStreams(ctx context.Context, addr string, tlsCfg *tls.Config, rt *runtime.Runtime, log *slog.Logger) (stop func(), err error) {
+	srv, err := streams.New(streams.Config{Runtime: rt, TLS: tlsCfg, AllowPeer: pki.ControlPeerOnly, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stream port: %w (--stream-port 0 runs none)", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, lis); err != nil {
+			log.Error("stream server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("stream server listening (control nodes only)", "addr", addr)
+	return func() { cancel(); <-done }, nil
 }

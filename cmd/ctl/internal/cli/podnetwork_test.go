@@ -41,7 +41,7 @@ func TestPodNetworkModeErrors(t *testing.T) {
 	// ctl agent (no gossip to learn the range from) with the default mode
 	// and no --cluster-cidr is refused before anything is set up.
 	f := agentFlags{podNetwork: defaultPodNetwork, nodeName: "w1"}
-	if err := runAgentWith(context.Background(), f, nil, nil, slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
+	if err := runAgentWith(context.Background(), f, nil, nil, nil, slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
 		t.Errorf("default --pod-network without a cluster range: %v, want an error naming --cluster-cidr", err)
 	}
 	// ctl join learns it: the agent waits for it and takes what gossip says.

@@ -47,6 +47,11 @@ func Main(args []string, s Streams) int {
 		if errors.Is(err, errCannot) {
 			return 1 // `auth can-i` printed "no"
 		}
+		var exit *ExitError
+		if errors.As(err, &exit) { // exec: the command's own exit code
+			fmt.Fprintln(s.Err, exit.Error())
+			return exit.Code
+		}
 		fmt.Fprintln(s.Err, "error: "+Message(err))
 		return 1
 	}
@@ -102,6 +107,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.dashboardCmd())
 	root.AddCommand(o.authCmd())
 	root.AddCommand(o.verbCommands()...)
+	root.AddCommand(o.streamCommands()...)
 	return root
 }
 
