@@ -35,6 +35,7 @@ type agentFlags struct {
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	ingressHTTP, ingressHTTPS                 int
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -86,6 +87,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
 	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy")
+	addIngressFlags(fl, f)
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
 	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
@@ -268,6 +270,9 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
 		cfg.Proxy = apifeed.New(c, proxy, log)
+	}
+	if cfg.Proxy, err = withIngress(f, c, log, cfg.Proxy); err != nil {
+		return err
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
