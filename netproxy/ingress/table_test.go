@@ -76,8 +76,8 @@ func TestRoutePathsAndHosts(t *testing.T) {
 		{"foo.example.com", "/", "ns/svc-1:80"},
 		{"FOO.example.com:8080", "/other", "ns/svc-1:80"},
 		{"foo.example.com.", "/other", "ns/svc-1:80"},
-		{"foo.example.com", "/api", "ns/svc-4:80"},   // Exact beats Prefix of equal length
-		{"foo.example.com", "/api/", "ns/svc-2:80"},  // trailing slash: Prefix only
+		{"foo.example.com", "/api", "ns/svc-4:80"},    // Exact beats Prefix of equal length
+		{"foo.example.com", "/api/", "ns/svc-2:80"},   // trailing slash: Prefix only
 		{"foo.example.com", "/api/v1", "ns/svc-2:80"}, // element-wise prefix
 		{"foo.example.com", "/apis", "ns/svc-1:80"},   // not an element of /api
 		{"foo.example.com", "/api/v2", "ns/svc-3:80"}, // rule's trailing slash ignored
