@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
+	"github.com/skiffhq/skiff/controlplane/controllers/ingressstatus"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
@@ -36,6 +37,7 @@ func Register(r *controllers.Registry) {
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
 	r.Register("disruption", disruption.NewLoop)
+	r.Register("ingressstatus", ingressstatus.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.
