@@ -13,12 +13,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/netproxy/ingress"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+var (
+	profile string
+	rounds  int
 )
 
 const backendEnv = "SKIFF_BENCHINGRESS_BACKEND"
@@ -31,7 +38,10 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "wrk duration per target")
 	conns := flag.Int("c", 64, "wrk connections")
 	threads := flag.Int("t", 2, "wrk threads")
+	flag.IntVar(&rounds, "rounds", 3, "interleaved rounds (each target once per round; medians reported)")
+	cpuProfile := flag.String("cpuprofile", "", "write the ingress proxy's CPU profile (its wrk run) here")
 	flag.Parse()
+	profile = *cpuProfile
 	if err := run(*dur, *conns, *threads); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-ingress:", err)
 		os.Exit(1)
@@ -118,20 +128,39 @@ func run(dur time.Duration, conns, threads int) error {
 	defer stopNginx()
 
 	hostHdr := "Host: bench.local"
-	ing, err := wrk(dur, conns, threads, "http://"+srv.HTTPAddr().String()+"/", hostHdr)
-	if err != nil {
-		return fmt.Errorf("wrk through the ingress: %w", err)
+	targets := []struct{ name, url string }{
+		{"ingress", "http://" + srv.HTTPAddr().String() + "/"},
+		{"nginx", "http://127.0.0.1:" + nginxPort + "/"},
+		{"direct", "http://127.0.0.1:" + ports[0] + "/"},
 	}
-	ngx, err := wrk(dur, conns, threads, "http://127.0.0.1:"+nginxPort+"/", hostHdr)
-	if err != nil {
-		return fmt.Errorf("wrk through nginx: %w", err)
+	// Rounds interleave the targets, so a burst of load from elsewhere on
+	// the machine hits all of them alike; each result is the median.
+	got := map[string][]wrkResult{}
+	for round := range rounds {
+		for _, tg := range targets {
+			if profile != "" && tg.name == "ingress" && round == 0 {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			r, err := wrk(dur, conns, threads, tg.url, hostHdr)
+			if profile != "" && tg.name == "ingress" && round == 0 {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
+				return fmt.Errorf("wrk %s: %w", tg.name, err)
+			}
+			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms\n", round+1, tg.name, r.rps, r.p99ms)
+			got[tg.name] = append(got[tg.name], r)
+		}
 	}
-	direct, err := wrk(dur, conns, threads, "http://127.0.0.1:"+ports[0]+"/", hostHdr)
-	if err != nil {
-		return fmt.Errorf("wrk straight to a backend: %w", err)
-	}
-	fmt.Printf("ingress: %.0f req/s p99 %.2f ms; nginx: %.0f req/s p99 %.2f ms; direct (one backend): %.0f req/s p99 %.2f ms (wrk -t%d -c%d -d%s each)\n",
-		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, direct.p99ms, threads, conns, dur)
+	ing, ngx, direct := median(got["ingress"]), median(got["nginx"]), median(got["direct"])
+	fmt.Printf("ingress: %.0f req/s p99 %.2f ms; nginx: %.0f req/s p99 %.2f ms; direct (one backend): %.0f req/s p99 %.2f ms (medians of %d rounds of wrk -t%d -c%d -d%s)\n",
+		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, direct.p99ms, rounds, threads, conns, dur)
 	fmt.Printf("ingress-bench: rps=%.0f p99_ms=%.2f nginx_rps=%.0f nginx_p99_ms=%.2f direct_rps=%.0f ratio_vs_nginx=%.2f\n",
 		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, ing.rps/ngx.rps)
 	return nil
@@ -250,4 +279,16 @@ func wrk(dur time.Duration, conns, threads int, url, header string) (wrkResult, 
 		p99 *= 1000
 	}
 	return wrkResult{rps: rps, p99ms: p99}, nil
+}
+
+// median takes each measure's median over the rounds on its own.
+func median(rs []wrkResult) wrkResult {
+	rps := make([]float64, len(rs))
+	p99 := make([]float64, len(rs))
+	for i, r := range rs {
+		rps[i], p99[i] = r.rps, r.p99ms
+	}
+	sort.Float64s(rps)
+	sort.Float64s(p99)
+	return wrkResult{rps: rps[len(rps)/2], p99ms: p99[len(p99)/2]}
 }

@@ -194,10 +194,10 @@ func TestIngressAcrossHosts(t *testing.T) {
 			for _, r := range []struct{ host, path, want string }{
 				{"alpha.lab", "/", "alpha"},
 				{"beta.lab", "/", "beta"},
-				{"alpha.lab", "/e", "beta"},   // Exact
+				{"alpha.lab", "/e", "beta"},    // Exact
 				{"alpha.lab", "/e/x", "alpha"}, // Exact does not cover /e/x: Prefix / does
-				{"alpha.lab", "/p", "beta"},   // Prefix /p
-				{"alpha.lab", "/pq", "alpha"}, // not an element of /p
+				{"alpha.lab", "/p", "beta"},    // Prefix /p
+				{"alpha.lab", "/pq", "alpha"},  // not an element of /p
 			} {
 				got, err := get(w, r.host, r.path)
 				if err != nil || !strings.HasPrefix(got, r.want+" ") {
@@ -253,16 +253,18 @@ func TestIngressAcrossHosts(t *testing.T) {
 			err error
 		}
 		done := make(chan result, 1)
+		logFile := filepath.Join(t.TempDir(), "requests.log")
 		go func() {
 			script := `end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do ` +
-				`echo "$(date +%s.%N) $(curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Host: alpha.lab' http://` + w1.IP.String() + `/)"; done`
+				`echo "$(date +%s.%N) $(curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Host: alpha.lab' http://` + w1.IP.String() + `/)" >> ` + logFile + `; done`
 			out, err := lab.Exec(lab.Admin, "sh", "-c", script)
 			done <- result{out, err}
 		}()
-		// Delete once the loop has answers before the deletion: the first
-		// line of output is not visible here, so wait for the loop to have
-		// run a while by time (the assertion below checks it did).
-		time.Sleep(3 * time.Second)
+		// Delete once the loop has answered 20 requests.
+		testutil.WaitFor(t, 20*time.Second, "20 requests of the loop answered", func() bool {
+			b, _ := os.ReadFile(logFile)
+			return strings.Count(string(b), "\n") >= 20
+		})
 		deleted := time.Now()
 		if out, err := c.Ctl("delete", "pod", "-n", ns, victim); err != nil {
 			t.Fatalf("delete pod %s: %v\n%s", victim, err, out)
@@ -284,6 +286,11 @@ func TestIngressAcrossHosts(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("request loop: %v\n%s", r.err, r.out)
 		}
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.out = string(b)
 		var before, after, failed int
 		for _, line := range strings.Split(strings.TrimSpace(r.out), "\n") {
 			f := strings.Fields(line)

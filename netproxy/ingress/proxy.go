@@ -71,7 +71,9 @@ func NewProxy(log *slog.Logger) *Proxy {
 			pr.Out.URL.Host = "backend.invalid" // replaced per attempt by the transport
 		},
 		Transport:     retryTransport{base: p.transport},
-		FlushInterval: -1, // stream (server-sent events, long polls)
+		// 0: ReverseProxy flushes streaming responses (event streams,
+		// unknown length) at once and buffers the rest.
+		FlushInterval: 0,
 		BufferPool:    newBufferPool(),
 		ErrorHandler:  p.errorHandler,
 	}
