@@ -31,6 +31,7 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
 		"PodDisruptionBudget":     {"pdb", "poddisruptionbudgets", "policy/v1", true},
 		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
+		"IngressClass":            {"", "ingressclasses", "networking.k8s.io/v1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))

@@ -3,5 +3,6 @@
 // (class skiff, the default) serves with the InternalIPs of the Ready
 // nodes: every worker serves every such Ingress on its ports 80 and 443.
 // One writer (the Raft leader) instead of every node, so nodes never
-// fight over the field.
+// fight over the field. It also creates the IngressClass skiff (the
+// default class) when it is missing.
 package ingressstatus

@@ -2,6 +2,7 @@ package ingressstatus
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 
@@ -40,7 +41,24 @@ func New(cfg ctrlkit.Config) *Controller {
 				all(cur)
 			}
 		}})
+	c.Go("default ingress class", c.ensureClass)
 	return c
+}
+
+// ControllerName is the built-in class's spec.controller.
+const ControllerName = "skiff.dev/ingress"
+
+// ensureClass creates the IngressClass skiff, marked as the default
+// class, when it does not exist (an existing one is left as it is: an
+// administrator may have changed its annotation).
+func (c *Controller) ensureClass(ctx context.Context) error {
+	class := &apiv1.IngressClass{Metadata: &apiv1.ObjectMeta{Name: ClassName,
+		Annotations: map[string]string{"ingressclass.kubernetes.io/is-default-class": "true"}},
+		Spec: &apiv1.IngressClassSpec{Controller: ControllerName}}
+	if _, err := client.Create(ctx, c.Client(), class); err != nil && !client.IsAlreadyExists(err) {
+		return fmt.Errorf("create IngressClass %s: %w", ClassName, err)
+	}
+	return nil
 }
 
 // served reports whether the built-in controller serves in.

@@ -20,7 +20,7 @@ func ingress(name string, class *string) *apiv1.Ingress {
 
 // The leader fills status.loadBalancer.ingress of built-in-class
 // Ingresses with the Ready nodes' InternalIPs, and leaves other classes'
-// alone.
+// alone; the IngressClass skiff exists, the default class.
 func TestStatusHasReadyNodeIPs(t *testing.T) {
 	c := cptest.Start(t, cptest.Options{HollowNodes: 2, Loops: []string{"ingressstatus"}})
 	cl := c.Client(t)
@@ -45,6 +45,13 @@ func TestStatusHasReadyNodeIPs(t *testing.T) {
 		}
 		return len(ips) == 2 && ips[0] != "" && ips[0] != ips[1]
 	})
+	class, err := client.Get[*apiv1.IngressClass](ctx, cl, "", "skiff")
+	if err != nil {
+		t.Fatalf("the built-in IngressClass: %v", err)
+	}
+	if class.GetSpec().GetController() != "skiff.dev/ingress" || class.GetMetadata().GetAnnotations()["ingressclass.kubernetes.io/is-default-class"] != "true" {
+		t.Errorf("IngressClass skiff = %v, want controller skiff.dev/ingress, the default class", class)
+	}
 	in, err := client.Get[*apiv1.Ingress](ctx, cl, "default", "theirs")
 	if err != nil {
 		t.Fatal(err)
