@@ -70,7 +70,7 @@ func NewProxy(log *slog.Logger) *Proxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "backend.invalid" // replaced per attempt by the transport
 		},
-		Transport:     retryTransport{base: p.transport},
+		Transport: retryTransport{base: p.transport},
 		// 0: ReverseProxy flushes streaming responses (event streams,
 		// unknown length) at once and buffers the rest.
 		FlushInterval: 0,
