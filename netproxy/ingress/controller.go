@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strconv"
 
@@ -25,15 +24,6 @@ type Config struct {
 
 // DefaultConfig is a worker's: HTTP on 80, HTTPS on 443, h2c on.
 func DefaultConfig() Config { return Config{HTTPPort: 80, HTTPSPort: 443, H2C: true} }
-
-// ParsePort reads a port flag: 0 (off) to 65535.
-func ParsePort(flag, v string) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 65535 {
-		return 0, fmt.Errorf("%s %q: want a port number 1-65535, or 0 for off", flag, v)
-	}
-	return n, nil
-}
 
 // Controller is a node's ingress controller: the feed and the listeners.
 type Controller struct {

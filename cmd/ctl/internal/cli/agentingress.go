@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"strconv"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -29,15 +29,15 @@ func withIngress(f agentFlags, c *client.Client, log *slog.Logger, proxy agent.S
 		flag string
 		v    int
 	}{{"--ingress-http", f.ingressHTTP}, {"--ingress-https", f.ingressHTTPS}} {
-		if _, err := ingress.ParsePort(p.flag, strconv.Itoa(p.v)); err != nil {
-			return nil, err
+		if p.v < 0 || p.v > 65535 {
+			return nil, fmt.Errorf("%s %d: want a port number 1-65535, or 0 for off", p.flag, p.v)
 		}
 	}
 	cfg := ingress.DefaultConfig()
 	cfg.HTTPPort, cfg.HTTPSPort, cfg.Logger = f.ingressHTTP, f.ingressHTTPS, log
 	ctrl, err := ingress.New(c, cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (--ingress-http/--ingress-https choose the ports, 0 turns one off)", err)
 	}
 	return runners{proxy, ctrl}, nil
 }
