@@ -110,8 +110,10 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return // the client left
 	}
 	rt, _ := r.Context().Value(ctxKey{}).(routed)
+	// The details (endpoint addresses) go to the log, not to whoever
+	// reached the node.
 	p.log.Debug("ingress: backend request failed", "backend", rt.backend.Name, "err", err)
-	http.Error(w, fmt.Sprintf("502 backend %s: %v", rt.backend.Name, err), http.StatusBadGateway)
+	http.Error(w, fmt.Sprintf("502 backend %s did not answer", rt.backend.Name), http.StatusBadGateway)
 }
 
 // dialError marks a failure to connect: nothing reached the endpoint, so
