@@ -208,6 +208,19 @@ func TestControllerServesIngress(t *testing.T) {
 	if _, err := client.Get[*apiv1.Secret](ctx, nc, ns, "unrelated"); !client.IsForbidden(err) {
 		t.Fatalf("node get of an unrelated secret: %v, want forbidden", err)
 	}
+	// A Secret only another class's Ingress names is not the node's to read.
+	other := "nginx"
+	mustCreate(&apiv1.Secret{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: "nginx-tls"}, Type: "kubernetes.io/tls",
+		Data: map[string][]byte{"tls.crt": crt, "tls.key": key}})
+	mustCreate(&apiv1.Ingress{Metadata: &apiv1.ObjectMeta{Namespace: ns, Name: "theirs"}, Spec: &apiv1.IngressSpec{
+		IngressClassName: &other, DefaultBackend: ibackend("svc-b"),
+		Tls: []*apiv1.IngressTLS{{Hosts: []string{"n.example.com"}, SecretName: "nginx-tls"}}}})
+	if _, err := client.Get[*apiv1.Secret](ctx, nc, ns, "nginx-tls"); !client.IsForbidden(err) {
+		t.Fatalf("node get of a secret only a class nginx Ingress names: %v, want forbidden", err)
+	}
+	if _, _, err := client.List[*apiv1.Secret](ctx, nc, client.ListOptions{Namespace: ns}); !client.IsForbidden(err) {
+		t.Fatalf("node list of secrets: %v, want forbidden", err)
+	}
 
 	cfg := ingress.Config{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", H2C: true}
 	ctrl, err := ingress.New(nc, cfg)
