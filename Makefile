@@ -29,7 +29,7 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-gossip bench-stream soak fuzz demo clean
 
 all: build
 
@@ -90,6 +90,7 @@ proto: deps tools
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
 	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
+	protoc -I proto --doc_out=docs/api --doc_opt=markdown,stream-v1.md proto/stream/v1/*.proto
 	clients/python/generate.sh
 
 # The published API's descriptors, against which proto/compat's test checks
@@ -98,6 +99,7 @@ proto: deps tools
 api-baseline: deps
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/api-v1.binpb api/v1/*.proto
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/admin-v1.binpb admin/v1/*.proto
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/stream-v1.binpb stream/v1/*.proto
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -108,10 +110,15 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns bench-gossip
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
+
+# Leader kill -9 and SIGTERM restarts on three ctl processes under write
+# load: time to the first acknowledged write after each.
+bench-failover: deps build
+	$(GO) run ./integration/benchfailover -ctl $(BIN) $(BENCH_ARGS)
 
 bench-api: deps
 	$(GO) run ./integration/benchapi $(BENCH_ARGS)
@@ -121,6 +128,14 @@ bench-scheduler: deps
 
 bench-runtime: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)
+
+# Exec round trip and logs -f throughput through the API relay, beside
+# libcontainer's exec and a read of the log file on the node; the last line
+# is the result (stream-bench: …). Root (containers).
+bench-stream: deps
+	@out=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkStream$$' -benchtime 1x -timeout 30m \
+	  ./cmd/ctl/internal/streamtest/ $(BENCH_ARGS) >$$out 2>&1; rc=$$?; \
+	grep -v '^stream-bench:' $$out; grep '^stream-bench:' $$out | tail -1; rm -f $$out; exit $$rc
 
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
@@ -135,6 +150,11 @@ bench-ingress: deps
 # node's CPU per idle open dashboard.
 bench-dashboard: deps
 	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
+
+# Gossip failure detection at 10, 100 and 500 members on loopback (one
+# process); `make test` runs it at 10 members (integration/benchgossip).
+bench-gossip: deps
+	$(GO) run ./integration/benchgossip $(BENCH_ARGS)
 
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m
@@ -155,3 +175,9 @@ demo: deps build
 
 clean:
 	rm -rf bin
+
+# dnsperf at a node's cluster DNS and at a bare miekg/dns server (the ceiling).
+APT_PKGS += dnsperf
+.PHONY: bench-dns
+bench-dns: deps
+	$(GO) run ./integration/benchdns $(BENCH_ARGS)

@@ -49,6 +49,10 @@ type Config struct {
 	PodNetwork PodNetwork
 	// NodeIP is the node's InternalIP address (status.hostIP of its pods).
 	NodeIP netip.Addr
+	// StreamPort is the port of the node's stream server (agent/streams),
+	// published in status.daemonEndpoints.kubeletEndpoint for the API
+	// server to dial at NodeIP; 0 publishes none.
+	StreamPort int
 	// Labels are added to the Node's (kubernetes.io/hostname, os and arch
 	// are always set).
 	Labels map[string]string
@@ -74,6 +78,12 @@ type Config struct {
 	UsageInterval time.Duration
 	// Proxy, when set, runs beside the pod loop (the Service data path).
 	Proxy ServiceProxy
+	// ClusterDNS, when set, tells the cluster DNS pods query (dnsPolicy
+	// ClusterFirst); nil: pods get the node's resolv.conf.
+	ClusterDNS ClusterDNSSource
+	// ResolvConf is the node's resolv.conf (dnsPolicy Default, and the
+	// search paths ClusterFirst adds); empty: none.
+	ResolvConf string
 	// Images, when set, is garbage-collected every ImageGCInterval: images
 	// no pod on this node uses are removed (the runtime must report the
 	// images in use).

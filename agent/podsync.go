@@ -201,6 +201,9 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
 	rp, err := convertPod(ctx, apiResolver{a.cfg.Client}, pod, a.hostIP())
+	if err == nil {
+		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return

@@ -102,6 +102,11 @@ func (s *Store) startBackground() {
 				return
 			case isLeader := <-s.raft.LeaderCh():
 				stopLeader()
+				// What this node learnt of its peers' reachability as
+				// leader is stale as soon as leadership changes either
+				// way (a deposed leader hears no more heartbeat results,
+				// and would show healthy peers as failing for ever).
+				s.health.reset()
 				if isLeader {
 					s.metrics.isLeader.Set(1)
 					run = startLeaderRun(s.runLeader)
@@ -110,9 +115,14 @@ func (s *Store) startBackground() {
 				switch d := o.Data.(type) {
 				case raft.LeaderObservation:
 					s.metrics.leaderChanges.Inc()
+					s.leaderSeen.changed()
 					s.log.Info("leader changed", "leader", d.LeaderID, "address", d.LeaderAddr)
 				case raft.FailedHeartbeatObservation:
-					s.health.failed(string(d.PeerID), d.LastContact)
+					// One queued before this node stepped down must not
+					// outlive the reset.
+					if s.IsLeader() {
+						s.health.failed(string(d.PeerID), d.LastContact)
+					}
 				case raft.ResumedHeartbeatObservation:
 					s.health.resumed(string(d.PeerID))
 				}
@@ -203,6 +213,15 @@ func (h *peerHealth) resumed(id string) {
 	h.poke()
 }
 
+// reset forgets every failure: only a leader observes heartbeats, and
+// one starting (or ending) its term has no current observations.
+func (h *peerHealth) reset() {
+	h.mu.Lock()
+	clear(h.failing)
+	h.mu.Unlock()
+	h.poke()
+}
+
 func (h *peerHealth) poke() {
 	select {
 	case h.notify <- struct{}{}:
@@ -217,6 +236,30 @@ func (h *peerHealth) isFailing(id string) bool {
 	defer h.mu.Unlock()
 	_, ok := h.failing[id]
 	return ok
+}
+
+// leaderChange signals every change of the leader this node follows (or
+// the loss of it), so a forwarded write in flight to a leader this node no
+// longer follows need not wait for its deadline.
+type leaderChange struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next change
+}
+
+func newLeaderChange() *leaderChange { return &leaderChange{ch: make(chan struct{})} }
+
+// next returns a channel closed at the next change of leader.
+func (l *leaderChange) next() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ch
+}
+
+func (l *leaderChange) changed() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.ch)
+	l.ch = make(chan struct{})
 }
 
 // TransferLeadership asks Raft to hand leadership to another voter. The

@@ -42,7 +42,9 @@ func (s *Store) Members(ctx context.Context) ([]*storepb.Member, error) {
 			}
 			m.AppliedIndex, m.CommitIndex, m.LastContactMs = st.AppliedIndex, st.CommitIndex, st.LastContactMs
 			fresh := m.Leader || (st.LastContactMs >= 0 && time.Duration(st.LastContactMs)*time.Millisecond < s.cfg.HealthyContact)
-			m.Healthy = fresh && !s.health.isFailing(m.Id)
+			// Only a leader observes heartbeats; elsewhere the poll and
+			// the member's contact with its leader are the whole truth.
+			m.Healthy = fresh && !(s.IsLeader() && s.health.isFailing(m.Id))
 		}()
 	}
 	wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
@@ -16,6 +17,10 @@ import (
 // peerConnectTimeout bounds how long a forward waits for a connection to
 // the leader before it retries (the leader may have just changed).
 const peerConnectTimeout = time.Second
+
+// peerMaxReconnectDelay caps the pause between attempts to reconnect to a
+// peer.
+const peerMaxReconnectDelay = time.Second
 
 // peerPool keeps one gRPC connection per peer address over the mux.
 type peerPool struct {
@@ -34,6 +39,14 @@ func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(handshakenCreds{}),
+		// gRPC's default reconnect backoff grows to 2 minutes: a peer
+		// back after a partition stayed unreachable for this node's
+		// forwards and status polls (ctl members showed it unhealthy)
+		// long after Raft reached it again.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: peerMaxReconnectDelay},
+			MinConnectTimeout: peerConnectTimeout,
+		}),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 			return p.m.dial(ctx, a, connRPC)
 		}))

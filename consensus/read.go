@@ -68,25 +68,66 @@ func (s *Store) Linearize(ctx context.Context) error {
 	return nil
 }
 
+// readIndex is the leader's commit index, confirmed. Without a leader it
+// waits for the election (as writes do) while a quorum of voters answers,
+// and fails at once when none can be elected (ErrNoQuorum); a read index
+// asked of a leader this node stops following is asked again of the next.
 func (s *Store) readIndex(ctx context.Context) (uint64, error) {
-	if s.IsLeader() {
-		return s.reads.get(ctx)
+	for {
+		if s.IsLeader() {
+			return s.reads.get(ctx)
+		}
+		changed := s.leaderSeen.next()
+		idx, err := s.followerReadIndex(ctx, changed)
+		if err == nil || !errors.Is(err, errRetryable) {
+			return idx, err
+		}
+		if qerr := s.noQuorum(ctx); qerr != nil {
+			return 0, qerr
+		}
+		select {
+		case <-changed:
+		case <-time.After(leaderWaitPoll):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (%v)", ErrNoLeader, ctx.Err())
+		}
 	}
+}
+
+// leaderWaitPoll is how often a read waiting for an election checks again
+// (a change of leader wakes it sooner).
+const leaderWaitPoll = 50 * time.Millisecond
+
+// followerReadIndex asks the leader for the read index. errRetryable:
+// there is no leader, or it cannot be reached, or this node stopped
+// following it (changed closed) during the call — a read is safe to ask
+// again.
+func (s *Store) followerReadIndex(ctx context.Context, changed <-chan struct{}) (uint64, error) {
 	_, addr := s.Leader()
 	if addr == "" {
-		if err := s.noQuorum(ctx); err != nil {
-			return 0, err
-		}
-		return 0, ErrNoLeader
+		return 0, fmt.Errorf("%w: %w", errRetryable, ErrNoLeader)
 	}
 	client, err := s.peers.readyInternal(ctx, addr)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		return 0, fmt.Errorf("%w: %w", errRetryable, err)
 	}
-	resp, err := client.ReadIndex(ctx, &storepb.ReadIndexRequest{})
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
+	resp, err := client.ReadIndex(callCtx, &storepb.ReadIndexRequest{})
 	if err != nil {
+		if ctx.Err() == nil && callCtx.Err() != nil {
+			return 0, fmt.Errorf("%w: stopped following leader %s", errRetryable, addr)
+		}
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-			return 0, fmt.Errorf("%w: %s", ErrNoLeader, st.Message())
+			// It no longer leads; this node learns the new leader soon.
+			return 0, fmt.Errorf("%w: %w: %s", errRetryable, ErrNoLeader, st.Message())
 		}
 		return 0, fmt.Errorf("%w: read index from leader %s: %v", ErrNoLeader, addr, err)
 	}

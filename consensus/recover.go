@@ -19,12 +19,12 @@ func RecoverCluster(cfg Config) error {
 		return err
 	}
 	log := cfg.Logger.With("node", cfg.ID)
-	boltStore, snaps, err := openRaftStorage(cfg, log)
+	logStore, snaps, err := openRaftStorage(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer boltStore.Close()
-	has, err := raft.HasExistingState(boltStore, boltStore, snaps)
+	defer logStore.Close()
+	has, err := raft.HasExistingState(logStore, logStore, snaps)
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
@@ -37,7 +37,7 @@ func RecoverCluster(cfg Config) error {
 	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(addr))
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(addr)}}}
-	if err := raft.RecoverCluster(raftConfig(cfg, log), newFSM(cfg.WatchHistory), boltStore, boltStore, snaps, trans, conf); err != nil {
+	if err := raft.RecoverCluster(raftConfig(cfg, log), newFSM(cfg.WatchHistory), logStore, logStore, snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
 	log.Warn("recovered a one-node cluster from local data; other nodes must rejoin with fresh data dirs", "address", addr)

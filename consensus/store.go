@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -35,12 +32,12 @@ type Store struct {
 	raft *raft.Raft
 	// raftRef is raft for the peer guard, which runs on connections that
 	// arrive while Open is still starting raft.
-	raftRef   atomic.Pointer[raft.Raft]
-	guard     *peerGuard
-	fsm       *fsm
-	mux       *mux
-	boltStore *raftboltdb.BoltStore
-	// stable is boltStore as raft's stable store, closed before boltStore.
+	raftRef  atomic.Pointer[raft.Raft]
+	guard    *peerGuard
+	fsm      *fsm
+	mux      *mux
+	logStore raftLogStore
+	// stable is logStore as raft's stable store, closed before logStore.
 	stable    *closingStable
 	transport *raft.NetworkTransport
 	rpc       *grpc.Server
@@ -49,7 +46,9 @@ type Store struct {
 	reads     *readIndexBatcher
 	health    *peerHealth
 	leader    *leaderState
-	quorum    quorumCheck
+	// leaderSeen signals changes of the leader this node knows.
+	leaderSeen *leaderChange
+	quorum     quorumCheck
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -72,23 +71,24 @@ func Open(cfg Config) (*Store, error) {
 	s.fsm = newFSM(cfg.WatchHistory)
 	s.health = newPeerHealth()
 	s.leader = newLeaderState()
+	s.leaderSeen = newLeaderChange()
 	s.metrics = newMetrics(cfg.Registerer, s)
 
-	boltStore, snaps, err := openRaftStorage(cfg, s.log)
+	logStore, snaps, err := openRaftStorage(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
-	s.boltStore = boltStore
+	s.logStore = logStore
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
-		_ = boltStore.Close()
+		_ = logStore.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.BindAddr, err)
 	}
 	s.guard = newPeerGuard(cfg, &s.raftRef, s.log)
 	s.mux, err = newMux(ln, cfg.AdvertiseAddr, cfg.ServerTLS, cfg.ClientTLS, s.guard, cfg.Fault, s.log)
 	if err != nil {
 		_ = ln.Close()
-		_ = boltStore.Close()
+		_ = logStore.Close()
 		return nil, err
 	}
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -102,19 +102,19 @@ func Open(cfg Config) (*Store, error) {
 	registerServices(s.rpc, s)
 
 	rc := raftConfig(cfg, s.log)
-	hasState, err := raft.HasExistingState(boltStore, boltStore, snaps)
+	hasState, err := raft.HasExistingState(logStore, logStore, snaps)
 	if err != nil {
 		s.closeTransport()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
 	// The cache serves replication's reads of recent entries from memory
 	// instead of a bbolt read transaction per entry.
-	logs, err := raft.NewLogCache(logCacheEntries, boltStore)
+	logs, err := raft.NewLogCache(logCacheEntries, logStore)
 	if err != nil {
 		s.closeTransport()
 		return nil, fmt.Errorf("log cache: %w", err)
 	}
-	s.stable = newClosingStable(boltStore)
+	s.stable = newClosingStable(logStore)
 	r, err := raft.NewRaft(rc, s.fsm, logs, s.stable, snaps, s.transport)
 	if err != nil {
 		s.closeTransport()
@@ -150,33 +150,6 @@ func Open(cfg Config) (*Store, error) {
 		s.guard.watchMembership(s.stop)
 	}()
 	return s, nil
-}
-
-func openRaftStorage(cfg Config, log *slog.Logger) (*raftboltdb.BoltStore, raft.SnapshotStore, error) {
-	// raft-boltdb syncs every batch of log writes (NoSync false): an
-	// acknowledged write survives power loss on a quorum.
-	bs, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			// A second process on the same data dir fails fast instead of
-			// waiting forever for bbolt's file lock.
-			Timeout: time.Second,
-			// Every log write is a bbolt commit; not writing the freelist
-			// page makes each commit (and its fdatasyncs) smaller. bbolt
-			// rebuilds the freelist on open instead.
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger("raft-snap", log))
-	if err != nil {
-		_ = bs.Close()
-		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
-	}
-	return bs, snaps, nil
 }
 
 func raftConfig(cfg Config, log *slog.Logger) *raft.Config {
@@ -261,7 +234,7 @@ func (s *Store) Close() error {
 	if s.stable != nil {
 		s.stable.close()
 	}
-	errs = append(errs, s.boltStore.Close())
+	errs = append(errs, s.logStore.Close())
 	s.closeErr = errors.Join(errs...)
 	return s.closeErr
 }

@@ -215,6 +215,40 @@ type NetworkFault struct {
 	mu       sync.Mutex
 	isolated bool
 	conns    map[*trackedConn]struct{}
+	// thawed is nil while the node's connections flow; while frozen it is
+	// an open channel that Thaw closes.
+	thawed chan struct{}
+}
+
+// Freeze makes the node silent without closing anything, as a process
+// stopped with SIGSTOP or a blackholed link looks to its peers: open
+// connections stay up but carry nothing either way until Thaw.
+func (f *NetworkFault) Freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.thawed == nil {
+		f.thawed = make(chan struct{})
+	}
+}
+
+// Thaw lets a frozen node's connections carry data again.
+func (f *NetworkFault) Thaw() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.thawed != nil {
+		close(f.thawed)
+		f.thawed = nil
+	}
+}
+
+// waitThawed blocks while the node is frozen.
+func (f *NetworkFault) waitThawed() {
+	f.mu.Lock()
+	ch := f.thawed
+	f.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // Isolate cuts the node off and closes its open connections.
@@ -264,6 +298,19 @@ func (f *NetworkFault) track(c net.Conn) net.Conn {
 type trackedConn struct {
 	net.Conn
 	f *NetworkFault
+}
+
+// Read delivers what arrived only once the node is not frozen.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.f.waitThawed()
+	return n, err
+}
+
+// Write sends nothing while the node is frozen.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.f.waitThawed()
+	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {

@@ -194,7 +194,9 @@ func (s *Store) applyLocal(ctx context.Context, data []byte) (*storepb.CommandRe
 }
 
 func (s *Store) forward(ctx context.Context, data []byte) (*storepb.CommandResult, error) {
-	_, addr := s.Leader()
+	// Taken before the leader is read: a change after this point closes it.
+	leaderGone := s.leaderSeen.next()
+	leaderID, addr := s.Leader()
 	if addr == "" {
 		return nil, fmt.Errorf("%w: %w", errRetryable, ErrNoLeader)
 	}
@@ -204,12 +206,27 @@ func (s *Store) forward(ctx context.Context, data []byte) (*storepb.CommandResul
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errRetryable, err)
 	}
-	resp, err := client.Apply(ctx, &storepb.ApplyRequest{Command: data})
+	// A leader this node stops following (it fell silent: a heartbeat
+	// timeout, or another node won an election) may never answer: give up
+	// at once instead of at the caller's deadline. The command may have
+	// reached it, so the outcome is unknown, not retryable.
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-leaderGone:
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
+	resp, err := client.Apply(callCtx, &storepb.ApplyRequest{Command: data})
 	if err != nil {
 		st, _ := status.FromError(err)
 		switch {
 		case isNotApplied(st):
 			return nil, fmt.Errorf("%w: %w", errRetryable, ErrNotLeader)
+		case ctx.Err() == nil && callCtx.Err() != nil:
+			return nil, fmt.Errorf("%w: this node stopped following leader %s while the write was in flight", ErrIndeterminate, leaderID)
 		case st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled:
 			return nil, fmt.Errorf("%w: %v", ErrIndeterminate, st.Message())
 		}

@@ -40,6 +40,9 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 		{source: filepath.Join(etc, "hosts"), dest: "/etc/hosts"},
 		{source: filepath.Join(etc, "hostname"), dest: "/etc/hostname"},
 	}
+	if p.rec.Pod.ResolvConf != "" {
+		ms = append(ms, mountSpec{source: filepath.Join(etc, "resolv.conf"), dest: "/etc/resolv.conf"})
+	}
 	vols := map[string]Volume{}
 	for _, v := range p.rec.Pod.Volumes {
 		vols[v.Name] = v

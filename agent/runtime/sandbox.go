@@ -132,6 +132,11 @@ func (p *podRT) writeEtc() error {
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
 		return fmt.Errorf("runtime: /etc/hosts: %w", err)
 	}
+	if rc := p.rec.Pod.ResolvConf; rc != "" {
+		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(rc), 0o644); err != nil {
+			return fmt.Errorf("runtime: /etc/resolv.conf: %w", err)
+		}
+	}
 	return os.WriteFile(filepath.Join(dir, "hostname"), []byte(host+"\n"), 0o644)
 }
 

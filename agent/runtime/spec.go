@@ -44,6 +44,9 @@ type Pod struct {
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 	// ImagePullSecrets are .dockerconfigjson documents of the pod's pull secrets.
 	ImagePullSecrets [][]byte `json:"imagePullSecrets,omitempty"`
+	// ResolvConf is the pod's /etc/resolv.conf (by its dnsPolicy); empty:
+	// the image's own file stays.
+	ResolvConf string `json:"resolvConf,omitempty"`
 }
 
 // Container is Kubernetes' Container, minus what the runtime does not do.

@@ -15,10 +15,12 @@ import (
 // commits, the write fails and the whole request is redone. Quota and
 // limit checks are therefore exact without locks or a quota controller.
 var admissionPlugins = []func(*Server) admissionPlugin{
-	newNamespaceLifecycle, // the namespace exists and is not terminating
-	newLimitRanger,        // LimitRange defaults and bounds for containers
-	newResourceQuota,      // ResourceQuota charges and refunds
-	newPodCIDRs,           // Nodes' pod ranges inside the cluster range and apart
+	newNamespaceLifecycle,      // the namespace exists and is not terminating
+	newLimitRanger,             // LimitRange defaults and bounds for containers
+	newResourceQuota,           // ResourceQuota charges and refunds
+	newPodCIDRs,                // Nodes' pod ranges inside the cluster range and apart
+	newServiceAccountAdmission, // pods' service account defaulted and present
+	newPriorityAdmission,       // pods' priorityClassName resolved to a priority
 }
 
 // admissionOp is the kind of write being admitted.

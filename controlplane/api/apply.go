@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
@@ -21,9 +22,12 @@ const LastAppliedAnnotation = "skiff.io/last-applied-configuration"
 // client-side apply, done on the server so every client gets it.
 //
 // The new object is the live one with the manifest merged over it (fields
-// the manifest sets win; lists it sets replace the live list) and with the
-// fields that were in the last applied manifest but are no longer, removed.
-// Status, server-set metadata and fields only other writers set are kept.
+// the manifest sets win; lists with a merge key — containers, ports, env,
+// volumes … — merge item by item, others are replaced) and with the fields
+// that were in the last applied manifest but are no longer, removed.
+// Status, server-set metadata and fields only other writers set (a
+// Service's clusterIP and nodePort) are kept. A dry run validates and
+// admits but stores nothing.
 func (s *Server) Apply(ctx context.Context, req *apiv1.ApplyRequest) (*apiv1.ApplyResponse, error) {
 	obj, k, err := s.unpack(req.GetObject())
 	if err != nil {
@@ -111,50 +115,49 @@ func appliedConfig(k *kinds.Kind, obj kinds.Object) ([]byte, error) {
 	return b, nil
 }
 
-// threeWayMerge computes the object Apply writes over live.
+// threeWayMerge computes the object Apply writes over live: the strategic
+// three-way merge (strategicmerge.go) of the manifest, the one applied last
+// (the annotation) and the live object, with the annotation updated.
 func threeWayMerge(k *kinds.Kind, live kinds.Object, applied []byte) (kinds.Object, error) {
-	var cur, last map[string]any
-	if err := json.Unmarshal(applied, &cur); err != nil {
-		return nil, fmt.Errorf("decode applied configuration: %w", err)
+	cur, err := decodeJSONObject("applied configuration", applied)
+	if err != nil {
+		return nil, err
 	}
+	var last map[string]any
 	if prev := live.GetMetadata().GetAnnotations()[LastAppliedAnnotation]; prev != "" {
-		if err := json.Unmarshal([]byte(prev), &last); err != nil {
+		if last, err = decodeJSONObject("last applied configuration", []byte(prev)); err != nil {
 			last = nil // a hand-edited annotation: treat as never applied
 		}
 	}
-	patch := withDeletions(cur, last)
-	md, _ := patch["metadata"].(map[string]any)
+	js, err := manifest.MarshalJSON(live)
+	if err != nil {
+		return nil, err
+	}
+	liveDoc, err := decodeJSONObject(k.Name+" JSON", js)
+	if err != nil {
+		return nil, err
+	}
+	merged := strategicMerge(liveDoc, cur, last)
+	md, _ := merged["metadata"].(map[string]any)
 	if md == nil {
 		md = map[string]any{}
-		patch["metadata"] = md
+		merged["metadata"] = md
 	}
 	ann, _ := md["annotations"].(map[string]any)
 	if ann == nil {
 		ann = map[string]any{}
-		md["annotations"] = ann
 	}
 	ann[LastAppliedAnnotation] = string(applied)
-	return applyPatchTo(k, live, patch)
-}
-
-// withDeletions returns patch plus a null for every key of last (nested in
-// objects) that patch no longer has, so merging removes it.
-func withDeletions(patch, last map[string]any) map[string]any {
-	out := make(map[string]any, len(patch))
-	for k, v := range patch {
-		if pv, ok := v.(map[string]any); ok {
-			lv, _ := last[k].(map[string]any)
-			out[k] = withDeletions(pv, lv)
-			continue
-		}
-		out[k] = v
+	md["annotations"] = ann
+	b, err := json.Marshal(merged)
+	if err != nil {
+		return nil, fmt.Errorf("encode merged %s: %w", k.Name, err)
 	}
-	for k := range last {
-		if _, ok := patch[k]; !ok {
-			out[k] = nil
-		}
+	next := k.New()
+	if err := manifest.UnmarshalJSON(b, next); err != nil {
+		return nil, fmt.Errorf("%w: merged object: %s", ErrInvalid, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	return out
+	return next, nil
 }
 
 func setAnnotation(obj kinds.Object, key, value string) {

@@ -40,10 +40,7 @@ func (s *Server) CreateMany(ctx context.Context, req *apiv1.CreateManyRequest) (
 }
 
 func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linearized bool) (*apiv1.CreateResult, error) {
-	fail := func(err error) (*apiv1.CreateResult, error) {
-		code, msg := statusOf(err)
-		return &apiv1.CreateResult{Code: code, Message: msg}, err
-	}
+	fail := func(err error) (*apiv1.CreateResult, error) { return failedCreate(err), err }
 	obj, k, err := s.unpack(env)
 	if err != nil {
 		return fail(err)
@@ -73,4 +70,12 @@ func (s *Server) createOne(ctx context.Context, env *apiv1.Object, dryRun, linea
 		return fail(err)
 	}
 	return &apiv1.CreateResult{Object: packed, ResourceVersion: kinds.Meta(created).ResourceVersion}, nil
+}
+
+// failedCreate is a CreateMany item's result for err: the whole status, so
+// an item's NOT_APPLIED detail tells the client it may send that object
+// again.
+func failedCreate(err error) *apiv1.CreateResult {
+	st, _ := status.FromError(toStatus(err))
+	return &apiv1.CreateResult{Code: int32(st.Code()), Message: st.Message(), Details: st.Proto().GetDetails()}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -35,5 +36,18 @@ func TestNotAppliedMarksUnavailableWrites(t *testing.T) {
 	}
 	if marked(fmt.Errorf("create: %w", consensus.ErrIndeterminate)) || marked(consensus.ErrStopped) {
 		t.Error("an undecided write or a stopping store is marked not-applied")
+	}
+}
+
+// TestCreateManyItemKeepsNotApplied: a CreateMany item's result carries its
+// status's details, so the client can tell a not-applied item.
+func TestCreateManyItemKeepsNotApplied(t *testing.T) {
+	r := failedCreate(fmt.Errorf("create pods: %w", consensus.ErrNoLeader))
+	st := status.FromProto(&spb.Status{Code: r.GetCode(), Message: r.GetMessage(), Details: r.GetDetails()})
+	if st.Code() != codes.Unavailable || len(st.Details()) != 1 || st.Details()[0].(*errdetails.ErrorInfo).GetReason() != "NOT_APPLIED" {
+		t.Fatalf("item result lost NOT_APPLIED: %v %v", st, st.Details())
+	}
+	if r := failedCreate(fmt.Errorf("create: %w", consensus.ErrIndeterminate)); len(r.GetDetails()) != 0 {
+		t.Fatalf("undecided item marked: %v", r.GetDetails())
 	}
 }

@@ -88,11 +88,12 @@ func TestMergePatchRFC7386(t *testing.T) {
 	}
 }
 
-func TestApplyPatchRemovesWhatTheManifestDropped(t *testing.T) {
+func TestApplyMergeRemovesWhatTheManifestDropped(t *testing.T) {
 	last := map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "1", "b": "2"}}, "spec": map[string]any{"x": 1}}
+	live := map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "1", "b": "2", "c": "3"}}, "spec": map[string]any{"x": 1}, "status": map[string]any{"y": 2}}
 	cur := map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "1"}}}
-	got := withDeletions(cur, last)
-	want := map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "1", "b": nil}}, "spec": nil}
+	got := strategicMerge(live, cur, last)
+	want := map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "1", "c": "3"}}, "status": map[string]any{"y": 2}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/codec"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
 // Version is reported by the Version RPC; the build may override it.
@@ -54,6 +56,9 @@ type Config struct {
 	Now func() time.Time
 	// Limits cap what one identity holds open (limits.go).
 	Limits Limits
+	// NodeStreams is how logs, exec, attach and port-forward reach the
+	// agents (podstreams.go).
+	NodeStreams NodeStreamsConfig
 	// admissionPlugins replaces the admission chain (tests); nil means
 	// admissionPlugins as registered.
 	admissionPlugins []func(*Server) admissionPlugin
@@ -90,6 +95,8 @@ type Server struct {
 	admission admissionChains
 	health    *health.Server
 	wg        sync.WaitGroup
+	// nodeConns are the connections to agents' stream ports.
+	nodeConns nodeConns
 }
 
 // New builds a server. It serves nothing until Register/Serve, and does no
@@ -166,6 +173,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 // Register puts the API, the gRPC health service and server reflection on g.
 func (s *Server) Register(g *grpc.Server) {
 	apiv1.RegisterAPIServer(g, s)
+	streamv1.RegisterPodStreamsServer(g, &podStreams{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 }
@@ -218,6 +226,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(apiv1.API_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	defer s.health.Shutdown()
+	defer s.nodeConns.closeAll()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.ensureNamespaces(ctx) }()
 	s.tasks.run(ctx, s.log, s.cfg.RetryBackoff)
@@ -225,19 +234,29 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// ensureNamespaces creates the default namespaces, retrying until the store
-// accepts the writes (it may have no leader yet).
+// ensureNamespaces creates the default namespaces and the kinds' built-in
+// objects (kinds.BuiltinObjects: the system PriorityClasses), retrying until
+// the store accepts the writes (it may have no leader yet).
 func (s *Server) ensureNamespaces(ctx context.Context) {
 	k, _ := s.reg.ForKind("Namespace")
+	var objs []kinds.Object
 	for _, name := range s.cfg.DefaultNamespaces {
+		ns := k.New()
+		kinds.Meta(ns).Name = name
+		objs = append(objs, ns)
+	}
+	objs = append(objs, kinds.BuiltinObjects()...)
+	for _, obj := range objs {
+		ok, found := s.reg.ForKind(obj.GetKind())
+		if !found {
+			continue // a registry without the kind (tests of other kinds)
+		}
 		for {
-			ns := k.New()
-			kinds.Meta(ns).Name = name
-			_, err := s.create(ctx, k, ns, false)
+			_, err := s.create(ctx, ok, codec.Clone(obj), false)
 			if err == nil || errors.Is(err, ErrAlreadyExists) {
 				break
 			}
-			s.log.Debug("creating default namespace", "namespace", name, "err", err)
+			s.log.Debug("creating built-in object", "kind", obj.GetKind(), "name", obj.GetMetadata().GetName(), "err", err)
 			select {
 			case <-ctx.Done():
 				return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -54,7 +55,12 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 		}
 		key, prefix = k.Key(ns, req.GetName()), false
 	}
-	w, err := s.store.Watch(ctx, []byte(key), prefix, start)
+	var opts []consensus.WatchOption
+	bookmarks := req.GetAllowBookmarks()
+	if bookmarks {
+		opts = append(opts, consensus.WithProgressNotify(bookmarkInterval))
+	}
+	w, err := s.store.Watch(ctx, []byte(key), prefix, start, opts...)
 	if err != nil {
 		return toStatus(watchErr(err, req.GetResourceVersion()))
 	}
@@ -71,6 +77,7 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 	// is cut off (ErrWatcherTooSlow: OutOfRange, re-list) rather than
 	// given a private backlog (TestSlowWatcherIsCutOffNotBuffered). How
 	// many such watches one client holds is capped per identity (limits.go).
+	var bookmarked time.Time
 	for batch := range w.C {
 		resp := &apiv1.WatchResponse{}
 		for _, ev := range batch.Events {
@@ -83,7 +90,13 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 			}
 		}
 		if len(resp.Events) == 0 {
-			continue
+			// A progress notification, or changes the selectors filter
+			// out: a bookmark lets the client resume from here.
+			if !bookmarks || (len(batch.Events) > 0 && time.Since(bookmarked) < bookmarkInterval) {
+				continue
+			}
+			resp.Events = append(resp.Events, &apiv1.WatchEvent{Type: apiv1.WatchEvent_BOOKMARK, ResourceVersion: formatRev(batch.Revision)})
+			bookmarked = time.Now()
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
@@ -94,6 +107,12 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 	}
 	return nil
 }
+
+// bookmarkInterval is how often, at most, a watch that asked for bookmarks
+// and sees no change of its own gets one while other keys change. The
+// store's history holds WatchHistory events (100,000 by default): a
+// second is far less than the fastest writers take to roll it over.
+const bookmarkInterval = time.Second
 
 func watchErr(err error, rv string) error {
 	if errors.Is(err, consensus.ErrCompacted) || errors.Is(err, consensus.ErrWatcherTooSlow) {

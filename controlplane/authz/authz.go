@@ -86,6 +86,9 @@ func New(graph Graph) *Authorizer { return &Authorizer{graph: graph} }
 // Authorize returns nil to allow, or an error wrapping ErrForbidden whose
 // message is meant for the caller.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
+	if r.Kind == "Pod" && podStreams[r.Subresource] {
+		return podStream(r)
+	}
 	switch r.Identity.Role {
 	case pki.RoleAdmin, pki.RoleControl:
 		return nil
@@ -96,6 +99,31 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
 			return a.nodeRead(ctx, r)
 		}
 		return nodeWrite(r)
+	}
+	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
+}
+
+// podStreams are the subresources that reach into a pod's containers
+// through the API server's relay to the node (controlplane/api
+// podstreams.go).
+var podStreams = map[string]bool{"log": true, "exec": true, "attach": true, "portforward": true}
+
+// podStream decides them as Kubernetes' default roles do: a viewer
+// ("view") reads logs; exec, attach and port-forward (and so `ctl cp`,
+// which is an exec of tar) need an admin; a node does none of them — its
+// own agent holds the pod already, and another node's must not be reached
+// through the API.
+func podStream(r Request) error {
+	switch r.Identity.Role {
+	case pki.RoleAdmin, pki.RoleControl:
+		return nil
+	case pki.RoleViewer:
+		if r.Subresource == "log" && r.Verb == VerbGet {
+			return nil
+		}
+		return deny(r, "viewers may read logs; exec, attach and port-forward need an admin")
+	case pki.RoleNode:
+		return deny(r, "a node may not read logs of, exec into, attach to or port-forward to pods through the API")
 	}
 	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
 }
@@ -113,9 +141,10 @@ func viewer(r Request) error {
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
+// Namespaces and NetworkPolicies: each worker enforces NetworkPolicies;
 // Ingresses: every worker runs the built-in ingress controller.
 var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
-	"Ingress": true}
+	"Namespace": true, "NetworkPolicy": true, "Ingress": true}
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
 // ConfigMap or claim only while a pod bound to it references it, decided
@@ -143,7 +172,7 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	if nodeReadable[r.Kind] {
 		return nil
 	}
-	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
+	return deny(r, "a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference")
 }
 
 func nodeWrite(r Request) error {

@@ -55,13 +55,33 @@ func TestAuthorize(t *testing.T) {
 		{"viewer reads secret", Request{Identity: bob, Verb: VerbGet, Kind: "Secret", Namespace: "shop", Name: "db"},
 			`forbidden: user "user:bob" (role viewer) may not get secrets "db" in namespace "shop": viewers may not read secrets`},
 
+		// streams into pods: viewers read logs, admins do everything, nodes nothing.
+		{"viewer reads logs", Request{Identity: bob, Verb: VerbGet, Kind: "Pod", Subresource: "log", Namespace: "shop", Name: "web-1"}, ""},
+		{"admin execs", Request{Identity: alice, Verb: VerbCreate, Kind: "Pod", Subresource: "exec", Namespace: "shop", Name: "web-1"}, ""},
+		{"viewer execs", Request{Identity: bob, Verb: VerbCreate, Kind: "Pod", Subresource: "exec", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "user:bob" (role viewer) may not create pods/exec "web-1" in namespace "shop": viewers may read logs; exec, attach and port-forward need an admin`},
+		{"viewer attaches", Request{Identity: bob, Verb: VerbCreate, Kind: "Pod", Subresource: "attach", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "user:bob" (role viewer) may not create pods/attach "web-1" in namespace "shop": viewers may read logs; exec, attach and port-forward need an admin`},
+		{"viewer port-forwards", Request{Identity: bob, Verb: VerbCreate, Kind: "Pod", Subresource: "portforward", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "user:bob" (role viewer) may not create pods/portforward "web-1" in namespace "shop": viewers may read logs; exec, attach and port-forward need an admin`},
+		{"node reads logs", Request{Identity: w1, Verb: VerbGet, Kind: "Pod", Subresource: "log", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "node:w1" (role node) may not get pods/log "web-1" in namespace "shop": a node may not read logs of, exec into, attach to or port-forward to pods through the API`},
+		{"node execs", Request{Identity: w1, Verb: VerbCreate, Kind: "Pod", Subresource: "exec", Namespace: "shop", Name: "web-1"},
+			`forbidden: user "node:w1" (role node) may not create pods/exec "web-1" in namespace "shop": a node may not read logs of, exec into, attach to or port-forward to pods through the API`},
+
 		// worker node: reads what it needs.
 		{"node lists pods", Request{Identity: w1, Verb: VerbList, Kind: "Pod"}, ""},
 		{"node watches services", Request{Identity: w1, Verb: VerbWatch, Kind: "Service"}, ""},
 		{"node watches endpoints", Request{Identity: w1, Verb: VerbWatch, Kind: "Endpoints"}, ""},
 		{"node gets another node", Request{Identity: w1, Verb: VerbGet, Kind: "Node", Name: "w2"}, ""},
+		{"node watches networkpolicies", Request{Identity: w1, Verb: VerbWatch, Kind: "NetworkPolicy"}, ""},
+		{"node watches namespaces", Request{Identity: w1, Verb: VerbWatch, Kind: "Namespace"}, ""},
+		{"node writes a networkpolicy", Request{Identity: w1, Verb: VerbCreate, Kind: "NetworkPolicy", Namespace: "shop", Name: "deny"},
+			`forbidden: user "node:w1" (role node) may not create networkpolicies "deny" in namespace "shop": a node may write only its own Node and Lease, the status of its pods (and delete them), and events`},
+		{"viewer writes a networkpolicy", Request{Identity: bob, Verb: VerbDelete, Kind: "NetworkPolicy", Namespace: "shop", Name: "deny"},
+			`forbidden: user "user:bob" (role viewer) may not delete networkpolicies "deny" in namespace "shop": viewers are read-only`},
 		{"node lists deployments", Request{Identity: w1, Verb: VerbList, Kind: "Deployment"},
-			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference`},
+			`forbidden: user "node:w1" (role node) may not list deployments: a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference`},
 
 		// worker node: secrets and configmaps its pods reference (graph).
 		{"node gets its pod's configmap", Request{Identity: w1, Verb: VerbGet, Kind: "ConfigMap", Namespace: "shop", Name: "cfg"}, ""},

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
+	"strings"
 
 	storepb "github.com/skiffhq/skiff/proto/store/v1"
 )
@@ -33,16 +35,30 @@ type Config struct {
 	ClusterCIDR string `json:"clusterCIDR"`
 	// NodeCIDRMaskSize is the prefix length of each Node's range, e.g. 24.
 	NodeCIDRMaskSize int `json:"nodeCIDRMaskSize"`
+	// ClusterDomain is the DNS domain of the cluster's names
+	// (<svc>.<ns>.svc.<domain>); empty in a cluster stored before it
+	// existed, which means DefaultClusterDomain.
+	ClusterDomain string `json:"clusterDomain,omitempty"`
 }
+
+// DefaultClusterDomain is Kubernetes' default cluster domain.
+const DefaultClusterDomain = "cluster.local"
+
+// domainRe is a lower-case DNS-1123 subdomain.
+var domainRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // Default is 10.244.0.0/16 in /24s (flannel's and kubeadm's usual choice):
 // 256 Nodes of 254 pods.
-func Default() Config { return Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24} }
+func Default() Config {
+	return Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24, ClusterDomain: DefaultClusterDomain}
+}
 
 // Network is a checked Config.
 type Network struct {
 	Cluster  netip.Prefix
 	NodeBits int
+	// Domain is the cluster DNS domain (no trailing dot).
+	Domain string
 }
 
 // Parse checks c: an IPv4 range, and a node size inside it leaving at
@@ -64,7 +80,14 @@ func (c Config) Parse() (Network, error) {
 	if c.NodeCIDRMaskSize-p.Bits() > 24 {
 		return Network{}, fmt.Errorf("%w: node CIDR mask size %d splits %s into more than 2^24 node ranges", ErrConfig, c.NodeCIDRMaskSize, p)
 	}
-	return Network{Cluster: p, NodeBits: c.NodeCIDRMaskSize}, nil
+	domain := strings.TrimSuffix(c.ClusterDomain, ".")
+	if domain == "" {
+		domain = DefaultClusterDomain
+	}
+	if len(domain) > 253 || !domainRe.MatchString(domain) {
+		return Network{}, fmt.Errorf("%w: cluster domain %q: want a lower-case DNS name such as %s", ErrConfig, c.ClusterDomain, DefaultClusterDomain)
+	}
+	return Network{Cluster: p, NodeBits: c.NodeCIDRMaskSize, Domain: domain}, nil
 }
 
 // Decode reads a stored Config; an empty value is Default.
@@ -80,7 +103,7 @@ func Decode(b []byte) (Network, error) {
 
 // Config is n in its stored form.
 func (n Network) Config() Config {
-	return Config{ClusterCIDR: n.Cluster.String(), NodeCIDRMaskSize: n.NodeBits}
+	return Config{ClusterCIDR: n.Cluster.String(), NodeCIDRMaskSize: n.NodeBits, ClusterDomain: n.Domain}
 }
 
 // Size is how many node ranges the cluster range holds.

@@ -1,6 +1,7 @@
 package clusternet
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -11,14 +12,17 @@ func TestParse(t *testing.T) {
 		want string // "" when valid
 	}{
 		{Default(), ""},
-		{Config{"10.0.0.0/8", 24}, ""},
-		{Config{"10.244.0.0/16", 30}, ""},
-		{Config{"10.244.0.0/16", 31}, "between the cluster CIDR's /16 and /30"},
-		{Config{"10.244.0.0/16", 15}, "between the cluster CIDR's /16 and /30"},
-		{Config{"10.244.1.0/16", 24}, "has host bits set (did you mean 10.244.0.0/16?)"},
-		{Config{"fd00::/48", 64}, "only IPv4"},
-		{Config{"10.244.0.0", 24}, `cluster CIDR "10.244.0.0"`},
-		{Config{"0.0.0.0/0", 30}, "more than 2^24 node ranges"},
+		{Config{ClusterCIDR: "10.0.0.0/8", NodeCIDRMaskSize: 24}, ""},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 30}, ""},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 31}, "between the cluster CIDR's /16 and /30"},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 15}, "between the cluster CIDR's /16 and /30"},
+		{Config{ClusterCIDR: "10.244.1.0/16", NodeCIDRMaskSize: 24}, "has host bits set (did you mean 10.244.0.0/16?)"},
+		{Config{ClusterCIDR: "fd00::/48", NodeCIDRMaskSize: 64}, "only IPv4"},
+		{Config{ClusterCIDR: "10.244.0.0", NodeCIDRMaskSize: 24}, `cluster CIDR "10.244.0.0"`},
+		{Config{ClusterCIDR: "0.0.0.0/0", NodeCIDRMaskSize: 30}, "more than 2^24 node ranges"},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24, ClusterDomain: "corp.example."}, ""},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24, ClusterDomain: "Cluster.Local"}, `cluster domain "Cluster.Local"`},
+		{Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24, ClusterDomain: "a..b"}, `cluster domain "a..b"`},
 	} {
 		_, err := c.cfg.Parse()
 		switch {
@@ -31,7 +35,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestBlocks(t *testing.T) {
-	n, err := Config{"10.244.0.0/16", 24}.Parse()
+	n, err := Config{ClusterCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24}.Parse()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +76,19 @@ func TestBlocks(t *testing.T) {
 	}
 	if _, err := (Network{Cluster: n.Cluster, NodeBits: 30}).Blocks("10.244.0.0/16"); err == nil || !strings.Contains(err.Error(), "spans more than 256") {
 		t.Errorf("a /16 in /30 blocks: %v, want refused", err)
+	}
+}
+
+// A cluster stored before the cluster domain existed reads as the default.
+func TestDecodeDefaultsTheClusterDomain(t *testing.T) {
+	n, err := Decode([]byte(`{"clusterCIDR":"10.244.0.0/16","nodeCIDRMaskSize":24}`))
+	if err != nil || n.Domain != DefaultClusterDomain {
+		t.Fatalf("Decode: domain %q, %v; want %s", n.Domain, err, DefaultClusterDomain)
+	}
+	c := Default()
+	c.ClusterDomain = "corp.example"
+	b, _ := json.Marshal(c)
+	if n, err := Decode(b); err != nil || n.Domain != "corp.example" || n.Config().ClusterDomain != "corp.example" {
+		t.Fatalf("Decode round trip: %+v, %v", n, err)
 	}
 }

@@ -85,6 +85,10 @@ type Config struct {
 	Membership MembershipFactory
 	// Store tunes the store config (timeouts) before it opens.
 	Store func(*consensus.Config)
+	// RaftLogStore is the Raft log store of a new control node
+	// (consensus.LogStoreBoltDB, the default when empty, or LogStoreWAL);
+	// its data dir records it, and a restart naming the other is refused.
+	RaftLogStore string
 
 	NodeCertLifetime time.Duration
 	// UserCertLifetime is the default lifetime of user certificates (and

@@ -133,6 +133,7 @@ func storeConfig(cfg Config, st State, bundle *pki.Bundle, src pki.CertSource, d
 	sc.Bootstrap = bootstrap
 	sc.Logger = cfg.Logger
 	sc.Registerer = cfg.Registerer
+	sc.LogStore = cfg.RaftLogStore
 	if cfg.Store != nil {
 		cfg.Store(&sc)
 	}
@@ -190,6 +191,7 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
 	c.apiServers.set([]string{st.APIAddress()})
 	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
+	ac.NodeStreams = nodeStreams(bundle, renewer, c.audit, log)
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -302,7 +304,14 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
-			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
+			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) },
+			ClusterCIDR: func(ctx context.Context) (string, error) {
+				n, err := loadClusterNetwork(ctx, c.Store)
+				if err != nil {
+					return "", err
+				}
+				return n.Config().ClusterCIDR, nil
+			}}
 		start("gossip membership", func(ctx context.Context) error {
 			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
 		})
@@ -326,10 +335,30 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 		case first = <-errs:
 		}
 	}
+	if first == nil {
+		c.handOffLeadership()
+	}
 	cancel()
 	c.stopServing()
 	wg.Wait()
 	return first
+}
+
+// handOffLeadership gives leadership to another voter before a planned
+// stop (SIGTERM, SIGINT): the cluster then writes on within a round trip
+// instead of waiting out an election timeout after this node is gone.
+// Failing (no other voter, or none caught up) only costs that timeout.
+func (c *Control) handOffLeadership() {
+	if !c.Store.IsLeader() {
+		return
+	}
+	start := time.Now()
+	if err := c.Store.TransferLeadership(); err != nil {
+		c.log.Warn("stopping as leader: leadership transfer failed; the others elect a leader after the election timeout", "err", err)
+		return
+	}
+	// The new leader's id may not have reached this node yet: not logged.
+	c.log.Info("stopping: handed leadership over", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (c *Control) stopServing() {

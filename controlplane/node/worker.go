@@ -31,10 +31,17 @@ type WorkerEnv struct {
 	// keeps current and the CAs the worker trusts now: a renewal or a CA
 	// rotation needs no restart of what uses it.
 	Client *client.Client
-	Logger *slog.Logger
+	// ClusterCIDR tells the cluster's pod range as the control nodes
+	// announce it in gossip ("" while none is known); nil without gossip.
+	ClusterCIDR func(context.Context) (string, error)
+	Logger      *slog.Logger
 	// Registerer takes the services' metrics, served with the node's
 	// (--metrics-addr).
 	Registerer prometheus.Registerer
+	// StreamTLS is the TLS of the agent's stream port (7445): the
+	// renewer's certificate (serving the node's own address) and only
+	// control nodes' client certificates accepted.
+	StreamTLS *tls.Config
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -63,6 +70,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if len(st.Servers) == 0 {
 		return fmt.Errorf("%s lists no control node API addresses (servers)", filepath.Join(cfg.DataDir, StateFile))
 	}
+	members := &memberView{}
+	servers := newControlServers(cfg.DataDir, st, members, log)
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = log
 	joiner := pki.NewJoinClient(jc)
@@ -75,7 +84,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			return tls.Certificate{}, err
 		}
 		var errs []error
-		for _, addr := range st.Servers {
+		for _, addr := range servers.list() {
 			next, cas, err := joiner.RenewWithCAs(ctx, addr, bundle.Pool(), r, key)
 			if err != nil {
 				errs = append(errs, err)
@@ -94,14 +103,25 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if r, err = pki.NewRenewer(rc); err != nil {
 		return err
 	}
-	cl, err := client.New(workerClientOptions(st.Servers, bundle, r, log))
+	co := workerClientOptions(st.Servers, bundle, r, log)
+	// Learn new control nodes as often as servers.run looks for them.
+	co.LearnInterval = min(co.LearnInterval, cfg.RegistrationInterval)
+	cl, err := client.New(co)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	servers.setClient(cl)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	serversDone := make(chan struct{})
+	go func() {
+		defer close(serversDone)
+		servers.run(ctx, cfg.RegistrationInterval)
+	}()
+	defer func() { cancel(); <-serversDone }()
+	var clusterCIDR func(context.Context) (string, error)
 	// gossipErr stays nil (never ready) without gossip.
 	var gossipErr chan error
 	if cfg.Membership != nil {
@@ -110,7 +130,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			return fmt.Errorf("%w (joined before the cluster handed out gossip keys? run without gossip)", err)
 		}
 		info := MemberInfo{Name: st.Name, Role: MemberRoleWorker, Advertise: st.Advertise, BindAddress: st.BindAddress,
-			Seeds: func(context.Context) ([]string, error) { return st.Servers, nil },
+			Seeds: func(context.Context) ([]string, error) { return servers.list(), nil },
 			PodCIDR: func(ctx context.Context) (string, error) {
 				n, err := client.Get[*apiv1.Node](ctx, cl, "", st.Name)
 				if status.Code(err) == codes.NotFound {
@@ -120,8 +140,16 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			}}
 		gossipErr = make(chan error, 1)
 		go func() {
-			gossipErr <- runMembership(ctx, cfg.Membership, &memberView{}, info, func(context.Context) ([]byte, error) { return key, nil })
+			gossipErr <- runMembership(ctx, cfg.Membership, members, info, func(context.Context) ([]byte, error) { return key, nil })
 		}()
+		clusterCIDR = func(context.Context) (string, error) {
+			for _, c := range members.ControlNodes() {
+				if c.ClusterCIDR != "" {
+					return c.ClusterCIDR, nil
+				}
+			}
+			return "", errors.New("no control node in the gossip membership announces the cluster range yet")
+		}
 		defer func() {
 			if gossipErr != nil { // not yet read (below)
 				cancel()
@@ -134,7 +162,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
-		pollCAs(ctx, cfg.CAPollInterval, st.Servers, joiner, bundle, dir, r, log)
+		pollCAs(ctx, cfg.CAPollInterval, servers.list, joiner, bundle, dir, r, log)
 	}()
 	defer func() { cancel(); <-pollDone }()
 	err = retry(ctx, 365*24*time.Hour, func(ctx context.Context) error {
@@ -162,7 +190,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log, Registerer: cfg.Registerer})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, ClusterCIDR: clusterCIDR, Logger: log, Registerer: cfg.Registerer,
+			StreamTLS: bundle.NodeStreamServerConfig(r)})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {
@@ -182,6 +211,10 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		gossipErr = nil
 		cancel()
 		<-renewErr
+		serr := <-servicesErr
+		if err == nil { // the member left because ctx ended
+			return serr
+		}
 		return fmt.Errorf("gossip membership: %w", err)
 	}
 }
@@ -260,7 +293,7 @@ func trustCAs(bundle *pki.Bundle, dir string, casPEM []byte) error {
 // before the control nodes switch to the new CA at finish — and renews,
 // so that the rotation can finish without waiting for the certificate to
 // fall due. Failures are logged and retried at the next tick.
-func pollCAs(ctx context.Context, interval time.Duration, servers []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
+func pollCAs(ctx context.Context, interval time.Duration, servers func() []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,7 +302,7 @@ func pollCAs(ctx context.Context, interval time.Duration, servers []string, join
 		}
 		var cas []byte
 		var errs []error
-		for _, addr := range servers {
+		for _, addr := range servers() {
 			b, err := joiner.TrustedCAs(ctx, addr, bundle.Pool(), r)
 			if err == nil {
 				cas = b

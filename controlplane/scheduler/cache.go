@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"sync"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -25,11 +26,19 @@ type cache struct {
 	assumed map[string]uint64
 	// unschedulable pods wait for a cluster change or the periodic retry.
 	unschedulable map[string]bool
+	// prioritized are pending pods with a priority above 0, so a placement
+	// takes the most important pending pod first without scanning all
+	// pending ones (entries no longer pending are dropped when met).
+	prioritized map[string]struct{}
+	// preempting: the victims (pod keys) each preemptor evicted; it does
+	// not preempt again while one of them is still counted on its node.
+	preempting map[string][]string
 }
 
 func newCache() *cache {
 	return &cache{nodes: map[string]*NodeInfo{}, podNode: map[string]*NodeInfo{}, orphans: map[string]map[string]*PodInfo{},
-		pending: map[string]*apiv1.Pod{}, assumed: map[string]uint64{}, unschedulable: map[string]bool{}}
+		pending: map[string]*apiv1.Pod{}, assumed: map[string]uint64{}, unschedulable: map[string]bool{},
+		prioritized: map[string]struct{}{}, preempting: map[string][]string{}}
 }
 
 // counts: a bound pod uses its node's resources until it ends.
@@ -177,5 +186,44 @@ func (c *cache) uncountPod(p *apiv1.Pod) bool {
 			return true
 		}
 	}
+	return false
+}
+
+// mostImportant is the pending pod to place next instead of key: the
+// highest-priority one that is neither in flight nor unschedulable, key
+// itself when none is more important. Each queued key still places one
+// pod, and every pending pod keeps its own key queued, so each is placed.
+func (c *cache) mostImportant(key string) string {
+	if len(c.prioritized) == 0 {
+		return key
+	}
+	best, bestPrio := key, int32(math.MinInt32)
+	if p := c.pending[key]; p != nil && !c.unschedulable[key] {
+		bestPrio = Priority(p)
+	}
+	for k := range c.prioritized {
+		p := c.pending[k]
+		if p == nil {
+			delete(c.prioritized, k)
+			continue
+		}
+		if _, inFlight := c.assumed[k]; inFlight || c.unschedulable[k] {
+			continue
+		}
+		if pr := Priority(p); pr > bestPrio || (pr == bestPrio && k < best && best != key) {
+			best, bestPrio = k, pr
+		}
+	}
+	return best
+}
+
+// preemptionPending: victims the pod evicted are still counted on a node.
+func (c *cache) preemptionPending(key string) bool {
+	for _, v := range c.preempting[key] {
+		if c.podNode[v] != nil {
+			return true
+		}
+	}
+	delete(c.preempting, key)
 	return false
 }

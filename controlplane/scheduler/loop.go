@@ -115,7 +115,8 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 	s.OnStart(func() {
 		alg := NewAlgorithm(s.cfg.Seed + s.attempt.Add(1))
 		alg.Filters, alg.Scores = s.cfg.Filters, s.cfg.Scores
-		s.t = &term{s: s, cache: newCache(), alg: alg, binds: make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{}}
+		s.t = &term{s: s, cache: newCache(), alg: alg, binds: make(chan bindReq, s.cfg.BindBatch), fitMsg: map[string]string{},
+			nominated: map[string]string{}}
 	})
 	// Pods first: the primary kind, whose keys the placing queue holds.
 	s.Watch("Pod", client.EventHandler{
@@ -161,15 +162,21 @@ type term struct {
 	alg   *Algorithm
 	next  int // sampled placement start index
 	binds chan bindReq
-	// fitMsg is the latest FitError message per unschedulable pod.
-	fitMu  sync.Mutex
-	fitMsg map[string]string
+	// fitMsg is the latest FitError message per unschedulable pod;
+	// nominated the node a preemptor evicted pods on (its status's
+	// nominatedNodeName, as kube-scheduler reports it).
+	fitMu     sync.Mutex
+	fitMsg    map[string]string
+	nominated map[string]string
 }
 
 type bindReq struct {
+	key     string
 	pod     *apiv1.Pod
 	node    string
 	attempt uint64
+	// victims are the pods to evict so pod fits on node (preemption).
+	victims []*apiv1.Pod
 }
 
 func (t *term) nodeChanged(n *apiv1.Node) {
@@ -228,6 +235,9 @@ func (t *term) podChanged(old, p *apiv1.Pod) {
 		return
 	}
 	c.pending[k] = p
+	if Priority(p) > 0 {
+		c.prioritized[k] = struct{}{}
+	}
 	_, assumed := c.assumed[k]
 	wasUnschedulable := c.unschedulable[k]
 	specChanged := old == nil || old.GetMetadata().GetGeneration() != p.GetMetadata().GetGeneration()
@@ -252,10 +262,12 @@ func (t *term) podDeleted(p *apiv1.Pod) {
 	delete(c.pending, k)
 	delete(c.unschedulable, k)
 	delete(c.assumed, k)
+	delete(c.preempting, k)
 	freed := c.uncountPod(p)
 	c.mu.Unlock()
 	t.fitMu.Lock()
 	delete(t.fitMsg, k)
+	delete(t.nominated, k)
 	t.fitMu.Unlock()
 	if freed {
 		t.flushUnschedulable()
@@ -285,7 +297,13 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	case "":
 		return nil // nothing to place
 	case "unschedulable", "error":
-		t.setFit(key, fitMsg)
+		t.setFit(req.key, fitMsg)
+	case "preempting":
+		t.fitMu.Lock()
+		t.nominated[req.key] = req.node
+		t.fitMu.Unlock()
+		t.setFit(req.key, fitMsg)
+		t.evict(ctx, req)
 	}
 	t.s.metrics.attempts.WithLabelValues(result).Inc()
 	if result != "scheduled" {
@@ -307,6 +325,8 @@ func (t *term) place(key string) (req bindReq, result, fitMsg string) {
 	c := t.cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	key = c.mostImportant(key)
+	req.key = key
 	p := c.pending[key]
 	if p == nil || c.unschedulable[key] {
 		return req, "", ""
@@ -324,7 +344,19 @@ func (t *term) place(key string) (req bindReq, result, fitMsg string) {
 	t.next = next
 	if err != nil {
 		c.unschedulable[key] = true
-		return req, "unschedulable", err.Error()
+		if !mayPreempt(p) || c.preemptionPending(key) {
+			return req, "unschedulable", err.Error()
+		}
+		pr := t.alg.Preempt(pi, c.nodeList)
+		if pr == nil {
+			return req, "unschedulable", err.Error()
+		}
+		req.pod, req.node = p, pr.Node.Name()
+		for _, v := range pr.Victims {
+			req.victims = append(req.victims, v.Pod)
+			c.preempting[key] = append(c.preempting[key], podKey(v.Pod))
+		}
+		return req, "preempting", preemptionMessage(err.Error(), pr)
 	}
 	t.s.metrics.algorithm.Observe(time.Since(start).Seconds())
 	// Assume: count the pod on the node now so the next placement sees it,
@@ -333,7 +365,27 @@ func (t *term) place(key string) (req bindReq, result, fitMsg string) {
 	c.podNode[key] = node
 	attempt := t.s.attempt.Add(1)
 	c.assumed[key] = attempt
-	return bindReq{pod: p, node: node.Name(), attempt: attempt}, "scheduled", ""
+	return bindReq{key: key, pod: p, node: node.Name(), attempt: attempt}, "scheduled", ""
+}
+
+// evict deletes the victims of a preemption (gracefully, each only if it is
+// still the pod that was chosen) and records why on each. The preemptor
+// stays unschedulable until a victim is gone, which retries it.
+func (t *term) evict(ctx context.Context, req bindReq) {
+	for _, v := range req.victims {
+		md := v.GetMetadata()
+		_, _, err := t.s.c.Delete(ctx, "Pod", md.GetNamespace(), md.GetName(), client.DeleteOptions{UID: md.GetUid()})
+		if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) {
+			t.s.cfg.Logger.Warn("preemption: evicting a victim failed", "victim", podKey(v), "preemptor", req.key, "err", err)
+			continue
+		}
+		t.s.metrics.preemptions.Inc()
+		msg := fmt.Sprintf("Preempted by pod %s (priority %d) on node %s", req.key, Priority(req.pod), req.node)
+		if err := t.s.rec.Event(ctx, v, client.EventNormal, "Preempted", msg); err != nil && !client.IsNotFound(err) {
+			t.s.cfg.Logger.Debug("preemption event", "victim", podKey(v), "err", err)
+		}
+	}
+	t.s.cfg.Logger.Info("preempted", "pod", req.key, "node", req.node, "victims", len(req.victims))
 }
 
 func (t *term) setFit(key, msg string) {
@@ -455,7 +507,7 @@ func (t *term) bindFailed(req bindReq, err error) {
 func (s *Scheduler) report(ctx context.Context, key string) error {
 	t := s.t
 	t.fitMu.Lock()
-	msg := t.fitMsg[key]
+	msg, nominated := t.fitMsg[key], t.nominated[key]
 	t.fitMu.Unlock()
 	c := t.cache
 	c.mu.Lock()
@@ -468,13 +520,14 @@ func (s *Scheduler) report(ctx context.Context, key string) error {
 	if err := t.s.rec.Event(ctx, p, client.EventWarning, "FailedScheduling", msg); err != nil && !client.IsNotFound(err) {
 		return fmt.Errorf("event for %s: %w", key, err)
 	}
-	if !still || podScheduledMessage(p) == msg {
+	if !still || (podScheduledMessage(p) == msg && p.GetStatus().GetNominatedNodeName() == nominated) {
 		return nil
 	}
 	next := codec.Clone(p)
 	if next.Status == nil {
 		next.Status = &apiv1.PodStatus{}
 	}
+	next.Status.NominatedNodeName = nominated
 	if next.Status.Phase == "" {
 		next.Status.Phase = "Pending"
 	}
@@ -502,6 +555,8 @@ type metrics struct {
 	bindErrors prometheus.Counter
 	algorithm  prometheus.Histogram
 	bindCall   prometheus.Histogram
+	// preemptions counts victims evicted for higher-priority pods.
+	preemptions prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -517,8 +572,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bindCall: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "bind_call_seconds",
 			Help: "Time of one batched Bind call.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
+	m.preemptions = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "skiff", Subsystem: "scheduler", Name: "preemption_victims_total",
+		Help: "Pods evicted to make room for higher-priority pods."})
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.binds, m.bindErrors, m.algorithm, m.bindCall)
+		reg.MustRegister(m.attempts, m.binds, m.bindErrors, m.algorithm, m.bindCall, m.preemptions)
 	}
 	return m
 }

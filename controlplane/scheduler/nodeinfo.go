@@ -148,6 +148,9 @@ type NodeInfo struct {
 	owners []ownerCount
 	// pods holds the keys of the pods counted here, so removal is exact.
 	pods map[string]*PodInfo
+	// priorities counts the pods per priority (few distinct values), so
+	// preemption skips at once a node with nothing of lower priority.
+	priorities map[int32]int
 }
 
 // NewNodeInfo reads a node's allocatable (falling back to capacity).
@@ -165,7 +168,7 @@ func NewNodeInfo(n *apiv1.Node) (*NodeInfo, error) {
 	}
 	ni := &NodeInfo{Node: n, name: n.GetMetadata().GetName(), ready: apiv1.NodeIsReady(n), unschedulable: n.GetSpec().GetUnschedulable(),
 		labels: n.GetMetadata().GetLabels(), Allocatable: r,
-		hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, pods: map[string]*PodInfo{}}
+		hostPorts: map[hostPort]int{}, hostPaths: map[string]int{}, pods: map[string]*PodInfo{}, priorities: map[int32]int{}}
 	for _, t := range n.GetSpec().GetTaints() {
 		switch t.GetEffect() {
 		case "NoSchedule", "NoExecute":
@@ -192,6 +195,7 @@ func (ni *NodeInfo) AddPod(pi *PodInfo) {
 		return
 	}
 	ni.pods[k] = pi
+	ni.priorities[Priority(pi.Pod)]++
 	ni.Requested = ni.Requested.add(pi.Requests)
 	for _, hp := range pi.HostPorts {
 		ni.hostPorts[hp]++
@@ -212,6 +216,11 @@ func (ni *NodeInfo) RemovePod(p *apiv1.Pod) {
 		return
 	}
 	delete(ni.pods, k)
+	if pr := Priority(pi.Pod); ni.priorities[pr] <= 1 {
+		delete(ni.priorities, pr)
+	} else {
+		ni.priorities[pr]--
+	}
 	ni.Requested = ni.Requested.sub(pi.Requests)
 	for _, hp := range pi.HostPorts {
 		if ni.hostPorts[hp]--; ni.hostPorts[hp] <= 0 {

@@ -3,8 +3,11 @@
 // against a three-member etcd 3.4 cluster started from /usr/bin/etcd, in the
 // same run on the same machine, with the same workload and client layout:
 // 256-byte values over a fixed key space, writes and linearizable reads at
-// several client counts. It prints a side-by-side table and ends with one
-// `store-bench:` summary line for 64 clients.
+// several client counts. Skiff runs twice, once per Raft log store
+// (skiff: raft-boltdb, the default; skiff-wal: hashicorp/raft-wal), the
+// three clusters side by side in one run. It prints a table per log store
+// against etcd and ends with a `store-bench-wal:` line and, last, the
+// `store-bench:` summary line of the default store, both for 64 clients.
 //
 // It is its own Go module because etcd's client (go.etcd.io/etcd/client/v3)
 // brings dependencies the main module should not carry; a replace directive

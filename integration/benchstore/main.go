@@ -54,14 +54,17 @@ func defaultBenchConfig() benchConfig {
 		ConnsPerNode:   1,
 		EtcdBin:        "/usr/bin/etcd",
 		EtcdTLS:        true,
-		Systems:        []string{"skiff", "etcd"},
+		Systems:        []string{sysSkiff, sysSkiffWAL, sysEtcd},
 	}
 }
 
 const (
-	sysSkiff = "skiff"
-	sysEtcd  = "etcd"
-	nodes    = 3
+	// sysSkiff is Skiff with its default Raft log store (raft-boltdb);
+	// sysSkiffWAL the same with --raft-log-store wal (hashicorp/raft-wal).
+	sysSkiff    = "skiff"
+	sysSkiffWAL = "skiff-wal"
+	sysEtcd     = "etcd"
+	nodes       = 3
 	// prefillWriters is how many clients write the key space before the
 	// measured points.
 	prefillWriters = 64
@@ -74,6 +77,7 @@ const (
 // stays on (raft-boltdb syncs every log batch; nothing here changes that).
 func skiffTune(c *consensus.Config) {
 	d := consensus.DefaultConfig()
+	c.LogStore = d.LogStore
 	c.HeartbeatTimeout = d.HeartbeatTimeout
 	c.ElectionTimeout = d.ElectionTimeout
 	c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
@@ -81,12 +85,18 @@ func skiffTune(c *consensus.Config) {
 	c.ApplyTimeout = d.ApplyTimeout
 }
 
+// skiffWALTune is skiffTune with the raft-wal log store.
+func skiffWALTune(c *consensus.Config) {
+	skiffTune(c)
+	c.LogStore = consensus.LogStoreWAL
+}
+
 // skiffTuneDescription says what the nodes run with.
-func skiffTuneDescription() string {
+func skiffTuneDescription(logStore string) string {
 	d := consensus.DefaultConfig()
 	return fmt.Sprintf("production timeouts of consensus.DefaultConfig (heartbeat %s, election %s, leader lease %s, commit %s); "+
-		"store defaults otherwise (raft BatchApplyCh, MaxAppendEntries 256, raft-boltdb log with fsync)",
-		d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout, d.CommitTimeout)
+		"store defaults otherwise (raft BatchApplyCh, MaxAppendEntries 256, %s log with fsync)",
+		d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout, d.CommitTimeout, logStore)
 }
 
 func main() {
@@ -102,7 +112,7 @@ func main() {
 	flag.IntVar(&cfg.ConnsPerNode, "conns", cfg.ConnsPerNode, "client connections per node/member")
 	flag.StringVar(&cfg.EtcdBin, "etcd", cfg.EtcdBin, "etcd 3.4 server binary")
 	flag.BoolVar(&cfg.EtcdTLS, "etcd-tls", cfg.EtcdTLS, "mutual TLS for etcd clients and peers (Skiff always uses it)")
-	flag.StringVar(&systems, "systems", "skiff,etcd", "systems to measure")
+	flag.StringVar(&systems, "systems", strings.Join(cfg.Systems, ","), "systems to measure: skiff (raft-boltdb log), skiff-wal (raft-wal log), etcd")
 	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each Skiff point's measured window here (Skiff runs in this process)")
 	flag.BoolVar(&cfg.Trace, "trace", false, "with -profile-dir, also write an execution trace of each Skiff point")
 	flag.Parse()
@@ -156,8 +166,8 @@ func (c benchConfig) validate() error {
 		return fmt.Errorf("conns: %d must be at least 1", c.ConnsPerNode)
 	}
 	for _, s := range c.Systems {
-		if s != sysSkiff && s != sysEtcd {
-			return fmt.Errorf("systems: unknown system %q (want skiff, etcd)", s)
+		if s != sysSkiff && s != sysSkiffWAL && s != sysEtcd {
+			return fmt.Errorf("systems: unknown system %q (want skiff, skiff-wal, etcd)", s)
 		}
 	}
 	return nil
@@ -226,7 +236,9 @@ func run(ctx context.Context, cfg benchConfig, out io.Writer) (results, error) {
 		var err error
 		switch name {
 		case sysSkiff:
-			s, err = openSkiff(cfg, tmp, out)
+			s, err = openSkiff(cfg, sysSkiff, filepath.Join(tmp, "skiff"), skiffTune, "raft-boltdb", out)
+		case sysSkiffWAL:
+			s, err = openSkiff(cfg, sysSkiffWAL, filepath.Join(tmp, "skiff-wal"), skiffWALTune, "raft-wal", out)
 		case sysEtcd:
 			s, err = openEtcd(cfg, tmp, out)
 		}
@@ -255,8 +267,15 @@ func run(ctx context.Context, cfg benchConfig, out io.Writer) (results, error) {
 			}
 		}
 	}
-	printTable(out, cfg, res)
-	fmt.Fprintln(out, summaryLine(cfg.SummaryClients, res))
+	for _, sys := range []string{sysSkiff, sysSkiffWAL} {
+		if slices.Contains(cfg.Systems, sys) {
+			printTable(out, cfg, res, sys)
+		}
+	}
+	if slices.Contains(cfg.Systems, sysSkiffWAL) {
+		fmt.Fprintln(out, summaryLine("store-bench-wal", sysSkiffWAL, cfg.SummaryClients, res))
+	}
+	fmt.Fprintln(out, summaryLine("store-bench", sysSkiff, cfg.SummaryClients, res))
 	return res, nil
 }
 
@@ -271,14 +290,14 @@ type system struct {
 	close  func()
 }
 
-func openSkiff(cfg benchConfig, tmp string, out io.Writer) (*system, error) {
-	s, err := startSkiff(filepath.Join(tmp, "skiff"), nodes, cfg.ConnsPerNode, skiffTune)
+func openSkiff(cfg benchConfig, name, dir string, tune func(*consensus.Config), logStore string, out io.Writer) (*system, error) {
+	s, err := startSkiff(dir, nodes, cfg.ConnsPerNode, tune)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "skiff: gRPC KV over mutual TLS (TLS 1.3) to %s; leader %s; tune: %s; linearizable reads = Range{Stale:false}\n",
-		strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription())
-	return &system{name: sysSkiff, clientFor: s.clientFor, leader: s.Leader, close: s.Close}, nil
+	fmt.Fprintf(out, "%s: gRPC KV over mutual TLS (TLS 1.3) to %s; leader %s; tune: %s; linearizable reads = Range{Stale:false}\n",
+		name, strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription(logStore))
+	return &system{name: name, clientFor: s.clientFor, leader: s.Leader, close: s.Close}, nil
 }
 
 func openEtcd(cfg benchConfig, tmp string, out io.Writer) (*system, error) {
@@ -308,10 +327,10 @@ func measure(ctx context.Context, cfg benchConfig, s *system, o op, n, round int
 	hooks := phaseHooks{
 		start: func() {
 			cpuStart = cpuTime(s.pids)
-			if cfg.ProfileDir != "" && s.name == sysSkiff {
-				profFile = startProfile(cfg.ProfileDir, fmt.Sprintf("skiff-%s-%d-r%d.cpu.pprof", o, n, round), out)
+			if cfg.ProfileDir != "" && s.name != sysEtcd {
+				profFile = startProfile(cfg.ProfileDir, fmt.Sprintf("%s-%s-%d-r%d.cpu.pprof", s.name, o, n, round), out)
 				if cfg.Trace {
-					traceFile = startTrace(cfg.ProfileDir, fmt.Sprintf("skiff-%s-%d-r%d.trace", o, n, round), out)
+					traceFile = startTrace(cfg.ProfileDir, fmt.Sprintf("%s-%s-%d-r%d.trace", s.name, o, n, round), out)
 				}
 			}
 		},
@@ -334,7 +353,7 @@ func measure(ctx context.Context, cfg benchConfig, s *system, o op, n, round int
 		p.LeaderChanges = fmt.Sprintf("%s->%s", orNone(leaderBefore), orNone(leaderAfter))
 	}
 	res.add(s.name, o, n, p)
-	fmt.Fprintf(out, "  %-5s %-5s clients=%-4d %9.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  cpu %6.3f ms/op  errors %d%s%s\n",
+	fmt.Fprintf(out, "  %-9s %-5s clients=%-4d %9.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  cpu %6.3f ms/op  errors %d%s%s\n",
 		s.name, o, n, p.OpsPerSec(), ms(p.P50), ms(p.P99), ms(p.CPUPerOp()), p.Errors, leaderNote(p), errSuffix(p))
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -400,15 +419,16 @@ func errSuffix(p point) string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func printTable(out io.Writer, cfg benchConfig, res results) {
+// printTable compares one Skiff variant (sys) with etcd.
+func printTable(out io.Writer, cfg benchConfig, res results, sys string) {
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "%-6s %7s | %10s %8s %8s %8s | %10s %8s %8s %8s | %6s\n",
-		"op", "clients", "skiff/s", "p50 ms", "p99 ms", "cpu ms", "etcd/s", "p50 ms", "p99 ms", "cpu ms", "ratio")
+		"op", "clients", sys+"/s", "p50 ms", "p99 ms", "cpu ms", "etcd/s", "p50 ms", "p99 ms", "cpu ms", "ratio")
 	fmt.Fprintln(out, strings.Repeat("-", 108))
 	for _, o := range []op{opWrite, opRead} {
 		for _, n := range cfg.Clients {
 			fmt.Fprintf(out, "%-6s %7d | %s | %s | %6s\n", o, n,
-				cells(res, sysSkiff, o, n), cells(res, sysEtcd, o, n), ratio(res, o, n))
+				cells(res, sys, o, n), cells(res, sysEtcd, o, n), ratio(res, sys, o, n))
 		}
 	}
 	fmt.Fprintln(out, "(cpu ms = CPU time of servers and clients per operation, both systems' totals on the same 2 cores)")
@@ -422,8 +442,8 @@ func cells(res results, sys string, o op, n int) string {
 	return fmt.Sprintf("%10.0f %8.2f %8.2f %8.3f", p.OpsPerSec(), ms(p.P50), ms(p.P99), ms(p.CPUPerOp()))
 }
 
-func ratio(res results, o op, n int) string {
-	s, ok1 := res.get(sysSkiff, o, n)
+func ratio(res results, sys string, o op, n int) string {
+	s, ok1 := res.get(sys, o, n)
 	e, ok2 := res.get(sysEtcd, o, n)
 	if !ok1 || !ok2 || e.OpsPerSec() == 0 {
 		return "-"
@@ -431,8 +451,10 @@ func ratio(res results, o op, n int) string {
 	return fmt.Sprintf("%.2f", s.OpsPerSec()/e.OpsPerSec())
 }
 
-// summaryLine is the last line of the output: writes at n clients.
-func summaryLine(n int, res results) string {
+// summaryLine is a summary line of the output (name "store-bench" for the
+// default log store, the last line): sys's writes at n clients against
+// etcd's. The fields keep their names (skiff_wps…) whatever sys is.
+func summaryLine(name, sys string, n int, res results) string {
 	num := func(sys string, f func(point) string) string {
 		p, ok := res.get(sys, opWrite, n)
 		if !ok {
@@ -442,12 +464,12 @@ func summaryLine(n int, res results) string {
 	}
 	wps := func(p point) string { return fmt.Sprintf("%.0f", p.OpsPerSec()) }
 	p99 := func(p point) string { return fmt.Sprintf("%.2f", ms(p.P99)) }
-	r := ratio(res, opWrite, n)
+	r := ratio(res, sys, opWrite, n)
 	if r == "-" {
 		r = "NA"
 	}
-	return fmt.Sprintf("store-bench: clients=%d skiff_wps=%s etcd_wps=%s ratio=%s skiff_p99_ms=%s etcd_p99_ms=%s",
-		n, num(sysSkiff, wps), num(sysEtcd, wps), r, num(sysSkiff, p99), num(sysEtcd, p99))
+	return fmt.Sprintf("%s: clients=%d skiff_wps=%s etcd_wps=%s ratio=%s skiff_p99_ms=%s etcd_p99_ms=%s",
+		name, n, num(sys, wps), num(sysEtcd, wps), r, num(sys, p99), num(sysEtcd, p99))
 }
 
 // cpuTime is this process's CPU time plus that of the given processes.

@@ -24,7 +24,7 @@ func TestSmokeOneClient(t *testing.T) {
 	if _, err := os.Stat(cfg.EtcdBin); err != nil {
 		// etcd-server is installed by `make deps`; without it only Skiff runs.
 		t.Logf("%s not found (%v): measuring Skiff only", cfg.EtcdBin, err)
-		cfg.Systems = []string{sysSkiff}
+		cfg.Systems = []string{sysSkiff, sysSkiffWAL}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -49,10 +49,13 @@ func TestSmokeOneClient(t *testing.T) {
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	last := lines[len(lines)-1]
-	want := regexp.MustCompile(`^store-bench: clients=1 skiff_wps=\d+ etcd_wps=(\d+|NA) ratio=([0-9.]+|NA) skiff_p99_ms=[0-9.]+ etcd_p99_ms=([0-9.]+|NA)$`)
-	if !want.MatchString(last) {
+	last, wal := lines[len(lines)-1], lines[len(lines)-2]
+	fields := ` clients=1 skiff_wps=\d+ etcd_wps=(\d+|NA) ratio=([0-9.]+|NA) skiff_p99_ms=[0-9.]+ etcd_p99_ms=([0-9.]+|NA)$`
+	if want := regexp.MustCompile(`^store-bench:` + fields); !want.MatchString(last) {
 		t.Errorf("last line %q does not match %s", last, want)
+	}
+	if want := regexp.MustCompile(`^store-bench-wal:` + fields); !want.MatchString(wal) {
+		t.Errorf("line before the last %q does not match %s", wal, want)
 	}
 }
 

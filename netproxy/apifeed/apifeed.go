@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffhq/skiff/netproxy"
+	"github.com/skiffhq/skiff/netproxy/clusterdns"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
@@ -129,13 +130,18 @@ func (f *Feed) update(k netproxy.ServiceKey) {
 // Convert turns a Service and its Endpoints (either may be nil) into the
 // proxy's types. A nil Service result means "nothing to program": no
 // Service, a headless one (clusterIP None), an ExternalName, or no IPv4
-// ClusterIP. err explains a Service that is skipped or only partly used.
+// ClusterIP, or the cluster DNS Service (every node answers its address
+// itself: netproxy/clusterdns). err explains a Service that is skipped or
+// only partly used.
 func Convert(svc *apiv1.Service, eps *apiv1.Endpoints) (*netproxy.Service, *netproxy.Endpoints, error) {
 	if svc == nil {
 		return nil, nil, nil
 	}
 	sp := svc.GetSpec()
 	key := keyOf(svc)
+	if key.Namespace == clusterdns.ServiceNamespace && key.Name == clusterdns.ServiceName {
+		return nil, nil, nil
+	}
 	if sp.GetType() == "ExternalName" || sp.GetClusterIP() == "None" {
 		return nil, nil, nil
 	}

@@ -70,3 +70,17 @@ func TestConvertSkips(t *testing.T) {
 		t.Errorf("named port without endpoints: %+v %+v %v", ps, pe, err)
 	}
 }
+
+// The cluster DNS Service is answered on every node itself: the proxy
+// programs nothing for its address (a lookup never leaves the node).
+func TestConvertLeavesTheClusterDNSServiceToTheNode(t *testing.T) {
+	svc := &apiv1.Service{Metadata: &apiv1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"}, Spec: &apiv1.ServiceSpec{
+		ClusterIP: "10.96.0.10", Ports: []*apiv1.ServicePort{{Name: "dns", Protocol: "UDP", Port: 53}}}}
+	if ps, pe, err := Convert(svc, nil); ps != nil || pe != nil || err != nil {
+		t.Fatalf("kube-dns converted for the proxy: %v %v %v", ps, pe, err)
+	}
+	svc.Metadata.Namespace = "shop"
+	if ps, _, _ := Convert(svc, nil); ps == nil {
+		t.Fatal("a Service named kube-dns in another namespace is not programmed")
+	}
+}

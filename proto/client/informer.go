@@ -211,7 +211,10 @@ func (i *Informer) watch(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := i.c.api.Watch(ctx, &apiv1.WatchRequest{Kind: i.kind, Namespace: i.opts.Namespace,
-		LabelSelector: i.opts.LabelSelector, FieldSelector: i.opts.FieldSelector, ResourceVersion: i.ResourceVersion()})
+		LabelSelector: i.opts.LabelSelector, FieldSelector: i.opts.FieldSelector, ResourceVersion: i.ResourceVersion(),
+		// Bookmarks keep the resume point current while nothing of this
+		// kind changes, so a broken stream resumes without a re-list.
+		AllowBookmarks: true})
 	if err != nil {
 		return err
 	}
@@ -229,6 +232,12 @@ func (i *Informer) watch(ctx context.Context) error {
 }
 
 func (i *Informer) apply(ev *apiv1.WatchEvent) error {
+	if ev.GetType() == apiv1.WatchEvent_BOOKMARK {
+		i.mu.Lock()
+		i.rv = ev.GetResourceVersion()
+		i.mu.Unlock()
+		return nil
+	}
 	obj, err := Unpack(ev.GetObject())
 	if err != nil {
 		return fmt.Errorf("watch event: %w", err)

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -189,7 +192,7 @@ func CreateMany[T Object](ctx context.Context, c *Client, objs []T) (out []T, er
 	}
 	out, errs = make([]T, len(objs)), make([]error, len(objs))
 	for i, r := range results {
-		if errs[i] = resultError(r.GetCode(), r.GetMessage()); errs[i] == nil {
+		if errs[i] = createResultError(r); errs[i] == nil {
 			out[i], errs[i] = unpackTo[T](r.GetObject(), nil)
 		}
 	}
@@ -206,30 +209,98 @@ func CreateManyVersions[T Object](ctx context.Context, c *Client, objs []T) (ver
 	}
 	versions, errs = make([]string, len(objs)), make([]error, len(objs))
 	for i, r := range results {
-		if errs[i] = resultError(r.GetCode(), r.GetMessage()); errs[i] == nil {
+		if errs[i] = createResultError(r); errs[i] == nil {
 			versions[i] = r.GetResourceVersion()
 		}
 	}
 	return versions, errs, nil
 }
 
+// createMany sends objs (see resendNotApplied).
 func createMany[T Object](ctx context.Context, c *Client, objs []T) ([]*apiv1.CreateResult, error) {
-	req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(objs))}
+	envs := make([]*apiv1.Object, len(objs))
 	for i, obj := range objs {
 		env, err := Pack(obj)
 		if err != nil {
 			return nil, err
 		}
-		req.Objects[i] = env
+		envs[i] = env
 	}
-	resp, err := c.api.CreateMany(ctx, req)
-	if err != nil {
-		return nil, err
+	return resendNotApplied(ctx, c.api.CreateMany, envs, retryPolicy{
+		attempts: c.opts.MaxAttempts, pause: c.opts.RetryBackoff, maxPause: c.opts.MaxBackoff,
+		next: func() { c.current.Add(1) }, // the next server may have the leader this one lacked
+	})
+}
+
+// retryPolicy is how often and how fast a batch call's items are sent
+// again, and how to move to the next server.
+type retryPolicy struct {
+	attempts        int
+	pause, maxPause time.Duration
+	next            func()
+}
+
+type createManyCall func(context.Context, *apiv1.CreateManyRequest, ...grpc.CallOption) (*apiv1.CreateManyResponse, error)
+
+// resendNotApplied sends envs in one CreateMany, then sends again (to the
+// next server, after a backoff) the objects whose results say they were
+// certainly not applied, as a single Create is retried; other results are
+// final. The results are in the order of envs.
+func resendNotApplied(ctx context.Context, send createManyCall, envs []*apiv1.Object, p retryPolicy) ([]*apiv1.CreateResult, error) {
+	results := make([]*apiv1.CreateResult, len(envs))
+	pending := make([]int, len(envs)) // indexes into envs still to send
+	for i := range pending {
+		pending[i] = i
 	}
-	if len(resp.GetResults()) != len(objs) {
-		return nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(objs))
+	pause := p.pause
+	for attempt := 1; ; attempt++ {
+		req := &apiv1.CreateManyRequest{Objects: make([]*apiv1.Object, len(pending))}
+		for j, i := range pending {
+			req.Objects[j] = envs[i]
+		}
+		resp, err := send(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.GetResults()) != len(pending) {
+			return nil, fmt.Errorf("create many: server answered %d results for %d objects", len(resp.GetResults()), len(pending))
+		}
+		var again []int
+		for j, r := range resp.GetResults() {
+			results[pending[j]] = r
+			if itemNotApplied(r) {
+				again = append(again, pending[j])
+			}
+		}
+		if len(again) == 0 || attempt >= p.attempts {
+			return results, nil
+		}
+		pending = again
+		if p.next != nil {
+			p.next()
+		}
+		select {
+		case <-ctx.Done():
+			return results, nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, p.maxPause)
 	}
-	return resp.GetResults(), nil
+}
+
+// createResultError is a CreateMany item's status as an error, with its
+// details (nil: created).
+func createResultError(r *apiv1.CreateResult) error {
+	if codes.Code(r.GetCode()) == codes.OK {
+		return nil
+	}
+	return status.FromProto(&spb.Status{Code: r.GetCode(), Message: r.GetMessage(), Details: r.GetDetails()}).Err()
+}
+
+// itemNotApplied: the server says it certainly did not apply this item.
+func itemNotApplied(r *apiv1.CreateResult) bool {
+	err := createResultError(r)
+	return err != nil && classify(err, true, true) == retry
 }
 
 // resultError is a per-item result of a batch call as an error (nil: OK).

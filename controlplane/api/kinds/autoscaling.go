@@ -9,14 +9,13 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
-var _ = define(Kind{
+var hpaKind = define(Kind{
 	Name: "HorizontalPodAutoscaler", Plural: "horizontalpodautoscalers", Singular: "horizontalpodautoscaler",
 	ShortNames: []string{"hpa"}, Group: "autoscaling",
 	APIVersions: []string{"autoscaling/v2"},
-	Retired: map[string]string{"autoscaling/v2beta1": "removed in Kubernetes 1.25", "autoscaling/v2beta2": "removed in Kubernetes 1.26",
-		"autoscaling/v1": "Skiff serves only the v2 schema (metrics instead of targetCPUUtilizationPercentage)"},
-	Namespaced: true,
-	newObject:  func() Object { return &apiv1.HorizontalPodAutoscaler{} },
+	Retired:     map[string]string{"autoscaling/v2beta1": "removed in Kubernetes 1.25", "autoscaling/v2beta2": "removed in Kubernetes 1.26"},
+	Namespaced:  true,
+	newObject:   func() Object { return &apiv1.HorizontalPodAutoscaler{} },
 	columns: []Column{{Name: "NAME"}, {Name: "REFERENCE"}, {Name: "TARGETS"}, {Name: "MINPODS"}, {Name: "MAXPODS"},
 		{Name: "REPLICAS"}, {Name: "AGE"}},
 }, defaultHPA, validateHPA, func(h *apiv1.HorizontalPodAutoscaler, now time.Time) []string {

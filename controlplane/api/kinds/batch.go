@@ -56,7 +56,76 @@ func validateJobSpec(s *apiv1.JobSpec, path string) FieldErrors {
 		errs = append(errs, validateLabelSelector(s.GetSelector(), path+".selector")...)
 	}
 	errs = append(errs, validatePodTemplate(s.GetTemplate(), path+".template", "OnFailure", "Never")...)
+	errs = append(errs, validatePodFailurePolicy(s, path)...)
 	return errs
+}
+
+// validatePodFailurePolicy follows Kubernetes: each rule names one action
+// and exactly one of onExitCodes (In/NotIn, distinct values, no 0 for In)
+// or onPodConditions, and the pods must not restart in place (Never).
+func validatePodFailurePolicy(s *apiv1.JobSpec, path string) FieldErrors {
+	pol := s.GetPodFailurePolicy()
+	if pol == nil {
+		return nil
+	}
+	path += ".podFailurePolicy"
+	var errs FieldErrors
+	if rp := s.GetTemplate().GetSpec().GetRestartPolicy(); rp != "Never" {
+		errs = append(errs, Invalid(path, rp, "only supported with the pod template's restartPolicy Never"))
+	}
+	if len(pol.GetRules()) > 20 {
+		errs = append(errs, Invalid(path+".rules", len(pol.GetRules()), "must have at most 20 rules"))
+	}
+	for i, r := range pol.GetRules() {
+		rp := idx(path+".rules", i)
+		errs = append(errs, oneOf(rp+".action", r.GetAction(), "FailJob", "Ignore", "Count", "FailIndex")...)
+		if r.GetAction() == "FailIndex" && s.BackoffLimitPerIndex == nil {
+			errs = append(errs, Invalid(rp+".action", r.GetAction(), "FailIndex needs spec.backoffLimitPerIndex"))
+		}
+		ec, pc := r.GetOnExitCodes(), r.GetOnPodConditions()
+		if (ec == nil) == (len(pc) == 0) {
+			errs = append(errs, Invalid(rp, "", "specify exactly one of onExitCodes and onPodConditions"))
+		}
+		if ec != nil {
+			errs = append(errs, oneOf(rp+".onExitCodes.operator", ec.GetOperator(), "In", "NotIn")...)
+			if len(ec.GetValues()) == 0 || len(ec.GetValues()) > 255 {
+				errs = append(errs, Invalid(rp+".onExitCodes.values", len(ec.GetValues()), "must have 1 to 255 values"))
+			}
+			seen := map[int32]bool{}
+			for j, v := range ec.GetValues() {
+				vp := idx(rp+".onExitCodes.values", j)
+				if seen[v] {
+					errs = append(errs, Duplicate(vp, v))
+				}
+				seen[v] = true
+				if v == 0 && ec.GetOperator() == "In" {
+					errs = append(errs, Invalid(vp, v, "must not be 0 for the In operator"))
+				}
+			}
+			if n := ec.ContainerName; n != nil && !containerNamed(s.GetTemplate().GetSpec(), *n) {
+				errs = append(errs, Invalid(rp+".onExitCodes.containerName", *n, "must be one of the container or initContainer names in the pod template"))
+			}
+		}
+		for j, c := range pc {
+			cp := idx(rp+".onPodConditions", j)
+			if c.GetType() == "" {
+				errs = append(errs, Required(cp+".type", ""))
+			}
+			if c.GetStatus() != "" {
+				errs = append(errs, oneOf(cp+".status", c.GetStatus(), "True", "False", "Unknown")...)
+			}
+		}
+	}
+	return errs
+}
+
+func containerNamed(s *apiv1.PodSpec, name string) bool {
+	for _, c := range append(append([]*apiv1.Container(nil), s.GetInitContainers()...), s.GetContainers()...) {
+		if c.GetName() == name {
+			return true
+		}
+	}
+	return false
 }
 
 var _ = define(Kind{

@@ -3,6 +3,8 @@ package kinds
 import (
 	"strings"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
@@ -37,6 +39,11 @@ func defaultPodSpec(s *apiv1.PodSpec) {
 		defaultContainer(c)
 	}
 	for _, v := range s.Volumes {
+		if !hasVolumeSource(v) {
+			// Kubernetes' SetDefaults_Volume: a volume naming no source is
+			// an emptyDir (published manifests rely on it).
+			v.EmptyDir = &apiv1.EmptyDirVolumeSource{}
+		}
 		if v.ConfigMap != nil && v.ConfigMap.DefaultMode == nil {
 			v.ConfigMap.DefaultMode = ptr[int32](0o644)
 		}
@@ -707,4 +714,18 @@ func SetPodCondition(st *apiv1.PodStatus, cond *apiv1.PodCondition) {
 		}
 	}
 	st.Conditions = append(st.Conditions, cond)
+}
+
+// hasVolumeSource reports whether any field but the name is set: every
+// other field of a Volume is a source, whichever sources exist.
+func hasVolumeSource(v *apiv1.Volume) bool {
+	found := false
+	v.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if fd.Name() != "name" {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
 }

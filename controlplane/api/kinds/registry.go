@@ -58,6 +58,10 @@ type Kind struct {
 	Retired map[string]string
 	// Namespaced kinds live in a namespace; the others are cluster-scoped.
 	Namespaced bool
+	// Conversions are further apiVersions accepted in manifests whose
+	// schema differs from the stored one (autoscaling/v1 beside
+	// autoscaling/v2): decoded into their own message, then converted.
+	Conversions map[string]Conversion
 
 	newObject   func() Object
 	defaults    func(Object)
@@ -258,6 +262,9 @@ func (r *Registry) Resolve(apiVersion, kind string) (*Kind, error) {
 	if slices.Contains(k.APIVersions, apiVersion) {
 		return k, nil
 	}
+	if _, ok := k.Conversions[apiVersion]; ok {
+		return k, nil
+	}
 	if apiVersion == "" {
 		return nil, fmt.Errorf("%w: apiVersion is required for kind %s; use %q", ErrUnsupportedVersion, kind, k.APIVersion())
 	}
@@ -376,4 +383,51 @@ func define[T Object](k Kind, defaults func(T), validate func(T) FieldErrors, ro
 // onUpdate sets a kind's update-only validation (immutable fields).
 func onUpdate[T Object](k *Kind, f func(old, cur T) FieldErrors) {
 	k.validateUpd = func(o, c Object) FieldErrors { return f(o.(T), c.(T)) }
+}
+
+// builtinObjects make the objects every cluster has from the start (the
+// system PriorityClasses), registered by their kinds' files.
+var builtinObjects []func() []Object
+
+func registerBuiltinObjects(f func() []Object) { builtinObjects = append(builtinObjects, f) }
+
+// BuiltinObjects returns fresh copies of the objects the API server creates
+// at start (beside the default namespaces), cluster-scoped kinds only.
+func BuiltinObjects() []Object {
+	var out []Object
+	for _, f := range builtinObjects {
+		out = append(out, f()...)
+	}
+	return out
+}
+
+// Conversion reads one older apiVersion of a kind: New makes its message,
+// ToStored converts a decoded one to the stored object (with the stored
+// apiVersion), or names the fields it cannot convert.
+type Conversion struct {
+	New      func() Object
+	ToStored func(Object) (Object, FieldErrors)
+}
+
+// DecodeTarget is the empty message a manifest of apiVersion decodes into:
+// the conversion's when apiVersion is converted, else the kind's own.
+func (k *Kind) DecodeTarget(apiVersion string) Object {
+	if c, ok := k.Conversions[apiVersion]; ok {
+		return c.New()
+	}
+	return k.New()
+}
+
+// ToStored converts an object decoded with DecodeTarget(apiVersion) to the
+// stored schema (unchanged when apiVersion is not converted).
+func (k *Kind) ToStored(apiVersion string, obj Object) (Object, FieldErrors) {
+	c, ok := k.Conversions[apiVersion]
+	if !ok {
+		return obj, nil
+	}
+	out, errs := c.ToStored(obj)
+	if out != nil {
+		SetTypeMeta(out, k.APIVersion(), k.Name)
+	}
+	return out, errs
 }

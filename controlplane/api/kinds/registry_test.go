@@ -31,6 +31,9 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
 		"PodDisruptionBudget":     {"pdb", "poddisruptionbudgets", "policy/v1", true},
 		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
+		"ServiceAccount":          {"sa", "serviceaccounts", "v1", true},
+		"PriorityClass":           {"pc", "priorityclasses", "scheduling.k8s.io/v1", false},
+		"NetworkPolicy":           {"netpol", "networkpolicies", "networking.k8s.io/v1", true},
 		"IngressClass":            {"", "ingressclasses", "networking.k8s.io/v1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {

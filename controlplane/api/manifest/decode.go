@@ -79,6 +79,8 @@ func (e *Error) Unwrap() error { return ErrInvalid }
 type Document struct {
 	Object kinds.Object
 	Kind   *kinds.Kind
+	// Source names the input the document came from (a file, or "-").
+	Source string
 	// Line is the line the document starts on.
 	Line int
 	// lines maps field paths ("spec.replicas", "spec.ports[0].port") to the
@@ -118,15 +120,29 @@ func NewDecoder(reg *kinds.Registry) *Decoder { return &Decoder{reg: reg} }
 // items. It returns the documents that decoded and, if any did not, an
 // *Error naming each problem's line and field path.
 func (d *Decoder) Decode(source string, data []byte) ([]*Document, error) {
+	docs, failed := d.DecodeEach(source, data)
+	if len(failed) == 0 {
+		return docs, nil
+	}
+	all := &Error{Source: source}
+	for _, e := range failed {
+		all.Problems = append(all.Problems, e.Problems...)
+	}
+	return docs, all
+}
+
+// DecodeEach is Decode that keeps the failures apart: one *Error per
+// document that did not decode (a List counts as one), or for the input
+// (too large, not UTF-8, a YAML syntax error, after which nothing more is
+// read), so a caller can report and count each on its own.
+func (d *Decoder) DecodeEach(source string, data []byte) (docs []*Document, failed []*Error) {
 	if len(data) > MaxDocumentBytes {
-		return nil, &Error{Source: source, Problems: []Problem{{Msg: fmt.Sprintf("input is %d bytes, more than the %d allowed", len(data), MaxDocumentBytes)}}}
+		return nil, []*Error{{Source: source, Problems: []Problem{{Msg: fmt.Sprintf("input is %d bytes, more than the %d allowed", len(data), MaxDocumentBytes)}}}}
 	}
 	if p, bad := invalidUTF8(data); bad {
-		return nil, &Error{Source: source, Problems: []Problem{p}}
+		return nil, []*Error{{Source: source, Problems: []Problem{p}}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var docs []*Document
-	var problems []Problem
 	for {
 		var root yaml.Node
 		err := dec.Decode(&root)
@@ -134,20 +150,22 @@ func (d *Decoder) Decode(source string, data []byte) ([]*Document, error) {
 			break
 		}
 		if err != nil {
-			problems = append(problems, Problem{Line: yamlErrorLine(err), Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+			failed = append(failed, &Error{Source: source, Problems: []Problem{{Line: yamlErrorLine(err), Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}}})
 			break // the parser cannot resynchronize after a syntax error
 		}
 		if len(root.Content) == 0 {
 			continue
 		}
 		got, ps := d.decodeNode(root.Content[0])
+		for _, doc := range got {
+			doc.Source = source
+		}
 		docs = append(docs, got...)
-		problems = append(problems, ps...)
+		if len(ps) > 0 {
+			failed = append(failed, &Error{Source: source, Problems: ps})
+		}
 	}
-	if len(problems) > 0 {
-		return docs, &Error{Source: source, Problems: problems}
-	}
-	return docs, nil
+	return docs, failed
 }
 
 // DecodeOne decodes input that must hold exactly one object.
@@ -215,7 +233,7 @@ func (d *Decoder) decodeNode(n *yaml.Node) ([]*Document, []Problem) {
 		}
 		return nil, probs
 	}
-	obj := k.New()
+	obj := k.DecodeTarget(valueOf(apiVersion))
 	w := walker{lines: map[string]int{}}
 	tree := w.message(n, obj.ProtoReflect().Descriptor(), "", true)
 	if len(w.problems) > 0 {
@@ -223,6 +241,14 @@ func (d *Decoder) decodeNode(n *yaml.Node) ([]*Document, []Problem) {
 	}
 	if err := unmarshalTree(tree, obj); err != nil {
 		return nil, []Problem{{Line: n.Line, Msg: err.Error()}}
+	}
+	obj, errs := k.ToStored(valueOf(apiVersion), obj)
+	if len(errs) > 0 {
+		probs := make([]Problem, len(errs))
+		for i, fe := range errs {
+			probs[i] = Problem{Line: lineOf(w.lines, fe.Path, n.Line), Path: fe.Path, Msg: strings.TrimPrefix(fe.Error(), fe.Path+": ")}
+		}
+		return nil, probs
 	}
 	return []*Document{{Object: obj, Kind: k, Line: n.Line, lines: w.lines}}, nil
 }
@@ -577,4 +603,13 @@ func FieldErrors(err error) []Problem {
 		return e.Problems
 	}
 	return nil
+}
+
+func lineOf(lines map[string]int, path string, def int) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := lines[p]; ok {
+			return l
+		}
+	}
+	return def
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/disruption"
+	"github.com/skiffhq/skiff/controlplane/controllers/dnsservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
@@ -14,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
@@ -25,6 +27,7 @@ func Register(r *controllers.Registry) {
 	r.Register("scheduler", scheduler.NewLoop)
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
 	r.Register("serviceip", serviceip.NewLoop)
+	r.Register("dnsservice", dnsservice.NewLoop)
 	r.Register("endpoints", endpoints.NewLoop)
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)
@@ -37,6 +40,7 @@ func Register(r *controllers.Registry) {
 	r.Register("garbagecollector", garbagecollector.NewLoop)
 	r.Register("podcidr", podcidr.NewLoop)
 	r.Register("disruption", disruption.NewLoop)
+	r.Register("serviceaccount", serviceaccount.NewLoop)
 	r.Register("ingressstatus", ingressstatus.NewLoop)
 }
 

@@ -95,10 +95,35 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if st == nil {
 		st = &apiv1.JobStatus{}
 	}
-	// Counts never go down: finished pods may be deleted by users or GC.
-	st.Succeeded = max(st.GetSucceeded(), int32(len(succeeded)))
-	st.Failed = max(st.GetFailed(), int32(len(failed)))
 	spec := j.GetSpec()
+	// The pod failure policy decides which failures count (Ignore: not)
+	// and whether one fails the Job at once (FailJob).
+	counted, failJob := failed, ""
+	if policy := spec.GetPodFailurePolicy(); policy != nil {
+		counted = nil
+		for _, p := range failed {
+			switch v := judgeFailure(policy, p); v.action {
+			case ActionIgnore:
+			case ActionFailJob:
+				if failJob == "" {
+					failJob = v.msg
+				}
+				counted = append(counted, p)
+			default:
+				counted = append(counted, p)
+			}
+		}
+	}
+	nSucceeded := len(succeeded)
+	var doneIdx map[int]bool
+	if isIndexed(j) {
+		doneIdx = succeededIndexes(succeeded, spec.GetCompletions())
+		nSucceeded = len(doneIdx)
+		st.CompletedIndexes = formatIndexes(doneIdx)
+	}
+	// Counts never go down: finished pods may be deleted by users or GC.
+	st.Succeeded = max(st.GetSucceeded(), int32(nSucceeded))
+	st.Failed = max(st.GetFailed(), int32(len(counted)))
 	var errs []error
 	done, _ := Finished(j)
 	if done {
@@ -119,6 +144,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			setCondition(st, CondSuspended, "False", "JobResumed", "Job resumed", ts)
 			completions := spec.Completions
 			switch {
+			case failJob != "":
+				errs = append(errs, c.deleteAll(ctx, active))
+				active = nil
+				c.fail(ctx, j, st, ReasonPodFailurePolicy, failJob, ts)
 			case spec.BackoffLimit != nil && st.Failed > *spec.BackoffLimit:
 				errs = append(errs, c.deleteAll(ctx, active))
 				active = nil
@@ -140,7 +169,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 					want = 0 // one success: let the rest finish, start no more
 				}
 				if n := int(want) - len(active); n > 0 {
-					errs = append(errs, c.create(ctx, j, n))
+					var indexes []int
+					if isIndexed(j) {
+						indexes = indexesToRun(*completions, doneIdx, active, n)
+						n = len(indexes)
+					}
+					errs = append(errs, c.create(ctx, j, n, indexes))
 				} else if n < 0 {
 					ctrlkit.DeletionOrder(active)
 					errs = append(errs, c.deleteAll(ctx, active[:-n]))
@@ -206,7 +240,13 @@ func setCondition(st *apiv1.JobStatus, typ, status, reason, msg, ts string) {
 		LastProbeTime: ts, LastTransitionTime: ts})
 }
 
-func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
+// create starts n pods; indexes, for an Indexed Job, gives each its
+// completion index.
+func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int, indexes []int) error {
+	if n <= 0 {
+		return nil
+	}
+	index := map[string]int{}
 	md := j.GetMetadata()
 	names := ctrlkit.NextNames(md.GetName(), md.GetUid(), n, func(name string) bool {
 		return c.pods.Has(md.GetNamespace(), name)
@@ -221,6 +261,11 @@ func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 	tmpl.Metadata.Labels[JobNameLabel] = md.GetName()
 	tmpl.Metadata.Labels[LegacyJobNameLabel] = md.GetName()
 	tmpl.Metadata.Labels[ControllerUIDLabel] = md.GetUid()
+	for i, name := range names {
+		if i < len(indexes) {
+			index[name] = indexes[i]
+		}
+	}
 	ref := ctrlkit.ControllerRef(j, "batch/v1")
 	// Slow-start waves, each one call: a Job of parallelism 1,000 starts in
 	// ten calls, and a quota refusal costs one.
@@ -228,6 +273,9 @@ func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int) error {
 		pods := make([]*apiv1.Pod, len(batch))
 		for i, name := range batch {
 			pods[i] = ctrlkit.PodFromTemplate(tmpl, md.GetNamespace(), name, ref)
+			if ix, ok := index[name]; ok {
+				setIndex(pods[i], ix)
+			}
 		}
 		return ctrlkit.CreateMany(ctx, c.Client(), c.pods, pods)
 	})

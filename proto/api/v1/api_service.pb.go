@@ -13,6 +13,7 @@ package apiv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -31,6 +32,10 @@ const (
 	WatchEvent_ADDED    WatchEvent_Type = 0
 	WatchEvent_MODIFIED WatchEvent_Type = 1
 	WatchEvent_DELETED  WatchEvent_Type = 2
+	// BOOKMARK: no object; resource_version is the revision up to which
+	// every change of the watch's objects has been sent. Only to watches
+	// that asked (allow_bookmarks).
+	WatchEvent_BOOKMARK WatchEvent_Type = 3
 )
 
 // Enum value maps for WatchEvent_Type.
@@ -39,11 +44,13 @@ var (
 		0: "ADDED",
 		1: "MODIFIED",
 		2: "DELETED",
+		3: "BOOKMARK",
 	}
 	WatchEvent_Type_value = map[string]int32{
 		"ADDED":    0,
 		"MODIFIED": 1,
 		"DELETED":  2,
+		"BOOKMARK": 3,
 	}
 )
 
@@ -185,8 +192,13 @@ type CreateResult struct {
 	// resource_version of the created object (also in object), for callers
 	// that need only that.
 	ResourceVersion string `protobuf:"bytes,4,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// details of a failed item's status, as a call's status carries them:
+	// an Unavailable item with google.rpc.ErrorInfo reason NOT_APPLIED
+	// (domain api.skiff.io) was certainly not applied, so the client may
+	// send that object again.
+	Details       []*anypb.Any `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateResult) Reset() {
@@ -245,6 +257,13 @@ func (x *CreateResult) GetResourceVersion() string {
 		return x.ResourceVersion
 	}
 	return ""
+}
+
+func (x *CreateResult) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
 }
 
 type CreateManyResponse struct {
@@ -1101,8 +1120,14 @@ type WatchRequest struct {
 	// List's metadata.resourceVersion). Empty: changes from now on. A revision
 	// older than the history kept fails with OutOfRange: re-list.
 	ResourceVersion string `protobuf:"bytes,6,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// allow_bookmarks: while no change of this watch's objects happens, the
+	// server sends BOOKMARK events (about once a second while others write)
+	// carrying the revision the watch has seen up to, so a client that loses
+	// the stream resumes from there instead of from a revision the history
+	// may no longer hold (Kubernetes' allowWatchBookmarks).
+	AllowBookmarks bool `protobuf:"varint,7,opt,name=allow_bookmarks,json=allowBookmarks,proto3" json:"allow_bookmarks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -1175,6 +1200,13 @@ func (x *WatchRequest) GetResourceVersion() string {
 		return x.ResourceVersion
 	}
 	return ""
+}
+
+func (x *WatchRequest) GetAllowBookmarks() bool {
+	if x != nil {
+		return x.AllowBookmarks
+	}
+	return false
 }
 
 type WatchEvent struct {
@@ -1516,15 +1548,16 @@ var File_api_v1_api_service_proto protoreflect.FileDescriptor
 
 const file_api_v1_api_service_proto_rawDesc = "" +
 	"\n" +
-	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\x1a\x13api/v1/policy.proto\"\\\n" +
+	"\x18api/v1/api_service.proto\x12\fskiff.api.v1\x1a\x11api/v1/meta.proto\x1a\x13api/v1/policy.proto\x1a\x19google/protobuf/any.proto\"\\\n" +
 	"\x11CreateManyRequest\x12.\n" +
 	"\aobjects\x18\x01 \x03(\v2\x14.skiff.api.v1.ObjectR\aobjects\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x95\x01\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xc5\x01\n" +
 	"\fCreateResult\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12,\n" +
 	"\x06object\x18\x03 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12)\n" +
-	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\"J\n" +
+	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\x12.\n" +
+	"\adetails\x18\x05 \x03(\v2\x14.google.protobuf.AnyR\adetails\"J\n" +
 	"\x12CreateManyResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.skiff.api.v1.CreateResultR\aresults\"\x95\x01\n" +
 	"\aBinding\x12\x1c\n" +
@@ -1583,23 +1616,25 @@ const file_api_v1_api_service_proto_rawDesc = "" +
 	"\x15_grace_period_seconds\"X\n" +
 	"\x0eDeleteResponse\x12,\n" +
 	"\x06object\x18\x01 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12\x18\n" +
-	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xcd\x01\n" +
+	"\aremoved\x18\x02 \x01(\bR\aremoved\"\xf6\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12%\n" +
 	"\x0elabel_selector\x18\x04 \x01(\tR\rlabelSelector\x12%\n" +
 	"\x0efield_selector\x18\x05 \x01(\tR\rfieldSelector\x12)\n" +
-	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\"\xc6\x01\n" +
+	"\x10resource_version\x18\x06 \x01(\tR\x0fresourceVersion\x12'\n" +
+	"\x0fallow_bookmarks\x18\a \x01(\bR\x0eallowBookmarks\"\xd4\x01\n" +
 	"\n" +
 	"WatchEvent\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.skiff.api.v1.WatchEvent.TypeR\x04type\x12,\n" +
 	"\x06object\x18\x02 \x01(\v2\x14.skiff.api.v1.ObjectR\x06object\x12)\n" +
-	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\",\n" +
+	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\":\n" +
 	"\x04Type\x12\t\n" +
 	"\x05ADDED\x10\x00\x12\f\n" +
 	"\bMODIFIED\x10\x01\x12\v\n" +
-	"\aDELETED\x10\x02\"A\n" +
+	"\aDELETED\x10\x02\x12\f\n" +
+	"\bBOOKMARK\x10\x03\"A\n" +
 	"\rWatchResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.skiff.api.v1.WatchEventR\x06events\"U\n" +
 	"\fApplyRequest\x12,\n" +
@@ -1678,57 +1713,59 @@ var file_api_v1_api_service_proto_goTypes = []any{
 	(*VersionRequest)(nil),     // 22: skiff.api.v1.VersionRequest
 	(*VersionResponse)(nil),    // 23: skiff.api.v1.VersionResponse
 	(*Object)(nil),             // 24: skiff.api.v1.Object
-	(*EvictRequest)(nil),       // 25: skiff.api.v1.EvictRequest
-	(*List)(nil),               // 26: skiff.api.v1.List
-	(*EvictResponse)(nil),      // 27: skiff.api.v1.EvictResponse
+	(*anypb.Any)(nil),          // 25: google.protobuf.Any
+	(*EvictRequest)(nil),       // 26: skiff.api.v1.EvictRequest
+	(*List)(nil),               // 27: skiff.api.v1.List
+	(*EvictResponse)(nil),      // 28: skiff.api.v1.EvictResponse
 }
 var file_api_v1_api_service_proto_depIdxs = []int32{
 	24, // 0: skiff.api.v1.CreateManyRequest.objects:type_name -> skiff.api.v1.Object
 	24, // 1: skiff.api.v1.CreateResult.object:type_name -> skiff.api.v1.Object
-	3,  // 2: skiff.api.v1.CreateManyResponse.results:type_name -> skiff.api.v1.CreateResult
-	5,  // 3: skiff.api.v1.BindRequest.bindings:type_name -> skiff.api.v1.Binding
-	7,  // 4: skiff.api.v1.BindResponse.results:type_name -> skiff.api.v1.BindResult
-	24, // 5: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
-	24, // 6: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
-	14, // 7: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
-	24, // 8: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
-	0,  // 9: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
-	24, // 10: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
-	18, // 11: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
-	24, // 12: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
-	24, // 13: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
-	1,  // 14: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
-	9,  // 15: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
-	10, // 16: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
-	11, // 17: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
-	12, // 18: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
-	12, // 19: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
-	13, // 20: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
-	15, // 21: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
-	17, // 22: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
-	20, // 23: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
-	22, // 24: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
-	6,  // 25: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
-	2,  // 26: skiff.api.v1.API.CreateMany:input_type -> skiff.api.v1.CreateManyRequest
-	25, // 27: skiff.api.v1.API.Evict:input_type -> skiff.api.v1.EvictRequest
-	24, // 28: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
-	24, // 29: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
-	26, // 30: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
-	24, // 31: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
-	24, // 32: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
-	24, // 33: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
-	16, // 34: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
-	19, // 35: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
-	21, // 36: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
-	23, // 37: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
-	8,  // 38: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
-	4,  // 39: skiff.api.v1.API.CreateMany:output_type -> skiff.api.v1.CreateManyResponse
-	27, // 40: skiff.api.v1.API.Evict:output_type -> skiff.api.v1.EvictResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 2: skiff.api.v1.CreateResult.details:type_name -> google.protobuf.Any
+	3,  // 3: skiff.api.v1.CreateManyResponse.results:type_name -> skiff.api.v1.CreateResult
+	5,  // 4: skiff.api.v1.BindRequest.bindings:type_name -> skiff.api.v1.Binding
+	7,  // 5: skiff.api.v1.BindResponse.results:type_name -> skiff.api.v1.BindResult
+	24, // 6: skiff.api.v1.CreateRequest.object:type_name -> skiff.api.v1.Object
+	24, // 7: skiff.api.v1.UpdateRequest.object:type_name -> skiff.api.v1.Object
+	14, // 8: skiff.api.v1.DeleteRequest.preconditions:type_name -> skiff.api.v1.Preconditions
+	24, // 9: skiff.api.v1.DeleteResponse.object:type_name -> skiff.api.v1.Object
+	0,  // 10: skiff.api.v1.WatchEvent.type:type_name -> skiff.api.v1.WatchEvent.Type
+	24, // 11: skiff.api.v1.WatchEvent.object:type_name -> skiff.api.v1.Object
+	18, // 12: skiff.api.v1.WatchResponse.events:type_name -> skiff.api.v1.WatchEvent
+	24, // 13: skiff.api.v1.ApplyRequest.object:type_name -> skiff.api.v1.Object
+	24, // 14: skiff.api.v1.ApplyResponse.object:type_name -> skiff.api.v1.Object
+	1,  // 15: skiff.api.v1.ApplyResponse.result:type_name -> skiff.api.v1.ApplyResponse.Result
+	9,  // 16: skiff.api.v1.API.Create:input_type -> skiff.api.v1.CreateRequest
+	10, // 17: skiff.api.v1.API.Get:input_type -> skiff.api.v1.GetRequest
+	11, // 18: skiff.api.v1.API.List:input_type -> skiff.api.v1.ListRequest
+	12, // 19: skiff.api.v1.API.Update:input_type -> skiff.api.v1.UpdateRequest
+	12, // 20: skiff.api.v1.API.UpdateStatus:input_type -> skiff.api.v1.UpdateRequest
+	13, // 21: skiff.api.v1.API.Patch:input_type -> skiff.api.v1.PatchRequest
+	15, // 22: skiff.api.v1.API.Delete:input_type -> skiff.api.v1.DeleteRequest
+	17, // 23: skiff.api.v1.API.Watch:input_type -> skiff.api.v1.WatchRequest
+	20, // 24: skiff.api.v1.API.Apply:input_type -> skiff.api.v1.ApplyRequest
+	22, // 25: skiff.api.v1.API.Version:input_type -> skiff.api.v1.VersionRequest
+	6,  // 26: skiff.api.v1.API.Bind:input_type -> skiff.api.v1.BindRequest
+	2,  // 27: skiff.api.v1.API.CreateMany:input_type -> skiff.api.v1.CreateManyRequest
+	26, // 28: skiff.api.v1.API.Evict:input_type -> skiff.api.v1.EvictRequest
+	24, // 29: skiff.api.v1.API.Create:output_type -> skiff.api.v1.Object
+	24, // 30: skiff.api.v1.API.Get:output_type -> skiff.api.v1.Object
+	27, // 31: skiff.api.v1.API.List:output_type -> skiff.api.v1.List
+	24, // 32: skiff.api.v1.API.Update:output_type -> skiff.api.v1.Object
+	24, // 33: skiff.api.v1.API.UpdateStatus:output_type -> skiff.api.v1.Object
+	24, // 34: skiff.api.v1.API.Patch:output_type -> skiff.api.v1.Object
+	16, // 35: skiff.api.v1.API.Delete:output_type -> skiff.api.v1.DeleteResponse
+	19, // 36: skiff.api.v1.API.Watch:output_type -> skiff.api.v1.WatchResponse
+	21, // 37: skiff.api.v1.API.Apply:output_type -> skiff.api.v1.ApplyResponse
+	23, // 38: skiff.api.v1.API.Version:output_type -> skiff.api.v1.VersionResponse
+	8,  // 39: skiff.api.v1.API.Bind:output_type -> skiff.api.v1.BindResponse
+	4,  // 40: skiff.api.v1.API.CreateMany:output_type -> skiff.api.v1.CreateManyResponse
+	28, // 41: skiff.api.v1.API.Evict:output_type -> skiff.api.v1.EvictResponse
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_service_proto_init() }

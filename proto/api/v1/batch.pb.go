@@ -110,11 +110,12 @@ type JobSpec struct {
 	Template                *PodTemplateSpec       `protobuf:"bytes,7,opt,name=template,proto3" json:"template,omitempty"`
 	TtlSecondsAfterFinished *int32                 `protobuf:"varint,8,opt,name=ttlSecondsAfterFinished,proto3,oneof" json:"ttlSecondsAfterFinished,omitempty"`
 	// completionMode is NonIndexed or Indexed.
-	CompletionMode       *string `protobuf:"bytes,9,opt,name=completionMode,proto3,oneof" json:"completionMode,omitempty"`
-	Suspend              *bool   `protobuf:"varint,10,opt,name=suspend,proto3,oneof" json:"suspend,omitempty"`
-	BackoffLimitPerIndex *int32  `protobuf:"varint,11,opt,name=backoffLimitPerIndex,proto3,oneof" json:"backoffLimitPerIndex,omitempty"`
-	MaxFailedIndexes     *int32  `protobuf:"varint,12,opt,name=maxFailedIndexes,proto3,oneof" json:"maxFailedIndexes,omitempty"`
-	PodReplacementPolicy *string `protobuf:"bytes,13,opt,name=podReplacementPolicy,proto3,oneof" json:"podReplacementPolicy,omitempty"`
+	CompletionMode       *string           `protobuf:"bytes,9,opt,name=completionMode,proto3,oneof" json:"completionMode,omitempty"`
+	Suspend              *bool             `protobuf:"varint,10,opt,name=suspend,proto3,oneof" json:"suspend,omitempty"`
+	BackoffLimitPerIndex *int32            `protobuf:"varint,11,opt,name=backoffLimitPerIndex,proto3,oneof" json:"backoffLimitPerIndex,omitempty"`
+	MaxFailedIndexes     *int32            `protobuf:"varint,12,opt,name=maxFailedIndexes,proto3,oneof" json:"maxFailedIndexes,omitempty"`
+	PodReplacementPolicy *string           `protobuf:"bytes,13,opt,name=podReplacementPolicy,proto3,oneof" json:"podReplacementPolicy,omitempty"`
+	PodFailurePolicy     *PodFailurePolicy `protobuf:"bytes,14,opt,name=podFailurePolicy,proto3" json:"podFailurePolicy,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -238,6 +239,13 @@ func (x *JobSpec) GetPodReplacementPolicy() string {
 		return *x.PodReplacementPolicy
 	}
 	return ""
+}
+
+func (x *JobSpec) GetPodFailurePolicy() *PodFailurePolicy {
+	if x != nil {
+		return x.PodFailurePolicy
+	}
+	return nil
 }
 
 type JobStatus struct {
@@ -725,7 +733,7 @@ var File_api_v1_batch_proto protoreflect.FileDescriptor
 
 const file_api_v1_batch_proto_rawDesc = "" +
 	"\n" +
-	"\x12api/v1/batch.proto\x12\fskiff.api.v1\x1a\x11api/v1/core.proto\x1a\x11api/v1/meta.proto\"\xcb\x01\n" +
+	"\x12api/v1/batch.proto\x12\fskiff.api.v1\x1a\x11api/v1/core.proto\x1a\x11api/v1/meta.proto\x1a\x16api/v1/jobpolicy.proto\"\xcb\x01\n" +
 	"\x03Job\x12\x1e\n" +
 	"\n" +
 	"apiVersion\x18\x01 \x01(\tR\n" +
@@ -733,7 +741,7 @@ const file_api_v1_batch_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x124\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x18.skiff.api.v1.ObjectMetaR\bmetadata\x12)\n" +
 	"\x04spec\x18\x04 \x01(\v2\x15.skiff.api.v1.JobSpecR\x04spec\x12/\n" +
-	"\x06status\x18\x05 \x01(\v2\x17.skiff.api.v1.JobStatusR\x06status\"\xea\x06\n" +
+	"\x06status\x18\x05 \x01(\v2\x17.skiff.api.v1.JobStatusR\x06status\"\xb6\a\n" +
 	"\aJobSpec\x12%\n" +
 	"\vparallelism\x18\x01 \x01(\x05H\x00R\vparallelism\x88\x01\x01\x12%\n" +
 	"\vcompletions\x18\x02 \x01(\x05H\x01R\vcompletions\x88\x01\x01\x129\n" +
@@ -749,7 +757,8 @@ const file_api_v1_batch_proto_rawDesc = "" +
 	"\x14backoffLimitPerIndex\x18\v \x01(\x05H\bR\x14backoffLimitPerIndex\x88\x01\x01\x12/\n" +
 	"\x10maxFailedIndexes\x18\f \x01(\x05H\tR\x10maxFailedIndexes\x88\x01\x01\x127\n" +
 	"\x14podReplacementPolicy\x18\r \x01(\tH\n" +
-	"R\x14podReplacementPolicy\x88\x01\x01B\x0e\n" +
+	"R\x14podReplacementPolicy\x88\x01\x01\x12J\n" +
+	"\x10podFailurePolicy\x18\x0e \x01(\v2\x1e.skiff.api.v1.PodFailurePolicyR\x10podFailurePolicyB\x0e\n" +
 	"\f_parallelismB\x0e\n" +
 	"\f_completionsB\x18\n" +
 	"\x16_activeDeadlineSecondsB\x0f\n" +
@@ -828,18 +837,19 @@ func file_api_v1_batch_proto_rawDescGZIP() []byte {
 
 var file_api_v1_batch_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_api_v1_batch_proto_goTypes = []any{
-	(*Job)(nil),             // 0: skiff.api.v1.Job
-	(*JobSpec)(nil),         // 1: skiff.api.v1.JobSpec
-	(*JobStatus)(nil),       // 2: skiff.api.v1.JobStatus
-	(*JobCondition)(nil),    // 3: skiff.api.v1.JobCondition
-	(*CronJob)(nil),         // 4: skiff.api.v1.CronJob
-	(*CronJobSpec)(nil),     // 5: skiff.api.v1.CronJobSpec
-	(*JobTemplateSpec)(nil), // 6: skiff.api.v1.JobTemplateSpec
-	(*CronJobStatus)(nil),   // 7: skiff.api.v1.CronJobStatus
-	(*ObjectMeta)(nil),      // 8: skiff.api.v1.ObjectMeta
-	(*LabelSelector)(nil),   // 9: skiff.api.v1.LabelSelector
-	(*PodTemplateSpec)(nil), // 10: skiff.api.v1.PodTemplateSpec
-	(*ObjectReference)(nil), // 11: skiff.api.v1.ObjectReference
+	(*Job)(nil),              // 0: skiff.api.v1.Job
+	(*JobSpec)(nil),          // 1: skiff.api.v1.JobSpec
+	(*JobStatus)(nil),        // 2: skiff.api.v1.JobStatus
+	(*JobCondition)(nil),     // 3: skiff.api.v1.JobCondition
+	(*CronJob)(nil),          // 4: skiff.api.v1.CronJob
+	(*CronJobSpec)(nil),      // 5: skiff.api.v1.CronJobSpec
+	(*JobTemplateSpec)(nil),  // 6: skiff.api.v1.JobTemplateSpec
+	(*CronJobStatus)(nil),    // 7: skiff.api.v1.CronJobStatus
+	(*ObjectMeta)(nil),       // 8: skiff.api.v1.ObjectMeta
+	(*LabelSelector)(nil),    // 9: skiff.api.v1.LabelSelector
+	(*PodTemplateSpec)(nil),  // 10: skiff.api.v1.PodTemplateSpec
+	(*PodFailurePolicy)(nil), // 11: skiff.api.v1.PodFailurePolicy
+	(*ObjectReference)(nil),  // 12: skiff.api.v1.ObjectReference
 }
 var file_api_v1_batch_proto_depIdxs = []int32{
 	8,  // 0: skiff.api.v1.Job.metadata:type_name -> skiff.api.v1.ObjectMeta
@@ -847,19 +857,20 @@ var file_api_v1_batch_proto_depIdxs = []int32{
 	2,  // 2: skiff.api.v1.Job.status:type_name -> skiff.api.v1.JobStatus
 	9,  // 3: skiff.api.v1.JobSpec.selector:type_name -> skiff.api.v1.LabelSelector
 	10, // 4: skiff.api.v1.JobSpec.template:type_name -> skiff.api.v1.PodTemplateSpec
-	3,  // 5: skiff.api.v1.JobStatus.conditions:type_name -> skiff.api.v1.JobCondition
-	8,  // 6: skiff.api.v1.CronJob.metadata:type_name -> skiff.api.v1.ObjectMeta
-	5,  // 7: skiff.api.v1.CronJob.spec:type_name -> skiff.api.v1.CronJobSpec
-	7,  // 8: skiff.api.v1.CronJob.status:type_name -> skiff.api.v1.CronJobStatus
-	6,  // 9: skiff.api.v1.CronJobSpec.jobTemplate:type_name -> skiff.api.v1.JobTemplateSpec
-	8,  // 10: skiff.api.v1.JobTemplateSpec.metadata:type_name -> skiff.api.v1.ObjectMeta
-	1,  // 11: skiff.api.v1.JobTemplateSpec.spec:type_name -> skiff.api.v1.JobSpec
-	11, // 12: skiff.api.v1.CronJobStatus.active:type_name -> skiff.api.v1.ObjectReference
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 5: skiff.api.v1.JobSpec.podFailurePolicy:type_name -> skiff.api.v1.PodFailurePolicy
+	3,  // 6: skiff.api.v1.JobStatus.conditions:type_name -> skiff.api.v1.JobCondition
+	8,  // 7: skiff.api.v1.CronJob.metadata:type_name -> skiff.api.v1.ObjectMeta
+	5,  // 8: skiff.api.v1.CronJob.spec:type_name -> skiff.api.v1.CronJobSpec
+	7,  // 9: skiff.api.v1.CronJob.status:type_name -> skiff.api.v1.CronJobStatus
+	6,  // 10: skiff.api.v1.CronJobSpec.jobTemplate:type_name -> skiff.api.v1.JobTemplateSpec
+	8,  // 11: skiff.api.v1.JobTemplateSpec.metadata:type_name -> skiff.api.v1.ObjectMeta
+	1,  // 12: skiff.api.v1.JobTemplateSpec.spec:type_name -> skiff.api.v1.JobSpec
+	12, // 13: skiff.api.v1.CronJobStatus.active:type_name -> skiff.api.v1.ObjectReference
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_batch_proto_init() }
@@ -869,6 +880,7 @@ func file_api_v1_batch_proto_init() {
 	}
 	file_api_v1_core_proto_init()
 	file_api_v1_meta_proto_init()
+	file_api_v1_jobpolicy_proto_init()
 	file_api_v1_batch_proto_msgTypes[1].OneofWrappers = []any{}
 	file_api_v1_batch_proto_msgTypes[2].OneofWrappers = []any{}
 	file_api_v1_batch_proto_msgTypes[5].OneofWrappers = []any{}

@@ -48,6 +48,7 @@ func (m *JobSpec) CloneVT() *JobSpec {
 	r := new(JobSpec)
 	r.Selector = m.Selector.CloneVT()
 	r.Template = m.Template.CloneVT()
+	r.PodFailurePolicy = m.PodFailurePolicy.CloneVT()
 	if rhs := m.Parallelism; rhs != nil {
 		tmpVal := *rhs
 		r.Parallelism = &tmpVal
@@ -339,6 +340,9 @@ func (this *JobSpec) EqualVT(that *JobSpec) bool {
 		return false
 	}
 	if p, q := this.PodReplacementPolicy, that.PodReplacementPolicy; (p == nil && q != nil) || (p != nil && (q == nil || *p != *q)) {
+		return false
+	}
+	if !this.PodFailurePolicy.EqualVT(that.PodFailurePolicy) {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -680,6 +684,16 @@ func (m *JobSpec) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if m.PodFailurePolicy != nil {
+		size, err := m.PodFailurePolicy.MarshalToSizedBufferVT(dAtA[:i])
+		if err != nil {
+			return 0, err
+		}
+		i -= size
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(size))
+		i--
+		dAtA[i] = 0x72
 	}
 	if m.PodReplacementPolicy != nil {
 		i -= len(*m.PodReplacementPolicy)
@@ -1294,6 +1308,10 @@ func (m *JobSpec) SizeVT() (n int) {
 	}
 	if m.PodReplacementPolicy != nil {
 		l = len(*m.PodReplacementPolicy)
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.PodFailurePolicy != nil {
+		l = m.PodFailurePolicy.SizeVT()
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
 	n += len(m.unknownFields)
@@ -2058,6 +2076,42 @@ func (m *JobSpec) UnmarshalVT(dAtA []byte) error {
 			}
 			s := string(dAtA[iNdEx:postIndex])
 			m.PodReplacementPolicy = &s
+			iNdEx = postIndex
+		case 14:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PodFailurePolicy", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			if m.PodFailurePolicy == nil {
+				m.PodFailurePolicy = &PodFailurePolicy{}
+			}
+			if err := m.PodFailurePolicy.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
@@ -3949,6 +4003,42 @@ func (m *JobSpec) UnmarshalVTUnsafe(dAtA []byte) error {
 			}
 			s := stringValue
 			m.PodReplacementPolicy = &s
+			iNdEx = postIndex
+		case 14:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PodFailurePolicy", wireType)
+			}
+			var msglen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				msglen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if msglen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + msglen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			if m.PodFailurePolicy == nil {
+				m.PodFailurePolicy = &PodFailurePolicy{}
+			}
+			if err := m.PodFailurePolicy.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
+				return err
+			}
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/integration/testutil"
+	"github.com/skiffhq/skiff/proto/client"
 )
 
 // `ctl ca rotate` end to end on a real control node: a viewer is refused;
@@ -52,6 +53,17 @@ func TestCARotateWithCtl(t *testing.T) {
 	if strings.Contains(out, "user:bob") {
 		t.Fatalf("bob still listed after renewing:\n%s", out)
 	}
+	// The node rewrites admin.conf with a new-CA certificate on its own
+	// schedule after start (slower on a loaded machine): finish refuses an
+	// old-CA caller, so wait for the rewrite.
+	before, err := client.LoadConfig(oldAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the node to rewrite admin.conf with the new CA", func() bool {
+		cur, err := client.LoadConfig(admin) // saved by rename: never half written
+		return err == nil && cur.CertificateAuthorityData != before.CertificateAuthorityData
+	})
 	if out, errs, code := runCtl("--config", admin, "ca", "rotate", "finish"); code != 0 || !strings.Contains(out, "finished") {
 		t.Fatalf("ca rotate finish: exit %d: %s %s", code, out, errs)
 	}

@@ -163,24 +163,107 @@ func subset(want, got any, path string) (string, bool) {
 	return path, bytes.Equal(wj, gj)
 }
 
-func TestBadManifestsRejectedBeforeAnyWrite(t *testing.T) {
+// TestApplyReportsEachObject: a bad document does not stop the good ones;
+// each object is reported on its own, the failures with file:line, the exit
+// status is 1 and the error names what was applied. delete -f likewise.
+func TestApplyReportsEachObject(t *testing.T) {
 	e := newEnv(t, 1)
 	dir := t.TempDir()
 	good := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\n"
-	bad := "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: old\nspec: {}\n"
+	bad := "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: old\nspec: {}\n---\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: also-fine\n---\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ghost\n  namespace: nowhere\n"
 	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(good), 0o600)
 	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(bad), 0o600)
-	_, errs, code := e.ctl("", "apply", "-f", dir)
-	if code == 0 || !strings.Contains(errs, "b.yaml:1") || !strings.Contains(errs, `use apiVersion "apps/v1"`) {
+	out, errs, code := e.ctl("", "apply", "-f", dir)
+	if code != 1 || !strings.Contains(errs, "b.yaml:1") || !strings.Contains(errs, `use apiVersion "apps/v1"`) {
 		t.Fatalf("retired apiVersion: exit %d: %s", code, errs)
 	}
+	if !strings.Contains(errs, "b.yaml:12: configmap/ghost: ") || !strings.Contains(errs, "nowhere") {
+		t.Fatalf("the object in a missing namespace is not reported with file:line: %s", errs)
+	}
+	if !strings.Contains(errs, "2 of 4 objects failed") || !strings.Contains(errs, "2 applied: configmap/fine, configmap/also-fine") {
+		t.Fatalf("the error does not say what was applied: %s", errs)
+	}
+	if out != "configmap/fine created\nconfigmap/also-fine created\n" {
+		t.Fatalf("apply output: %q", out)
+	}
+	e.mustCtl("get", "cm", "fine")
+	e.mustCtl("get", "cm", "also-fine")
+	out, errs, code = e.ctl("", "delete", "-f", dir)
+	if code != 1 || !strings.Contains(errs, "configmap/ghost") || !strings.Contains(errs, "2 deleted") {
+		t.Fatalf("delete -f: exit %d: %s", code, errs)
+	}
+	if out != "configmap \"also-fine\" deleted\nconfigmap \"fine\" deleted\n" {
+		t.Fatalf("delete -f output: %q", out)
+	}
 	if _, errs, _ := e.ctl("", "get", "cm", "fine"); !strings.Contains(errs, "not found") {
-		t.Fatalf("a manifest was applied despite errors in another: %s", errs)
+		t.Fatalf("delete -f left an object: %s", errs)
 	}
 	// stdin, and a field error with its line.
 	_, errs, code = e.ctl("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 70000\n", "apply", "-f", "-")
-	if code == 0 || !strings.Contains(errs, "-:10: spec.containers[0].ports[0].containerPort: 70000 must be 1-65535") {
+	if code == 0 || !strings.Contains(errs, "-:10: spec.containers[0].ports[0].containerPort: 70000 must be 1-65535") || !strings.Contains(errs, "none was applied") {
 		t.Fatalf("field error: %s", errs)
+	}
+	// A document with two problems is one object that failed.
+	twoBad := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 70000\n    - containerPort: 70001\n---\n" + good
+	_, errs, code = e.ctl(twoBad, "apply", "-f", "-")
+	if code != 1 || strings.Count(errs, "must be 1-65535") != 2 || !strings.Contains(errs, "1 of 2 objects failed") {
+		t.Fatalf("two problems of one document: exit %d: %s", code, errs)
+	}
+}
+
+// TestReapplyKeepsAllocatedFields: a NodePort Service without a nodePort
+// re-applies as unchanged and keeps its allocated port and clusterIP; a
+// changed manifest says configured and still keeps them; --dry-run=server
+// validates without storing.
+func TestReapplyKeepsAllocatedFields(t *testing.T) {
+	e := newEnv(t, 1)
+	svc := "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+	if out, errs, code := e.ctl(svc, "apply", "-f", "-", "--dry-run=server"); code != 0 || out != "service/web created (server dry run)\n" {
+		t.Fatalf("dry run: exit %d %q %s", code, out, errs)
+	}
+	if _, errs, _ := e.ctl("", "get", "svc", "web"); !strings.Contains(errs, "not found") {
+		t.Fatalf("a server dry run stored the object: %s", errs)
+	}
+	if out, errs, code := e.ctl(svc, "apply", "-f", "-"); code != 0 || out != "service/web created\n" {
+		t.Fatalf("apply: exit %d %q %s", code, out, errs)
+	}
+	cl, ctx := e.apiClient()
+	// The serviceip controller is not running here: set what it would.
+	got, err := client.Get[*apiv1.Service](ctx, cl, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.ClusterIP = "10.96.0.9"
+	got.Spec.Ports[0].NodePort = 30080
+	if _, err := client.Update(ctx, cl, got); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := e.ctl(svc, "apply", "-f", "-")
+	if code != 0 || out != "service/web unchanged\n" {
+		t.Fatalf("re-apply: exit %d %q %s", code, out, errs)
+	}
+	out, errs, code = e.ctl(strings.Replace(svc, "8080", "8081", 1), "apply", "-f", "-", "--dry-run=server")
+	if code != 0 || out != "service/web configured (server dry run)\n" {
+		t.Fatalf("changed apply, dry run: exit %d %q %s", code, out, errs)
+	}
+	if got, err := client.Get[*apiv1.Service](ctx, cl, "default", "web"); err != nil || got.GetSpec().GetPorts()[0].GetTargetPort() != "8080" {
+		t.Fatalf("a server dry run changed the stored object: %v %v", got.GetSpec(), err)
+	}
+	if _, errs, code := e.ctl(svc, "apply", "-f", "-", "--dry-run=client"); code == 0 || !strings.Contains(errs, "must be none or server") {
+		t.Fatalf("--dry-run=client: exit %d %s", code, errs)
+	}
+	out, errs, code = e.ctl(strings.Replace(svc, "8080", "8081", 1), "apply", "-f", "-")
+	if code != 0 || out != "service/web configured\n" {
+		t.Fatalf("changed apply: exit %d %q %s", code, out, errs)
+	}
+	got, err = client.Get[*apiv1.Service](ctx, cl, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSpec().GetClusterIP() != "10.96.0.9" || got.GetSpec().GetPorts()[0].GetNodePort() != 30080 || got.GetSpec().GetPorts()[0].GetTargetPort() != "8081" {
+		t.Fatalf("apply lost an allocated field or kept the old target: %v", got.GetSpec())
 	}
 }
 

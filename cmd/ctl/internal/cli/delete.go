@@ -15,7 +15,7 @@ func (o *options) deleteCmd() *cobra.Command {
 	var files []string
 	var selector, cascade string
 	var grace int64
-	var now, recursive bool
+	var now, recursive, ignoreNotFound bool
 	cmd := &cobra.Command{
 		Use:   "delete (KIND NAME... | -f FILE | KIND -l SELECTOR)",
 		Short: "Delete objects by name, by manifest, or by label selector",
@@ -50,14 +50,7 @@ func (o *options) deleteCmd() *cobra.Command {
 				if len(args) > 0 {
 					return fmt.Errorf("give either -f or KIND NAME, not both")
 				}
-				docs, err := o.readManifests(files, recursive)
-				if err != nil {
-					return err
-				}
-				for i := len(docs) - 1; i >= 0; i-- { // namespaces last
-					d := docs[i]
-					targets = append(targets, target{d.Kind, d.Object.GetMetadata().GetNamespace(), d.Object.GetMetadata().GetName()})
-				}
+				return o.deleteFiles(cmd.Context(), c, files, recursive, opts, ignoreNotFound)
 			case len(args) >= 1 && selector != "":
 				k, err := o.lookup(args[0])
 				if err != nil {
@@ -105,9 +98,39 @@ func (o *options) deleteCmd() *cobra.Command {
 	fl.StringVar(&cascade, "cascade", "background", "dependents: background, foreground or orphan")
 	fl.Int64Var(&grace, "grace-period", -1, "seconds a pod gets to stop (0: at once); default the pod's own")
 	fl.BoolVar(&now, "now", false, "same as --grace-period=0")
+	fl.BoolVar(&ignoreNotFound, "ignore-not-found", false, "with -f: an object that is already gone is not an error")
 	fl.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with -l: across all namespaces")
 	_ = cmd.RegisterFlagCompletionFunc("cascade", cobra.FixedCompletions([]string{"background", "foreground", "orphan"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// deleteFiles deletes the objects the manifests name, each reported on its
+// own; one that fails does not stop the others (exit status 1 at the end).
+// Namespaced objects go first, their namespaces last.
+func (o *options) deleteFiles(ctx context.Context, c *client.Client, files []string, recursive bool, opts client.DeleteOptions, ignoreNotFound bool) error {
+	docs, problems, err := o.readManifests(files, recursive)
+	if err != nil {
+		return err
+	}
+	rep := newBatchReport(o, "deleted")
+	rep.problems(problems)
+	for i := len(docs) - 1; i >= 0; i-- {
+		d := docs[i]
+		md := d.Object.GetMetadata()
+		name := resourceName(d.Kind, md.GetName())
+		removed, err := o.deleteQuiet(ctx, c, d.Kind, md.GetNamespace(), md.GetName(), opts)
+		switch {
+		case ignoreNotFound && client.IsNotFound(err):
+			continue
+		case err != nil:
+			rep.failed(d, name, err)
+		case removed:
+			rep.done(name, fmt.Sprintf("%s %q deleted", kindLabel(d.Kind), md.GetName()))
+		default:
+			rep.done(name, fmt.Sprintf("%s %q marked for deletion", kindLabel(d.Kind), md.GetName()))
+		}
+	}
+	return rep.err()
 }
 
 func cascadePolicy(s string) (string, error) {
@@ -122,24 +145,34 @@ func cascadePolicy(s string) (string, error) {
 	return "", fmt.Errorf("--cascade %q: must be background, foreground or orphan", s)
 }
 
-func (o *options) deleteOne(parent context.Context, c *client.Client, k *kinds.Kind, ns, name string, opts client.DeleteOptions) error {
+func (o *options) deleteQuiet(parent context.Context, c *client.Client, k *kinds.Kind, ns, name string, opts client.DeleteOptions) (removed bool, err error) {
 	if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds < 0 {
 		opts.GracePeriodSeconds = nil
 	}
 	ctx, cancel := o.ctx(parent)
 	defer cancel()
-	_, removed, err := c.Delete(ctx, k.Name, ns, name, opts)
+	_, removed, err = c.Delete(ctx, k.Name, ns, name, opts)
+	return removed, err
+}
+
+func (o *options) deleteOne(parent context.Context, c *client.Client, k *kinds.Kind, ns, name string, opts client.DeleteOptions) error {
+	removed, err := o.deleteQuiet(parent, c, k, ns, name, opts)
 	if err != nil {
 		return err
 	}
-	label := k.Singular
-	if k.Group != "" {
-		label += "." + k.Group
-	}
+	label := kindLabel(k)
 	if removed {
 		fmt.Fprintf(o.streams.Out, "%s %q deleted\n", label, name)
 	} else {
 		fmt.Fprintf(o.streams.Out, "%s %q marked for deletion\n", label, name)
 	}
 	return nil
+}
+
+// kindLabel is kubectl's "deployment.apps".
+func kindLabel(k *kinds.Kind) string {
+	if k.Group == "" {
+		return k.Singular
+	}
+	return k.Singular + "." + k.Group
 }

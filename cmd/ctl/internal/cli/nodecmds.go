@@ -12,10 +12,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
+	"github.com/skiffhq/skiff/controlplane/controllers/dnsservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
 	"github.com/skiffhq/skiff/controlplane/dashboard"
@@ -45,6 +47,7 @@ type nodeFlags struct {
 	gossip                 bool
 	gossipPort             int
 	dashboardPort          int
+	raftLogStore           string
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
@@ -59,11 +62,12 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.raftPort, "raft-port", 0, "store (Raft) port (default 7444)")
 		fl.IntVar(&f.maxWatches, "max-watches-per-identity", 0, "concurrent watches one client identity may hold on this node's API (default 500; -1: no cap; control nodes are never capped)")
 		fl.IntVar(&f.dashboardPort, "dashboard-port", dashboard.DefaultPort, "web dashboard port (HTTPS; `ctl dashboard` prints a login link; 0: none)")
+		fl.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store of a new control node: boltdb (default) or wal (hashicorp/raft-wal); the data dir records it, a restart keeps it")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
 		fl.IntVar(&f.metricsPort, "metrics-port", 0, "control node: Prometheus metrics over mutual TLS for admin and control-node certificates (default 7446; -1: none)")
 	}
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve Prometheus metrics as plain HTTP at this host:port (anyone who reaches it may read them: bind to loopback or a monitoring network)")
-	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
+	fl.BoolVar(&f.gossip, "gossip", true, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s, and workers learn the cluster's pod range and control nodes from it; every node of the cluster runs one (--gossip=false: none, then workers need --cluster-cidr for --pod-network)")
 	fl.IntVar(&f.gossipPort, "gossip-port", gossip.DefaultPort, "gossip port (TCP and UDP), the same on every node: members join at this port on the control nodes' hosts")
 	f.log.add(fl)
 }
@@ -83,6 +87,12 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 		return node.Config{}, fmt.Errorf("--dashboard-port %d: want 1-65535, or 0 for none", f.dashboardPort)
 	}
 	cfg.DashboardPort = f.dashboardPort
+	if f.raftLogStore != "" {
+		if _, err := consensus.ParseLogStore(f.raftLogStore); err != nil {
+			return node.Config{}, fmt.Errorf("--raft-log-store: %w", err)
+		}
+	}
+	cfg.RaftLogStore = f.raftLogStore
 	cfg.Out = o.streams.Out
 	cfg.Logger = log
 	reg := node.NewMetricsRegistry()
@@ -106,8 +116,10 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
 	pc := podcidr.DefaultConfig(d.Client)
 	pc.Network = d.ClusterNetwork
+	dc := dnsservice.DefaultConfig()
+	dc.Network = d.ClusterNetwork
 	deps := controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc}}
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc, "dnsservice": dc}}
 	if d.Members != nil {
 		// Gossip's confirmed deaths are the node lifecycle's first signal.
 		nl := nodelifecycle.DefaultConfig()
@@ -151,6 +163,7 @@ fixed when the cluster is created.`,
 	f.add(cmd, true)
 	cmd.Flags().StringVar(&net.ClusterCIDR, "cluster-cidr", net.ClusterCIDR, "the range every pod address comes from (IPv4); each worker gets a part of it")
 	cmd.Flags().IntVar(&net.NodeCIDRMaskSize, "node-cidr-mask-size", net.NodeCIDRMaskSize, "prefix length of each worker's pod range (24: 254 pods per worker)")
+	cmd.Flags().StringVar(&net.ClusterDomain, "cluster-domain", net.ClusterDomain, "DNS domain of the cluster's names (<service>.<namespace>.svc.<domain>), answered by every node's cluster DNS")
 	return cmd
 }
 

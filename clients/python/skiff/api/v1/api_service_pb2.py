@@ -13,9 +13,10 @@ _sym_db = _symbol_database.Default()
 
 from skiff.api.v1 import meta_pb2 as api_dot_v1_dot_meta__pb2
 from skiff.api.v1 import policy_pb2 as api_dot_v1_dot_policy__pb2
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61pi/v1/api_service.proto\x12\x0cskiff.api.v1\x1a\x11\x61pi/v1/meta.proto\x1a\x13\x61pi/v1/policy.proto\"K\n\x11\x43reateManyRequest\x12%\n\x07objects\x18\x01 \x03(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"m\n\x0c\x43reateResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12$\n\x06object\x18\x03 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"A\n\x12\x43reateManyResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.skiff.api.v1.CreateResult\"d\n\x07\x42inding\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\"6\n\x0b\x42indRequest\x12\'\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x15.skiff.api.v1.Binding\"E\n\nBindResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"9\n\x0c\x42indResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.skiff.api.v1.BindResult\"F\n\rCreateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"J\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05stale\x18\x04 \x01(\x08\"\x8e\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\"F\n\rUpdateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"m\n\x0cPatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05patch\x18\x04 \x01(\x0c\x12\x0e\n\x06status\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\"5\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x17\n\x0fresourceVersion\x18\x02 \x01(\t\"\xdb\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12\x32\n\rpreconditions\x18\x06 \x01(\x0b\x32\x1b.skiff.api.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"G\n\x0e\x44\x65leteResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07removed\x18\x02 \x01(\x08\"\x87\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\"\xa7\x01\n\nWatchEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.skiff.api.v1.WatchEvent.Type\x12$\n\x06object\x18\x02 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\",\n\x04Type\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x00\x12\x0c\n\x08MODIFIED\x10\x01\x12\x0b\n\x07\x44\x45LETED\x10\x02\"9\n\rWatchResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.skiff.api.v1.WatchEvent\"E\n\x0c\x41pplyRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"\x9f\x01\n\rApplyResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x32\n\x06result\x18\x02 \x01(\x0e\x32\".skiff.api.v1.ApplyResponse.Result\"4\n\x06Result\x12\r\n\tUNCHANGED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\"\x10\n\x0eVersionRequest\"z\n\x0fVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\x12\x13\n\x0b\x61pi_servers\x18\x06 \x03(\t2\xd0\x06\n\x03\x41PI\x12;\n\x06\x43reate\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x12\x35\n\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x12\x35\n\x04List\x12\x19.skiff.api.v1.ListRequest\x1a\x12.skiff.api.v1.List\x12;\n\x06Update\x12\x1b.skiff.api.v1.UpdateRequest\x1a\x14.skiff.api.v1.Object\x12\x41\n\x0cUpdateStatus\x12\x1b.skiff.api.v1.UpdateRequest\x1a\x14.skiff.api.v1.Object\x12\x39\n\x05Patch\x12\x1a.skiff.api.v1.PatchRequest\x1a\x14.skiff.api.v1.Object\x12\x43\n\x06\x44\x65lete\x12\x1b.skiff.api.v1.DeleteRequest\x1a\x1c.skiff.api.v1.DeleteResponse\x12\x42\n\x05Watch\x12\x1a.skiff.api.v1.WatchRequest\x1a\x1b.skiff.api.v1.WatchResponse0\x01\x12@\n\x05\x41pply\x12\x1a.skiff.api.v1.ApplyRequest\x1a\x1b.skiff.api.v1.ApplyResponse\x12\x46\n\x07Version\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponse\x12=\n\x04\x42ind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponse\x12O\n\nCreateMany\x12\x1f.skiff.api.v1.CreateManyRequest\x1a .skiff.api.v1.CreateManyResponse\x12@\n\x05\x45vict\x12\x1a.skiff.api.v1.EvictRequest\x1a\x1b.skiff.api.v1.EvictResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61pi/v1/api_service.proto\x12\x0cskiff.api.v1\x1a\x11\x61pi/v1/meta.proto\x1a\x13\x61pi/v1/policy.proto\x1a\x19google/protobuf/any.proto\"K\n\x11\x43reateManyRequest\x12%\n\x07objects\x18\x01 \x03(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"\x94\x01\n\x0c\x43reateResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12$\n\x06object\x18\x03 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12%\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32\x14.google.protobuf.Any\"A\n\x12\x43reateManyResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.skiff.api.v1.CreateResult\"d\n\x07\x42inding\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\"6\n\x0b\x42indRequest\x12\'\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x15.skiff.api.v1.Binding\"E\n\nBindResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"9\n\x0c\x42indResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.skiff.api.v1.BindResult\"F\n\rCreateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"J\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05stale\x18\x04 \x01(\x08\"\x8e\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\"F\n\rUpdateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"m\n\x0cPatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05patch\x18\x04 \x01(\x0c\x12\x0e\n\x06status\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\"5\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x17\n\x0fresourceVersion\x18\x02 \x01(\t\"\xdb\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12\x32\n\rpreconditions\x18\x06 \x01(\x0b\x32\x1b.skiff.api.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"G\n\x0e\x44\x65leteResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07removed\x18\x02 \x01(\x08\"\xa0\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x07 \x01(\x08\"\xb5\x01\n\nWatchEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.skiff.api.v1.WatchEvent.Type\x12$\n\x06object\x18\x02 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\":\n\x04Type\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x00\x12\x0c\n\x08MODIFIED\x10\x01\x12\x0b\n\x07\x44\x45LETED\x10\x02\x12\x0c\n\x08\x42OOKMARK\x10\x03\"9\n\rWatchResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.skiff.api.v1.WatchEvent\"E\n\x0c\x41pplyRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"\x9f\x01\n\rApplyResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.skiff.api.v1.Object\x12\x32\n\x06result\x18\x02 \x01(\x0e\x32\".skiff.api.v1.ApplyResponse.Result\"4\n\x06Result\x12\r\n\tUNCHANGED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\"\x10\n\x0eVersionRequest\"z\n\x0fVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\x12\x13\n\x0b\x61pi_servers\x18\x06 \x03(\t2\xd0\x06\n\x03\x41PI\x12;\n\x06\x43reate\x12\x1b.skiff.api.v1.CreateRequest\x1a\x14.skiff.api.v1.Object\x12\x35\n\x03Get\x12\x18.skiff.api.v1.GetRequest\x1a\x14.skiff.api.v1.Object\x12\x35\n\x04List\x12\x19.skiff.api.v1.ListRequest\x1a\x12.skiff.api.v1.List\x12;\n\x06Update\x12\x1b.skiff.api.v1.UpdateRequest\x1a\x14.skiff.api.v1.Object\x12\x41\n\x0cUpdateStatus\x12\x1b.skiff.api.v1.UpdateRequest\x1a\x14.skiff.api.v1.Object\x12\x39\n\x05Patch\x12\x1a.skiff.api.v1.PatchRequest\x1a\x14.skiff.api.v1.Object\x12\x43\n\x06\x44\x65lete\x12\x1b.skiff.api.v1.DeleteRequest\x1a\x1c.skiff.api.v1.DeleteResponse\x12\x42\n\x05Watch\x12\x1a.skiff.api.v1.WatchRequest\x1a\x1b.skiff.api.v1.WatchResponse0\x01\x12@\n\x05\x41pply\x12\x1a.skiff.api.v1.ApplyRequest\x1a\x1b.skiff.api.v1.ApplyResponse\x12\x46\n\x07Version\x12\x1c.skiff.api.v1.VersionRequest\x1a\x1d.skiff.api.v1.VersionResponse\x12=\n\x04\x42ind\x12\x19.skiff.api.v1.BindRequest\x1a\x1a.skiff.api.v1.BindResponse\x12O\n\nCreateMany\x12\x1f.skiff.api.v1.CreateManyRequest\x1a .skiff.api.v1.CreateManyResponse\x12@\n\x05\x45vict\x12\x1a.skiff.api.v1.EvictRequest\x1a\x1b.skiff.api.v1.EvictResponseB-Z+github.com/skiffhq/skiff/proto/api/v1;apiv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'api.v1.api_service_pb2', globals())
@@ -23,54 +24,54 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z+github.com/skiffhq/skiff/proto/api/v1;apiv1'
-  _CREATEMANYREQUEST._serialized_start=82
-  _CREATEMANYREQUEST._serialized_end=157
-  _CREATERESULT._serialized_start=159
-  _CREATERESULT._serialized_end=268
-  _CREATEMANYRESPONSE._serialized_start=270
-  _CREATEMANYRESPONSE._serialized_end=335
-  _BINDING._serialized_start=337
-  _BINDING._serialized_end=437
-  _BINDREQUEST._serialized_start=439
-  _BINDREQUEST._serialized_end=493
-  _BINDRESULT._serialized_start=495
-  _BINDRESULT._serialized_end=564
-  _BINDRESPONSE._serialized_start=566
-  _BINDRESPONSE._serialized_end=623
-  _CREATEREQUEST._serialized_start=625
-  _CREATEREQUEST._serialized_end=695
-  _GETREQUEST._serialized_start=697
-  _GETREQUEST._serialized_end=771
-  _LISTREQUEST._serialized_start=774
-  _LISTREQUEST._serialized_end=916
-  _UPDATEREQUEST._serialized_start=918
-  _UPDATEREQUEST._serialized_end=988
-  _PATCHREQUEST._serialized_start=990
-  _PATCHREQUEST._serialized_end=1099
-  _PRECONDITIONS._serialized_start=1101
-  _PRECONDITIONS._serialized_end=1154
-  _DELETEREQUEST._serialized_start=1157
-  _DELETEREQUEST._serialized_end=1376
-  _DELETERESPONSE._serialized_start=1378
-  _DELETERESPONSE._serialized_end=1449
-  _WATCHREQUEST._serialized_start=1452
-  _WATCHREQUEST._serialized_end=1587
-  _WATCHEVENT._serialized_start=1590
-  _WATCHEVENT._serialized_end=1757
-  _WATCHEVENT_TYPE._serialized_start=1713
-  _WATCHEVENT_TYPE._serialized_end=1757
-  _WATCHRESPONSE._serialized_start=1759
-  _WATCHRESPONSE._serialized_end=1816
-  _APPLYREQUEST._serialized_start=1818
-  _APPLYREQUEST._serialized_end=1887
-  _APPLYRESPONSE._serialized_start=1890
-  _APPLYRESPONSE._serialized_end=2049
-  _APPLYRESPONSE_RESULT._serialized_start=1997
-  _APPLYRESPONSE_RESULT._serialized_end=2049
-  _VERSIONREQUEST._serialized_start=2051
-  _VERSIONREQUEST._serialized_end=2067
-  _VERSIONRESPONSE._serialized_start=2069
-  _VERSIONRESPONSE._serialized_end=2191
-  _API._serialized_start=2194
-  _API._serialized_end=3042
+  _CREATEMANYREQUEST._serialized_start=109
+  _CREATEMANYREQUEST._serialized_end=184
+  _CREATERESULT._serialized_start=187
+  _CREATERESULT._serialized_end=335
+  _CREATEMANYRESPONSE._serialized_start=337
+  _CREATEMANYRESPONSE._serialized_end=402
+  _BINDING._serialized_start=404
+  _BINDING._serialized_end=504
+  _BINDREQUEST._serialized_start=506
+  _BINDREQUEST._serialized_end=560
+  _BINDRESULT._serialized_start=562
+  _BINDRESULT._serialized_end=631
+  _BINDRESPONSE._serialized_start=633
+  _BINDRESPONSE._serialized_end=690
+  _CREATEREQUEST._serialized_start=692
+  _CREATEREQUEST._serialized_end=762
+  _GETREQUEST._serialized_start=764
+  _GETREQUEST._serialized_end=838
+  _LISTREQUEST._serialized_start=841
+  _LISTREQUEST._serialized_end=983
+  _UPDATEREQUEST._serialized_start=985
+  _UPDATEREQUEST._serialized_end=1055
+  _PATCHREQUEST._serialized_start=1057
+  _PATCHREQUEST._serialized_end=1166
+  _PRECONDITIONS._serialized_start=1168
+  _PRECONDITIONS._serialized_end=1221
+  _DELETEREQUEST._serialized_start=1224
+  _DELETEREQUEST._serialized_end=1443
+  _DELETERESPONSE._serialized_start=1445
+  _DELETERESPONSE._serialized_end=1516
+  _WATCHREQUEST._serialized_start=1519
+  _WATCHREQUEST._serialized_end=1679
+  _WATCHEVENT._serialized_start=1682
+  _WATCHEVENT._serialized_end=1863
+  _WATCHEVENT_TYPE._serialized_start=1805
+  _WATCHEVENT_TYPE._serialized_end=1863
+  _WATCHRESPONSE._serialized_start=1865
+  _WATCHRESPONSE._serialized_end=1922
+  _APPLYREQUEST._serialized_start=1924
+  _APPLYREQUEST._serialized_end=1993
+  _APPLYRESPONSE._serialized_start=1996
+  _APPLYRESPONSE._serialized_end=2155
+  _APPLYRESPONSE_RESULT._serialized_start=2103
+  _APPLYRESPONSE_RESULT._serialized_end=2155
+  _VERSIONREQUEST._serialized_start=2157
+  _VERSIONREQUEST._serialized_end=2173
+  _VERSIONRESPONSE._serialized_start=2175
+  _VERSIONRESPONSE._serialized_end=2297
+  _API._serialized_start=2300
+  _API._serialized_end=3148
 # @@protoc_insertion_point(module_scope)
