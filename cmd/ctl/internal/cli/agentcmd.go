@@ -46,6 +46,7 @@ type agentFlags struct {
 	streamPort                                int
 	resolvConf                                string
 	ingressHTTP, ingressHTTPS                 int
+	ingressFlags                              *pflag.FlagSet // which ingress ports the operator chose
 }
 
 func (o *options) agentCmd() *cobra.Command {

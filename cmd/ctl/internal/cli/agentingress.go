@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -15,6 +16,7 @@ import (
 
 func addIngressFlags(fl *pflag.FlagSet, f *agentFlags) {
 	d := ingress.DefaultConfig()
+	f.ingressFlags = fl
 	fl.IntVar(&f.ingressHTTP, "ingress-http", d.HTTPPort, "port of the built-in ingress controller's HTTP (and h2c) listener on every address; anyone who reaches the node may connect (0: off)")
 	fl.IntVar(&f.ingressHTTPS, "ingress-https", d.HTTPSPort, "port of the built-in ingress controller's HTTPS listener (certificates from the Ingresses' TLS Secrets); anyone who reaches the node may connect (0: off)")
 }
@@ -32,6 +34,24 @@ func withIngress(f agentFlags, c *client.Client, log *slog.Logger, proxy agent.S
 		if p.v < 0 || p.v > 65535 {
 			return nil, fmt.Errorf("%s %d: want a port number 1-65535, or 0 for off", p.flag, p.v)
 		}
+	}
+	// A default port another program holds (a web server already on the
+	// host, another agent) leaves that listener off with a warning, as the
+	// metrics and dashboard ports do; a port the operator chose must open.
+	for _, p := range []struct {
+		flag string
+		v    *int
+	}{{"ingress-http", &f.ingressHTTP}, {"ingress-https", &f.ingressHTTPS}} {
+		if *p.v == 0 || (f.ingressFlags != nil && f.ingressFlags.Changed(p.flag)) {
+			continue
+		}
+		if err := portFree(*p.v); err != nil {
+			log.Warn("ingress port not served (pass --"+p.flag+" to choose another, 0 for none)", "port", *p.v, "err", err)
+			*p.v = 0
+		}
+	}
+	if f.ingressHTTP == 0 && f.ingressHTTPS == 0 {
+		return proxy, nil
 	}
 	cfg := ingress.DefaultConfig()
 	cfg.HTTPPort, cfg.HTTPSPort, cfg.Logger = f.ingressHTTP, f.ingressHTTPS, log
@@ -53,4 +73,13 @@ func (rs runners) Run(ctx context.Context) error {
 		}
 	}
 	return g.Wait()
+}
+
+// portFree tells whether a TCP port can be bound on every address now.
+func portFree(port int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }
