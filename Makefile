@@ -23,6 +23,8 @@ PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1
 APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
 # The dashboard's browser test and benchmark drive headless chromium (chromedp).
 APT_PKGS  += chromium
+# bench-ingress: wrk drives the ingress proxy and nginx (the anchor) side by side.
+APT_PKGS  += wrk nginx
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
@@ -137,6 +139,12 @@ bench-stream: deps
 
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
+
+# wrk through the built-in ingress proxy, through nginx and straight to the
+# backends (loopback), interleaved rounds; ends with one ingress-bench: line.
+.PHONY: bench-ingress
+bench-ingress: deps
+	$(GO) run ./integration/benchingress $(BENCH_ARGS)
 
 # Pod status change → its row in a real browser (p50/p99), and the control
 # node's CPU per idle open dashboard.

@@ -146,8 +146,10 @@ var podStreams = map[string]bool{"log": true, "exec": true, "attach": true, "por
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
+// Namespaces and NetworkPolicies: each worker enforces NetworkPolicies;
+// Ingresses: every worker runs the built-in ingress controller.
 var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
-	"Namespace": true, "NetworkPolicy": true} // the last two: each worker enforces NetworkPolicies
+	"Namespace": true, "NetworkPolicy": true, "Ingress": true}
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
 // ConfigMap or claim only while a pod bound to it references it, decided

@@ -38,6 +38,7 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"ServiceAccount":          {"sa", "serviceaccounts", "v1", true},
 		"PriorityClass":           {"pc", "priorityclasses", "scheduling.k8s.io/v1", false},
 		"NetworkPolicy":           {"netpol", "networkpolicies", "networking.k8s.io/v1", true},
+		"IngressClass":            {"", "ingressclasses", "networking.k8s.io/v1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))

@@ -45,6 +45,8 @@ type agentFlags struct {
 	podNetwork                                string
 	streamPort                                int
 	resolvConf                                string
+	ingressHTTP, ingressHTTPS                 int
+	ingressFlags                              *pflag.FlagSet // which ingress ports the operator chose
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -102,6 +104,7 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
 	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
 	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
+	addIngressFlags(fl, f)
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
 	fl.StringVar(&f.podNetwork, "pod-network", defaultPodNetwork, "pods on other nodes: vxlan (an overlay), host-gw (a route to each node's pods via its IP; all nodes on one L2 network) or none; vxlan and host-gw masquerade only what leaves the cluster range, which ctl join learns from the control nodes (ctl agent: give --cluster-cidr)")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
@@ -317,6 +320,9 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRa
 		}
 		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer, netpol.NewFeed(c, f.nodeName, policies, log)}
 		cfg.ClusterDNS = clusterDNSSource(dnsServer)
+	}
+	if cfg.Proxy, err = withIngress(f, c, log, cfg.Proxy); err != nil {
+		return err
 	}
 	if f.streamPort > 0 && streamTLS != nil {
 		stop, err := serveStreams(ctx, net.JoinHostPort(nodeIP.String(), strconv.Itoa(f.streamPort)), streamTLS, rt, log)
