@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +44,10 @@ type WorkerEnv struct {
 	// renewer's certificate (serving the node's own address) and only
 	// control nodes' client certificates accepted.
 	StreamTLS *tls.Config
+	// MetricsTLS is the TLS of the worker's metrics port (7447): the same
+	// serving certificate, any cluster client certificate at the handshake,
+	// the metrics permission checked per request.
+	MetricsTLS *tls.Config
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -191,7 +197,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	servicesErr := make(chan error, 1)
 	go func() {
 		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, ClusterCIDR: clusterCIDR, Logger: log, Registerer: cfg.Registerer,
-			StreamTLS: bundle.NodeStreamServerConfig(r)})
+			StreamTLS: bundle.NodeStreamServerConfig(r), MetricsTLS: bundle.NodeMetricsServerConfig(r)})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {
@@ -220,28 +226,61 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 }
 
 // serveWorker runs the services of a registered worker in this process
-// until ctx ends: the agent (cfg.Worker) today. Every service started on
-// a worker starts here.
+// until ctx ends: its metrics (the mTLS port, --metrics-addr) and the agent
+// (cfg.Worker). Every service started on a worker starts here; the first
+// to end ends the others.
 func serveWorker(ctx context.Context, cfg Config, env WorkerEnv) error {
-	if cfg.MetricsAddr != "" {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		metricsErr := make(chan error, 1)
-		go func() { metricsErr <- ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger) }()
-		defer func() { cancel(); <-metricsErr }()
-		workerErr := make(chan error, 1)
-		go func() { workerErr <- serveWorkerServices(ctx, cfg, env) }()
-		select {
-		case err := <-metricsErr:
-			metricsErr <- nil // for the deferred wait
-			cancel()
-			<-workerErr
-			return err
-		case err := <-workerErr:
-			return err
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	services := []func(context.Context) error{func(ctx context.Context) error { return serveWorkerServices(ctx, cfg, env) }}
+	lis, err := workerMetricsListener(cfg, env)
+	if err != nil {
+		return err
 	}
-	return serveWorkerServices(ctx, cfg, env)
+	if lis != nil {
+		services = append(services, func(ctx context.Context) error {
+			return ServeMetrics(ctx, lis, env.MetricsTLS, cfg.Gatherer, env.Logger)
+		})
+	}
+	if cfg.MetricsAddr != "" {
+		services = append(services, func(ctx context.Context) error {
+			return ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger)
+		})
+	}
+	errs := make(chan error, len(services))
+	for _, run := range services {
+		go func() { errs <- run(ctx) }()
+	}
+	err = <-errs
+	cancel()
+	for range len(services) - 1 {
+		<-errs
+	}
+	return err
+}
+
+// workerMetricsListener opens the worker's metrics port at its advertise
+// address (nil: none). The default port is best effort, as on a control
+// node (another daemon may hold it); a port the operator chose must open.
+func workerMetricsListener(cfg Config, env WorkerEnv) (net.Listener, error) {
+	port := cfg.MetricsPort
+	if port < 0 || env.MetricsTLS == nil || cfg.Gatherer == nil {
+		return nil, nil
+	}
+	explicit := port != 0
+	if !explicit {
+		port = DefaultWorkerMetricsPort
+	}
+	addr := net.JoinHostPort(env.Advertise, strconv.Itoa(port))
+	lis, err := net.Listen("tcp", addr)
+	switch {
+	case err != nil && explicit:
+		return nil, fmt.Errorf("--metrics-port %d: %w", port, err)
+	case err != nil:
+		env.Logger.Warn("metrics port not served (pass --metrics-port to choose another, -1 for none)", "address", addr, "err", err)
+		return nil, nil
+	}
+	return lis, nil
 }
 
 func serveWorkerServices(ctx context.Context, cfg Config, env WorkerEnv) error {

@@ -53,6 +53,15 @@ func (b *Bundle) NodeStreamServerConfig(src CertSource) *tls.Config {
 		}})
 }
 
+// NodeMetricsServerConfig is the TLS of a worker's metrics port: src's
+// (serving) certificate, a client certificate from a trusted CA required;
+// which identities may read is decided per request (admins and control
+// nodes, as on a control node's metrics port).
+func (b *Bundle) NodeMetricsServerConfig(src CertSource) *tls.Config {
+	return b.ServerConfig(&tls.Config{GetCertificate: src.GetCertificate, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS13})
+}
+
 // NodeClientConfig is the TLS with which a control node dials the stream
 // port of worker node at ip: the server must present a certificate of
 // node:<node>, chained to a trusted CA, allowing server authentication,
