@@ -57,6 +57,10 @@ type Config struct {
 	// VolumeGCInterval between sweeps of VolumeDir for the directories of
 	// deleted volumes.
 	VolumeGCInterval time.Duration
+	// StreamPort is the port of the node's stream server (agent/streams),
+	// published in status.daemonEndpoints.kubeletEndpoint for the API
+	// server to dial at NodeIP; 0 publishes none.
+	StreamPort int
 	// Labels are added to the Node's (kubernetes.io/hostname, os and arch
 	// are always set).
 	Labels map[string]string

@@ -48,5 +48,6 @@
 // `ctl join` process, not in the agent.
 //
 // The Service data path runs beside it (Config.Proxy): netproxy/apifeed
-// feeds a netproxy.Proxy from Services and Endpoints.
+// feeds a netproxy.Proxy from Services and Endpoints; ctl adds the
+// node's ingress controller (netproxy/ingress) to the same runner.
 package agent
