@@ -417,7 +417,11 @@ func convertProbe(field string, p *apiv1.Probe, ports []*apiv1.ContainerPort) (*
 		}
 		out.TCPSocket = &probe.TCPSocketAction{Port: port, Host: p.GetTcpSocket().GetHost()}
 	case p.GetGrpc() != nil:
-		return nil, configErr("%s.grpc: gRPC probes are not supported", field)
+		g := p.GetGrpc()
+		if g.GetPort() < 1 || g.GetPort() > 65535 {
+			return nil, configErr("%s.grpc.port %d: out of range", field, g.GetPort())
+		}
+		out.GRPC = &probe.GRPCAction{Port: g.GetPort(), Service: g.GetService()}
 	}
 	return out, nil
 }
