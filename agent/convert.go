@@ -250,7 +250,11 @@ func (c *converter) env(field string, ctr *apiv1.Container) ([]runtime.EnvVar, e
 	}
 	for i, e := range ctr.GetEnv() {
 		f := fmt.Sprintf("%s.env[%d] %q", field, i, e.GetName())
-		v, skip, err := c.envValue(f, e)
+		if ev, ok := podIPEnv(e.GetName(), e.GetValueFrom()); ok {
+			out = append(out, ev)
+			continue
+		}
+		v, skip, err := c.envValue(f, ctr.GetName(), e)
 		if err != nil {
 			return nil, err
 		}
@@ -261,7 +265,7 @@ func (c *converter) env(field string, ctr *apiv1.Container) ([]runtime.EnvVar, e
 	return out, nil
 }
 
-func (c *converter) envValue(f string, e *apiv1.EnvVar) (value string, skip bool, err error) {
+func (c *converter) envValue(f, ctrName string, e *apiv1.EnvVar) (value string, skip bool, err error) {
 	src := e.GetValueFrom()
 	if src == nil {
 		return e.GetValue(), false, nil
@@ -307,13 +311,19 @@ func (c *converter) envValue(f string, e *apiv1.EnvVar) (value string, skip bool
 			return "", false, configErr("%s.valueFrom.secretKeyRef: key %q not in Secret %q", f, ref.GetKey(), ref.GetName())
 		}
 		return string(v), false, nil
+	case src.GetResourceFieldRef() != nil:
+		v, err := c.resourceFieldValue(ctrName, src.GetResourceFieldRef())
+		if err != nil {
+			return "", false, configErr("%s.valueFrom.resourceFieldRef: %v", f, err)
+		}
+		return v, false, nil
 	}
-	return "", false, configErr("%s.valueFrom: resourceFieldRef is not supported", f)
+	return "", false, configErr("%s.valueFrom: needs fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef", f)
 }
 
-// fieldRef is the downward API for env. status.podIP is not offered: the
-// runtime fixes a container's environment before its sandbox has an
-// address (see the package doc).
+// fieldRef is the downward API for env and downwardAPI volumes.
+// status.podIP/podIPs are filled by the runtime (podIPEnv) once the
+// sandbox has an address; a volume cannot show them.
 func (c *converter) fieldRef(path string) (string, error) {
 	md := c.pod.GetMetadata()
 	switch path {
@@ -330,7 +340,7 @@ func (c *converter) fieldRef(path string) (string, error) {
 	case "status.hostIP":
 		return c.hostIP, nil
 	case "status.podIP", "status.podIPs":
-		return "", fmt.Errorf("fieldPath %q is not supported yet (the pod IP is assigned after the environment is fixed)", path)
+		return "", fmt.Errorf("fieldPath %q is only available to env", path)
 	}
 	for prefix, m := range map[string]map[string]string{"metadata.labels": md.GetLabels(), "metadata.annotations": md.GetAnnotations()} {
 		if rest, ok := strings.CutPrefix(path, prefix+"['"); ok && strings.HasSuffix(rest, "']") {

@@ -111,7 +111,7 @@ func (p *podRT) createContainer(c *ctrRT, img *image.Image) (_ *createdCtr, retE
 	if cwd == "" {
 		cwd = "/"
 	}
-	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname()), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
+	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname(), p.rec.Sandbox.IP), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
 	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, p.mountsFor(c))
 	pc.mark("config")
 	lc, err := libcontainer.Create(r.lcRoot(), id, cfg)
@@ -226,7 +226,7 @@ func (p *podRT) precreate() {
 		if policy == "" {
 			policy = image.DefaultPullPolicy(c.spec.Image)
 		}
-		if policy == image.PullAlways {
+		if policy == image.PullAlways || needsPodIP(c.spec) {
 			continue
 		}
 		img, ok := p.rt.cfg.Images.Lookup(c.spec.Image)

@@ -68,10 +68,12 @@ type Container struct {
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
 }
 
-// EnvVar is a literal environment variable.
+// EnvVar is a literal environment variable, or one the runtime fills
+// when it creates the container (FieldPath: see podipenv.go).
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name      string `json:"name"`
+	Value     string `json:"value"`
+	FieldPath string `json:"fieldPath,omitempty"`
 }
 
 // ContainerPort; HostPort > 0 is published on the node through CNI portmap.
@@ -189,6 +191,9 @@ func (p *Pod) Validate() error {
 			for j, e := range c.Env {
 				if e.Name == "" || strings.ContainsAny(e.Name, "=\x00") {
 					return invalid("%s.env[%d].name %q: invalid", f, j, e.Name)
+				}
+				if e.FieldPath != "" && e.FieldPath != FieldPodIP && e.FieldPath != FieldPodIPs {
+					return invalid("%s.env[%d].fieldPath %q: want %s or %s", f, j, e.FieldPath, FieldPodIP, FieldPodIPs)
 				}
 			}
 			for j, pt := range c.Ports {

@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/skiffhq/skiff/agent/runtime"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+)
+
+func TestEnvDownwardAPI(t *testing.T) {
+	p := basePod()
+	p.Spec.ServiceAccountName = "robot"
+	p.Spec.Containers = append(p.Spec.Containers, &apiv1.Container{Name: "side", Image: "reg/img:1",
+		Resources: &apiv1.ResourceRequirements{Limits: map[string]string{"cpu": "1500m", "memory": "64Mi"}}})
+	c := p.Spec.Containers[0]
+	c.Resources = &apiv1.ResourceRequirements{Limits: map[string]string{"cpu": "250m", "memory": "128Mi"}, Requests: map[string]string{"memory": "100Mi"}}
+	field := func(name, path string) *apiv1.EnvVar {
+		return &apiv1.EnvVar{Name: name, ValueFrom: &apiv1.EnvVarSource{FieldRef: &apiv1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	resField := func(name, ctr, res, div string) *apiv1.EnvVar {
+		return &apiv1.EnvVar{Name: name, ValueFrom: &apiv1.EnvVarSource{ResourceFieldRef: &apiv1.ResourceFieldSelector{ContainerName: ctr, Resource: res, Divisor: div}}}
+	}
+	c.Env = []*apiv1.EnvVar{field("IP", "status.podIP"), field("IPS", "status.podIPs"), field("NAME", "metadata.name"),
+		field("SA", "spec.serviceAccountName"), field("NODE", "spec.nodeName"), field("HOST", "status.hostIP"),
+		resField("CPU_M", "", "limits.cpu", "1m"), resField("CPU", "", "limits.cpu", ""), resField("MEM_MI", "", "limits.memory", "1Mi"),
+		resField("REQ_MEM", "", "requests.memory", "1Mi"), resField("SIDE_CPU", "side", "limits.cpu", "1"), resField("SIDE_MEM_M", "side", "limits.memory", "1M")}
+	rp, err := convertPod(context.Background(), res, p, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]runtime.EnvVar{}
+	for _, e := range rp.Containers[0].Env {
+		got[e.Name] = e
+	}
+	if got["IP"].FieldPath != runtime.FieldPodIP || got["IPS"].FieldPath != runtime.FieldPodIPs {
+		t.Errorf("pod IP env left to the runtime: %+v %+v", got["IP"], got["IPS"])
+	}
+	// Rounded up like kubelet: 250m → 1 cpu; 64Mi = 67.1M → 68.
+	want := map[string]string{"NAME": "p", "SA": "robot", "NODE": "w1", "HOST": "192.0.2.1", "CPU_M": "250", "CPU": "1",
+		"MEM_MI": "128", "REQ_MEM": "100", "SIDE_CPU": "2", "SIDE_MEM_M": "68"}
+	for k, v := range want {
+		if got[k].Value != v || got[k].FieldPath != "" {
+			t.Errorf("%s = %+v, want %q", k, got[k], v)
+		}
+	}
+	p.Spec.Containers[0].Env = []*apiv1.EnvVar{resField("X", "ghost", "limits.cpu", "")}
+	_, err = convertPod(context.Background(), res, p, "")
+	if !errors.Is(err, ErrPodConfig) || !strings.Contains(err.Error(), `resourceFieldRef: containerName "ghost"`) {
+		t.Errorf("unknown container: %v", err)
+	}
+}
