@@ -185,10 +185,8 @@ func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Conta
 	}
 	out.Resources = res
 	for _, m := range ctr.GetVolumeMounts() {
-		if m.GetSubPath() != "" || m.GetSubPathExpr() != "" {
-			return out, configErr("%s.volumeMounts %q: subPath is not supported", field, m.GetName())
-		}
-		out.VolumeMounts = append(out.VolumeMounts, runtime.VolumeMount{Name: m.GetName(), MountPath: m.GetMountPath(), ReadOnly: m.GetReadOnly()})
+		out.VolumeMounts = append(out.VolumeMounts, runtime.VolumeMount{Name: m.GetName(), MountPath: m.GetMountPath(), ReadOnly: m.GetReadOnly(),
+			SubPath: m.GetSubPath(), SubPathExpr: m.GetSubPathExpr()})
 	}
 	probes := []struct {
 		name string

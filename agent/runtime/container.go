@@ -34,7 +34,7 @@ func (p *podRT) cgroupPath(c *ctrRT) string {
 	return filepath.Join(p.rt.podCgroup(p.rec.Pod.UID), c.spec.Name)
 }
 
-func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
+func (p *podRT) mountsFor(c *ctrRT, env []string) ([]mountSpec, error) {
 	etc := filepath.Join(p.rt.podDir(p.rec.Pod.UID), "etc")
 	ms := []mountSpec{
 		{source: filepath.Join(etc, "hosts"), dest: "/etc/hosts"},
@@ -47,12 +47,22 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 	for _, v := range p.rec.Pod.Volumes {
 		vols[v.Name] = v
 	}
-	for _, m := range c.spec.VolumeMounts {
+	for i, m := range c.spec.VolumeMounts {
 		v := vols[m.Name]
 		src, forceRO := v.Source.Mount(p.volumeDir(v.Name))
+		field := fmt.Sprintf("%s.volumeMounts[%d]", c.spec.Name, i)
+		sub, err := subPathOf(field, m, env)
+		if err != nil {
+			return nil, err
+		}
+		if sub != "" {
+			if src, err = p.subPathSource(c, i, field, src, sub); err != nil {
+				return nil, err
+			}
+		}
 		ms = append(ms, mountSpec{source: src, dest: m.MountPath, readOnly: m.ReadOnly || forceRO})
 	}
-	return ms
+	return ms, nil
 }
 
 // createdCtr is one attempt of a container created up to the point where
@@ -112,7 +122,11 @@ func (p *podRT) createContainer(c *ctrRT, img *image.Image) (_ *createdCtr, retE
 		cwd = "/"
 	}
 	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname(), p.rec.Sandbox.IP), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
-	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, p.mountsFor(c))
+	mounts, err := p.mountsFor(c, ex.Env)
+	if err != nil {
+		return nil, err
+	}
+	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, mounts)
 	pc.mark("config")
 	lc, err := libcontainer.Create(r.lcRoot(), id, cfg)
 	if err != nil {

@@ -97,11 +97,15 @@ type Resources struct {
 	Limits   ResourceList `json:"limits,omitempty"`
 }
 
-// VolumeMount mounts pod volume Name at MountPath.
+// VolumeMount mounts pod volume Name at MountPath; with SubPath (or
+// SubPathExpr, $(VAR) expanded from the container's env) only that path
+// inside the volume (see subpath.go).
 type VolumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
-	ReadOnly  bool   `json:"readOnly,omitempty"`
+	Name        string `json:"name"`
+	MountPath   string `json:"mountPath"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+	SubPath     string `json:"subPath,omitempty"`
+	SubPathExpr string `json:"subPathExpr,omitempty"`
 }
 
 // SecurityContext is the container-level subset the runtime applies.
@@ -186,6 +190,12 @@ func (p *Pod) Validate() error {
 				}
 				if !filepath.IsAbs(m.MountPath) {
 					return invalid("%s.volumeMounts[%d].mountPath %q: must be absolute", f, j, m.MountPath)
+				}
+				if m.SubPath != "" && m.SubPathExpr != "" {
+					return invalid("%s.volumeMounts[%d]: subPath and subPathExpr are mutually exclusive", f, j)
+				}
+				if err := checkSubPath(fmt.Sprintf("%s.volumeMounts[%d].subPath", f, j), m.SubPath); err != nil {
+					return invalid("%v", err)
 				}
 			}
 			for j, e := range c.Env {
