@@ -167,9 +167,11 @@ func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Conta
 	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),
 		ImagePullPolicy: image.PullPolicy(ctr.GetImagePullPolicy()),
 		Command:         ctr.GetCommand(), Args: ctr.GetArgs(), WorkingDir: ctr.GetWorkingDir()}
-	if ctr.GetLifecycle() != nil {
-		return out, configErr("%s.lifecycle: postStart/preStop hooks are not supported", field)
+	lc, err := lifecycle(field, ctr.GetLifecycle(), ctr.GetPorts())
+	if err != nil {
+		return out, err
 	}
+	out.Lifecycle = lc
 	for _, p := range ctr.GetPorts() {
 		out.Ports = append(out.Ports, runtime.ContainerPort{Name: p.GetName(), ContainerPort: p.GetContainerPort(),
 			HostPort: p.GetHostPort(), Protocol: p.GetProtocol(), HostIP: p.GetHostIP()})

@@ -52,3 +52,27 @@ func TestEnvDownwardAPI(t *testing.T) {
 		t.Errorf("unknown container: %v", err)
 	}
 }
+
+func TestConvertLifecycle(t *testing.T) {
+	p := basePod()
+	c := p.Spec.Containers[0]
+	c.Ports = []*apiv1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	c.Lifecycle = &apiv1.Lifecycle{PostStart: &apiv1.LifecycleHandler{Exec: &apiv1.ExecAction{Command: []string{"touch", "/x"}}},
+		PreStop: &apiv1.LifecycleHandler{HttpGet: &apiv1.HTTPGetAction{Path: "/quit", Port: "http"}}}
+	rp, err := convertPod(context.Background(), res, p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := rp.Containers[0].Lifecycle
+	if lc == nil || lc.PostStart.Exec.Command[1] != "/x" || lc.PreStop.HTTPGet.Port != 8080 || lc.PreStop.HTTPGet.Path != "/quit" {
+		t.Errorf("lifecycle %+v", lc)
+	}
+	c.Lifecycle = &apiv1.Lifecycle{PreStop: &apiv1.LifecycleHandler{HttpGet: &apiv1.HTTPGetAction{Port: "nope"}}}
+	if _, err := convertPod(context.Background(), res, p, ""); !errors.Is(err, ErrPodConfig) || !strings.Contains(err.Error(), `spec.containers[0].lifecycle.preStop.httpGet.port "nope"`) {
+		t.Errorf("bad hook port: %v", err)
+	}
+	c.Lifecycle = &apiv1.Lifecycle{PostStart: &apiv1.LifecycleHandler{}}
+	if _, err := convertPod(context.Background(), res, p, ""); !errors.Is(err, ErrPodConfig) || !strings.Contains(err.Error(), "lifecycle.postStart: needs exec, httpGet or sleep") {
+		t.Errorf("empty hook: %v", err)
+	}
+}

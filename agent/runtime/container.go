@@ -340,6 +340,7 @@ func (p *podRT) waitContainer(c *ctrRT) (exitInfo, bool) {
 
 // kill sends SIGTERM, waits up to grace, then SIGKILL, and returns the exit.
 func (p *podRT) kill(c *ctrRT, grace time.Duration) exitInfo {
+	grace = p.preStop(c, grace)
 	if grace > 0 {
 		_ = c.lc.Signal(unix.SIGTERM)
 		t := time.NewTimer(grace)

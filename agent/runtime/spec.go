@@ -66,6 +66,7 @@ type Container struct {
 	ReadinessProbe  *probe.Probe     `json:"readinessProbe,omitempty"`
 	StartupProbe    *probe.Probe     `json:"startupProbe,omitempty"`
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+	Lifecycle       *Lifecycle       `json:"lifecycle,omitempty"`
 }
 
 // EnvVar is a literal environment variable, or one the runtime fills
@@ -234,6 +235,12 @@ func (p *Pod) Validate() error {
 				if err := pr.Validate(kind); err != nil {
 					return invalid("%s.%v", f, err)
 				}
+			}
+			if c.Lifecycle != nil && field == "initContainers" {
+				return invalid("%s.lifecycle: init containers may not have lifecycle hooks", f)
+			}
+			if err := c.Lifecycle.validate(f); err != nil {
+				return err
 			}
 			if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
 				for _, cp := range append(append([]string{}, sc.Capabilities.Add...), sc.Capabilities.Drop...) {
