@@ -29,7 +29,7 @@ func TestLifecycleHooks(t *testing.T) {
 		Volumes: []runtime.Volume{{Name: "h", Source: &volume.HostPath{Path: host, Type: "Directory"}}},
 		Containers: []runtime.Container{
 			{Name: "app", Image: img,
-				Command: []string{"sh", "-c", `trap 'echo term >> /h/order; exit 0' TERM; until [ -f /tmp/post ]; do sleep 0.05; done; echo "saw $(cat /tmp/post)"; while true; do sleep 0.1; done`},
+				Command:      []string{"sh", "-c", `trap 'echo term >> /h/order; exit 0' TERM; until [ -f /tmp/post ]; do sleep 0.05; done; echo "saw $(cat /tmp/post)"; while true; do sleep 0.1; done`},
 				VolumeMounts: []runtime.VolumeMount{{Name: "h", MountPath: "/h"}},
 				Lifecycle: &runtime.Lifecycle{
 					PostStart: &runtime.LifecycleHandler{Exec: &probe.ExecAction{Command: []string{"sh", "-c", "sleep 1; echo poststart-ran > /tmp/post; date +%s%N > /h/post-done"}}},
