@@ -2,7 +2,10 @@ package agent
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -89,4 +92,34 @@ func podIPEnv(name string, src *apiv1.EnvVarSource) (runtime.EnvVar, bool) {
 		return runtime.EnvVar{Name: name, FieldPath: p}, true
 	}
 	return runtime.EnvVar{}, false
+}
+
+// DownwardField implements volume.DownwardResolver.
+func (r volumeResolver) DownwardField(path string) (string, error) {
+	md := r.c.pod.GetMetadata()
+	switch path {
+	case "metadata.labels":
+		return formatMap(md.GetLabels()), nil
+	case "metadata.annotations":
+		return formatMap(md.GetAnnotations()), nil
+	}
+	return r.c.fieldRef(path)
+}
+
+// DownwardResource implements volume.DownwardResolver.
+func (r volumeResolver) DownwardResource(sel *apiv1.ResourceFieldSelector) (string, error) {
+	return r.c.resourceFieldValue("", sel)
+}
+
+// formatMap is kubelet's format for labels/annotations files: sorted
+// key="value" lines, values quoted as Go strings.
+func formatMap(m map[string]string) string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s=%s", k, strconv.Quote(m[k]))
+	}
+	return b.String()
 }
