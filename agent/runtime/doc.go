@@ -9,7 +9,10 @@
 // volumes, capabilities, read-only rootfs, user), init containers, restart
 // policy with CrashLoopBackOff back-off, graceful stop, exit reasons, logs
 // (FIFOs pumped into size-rotated CRI-format files, read with tail and
-// follow), exec (stdin, TTY, resize), probes (via agent/probe), re-attaching
+// follow), exec (stdin, TTY, resize), probes (via agent/probe), lifecycle
+// hooks (lifecycle.go), subPath mounts resolved safely inside the volume
+// (subpath.go), env holding the pod's IP (podipenv.go), updates of
+// ConfigMap/Secret/downwardAPI volumes in running pods (volupdate.go), re-attaching
 // to running containers after the agent restarts, and removing leftovers of
 // pods that no longer exist.
 //

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/skiffhq/skiff/agent/probe"
 )
 
 func TestCheckSubPath(t *testing.T) {
@@ -43,5 +45,30 @@ func TestWithPodIP(t *testing.T) {
 	}
 	if !needsPodIP(&Container{Env: env}) || needsPodIP(&Container{Env: env[:1]}) {
 		t.Error("needsPodIP")
+	}
+}
+
+func TestLifecycleValidate(t *testing.T) {
+	base := func(lc *Lifecycle, init bool) *Pod {
+		c := Container{Name: "c", Image: "i", Lifecycle: lc}
+		p := &Pod{UID: "u", Containers: []Container{{Name: "app", Image: "i"}}}
+		if init {
+			p.InitContainers = []Container{c}
+		} else {
+			p.Containers = []Container{c}
+		}
+		return p
+	}
+	if err := base(&Lifecycle{PreStop: &LifecycleHandler{Sleep: &SleepAction{Seconds: 1}}}, false).Validate(); err != nil {
+		t.Errorf("sleep preStop refused: %v", err)
+	}
+	for want, p := range map[string]*Pod{
+		"containers[0].lifecycle.postStart: exactly one of exec, httpGet, sleep": base(&Lifecycle{PostStart: &LifecycleHandler{}}, false),
+		"containers[0].lifecycle.preStop.exec.command: must not be empty":        base(&Lifecycle{PreStop: &LifecycleHandler{Exec: &probe.ExecAction{}}}, false),
+		"initContainers[0].lifecycle: init containers may not have":              base(&Lifecycle{}, true),
+	} {
+		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
 	}
 }
