@@ -44,9 +44,11 @@ func (p *podRT) mountsFor(c *ctrRT, env []string) ([]mountSpec, error) {
 		ms = append(ms, mountSpec{source: filepath.Join(etc, "resolv.conf"), dest: "/etc/resolv.conf"})
 	}
 	vols := map[string]Volume{}
+	p.mu.Lock() // UpdateVolumes may swap a volume's source
 	for _, v := range p.rec.Pod.Volumes {
 		vols[v.Name] = v
 	}
+	p.mu.Unlock()
 	for i, m := range c.spec.VolumeMounts {
 		v := vols[m.Name]
 		src, forceRO := v.Source.Mount(p.volumeDir(v.Name))
