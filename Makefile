@@ -23,11 +23,13 @@ PROTOC_GEN_DOC     := github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1
 APT_PKGS  += python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler-grpc
 # The dashboard's browser test and benchmark drive headless chromium (chromedp).
 APT_PKGS  += chromium
+# bench-ingress: wrk drives the ingress proxy and nginx (the anchor) side by side.
+APT_PKGS  += wrk nginx
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):/usr/sbin:/sbin:$(PATH)
 
 .PHONY: all build test test-race deps tools proto lint fmt vet bench bench-store \
-        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover soak fuzz demo clean
+        bench-api bench-scheduler bench-runtime bench-netproxy bench-dashboard bench-failover bench-gossip bench-stream soak fuzz demo clean
 
 all: build
 
@@ -88,6 +90,7 @@ proto: deps tools
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,api-v1.md proto/api/v1/*.proto
 	protoc -I proto --include_source_info --descriptor_set_out=cmd/ctl/internal/explain/api-v1.binpb proto/api/v1/*.proto
 	protoc -I proto --doc_out=docs/api --doc_opt=markdown,admin-v1.md proto/admin/v1/*.proto
+	protoc -I proto --doc_out=docs/api --doc_opt=markdown,stream-v1.md proto/stream/v1/*.proto
 	clients/python/generate.sh
 
 # The published API's descriptors, against which proto/compat's test checks
@@ -96,6 +99,7 @@ proto: deps tools
 api-baseline: deps
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/api-v1.binpb api/v1/*.proto
 	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/admin-v1.binpb admin/v1/*.proto
+	cd proto && protoc -I . --include_imports --descriptor_set_out=compat/stream-v1.binpb stream/v1/*.proto
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -106,7 +110,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns
+bench: bench-store bench-api bench-scheduler bench-runtime bench-netproxy bench-dns bench-gossip
 
 bench-store: deps
 	cd integration/benchstore && $(GO) run . $(BENCH_ARGS)
@@ -125,13 +129,32 @@ bench-scheduler: deps
 bench-runtime: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)
 
+# Exec round trip and logs -f throughput through the API relay, beside
+# libcontainer's exec and a read of the log file on the node; the last line
+# is the result (stream-bench: …). Root (containers).
+bench-stream: deps
+	@out=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkStream$$' -benchtime 1x -timeout 30m \
+	  ./cmd/ctl/internal/streamtest/ $(BENCH_ARGS) >$$out 2>&1; rc=$$?; \
+	grep -v '^stream-bench:' $$out; grep '^stream-bench:' $$out | tail -1; rm -f $$out; exit $$rc
+
 bench-netproxy: deps
 	$(GO) run ./integration/benchnetproxy $(BENCH_ARGS)
+
+# wrk through the built-in ingress proxy, through nginx and straight to the
+# backends (loopback), interleaved rounds; ends with one ingress-bench: line.
+.PHONY: bench-ingress
+bench-ingress: deps
+	$(GO) run ./integration/benchingress $(BENCH_ARGS)
 
 # Pod status change → its row in a real browser (p50/p99), and the control
 # node's CPU per idle open dashboard.
 bench-dashboard: deps
 	$(GO) run ./integration/benchdashboard $(BENCH_ARGS)
+
+# Gossip failure detection at 10, 100 and 500 members on loopback (one
+# process); `make test` runs it at 10 members (integration/benchgossip).
+bench-gossip: deps
+	$(GO) run ./integration/benchgossip $(BENCH_ARGS)
 
 # Long runs of the parts that `make test` runs briefly (-short).
 SOAK_TIME ?= 10m

@@ -49,6 +49,10 @@ type Config struct {
 	PodNetwork PodNetwork
 	// NodeIP is the node's InternalIP address (status.hostIP of its pods).
 	NodeIP netip.Addr
+	// StreamPort is the port of the node's stream server (agent/streams),
+	// published in status.daemonEndpoints.kubeletEndpoint for the API
+	// server to dial at NodeIP; 0 publishes none.
+	StreamPort int
 	// Labels are added to the Node's (kubernetes.io/hostname, os and arch
 	// are always set).
 	Labels map[string]string

@@ -163,6 +163,38 @@ func (r volumeResolver) Secret(name string) (map[string][]byte, error) {
 
 func (volumeResolver) IsNotFound(err error) bool { return isNotFound(err) }
 
+// PodTokens is implemented by resolvers that get pods' service account
+// tokens (the agent's, from the API's Authorization service).
+type PodTokens interface {
+	PodToken(ctx context.Context, ns, pod, audience string, expirationSeconds int64) ([]byte, error)
+}
+
+// ServiceAccountToken implements volume.TokenResolver.
+func (r volumeResolver) ServiceAccountToken(audience string, expirationSeconds int64) ([]byte, error) {
+	pt, ok := r.c.res.(PodTokens)
+	if !ok {
+		return nil, errors.New("this node gets no service account tokens")
+	}
+	md := r.c.pod.GetMetadata()
+	return pt.PodToken(r.c.ctx, md.GetNamespace(), md.GetName(), audience, expirationSeconds)
+}
+
+// PodField implements volume.TokenResolver.
+func (r volumeResolver) PodField(path string) (string, bool) {
+	md := r.c.pod.GetMetadata()
+	switch path {
+	case "metadata.namespace":
+		return md.GetNamespace(), true
+	case "metadata.name":
+		return md.GetName(), true
+	case "metadata.uid":
+		return md.GetUid(), true
+	case "spec.serviceAccountName":
+		return r.c.pod.GetSpec().GetServiceAccountName(), true
+	}
+	return "", false
+}
+
 func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Container, error) {
 	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),
 		ImagePullPolicy: image.PullPolicy(ctr.GetImagePullPolicy()),

@@ -130,7 +130,7 @@ func TestConvertPodErrorsNameTheField(t *testing.T) {
 		}, `spec.containers[0].resources.limits.memory "lots"`},
 		"pvc": {func(p *apiv1.Pod) {
 			p.Spec.Volumes = []*apiv1.Volume{{Name: "d", PersistentVolumeClaim: &apiv1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}}
-		}, `spec.volumes[0] "d": only configMap, downwardAPI, emptyDir, hostPath,`},
+		}, `spec.volumes[0] "d": only configMap, downwardAPI, emptyDir, hostPath, projected, secret volumes are supported`},
 	}
 	for name, tc := range cases {
 		p := basePod()

@@ -45,7 +45,7 @@
 //     starts and their latency, runtime operations);
 //
 //   - volume/ holds the volume types (emptyDir, hostPath, configMap,
-//     secret, downwardAPI), one file each, registered with their hooks (from the API,
+//     secret, downwardAPI, projected), one file each, registered with their hooks (from the API,
 //     validate, prepare, mount, tear down): convert.go and runtime call
 //     the hooks and know no type, so a new volume type is one file there.
 //
@@ -58,5 +58,6 @@
 // `ctl join` process, not in the agent.
 //
 // The Service data path runs beside it (Config.Proxy): netproxy/apifeed
-// feeds a netproxy.Proxy from Services and Endpoints.
+// feeds a netproxy.Proxy from Services and Endpoints; ctl adds the
+// node's ingress controller (netproxy/ingress) to the same runner.
 package agent

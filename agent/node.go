@@ -109,6 +109,9 @@ func (a *Agent) nodeStatus(now time.Time) *apiv1.NodeStatus {
 	if a.cfg.NodeIP.IsValid() {
 		st.Addresses = append([]*apiv1.NodeAddress{{Type: "InternalIP", Address: a.cfg.NodeIP.String()}}, st.Addresses...)
 	}
+	if a.cfg.StreamPort > 0 {
+		st.DaemonEndpoints = &apiv1.NodeDaemonEndpoints{KubeletEndpoint: &apiv1.DaemonEndpoint{Port: int32(a.cfg.StreamPort)}}
+	}
 	return st
 }
 

@@ -35,6 +35,15 @@ func (r apiResolver) Secret(ctx context.Context, ns, name string) (*apiv1.Secret
 	return s, nil
 }
 
+// PodToken gets a service account token for a pod bound to this node.
+func (r apiResolver) PodToken(ctx context.Context, ns, pod, audience string, expirationSeconds int64) ([]byte, error) {
+	resp, err := r.c.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: ns, Pod: pod, Audience: audience, ExpirationSeconds: expirationSeconds})
+	if err != nil {
+		return nil, fmt.Errorf("service account token for pod %s/%s: %w", ns, pod, err)
+	}
+	return []byte(resp.GetToken()), nil
+}
+
 func isNotFound(err error) bool { return client.IsNotFound(err) }
 
 func (a *Agent) hostIP() string {

@@ -15,7 +15,10 @@
 // a node cut off from one member but reachable by the others stays alive.
 // LANTiming is tuned so a dead member is declared dead by every member
 // within about 3 s in a cluster of up to ~100 members (see LANTiming for
-// the numbers and what was measured).
+// the numbers and what was measured; make bench-gossip measures it, with
+// memberlist's defaults as the anchor, and BENCHMARKS.md has the runs).
+// Stats and Config.OnChange expose counters and state changes (metrics,
+// the benchmark).
 //
 // The package imports no other Skiff package; the control plane consumes it
 // through small interfaces of its own (nodelifecycle.MemberHealth), wired

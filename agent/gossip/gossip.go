@@ -44,6 +44,9 @@ type Meta struct {
 	PodCIDR string `json:"podCIDR,omitempty"`
 	// APIAddress (host:port) of a control node's API.
 	APIAddress string `json:"api,omitempty"`
+	// ClusterCIDR is the cluster's whole pod range, carried by control
+	// nodes (read from the store) for workers to learn.
+	ClusterCIDR string `json:"clusterCIDR,omitempty"`
 }
 
 // leavingPrefix starts the notice a member sends each other member just
@@ -126,6 +129,16 @@ func LANTiming() Timing {
 		PushPullInterval: 15 * time.Second}
 }
 
+// DefaultLANTiming is memberlist's own LAN configuration (1 s probes,
+// 500 ms probe timeout, suspicion multiplier 4 stretched up to 6 times,
+// gossip every 200 ms, push/pull every 30 s): the anchor LANTiming is
+// measured against (make bench-gossip).
+func DefaultLANTiming() Timing {
+	d := memberlist.DefaultLANConfig()
+	return Timing{ProbeInterval: d.ProbeInterval, ProbeTimeout: d.ProbeTimeout, SuspicionMult: d.SuspicionMult,
+		SuspicionMaxTimeoutMult: d.SuspicionMaxTimeoutMult, GossipInterval: d.GossipInterval, PushPullInterval: d.PushPullInterval}
+}
+
 // Config configures a member.
 type Config struct {
 	// Name is the member's name: the node name (unique in the cluster).
@@ -146,6 +159,10 @@ type Config struct {
 	// WrapTransport, when set, wraps the network transport (tests use it to
 	// drop packets between chosen members).
 	WrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	// OnChange, when set, is called (outside any lock, on memberlist's
+	// goroutine: keep it short) each time a member's State changes as this
+	// member sees it.
+	OnChange func(Member)
 }
 
 // Gossip is a running member.
@@ -162,6 +179,9 @@ type Gossip struct {
 	// leaving holds members that sent a leave notice.
 	leaving map[string]bool
 	now     func() time.Time
+	// deaths counts the members this one saw go Dead (Stats).
+	deaths   uint64
+	onChange func(Member)
 }
 
 // Start creates the member and listens; it joins nobody (see Join).
@@ -191,7 +211,7 @@ func Start(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gossip{self: cfg.Meta, log: cfg.Logger.With("component", "gossip"), meta: meta, members: map[string]*Member{}, leaving: map[string]bool{}, now: time.Now}
+	g := &Gossip{self: cfg.Meta, log: cfg.Logger.With("component", "gossip"), meta: meta, members: map[string]*Member{}, leaving: map[string]bool{}, now: time.Now, onChange: cfg.OnChange}
 	stdlog := newStdLogger(g.log)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{cfg.BindAddr}, BindPort: cfg.BindPort, Logger: stdlog})
 	if err != nil {
@@ -414,6 +434,14 @@ func (g *Gossip) set(n *memberlist.Node, gone bool) {
 			g.log.Warn("member metadata unreadable", "member", n.Name, "err", err)
 		}
 	}
+	if changed, ok := g.record(n, meta, gone); ok && g.onChange != nil {
+		g.onChange(changed)
+	}
+}
+
+// record keeps what a notification says of a member; ok when its State
+// changed (changed is the member then).
+func (g *Gossip) record(n *memberlist.Node, meta wireMeta, gone bool) (changed Member, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := StateAlive
@@ -431,11 +459,46 @@ func (g *Gossip) set(n *memberlist.Node, gone bool) {
 		m = &Member{Name: n.Name}
 		g.members[n.Name] = m
 	}
-	if m.State != st {
-		m.State, m.Since = st, g.now()
-		g.log.Info("member "+st.String(), "member", n.Name, "addr", n.Address())
-	}
 	m.Addr, m.Meta = n.Address(), meta.Meta
+	if m.State == st {
+		return Member{}, false
+	}
+	m.State, m.Since = st, g.now()
+	if st == StateDead {
+		g.deaths++
+	}
+	g.log.Info("member "+st.String(), "member", n.Name, "addr", n.Address())
+	return *m, true
+}
+
+// Stats are counters of this member's view, for metrics.
+type Stats struct {
+	// Members by State as this member sees them (itself included).
+	Alive, Dead, Left int
+	// DeathsSeen counts every time a member went Dead in this view since
+	// start (a member that refutes and dies again counts twice).
+	DeathsSeen uint64
+	// Keys is how many keys decrypt (1 outside a key rotation).
+	Keys int
+}
+
+// Stats counts this member's view now.
+func (g *Gossip) Stats() Stats {
+	g.mu.Lock()
+	s := Stats{DeathsSeen: g.deaths}
+	for _, m := range g.members {
+		switch m.State {
+		case StateAlive:
+			s.Alive++
+		case StateDead:
+			s.Dead++
+		case StateLeft:
+			s.Left++
+		}
+	}
+	g.mu.Unlock()
+	s.Keys = g.KeyCount()
+	return s
 }
 
 // events receives memberlist's membership notifications.

@@ -8,8 +8,10 @@
 // they outlive the agent), containers (cgroups under an absolute parent,
 // volumes, capabilities, read-only rootfs, user), init containers, restart
 // policy with CrashLoopBackOff back-off, graceful stop, exit reasons, logs
-// (FIFOs pumped into size-rotated CRI-format files, read with tail and
-// follow), exec (stdin, TTY, resize), probes (via agent/probe), lifecycle
+// (FIFOs pumped into size-rotated CRI-format files, read line by line with
+// tail, since and follow; a restart keeps the previous instance's log as
+// <container>.log.prev), exec (stdin, TTY, resize), a dial into a pod's
+// network namespace for port-forward, probes (via agent/probe), lifecycle
 // hooks (lifecycle.go), subPath mounts resolved safely inside the volume
 // (subpath.go), env holding the pod's IP (podipenv.go), updates of
 // ConfigMap/Secret/downwardAPI volumes in running pods (volupdate.go), re-attaching

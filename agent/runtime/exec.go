@@ -129,7 +129,25 @@ func (p *podRT) exec(ctx context.Context, name string, opts ExecOptions) (int, e
 		}
 	} else {
 		close(copyDone)
-		proc.Stdin, proc.Stdout, proc.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+		proc.Stdout, proc.Stderr = opts.Stdout, opts.Stderr
+		if opts.Stdin != nil {
+			// The command gets a pipe of ours, not the reader: exec.Cmd
+			// waits for its own stdin copy to end, and a caller's stdin
+			// left open would keep Wait from returning after the command
+			// exited. The copy here ends when opts.Stdin does (the
+			// caller closes it after Exec returns).
+			r, w, err := os.Pipe()
+			if err != nil {
+				return -1, fmt.Errorf("exec: stdin pipe: %w", err)
+			}
+			proc.Stdin = r
+			defer w.Close()
+			go func() {
+				_, _ = io.Copy(w, opts.Stdin)
+				w.Close()
+			}()
+			defer r.Close()
+		}
 		if err := lc.Run(proc); err != nil {
 			return -1, fmt.Errorf("exec: %w", err)
 		}
@@ -202,6 +220,14 @@ func (r *Runtime) Logs(ctx context.Context, uid, container string, opts LogOptio
 		defer p.mu.Unlock()
 		// Restarting counts as running: more output is coming.
 		return !p.rec.Stopped && c.rec.Final == nil && p.ctx.Err() == nil
+	}
+	if opts.Previous {
+		prev := previousLogPath(p.logPath(container))
+		if _, err := os.Stat(prev); err != nil {
+			return fmt.Errorf("%s/%s: %w", uid, container, ErrNoPreviousInstance)
+		}
+		opts.Follow = false
+		return readLog(ctx, prev, r.cfg.LogMaxFiles, opts, w, running)
 	}
 	return readLog(ctx, p.logPath(container), r.cfg.LogMaxFiles, opts, w, running)
 }

@@ -104,6 +104,37 @@ func (l *logFile) rotate() error {
 	return nil
 }
 
+// newInstance keeps the log written so far as the previous instance's
+// (<path>.prev, with its rotated files as <path>.prev.N) and starts an
+// empty one: a container restarted, and `logs --previous` reads what the
+// one before wrote.
+func (l *logFile) newInstance() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return os.ErrClosed
+	}
+	l.f.Close()
+	prev := previousLogPath(l.path)
+	_ = os.Remove(prev)
+	for i := 1; i <= l.maxFiles; i++ {
+		_ = os.Remove(prev + "." + strconv.Itoa(i))
+		_ = os.Rename(l.path+"."+strconv.Itoa(i), prev+"."+strconv.Itoa(i))
+	}
+	if err := os.Rename(l.path, prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keep previous log: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		l.f = nil
+		return fmt.Errorf("new log: %w", err)
+	}
+	l.f, l.size = f, 0
+	return nil
+}
+
+func previousLogPath(path string) string { return path + ".prev" }
+
 func (l *logFile) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,8 +241,14 @@ type LogOptions struct {
 	Timestamps bool
 	// Stream "stdout" or "stderr" limits output to one stream; "" is both.
 	Stream string
+	// SinceTime, when set, skips lines written before it.
+	SinceTime time.Time
+	// Previous reads the container's previous instance (the one before
+	// its last restart) instead of the current one; never followed.
+	Previous bool
 }
 
+// logRecord is one line of a CRI log file, its fields aliasing the line.
 type logRecord struct {
 	ts      []byte
 	stream  []byte
@@ -219,88 +256,177 @@ type logRecord struct {
 	msg     []byte
 }
 
+// parseRecord splits "<ts> <stream> <F|P> <msg>" without copying.
 func parseRecord(line []byte) (logRecord, bool) {
-	parts := bytes.SplitN(line, []byte(" "), 4)
-	if len(parts) < 3 {
+	i := bytes.IndexByte(line, ' ')
+	if i < 0 {
 		return logRecord{}, false
 	}
-	r := logRecord{ts: parts[0], stream: parts[1], partial: string(parts[2]) == "P"}
-	if len(parts) == 4 {
-		r.msg = parts[3]
+	r := logRecord{ts: line[:i]}
+	rest := line[i+1:]
+	j := bytes.IndexByte(rest, ' ')
+	if j < 0 {
+		return logRecord{}, false
 	}
+	r.stream, rest = rest[:j], rest[j+1:]
+	tag := rest
+	if k := bytes.IndexByte(rest, ' '); k >= 0 {
+		tag, r.msg = rest[:k], rest[k+1:]
+	}
+	r.partial = len(tag) == 1 && tag[0] == 'P'
 	return r, true
 }
+
+var newline = []byte{'\n'}
 
 func (o LogOptions) emit(w io.Writer, r logRecord) error {
 	if o.Stream != "" && string(r.stream) != o.Stream {
 		return nil
 	}
-	var b []byte
+	if !o.SinceTime.IsZero() {
+		if ts, err := time.Parse(time.RFC3339Nano, string(r.ts)); err == nil && ts.Before(o.SinceTime) {
+			return nil
+		}
+	}
 	if o.Timestamps {
-		b = append(append(b, r.ts...), ' ')
+		if _, err := w.Write(r.ts); err != nil {
+			return err
+		}
+		if _, err := w.Write([]byte{' '}); err != nil {
+			return err
+		}
 	}
-	b = append(b, r.msg...)
+	if _, err := w.Write(r.msg); err != nil {
+		return err
+	}
 	if !r.partial {
-		b = append(b, '\n')
+		_, err := w.Write(newline)
+		return err
 	}
-	_, err := w.Write(b)
-	return err
+	return nil
 }
 
-// readLog writes the log at path (with its rotated files) to w.
-func readLog(ctx context.Context, path string, maxFiles int, o LogOptions, w io.Writer, running func() bool) error {
-	var files []string
-	for i := maxFiles; i >= 1; i-- {
-		if _, err := os.Stat(path + "." + strconv.Itoa(i)); err == nil {
-			files = append(files, path+"."+strconv.Itoa(i))
-		}
-	}
-	var records []logRecord
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // rotated away while reading
-		}
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			if r, ok := parseRecord(line); ok {
-				records = append(records, r)
-			}
-		}
-	}
-	cur, err := os.Open(path)
+// logLines reads a log file's complete lines as they come, in place (a
+// line is valid until the next read), keeping an incomplete last line for
+// the next call.
+type logLines struct {
+	f       *os.File
+	br      *bufio.Reader
+	pending []byte
+}
+
+func openLogLines(path string) (*logLines, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("log %s: %w", path, err)
+		return nil, err
 	}
-	defer func() { cur.Close() }()
-	br := bufio.NewReader(cur)
-	var pending []byte
-	readCurrent := func() {
-		for {
-			line, err := br.ReadBytes('\n')
-			if err != nil { // incomplete last line: keep for the next round
-				pending = append(pending, line...)
-				return
+	return &logLines{f: f, br: bufio.NewReaderSize(f, 64<<10)}, nil
+}
+
+func (l *logLines) close() { l.f.Close() }
+
+// each calls fn with every complete line now in the file (without its
+// newline) and returns at its current end.
+func (l *logLines) each(fn func(line []byte) error) error {
+	for {
+		line, err := l.br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if len(l.pending) > 0 {
+				line = append(l.pending, line...)
+				l.pending = l.pending[:0]
 			}
-			if len(pending) > 0 {
-				line = append(pending, line...)
-				pending = nil
+			if ferr := fn(line[:len(line)-1]); ferr != nil {
+				return ferr
 			}
-			if r, ok := parseRecord(bytes.TrimSuffix(line, []byte("\n"))); ok {
-				records = append(records, r)
-			}
+		case errors.Is(err, bufio.ErrBufferFull):
+			l.pending = append(l.pending, line...)
+		default: // EOF: an incomplete last line waits for the rest
+			l.pending = append(l.pending, line...)
+			return nil
 		}
 	}
-	readCurrent()
-	if o.TailLines > 0 && len(records) > o.TailLines {
-		records = records[len(records)-o.TailLines:]
+}
+
+// tailRing keeps copies of the last n lines.
+type tailRing struct {
+	lines [][]byte
+	next  int
+	full  bool
+}
+
+func (t *tailRing) add(line []byte) {
+	if t.full {
+		t.lines[t.next] = append(t.lines[t.next][:0], line...)
+	} else {
+		t.lines = append(t.lines, append([]byte(nil), line...))
 	}
-	flush := func() error {
-		for _, r := range records {
-			if err := o.emit(w, r); err != nil {
+	t.next++
+	if t.next == cap(t.lines) || (t.full && t.next == len(t.lines)) {
+		t.next, t.full = 0, true
+	}
+}
+
+func (t *tailRing) each(fn func([]byte) error) error {
+	if !t.full {
+		for _, l := range t.lines {
+			if err := fn(l); err != nil {
 				return err
 			}
 		}
-		records = records[:0]
+		return nil
+	}
+	for i := range t.lines {
+		if err := fn(t.lines[(t.next+i)%len(t.lines)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLog writes the log at path (with its rotated files) to w, line by
+// line as it reads (nothing but the tail's lines is held), then follows.
+func readLog(ctx context.Context, path string, maxFiles int, o LogOptions, w io.Writer, running func() bool) error {
+	emit := func(line []byte) error {
+		if r, ok := parseRecord(line); ok {
+			return o.emit(w, r)
+		}
+		return nil
+	}
+	var ring *tailRing
+	collect := emit
+	if o.TailLines > 0 {
+		ring = &tailRing{lines: make([][]byte, 0, o.TailLines)}
+		collect = func(line []byte) error { ring.add(line); return nil }
+	}
+	for i := maxFiles; i >= 1; i-- {
+		old, err := openLogLines(path + "." + strconv.Itoa(i))
+		if err != nil {
+			continue // not there, or rotated away while reading
+		}
+		err = old.each(collect)
+		old.close()
+		if err != nil {
+			return err
+		}
+	}
+	cur, err := openLogLines(path)
+	if err != nil {
+		return fmt.Errorf("log %s: %w", path, err)
+	}
+	defer func() { cur.close() }()
+	if err := cur.each(collect); err != nil {
+		return err
+	}
+	if ring != nil {
+		if err := ring.each(emit); err != nil {
+			return err
+		}
+	}
+	flush := func() error {
+		if f, ok := w.(interface{ Flush() error }); ok {
+			return f.Flush() // caught up: what a buffered writer holds goes out now
+		}
 		return nil
 	}
 	if err := flush(); err != nil || !o.Follow {
@@ -310,15 +436,22 @@ func readLog(ctx context.Context, path string, maxFiles int, o LogOptions, w io.
 	defer tick.Stop()
 	for {
 		wasRunning := running()
-		readCurrent()
-		// Rotated: finish the old file, then switch to the new one.
+		if err := cur.each(emit); err != nil {
+			return err
+		}
+		// Rotated (or a new instance started): finish the old file, then
+		// switch to the new one.
 		if st, err := os.Stat(path); err == nil {
-			if old, err2 := cur.Stat(); err2 == nil && !os.SameFile(st, old) {
-				readCurrent()
-				if nf, err := os.Open(path); err == nil {
-					cur.Close()
-					cur, br, pending = nf, bufio.NewReader(nf), nil
-					readCurrent()
+			if old, err2 := cur.f.Stat(); err2 == nil && !os.SameFile(st, old) {
+				if err := cur.each(emit); err != nil {
+					return err
+				}
+				if next, err := openLogLines(path); err == nil {
+					cur.close()
+					cur = next
+					if err := cur.each(emit); err != nil {
+						return err
+					}
 				}
 			}
 		}

@@ -352,6 +352,11 @@ func (p *podRT) runContainer(c *ctrRT) bool {
 		c.rec.RestartCount++
 		p.persistLocked()
 		p.mu.Unlock()
+		if c.log.file != nil {
+			if err := c.log.file.newInstance(); err != nil {
+				p.rt.log.Warn("container log: previous instance not kept", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
+			}
+		}
 	}
 }
 

@@ -24,6 +24,9 @@ var (
 	ErrNotRunning        = errors.New("container is not running")
 	ErrPodExists         = errors.New("pod already exists with a different spec")
 	ErrClosed            = errors.New("runtime closed")
+	// ErrNoPreviousInstance: logs of the previous instance were asked of a
+	// container that has not restarted.
+	ErrNoPreviousInstance = errors.New("previous terminated container not found")
 )
 
 // ImageService is what the runtime needs from agent/image.

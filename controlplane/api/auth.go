@@ -33,8 +33,11 @@ type Attributes struct {
 	// Kind is the kind name ("Pod"); Subresource is "status" for status writes.
 	Kind        string
 	Subresource string
-	Namespace   string
-	Name        string
+	// Resource and Group name a resource that is not a kind
+	// ("serviceaccounts" for the token subresource); empty: Kind's.
+	Resource, Group string
+	Namespace       string
+	Name            string
 	// Stored is the object as stored, set for writes the authorizer asked
 	// to see it for (StoredNeeder); nil otherwise.
 	Stored proto.Message

@@ -115,8 +115,11 @@ type graphPod struct {
 type NodeGraph struct {
 	store *consensus.Store
 	pods  *kinds.Kind
-	log   *slog.Logger
-	seed  maphash.Seed
+	// ingresses: a node also reads the TLS Secrets of the Ingresses its
+	// built-in ingress controller serves (nodegraph_ingress.go).
+	ingresses *kinds.Kind
+	log       *slog.Logger
+	seed      maphash.Seed
 	// catchUp bounds the wait for the index to reach the cluster's
 	// revision on a miss.
 	catchUp time.Duration
@@ -141,7 +144,8 @@ func NewNodeGraph(store *consensus.Store, reg *kinds.Registry, log *slog.Logger)
 		log = slog.Default()
 	}
 	pods, _ := reg.ForKind("Pod")
-	return &NodeGraph{store: store, pods: pods, log: log.With("component", "nodegraph"), seed: maphash.MakeSeed(),
+	ingresses, _ := reg.ForKind("Ingress")
+	return &NodeGraph{store: store, pods: pods, ingresses: ingresses, log: log.With("component", "nodegraph"), seed: maphash.MakeSeed(),
 		catchUp: 2 * time.Second, progress: 50 * time.Millisecond,
 		byPod: map[string]graphPod{}, refs: map[graphRef]int{}, advance: make(chan struct{})}
 }
@@ -160,8 +164,10 @@ func (g *NodeGraph) Guards(kind string) bool {
 // References reports whether a pod bound to node references the object
 // kind namespace/name. On a miss it first catches up with the cluster's
 // latest revision (bounded by ctx and a short timeout), so the answer
-// reflects every binding committed before the call. It fails with
-// ErrGraphNotReady when the index has not been built.
+// reflects every binding committed before the call. A Secret is also
+// referenced (for every node) when a built-in-class Ingress in its
+// namespace names it in spec.tls: each worker's ingress controller serves
+// it. It fails with ErrGraphNotReady when the index has not been built.
 func (g *NodeGraph) References(ctx context.Context, node, kind, namespace, name string) (bool, error) {
 	ref := graphRef{node: node, kind: kind, namespace: namespace, name: name}
 	found, ready := g.lookup(ref)
@@ -181,8 +187,13 @@ func (g *NodeGraph) References(ctx context.Context, node, kind, namespace, name 
 	if err := g.waitRevision(ctx, g.store.Revision()); err != nil {
 		return false, err
 	}
-	ok, _ := g.lookup(ref)
-	return ok, nil
+	if ok, _ := g.lookup(ref); ok {
+		return true, nil
+	}
+	if kind == "Secret" {
+		return g.ingressReferencesSecret(ctx, namespace, name)
+	}
+	return false, nil
 }
 
 // lookup answers from the index; found only while it is ready (a graph

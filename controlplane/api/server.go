@@ -22,6 +22,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/codec"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
 // Version is reported by the Version RPC; the build may override it.
@@ -55,6 +56,9 @@ type Config struct {
 	Now func() time.Time
 	// Limits cap what one identity holds open (limits.go).
 	Limits Limits
+	// NodeStreams is how logs, exec, attach and port-forward reach the
+	// agents (podstreams.go).
+	NodeStreams NodeStreamsConfig
 	// admissionPlugins replaces the admission chain (tests); nil means
 	// admissionPlugins as registered.
 	admissionPlugins []func(*Server) admissionPlugin
@@ -91,6 +95,8 @@ type Server struct {
 	admission admissionChains
 	health    *health.Server
 	wg        sync.WaitGroup
+	// nodeConns are the connections to agents' stream ports.
+	nodeConns nodeConns
 }
 
 // New builds a server. It serves nothing until Register/Serve, and does no
@@ -164,9 +170,19 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
+// Interceptors are the interceptors of ServerOptions (identity, limits,
+// metrics), in order, for a server that runs them only for some calls:
+// the certificate-less side of the API port runs them for calls a bearer
+// token authenticated, not for the join service.
+func (s *Server) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	return []grpc.UnaryServerInterceptor{unaryIdentity, s.limits.unary, s.metrics.unary},
+		[]grpc.StreamServerInterceptor{streamIdentity, s.limits.stream, s.metrics.stream}
+}
+
 // Register puts the API, the gRPC health service and server reflection on g.
 func (s *Server) Register(g *grpc.Server) {
 	apiv1.RegisterAPIServer(g, s)
+	streamv1.RegisterPodStreamsServer(g, &podStreams{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 }
@@ -219,6 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(apiv1.API_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	defer s.health.Shutdown()
+	defer s.nodeConns.closeAll()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.ensureNamespaces(ctx) }()
 	s.tasks.run(ctx, s.log, s.cfg.RetryBackoff)

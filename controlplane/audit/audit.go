@@ -32,7 +32,11 @@ type Entry struct {
 	Message string `json:"message,omitempty"`
 	// ResourceVersion of the object written, if the write succeeded.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
-	Remote          string `json:"remote,omitempty"`
+	// Container and Command of an exec or attach, Port of a port-forward.
+	Container string   `json:"container,omitempty"`
+	Command   []string `json:"command,omitempty"`
+	Port      int32    `json:"port,omitempty"`
+	Remote    string   `json:"remote,omitempty"`
 }
 
 // IsMutating reports whether verb changes state (only those are audited).

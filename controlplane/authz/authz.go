@@ -36,6 +36,10 @@ func IsReadOnly(verb string) bool {
 // Request is one API request to decide.
 type Request struct {
 	Identity pki.Identity
+	// Groups are all the caller's groups (the certificate's
+	// organizations, or a service account's groups): RBAC group bindings
+	// match them.
+	Groups []string
 	// Verb is one of the Verb constants.
 	Verb string
 	// Kind is the kind name as registered ("Pod", "Deployment").
@@ -43,7 +47,11 @@ type Request struct {
 	// Resource is the plural resource name for messages ("deployments");
 	// empty means derived from Kind.
 	Resource string
-	// Subresource is "status" for status writes, else empty.
+	// Group is the API group when Resource is set for a resource that is
+	// not a registered kind ("serviceaccounts/token"); otherwise the kind's.
+	Group string
+	// Subresource is "status" for status writes ("log", "exec" for the
+	// pod streams), else empty.
 	Subresource string
 	Namespace   string
 	// Name is the object's name; empty for list/watch of a collection.
@@ -75,45 +83,73 @@ type Graph interface {
 	References(ctx context.Context, node, kind, namespace, name string) (bool, error)
 }
 
-// Authorizer implements the cluster's fixed roles. Its only state is the
-// graph it asks about nodes' reads.
-type Authorizer struct{ graph Graph }
+// RoleServiceAccount is the role of a caller authenticated by a service
+// account token (no certificate).
+const RoleServiceAccount pki.Role = "serviceaccount"
 
-// New returns the authorizer. Without a graph (nil) a node reads none of
-// the kinds a graph would guard: it fails closed.
-func New(graph Graph) *Authorizer { return &Authorizer{graph: graph} }
+// Authorizer decides: control nodes may do everything, worker nodes what
+// the node authorizer allows, everyone else (admins, viewers, users,
+// service accounts) what RBAC allows on its policy.
+type Authorizer struct {
+	graph  Graph
+	policy Policy
+	reg    *kinds.Registry
+}
+
+// New returns the authorizer with the built-in RBAC policy only (see
+// WithPolicy). Without a graph (nil) a node reads none of the kinds a
+// graph would guard: it fails closed.
+func New(graph Graph) *Authorizer {
+	reg := kinds.NewRegistry()
+	return &Authorizer{graph: graph, reg: reg, policy: NewStaticPolicy(BootstrapPolicy(reg))}
+}
+
+// WithPolicy makes a decide RBAC on p (a control node's cache of the
+// stored RBAC objects) and resources on reg's kinds.
+func (a *Authorizer) WithPolicy(p Policy, reg *kinds.Registry) *Authorizer {
+	a.policy = p
+	if reg != nil {
+		a.reg = reg
+	}
+	return a
+}
 
 // Authorize returns nil to allow, or an error wrapping ErrForbidden whose
 // message is meant for the caller.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) error {
+	if r.Kind == "Pod" && podStreams[r.Subresource] && r.Identity.Role == pki.RoleNode {
+		return deny(r, "a node may not read logs of, exec into, attach to or port-forward to pods through the API")
+	}
 	switch r.Identity.Role {
-	case pki.RoleAdmin, pki.RoleControl:
+	case pki.RoleControl:
 		return nil
-	case pki.RoleViewer:
-		return viewer(r)
 	case pki.RoleNode:
 		if IsReadOnly(r.Verb) {
 			return a.nodeRead(ctx, r)
 		}
 		return nodeWrite(r)
+	case pki.RoleAdmin, pki.RoleViewer, pki.RoleUser, RoleServiceAccount:
+		return a.authorizeRBAC(r)
 	}
 	return deny(r, fmt.Sprintf("unknown role %q", r.Identity.Role))
 }
 
-func viewer(r Request) error {
-	if !IsReadOnly(r.Verb) {
-		return deny(r, "viewers are read-only")
-	}
-	if r.Kind == "Secret" {
-		return deny(r, "viewers may not read secrets")
-	}
-	return nil
-}
+// podStreams are the subresources that reach into a pod's containers
+// through the API server's relay to the node (controlplane/api
+// podstreams.go). Users and service accounts get them from RBAC as in
+// Kubernetes (view: get pods/log; edit and admin: create pods/exec,
+// pods/attach, pods/portforward); a node does none of them — its own
+// agent holds the pod already, and another node's must not be reached
+// through the API.
+var podStreams = map[string]bool{"log": true, "exec": true, "attach": true, "portforward": true}
 
 // nodeReadable are the kinds a worker node reads freely, to run its pods
 // and route Service traffic. Secrets and ConfigMaps it reads through the
 // graph (nodeRead).
-var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true}
+// Namespaces and NetworkPolicies: each worker enforces NetworkPolicies;
+// Ingresses: every worker runs the built-in ingress controller.
+var nodeReadable = map[string]bool{"Pod": true, "Service": true, "Endpoints": true, "Node": true, "Lease": true, "NodeMetrics": true,
+	"Namespace": true, "NetworkPolicy": true, "Ingress": true}
 
 // nodeRead is Kubernetes' node authorizer for reads: a node gets a Secret,
 // ConfigMap or claim only while a pod bound to it references it, decided
@@ -141,7 +177,7 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 	if nodeReadable[r.Kind] {
 		return nil
 	}
-	return deny(r, "a node reads only pods, services, endpoints, nodes and leases, and the secrets and configmaps its pods reference")
+	return deny(r, "a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference")
 }
 
 func nodeWrite(r Request) error {

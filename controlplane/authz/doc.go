@@ -1,9 +1,17 @@
 // Package authz decides who may do what in the cluster API, from the
 // caller's certificate identity (controlplane/pki):
 //
-//   - admin (bootstrap admin and admin users): everything;
 //   - control nodes: everything (they run the scheduler and controllers);
-//   - viewers: get, list and watch every kind except Secrets;
+//   - admins, viewers, users (role user) and service accounts (bearer
+//     tokens): Kubernetes' RBAC (rbac.go) on a Policy — the stored Roles,
+//     ClusterRoles and bindings a control node keeps in memory
+//     (controlplane/rbac), over the built-in policy (bootstrap.go):
+//     cluster-admin, admin, edit and view (aggregated from
+//     system:aggregate-to-*), skiff:admins bound to cluster-admin and
+//     skiff:viewers to view (every kind but Secrets: what viewers read
+//     before RBAC). Subjects match by the certificate's common name
+//     ("user:alice", "admin"), its organizations, or
+//     system:serviceaccount:NS:NAME;
 //   - worker nodes (node:<name>), Kubernetes' node authorizer: read pods,
 //     services, endpoints, nodes and leases; get a Secret, ConfigMap or
 //     PersistentVolumeClaim only while a pod bound to the node references

@@ -37,8 +37,14 @@ func IsRestrictedNodeLabel(key string) bool {
 // under node-restriction.kubernetes.io/ (taints are allowed, as a kubelet
 // registers with taints); on update no change to spec.taints and no label
 // under that domain set, changed or removed; never a spec.podCIDR (or
-// podCIDRs) other than the stored one. Other writes pass.
+// podCIDRs) other than the stored one. For users and service accounts it
+// runs RBAC's escalation check on Roles, ClusterRoles and their bindings
+// (escalation.go). Other writes pass.
 func (a *Authorizer) AuthorizeObject(_ context.Context, r Request, obj proto.Message) error {
+	switch r.Identity.Role {
+	case pki.RoleAdmin, pki.RoleViewer, pki.RoleUser, RoleServiceAccount:
+		return a.checkEscalation(r, obj)
+	}
 	if r.Identity.Role != pki.RoleNode || r.Kind != "Node" {
 		return nil
 	}

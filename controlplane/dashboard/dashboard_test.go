@@ -221,8 +221,12 @@ func (l linesLogs) Logs(ctx context.Context, ns, pod, container string, follow b
 	return io.NopCloser(strings.NewReader("line one\nline two\n")), nil
 }
 
-// The pod page streams a container's log from the LogSource; the default
-// source says logs are not available on this build.
+// kitDefault keeps the kit's LogSource (the API server's relay).
+type kitDefault struct{ dashboard.LogSource }
+
+// The pod page streams a container's log from the LogSource: a control
+// node's is the API server's relay (the kit's too), which answers for the
+// session's user; the built-in default says logs are not available.
 func TestPodLogsStream(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -230,10 +234,15 @@ func TestPodLogsStream(t *testing.T) {
 		want []string
 	}{
 		{"default", nil, []string{"event: failure", "not available on this build"}},
+		{"relay", kitDefault{}, []string{"event: failure", `pods "web-1" not found`}},
 		{"source", linesLogs{}, []string{"data: line one\n\ndata: line two\n\n", "event: end"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := dashboardtest.Start(t, dashboardtest.Options{HollowNodes: -1, Config: func(c *dashboard.Config) { c.Logs = tc.src }})
+			e := dashboardtest.Start(t, dashboardtest.Options{HollowNodes: -1, Config: func(c *dashboard.Config) {
+				if _, keep := tc.src.(kitDefault); !keep {
+					c.Logs = tc.src
+				}
+			}})
 			s, err := e.Login(dashboardtest.Viewer)
 			if err != nil {
 				t.Fatal(err)

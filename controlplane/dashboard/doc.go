@@ -26,6 +26,7 @@
 // hand-written script (assets/app.js) that swaps them in; no build step.
 //
 // What the dashboard shows of usage and logs comes from small interfaces
-// (UsageSource, LogSource) so the metrics API and the log stream plug in
-// without changes here; see Config.
+// (UsageSource, LogSource); a control node sets them to the agents'
+// NodeMetrics and to InProcess.Logs, the API server's own PodStreams relay
+// called as the session's user; see Config.
 package dashboard

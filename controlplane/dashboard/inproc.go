@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/api"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
 // Caller is who a dashboard session speaks for: the subject of the client
@@ -47,6 +48,8 @@ type InProcess struct {
 	srv  *grpc.Server
 	conn *grpc.ClientConn
 	API  apiv1.APIClient
+	// Streams is the API server's relay of pod streams (logs) to the nodes.
+	Streams streamv1.PodStreamsClient
 }
 
 // NewInProcess registers srv's API on a new in-memory gRPC server. extra
@@ -56,14 +59,14 @@ func NewInProcess(srv *api.Server, extra ...grpc.ServerOption) (*InProcess, erro
 	opts = append(opts, srv.ServerOptions()...)
 	opts = append(opts, extra...)
 	p := &InProcess{lis: bufconn.Listen(1 << 20), srv: grpc.NewServer(opts...)}
-	apiv1.RegisterAPIServer(p.srv, srv)
+	srv.Register(p.srv)
 	conn, err := grpc.NewClient("passthrough:///dashboard-in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return p.lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("in-process API connection: %w", err)
 	}
-	p.conn, p.API = conn, apiv1.NewAPIClient(conn)
+	p.conn, p.API, p.Streams = conn, apiv1.NewAPIClient(conn), streamv1.NewPodStreamsClient(conn)
 	return p, nil
 }
 

@@ -126,8 +126,9 @@ type Config struct {
 	// Gatherer is what the metrics ports serve: the Registerer's registry
 	// (a new one with Go runtime and process metrics when both are nil).
 	Gatherer prometheus.Gatherer
-	// MetricsPort is a control node's metrics port (mutual TLS; 0:
-	// DefaultMetricsPort, best effort; -1: none). MetricsAddr, when set,
+	// MetricsPort is the node's metrics port (mutual TLS; 0: best effort
+	// at DefaultMetricsPort on a control node, DefaultWorkerMetricsPort on
+	// a worker; -1: none). MetricsAddr, when set,
 	// serves the same metrics as plain HTTP at an address the operator
 	// chose, on control nodes and workers.
 	MetricsPort int

@@ -21,7 +21,9 @@ import (
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/audit"
 	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/controlplane/rbac"
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	joinv1 "github.com/skiffhq/skiff/proto/join/v1"
 )
@@ -53,6 +55,8 @@ type Control struct {
 
 	// graph is the node authorizer's index of what pods reference.
 	graph *api.NodeGraph
+	// rbac is the RBAC policy cache, tokens and Authorization service.
+	rbac *rbacParts
 	// apiServers: the control nodes' API addresses, for Version and admin.conf.
 	apiServers apiServers
 	// members is the gossip member once it runs (Config.Membership).
@@ -186,11 +190,14 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	ac := api.DefaultConfig()
 	ac.Registry = kinds.NewRegistry()
 	c.graph = api.NewNodeGraph(c.Store, ac.Registry, log)
-	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, NewAuthorizer(c.graph), log, cfg.Registerer
+	var az Authorizer
+	c.rbac, az = newRBACParts(c.Store, ac.Registry, c.graph, bundle, log)
+	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, az, log, cfg.Registerer
 	ac.Limits = cfg.APILimits
 	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)
 	c.apiServers.set([]string{st.APIAddress()})
 	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
+	ac.NodeStreams = nodeStreams(bundle, renewer, c.audit, log)
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -230,13 +237,18 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	}
 	c.apiConns = pki.NewGuardedListener(c.split.Authenticated(), c.checkAPIClient, log.With("component", "tls"))
 	aud := &auditor{log: c.audit, reg: c.API.Registry(), lg: log}
-	c.anon = grpc.NewServer(grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly), grpc.ChainUnaryInterceptor(aud.unary))
+	c.anon = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(pki.HandshakenTLS()), grpc.UnknownServiceHandler(anonymousOnly),
+		grpc.ChainUnaryInterceptor(aud.unary)}, c.rbac.anonOptions(c.API)...)...)
 	joinv1.RegisterJoinServer(c.anon, joinSrv)
+	// Service accounts' tokens (no certificate) reach the API here.
+	c.API.Register(c.anon)
+	apiv1.RegisterAuthorizationServer(c.anon, c.rbac.service)
 	c.authed = grpc.NewServer(append(c.API.ServerOptions(), grpc.Creds(pki.HandshakenTLS()),
 		grpc.ChainUnaryInterceptor(aud.unary), grpc.ChainStreamInterceptor(aud.stream))...)
 	c.API.Register(c.authed)
 	joinv1.RegisterJoinServer(c.authed, joinSrv)
 	adminv1.RegisterAdminServer(c.authed, admin)
+	apiv1.RegisterAuthorizationServer(c.authed, c.rbac.service)
 	if cfg.DashboardPort > 0 {
 		if err := c.newDashboard(cfg, aud); err != nil {
 			return nil, fmt.Errorf("dashboard: %w", err)
@@ -292,6 +304,7 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	start("serve API port (join)", serve(c.anon, c.split.Anonymous()))
 	start("API server", c.API.Run)
 	start("node authorization graph", c.graph.Run)
+	start("RBAC policy cache", c.rbac.cache.Run)
 	start("certificate renewal", c.renewer.Run)
 	start("deny list", c.revocations.run)
 	start("CA bundle", c.cas.run)
@@ -303,7 +316,14 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	}
 	if c.cfg.Membership != nil {
 		info := MemberInfo{Name: c.state.Name, Role: MemberRoleControl, Advertise: c.state.Advertise, BindAddress: c.state.BindAddress,
-			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
+			APIAddress: c.state.APIAddress(), Seeds: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) },
+			ClusterCIDR: func(ctx context.Context) (string, error) {
+				n, err := loadClusterNetwork(ctx, c.Store)
+				if err != nil {
+					return "", err
+				}
+				return n.Config().ClusterCIDR, nil
+			}}
 		start("gossip membership", func(ctx context.Context) error {
 			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
 		})
@@ -443,7 +463,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build leader loops: %w", err)
 	}
-	loops = append(loops, tokenPruner{tokens: c.Tokens, revocations: c.revocations, store: c.Store, every: c.cfg.RegistrationInterval, log: c.log})
+	loops = append(loops, rbac.NewLoop(cl, c.API.Registry(), c.log), rbac.NewRootCAPublisher(cl, c.bundle.PEM, c.log), tokenPruner{tokens: c.Tokens, revocations: c.revocations, store: c.Store, every: c.cfg.RegistrationInterval, log: c.log})
 	lc := controlplane.DefaultLeaderConfig()
 	lc.Logger, lc.Registerer = c.log, c.cfg.Registerer
 	return controlplane.NewLeaderLoops(lc, c.Store, loops...).Run(ctx)

@@ -33,10 +33,10 @@ func (c *Control) newDashboard(cfg Config, aud *auditor) error {
 	// The deny list and the CA set in force: a revoked user's sessions end.
 	dc.CheckCert = c.checkAPIClient
 	// Usage: the agents' NodeMetrics (dashusage.go; requests while no node
-	// reports). Logs: the default ("not available") until the log stream
-	// is set here, on dc.Logs (dashboard.LogsFunc over inproc.API: the ctx
-	// it gets already speaks for the session's user).
+	// reports). Logs: the API server's own relay to the pod's node, called
+	// as the session's user.
 	dc.Usage = measuredUsage(inproc.API)
+	dc.Logs = inproc
 	if cfg.Dashboard != nil {
 		cfg.Dashboard(&dc)
 	}

@@ -99,16 +99,17 @@ func TestRejoinLiveNodeAndSnapshotAudit(t *testing.T) {
 	})
 	testutil.WaitFor(t, 30*time.Second, "w1 to register", func() bool { return strings.Contains(wout.String(), "registered") })
 
-	// The worker's certificate: client authentication, its own address only.
+	// The worker's certificate: its own address only, for client
+	// authentication and for serving its stream port there.
 	b, err := os.ReadFile(filepath.Join(wcfg.DataDir, PKIDir, workerKeyPair+".crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	certs, _ := pki.ParseCertificatesPEM(b)
 	wc := certs[0]
-	if len(wc.ExtKeyUsage) != 1 || wc.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || len(wc.DNSNames) != 0 ||
-		len(wc.IPAddresses) != 1 || wc.IPAddresses[0].String() != "127.0.0.1" {
-		t.Fatalf("worker certificate: usages %v, DNS %v, IPs %v; want client-only with 127.0.0.1", wc.ExtKeyUsage, wc.DNSNames, wc.IPAddresses)
+	if len(wc.ExtKeyUsage) != 2 || wc.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || wc.ExtKeyUsage[1] != x509.ExtKeyUsageServerAuth ||
+		len(wc.DNSNames) != 0 || len(wc.IPAddresses) != 1 || wc.IPAddresses[0].String() != "127.0.0.1" {
+		t.Fatalf("worker certificate: usages %v, DNS %v, IPs %v; want client and server authentication for 127.0.0.1 only", wc.ExtKeyUsage, wc.DNSNames, wc.IPAddresses)
 	}
 
 	// w1 heartbeats as itself (its node.conf), as its agent would.

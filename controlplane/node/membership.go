@@ -31,6 +31,18 @@ type MemberInfo struct {
 	// PodCIDR, on workers, returns the node's pod range ("" while it has
 	// none); the member adds it to its metadata once there is one.
 	PodCIDR func(context.Context) (string, error)
+	// ClusterCIDR, on control nodes, reads the cluster's pod network range
+	// from the store; the member carries it in its metadata, where workers
+	// learn it (no worker flag names it).
+	ClusterCIDR func(context.Context) (string, error)
+}
+
+// ControlMember is a control node as the membership sees it.
+type ControlMember struct {
+	Name string
+	// APIAddress is its API (host:port); ClusterCIDR the cluster's pod
+	// range it read from the store ("" before it did).
+	APIAddress, ClusterCIDR string
 }
 
 // Membership is a node's running gossip member as this package sees it
@@ -38,6 +50,8 @@ type MemberInfo struct {
 type Membership interface {
 	// DeadSince: see nodelifecycle.MemberHealth.
 	DeadSince(node string) (time.Time, bool)
+	// ControlNodes are the control nodes alive in the membership now.
+	ControlNodes() []ControlMember
 	// Run joins the cluster (retrying while no other member answers) and
 	// holds the membership until ctx ends; then it leaves.
 	Run(ctx context.Context) error
@@ -56,6 +70,15 @@ func (v *memberView) DeadSince(node string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return (*m).DeadSince(node)
+}
+
+// ControlNodes: none until the member runs.
+func (v *memberView) ControlNodes() []ControlMember {
+	m := v.m.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m).ControlNodes()
 }
 
 // runMembership reads the gossip key, starts the member and holds it until

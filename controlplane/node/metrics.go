@@ -21,6 +21,10 @@ import (
 // TLS (docs/architecture.md, "Ports").
 const DefaultMetricsPort = 7446
 
+// DefaultWorkerMetricsPort is where a worker serves /metrics over mutual
+// TLS (its serving certificate; the same permission as a control node's).
+const DefaultWorkerMetricsPort = 7447
+
 // MetricsPath is the path every daemon serves Prometheus metrics at.
 const MetricsPath = "/metrics"
 

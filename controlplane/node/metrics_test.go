@@ -182,3 +182,59 @@ func TestDashboardUsageIsMeasured(t *testing.T) {
 		t.Errorf("usage %+v, want %+v", got, want)
 	}
 }
+
+// A worker serves its metrics over mutual TLS with its own serving
+// certificate, to the same identities as a control node's port.
+func TestWorkerServesMetricsOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	cfg, out := testConfig(t, filepath.Join(dir, "c1"), "c1")
+	cfg.MetricsPort = -1
+	runInBackground(t, func(ctx context.Context) error { return Init(ctx, cfg) })
+	var token, addr string
+	re := regexp.MustCompile(`ctl join --token (\S+) (\S+)`)
+	testutil.WaitFor(t, 30*time.Second, "init to print the worker join command", func() bool {
+		m := re.FindStringSubmatch(out.String())
+		if m != nil {
+			token, addr = m[1], m[2]
+		}
+		return m != nil
+	})
+	wcfg, _ := testConfig(t, filepath.Join(dir, "w1"), "w1")
+	wcfg.MetricsPort = freePort(t)
+	reg := NewMetricsRegistry()
+	wcfg.Registerer, wcfg.Gatherer = reg, reg
+	runInBackground(t, func(ctx context.Context) error { return Join(ctx, wcfg, JoinOptions{Address: addr, Token: token}) })
+
+	ca, err := pki.LoadCA(filepath.Join(dir, "c1", PKIDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	scrape := func(id pki.Identity) (int, string, error) {
+		kp, _, err := ca.Issue(pki.IssueOptions{Identity: id, Lifetime: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := kp.TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		defer hc.CloseIdleConnections()
+		return get(hc, fmt.Sprintf("https://127.0.0.1:%d%s", wcfg.MetricsPort, MetricsPath))
+	}
+	admin := pki.AdminIdentity()
+	testutil.WaitFor(t, 30*time.Second, "the worker's metrics port to answer the admin", func() bool {
+		code, b, err := scrape(admin)
+		return err == nil && code == 200 && strings.Contains(b, "go_goroutines")
+	})
+	viewer, _ := pki.UserIdentity("bob", pki.RoleViewer)
+	other, _ := pki.NodeIdentity("w2")
+	for _, id := range []pki.Identity{viewer, other} {
+		if code, _, err := scrape(id); err != nil || code != http.StatusForbidden {
+			t.Errorf("%s scraping the worker: %d %v, want 403", id, code, err)
+		}
+	}
+}

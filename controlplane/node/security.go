@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -54,12 +55,24 @@ func NewAuthorizer(graph *api.NodeGraph) Authorizer {
 }
 
 func (a authorizer) request(attrs api.Attributes) (authz.Request, error) {
-	id, err := pki.IdentityFromNames(attrs.Identity.User, attrs.Identity.Groups)
+	id, err := requestIdentity(attrs.Identity)
 	if err != nil {
 		return authz.Request{}, fmt.Errorf("%w: %v", authz.ErrForbidden, err)
 	}
-	return authz.Request{Identity: id, Verb: attrs.Verb, Kind: attrs.Kind, Subresource: attrs.Subresource,
-		Namespace: attrs.Namespace, Name: attrs.Name, Stored: attrs.Stored}, nil
+	return authz.Request{Identity: id, Groups: attrs.Identity.Groups, Verb: attrs.Verb, Kind: attrs.Kind, Subresource: attrs.Subresource,
+		Resource: attrs.Resource, Group: attrs.Group, Namespace: attrs.Namespace, Name: attrs.Name, Stored: attrs.Stored}, nil
+}
+
+// requestIdentity is the pki identity of a caller: from its certificate
+// subject, or, for a caller without a certificate whose identity the
+// bearer token interceptor set (controlplane/rbac), its service account.
+func requestIdentity(id api.Identity) (pki.Identity, error) {
+	if id.Cert == nil {
+		if ns, name, ok := authz.ParseServiceAccountUser(id.User); ok {
+			return pki.Identity{User: id.User, Role: authz.RoleServiceAccount, Name: ns + ":" + name}, nil
+		}
+	}
+	return pki.IdentityFromNames(id.User, id.Groups)
 }
 
 func (a authorizer) Authorize(ctx context.Context, attrs api.Attributes) error {
@@ -67,7 +80,13 @@ func (a authorizer) Authorize(ctx context.Context, attrs api.Attributes) error {
 	if err != nil {
 		return err
 	}
-	return a.z.Authorize(ctx, r)
+	if err := a.z.Authorize(ctx, r); err != nil {
+		if errors.Is(err, authz.ErrPolicyNotReady) {
+			return fmt.Errorf("%w: %w", api.ErrUndecided, err)
+		}
+		return err
+	}
+	return nil
 }
 
 func (a authorizer) AuthorizeObject(ctx context.Context, attrs api.Attributes, obj proto.Message) error {

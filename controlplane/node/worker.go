@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,10 +33,21 @@ type WorkerEnv struct {
 	// keeps current and the CAs the worker trusts now: a renewal or a CA
 	// rotation needs no restart of what uses it.
 	Client *client.Client
-	Logger *slog.Logger
+	// ClusterCIDR tells the cluster's pod range as the control nodes
+	// announce it in gossip ("" while none is known); nil without gossip.
+	ClusterCIDR func(context.Context) (string, error)
+	Logger      *slog.Logger
 	// Registerer takes the services' metrics, served with the node's
 	// (--metrics-addr).
 	Registerer prometheus.Registerer
+	// StreamTLS is the TLS of the agent's stream port (7445): the
+	// renewer's certificate (serving the node's own address) and only
+	// control nodes' client certificates accepted.
+	StreamTLS *tls.Config
+	// MetricsTLS is the TLS of the worker's metrics port (7447): the same
+	// serving certificate, any cluster client certificate at the handshake,
+	// the metrics permission checked per request.
+	MetricsTLS *tls.Config
 }
 
 // WorkerFunc runs a worker's in-process services until ctx ends.
@@ -63,6 +76,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if len(st.Servers) == 0 {
 		return fmt.Errorf("%s lists no control node API addresses (servers)", filepath.Join(cfg.DataDir, StateFile))
 	}
+	members := &memberView{}
+	servers := newControlServers(cfg.DataDir, st, members, log)
 	jc := pki.DefaultJoinClientConfig()
 	jc.Logger = log
 	joiner := pki.NewJoinClient(jc)
@@ -75,7 +90,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			return tls.Certificate{}, err
 		}
 		var errs []error
-		for _, addr := range st.Servers {
+		for _, addr := range servers.list() {
 			next, cas, err := joiner.RenewWithCAs(ctx, addr, bundle.Pool(), r, key)
 			if err != nil {
 				errs = append(errs, err)
@@ -94,14 +109,25 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	if r, err = pki.NewRenewer(rc); err != nil {
 		return err
 	}
-	cl, err := client.New(workerClientOptions(st.Servers, bundle, r, log))
+	co := workerClientOptions(st.Servers, bundle, r, log)
+	// Learn new control nodes as often as servers.run looks for them.
+	co.LearnInterval = min(co.LearnInterval, cfg.RegistrationInterval)
+	cl, err := client.New(co)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	servers.setClient(cl)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	serversDone := make(chan struct{})
+	go func() {
+		defer close(serversDone)
+		servers.run(ctx, cfg.RegistrationInterval)
+	}()
+	defer func() { cancel(); <-serversDone }()
+	var clusterCIDR func(context.Context) (string, error)
 	// gossipErr stays nil (never ready) without gossip.
 	var gossipErr chan error
 	if cfg.Membership != nil {
@@ -110,7 +136,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			return fmt.Errorf("%w (joined before the cluster handed out gossip keys? run without gossip)", err)
 		}
 		info := MemberInfo{Name: st.Name, Role: MemberRoleWorker, Advertise: st.Advertise, BindAddress: st.BindAddress,
-			Seeds: func(context.Context) ([]string, error) { return st.Servers, nil },
+			Seeds: func(context.Context) ([]string, error) { return servers.list(), nil },
 			PodCIDR: func(ctx context.Context) (string, error) {
 				n, err := client.Get[*apiv1.Node](ctx, cl, "", st.Name)
 				if status.Code(err) == codes.NotFound {
@@ -120,8 +146,16 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 			}}
 		gossipErr = make(chan error, 1)
 		go func() {
-			gossipErr <- runMembership(ctx, cfg.Membership, &memberView{}, info, func(context.Context) ([]byte, error) { return key, nil })
+			gossipErr <- runMembership(ctx, cfg.Membership, members, info, func(context.Context) ([]byte, error) { return key, nil })
 		}()
+		clusterCIDR = func(context.Context) (string, error) {
+			for _, c := range members.ControlNodes() {
+				if c.ClusterCIDR != "" {
+					return c.ClusterCIDR, nil
+				}
+			}
+			return "", errors.New("no control node in the gossip membership announces the cluster range yet")
+		}
 		defer func() {
 			if gossipErr != nil { // not yet read (below)
 				cancel()
@@ -134,7 +168,7 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
-		pollCAs(ctx, cfg.CAPollInterval, st.Servers, joiner, bundle, dir, r, log)
+		pollCAs(ctx, cfg.CAPollInterval, servers.list, joiner, bundle, dir, r, log)
 	}()
 	defer func() { cancel(); <-pollDone }()
 	err = retry(ctx, 365*24*time.Hour, func(ctx context.Context) error {
@@ -162,7 +196,8 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 	}
 	servicesErr := make(chan error, 1)
 	go func() {
-		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, Logger: log, Registerer: cfg.Registerer})
+		servicesErr <- serveWorker(ctx, cfg, WorkerEnv{Name: st.Name, DataDir: cfg.DataDir, Advertise: st.Advertise, Client: cl, ClusterCIDR: clusterCIDR, Logger: log, Registerer: cfg.Registerer,
+			StreamTLS: bundle.NodeStreamServerConfig(r), MetricsTLS: bundle.NodeMetricsServerConfig(r)})
 	}()
 	// The first of the renewer and the services to end ends the other.
 	select {
@@ -182,33 +217,70 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		gossipErr = nil
 		cancel()
 		<-renewErr
+		serr := <-servicesErr
+		if err == nil { // the member left because ctx ended
+			return serr
+		}
 		return fmt.Errorf("gossip membership: %w", err)
 	}
 }
 
 // serveWorker runs the services of a registered worker in this process
-// until ctx ends: the agent (cfg.Worker) today. Every service started on
-// a worker starts here.
+// until ctx ends: its metrics (the mTLS port, --metrics-addr) and the agent
+// (cfg.Worker). Every service started on a worker starts here; the first
+// to end ends the others.
 func serveWorker(ctx context.Context, cfg Config, env WorkerEnv) error {
-	if cfg.MetricsAddr != "" {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		metricsErr := make(chan error, 1)
-		go func() { metricsErr <- ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger) }()
-		defer func() { cancel(); <-metricsErr }()
-		workerErr := make(chan error, 1)
-		go func() { workerErr <- serveWorkerServices(ctx, cfg, env) }()
-		select {
-		case err := <-metricsErr:
-			metricsErr <- nil // for the deferred wait
-			cancel()
-			<-workerErr
-			return err
-		case err := <-workerErr:
-			return err
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	services := []func(context.Context) error{func(ctx context.Context) error { return serveWorkerServices(ctx, cfg, env) }}
+	lis, err := workerMetricsListener(cfg, env)
+	if err != nil {
+		return err
 	}
-	return serveWorkerServices(ctx, cfg, env)
+	if lis != nil {
+		services = append(services, func(ctx context.Context) error {
+			return ServeMetrics(ctx, lis, env.MetricsTLS, cfg.Gatherer, env.Logger)
+		})
+	}
+	if cfg.MetricsAddr != "" {
+		services = append(services, func(ctx context.Context) error {
+			return ListenAndServeMetrics(ctx, cfg.MetricsAddr, cfg.Gatherer, env.Logger)
+		})
+	}
+	errs := make(chan error, len(services))
+	for _, run := range services {
+		go func() { errs <- run(ctx) }()
+	}
+	err = <-errs
+	cancel()
+	for range len(services) - 1 {
+		<-errs
+	}
+	return err
+}
+
+// workerMetricsListener opens the worker's metrics port at its advertise
+// address (nil: none). The default port is best effort, as on a control
+// node (another daemon may hold it); a port the operator chose must open.
+func workerMetricsListener(cfg Config, env WorkerEnv) (net.Listener, error) {
+	port := cfg.MetricsPort
+	if port < 0 || env.MetricsTLS == nil || cfg.Gatherer == nil {
+		return nil, nil
+	}
+	explicit := port != 0
+	if !explicit {
+		port = DefaultWorkerMetricsPort
+	}
+	addr := net.JoinHostPort(env.Advertise, strconv.Itoa(port))
+	lis, err := net.Listen("tcp", addr)
+	switch {
+	case err != nil && explicit:
+		return nil, fmt.Errorf("--metrics-port %d: %w", port, err)
+	case err != nil:
+		env.Logger.Warn("metrics port not served (pass --metrics-port to choose another, -1 for none)", "address", addr, "err", err)
+		return nil, nil
+	}
+	return lis, nil
 }
 
 func serveWorkerServices(ctx context.Context, cfg Config, env WorkerEnv) error {
@@ -260,7 +332,7 @@ func trustCAs(bundle *pki.Bundle, dir string, casPEM []byte) error {
 // before the control nodes switch to the new CA at finish — and renews,
 // so that the rotation can finish without waiting for the certificate to
 // fall due. Failures are logged and retried at the next tick.
-func pollCAs(ctx context.Context, interval time.Duration, servers []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
+func pollCAs(ctx context.Context, interval time.Duration, servers func() []string, joiner *pki.JoinClient, bundle *pki.Bundle, dir string, r *pki.Renewer, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,7 +341,7 @@ func pollCAs(ctx context.Context, interval time.Duration, servers []string, join
 		}
 		var cas []byte
 		var errs []error
-		for _, addr := range servers {
+		for _, addr := range servers() {
 			b, err := joiner.TrustedCAs(ctx, addr, bundle.Pool(), r)
 			if err == nil {
 				cas = b

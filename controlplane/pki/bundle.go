@@ -143,9 +143,11 @@ func (b *Bundle) ServerConfig(cfg *tls.Config) *tls.Config {
 // certificate must chain to a trusted CA and allow server authentication,
 // and name serverName, or, when that is empty, the name the dialer sent
 // (gRPC sets it from the address). A server dialled by IP address sends
-// no name to match; the chain and the server-authentication usage still
-// prove a control node of this cluster, since the CA grants server
-// authentication to control nodes only.
+// no name to match; the chain, the server-authentication usage and the
+// identity still prove a control node of this cluster: the CA grants server
+// authentication to control nodes and, for their stream port at their own
+// address, to workers, whose certificates are refused here
+// (nodeserving.go).
 func (b *Bundle) ClientConfig(src CertSource, serverName string) *tls.Config {
 	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error { return b.verifyServer(cs, serverName) }}
@@ -171,7 +173,7 @@ func (b *Bundle) verifyServer(cs tls.ConnectionState, serverName string) error {
 	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
 		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
 	}
-	return nil
+	return refuseWorkerServer(cs.PeerCertificates[0])
 }
 
 // LoadBundle reads a PKI directory: ca.crt holds the trusted set, the

@@ -18,6 +18,9 @@ const (
 	RoleViewer  Role = "viewer"
 	RoleControl Role = "control"
 	RoleNode    Role = "node"
+	// RoleUser is a user the cluster grants nothing by default: what it
+	// may do comes from RBAC bindings of its name (or of skiff:users).
+	RoleUser Role = "user"
 )
 
 // Organizations (subject O) carrying the roles.
@@ -26,6 +29,7 @@ const (
 	GroupViewers = "skiff:viewers"
 	GroupControl = "skiff:control"
 	GroupNodes   = "skiff:nodes"
+	GroupUsers   = "skiff:users"
 )
 
 // Identity prefixes of the subject common name.
@@ -62,10 +66,10 @@ func (id Identity) String() string { return fmt.Sprintf("%s (role %s)", id.User,
 // AdminIdentity is the bootstrap administrator.
 func AdminIdentity() Identity { return Identity{User: AdminUser, Role: RoleAdmin, Name: AdminUser} }
 
-// UserIdentity is a named user with role admin or viewer.
+// UserIdentity is a named user with role admin, viewer or user.
 func UserIdentity(name string, role Role) (Identity, error) {
-	if role != RoleAdmin && role != RoleViewer {
-		return Identity{}, fmt.Errorf("%w: user %q: role must be %q or %q, got %q", ErrBadIdentity, name, RoleAdmin, RoleViewer, role)
+	if role != RoleAdmin && role != RoleViewer && role != RoleUser {
+		return Identity{}, fmt.Errorf("%w: user %q: role must be %q, %q or %q, got %q", ErrBadIdentity, name, RoleAdmin, RoleViewer, RoleUser, role)
 	}
 	if err := checkName("user name", name); err != nil {
 		return Identity{}, err
@@ -104,6 +108,8 @@ func groupOf(r Role) string {
 		return GroupControl
 	case RoleNode:
 		return GroupNodes
+	case RoleUser:
+		return GroupUsers
 	}
 	return ""
 }
@@ -143,6 +149,8 @@ func identityFromSubject(subj pkix.Name) (Identity, error) {
 			role = RoleControl
 		case GroupNodes:
 			role = RoleNode
+		case GroupUsers:
+			role = RoleUser
 		default:
 			return Identity{}, fmt.Errorf("%w: certificate %q has unknown group %q", ErrBadIdentity, cn, o)
 		}
@@ -157,7 +165,7 @@ func identityFromSubject(subj pkix.Name) (Identity, error) {
 	switch {
 	case role == RoleAdmin && cn == AdminUser:
 		return AdminIdentity(), nil
-	case (role == RoleAdmin || role == RoleViewer) && strings.HasPrefix(cn, prefixUser):
+	case (role == RoleAdmin || role == RoleViewer || role == RoleUser) && strings.HasPrefix(cn, prefixUser):
 		id, err = UserIdentity(strings.TrimPrefix(cn, prefixUser), role)
 	case role == RoleControl && strings.HasPrefix(cn, prefixControl):
 		id, err = ControlIdentity(strings.TrimPrefix(cn, prefixControl))

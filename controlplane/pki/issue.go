@@ -32,8 +32,9 @@ type IssueOptions struct {
 	// to the CA's own expiry.
 	Lifetime time.Duration
 	// Server adds server authentication (control nodes serve the API and
-	// the store port); every certificate is valid for client
-	// authentication. Worker and user certificates never get it.
+	// the store port; a worker its stream port, at its own address only);
+	// every certificate is valid for client authentication. User
+	// certificates never get it.
 	Server bool
 	// Hosts are the SANs: IP addresses or DNS names (host:port accepted).
 	Hosts []string

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,18 @@ func assertClientOnly(t *testing.T, cert *x509.Certificate) {
 	}
 	if len(cert.DNSNames) != 0 {
 		t.Fatalf("%s: DNS names %v, want none", cert.Subject.CommonName, cert.DNSNames)
+	}
+}
+
+// assertStreamServing: a worker certificate with its own address serves
+// that address (its stream port), and names nothing else.
+func assertStreamServing(t *testing.T, cert *x509.Certificate) {
+	t.Helper()
+	if len(cert.ExtKeyUsage) != 2 || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		t.Fatalf("%s: extended key usage %v, want client and server authentication", cert.Subject.CommonName, cert.ExtKeyUsage)
+	}
+	if len(cert.DNSNames) != 0 || len(cert.IPAddresses) != 1 {
+		t.Fatalf("%s: DNS names %v, IPs %v, want one IP", cert.Subject.CommonName, cert.DNSNames, cert.IPAddresses)
 	}
 }
 
@@ -60,9 +73,10 @@ func handshakeAsServer(t *testing.T, ca *CA, cert tls.Certificate, serverName st
 
 // The attack: a worker token asked for server names of its
 // choice and got them with server authentication. Now the request is
-// refused, and a plain worker certificate is client-only, names at most
-// the address the join came from, and fails as a server certificate
-// through a real TLS handshake for every name tried.
+// refused, and a worker certificate names at most the address the join
+// came from (serving it only, for its stream port; client-only without it),
+// and fails as a server certificate through a real TLS handshake for every
+// other name tried.
 func TestWorkerJoinGetsNoServerNames(t *testing.T) {
 	ts := startJoinServer(t, newTestCA(t))
 	ctx := context.Background()
@@ -88,7 +102,11 @@ func TestWorkerJoinGetsNoServerNames(t *testing.T) {
 		if err != nil {
 			t.Fatalf("join advertising %s: %v", tc.advertise, err)
 		}
-		assertClientOnly(t, res.Cert)
+		if tc.wantIPs == nil {
+			assertClientOnly(t, res.Cert)
+		} else {
+			assertStreamServing(t, res.Cert)
+		}
 		var ips []string
 		for _, ip := range res.Cert.IPAddresses {
 			ips = append(ips, ip.String())
@@ -101,11 +119,14 @@ func TestWorkerJoinGetsNoServerNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, name := range picked {
+			if slices.Contains(tc.wantIPs, name) {
+				continue // its own address: its stream port's (TestWorkerServingCertificateOnlyForItsStreamPort)
+			}
 			if err := handshakeAsServer(t, ts.ca, cert, name); err == nil {
 				t.Fatalf("advertising %s: a TLS client trusting the CA accepted the worker certificate as server %s", tc.advertise, name)
 			}
 		}
-		if _, err := res.Cert.Verify(x509.VerifyOptions{Roots: ts.ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		if _, err := res.Cert.Verify(x509.VerifyOptions{Roots: ts.ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil && tc.wantIPs == nil {
 			t.Fatalf("advertising %s: the worker certificate verifies for server authentication", tc.advertise)
 		}
 	}
@@ -123,7 +144,7 @@ func TestWorkerJoinGetsNoServerNames(t *testing.T) {
 }
 
 // A worker certificate issued before this rule (server authentication,
-// loopback and picked names) loses all of it at its next renewal.
+// loopback and picked names) keeps only its own address at its next renewal.
 func TestWorkerRenewalDropsServerNames(t *testing.T) {
 	ts := startJoinServer(t, newTestCA(t))
 	id, _ := NodeIdentity("w1")
@@ -138,7 +159,7 @@ func TestWorkerRenewalDropsServerNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, _ := next.TLS()
-	assertClientOnly(t, cert.Leaf)
+	assertStreamServing(t, cert.Leaf)
 	if len(cert.Leaf.IPAddresses) != 1 || cert.Leaf.IPAddresses[0].String() != "127.0.0.1" {
 		t.Fatalf("renewed worker IP SANs %v, want only 127.0.0.1 (where the renewal came from)", cert.Leaf.IPAddresses)
 	}

@@ -215,7 +215,10 @@ func (s *JoinServer) join(ctx context.Context, req *joinv1.JoinRequest) (*joinv1
 		opts.Server = true
 		opts.Hosts = append([]string{req.GetAdvertiseAddress(), req.GetRaftAddress()}, req.GetExtraSans()...)
 	} else {
+		// A worker serves its stream port (7445) at its own address only;
+		// without one it serves nothing (nodeserving.go).
 		opts.Hosts = ownAddress(remote, advHost)
+		opts.Server = len(opts.Hosts) > 0
 	}
 	signer := s.bundle.Signer()
 	kp, issued, err := signer.SignCSR(csr, opts)
@@ -315,7 +318,7 @@ func isTokenFailure(err error) bool {
 // renewalOf is what a renewal of cur issues: the same identity and role
 // rules as a join. Control nodes keep their names and server
 // authentication; a worker keeps at most its own address (the one the
-// renewal comes from) for client authentication; a user keeps the
+// renewal comes from), served by its stream port only; a user keeps the
 // lifetime it was given, up to UserCertLifetime, so a short-lived
 // certificate cannot renew itself into a long one.
 func (s *JoinServer) renewalOf(cur *x509.Certificate, id Identity, remote string) IssueOptions {
@@ -327,7 +330,7 @@ func (s *JoinServer) renewalOf(cur *x509.Certificate, id Identity, remote string
 		for _, ip := range cur.IPAddresses {
 			hosts = append(hosts, ownAddress(remote, ip.String())...)
 		}
-		return IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Hosts: hosts}
+		return IssueOptions{Identity: id, Lifetime: s.cfg.NodeCertLifetime, Hosts: hosts, Server: len(hosts) > 0}
 	}
 	life := min(cur.NotAfter.Sub(cur.NotBefore)-clockSkew, s.cfg.UserCertLifetime)
 	return IssueOptions{Identity: id, Lifetime: max(life, time.Minute)}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiffhq/skiff/integration/testutil"
 )
 
 // lockedBuffer collects a process's output while others read it.
@@ -146,14 +147,7 @@ func tail(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testutil.PickPort() }
 
 // cluster is three control nodes made with ctl init and ctl join --control.
 type cluster struct {

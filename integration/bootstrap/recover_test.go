@@ -39,7 +39,7 @@ func TestQuorumLossRecover(t *testing.T) {
 	mustFail(t, "--data-dir is required", "recover")
 
 	rec := &node{owner: t, name: "q1-recover", dataDir: survivor.dataDir, apiPort: survivor.apiPort,
-		args: []string{"recover", "--data-dir", survivor.dataDir}}
+		args: []string{"recover", "--gossip=false", "--data-dir", survivor.dataDir}}
 	rec.start()
 	rec.p.waitOutput(t, 60*time.Second, regexp.MustCompile(`control node q1 serving`))
 	if !strings.Contains(rec.p.out.String(), "recovered") {

@@ -303,7 +303,10 @@ func twoAgents(t *testing.T, c *hostlab.Cluster, registry string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{c.Bin, "join", "--name", "w1b", "--data-dir", "/var/lib/skiff-b", "--advertise", ip2.String(),
+	// The second agent on w1's host shares its network namespace: no gossip
+	// member (w1's holds port 7946) and no pod network across hosts (w1's
+	// holds the vxlan device); both are on by default.
+	argv := []string{c.Bin, "join", "--gossip=false", "--pod-network", "none", "--name", "w1b", "--data-dir", "/var/lib/skiff-b", "--advertise", ip2.String(),
 		"--bridge", "skiffb", "--no-proxy", "--cgroup-root", w1.CgroupRoot("b"), "--insecure-registry", registry,
 		"--token", c.WorkerToken, c.API}
 	b, err := c.Lab.Start(w1, "ctl-b", argv...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"sigs.k8s.io/yaml"
 )
@@ -175,5 +176,20 @@ func (c *Config) TLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: client certificate/key: %w", ErrConfig, err)
 	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS13}, nil
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS13,
+		VerifyConnection: RefuseWorkerServer}, nil
+}
+
+// workerGroup is the certificate organization of worker nodes (pki's
+// GroupNodes; proto/ imports nothing of controlplane).
+const workerGroup = "skiff:nodes"
+
+// RefuseWorkerServer refuses a server certificate of a worker: workers
+// serve their stream port (7445) to control nodes, never the API, so a
+// client of the API never accepts one, even at the worker's own address.
+func RefuseWorkerServer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.Organization, workerGroup) {
+		return fmt.Errorf("tls: the server presented the certificate of worker %s, where a control node was expected", cs.PeerCertificates[0].Subject.CommonName)
+	}
+	return nil
 }

@@ -13,12 +13,14 @@ import (
 	adminv1 "github.com/skiffhq/skiff/proto/admin/v1"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/compat"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
 // The generated packages register their descriptors in GlobalFiles.
 var (
 	_ = apiv1.File_api_v1_api_service_proto
 	_ = adminv1.File_admin_v1_admin_proto
+	_ = streamv1.File_stream_v1_stream_proto
 )
 
 // published pairs each committed baseline with the package it publishes.
@@ -28,6 +30,7 @@ var published = []struct {
 }{
 	{"api-v1.binpb", "skiff.api.v1"},
 	{"admin-v1.binpb", "skiff.admin.v1"},
+	{"stream-v1.binpb", "skiff.stream.v1"},
 }
 
 // TestCurrentAPIIsCompatibleWithPublished is the check `make test` runs:

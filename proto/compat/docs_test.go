@@ -22,7 +22,7 @@ func TestReferenceDocsAreCurrent(t *testing.T) {
 	for _, p := range []struct {
 		pkg protoreflect.FullName
 		doc string
-	}{{"skiff.api.v1", "api-v1.md"}, {"skiff.admin.v1", "admin-v1.md"}} {
+	}{{"skiff.api.v1", "api-v1.md"}, {"skiff.admin.v1", "admin-v1.md"}, {"skiff.stream.v1", "stream-v1.md"}} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "api", p.doc))
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
-// Package gossiptest helps tests of gossip membership cut members apart
-// without root: a memberlist transport wrapper that drops what a member
-// sends to chosen addresses.
+// Package gossiptest helps tests and benchmarks of gossip membership cut
+// members apart without root: memberlist transport wrappers that drop what
+// a member sends to chosen addresses (Dropper) or a share of all its
+// packets (Lossy).
 package gossiptest
 
 import (

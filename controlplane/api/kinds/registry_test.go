@@ -29,10 +29,16 @@ func TestRegistryHasAllKinds(t *testing.T) {
 		"HorizontalPodAutoscaler": {"hpa", "horizontalpodautoscalers", "autoscaling/v2", true},
 		"Event":                   {"ev", "events", "v1", true},
 		"Lease":                   {"", "leases", "coordination.k8s.io/v1", true},
+		"Role":                    {"", "roles", "rbac.authorization.k8s.io/v1", true},
+		"RoleBinding":             {"", "rolebindings", "rbac.authorization.k8s.io/v1", true},
+		"ClusterRole":             {"", "clusterroles", "rbac.authorization.k8s.io/v1", false},
+		"ClusterRoleBinding":      {"", "clusterrolebindings", "rbac.authorization.k8s.io/v1", false},
 		"PodDisruptionBudget":     {"pdb", "poddisruptionbudgets", "policy/v1", true},
 		"NodeMetrics":             {"", "nodemetrics", "metrics.k8s.io/v1beta1", false},
 		"ServiceAccount":          {"sa", "serviceaccounts", "v1", true},
 		"PriorityClass":           {"pc", "priorityclasses", "scheduling.k8s.io/v1", false},
+		"NetworkPolicy":           {"netpol", "networkpolicies", "networking.k8s.io/v1", true},
+		"IngressClass":            {"", "ingressclasses", "networking.k8s.io/v1", false},
 	}
 	if got := len(r.Kinds()); got != len(want) {
 		t.Errorf("registry has %d kinds, want %d", got, len(want))

@@ -10,6 +10,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/hpa"
+	"github.com/skiffhq/skiff/controlplane/controllers/ingressstatus"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podcidr"
@@ -40,6 +41,7 @@ func Register(r *controllers.Registry) {
 	r.Register("podcidr", podcidr.NewLoop)
 	r.Register("disruption", disruption.NewLoop)
 	r.Register("serviceaccount", serviceaccount.NewLoop)
+	r.Register("ingressstatus", ingressstatus.NewLoop)
 }
 
 // NewRegistry is a registry holding every built-in loop.

@@ -128,6 +128,10 @@ func New(ctx context.Context, opts Options) (*Env, error) {
 	}
 	cfg := dashboard.DefaultConfig()
 	cfg.API, cfg.Cluster, cfg.Logger = e.InProc.API, srv.Node.Store(), opts.Logger
+	// Logs through the API server's relay, as a control node's dashboard
+	// has them (these API servers reach no node's stream port: hollow
+	// nodes serve none).
+	cfg.Logs = e.InProc
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}

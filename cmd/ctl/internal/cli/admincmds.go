@@ -393,12 +393,12 @@ func (o *options) userCmd() *cobra.Command {
 	var role, output string
 	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create NAME --role viewer|admin [-o FILE]",
+		Use:   "create NAME --role viewer|admin|user [-o FILE]",
 		Short: "Make a client config for a user with a certificate for the role",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if role != "viewer" && role != "admin" {
-				return fmt.Errorf("--role %q: want viewer or admin", role)
+			if role != "viewer" && role != "admin" && role != "user" {
+				return fmt.Errorf("--role %q: want viewer, admin or user", role)
 			}
 			if output == "" {
 				output = args[0] + ".conf"
@@ -443,7 +443,7 @@ func (o *options) userCmd() *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().StringVar(&role, "role", "", "viewer (read-only) or admin")
+	create.Flags().StringVar(&role, "role", "", "viewer (read-only), admin, or user (only what RBAC bindings of user:NAME or group skiff:users grant)")
 	create.Flags().StringVarP(&output, "output", "o", "", "client config file to write (default NAME.conf)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "certificate lifetime (default 90 days; renew with `ctl user renew`)")
 	cmd.AddCommand(create, o.userRevokeCmd(), o.userRenewCmd())

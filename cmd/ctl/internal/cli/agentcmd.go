@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,11 +23,13 @@ import (
 	"github.com/skiffhq/skiff/agent/network"
 	"github.com/skiffhq/skiff/agent/probe"
 	"github.com/skiffhq/skiff/agent/runtime"
+	"github.com/skiffhq/skiff/agent/streams"
 	"github.com/skiffhq/skiff/controlplane/node"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/netproxy"
 	"github.com/skiffhq/skiff/netproxy/apifeed"
 	"github.com/skiffhq/skiff/netproxy/clusterdns"
+	"github.com/skiffhq/skiff/netproxy/netpol"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/logkey"
 )
@@ -38,7 +43,10 @@ type agentFlags struct {
 	labels                                    map[string]string
 	noProxy                                   bool
 	podNetwork                                string
+	streamPort                                int
 	resolvConf                                string
+	ingressHTTP, ingressHTTPS                 int
+	ingressFlags                              *pflag.FlagSet // which ingress ports the operator chose
 }
 
 func (o *options) agentCmd() *cobra.Command {
@@ -92,16 +100,18 @@ func (f *agentFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "only a check: the pod range this node must have been assigned (the control plane assigns it; another one stops the agent)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP (default: ctl join's --advertise when an IP, else the first global IPv4 address)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace path the Service proxy programs (default: the agent's own)")
-	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs); ClusterIP traffic from outside it is masqueraded")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the whole pod network (all nodes' pod CIDRs), when not learned from the control nodes (ctl join learns it through gossip); ClusterIP traffic from outside it is masqueraded")
 	fl.StringVar(&f.proxyBackend, "proxy-backend", netproxy.BackendAuto, "auto, ipvs or nftables")
 	fl.BoolVar(&f.noProxy, "no-proxy", false, "do not run the Service proxy (nor the node's cluster DNS)")
 	fl.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf: upstream resolvers of the cluster DNS, and pods' file under dnsPolicy Default (\"\": none)")
+	addIngressFlags(fl, f)
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", network.DefaultConfig().ConfDir, "a *.conflist here replaces the built-in bridge network")
-	fl.StringVar(&f.podNetwork, "pod-network", "none", "pods on other nodes: vxlan (an overlay, needs --cluster-cidr) or none")
+	fl.StringVar(&f.podNetwork, "pod-network", defaultPodNetwork, "pods on other nodes: vxlan (an overlay), host-gw (a route to each node's pods via its IP; all nodes on one L2 network) or none; vxlan and host-gw masquerade only what leaves the cluster range, which ctl join learns from the control nodes (ctl agent: give --cluster-cidr)")
 	fl.StringVar(&f.bridge, "bridge", network.DefaultConfig().BridgeName, "the pod bridge of the built-in network")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registries (host:port) pulled over plain HTTP")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", runtime.DefaultConfig().CgroupRoot, "absolute cgroup parent of this agent's pods (one per agent on a shared host)")
 	fl.StringToStringVar(&f.labels, "node-labels", nil, "labels added to the Node (key=value,…)")
+	fl.IntVar(&f.streamPort, "stream-port", streams.DefaultPort, "port at --node-ip of the stream server (logs, exec, attach, port-forward) that only control nodes may call; 0: none")
 }
 
 // runAgent is ctl agent: the agent of the node whose certificate --config
@@ -132,13 +142,13 @@ func (o *options) runAgent(ctx context.Context, f agentFlags, lf logFlags, metri
 	defer c.Close()
 	reg := node.NewMetricsRegistry()
 	if metricsAddr == "" {
-		return runAgentWith(ctx, f, c, log, reg)
+		return runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metricsErr := make(chan error, 1)
 	go func() { metricsErr <- node.ListenAndServeMetrics(ctx, metricsAddr, reg, log) }()
-	err = runAgentWith(ctx, f, c, log, reg)
+	err = runAgentWith(ctx, f, c, nil, tc.StreamServerConfig(), log, reg)
 	cancel()
 	if merr := <-metricsErr; err == nil {
 		err = merr
@@ -186,7 +196,7 @@ func joinAgent(f agentFlags) node.WorkerFunc {
 				f.nodeIP = ip.String()
 			}
 		}
-		return runAgentWith(ctx, f, env.Client, env.Logger, env.Registerer)
+		return runAgentWith(ctx, f, env.Client, env.ClusterCIDR, env.StreamTLS, env.Logger, env.Registerer)
 	}
 }
 
@@ -212,9 +222,30 @@ func (f agentFlags) check() error {
 }
 
 // runAgentWith runs the agent of node f.nodeName through c until ctx ends.
-func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog.Logger, reg prometheus.Registerer) error {
+// clusterRange, when set (ctl join with gossip), tells the cluster's pod
+// range when --cluster-cidr does not. Its stream server runs on
+// --stream-port (TLS streamTLS; nil: none).
+func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, clusterRange func(context.Context) (string, error), streamTLS *tls.Config, log *slog.Logger, reg prometheus.Registerer) error {
 	if err := f.check(); err != nil {
 		return err
+	}
+	podNet, ok := podNetworkModes[f.podNetwork]
+	if !ok {
+		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
+	}
+	if podNet.needsClusterRange && f.clusterCIDR == "" {
+		if clusterRange == nil {
+			return fmt.Errorf("--pod-network %s needs the cluster's pod range: give --cluster-cidr (ctl join with gossip learns it from the control nodes), or --pod-network none", f.podNetwork)
+		}
+		cidr, err := learnClusterRange(ctx, clusterRange, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		f.clusterCIDR = cidr
+		log.Info("pod network: cluster range learned from the control nodes", "clusterCIDR", cidr)
 	}
 	var nodeIP netip.Addr
 	if f.nodeIP != "" {
@@ -237,10 +268,6 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	images, err := image.New(imgCfg)
 	if err != nil {
 		return err
-	}
-	podNet, ok := podNetworkModes[f.podNetwork]
-	if !ok {
-		return fmt.Errorf("--pod-network %q: want one of %s", f.podNetwork, podNetworkModeNames())
 	}
 	podNetEnv := podNetworkEnv{ctx: ctx, nodeName: f.nodeName, nodeIP: nodeIP, clusterCIDR: f.clusterCIDR, client: c, log: log}
 	netCfg := agentNetworkConfig(f)
@@ -277,6 +304,11 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 			return err
 		}
 		defer proxy.Close() // kernel state stays: traffic flows across restarts
+		policies, err := netpol.OpenProgrammer(f.netns)
+		if err != nil {
+			return err
+		}
+		defer policies.Close() // the table stays: policies hold across restarts
 		dc := clusterdns.DefaultConfig()
 		dc.NetNSPath, dc.ResolvConf, dc.Logger = f.netns, f.resolvConf, log
 		if pc.ClusterCIDR.IsValid() {
@@ -286,8 +318,19 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 		if err != nil {
 			return err
 		}
-		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer}
+		cfg.Proxy = servicePath{apifeed.New(c, proxy, log), dnsServer, netpol.NewFeed(c, f.nodeName, policies, log)}
 		cfg.ClusterDNS = clusterDNSSource(dnsServer)
+	}
+	if cfg.Proxy, err = withIngress(f, c, log, cfg.Proxy); err != nil {
+		return err
+	}
+	if f.streamPort > 0 && streamTLS != nil {
+		stop, err := serveStreams(ctx, net.JoinHostPort(nodeIP.String(), strconv.Itoa(f.streamPort)), streamTLS, rt, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.StreamPort = f.streamPort
 	}
 	cfg.ResolvConf = f.resolvConf
 	a, err := agent.New(cfg)
@@ -298,16 +341,19 @@ func runAgentWith(ctx context.Context, f agentFlags, c *client.Client, log *slog
 	return a.Run(ctx)
 }
 
-// servicePath runs the node's Service proxy and its cluster DNS together.
+// servicePath runs the node's Service proxy, its cluster DNS and its
+// NetworkPolicy enforcement together.
 type servicePath struct {
-	proxy *apifeed.Feed
-	dns   *clusterdns.Server
+	proxy    *apifeed.Feed
+	dns      *clusterdns.Server
+	policies *netpol.Feed
 }
 
 func (s servicePath) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.proxy.Run(ctx) })
 	g.Go(func() error { return s.dns.Run(ctx) })
+	g.Go(func() error { return s.policies.Run(ctx) })
 	return g.Wait()
 }
 
@@ -350,4 +396,27 @@ func agentRuntimeConfig(f agentFlags) runtime.Config {
 	c.StateDir = filepath.Join(f.dataDir, "pods")
 	c.CgroupRoot = f.cgroupRoot
 	return c
+}
+
+// serveStreams starts the node's stream server on addr; stop ends it and
+// waits for it.
+func serveStreams(ctx context.Context, addr string, tlsCfg *tls.Config, rt *runtime.Runtime, log *slog.Logger) (stop func(), err error) {
+	srv, err := streams.New(streams.Config{Runtime: rt, TLS: tlsCfg, AllowPeer: pki.ControlPeerOnly, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stream port: %w (--stream-port 0 runs none)", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, lis); err != nil {
+			log.Error("stream server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("stream server listening (control nodes only)", "addr", addr)
+	return func() { cancel(); <-done }, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -59,6 +60,28 @@ func (r *rereadTLS) Config() *tls.Config {
 			if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
 				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
 			}
-			return nil
+			return client.RefuseWorkerServer(cs)
 		}}
+}
+
+// StreamServerConfig is the TLS of the agent's stream port (7445) on the
+// same files: the node's certificate (it serves the node's own address)
+// and, at each handshake, the CAs read then; only control nodes' client
+// certificates pass (pki.ControlPeerOnly).
+func (r *rereadTLS) StreamServerConfig() *tls.Config {
+	base := &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAndVerifyClientCert, NextProtos: []string{"h2"}}
+	out := base.Clone()
+	out.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		cur := r.current()
+		c := base.Clone()
+		c.Certificates, c.ClientCAs, c.SessionTicketsDisabled = cur.Certificates, cur.RootCAs, true
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return pki.ErrNotControlPeer
+			}
+			return pki.ControlPeerOnly(cs.PeerCertificates[0])
+		}
+		return c, nil
+	}
+	return out
 }

@@ -235,7 +235,7 @@ func TestDrainRefusedForViewer(t *testing.T) {
 	viewer := e.configFor("user:viewer-vic")
 	for _, args := range [][]string{{"cordon", "hollow-0"}, {"drain", "hollow-0", "--force"}} {
 		_, errs, code := e.ctlAs(viewer, "", args...)
-		if code == 0 || !strings.Contains(errs, "viewers are read-only") {
+		if code == 0 || !strings.Contains(errs, "no RBAC rule allows it") {
 			t.Errorf("viewer %v: exit %d: %s", args, code, errs)
 		}
 	}

@@ -37,7 +37,7 @@ func gossipMembership(port int, log *slog.Logger, reg prometheus.Registerer) nod
 			_ = g.Leave(0)
 			return nil, err
 		}
-		return &member{g: g, port: port, seeds: info.Seeds, podCIDR: info.PodCIDR, meta: meta, log: log}, nil
+		return &member{g: g, port: port, seeds: info.Seeds, podCIDR: info.PodCIDR, clusterCIDR: info.ClusterCIDR, meta: meta, log: log}, nil
 	}
 }
 
@@ -48,11 +48,28 @@ type member struct {
 	// podCIDR is polled until the node has a pod range (it never changes
 	// once given), which then joins meta.
 	podCIDR func(context.Context) (string, error)
-	meta    gossip.Meta
-	log     *slog.Logger
+	// clusterCIDR (control nodes) is polled the same way.
+	clusterCIDR func(context.Context) (string, error)
+	meta        gossip.Meta
+	log         *slog.Logger
 }
 
 func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
+
+// Stats are this member's counters (members by state, deaths seen, keys),
+// for whoever exports metrics.
+func (m *member) Stats() gossip.Stats { return m.g.Stats() }
+
+// ControlNodes are the live members whose metadata says control node.
+func (m *member) ControlNodes() []node.ControlMember {
+	var out []node.ControlMember
+	for _, x := range m.g.Members() {
+		if x.State == gossip.StateAlive && x.Meta.Role == gossip.RoleControl {
+			out = append(out, node.ControlMember{Name: x.Name, APIAddress: x.Meta.APIAddress, ClusterCIDR: x.Meta.ClusterCIDR})
+		}
+	}
+	return out
+}
 
 // Run joins through the control nodes, retrying every 2 s while this
 // member knows no other live member (the first control node, or all
@@ -64,7 +81,8 @@ func (m *member) Run(ctx context.Context) error {
 		if m.alone() {
 			m.join(ctx)
 		}
-		m.learnPodCIDR(ctx)
+		m.learn(ctx, m.podCIDR, func(meta *gossip.Meta) *string { return &meta.PodCIDR }, "pod range of this node")
+		m.learn(ctx, m.clusterCIDR, func(meta *gossip.Meta) *string { return &meta.ClusterCIDR }, "cluster pod range")
 		select {
 		case <-ctx.Done():
 			return m.g.Leave(2 * time.Second)
@@ -73,19 +91,21 @@ func (m *member) Run(ctx context.Context) error {
 	}
 }
 
-func (m *member) learnPodCIDR(ctx context.Context) {
-	if m.podCIDR == nil || m.meta.PodCIDR != "" {
+// learn fills one metadata field, while it is empty, from get (a value
+// that never changes once there is one: a pod range) and tells the others.
+func (m *member) learn(ctx context.Context, get func(context.Context) (string, error), field func(*gossip.Meta) *string, what string) {
+	if get == nil || *field(&m.meta) != "" {
 		return
 	}
-	cidr, err := m.podCIDR(ctx)
-	if err != nil || cidr == "" {
+	v, err := get(ctx)
+	if err != nil || v == "" {
 		if err != nil {
-			m.log.Debug("pod range of this node", "err", err)
+			m.log.Debug(what, "err", err)
 		}
 		return
 	}
 	next := m.meta
-	next.PodCIDR = cidr
+	*field(&next) = v
 	if err := m.g.SetMeta(next, 2*time.Second); err != nil {
 		m.log.Warn("gossip metadata", "err", err)
 		return

@@ -105,8 +105,14 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 		return true
 	})
 	c, w := get("c1"), get("w1")
-	if x, _ := w.g.Member("c1"); x.Meta != (gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr}) {
-		t.Errorf("worker sees c1's meta %+v", x.Meta)
+	// The control node announces the cluster's pod range (from the store):
+	// the worker's agent learns it there.
+	testutil.WaitFor(t, 10*time.Second, "c1's metadata with the cluster range at w1", func() bool {
+		x, _ := w.g.Member("c1")
+		return x.Meta == gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}
+	})
+	if cn := w.ControlNodes(); len(cn) != 1 || cn[0] != (node.ControlMember{Name: "c1", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}) {
+		t.Errorf("worker's ControlNodes() = %+v", cn)
 	}
 	if x, _ := c.g.Member("w1"); x.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
 		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)

@@ -72,7 +72,7 @@ func TestLabelAndAnnotate(t *testing.T) {
 
 	viewer := e.configFor("user:viewer-val")
 	for _, verb := range []string{"label", "annotate"} {
-		if _, errs, code := e.ctlAs(viewer, "", verb, "cm", "one", "x=y"); code == 0 || !strings.Contains(errs, "viewers are read-only") {
+		if _, errs, code := e.ctlAs(viewer, "", verb, "cm", "one", "x=y"); code == 0 || !strings.Contains(errs, "no RBAC rule allows it") {
 			t.Errorf("viewer %s: exit %d: %s", verb, code, errs)
 		}
 	}
@@ -127,7 +127,7 @@ spec:
 		t.Fatalf("invalid merge patch: exit %d: %s", code, errs)
 	}
 	viewer := e.configFor("user:viewer-pat")
-	if _, errs, code := e.ctlAs(viewer, "", "patch", "deploy/web", "--type", "merge", "-p", `{"spec":{"replicas":1}}`); code == 0 || !strings.Contains(errs, "viewers are read-only") {
+	if _, errs, code := e.ctlAs(viewer, "", "patch", "deploy/web", "--type", "merge", "-p", `{"spec":{"replicas":1}}`); code == 0 || !strings.Contains(errs, "no RBAC rule allows it") {
 		t.Fatalf("viewer patch: exit %d: %s", code, errs)
 	}
 }

@@ -38,7 +38,7 @@ type nodeFlags struct {
 	dataDir, name, advertise, bind string
 	apiPort, raftPort              int
 	log                            logFlags
-	// metricsPort: a control node's mTLS metrics port (0: 7446, -1: none);
+	// metricsPort: the mTLS metrics port (0: 7446 on a control node, 7447 on a worker; -1: none);
 	// metricsAddr: plain HTTP metrics at an address of the operator's choice.
 	metricsPort int
 	metricsAddr string
@@ -64,10 +64,10 @@ func (f *nodeFlags) add(cmd *cobra.Command, control bool) {
 		fl.IntVar(&f.dashboardPort, "dashboard-port", dashboard.DefaultPort, "web dashboard port (HTTPS; `ctl dashboard` prints a login link; 0: none)")
 		fl.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store of a new control node: boltdb (default) or wal (hashicorp/raft-wal); the data dir records it, a restart keeps it")
 		fl.IntVar(&f.maxStreams, "max-streams-per-identity", 0, "concurrent calls (unary, watches, streams) one client identity may hold on this node's API (default 2000; -1: no cap)")
-		fl.IntVar(&f.metricsPort, "metrics-port", 0, "control node: Prometheus metrics over mutual TLS for admin and control-node certificates (default 7446; -1: none)")
+		fl.IntVar(&f.metricsPort, "metrics-port", 0, "Prometheus metrics over mutual TLS for admin and control-node certificates (default: 7446 on a control node, 7447 on a worker; -1: none)")
 	}
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve Prometheus metrics as plain HTTP at this host:port (anyone who reaches it may read them: bind to loopback or a monitoring network)")
-	fl.BoolVar(&f.gossip, "gossip", false, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s; every node of the cluster should run one")
+	fl.BoolVar(&f.gossip, "gossip", true, "run a gossip member (hashicorp/memberlist, encrypted with the cluster's gossip key): the leader marks a worker that gossip confirms dead NotReady within 3 s, and workers learn the cluster's pod range and control nodes from it; every node of the cluster runs one (--gossip=false: none, then workers need --cluster-cidr for --pod-network)")
 	fl.IntVar(&f.gossipPort, "gossip-port", gossip.DefaultPort, "gossip port (TCP and UDP), the same on every node: members join at this port on the control nodes' hosts")
 	f.log.add(fl)
 }

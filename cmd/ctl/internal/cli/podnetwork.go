@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/agent/network"
@@ -30,8 +31,11 @@ type podNetworkEnv struct {
 // and wraps the manager's SetPodCIDR to set up the cross-node network once
 // the node's range is known.
 type podNetworkMode struct {
-	configure func(env podNetworkEnv, c *network.Config) error
-	wrap      func(env podNetworkEnv, nets *network.Manager) agent.PodNetwork
+	// needsClusterRange: the mode masquerades only what leaves the cluster
+	// range, so the agent learns it (or takes --cluster-cidr) first.
+	needsClusterRange bool
+	configure         func(env podNetworkEnv, c *network.Config) error
+	wrap              func(env podNetworkEnv, nets *network.Manager) agent.PodNetwork
 }
 
 // podNetworkModes are the values of --pod-network.
@@ -41,8 +45,13 @@ var podNetworkModes = map[string]podNetworkMode{
 		configure: func(podNetworkEnv, *network.Config) error { return nil },
 		wrap:      func(_ podNetworkEnv, nets *network.Manager) agent.PodNetwork { return nets },
 	},
-	"vxlan": {configure: configureVXLAN, wrap: wrapVXLAN},
+	"vxlan": {needsClusterRange: true, configure: configureVXLAN, wrap: wrapVXLAN},
+	// host-gw: a route to each peer's range via its node IP (one L2).
+	"host-gw": {needsClusterRange: true, configure: configureHostGW, wrap: wrapHostGW},
 }
+
+// defaultPodNetwork is --pod-network's default.
+const defaultPodNetwork = "vxlan"
 
 func podNetworkModeNames() string {
 	names := make([]string, 0, len(podNetworkModes))
@@ -113,4 +122,88 @@ func (v *vxlanPodNetwork) start(cidr string) error {
 	}()
 	v.env.log.Info("pod network: vxlan overlay up", "device", o.Device(), "mac", o.MAC().String(), "podCIDR", cidr, "clusterCIDR", cluster)
 	return nil
+}
+
+// configureHostGW: no masquerade by the bridge plugin (only what leaves
+// the cluster range is masqueraded); the pod MTU stays the underlay's.
+func configureHostGW(env podNetworkEnv, c *network.Config) error {
+	if _, err := netip.ParsePrefix(env.clusterCIDR); err != nil {
+		return fmt.Errorf("--pod-network host-gw needs the cluster range (only traffic leaving it is masqueraded): %q: %w", env.clusterCIDR, err)
+	}
+	c.IPMasq = false
+	return nil
+}
+
+// hostGWPodNetwork programs the peer routes when the node's range is given.
+type hostGWPodNetwork struct {
+	*network.Manager
+	env  podNetworkEnv
+	once sync.Once
+	err  error
+}
+
+func wrapHostGW(env podNetworkEnv, nets *network.Manager) agent.PodNetwork {
+	return &hostGWPodNetwork{Manager: nets, env: env}
+}
+
+func (h *hostGWPodNetwork) SetPodCIDR(cidr string) error {
+	if err := h.Manager.SetPodCIDR(cidr); err != nil {
+		return err
+	}
+	h.once.Do(func() { h.err = h.start(cidr) })
+	return h.err
+}
+
+func (h *hostGWPodNetwork) start(cidr string) error {
+	pod, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return fmt.Errorf("pod range %q: %w", cidr, err)
+	}
+	cluster, err := netip.ParsePrefix(h.env.clusterCIDR)
+	if err != nil {
+		return fmt.Errorf("cluster range %q: %w", h.env.clusterCIDR, err)
+	}
+	if err := network.EnsureMasquerade(pod, cluster, -1); err != nil {
+		return err
+	}
+	g, err := overlay.NewHostGW("", h.env.log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer g.Close()
+		if err := g.Run(h.env.ctx, h.env.client, h.env.nodeName); err != nil {
+			h.env.log.Error("pod network: host-gw stopped following Nodes; routes stay as last programmed", "err", err)
+		}
+	}()
+	h.env.log.Info("pod network: host-gw routes follow the Nodes", "podCIDR", cidr, "clusterCIDR", cluster)
+	return nil
+}
+
+// learnClusterRange waits for the cluster's pod range from learn (the
+// control nodes' gossip metadata, read from the store), logging while it
+// is not known yet.
+func learnClusterRange(ctx context.Context, learn func(context.Context) (string, error), log *slog.Logger) (string, error) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	lastLog := start
+	for {
+		cidr, err := learn(ctx)
+		if err == nil && cidr != "" {
+			if _, perr := netip.ParsePrefix(cidr); perr != nil {
+				return "", fmt.Errorf("the cluster range the control nodes announce, %q: %w", cidr, perr)
+			}
+			return cidr, nil
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			lastLog = time.Now()
+			log.Warn("pod network: waiting for the cluster range from the control nodes (gossip)", "waited", time.Since(start).Round(time.Second), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
+		}
+	}
 }

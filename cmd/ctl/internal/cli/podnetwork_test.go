@@ -28,12 +28,34 @@ func TestPodNetworkModeErrors(t *testing.T) {
 	if _, ok := podNetworkModes["flannel"]; ok {
 		t.Fatal("unexpected mode")
 	}
-	if names := podNetworkModeNames(); names != "none, vxlan" {
+	if names := podNetworkModeNames(); names != "host-gw, none, vxlan" {
 		t.Errorf("modes = %q", names)
 	}
 	err := configureVXLAN(podNetworkEnv{nodeIP: netip.MustParseAddr("127.0.0.1")}, &network.Config{})
 	if err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
 		t.Errorf("vxlan without --cluster-cidr: %v, want an error naming --cluster-cidr", err)
+	}
+	if err := configureHostGW(podNetworkEnv{}, &network.Config{}); err == nil || !strings.Contains(err.Error(), "cluster range") {
+		t.Errorf("host-gw without the cluster range: %v, want an error naming it", err)
+	}
+	// ctl agent (no gossip to learn the range from) with the default mode
+	// and no --cluster-cidr is refused before anything is set up.
+	f := agentFlags{podNetwork: defaultPodNetwork, nodeName: "w1"}
+	if err := runAgentWith(context.Background(), f, nil, nil, nil, slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
+		t.Errorf("default --pod-network without a cluster range: %v, want an error naming --cluster-cidr", err)
+	}
+	// ctl join learns it: the agent waits for it and takes what gossip says.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	calls := 0
+	got, err := learnClusterRange(ctx, func(context.Context) (string, error) {
+		if calls++; calls < 3 {
+			return "", nil
+		}
+		return "10.99.0.0/16", nil
+	}, slog.Default())
+	if err != nil || got != "10.99.0.0/16" {
+		t.Errorf("learnClusterRange = %q, %v; want 10.99.0.0/16", got, err)
 	}
 }
 

@@ -44,6 +44,14 @@ type options struct {
 // one "error: …" line (validation errors list one field per line).
 func Main(args []string, s Streams) int {
 	if err := Run(context.Background(), args, s); err != nil {
+		if errors.Is(err, errCannot) {
+			return 1 // `auth can-i` printed "no"
+		}
+		var exit *ExitError
+		if errors.As(err, &exit) { // exec: the command's own exit code
+			fmt.Fprintln(s.Err, exit.Error())
+			return exit.Code
+		}
 		fmt.Fprintln(s.Err, "error: "+Message(err))
 		return 1
 	}
@@ -97,7 +105,9 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.AddCommand(o.rolloutCmd(), o.setCmd())
 	root.AddCommand(o.topCmd())
 	root.AddCommand(o.dashboardCmd())
+	root.AddCommand(o.authCmd())
 	root.AddCommand(o.verbCommands()...)
+	root.AddCommand(o.streamCommands()...)
 	return root
 }
 

@@ -98,10 +98,10 @@ spec:
 		t.Fatalf("bad --restart: exit %d: %s", code, errs)
 	}
 	viewer := e.configFor("user:viewer-rex")
-	if _, errs, code := e.ctlAs(viewer, "", "run", "v", "--image", "busybox"); code == 0 || !strings.Contains(errs, "viewers are read-only") {
+	if _, errs, code := e.ctlAs(viewer, "", "run", "v", "--image", "busybox"); code == 0 || !strings.Contains(errs, "no RBAC rule allows it") {
 		t.Fatalf("viewer run: exit %d: %s", code, errs)
 	}
-	if _, errs, code := e.ctlAs(viewer, "", "expose", "pod", "web", "--port", "80", "--name", "v"); code == 0 || !strings.Contains(errs, "viewers are read-only") {
+	if _, errs, code := e.ctlAs(viewer, "", "expose", "pod", "web", "--port", "80", "--name", "v"); code == 0 || !strings.Contains(errs, "no RBAC rule allows it") {
 		t.Fatalf("viewer expose: exit %d: %s", code, errs)
 	}
 }

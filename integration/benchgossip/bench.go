@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/skiffhq/skiff/agent/gossip"
+)
+
+// params are one run's settings.
+type params struct {
+	sizes []int
+	// rounds is how many members die one after the other at each size
+	// (LANTiming); anchorRounds the same with memberlist's defaults.
+	rounds, anchorRounds int
+	// loss is how long the 5 % packet-loss phase lasts at each size.
+	loss time.Duration
+	// lossRate is the share of UDP packets dropped in that phase.
+	lossRate float64
+	// onlyAnchor skips the LANTiming runs.
+	onlyAnchor bool
+}
+
+// result is what one size and timing measured.
+type result struct {
+	members  int
+	timing   string
+	samples  int
+	detect   []time.Duration // death → the leader's member confirms it dead
+	converge []time.Duration // death → every live member knows
+	// falseDetect: live members declared dead while members died;
+	// falseLoss: live members declared dead under packet loss (-1: not run).
+	falseDetect, falseLoss int
+	lossSent, lossDropped  int64
+}
+
+func (r result) falsePositives() int { return r.falseDetect + max(r.falseLoss, 0) }
+
+// measure runs one size with one timing: members die one at a time (each
+// replaced by a new member, so the size stays n), then, when loss > 0, the
+// whole cluster runs with packet loss and nobody dying.
+func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Duration, lossRate float64) (result, error) {
+	res := result{members: n, timing: name, falseLoss: -1}
+	c, err := newCluster(timing)
+	if err != nil {
+		return res, err
+	}
+	defer c.stop()
+	if err := c.grow(n, time.Duration(n)*200*time.Millisecond+60*time.Second); err != nil {
+		return res, err
+	}
+	// The longest a death may take: every member knows well within the
+	// suspicion timeout's upper bound plus a few probe rounds.
+	bound := 20*timing.ProbeInterval*time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) + 10*time.Second
+	killed := map[string]bool{}
+	start := time.Now()
+	for range rounds {
+		victim := c.victim()
+		killed[victim] = true
+		at := c.kill(victim)
+		leader := c.leader()
+		var detected, converged time.Time
+		err := waitFor(bound, victim+" dead at every member", func() bool {
+			if detected.IsZero() {
+				// The decision nodelifecycle takes: MemberHealth.DeadSince.
+				if since, dead := leader.DeadSince(victim); dead {
+					detected = since
+				}
+			}
+			last := time.Time{}
+			for _, g := range c.live() {
+				since, dead := g.DeadSince(victim)
+				if !dead {
+					return false
+				}
+				if since.After(last) {
+					last = since
+				}
+			}
+			converged = last
+			return !detected.IsZero()
+		})
+		if err != nil {
+			return res, err
+		}
+		res.detect = append(res.detect, detected.Sub(at))
+		res.converge = append(res.converge, converged.Sub(at))
+		if _, err := c.add(); err != nil {
+			return res, err
+		}
+		if err := waitFor(bound, fmt.Sprintf("the leader to see %d alive", n), func() bool { return leader.Stats().Alive >= n }); err != nil {
+			return res, err
+		}
+	}
+	res.samples = len(res.detect)
+	res.falseDetect, _ = c.falsePositives(start, killed)
+	if loss > 0 {
+		from := time.Now()
+		c.setLoss(lossRate)
+		time.Sleep(loss) // the phase itself: the cluster runs lossy for this long
+		c.setLoss(0)
+		// A suspicion raised just before the end runs its course.
+		time.Sleep(2 * time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) * timing.ProbeInterval)
+		res.falseLoss, _ = c.falsePositives(from, killed)
+		c.mu.Lock()
+		for _, l := range c.lossy {
+			res.lossSent += l.Sent()
+			res.lossDropped += l.Dropped()
+		}
+		c.mu.Unlock()
+	}
+	return res, nil
+}
+
+// pct is the q-quantile (nearest rank) of ds.
+func pct(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }

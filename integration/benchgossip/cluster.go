@@ -1,0 +1,260 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/skiffhq/skiff/agent/gossip"
+	"github.com/skiffhq/skiff/agent/gossip/gossiptest"
+)
+
+// leaderName is the member standing for the Raft leader's control node:
+// the one whose verdict (DeadSince, nodelifecycle's MemberHealth) turns a
+// worker NotReady.
+const leaderName = "control-0"
+
+// cluster is n gossip members on loopback in this process, encrypted with
+// one key, each behind a Lossy transport.
+type cluster struct {
+	timing gossip.Timing
+	key    []byte
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	members map[string]*gossip.Gossip
+	// addrs are the members' gossip addresses, read once at start: c.mu
+	// must never be held while calling into a member (memberlist calls
+	// OnChange, which takes c.mu, with its own locks held).
+	addrs map[string]string
+	lossy map[string]*gossiptest.Lossy
+	// deaths is every (observer, member) Dead event, in order.
+	deaths []death
+	next   int // name suffix of the next member started
+}
+
+type death struct {
+	observer, member string
+	at               time.Time
+}
+
+func newCluster(timing gossip.Timing) (*cluster, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return &cluster{timing: timing, key: key, log: slog.New(slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}, nil
+}
+
+// add starts a member and joins it through the leader; the first member
+// is the leader.
+func (c *cluster) add() (*gossip.Gossip, error) {
+	c.mu.Lock()
+	name, role := fmt.Sprintf("worker-%d", c.next), gossip.RoleWorker
+	if c.next == 0 {
+		name, role = leaderName, gossip.RoleControl
+	}
+	c.next++
+	c.mu.Unlock()
+	l := &gossiptest.Lossy{}
+	g, err := gossip.Start(gossip.Config{Name: name, BindAddr: "127.0.0.1", BindPort: 0, Key: c.key,
+		Meta: gossip.Meta{Role: role, Node: name, IP: "127.0.0.1"}, Timing: c.timing, Logger: c.log,
+		WrapTransport: func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport { return l.Wrap(t) },
+		OnChange: func(m gossip.Member) {
+			if m.State == gossip.StateDead {
+				c.mu.Lock()
+				c.deaths = append(c.deaths, death{observer: name, member: m.Name, at: m.Since})
+				c.mu.Unlock()
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	if name != leaderName {
+		// Through the leader and two other members: one busy member's
+		// push/pull may time out while 8 join at once.
+		var err error
+		for attempt := range 5 {
+			if _, err = g.Join(c.seeds(3)...); err == nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+		if err != nil {
+			_ = g.Shutdown()
+			return nil, err
+		}
+	}
+	addr := g.Addr()
+	c.mu.Lock()
+	c.members[name], c.lossy[name], c.addrs[name] = g, l, addr
+	c.mu.Unlock()
+	return g, nil
+}
+
+// grow starts members until there are n, joining at most 4 at a time, and
+// waits until every member sees all n alive.
+func (c *cluster) grow(n int, within time.Duration) error {
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	if c.size() == 0 {
+		if _, err := c.add(); err != nil {
+			return err
+		}
+	}
+	for i := c.size(); i < n; i++ {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := c.add(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return fmt.Errorf("start member: %w", err)
+	}
+	least, dead := n, 0
+	err := waitFor(within, fmt.Sprintf("every member to see %d alive", n), func() bool {
+		least, dead = n, 0
+		for _, g := range c.live() {
+			st := g.Stats()
+			least, dead = min(least, st.Alive), max(dead, st.Dead)
+		}
+		return least >= n
+	})
+	if err != nil {
+		return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead)", err, least, dead)
+	}
+	return nil
+}
+
+// seeds are the leader's address and up to k-1 other members'.
+func (c *cluster) seeds(k int) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []string{c.addrs[leaderName]}
+	for name, addr := range c.addrs { // map order: a different few each time
+		if len(out) >= k {
+			break
+		}
+		if name != leaderName {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+func (c *cluster) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.members)
+}
+
+func (c *cluster) leader() *gossip.Gossip {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[leaderName]
+}
+
+func (c *cluster) live() []*gossip.Gossip {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*gossip.Gossip, 0, len(c.members))
+	for _, g := range c.members {
+		out = append(out, g)
+	}
+	return out
+}
+
+// victim is any live member but the leader.
+func (c *cluster) victim() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.members {
+		if name != leaderName {
+			return name
+		}
+	}
+	return ""
+}
+
+// kill stops a member without a goodbye (a machine that died) and returns
+// when.
+func (c *cluster) kill(name string) time.Time {
+	c.mu.Lock()
+	g := c.members[name]
+	delete(c.members, name)
+	delete(c.lossy, name)
+	delete(c.addrs, name)
+	c.mu.Unlock()
+	at := time.Now()
+	_ = g.Shutdown()
+	return at
+}
+
+func (c *cluster) setLoss(p float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lossy {
+		l.SetRate(p)
+	}
+}
+
+// falsePositives are the members declared Dead by any member at or after
+// from while they were alive (not killed): each distinct one counts once.
+func (c *cluster) falsePositives(from time.Time, killed map[string]bool) (members int, observations int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := map[string]bool{}
+	for _, d := range c.deaths {
+		if d.at.Before(from) || killed[d.member] {
+			continue
+		}
+		observations++
+		seen[d.member] = true
+	}
+	return len(seen), observations
+}
+
+func (c *cluster) stop() {
+	var wg sync.WaitGroup
+	for _, g := range c.live() {
+		wg.Go(func() { _ = g.Shutdown() })
+	}
+	wg.Wait()
+}
+
+// waitFor polls cond until it holds or within passes. It polls every
+// 100 ms: a poll locks every member's view in turn, and polling faster
+// slows the members' own handlers in a process of hundreds of them (the
+// times measured come from the members' clocks, not from the poll).
+func waitFor(within time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// benchLog receives the members' warnings (BENCH_GOSSIP_LOG=1: stderr).
+var benchLog io.Writer = io.Discard
+
+func init() {
+	if os.Getenv("BENCH_GOSSIP_LOG") != "" {
+		benchLog = os.Stderr
+	}
+}

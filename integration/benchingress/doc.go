@@ -1,0 +1,17 @@
+// Command benchingress is `make bench-ingress`: wrk (the same client, the
+// same settings, one run after the other) drives the built-in ingress
+// controller's proxy, nginx configured as the same reverse proxy (an
+// upstream of the same backends, keep-alive to them, X-Forwarded-For),
+// and the backends straight (wrk's own round robin is not available, so
+// "direct" is one backend: the ceiling of one backend process).
+//
+// The backends are two plain Go HTTP servers on loopback in a child
+// process (this binary re-executed), so the proxies under test never
+// share a Go runtime with them. The ingress proxy is the package's own
+// Proxy with a Table built from a real Ingress, Service and Endpoints
+// objects (netproxy/ingress.Build), serving on loopback in this process;
+// nginx (Debian) runs with worker_processes auto. Everything stays on
+// loopback. It ends with one line:
+//
+//	ingress-bench: rps=N p99_ms=N nginx_rps=N nginx_p99_ms=N direct_rps=N ratio_vs_nginx=N
+package main
