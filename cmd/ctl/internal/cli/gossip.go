@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,24 @@ type member struct {
 }
 
 func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
+
+// ApplyKeys sets the member's key ring (keys[0] encrypts).
+func (m *member) ApplyKeys(keys [][]byte) error { return m.g.ApplyKeys(keys, 2*time.Second) }
+
+// KeyHolders counts the live members holding each key fingerprint.
+func (m *member) KeyHolders() (map[string]int, int) {
+	holders, n := map[string]int{}, 0
+	for _, x := range m.g.Members() {
+		if x.State != gossip.StateAlive {
+			continue
+		}
+		n++
+		for f := range strings.SplitSeq(x.Meta.Keys, ",") {
+			holders[f]++
+		}
+	}
+	return holders, n
+}
 
 // Stats are this member's counters (members by state, deaths seen, keys),
 // for whoever exports metrics.

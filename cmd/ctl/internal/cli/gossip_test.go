@@ -27,6 +27,71 @@ import (
 // range once its Node has one); a worker stopped
 // with its context leaves (Left), which is not a death.
 func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
+	gc := startGossipCluster(t)
+	get, ccfg, addr, stopWorker, port := gc.get, gc.ccfg, gc.addr, gc.stopWorker, gc.port
+	c, w := get("c1"), get("w1")
+	// The control node announces the cluster's pod range (from the store):
+	// the worker's agent learns it there.
+	testutil.WaitFor(t, 10*time.Second, "c1's metadata with the cluster range at w1", func() bool {
+		x, _ := w.g.Member("c1")
+		return noKeys(x.Meta) == gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}
+	})
+	if cn := w.ControlNodes(); len(cn) != 1 || cn[0] != (node.ControlMember{Name: "c1", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}) {
+		t.Errorf("worker's ControlNodes() = %+v", cn)
+	}
+	if x, _ := c.g.Member("w1"); noKeys(x.Meta) != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
+		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
+	}
+	// The worker's pod range, once its Node has one, reaches the others.
+	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewFromConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec == nil {
+		n.Spec = &apiv1.NodeSpec{}
+	}
+	n.Spec.PodCIDR = "10.244.7.0/24"
+	if _, err := client.Update(ctx, cl, n); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.Meta.PodCIDR == "10.244.7.0/24"
+	})
+	stopWorker()
+	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.State == gossip.StateLeft
+	})
+	if _, dead := c.DeadSince("w1"); dead {
+		t.Error("a worker stopped cleanly is reported dead")
+	}
+}
+
+// gossipCluster is a control node c1 (127.0.0.61) and a `ctl join` worker
+// w1 (127.0.0.62), both gossip members, alive at each other.
+type gossipCluster struct {
+	get        func(name string) *member
+	ccfg, wcfg node.Config
+	// addr is c1's API address.
+	addr       string
+	stopWorker func()
+	// port is the gossip port of every member.
+	port int
+}
+
+func startGossipCluster(t *testing.T) gossipCluster {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.61:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +155,7 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	stopWorker := run(func(ctx context.Context) error {
 		return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
 	})
-	testutil.WaitFor(t, 30*time.Second, "c1 and w1 alive at both members", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "c1 and w1 alive at both members", func() bool {
 		c, w := get("c1"), get("w1")
 		if c == nil || w == nil {
 			return false
@@ -104,53 +169,7 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 		}
 		return true
 	})
-	c, w := get("c1"), get("w1")
-	// The control node announces the cluster's pod range (from the store):
-	// the worker's agent learns it there.
-	testutil.WaitFor(t, 10*time.Second, "c1's metadata with the cluster range at w1", func() bool {
-		x, _ := w.g.Member("c1")
-		return x.Meta == gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}
-	})
-	if cn := w.ControlNodes(); len(cn) != 1 || cn[0] != (node.ControlMember{Name: "c1", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}) {
-		t.Errorf("worker's ControlNodes() = %+v", cn)
-	}
-	if x, _ := c.g.Member("w1"); x.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
-		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
-	}
-	// The worker's pod range, once its Node has one, reaches the others.
-	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.NewFromConfig(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.Spec == nil {
-		n.Spec = &apiv1.NodeSpec{}
-	}
-	n.Spec.PodCIDR = "10.244.7.0/24"
-	if _, err := client.Update(ctx, cl, n); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
-		x, _ := c.g.Member("w1")
-		return x.Meta.PodCIDR == "10.244.7.0/24"
-	})
-	stopWorker()
-	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
-		x, _ := c.g.Member("w1")
-		return x.State == gossip.StateLeft
-	})
-	if _, dead := c.DeadSince("w1"); dead {
-		t.Error("a worker stopped cleanly is reported dead")
-	}
+	return gossipCluster{get: get, ccfg: ccfg, wcfg: wcfg, addr: addr, stopWorker: stopWorker, port: port}
 }
 
 func freeTCP(t *testing.T, ip string) int {
@@ -174,4 +193,10 @@ func TestGossipPortOutOfRangeRefused(t *testing.T) {
 			t.Errorf("--gossip-port %s: err %v, want one naming the flag and value", port, err)
 		}
 	}
+}
+
+// noKeys is m without its key fingerprints (gossipkeys_test checks those).
+func noKeys(m gossip.Meta) gossip.Meta {
+	m.Keys = ""
+	return m
 }
