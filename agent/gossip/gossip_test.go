@@ -331,3 +331,33 @@ func noKeys(m gossip.Meta) gossip.Meta {
 	m.Keys = ""
 	return m
 }
+
+// ApplyKeys walks a member through a whole rotation in the order that
+// keeps it talking to members a step behind, and announces the
+// fingerprints; an empty ring or a bad key is refused.
+func TestApplyKeysAnnouncesFingerprints(t *testing.T) {
+	k1, k2 := newKey(t), newKey(t)
+	ms := cluster(t, 2, k1, nil)
+	a, b := ms[0], ms[1]
+	f1, f2 := gossip.KeyFingerprint(k1), gossip.KeyFingerprint(k2)
+	for _, ring := range [][][]byte{{k1, k2}, {k2, k1}, {k2}} {
+		for _, g := range ms {
+			if err := g.ApplyKeys(ring, time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "b to see a's fingerprints: only the new key", func() bool {
+		x, _ := b.Member(a.Name())
+		return x.Meta.Keys == f2 && x.State == gossip.StateAlive
+	})
+	if f1 == f2 || len(f2) != 16 {
+		t.Errorf("fingerprints %q %q", f1, f2)
+	}
+	if err := a.ApplyKeys(nil, time.Second); !errors.Is(err, gossip.ErrKey) {
+		t.Errorf("empty ring: %v", err)
+	}
+	if err := a.ApplyKeys([][]byte{[]byte("short")}, time.Second); !errors.Is(err, gossip.ErrKey) {
+		t.Errorf("5-byte key: %v", err)
+	}
+}
