@@ -118,6 +118,12 @@ func (a *adminServer) GossipKeyring(ctx context.Context, req *adminv1.GossipKeyr
 			return nil, status.Errorf(codes.InvalidArgument, "key: %d bytes, want 16, 24 or 32 (base64 of `head -c 32 /dev/urandom`)", len(key))
 		}
 	}
+	var holders, primaries map[string]int
+	var members int
+	if a.members != nil {
+		holders, primaries, members = a.members.KeyHolders()
+	}
+	fp := keyFingerprint(key)
 	next := gossipRing{Keys: slices.Clone(ring.Keys)}
 	switch op {
 	case keyringList:
@@ -132,15 +138,24 @@ func (a *adminServer) GossipKeyring(ctx context.Context, req *adminv1.GossipKeyr
 	case keyringUse:
 		i := slices.IndexFunc(ring.Keys, func(k []byte) bool { return bytes.Equal(k, key) })
 		if i < 0 {
-			return nil, status.Errorf(codes.FailedPrecondition, "key %s is not installed: `ctl gossip key install` it first", keyFingerprint(key))
+			return nil, status.Errorf(codes.FailedPrecondition, "key %s is not installed: `ctl gossip key install` it first", fp)
+		}
+		// A member that cannot decrypt the new key would be cut off:
+		// every live member must hold it first (as Serf's install answers).
+		if i > 0 && members > 0 && holders[fp] < members {
+			return nil, status.Errorf(codes.FailedPrecondition, "key %s is held by %d of %d live members yet (workers fetch the ring every %s): wait until `ctl gossip key list` shows %d/%d, then use it",
+				fp, holders[fp], members, workerRingInterval, members, members)
 		}
 		next.Keys = append([][]byte{key}, slices.Delete(slices.Clone(ring.Keys), i, i+1)...)
 	case keyringRemove:
 		if bytes.Equal(ring.Keys[0], key) {
-			return nil, status.Errorf(codes.FailedPrecondition, "key %s is the primary key (members encrypt with it) and cannot be removed: `ctl gossip key use` another key first", keyFingerprint(key))
+			return nil, status.Errorf(codes.FailedPrecondition, "key %s is the primary key (members encrypt with it) and cannot be removed: `ctl gossip key use` another key first", fp)
 		}
 		if !ring.has(key) {
-			return nil, status.Errorf(codes.NotFound, "key %s is not installed", keyFingerprint(key))
+			return nil, status.Errorf(codes.NotFound, "key %s is not installed", fp)
+		}
+		if n := primaries[fp]; n > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "%d live member(s) still encrypt with key %s and would be cut off: wait until every member uses the primary key (`ctl gossip key list`), then remove", n, fp)
 		}
 		next.Keys = slices.DeleteFunc(next.Keys, func(k []byte) bool { return bytes.Equal(k, key) })
 	default:
@@ -157,7 +172,7 @@ func (a *adminServer) GossipKeyring(ctx context.Context, req *adminv1.GossipKeyr
 			}
 			return nil, storeStatus(err)
 		}
-		a.log.Warn("gossip key ring changed", "op", op, "key", keyFingerprint(key), "keys", len(next.Keys))
+		a.log.Warn("gossip key ring changed", "op", op, "key", fp, "keys", len(next.Keys))
 		ring = next
 		// Apply here at once (every control node's ring loop does too).
 		if a.members != nil {
@@ -167,11 +182,9 @@ func (a *adminServer) GossipKeyring(ctx context.Context, req *adminv1.GossipKeyr
 		}
 	}
 	out := &adminv1.GossipKeyringResponse{}
-	var holders map[string]int
 	if a.members != nil {
-		var n int
-		holders, n = a.members.KeyHolders()
-		out.Members = int32(n)
+		holders, _, members = a.members.KeyHolders()
+		out.Members = int32(members)
 	}
 	for i, k := range ring.Keys {
 		f := keyFingerprint(k)

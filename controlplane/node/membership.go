@@ -57,8 +57,9 @@ type Membership interface {
 	// the one it encrypts with (see GossipKeyring).
 	ApplyKeys(keys [][]byte) error
 	// KeyHolders counts, per key fingerprint, the live members that hold
-	// the key (from their metadata), and the live members in all.
-	KeyHolders() (holders map[string]int, members int)
+	// the key and those that encrypt with it (from their metadata), and the
+	// live members in all.
+	KeyHolders() (holders, primaries map[string]int, members int)
 	// Run joins the cluster (retrying while no other member answers) and
 	// holds the membership until ctx ends; then it leaves.
 	Run(ctx context.Context) error
@@ -98,10 +99,10 @@ func (v *memberView) ApplyKeys(keys [][]byte) error {
 }
 
 // KeyHolders: nobody until the member runs.
-func (v *memberView) KeyHolders() (map[string]int, int) {
+func (v *memberView) KeyHolders() (holders, primaries map[string]int, members int) {
 	m := v.m.Load()
 	if m == nil {
-		return nil, 0
+		return nil, nil, 0
 	}
 	return (*m).KeyHolders()
 }

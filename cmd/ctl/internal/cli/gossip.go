@@ -61,18 +61,21 @@ func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince
 func (m *member) ApplyKeys(keys [][]byte) error { return m.g.ApplyKeys(keys, 2*time.Second) }
 
 // KeyHolders counts the live members holding each key fingerprint.
-func (m *member) KeyHolders() (map[string]int, int) {
-	holders, n := map[string]int{}, 0
+func (m *member) KeyHolders() (holders, primaries map[string]int, members int) {
+	holders, primaries = map[string]int{}, map[string]int{}
 	for _, x := range m.g.Members() {
 		if x.State != gossip.StateAlive {
 			continue
 		}
-		n++
-		for f := range strings.SplitSeq(x.Meta.Keys, ",") {
+		members++
+		for i, f := range strings.Split(x.Meta.Keys, ",") {
 			holders[f]++
+			if i == 0 {
+				primaries[f]++
+			}
 		}
 	}
-	return holders, n
+	return holders, primaries, members
 }
 
 // Stats are this member's counters (members by state, deaths seen, keys),

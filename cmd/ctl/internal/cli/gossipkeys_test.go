@@ -114,7 +114,14 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 	if _, err := ctl("--config", admin, "gossip", "key", "remove", newB64); err == nil || !strings.Contains(err.Error(), "primary key") {
 		t.Errorf("removing the primary key: err %v, want refused naming the primary key", err)
 	}
-	step("remove", oldB64)
+	// remove waits until c1 sees no member encrypting with the old key.
+	testutil.WaitFor(t, 10*time.Second, "remove of the old key to be accepted", func() bool {
+		_, err := ctl("--config", admin, "gossip", "key", "remove", oldB64)
+		if err != nil && !strings.Contains(err.Error(), "still encrypt with") {
+			t.Fatalf("gossip key remove: %v", err)
+		}
+		return err == nil
+	})
 	testutil.WaitFor(t, 20*time.Second, "both members to hold only the new key", func() bool {
 		return holds(c, newFP) && holds(w, newFP)
 	})
