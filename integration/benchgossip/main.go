@@ -94,7 +94,7 @@ func printTable(out io.Writer, all []result, p params) {
 	w.Flush()
 	fmt.Fprintln(out, "detect: death → the leader's member confirms it dead (MemberHealth.DeadSince, nodelifecycle's first signal;")
 	fmt.Fprintln(out, "        the Node is NotReady at the controller's next check). converge: → every live member knows.")
-	fmt.Fprintln(out, "p99 of 20 deaths is their maximum.")
+	fmt.Fprintln(out, "p99 of 100 or fewer deaths (nearest rank) is their maximum.")
 	if last := summary(all); last != nil {
 		fmt.Fprintf(out, "gossip-bench: members=%d detect_p50_ms=%d detect_p99_ms=%d converge_ms=%d false_positives=%d\n",
 			last.members, ms(pct(last.detect, .5)), ms(pct(last.detect, .99)), ms(pct(last.converge, .99)), last.falsePositives())
