@@ -27,7 +27,7 @@ import (
 // range once its Node has one); a worker stopped
 // with its context leaves (Left), which is not a death.
 func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
-	gc := startGossipCluster(t)
+	gc := startGossipCluster(t, false)
 	get, ccfg, addr, stopWorker, port := gc.get, gc.ccfg, gc.addr, gc.stopWorker, gc.port
 	c, w := get("c1"), get("w1")
 	// The control node announces the cluster's pod range (from the store):
@@ -78,8 +78,9 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	}
 }
 
-// gossipCluster is a control node c1 (127.0.0.61) and a `ctl join` worker
-// w1 (127.0.0.62), both gossip members, alive at each other.
+// gossipCluster is a control node c1 (127.0.0.61), a `ctl join` worker
+// w1 (127.0.0.62) and, with withC2, a second control node c2 (127.0.0.64),
+// all gossip members, alive at each other.
 type gossipCluster struct {
 	get        func(name string) *member
 	ccfg, wcfg node.Config
@@ -90,7 +91,7 @@ type gossipCluster struct {
 	port int
 }
 
-func startGossipCluster(t *testing.T) gossipCluster {
+func startGossipCluster(t *testing.T, withC2 bool) gossipCluster {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.61:0")
 	if err != nil {
@@ -155,13 +156,29 @@ func startGossipCluster(t *testing.T) gossipCluster {
 	stopWorker := run(func(ctx context.Context) error {
 		return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
 	})
-	testutil.WaitFor(t, 60*time.Second, "c1 and w1 alive at both members", func() bool {
-		c, w := get("c1"), get("w1")
-		if c == nil || w == nil {
-			return false
+	names := []string{"c1", "w1"}
+	if withC2 {
+		cj := regexp.MustCompile(`ctl join --control --token (\S+) (\S+)`).FindStringSubmatch(out.String())
+		if cj == nil {
+			t.Fatalf("no control join command in init's output:\n%s", out.String())
 		}
-		for _, m := range []*member{c, w} {
-			for _, name := range []string{"c1", "w1"} {
+		c2cfg, _ := config("c2", "127.0.0.64")
+		run(func(ctx context.Context) error {
+			return node.Join(ctx, c2cfg, node.JoinOptions{Address: cj[2], Token: cj[1], Control: true})
+		})
+		names = append(names, "c2")
+	}
+	testutil.WaitFor(t, 60*time.Second, "every node alive at every member", func() bool {
+		var ms []*member
+		for _, name := range names {
+			m := get(name)
+			if m == nil {
+				return false
+			}
+			ms = append(ms, m)
+		}
+		for _, m := range ms {
+			for _, name := range names {
 				if x, ok := m.g.Member(name); !ok || x.State != gossip.StateAlive {
 					return false
 				}

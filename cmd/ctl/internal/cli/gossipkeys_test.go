@@ -35,15 +35,16 @@ func ctl(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// `ctl gossip key` rotates the key of a running cluster (a control node
-// and a `ctl join` worker): install, use, remove the old; both stay
-// members all along and end with only the new key (the worker also on
-// disk), a process holding only the removed key is refused; the primary
+// `ctl gossip key` rotates the key of a running cluster (two control
+// nodes and a `ctl join` worker; the calls go to c1, c2 follows the stored
+// ring): install, use, remove the old; all stay members all along and end
+// with only the new key (the worker also on disk), a process holding only the removed key is refused; the primary
 // key cannot be removed; viewers and workers may not touch the ring, and
 // only nodes may fetch the keys themselves.
 func TestGossipKeyRotationWithCtl(t *testing.T) {
-	gc := startGossipCluster(t)
-	c, w := gc.get("c1"), gc.get("w1")
+	gc := startGossipCluster(t, true)
+	c, w, c2 := gc.get("c1"), gc.get("w1"), gc.get("c2")
+	all := []*member{c, w, c2}
 	admin := filepath.Join(gc.ccfg.DataDir, node.AdminConfigFile)
 	worker := filepath.Join(gc.wcfg.DataDir, node.NodeConfigFile)
 	viewer := filepath.Join(t.TempDir(), "bob.conf")
@@ -80,7 +81,7 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 			return err == nil && strings.Contains(out, want) && !strings.Contains(out, oldB64)
 		}
 	}
-	testutil.WaitFor(t, 10*time.Second, "list: the old key primary at 2/2 members", listed(oldFP+"  *        2/2"))
+	testutil.WaitFor(t, 10*time.Second, "list: the old key primary at 3/3 members", listed(oldFP+"  *        3/3"))
 
 	// The keys themselves go to nodes only (join service), never to users.
 	if keys, err := gossipKeysAs(t, worker, gc.addr); err != nil || len(keys) != 1 || !bytes.Equal(keys[0], oldKey) {
@@ -92,9 +93,15 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 		}
 	}
 
-	holds := func(m *member, fps string) bool {
-		x, ok := m.g.Member(m.g.Name())
-		return ok && x.Meta.Keys == fps
+	holds := func(fps string) func() bool {
+		return func() bool {
+			for _, m := range all {
+				if x, ok := m.g.Member(m.g.Name()); !ok || x.Meta.Keys != fps {
+					return false
+				}
+			}
+			return true
+		}
 	}
 	step := func(args ...string) {
 		t.Helper()
@@ -103,14 +110,10 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 		}
 	}
 	step("install", newB64)
-	testutil.WaitFor(t, 20*time.Second, "both members to hold both keys", func() bool {
-		return holds(c, oldFP+","+newFP) && holds(w, oldFP+","+newFP)
-	})
-	testutil.WaitFor(t, 10*time.Second, "list: the new key at 2/2", listed(newFP+"           2/2"))
+	testutil.WaitFor(t, 20*time.Second, "every member to hold both keys", holds(oldFP+","+newFP))
+	testutil.WaitFor(t, 10*time.Second, "list: the new key at 3/3", listed(newFP+"           3/3"))
 	step("use", newB64)
-	testutil.WaitFor(t, 20*time.Second, "both members to encrypt with the new key", func() bool {
-		return holds(c, newFP+","+oldFP) && holds(w, newFP+","+oldFP)
-	})
+	testutil.WaitFor(t, 20*time.Second, "every member to encrypt with the new key", holds(newFP+","+oldFP))
 	if _, err := ctl("--config", admin, "gossip", "key", "remove", newB64); err == nil || !strings.Contains(err.Error(), "primary key") {
 		t.Errorf("removing the primary key: err %v, want refused naming the primary key", err)
 	}
@@ -122,15 +125,13 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 		}
 		return err == nil
 	})
-	testutil.WaitFor(t, 20*time.Second, "both members to hold only the new key", func() bool {
-		return holds(c, newFP) && holds(w, newFP)
-	})
-	testutil.WaitFor(t, 10*time.Second, "list: only the new key, primary, at 2/2", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "every member to hold only the new key", holds(newFP))
+	testutil.WaitFor(t, 10*time.Second, "list: only the new key, primary, at 3/3", func() bool {
 		out, err := ctl("--config", admin, "gossip", "key", "list")
-		return err == nil && strings.Contains(out, newFP+"  *        2/2") && !strings.Contains(out, oldFP)
+		return err == nil && strings.Contains(out, newFP+"  *        3/3") && !strings.Contains(out, oldFP)
 	})
-	for _, m := range []*member{c, w} {
-		for _, name := range []string{"c1", "w1"} {
+	for _, m := range all {
+		for _, name := range []string{"c1", "w1", "c2"} {
 			if x, _ := m.g.Member(name); x.State != gossip.StateAlive {
 				t.Errorf("%s sees %s %s after the rotation", m.g.Name(), name, x.State)
 			}
