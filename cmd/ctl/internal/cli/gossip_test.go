@@ -89,6 +89,10 @@ type gossipCluster struct {
 	stopWorker func()
 	// port is the gossip port of every member.
 	port int
+	// startKey is the key the named node's member was last started with.
+	startKey func(name string) []byte
+	// restartWorker stops w1 and runs it again on its data dir.
+	restartWorker func()
 }
 
 func startGossipCluster(t *testing.T, withC2 bool) gossipCluster {
@@ -102,11 +106,12 @@ func startGossipCluster(t *testing.T, withC2 bool) gossipCluster {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var mu sync.Mutex
 	members := map[string]*member{}
+	startKeys := map[string][]byte{}
 	factory := func(info node.MemberInfo) (node.Membership, error) {
 		m, err := gossipMembership(port, log, nil)(info)
 		if err == nil {
 			mu.Lock()
-			members[info.Name] = m.(*member)
+			members[info.Name], startKeys[info.Name] = m.(*member), info.Key
 			mu.Unlock()
 		}
 		return m, err
@@ -186,7 +191,21 @@ func startGossipCluster(t *testing.T, withC2 bool) gossipCluster {
 		}
 		return true
 	})
-	return gossipCluster{get: get, ccfg: ccfg, wcfg: wcfg, addr: addr, stopWorker: stopWorker, port: port}
+	startKey := func(name string) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return startKeys[name]
+	}
+	restartWorker := func() {
+		stopWorker()
+		mu.Lock()
+		delete(members, "w1")
+		mu.Unlock()
+		run(func(ctx context.Context) error {
+			return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
+		})
+	}
+	return gossipCluster{get: get, ccfg: ccfg, wcfg: wcfg, addr: addr, stopWorker: stopWorker, port: port, startKey: startKey, restartWorker: restartWorker}
 }
 
 func freeTCP(t *testing.T, ip string) int {

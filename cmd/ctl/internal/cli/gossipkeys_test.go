@@ -143,6 +143,22 @@ func TestGossipKeyRotationWithCtl(t *testing.T) {
 		return err == nil && strings.Contains(string(saved), newB64) && !strings.Contains(string(saved), oldB64)
 	})
 
+	// Restarted, the worker starts its member with the saved ring's
+	// primary key (its join answer held the old one) and is a member again.
+	gc.restartWorker()
+	testutil.WaitFor(t, 30*time.Second, "the restarted w1 alive at c1", func() bool {
+		m := gc.get("w1")
+		if m == nil {
+			return false
+		}
+		x, _ := c.g.Member("w1")
+		y, _ := m.g.Member("c1")
+		return x.State == gossip.StateAlive && y.State == gossip.StateAlive
+	})
+	if k := gc.startKey("w1"); !bytes.Equal(k, newKey) {
+		t.Errorf("the restarted worker started with key %s, want the new key %s", gossip.KeyFingerprint(k), newFP)
+	}
+
 	// Only the removed key: refused; the new key: a member.
 	cAddr := net.JoinHostPort("127.0.0.61", itoa(gc.port))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
