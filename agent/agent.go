@@ -51,6 +51,9 @@ type Agent struct {
 	// write the same status again.
 	written map[string]writtenStatus
 	wg      sync.WaitGroup
+	// volRefresh paces updates of running pods' ConfigMap/Secret/downwardAPI
+	// volumes (volrefresh.go).
+	volRefresh volumeRefresh
 }
 
 type writtenStatus struct {

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/agent"
+	skiffrt "github.com/skiffhq/skiff/agent/runtime"
 	"github.com/skiffhq/skiff/agent/runtime/runtimetest"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/integration/testutil"
@@ -436,6 +438,29 @@ exec httpd -f -p 8080 -h /www`
 		}
 		if name, err := httpGet(cli, clusterIP+":80", "/name"); err != nil || name != "web" {
 			t.Errorf("name = %q, %v (fieldRef env)", name, err)
+		}
+	})
+
+	t.Run("ConfigMapUpdateReachesRunningPod", func(t *testing.T) {
+		defer agent.SetVolumeRefreshInterval(time.Second)()
+		cm, err := client.Get[*apiv1.ConfigMap](ctx, c, "default", "web-content")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["index.html"] = "updated configmap"
+		if _, err := client.Update(ctx, c, cm); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		testutil.WaitFor(t, 30*time.Second, "the running container reads the new ConfigMap", func() bool {
+			var out bytes.Buffer
+			code, err := e.Runtime.Exec(ctx, uid, "web", skiffrt.ExecOptions{Cmd: []string{"cat", "/content/index.html"}, Stdout: &out})
+			got = out.String()
+			return err == nil && code == 0 && got == "updated configmap"
+		})
+		p, err := client.Get[*apiv1.Pod](ctx, c, "default", "web")
+		if err != nil || p.GetStatus().GetContainerStatuses()[0].GetRestartCount() != running.GetStatus().GetContainerStatuses()[0].GetRestartCount() {
+			t.Errorf("the container restarted for the update: %v %v", p.GetStatus().GetContainerStatuses(), err)
 		}
 	})
 

@@ -199,9 +199,11 @@ func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Conta
 	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),
 		ImagePullPolicy: image.PullPolicy(ctr.GetImagePullPolicy()),
 		Command:         ctr.GetCommand(), Args: ctr.GetArgs(), WorkingDir: ctr.GetWorkingDir()}
-	if ctr.GetLifecycle() != nil {
-		return out, configErr("%s.lifecycle: postStart/preStop hooks are not supported", field)
+	lc, err := lifecycle(field, ctr.GetLifecycle(), ctr.GetPorts())
+	if err != nil {
+		return out, err
 	}
+	out.Lifecycle = lc
 	for _, p := range ctr.GetPorts() {
 		out.Ports = append(out.Ports, runtime.ContainerPort{Name: p.GetName(), ContainerPort: p.GetContainerPort(),
 			HostPort: p.GetHostPort(), Protocol: p.GetProtocol(), HostIP: p.GetHostIP()})
@@ -217,10 +219,8 @@ func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Conta
 	}
 	out.Resources = res
 	for _, m := range ctr.GetVolumeMounts() {
-		if m.GetSubPath() != "" || m.GetSubPathExpr() != "" {
-			return out, configErr("%s.volumeMounts %q: subPath is not supported", field, m.GetName())
-		}
-		out.VolumeMounts = append(out.VolumeMounts, runtime.VolumeMount{Name: m.GetName(), MountPath: m.GetMountPath(), ReadOnly: m.GetReadOnly()})
+		out.VolumeMounts = append(out.VolumeMounts, runtime.VolumeMount{Name: m.GetName(), MountPath: m.GetMountPath(), ReadOnly: m.GetReadOnly(),
+			SubPath: m.GetSubPath(), SubPathExpr: m.GetSubPathExpr()})
 	}
 	probes := []struct {
 		name string
@@ -282,7 +282,11 @@ func (c *converter) env(field string, ctr *apiv1.Container) ([]runtime.EnvVar, e
 	}
 	for i, e := range ctr.GetEnv() {
 		f := fmt.Sprintf("%s.env[%d] %q", field, i, e.GetName())
-		v, skip, err := c.envValue(f, e)
+		if ev, ok := podIPEnv(e.GetName(), e.GetValueFrom()); ok {
+			out = append(out, ev)
+			continue
+		}
+		v, skip, err := c.envValue(f, ctr.GetName(), e)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +297,7 @@ func (c *converter) env(field string, ctr *apiv1.Container) ([]runtime.EnvVar, e
 	return out, nil
 }
 
-func (c *converter) envValue(f string, e *apiv1.EnvVar) (value string, skip bool, err error) {
+func (c *converter) envValue(f, ctrName string, e *apiv1.EnvVar) (value string, skip bool, err error) {
 	src := e.GetValueFrom()
 	if src == nil {
 		return e.GetValue(), false, nil
@@ -339,13 +343,19 @@ func (c *converter) envValue(f string, e *apiv1.EnvVar) (value string, skip bool
 			return "", false, configErr("%s.valueFrom.secretKeyRef: key %q not in Secret %q", f, ref.GetKey(), ref.GetName())
 		}
 		return string(v), false, nil
+	case src.GetResourceFieldRef() != nil:
+		v, err := c.resourceFieldValue(ctrName, src.GetResourceFieldRef())
+		if err != nil {
+			return "", false, configErr("%s.valueFrom.resourceFieldRef: %v", f, err)
+		}
+		return v, false, nil
 	}
-	return "", false, configErr("%s.valueFrom: resourceFieldRef is not supported", f)
+	return "", false, configErr("%s.valueFrom: needs fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef", f)
 }
 
-// fieldRef is the downward API for env. status.podIP is not offered: the
-// runtime fixes a container's environment before its sandbox has an
-// address (see the package doc).
+// fieldRef is the downward API for env and downwardAPI volumes.
+// status.podIP/podIPs are filled by the runtime (podIPEnv) once the
+// sandbox has an address; a volume cannot show them.
 func (c *converter) fieldRef(path string) (string, error) {
 	md := c.pod.GetMetadata()
 	switch path {
@@ -362,7 +372,7 @@ func (c *converter) fieldRef(path string) (string, error) {
 	case "status.hostIP":
 		return c.hostIP, nil
 	case "status.podIP", "status.podIPs":
-		return "", fmt.Errorf("fieldPath %q is not supported yet (the pod IP is assigned after the environment is fixed)", path)
+		return "", fmt.Errorf("fieldPath %q is only available to env", path)
 	}
 	for prefix, m := range map[string]map[string]string{"metadata.labels": md.GetLabels(), "metadata.annotations": md.GetAnnotations()} {
 		if rest, ok := strings.CutPrefix(path, prefix+"['"); ok && strings.HasSuffix(rest, "']") {
@@ -449,7 +459,11 @@ func convertProbe(field string, p *apiv1.Probe, ports []*apiv1.ContainerPort) (*
 		}
 		out.TCPSocket = &probe.TCPSocketAction{Port: port, Host: p.GetTcpSocket().GetHost()}
 	case p.GetGrpc() != nil:
-		return nil, configErr("%s.grpc: gRPC probes are not supported", field)
+		g := p.GetGrpc()
+		if g.GetPort() < 1 || g.GetPort() > 65535 {
+			return nil, configErr("%s.grpc.port %d: out of range", field, g.GetPort())
+		}
+		out.GRPC = &probe.GRPCAction{Port: g.GetPort(), Service: g.GetService()}
 	}
 	return out, nil
 }

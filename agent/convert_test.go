@@ -122,9 +122,9 @@ func TestConvertPodErrorsNameTheField(t *testing.T) {
 		"named port unknown": {func(p *apiv1.Pod) {
 			p.Spec.Containers[0].ReadinessProbe = &apiv1.Probe{HttpGet: &apiv1.HTTPGetAction{Port: "web"}}
 		}, `spec.containers[0].readinessProbe.httpGet.port "web": no container port has that name`},
-		"pod IP env": {func(p *apiv1.Pod) {
-			p.Spec.Containers[0].Env = []*apiv1.EnvVar{{Name: "IP", ValueFrom: &apiv1.EnvVarSource{FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "status.podIP"}}}}
-		}, `fieldPath "status.podIP" is not supported yet`},
+		"resource field unknown": {func(p *apiv1.Pod) {
+			p.Spec.Containers[0].Env = []*apiv1.EnvVar{{Name: "X", ValueFrom: &apiv1.EnvVarSource{ResourceFieldRef: &apiv1.ResourceFieldSelector{Resource: "limits.gpu"}}}}
+		}, `spec.containers[0].env[0] "X".valueFrom.resourceFieldRef: resource "limits.gpu"`},
 		"bad quantity": {func(p *apiv1.Pod) {
 			p.Spec.Containers[0].Resources = &apiv1.ResourceRequirements{Limits: map[string]string{"memory": "lots"}}
 		}, `spec.containers[0].resources.limits.memory "lots"`},

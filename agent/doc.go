@@ -12,10 +12,12 @@
 //     controller sees it alive; the status itself is written when it
 //     changes (a watch on its own Node rewrites a controller's Unknown at
 //     once) and every StatusReportInterval, as a kubelet does;
+//
 //   - podcidr.go waits for the control plane to assign the Node's pod
 //     range (spec.podCIDR; a node may not set it itself), checks it against
 //     a range given by hand and configures the pod network with it; pods
 //     start only then;
+//
 //   - podsync.go watches the pods bound to this node (field selector
 //     spec.nodeName), starts new ones, stops a pod marked for deletion
 //     within its grace period and then confirms the delete (grace 0, UID
@@ -24,27 +26,35 @@
 //     it changed; what a pass does for a pod (decidePodSync) and what a
 //     container's exit leads to (runtime's decideAfterExit: restart,
 //     back-off) are pure functions with table tests that need no root;
+//
 //   - convert.go turns an API Pod into the runtime's Pod, resolving
 //     ConfigMaps and Secrets (volumes, env, envFrom, image pull secrets),
-//     the downward API for env (metadata.*, spec.nodeName, status.hostIP),
-//     quantities, named probe ports and security contexts; what it cannot
+//     the downward API for env (metadata.*, spec.nodeName, status.hostIP,
+//     resourceFieldRef in downward.go; status.podIP/podIPs are left for the
+//     runtime to fill once the sandbox has its address), lifecycle hooks
+//     (lifecycle.go), quantities, named probe ports and security contexts; what it cannot
 //     honour is refused with ErrPodConfig naming the field, and the pod
 //     waits with CreateContainerConfigError;
+//
 //   - podstatus.go maps runtime status to the API's;
+//
 //   - usage.go reads the node's and its pods' CPU and memory (cgroups
 //     through libcontainer, /proc for the node) every UsageInterval and
 //     writes the node's NodeMetrics (metrics.k8s.io), which ctl top and
 //     the HPA read; metrics.go is the agent's Prometheus metrics (pod
 //     starts and their latency, runtime operations);
+//
 //   - volume/ holds the volume types (emptyDir, hostPath, configMap,
-//     secret), one file each, registered with their hooks (from the API,
+//     secret, downwardAPI, projected), one file each, registered with their hooks (from the API,
 //     validate, prepare, mount, tear down): convert.go and runtime call
 //     the hooks and know no type, so a new volume type is one file there.
 //
-// Not yet: env fieldRef status.podIP (the runtime fixes a container's
-// environment before the sandbox has an address), lifecycle hooks, subPath,
-// downwardAPI/projected/PVC volumes, updating ConfigMap/Secret volumes of
-// running pods. Gossip membership (agent/gossip) runs in the worker's
+//   - volrefresh.go keeps ConfigMap, Secret and downwardAPI volumes of
+//     running pods current: every 20 s, and at once when the pod's labels
+//     or annotations change, it converts them afresh and the runtime
+//     rewrites what changed (an atomic ..data switch, as kubelet's).
+//
+// Gossip membership (agent/gossip) runs in the worker's
 // `ctl join` process, not in the agent.
 //
 // The Service data path runs beside it (Config.Proxy): netproxy/apifeed

@@ -100,6 +100,7 @@ func (a *Agent) syncAll(ctx context.Context) {
 			}
 		})
 	}
+	a.volRefresh.forget(keep)
 	a.mu.Lock()
 	for uid := range a.written {
 		if !keep[uid] {
@@ -204,6 +205,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 		}
 	case podReport:
 		a.writeStatus(ctx, pod, apiStatus(pod, st, a.hostIP(), time.Now()))
+		a.maybeRefreshVolumes(ctx, pod)
 	}
 }
 

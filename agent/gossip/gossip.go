@@ -2,11 +2,14 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +50,10 @@ type Meta struct {
 	// ClusterCIDR is the cluster's whole pod range, carried by control
 	// nodes (read from the store) for workers to learn.
 	ClusterCIDR string `json:"clusterCIDR,omitempty"`
+	// Keys are the fingerprints (KeyFingerprint) of the keys this member
+	// decrypts with, comma-separated, the primary first; filled in by the
+	// member itself (a string keeps Meta comparable).
+	Keys string `json:"keys,omitempty"`
 }
 
 // leavingPrefix starts the notice a member sends each other member just
@@ -207,6 +214,7 @@ func Start(cfg Config) (*Gossip, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Meta.Keys = KeyFingerprint(cfg.Key)
 	meta, err := encodeMeta(wireMeta{Meta: cfg.Meta})
 	if err != nil {
 		return nil, err
@@ -269,7 +277,75 @@ func (g *Gossip) Name() string { return g.ml.LocalNode().Name }
 
 // SetMeta changes this member's metadata and tells the others.
 func (g *Gossip) SetMeta(m Meta, timeout time.Duration) error {
+	m.Keys = g.fingerprints()
 	return g.setMeta(wireMeta{Meta: m}, timeout)
+}
+
+// KeyFingerprint names a key without revealing it: hex of the first 8
+// bytes of its SHA-256.
+func KeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+// fingerprints of this member's keys, the primary first.
+func (g *Gossip) fingerprints() string {
+	var out []string
+	for _, k := range g.keyring.GetKeys() {
+		out = append(out, KeyFingerprint(k))
+	}
+	return strings.Join(out, ",")
+}
+
+// ApplyKeys makes this member's ring exactly keys, keys[0] the primary, in
+// the order a rotation needs: install what is new, use the primary, remove
+// what is gone. Then it tells the others its key fingerprints (metadata).
+func (g *Gossip) ApplyKeys(keys [][]byte, timeout time.Duration) error {
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: an empty key ring", ErrKey)
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	g.keyMu.Lock()
+	changed := false
+	have := g.keyring.GetKeys()
+	for _, k := range keys {
+		if !slices.ContainsFunc(have, func(h []byte) bool { return bytes.Equal(h, k) }) {
+			if err := g.keyring.AddKey(k); err != nil {
+				g.keyMu.Unlock()
+				return fmt.Errorf("%w: %w", ErrKey, err)
+			}
+			changed = true
+		}
+	}
+	if !bytes.Equal(g.keyring.GetPrimaryKey(), keys[0]) {
+		if err := g.keyring.UseKey(keys[0]); err != nil {
+			g.keyMu.Unlock()
+			return fmt.Errorf("%w: %w", ErrKey, err)
+		}
+		changed = true
+	}
+	for _, h := range g.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(h, k) }) {
+			if err := g.keyring.RemoveKey(h); err != nil {
+				g.keyMu.Unlock()
+				return fmt.Errorf("%w: %w", ErrKey, err)
+			}
+			changed = true
+		}
+	}
+	g.keyMu.Unlock()
+	if !changed {
+		return nil
+	}
+	g.mu.Lock()
+	self := g.self
+	g.mu.Unlock()
+	g.log.Info("gossip key ring changed", "keys", len(keys), "primary", KeyFingerprint(keys[0]))
+	return g.SetMeta(self, timeout)
 }
 
 func (g *Gossip) setMeta(w wireMeta, timeout time.Duration) error {

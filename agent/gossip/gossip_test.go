@@ -92,11 +92,11 @@ func TestMembersJoinWithKeyAndCarryMeta(t *testing.T) {
 	ms := cluster(t, 4, newKey(t), nil)
 	for _, g := range ms {
 		c, _ := g.Member("m0")
-		if c.Meta != (gossip.Meta{Role: gossip.RoleControl, Node: "m0", IP: "127.0.0.10", APIAddress: "127.0.0.10:7443"}) {
+		if c.Meta.Keys == "" || noKeys(c.Meta) != (gossip.Meta{Role: gossip.RoleControl, Node: "m0", IP: "127.0.0.10", APIAddress: "127.0.0.10:7443"}) {
 			t.Errorf("%s sees m0's meta %+v", g.Name(), c.Meta)
 		}
 		w, _ := g.Member("m2")
-		if w.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "m2", IP: "127.0.0.12", PodCIDR: "10.244.2.0/24"}) {
+		if w.Meta.Keys == "" || noKeys(w.Meta) != (gossip.Meta{Role: gossip.RoleWorker, Node: "m2", IP: "127.0.0.12", PodCIDR: "10.244.2.0/24"}) {
 			t.Errorf("%s sees m2's meta %+v", g.Name(), w.Meta)
 		}
 		if w.Addr != ms[2].Addr() {
@@ -110,7 +110,7 @@ func TestMembersJoinWithKeyAndCarryMeta(t *testing.T) {
 	}
 	testutil.WaitFor(t, 5*time.Second, "m3's new pod range at every member", func() bool {
 		for _, g := range ms {
-			if m, _ := g.Member("m3"); m.Meta != next {
+			if m, _ := g.Member("m3"); noKeys(m.Meta) != next {
 				return false
 			}
 		}
@@ -324,5 +324,40 @@ func TestKeyRotationKeepsMembersAndRefusesOldKey(t *testing.T) {
 				t.Errorf("%s sees %s %s since %v during the rotation", g.Name(), o.Name(), m.State, m.Since)
 			}
 		}
+	}
+}
+
+func noKeys(m gossip.Meta) gossip.Meta {
+	m.Keys = ""
+	return m
+}
+
+// ApplyKeys walks a member through a whole rotation in the order that
+// keeps it talking to members a step behind, and announces the
+// fingerprints; an empty ring or a bad key is refused.
+func TestApplyKeysAnnouncesFingerprints(t *testing.T) {
+	k1, k2 := newKey(t), newKey(t)
+	ms := cluster(t, 2, k1, nil)
+	a, b := ms[0], ms[1]
+	f1, f2 := gossip.KeyFingerprint(k1), gossip.KeyFingerprint(k2)
+	for _, ring := range [][][]byte{{k1, k2}, {k2, k1}, {k2}} {
+		for _, g := range ms {
+			if err := g.ApplyKeys(ring, time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "b to see a's fingerprints: only the new key", func() bool {
+		x, _ := b.Member(a.Name())
+		return x.Meta.Keys == f2 && x.State == gossip.StateAlive
+	})
+	if f1 == f2 || len(f2) != 16 {
+		t.Errorf("fingerprints %q %q", f1, f2)
+	}
+	if err := a.ApplyKeys(nil, time.Second); !errors.Is(err, gossip.ErrKey) {
+		t.Errorf("empty ring: %v", err)
+	}
+	if err := a.ApplyKeys([][]byte{[]byte("short")}, time.Second); !errors.Is(err, gossip.ErrKey) {
+		t.Errorf("5-byte key: %v", err)
 	}
 }

@@ -1,5 +1,6 @@
 // Package probe runs Kubernetes container probes: startup, liveness and
-// readiness, each an exec, httpGet or tcpSocket check, with Kubernetes'
+// readiness, each an exec, httpGet, tcpSocket or grpc check (the standard
+// grpc.health.v1 Health/Check, grpc.go), with Kubernetes'
 // timing fields (initialDelaySeconds, periodSeconds, timeoutSeconds,
 // successThreshold, failureThreshold) and defaults.
 //

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// ErrNoHandler: a probe names none of exec, httpGet, tcpSocket.
-var ErrNoHandler = errors.New("probe has no exec, httpGet or tcpSocket handler")
+// ErrNoHandler: a probe names none of exec, httpGet, tcpSocket, grpc.
+var ErrNoHandler = errors.New("probe has no exec, httpGet, tcpSocket or grpc handler")
 
 // ExecAction runs a command in the container; exit 0 is success.
 type ExecAction struct {
@@ -47,6 +47,7 @@ type Probe struct {
 	Exec      *ExecAction      `json:"exec,omitempty"`
 	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
 	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC      *GRPCAction      `json:"grpc,omitempty"`
 
 	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty"`   // default 1
@@ -58,7 +59,7 @@ type Probe struct {
 // Validate checks one probe; field names are Kubernetes'.
 func (p *Probe) Validate(kind Kind) error {
 	n := 0
-	for _, set := range []bool{p.Exec != nil, p.HTTPGet != nil, p.TCPSocket != nil} {
+	for _, set := range []bool{p.Exec != nil, p.HTTPGet != nil, p.TCPSocket != nil, p.GRPC != nil} {
 		if set {
 			n++
 		}
@@ -67,7 +68,7 @@ func (p *Probe) Validate(kind Kind) error {
 		return fmt.Errorf("%sProbe: %w", kind, ErrNoHandler)
 	}
 	if n > 1 {
-		return fmt.Errorf("%sProbe: only one of exec, httpGet, tcpSocket may be set", kind)
+		return fmt.Errorf("%sProbe: only one of exec, httpGet, tcpSocket, grpc may be set", kind)
 	}
 	if p.Exec != nil && len(p.Exec.Command) == 0 {
 		return fmt.Errorf("%sProbe.exec.command: must not be empty", kind)
@@ -77,6 +78,9 @@ func (p *Probe) Validate(kind Kind) error {
 	}
 	if p.TCPSocket != nil && (p.TCPSocket.Port < 1 || p.TCPSocket.Port > 65535) {
 		return fmt.Errorf("%sProbe.tcpSocket.port: %d out of range", kind, p.TCPSocket.Port)
+	}
+	if p.GRPC != nil && (p.GRPC.Port < 1 || p.GRPC.Port > 65535) {
+		return fmt.Errorf("%sProbe.grpc.port: %d out of range", kind, p.GRPC.Port)
 	}
 	for f, v := range map[string]int32{"initialDelaySeconds": p.InitialDelaySeconds, "timeoutSeconds": p.TimeoutSeconds,
 		"periodSeconds": p.PeriodSeconds, "successThreshold": p.SuccessThreshold, "failureThreshold": p.FailureThreshold} {
@@ -144,6 +148,8 @@ func Check(ctx context.Context, p *Probe, t Target, timeout time.Duration) Resul
 		}
 		c.Close()
 		return Result{Success: true}
+	case p.GRPC != nil:
+		return checkGRPC(ctx, p.GRPC, t)
 	}
 	return Result{Message: ErrNoHandler.Error()}
 }

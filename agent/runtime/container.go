@@ -34,7 +34,7 @@ func (p *podRT) cgroupPath(c *ctrRT) string {
 	return filepath.Join(p.rt.podCgroup(p.rec.Pod.UID), c.spec.Name)
 }
 
-func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
+func (p *podRT) mountsFor(c *ctrRT, env []string) ([]mountSpec, error) {
 	etc := filepath.Join(p.rt.podDir(p.rec.Pod.UID), "etc")
 	ms := []mountSpec{
 		{source: filepath.Join(etc, "hosts"), dest: "/etc/hosts"},
@@ -44,15 +44,27 @@ func (p *podRT) mountsFor(c *ctrRT) []mountSpec {
 		ms = append(ms, mountSpec{source: filepath.Join(etc, "resolv.conf"), dest: "/etc/resolv.conf"})
 	}
 	vols := map[string]Volume{}
+	p.mu.Lock() // UpdateVolumes may swap a volume's source
 	for _, v := range p.rec.Pod.Volumes {
 		vols[v.Name] = v
 	}
-	for _, m := range c.spec.VolumeMounts {
+	p.mu.Unlock()
+	for i, m := range c.spec.VolumeMounts {
 		v := vols[m.Name]
 		src, forceRO := v.Source.Mount(p.volumeDir(v.Name))
+		field := fmt.Sprintf("%s.volumeMounts[%d]", c.spec.Name, i)
+		sub, err := subPathOf(field, m, env)
+		if err != nil {
+			return nil, err
+		}
+		if sub != "" {
+			if src, err = p.subPathSource(c, i, field, src, sub); err != nil {
+				return nil, err
+			}
+		}
 		ms = append(ms, mountSpec{source: src, dest: m.MountPath, readOnly: m.ReadOnly || forceRO})
 	}
-	return ms
+	return ms, nil
 }
 
 // createdCtr is one attempt of a container created up to the point where
@@ -111,8 +123,12 @@ func (p *podRT) createContainer(c *ctrRT, img *image.Image) (_ *createdCtr, retE
 	if cwd == "" {
 		cwd = "/"
 	}
-	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname()), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
-	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, p.mountsFor(c))
+	ex := execContext{Env: processEnv(c.spec, img.Config, p.rec.Pod.hostname(), p.rec.Sandbox.IP), Cwd: cwd, UID: u.Uid, GID: u.Gid, Groups: u.Sgids}
+	mounts, err := p.mountsFor(c, ex.Env)
+	if err != nil {
+		return nil, err
+	}
+	cfg := lcConfig(&p.rec.Pod, c.spec, &p.rec.Sandbox, rootfs, p.cgroupPath(c), r.cfg.PidsLimit, mounts)
 	pc.mark("config")
 	lc, err := libcontainer.Create(r.lcRoot(), id, cfg)
 	if err != nil {
@@ -226,7 +242,7 @@ func (p *podRT) precreate() {
 		if policy == "" {
 			policy = image.DefaultPullPolicy(c.spec.Image)
 		}
-		if policy == image.PullAlways {
+		if policy == image.PullAlways || needsPodIP(c.spec) {
 			continue
 		}
 		img, ok := p.rt.cfg.Images.Lookup(c.spec.Image)
@@ -326,6 +342,7 @@ func (p *podRT) waitContainer(c *ctrRT) (exitInfo, bool) {
 
 // kill sends SIGTERM, waits up to grace, then SIGKILL, and returns the exit.
 func (p *podRT) kill(c *ctrRT, grace time.Duration) exitInfo {
+	grace = p.preStop(c, grace)
 	if grace > 0 {
 		_ = c.lc.Signal(unix.SIGTERM)
 		t := time.NewTimer(grace)

@@ -11,7 +11,10 @@
 // (FIFOs pumped into size-rotated CRI-format files, read line by line with
 // tail, since and follow; a restart keeps the previous instance's log as
 // <container>.log.prev), exec (stdin, TTY, resize), a dial into a pod's
-// network namespace for port-forward, probes (via agent/probe), re-attaching
+// network namespace for port-forward, probes (via agent/probe), lifecycle
+// hooks (lifecycle.go), subPath mounts resolved safely inside the volume
+// (subpath.go), env holding the pod's IP (podipenv.go), updates of
+// ConfigMap/Secret/downwardAPI volumes in running pods (volupdate.go), re-attaching
 // to running containers after the agent restarts, and removing leftovers of
 // pods that no longer exist.
 //

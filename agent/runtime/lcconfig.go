@@ -90,7 +90,7 @@ func processArgs(c *Container, ic image.RuntimeConfig) ([]string, error) {
 
 // processEnv: a default PATH, then the image's env, then HOSTNAME, then the
 // container's (later wins, as in Kubernetes).
-func processEnv(c *Container, ic image.RuntimeConfig, hostname string) []string {
+func processEnv(c *Container, ic image.RuntimeConfig, hostname, podIP string) []string {
 	env := map[string]string{}
 	var order []string
 	set := func(kv string) {
@@ -105,7 +105,7 @@ func processEnv(c *Container, ic image.RuntimeConfig, hostname string) []string 
 		set(kv)
 	}
 	set("HOSTNAME=" + hostname)
-	for _, e := range c.Env {
+	for _, e := range withPodIP(c.Env, podIP) {
 		set(e.Name + "=" + e.Value)
 	}
 	out := make([]string, 0, len(order))

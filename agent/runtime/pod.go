@@ -278,6 +278,7 @@ func (p *podRT) runContainer(c *ctrRT) bool {
 		if p.ctx.Err() != nil {
 			return false
 		}
+		fresh := !c.attached
 		if !c.attached {
 			var err error
 			if cc := p.takeCreated(c); cc != nil {
@@ -314,7 +315,14 @@ func (p *podRT) runContainer(c *ctrRT) bool {
 				continue
 			}
 		}
-		exit, detached := p.waitContainer(c)
+		exit, hookFailed := exitInfo{}, false
+		if fresh {
+			exit, hookFailed = p.postStart(c)
+		}
+		detached := false
+		if !hookFailed {
+			exit, detached = p.waitContainer(c)
+		}
 		if detached {
 			return false
 		}

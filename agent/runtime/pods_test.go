@@ -297,7 +297,7 @@ func TestInitVolumesSecurity(t *testing.T) {
 			{Name: "init2", Image: img, Command: []string{"sh", "-c", "echo two >> /scratch/order"}, VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch"}}},
 		},
 		Containers: []runtime.Container{{Name: "app", Image: img,
-			Command: []string{"sh", "-c", `cat /scratch/order /cfg/key /sec/pw /host/h.txt; echo; stat -c %a /sec/pw; touch /rootfile 2>/dev/null || echo rofs-denied; echo x > /mem/f && echo mem-ok; grep CapEff /proc/self/status; hostname`},
+			Command: []string{"sh", "-c", `cat /scratch/order /cfg/key /sec/pw /host/h.txt; echo; stat -L -c %a /sec/pw; touch /rootfile 2>/dev/null || echo rofs-denied; echo x > /mem/f && echo mem-ok; grep CapEff /proc/self/status; hostname`},
 			VolumeMounts: []runtime.VolumeMount{{Name: "work", MountPath: "/scratch", ReadOnly: true}, {Name: "cfg", MountPath: "/cfg"}, {Name: "sec", MountPath: "/sec"},
 				{Name: "host", MountPath: "/host", ReadOnly: true}, {Name: "mem", MountPath: "/mem"}},
 			SecurityContext: &runtime.SecurityContext{ReadOnlyRootFilesystem: true,

@@ -66,12 +66,15 @@ type Container struct {
 	ReadinessProbe  *probe.Probe     `json:"readinessProbe,omitempty"`
 	StartupProbe    *probe.Probe     `json:"startupProbe,omitempty"`
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+	Lifecycle       *Lifecycle       `json:"lifecycle,omitempty"`
 }
 
-// EnvVar is a literal environment variable.
+// EnvVar is a literal environment variable, or one the runtime fills
+// when it creates the container (FieldPath: see podipenv.go).
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name      string `json:"name"`
+	Value     string `json:"value"`
+	FieldPath string `json:"fieldPath,omitempty"`
 }
 
 // ContainerPort; HostPort > 0 is published on the node through CNI portmap.
@@ -95,11 +98,15 @@ type Resources struct {
 	Limits   ResourceList `json:"limits,omitempty"`
 }
 
-// VolumeMount mounts pod volume Name at MountPath.
+// VolumeMount mounts pod volume Name at MountPath; with SubPath (or
+// SubPathExpr, $(VAR) expanded from the container's env) only that path
+// inside the volume (see subpath.go).
 type VolumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
-	ReadOnly  bool   `json:"readOnly,omitempty"`
+	Name        string `json:"name"`
+	MountPath   string `json:"mountPath"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+	SubPath     string `json:"subPath,omitempty"`
+	SubPathExpr string `json:"subPathExpr,omitempty"`
 }
 
 // SecurityContext is the container-level subset the runtime applies.
@@ -185,10 +192,19 @@ func (p *Pod) Validate() error {
 				if !filepath.IsAbs(m.MountPath) {
 					return invalid("%s.volumeMounts[%d].mountPath %q: must be absolute", f, j, m.MountPath)
 				}
+				if m.SubPath != "" && m.SubPathExpr != "" {
+					return invalid("%s.volumeMounts[%d]: subPath and subPathExpr are mutually exclusive", f, j)
+				}
+				if err := checkSubPath(fmt.Sprintf("%s.volumeMounts[%d].subPath", f, j), m.SubPath); err != nil {
+					return invalid("%v", err)
+				}
 			}
 			for j, e := range c.Env {
 				if e.Name == "" || strings.ContainsAny(e.Name, "=\x00") {
 					return invalid("%s.env[%d].name %q: invalid", f, j, e.Name)
+				}
+				if e.FieldPath != "" && e.FieldPath != FieldPodIP && e.FieldPath != FieldPodIPs {
+					return invalid("%s.env[%d].fieldPath %q: want %s or %s", f, j, e.FieldPath, FieldPodIP, FieldPodIPs)
 				}
 			}
 			for j, pt := range c.Ports {
@@ -219,6 +235,12 @@ func (p *Pod) Validate() error {
 				if err := pr.Validate(kind); err != nil {
 					return invalid("%s.%v", f, err)
 				}
+			}
+			if c.Lifecycle != nil && field == "initContainers" {
+				return invalid("%s.lifecycle: init containers may not have lifecycle hooks", f)
+			}
+			if err := c.Lifecycle.validate(f); err != nil {
+				return err
 			}
 			if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
 				for _, cp := range append(append([]string{}, sc.Capabilities.Add...), sc.Capabilities.Drop...) {

@@ -4,28 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// writeFiles writes each key as a file of dir with mode.
+// writeFiles makes dir show each key as a file with mode, atomically
+// (see atomic.go).
 func writeFiles(dir string, files map[string][]byte, mode int32) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	perm := os.FileMode(mode) & 0o777
-	for k, data := range files {
-		p := filepath.Join(dir, k)
-		if err := os.WriteFile(p, data, perm); err != nil {
-			return fmt.Errorf("key %q: %w", k, err)
-		}
-		if err := os.Chmod(p, perm); err != nil { // WriteFile's mode is masked by the umask
-			return fmt.Errorf("key %q: %w", k, err)
-		}
-	}
-	return nil
+	return atomicWriteFiles(dir, files, mode)
 }
 
 // mountTmpfsOnce mounts a tmpfs on dir unless one is there (a re-attached

@@ -182,7 +182,7 @@ func checkFileNames(field string, files map[string][]byte) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if k == "" || strings.Contains(k, "/") || k == "." || k == ".." {
+		if k == "" || strings.Contains(k, "/") || k == "." || strings.HasPrefix(k, "..") { // ".." names are the atomic writer's
 			return fmt.Errorf("%s: key %q is not a file name", field, k)
 		}
 	}

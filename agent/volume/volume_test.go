@@ -65,7 +65,7 @@ func TestValidate(t *testing.T) {
 		v    Volume
 		want string
 	}{
-		{Volume{Name: "x"}, `volumes[0] "x": no source: one of configMap, emptyDir, hostPath, persistentVolumeClaim, projected, secret must be set`},
+		{Volume{Name: "x"}, `volumes[0] "x": no source: one of configMap, downwardAPI, emptyDir, hostPath, persistentVolumeClaim, projected, secret must be set`},
 		{Volume{Name: "x", Source: &HostPath{Path: "rel"}}, `volumes[0] "x".hostPath.path "rel": must be absolute`},
 		{Volume{Name: "x", Source: &HostPath{Path: "/a", Type: "Socket"}}, `volumes[0] "x".hostPath.type "Socket"`},
 		{Volume{Name: "x", Source: &EmptyDir{Medium: "Disk"}}, `volumes[0] "x".emptyDir.medium "Disk"`},

@@ -37,6 +37,8 @@ type adminServer struct {
 	log       *slog.Logger
 	// revocations writes the deny list (RevokeUser, RevokeNode, RemoveMember).
 	revocations *revocations
+	// members is this node's gossip member (GossipKeyring).
+	members *memberView
 }
 
 func storeStatus(err error) error {

@@ -210,14 +210,18 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	jc.UserCertLifetime, jc.CheckJoin = cfg.UserCertLifetime, live.checkJoin
 	jc.APIAddresses = func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }
 	jc.Issued = certRecorder{store: c.Store, bundle: bundle, log: log}.issued
-	jc.GossipKey = func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) }
+	jc.GossipKey = func(ctx context.Context) ([]byte, error) { return primaryGossipKey(ctx, c.Store) }
+	jc.GossipKeys = func(ctx context.Context) ([][]byte, error) {
+		r, _, err := readGossipRing(ctx, c.Store)
+		return r.Keys, err
+	}
 	joinSrv, err := pki.NewJoinServer(jc)
 	if err != nil {
 		return nil, err
 	}
 	self := controlRecord{ID: st.Name, APIAddress: st.APIAddress(), RaftAddress: st.RaftAddress()}
 	admin := &adminServer{store: c.Store, tokens: c.Tokens, bundle: bundle, self: self, userLife: cfg.UserCertLifetime, revocations: c.revocations,
-		clientTLS: bundle.ClientConfig(renewer, ""), log: log.With("component", "admin")}
+		clientTLS: bundle.ClientConfig(renewer, ""), log: log.With("component", "admin"), members: &c.members}
 
 	lis, err := listen(st.apiBind())
 	if err != nil {
@@ -325,7 +329,13 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 				return n.Config().ClusterCIDR, nil
 			}}
 		start("gossip membership", func(ctx context.Context) error {
-			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return gossipKey(ctx, c.Store) })
+			return runMembership(ctx, c.cfg.Membership, &c.members, info, func(ctx context.Context) ([]byte, error) { return primaryGossipKey(ctx, c.Store) })
+		})
+		start("gossip key ring", func(ctx context.Context) error {
+			return followGossipRing(ctx, controlRingInterval, &c.members, func(ctx context.Context) ([][]byte, error) {
+				r, _, err := readGossipRing(ctx, c.Store)
+				return r.Keys, err
+			}, nil, c.log)
 		})
 	}
 	if c.cfg.Loops != nil {

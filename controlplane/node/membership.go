@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +53,13 @@ type Membership interface {
 	DeadSince(node string) (time.Time, bool)
 	// ControlNodes are the control nodes alive in the membership now.
 	ControlNodes() []ControlMember
+	// ApplyKeys makes the member's gossip key ring exactly keys, keys[0]
+	// the one it encrypts with (see GossipKeyring).
+	ApplyKeys(keys [][]byte) error
+	// KeyHolders counts, per key fingerprint, the live members that hold
+	// the key and those that encrypt with it (from their metadata), and the
+	// live members in all.
+	KeyHolders() (holders, primaries map[string]int, members int)
 	// Run joins the cluster (retrying while no other member answers) and
 	// holds the membership until ctx ends; then it leaves.
 	Run(ctx context.Context) error
@@ -80,6 +88,27 @@ func (v *memberView) ControlNodes() []ControlMember {
 	}
 	return (*m).ControlNodes()
 }
+
+// ApplyKeys: an error until the member runs.
+func (v *memberView) ApplyKeys(keys [][]byte) error {
+	m := v.m.Load()
+	if m == nil {
+		return errMemberNotRunning
+	}
+	return (*m).ApplyKeys(keys)
+}
+
+// KeyHolders: nobody until the member runs.
+func (v *memberView) KeyHolders() (holders, primaries map[string]int, members int) {
+	m := v.m.Load()
+	if m == nil {
+		return nil, nil, 0
+	}
+	return (*m).KeyHolders()
+}
+
+// errMemberNotRunning: this node's gossip member has not started yet.
+var errMemberNotRunning = errors.New("this node's gossip member is not running yet")
 
 // runMembership reads the gossip key, starts the member and holds it until
 // ctx ends.

@@ -215,6 +215,12 @@ func (a *auditor) describe(method string, req any) (audit.Entry, bool) {
 				return audit.Entry{}, false // a read
 			}
 			return audit.Entry{Verb: "rotate", Kind: "CA", Name: r.GetPhase()}, true
+		case *adminv1.GossipKeyringRequest:
+			if r.GetOp() == keyringList {
+				return audit.Entry{}, false // a read
+			}
+			// Name is the key's fingerprint, never the key.
+			return audit.Entry{Verb: r.GetOp(), Kind: "GossipKey", Name: keyFingerprint(r.GetKey())}, true
 		case *adminv1.RevokeIdentityRequest:
 			kind := "User"
 			if strings.HasSuffix(method, "/RevokeNode") {

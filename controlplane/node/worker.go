@@ -135,6 +135,13 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		if err != nil {
 			return fmt.Errorf("%w (joined before the cluster handed out gossip keys? run without gossip)", err)
 		}
+		saved, haveSaved, err := workerRing(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if haveSaved { // the ring after the last rotation this worker saw
+			key = saved.Keys[0]
+		}
 		info := MemberInfo{Name: st.Name, Role: MemberRoleWorker, Advertise: st.Advertise, BindAddress: st.BindAddress,
 			Seeds: func(context.Context) ([]string, error) { return servers.list(), nil },
 			PodCIDR: func(ctx context.Context) (string, error) {
@@ -148,6 +155,25 @@ func runWorker(ctx context.Context, cfg Config, st State) error {
 		go func() {
 			gossipErr <- runMembership(ctx, cfg.Membership, members, info, func(context.Context) ([]byte, error) { return key, nil })
 		}()
+		ringDone := make(chan struct{})
+		go func() {
+			defer close(ringDone)
+			_ = followGossipRing(ctx, workerRingInterval, members, func(ctx context.Context) ([][]byte, error) {
+				var errs []error
+				for _, addr := range servers.list() {
+					keys, err := joiner.GossipKeys(ctx, addr, bundle.Pool(), r)
+					if err == nil {
+						return keys, nil
+					}
+					errs = append(errs, err)
+				}
+				if haveSaved { // no control node answers: keep to the saved ring
+					return saved.Keys, nil
+				}
+				return nil, errors.Join(errs...)
+			}, saveWorkerRing(cfg.DataDir), log)
+		}()
+		defer func() { cancel(); <-ringDone }()
 		clusterCIDR = func(context.Context) (string, error) {
 			for _, c := range members.ControlNodes() {
 				if c.ClusterCIDR != "" {

@@ -285,6 +285,26 @@ func (c *JoinClient) TrustedCAs(ctx context.Context, addr string, roots *x509.Ce
 	return resp.GetCaBundlePem(), nil
 }
 
+// GossipKeys asks the control node at addr for the gossip key ring
+// (primary first), as this node (src's certificate).
+func (c *JoinClient) GossipKeys(ctx context.Context, addr string, roots *x509.CertPool, src CertSource) ([][]byte, error) {
+	conn, err := c.dialVerified(addr, roots, src)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := joinv1.NewJoinClient(conn).GossipKeys(ctx, &joinv1.GossipKeysRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("gossip keys of %s: %w", addr, fromJoinStatus(err))
+	}
+	if len(resp.GetKeys()) == 0 {
+		return nil, fmt.Errorf("gossip keys of %s: an empty ring", addr)
+	}
+	return resp.GetKeys(), nil
+}
+
 func (c *JoinClient) dialVerified(addr string, roots *x509.CertPool, src CertSource) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

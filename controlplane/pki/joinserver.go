@@ -63,6 +63,9 @@ type JoinServerConfig struct {
 	APIAddresses func(ctx context.Context) ([]string, error)
 	// GossipKey is handed to every joined node (optional).
 	GossipKey func(ctx context.Context) ([]byte, error)
+	// GossipKeys returns the whole gossip key ring, primary first (served
+	// to nodes and control nodes by GossipKeys; optional).
+	GossipKeys func(ctx context.Context) ([][]byte, error)
 	// CheckJoin may refuse an identity before it is issued, e.g. a node
 	// name that belongs to a live Node (optional; wrap ErrNameInUse for
 	// that). It is not asked for joins with a token bound to the name
@@ -297,6 +300,35 @@ func (s *JoinServer) RenewCertificate(ctx context.Context, req *joinv1.RenewCert
 	s.issued(ctx, issued)
 	s.log.Info("certificate renewed", "identity", id.User, "remote", remoteAddr(ctx))
 	return &joinv1.RenewCertificateResponse{CertificatePem: kp.CertPEM, CaBundlePem: s.bundle.PEM()}, nil
+}
+
+// GossipKeys implements joinv1.JoinServer: the gossip key ring, only to
+// verified certificates of nodes and control nodes (users, admins
+// included, never need the keys: `ctl gossip key list` shows fingerprints).
+func (s *JoinServer) GossipKeys(ctx context.Context, _ *joinv1.GossipKeysRequest) (*joinv1.GossipKeysResponse, error) {
+	p, ok := peer.FromContext(ctx)
+	var ti credentials.TLSInfo
+	if ok {
+		ti, ok = p.AuthInfo.(credentials.TLSInfo)
+	}
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "the gossip keys are served to verified node certificates only")
+	}
+	id, err := IdentityFromCert(ti.State.VerifiedChains[0][0])
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	if id.Role != RoleNode && id.Role != RoleControl {
+		return nil, status.Errorf(codes.PermissionDenied, "forbidden: %q (role %s) may not read the gossip keys: only nodes and control nodes may", id.User, id.Role)
+	}
+	if s.cfg.GossipKeys == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this cluster hands out no gossip keys")
+	}
+	keys, err := s.cfg.GossipKeys(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "gossip keys: %v", err)
+	}
+	return &joinv1.GossipKeysResponse{Keys: keys}, nil
 }
 
 func (s *JoinServer) issued(ctx context.Context, cert *x509.Certificate) {

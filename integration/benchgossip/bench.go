@@ -33,6 +33,8 @@ type result struct {
 	// falseLoss: live members declared dead under packet loss (-1: not run).
 	falseDetect, falseLoss int
 	lossSent, lossDropped  int64
+	// cpu is the CPU share this process got over the size's run.
+	cpu string
 }
 
 func (r result) falsePositives() int { return r.falseDetect + max(r.falseLoss, 0) }
@@ -40,13 +42,15 @@ func (r result) falsePositives() int { return r.falseDetect + max(r.falseLoss, 0
 // measure runs one size with one timing: members die one at a time (each
 // replaced by a new member, so the size stays n), then, when loss > 0, the
 // whole cluster runs with packet loss and nobody dying.
-func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Duration, lossRate float64) (result, error) {
-	res := result{members: n, timing: name, falseLoss: -1}
+func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Duration, lossRate float64) (res result, err error) {
+	res = result{members: n, timing: name, falseLoss: -1}
 	c, err := newCluster(timing)
 	if err != nil {
 		return res, err
 	}
 	defer c.stop()
+	cpu := startCPU()
+	defer func() { res.cpu = cpu.String() }()
 	if err := c.grow(n, time.Duration(n)*200*time.Millisecond+60*time.Second); err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -37,6 +38,9 @@ type cluster struct {
 	// deaths is every (observer, member) Dead event, in order.
 	deaths []death
 	next   int // name suffix of the next member started
+	// queueFull and udpFailed count memberlist's warnings that a member
+	// dropped a message (handler queue full) or missed UDP acks.
+	queueFull, udpFailed atomic.Int64
 }
 
 type death struct {
@@ -49,8 +53,9 @@ func newCluster(timing gossip.Timing) (*cluster, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	return &cluster{timing: timing, key: key, log: slog.New(slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}, nil
+	c := &cluster{timing: timing, key: key, members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}
+	c.log = slog.New(countingHandler{Handler: slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn}), queueFull: &c.queueFull, udpFailed: &c.udpFailed})
+	return c, nil
 }
 
 // add starts a member and joins it through the leader; the first member
@@ -99,42 +104,55 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 	return g, nil
 }
 
-// grow starts members until there are n, joining at most 4 at a time, and
-// waits until every member sees all n alive.
+// waveSize is how many members join before the bench waits for every
+// member to see all of them alive: a join storm of hundreds of members at
+// once (each join an alive broadcast every member retransmits, plus a
+// push/pull of the whole member list) floods the members' handler queues.
+const waveSize = 25
+
+// grow starts members until there are n, in waves of waveSize (at most 4
+// joining at a time), and after each wave waits until every member sees
+// all members so far alive.
 func (c *cluster) grow(n int, within time.Duration) error {
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
 	if c.size() == 0 {
 		if _, err := c.add(); err != nil {
 			return err
 		}
 	}
-	for i := c.size(); i < n; i++ {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := c.add(); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		return fmt.Errorf("start member: %w", err)
-	}
-	least, dead := n, 0
-	err := waitFor(within, fmt.Sprintf("every member to see %d alive", n), func() bool {
-		least, dead = n, 0
-		for _, g := range c.live() {
-			st := g.Stats()
-			least, dead = min(least, st.Alive), max(dead, st.Dead)
+	deadline := time.Now().Add(within)
+	cpu := startCPU()
+	for c.size() < n {
+		target := min(n, c.size()+waveSize)
+		sem := make(chan struct{}, 4)
+		var wg sync.WaitGroup
+		errs := make(chan error, target)
+		for i := c.size(); i < target; i++ {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := c.add(); err != nil {
+					errs <- err
+				}
+			})
 		}
-		return least >= n
-	})
-	if err != nil {
-		return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead)", err, least, dead)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			return fmt.Errorf("start member: %w", err)
+		}
+		least, dead := target, 0
+		err := waitFor(time.Until(deadline), fmt.Sprintf("every member to see %d alive", target), func() bool {
+			least, dead = target, 0
+			for _, g := range c.live() {
+				st := g.Stats()
+				least, dead = min(least, st.Alive), max(dead, st.Dead)
+			}
+			return least >= target
+		})
+		if err != nil {
+			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; %s)",
+				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), cpu)
+		}
 	}
 	return nil
 }

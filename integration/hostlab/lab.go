@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,10 @@ type Lab struct {
 	nextIP  netip.Addr
 	closed  bool
 	holders []*exec.Cmd
+	// closing is when Close began, in clock ticks since boot (as
+	// /proc/PID/stat's start time): a process started later is not the
+	// lab's, even in a namespace whose number the kernel reused.
+	closing uint64
 }
 
 // Host is one machine of the lab.
@@ -393,6 +398,7 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.closing = ticksSinceBoot()
 	hosts := append([]*Host(nil), l.hosts...)
 	l.mu.Unlock()
 	for _, h := range hosts {
@@ -494,6 +500,11 @@ func (l *Lab) Leftovers() []string {
 		show := strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " ")
 		if bytes.Contains(cmdline, []byte(l.Dir)) {
 			left = append(left, fmt.Sprintf("process %s: %s", filepath.Base(p), show))
+			continue
+		}
+		if l.closing != 0 && startTicks(p) > l.closing+1 { // +1: the two clocks round apart
+			// Another test's process (a container, say) in a namespace
+			// that got the number of one of ours after ours was gone.
 			continue
 		}
 		for _, kind := range []string{"net", "mnt", "pid"} {
@@ -599,3 +610,47 @@ func hasMounts(dir string) bool {
 // Pid is the host's holder process (PID 1 of the host) as the machine sees
 // it: nsenter -t <Pid> enters the host.
 func (h *Host) Pid() int { return h.holder.Process.Pid }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time: 100 on
+// every Linux architecture Go builds for.
+const clockTicks = 100
+
+// ticksSinceBoot is now in clock ticks since boot (0: unknown).
+func ticksSinceBoot() uint64 {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return uint64(secs * clockTicks)
+}
+
+// startTicks is when process dir (/proc/PID) started, in clock ticks since
+// boot (0: unknown, so it counts as before).
+func startTicks(dir string) uint64 {
+	b, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: fields count from after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64) // field 22: starttime
+	if err != nil {
+		return 0
+	}
+	return v
+}

@@ -1295,6 +1295,177 @@ func (x *RotateCAResponse) GetCaBundlePem() []byte {
 	return nil
 }
 
+type GossipKeyringRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "list", "install", "use" or "remove".
+	Op string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	// The key (16, 24 or 32 bytes) for install, use and remove.
+	Key           []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringRequest) Reset() {
+	*x = GossipKeyringRequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringRequest) ProtoMessage() {}
+
+func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GossipKeyringRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeyringRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type GossipKeyInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hex of the first 8 bytes of the key's SHA-256.
+	Fingerprint string `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// The key members encrypt with.
+	Primary bool `protobuf:"varint,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	// Members (as the answering control node sees them) that hold the key.
+	Members       int32 `protobuf:"varint,3,opt,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyInfo) Reset() {
+	*x = GossipKeyInfo{}
+	mi := &file_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyInfo) ProtoMessage() {}
+
+func (x *GossipKeyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyInfo.ProtoReflect.Descriptor instead.
+func (*GossipKeyInfo) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GossipKeyInfo) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *GossipKeyInfo) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *GossipKeyInfo) GetMembers() int32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+type GossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster's ring, the primary key first.
+	Keys []*GossipKeyInfo `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Live members the answering control node sees (itself included).
+	Members       int32 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringResponse) Reset() {
+	*x = GossipKeyringResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringResponse) ProtoMessage() {}
+
+func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GossipKeyringResponse) GetKeys() []*GossipKeyInfo {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyringResponse) GetMembers() int32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
 var File_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_admin_v1_admin_proto_rawDesc = "" +
@@ -1385,7 +1556,17 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"signer_pin\x18\x02 \x01(\tR\tsignerPin\x12!\n" +
 	"\ftrusted_pins\x18\x03 \x03(\tR\vtrustedPins\x122\n" +
 	"\apending\x18\x04 \x03(\v2\x18.skiff.admin.v1.CAHolderR\apending\x12\"\n" +
-	"\rca_bundle_pem\x18\x05 \x01(\fR\vcaBundlePem2\xd0\a\n" +
+	"\rca_bundle_pem\x18\x05 \x01(\fR\vcaBundlePem\"8\n" +
+	"\x14GossipKeyringRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"e\n" +
+	"\rGossipKeyInfo\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\bR\aprimary\x12\x18\n" +
+	"\amembers\x18\x03 \x01(\x05R\amembers\"d\n" +
+	"\x15GossipKeyringResponse\x121\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1d.skiff.admin.v1.GossipKeyInfoR\x04keys\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\x05R\amembers2\xae\b\n" +
 	"\x05Admin\x12V\n" +
 	"\vCreateToken\x12\".skiff.admin.v1.CreateTokenRequest\x1a#.skiff.admin.v1.CreateTokenResponse\x12S\n" +
 	"\n" +
@@ -1401,7 +1582,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"RevokeUser\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponse\x12[\n" +
 	"\n" +
 	"RevokeNode\x12%.skiff.admin.v1.RevokeIdentityRequest\x1a&.skiff.admin.v1.RevokeIdentityResponse\x12M\n" +
-	"\bRotateCA\x12\x1f.skiff.admin.v1.RotateCARequest\x1a .skiff.admin.v1.RotateCAResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
+	"\bRotateCA\x12\x1f.skiff.admin.v1.RotateCARequest\x1a .skiff.admin.v1.RotateCAResponse\x12\\\n" +
+	"\rGossipKeyring\x12$.skiff.admin.v1.GossipKeyringRequest\x1a%.skiff.admin.v1.GossipKeyringResponseB1Z/github.com/skiffhq/skiff/proto/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1415,7 +1597,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),      // 0: skiff.admin.v1.CreateTokenRequest
 	(*Token)(nil),                   // 1: skiff.admin.v1.Token
@@ -1439,46 +1621,52 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*RotateCARequest)(nil),         // 19: skiff.admin.v1.RotateCARequest
 	(*CAHolder)(nil),                // 20: skiff.admin.v1.CAHolder
 	(*RotateCAResponse)(nil),        // 21: skiff.admin.v1.RotateCAResponse
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(*GossipKeyringRequest)(nil),    // 22: skiff.admin.v1.GossipKeyringRequest
+	(*GossipKeyInfo)(nil),           // 23: skiff.admin.v1.GossipKeyInfo
+	(*GossipKeyringResponse)(nil),   // 24: skiff.admin.v1.GossipKeyringResponse
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	22, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	22, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	22, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	25, // 0: skiff.admin.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	25, // 1: skiff.admin.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 2: skiff.admin.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: skiff.admin.v1.CreateTokenResponse.info:type_name -> skiff.admin.v1.Token
 	1,  // 4: skiff.admin.v1.ListTokensResponse.tokens:type_name -> skiff.admin.v1.Token
 	7,  // 5: skiff.admin.v1.ListMembersResponse.members:type_name -> skiff.admin.v1.Member
-	22, // 6: skiff.admin.v1.RevokeIdentityResponse.revoked_at:type_name -> google.protobuf.Timestamp
-	22, // 7: skiff.admin.v1.RevokeIdentityResponse.expires:type_name -> google.protobuf.Timestamp
-	22, // 8: skiff.admin.v1.CAHolder.not_after:type_name -> google.protobuf.Timestamp
+	25, // 6: skiff.admin.v1.RevokeIdentityResponse.revoked_at:type_name -> google.protobuf.Timestamp
+	25, // 7: skiff.admin.v1.RevokeIdentityResponse.expires:type_name -> google.protobuf.Timestamp
+	25, // 8: skiff.admin.v1.CAHolder.not_after:type_name -> google.protobuf.Timestamp
 	20, // 9: skiff.admin.v1.RotateCAResponse.pending:type_name -> skiff.admin.v1.CAHolder
-	0,  // 10: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
-	3,  // 11: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
-	5,  // 12: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
-	8,  // 13: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
-	10, // 14: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
-	12, // 15: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
-	13, // 16: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
-	15, // 17: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
-	17, // 18: skiff.admin.v1.Admin.RevokeUser:input_type -> skiff.admin.v1.RevokeIdentityRequest
-	17, // 19: skiff.admin.v1.Admin.RevokeNode:input_type -> skiff.admin.v1.RevokeIdentityRequest
-	19, // 20: skiff.admin.v1.Admin.RotateCA:input_type -> skiff.admin.v1.RotateCARequest
-	2,  // 21: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
-	4,  // 22: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
-	6,  // 23: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
-	9,  // 24: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
-	11, // 25: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
-	13, // 26: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
-	14, // 27: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
-	16, // 28: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
-	18, // 29: skiff.admin.v1.Admin.RevokeUser:output_type -> skiff.admin.v1.RevokeIdentityResponse
-	18, // 30: skiff.admin.v1.Admin.RevokeNode:output_type -> skiff.admin.v1.RevokeIdentityResponse
-	21, // 31: skiff.admin.v1.Admin.RotateCA:output_type -> skiff.admin.v1.RotateCAResponse
-	21, // [21:32] is the sub-list for method output_type
-	10, // [10:21] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	23, // 10: skiff.admin.v1.GossipKeyringResponse.keys:type_name -> skiff.admin.v1.GossipKeyInfo
+	0,  // 11: skiff.admin.v1.Admin.CreateToken:input_type -> skiff.admin.v1.CreateTokenRequest
+	3,  // 12: skiff.admin.v1.Admin.ListTokens:input_type -> skiff.admin.v1.ListTokensRequest
+	5,  // 13: skiff.admin.v1.Admin.RevokeToken:input_type -> skiff.admin.v1.RevokeTokenRequest
+	8,  // 14: skiff.admin.v1.Admin.ListMembers:input_type -> skiff.admin.v1.ListMembersRequest
+	10, // 15: skiff.admin.v1.Admin.RemoveMember:input_type -> skiff.admin.v1.RemoveMemberRequest
+	12, // 16: skiff.admin.v1.Admin.SaveSnapshot:input_type -> skiff.admin.v1.SaveSnapshotRequest
+	13, // 17: skiff.admin.v1.Admin.RestoreSnapshot:input_type -> skiff.admin.v1.SnapshotChunk
+	15, // 18: skiff.admin.v1.Admin.CreateUser:input_type -> skiff.admin.v1.CreateUserRequest
+	17, // 19: skiff.admin.v1.Admin.RevokeUser:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	17, // 20: skiff.admin.v1.Admin.RevokeNode:input_type -> skiff.admin.v1.RevokeIdentityRequest
+	19, // 21: skiff.admin.v1.Admin.RotateCA:input_type -> skiff.admin.v1.RotateCARequest
+	22, // 22: skiff.admin.v1.Admin.GossipKeyring:input_type -> skiff.admin.v1.GossipKeyringRequest
+	2,  // 23: skiff.admin.v1.Admin.CreateToken:output_type -> skiff.admin.v1.CreateTokenResponse
+	4,  // 24: skiff.admin.v1.Admin.ListTokens:output_type -> skiff.admin.v1.ListTokensResponse
+	6,  // 25: skiff.admin.v1.Admin.RevokeToken:output_type -> skiff.admin.v1.RevokeTokenResponse
+	9,  // 26: skiff.admin.v1.Admin.ListMembers:output_type -> skiff.admin.v1.ListMembersResponse
+	11, // 27: skiff.admin.v1.Admin.RemoveMember:output_type -> skiff.admin.v1.RemoveMemberResponse
+	13, // 28: skiff.admin.v1.Admin.SaveSnapshot:output_type -> skiff.admin.v1.SnapshotChunk
+	14, // 29: skiff.admin.v1.Admin.RestoreSnapshot:output_type -> skiff.admin.v1.RestoreSnapshotResponse
+	16, // 30: skiff.admin.v1.Admin.CreateUser:output_type -> skiff.admin.v1.CreateUserResponse
+	18, // 31: skiff.admin.v1.Admin.RevokeUser:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	18, // 32: skiff.admin.v1.Admin.RevokeNode:output_type -> skiff.admin.v1.RevokeIdentityResponse
+	21, // 33: skiff.admin.v1.Admin.RotateCA:output_type -> skiff.admin.v1.RotateCAResponse
+	24, // 34: skiff.admin.v1.Admin.GossipKeyring:output_type -> skiff.admin.v1.GossipKeyringResponse
+	23, // [23:35] is the sub-list for method output_type
+	11, // [11:23] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1492,7 +1680,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

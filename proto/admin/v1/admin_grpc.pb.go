@@ -35,6 +35,7 @@ const (
 	Admin_RevokeUser_FullMethodName      = "/skiff.admin.v1.Admin/RevokeUser"
 	Admin_RevokeNode_FullMethodName      = "/skiff.admin.v1.Admin/RevokeNode"
 	Admin_RotateCA_FullMethodName        = "/skiff.admin.v1.Admin/RotateCA"
+	Admin_GossipKeyring_FullMethodName   = "/skiff.admin.v1.Admin/GossipKeyring"
 )
 
 // AdminClient is the client API for Admin service.
@@ -80,6 +81,12 @@ type AdminClient interface {
 	// the control nodes serve with the new CA and drops the old one
 	// everywhere, after which certificates it signed are refused.
 	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
+	// GossipKeyring lists and rotates the gossip encryption keys, as Serf's
+	// keyring: "install" adds a key every member decrypts with, "use" makes
+	// an installed key the one members encrypt with, "remove" drops a key
+	// that is not in use, "list" shows each key's fingerprint (never the
+	// key) and how many members hold it. Admins only; changes are audited.
+	GossipKeyring(ctx context.Context, in *GossipKeyringRequest, opts ...grpc.CallOption) (*GossipKeyringResponse, error)
 }
 
 type adminClient struct {
@@ -212,6 +219,16 @@ func (c *adminClient) RotateCA(ctx context.Context, in *RotateCARequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) GossipKeyring(ctx context.Context, in *GossipKeyringRequest, opts ...grpc.CallOption) (*GossipKeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GossipKeyringResponse)
+	err := c.cc.Invoke(ctx, Admin_GossipKeyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -255,6 +272,12 @@ type AdminServer interface {
 	// the control nodes serve with the new CA and drops the old one
 	// everywhere, after which certificates it signed are refused.
 	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
+	// GossipKeyring lists and rotates the gossip encryption keys, as Serf's
+	// keyring: "install" adds a key every member decrypts with, "use" makes
+	// an installed key the one members encrypt with, "remove" drops a key
+	// that is not in use, "list" shows each key's fingerprint (never the
+	// key) and how many members hold it. Admins only; changes are audited.
+	GossipKeyring(context.Context, *GossipKeyringRequest) (*GossipKeyringResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -297,6 +320,9 @@ func (UnimplementedAdminServer) RevokeNode(context.Context, *RevokeIdentityReque
 }
 func (UnimplementedAdminServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
+}
+func (UnimplementedAdminServer) GossipKeyring(context.Context, *GossipKeyringRequest) (*GossipKeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GossipKeyring not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -499,6 +525,24 @@ func _Admin_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_GossipKeyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GossipKeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GossipKeyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GossipKeyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GossipKeyring(ctx, req.(*GossipKeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -541,6 +585,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateCA",
 			Handler:    _Admin_RotateCA_Handler,
+		},
+		{
+			MethodName: "GossipKeyring",
+			Handler:    _Admin_GossipKeyring_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -582,6 +582,87 @@ func (x *RenewCertificateResponse) GetCaBundlePem() []byte {
 	return nil
 }
 
+type GossipKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysRequest) Reset() {
+	*x = GossipKeysRequest{}
+	mi := &file_join_v1_join_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysRequest) ProtoMessage() {}
+
+func (x *GossipKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_join_v1_join_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeysRequest) Descriptor() ([]byte, []int) {
+	return file_join_v1_join_proto_rawDescGZIP(), []int{8}
+}
+
+type GossipKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys, the primary (encrypting) key first.
+	Keys          [][]byte `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysResponse) Reset() {
+	*x = GossipKeysResponse{}
+	mi := &file_join_v1_join_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysResponse) ProtoMessage() {}
+
+func (x *GossipKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_join_v1_join_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeysResponse) Descriptor() ([]byte, []int) {
+	return file_join_v1_join_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GossipKeysResponse) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 var File_join_v1_join_proto protoreflect.FileDescriptor
 
 const file_join_v1_join_proto_rawDesc = "" +
@@ -621,15 +702,20 @@ const file_join_v1_join_proto_rawDesc = "" +
 	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"g\n" +
 	"\x18RenewCertificateResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
-	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem*?\n" +
+	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\"\x13\n" +
+	"\x11GossipKeysRequest\"(\n" +
+	"\x12GossipKeysResponse\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_CONTROL\x10\x01\x12\x0f\n" +
-	"\vROLE_WORKER\x10\x022\xf0\x01\n" +
+	"\vROLE_WORKER\x10\x022\xc3\x02\n" +
 	"\x04Join\x12B\n" +
 	"\x05GetCA\x12\x1b.skiff.join.v1.GetCARequest\x1a\x1c.skiff.join.v1.GetCAResponse\x12?\n" +
 	"\x04Join\x12\x1a.skiff.join.v1.JoinRequest\x1a\x1b.skiff.join.v1.JoinResponse\x12c\n" +
-	"\x10RenewCertificate\x12&.skiff.join.v1.RenewCertificateRequest\x1a'.skiff.join.v1.RenewCertificateResponseB/Z-github.com/skiffhq/skiff/proto/join/v1;joinv1b\x06proto3"
+	"\x10RenewCertificate\x12&.skiff.join.v1.RenewCertificateRequest\x1a'.skiff.join.v1.RenewCertificateResponse\x12Q\n" +
+	"\n" +
+	"GossipKeys\x12 .skiff.join.v1.GossipKeysRequest\x1a!.skiff.join.v1.GossipKeysResponseB/Z-github.com/skiffhq/skiff/proto/join/v1;joinv1b\x06proto3"
 
 var (
 	file_join_v1_join_proto_rawDescOnce sync.Once
@@ -644,7 +730,7 @@ func file_join_v1_join_proto_rawDescGZIP() []byte {
 }
 
 var file_join_v1_join_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_join_v1_join_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_join_v1_join_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_join_v1_join_proto_goTypes = []any{
 	(Role)(0),                        // 0: skiff.join.v1.Role
 	(*GetCARequest)(nil),             // 1: skiff.join.v1.GetCARequest
@@ -655,22 +741,26 @@ var file_join_v1_join_proto_goTypes = []any{
 	(*JoinResponse)(nil),             // 6: skiff.join.v1.JoinResponse
 	(*RenewCertificateRequest)(nil),  // 7: skiff.join.v1.RenewCertificateRequest
 	(*RenewCertificateResponse)(nil), // 8: skiff.join.v1.RenewCertificateResponse
+	(*GossipKeysRequest)(nil),        // 9: skiff.join.v1.GossipKeysRequest
+	(*GossipKeysResponse)(nil),       // 10: skiff.join.v1.GossipKeysResponse
 }
 var file_join_v1_join_proto_depIdxs = []int32{
-	0, // 0: skiff.join.v1.JoinRequest.role:type_name -> skiff.join.v1.Role
-	4, // 1: skiff.join.v1.ControlJoin.members:type_name -> skiff.join.v1.Member
-	5, // 2: skiff.join.v1.JoinResponse.control:type_name -> skiff.join.v1.ControlJoin
-	1, // 3: skiff.join.v1.Join.GetCA:input_type -> skiff.join.v1.GetCARequest
-	3, // 4: skiff.join.v1.Join.Join:input_type -> skiff.join.v1.JoinRequest
-	7, // 5: skiff.join.v1.Join.RenewCertificate:input_type -> skiff.join.v1.RenewCertificateRequest
-	2, // 6: skiff.join.v1.Join.GetCA:output_type -> skiff.join.v1.GetCAResponse
-	6, // 7: skiff.join.v1.Join.Join:output_type -> skiff.join.v1.JoinResponse
-	8, // 8: skiff.join.v1.Join.RenewCertificate:output_type -> skiff.join.v1.RenewCertificateResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: skiff.join.v1.JoinRequest.role:type_name -> skiff.join.v1.Role
+	4,  // 1: skiff.join.v1.ControlJoin.members:type_name -> skiff.join.v1.Member
+	5,  // 2: skiff.join.v1.JoinResponse.control:type_name -> skiff.join.v1.ControlJoin
+	1,  // 3: skiff.join.v1.Join.GetCA:input_type -> skiff.join.v1.GetCARequest
+	3,  // 4: skiff.join.v1.Join.Join:input_type -> skiff.join.v1.JoinRequest
+	7,  // 5: skiff.join.v1.Join.RenewCertificate:input_type -> skiff.join.v1.RenewCertificateRequest
+	9,  // 6: skiff.join.v1.Join.GossipKeys:input_type -> skiff.join.v1.GossipKeysRequest
+	2,  // 7: skiff.join.v1.Join.GetCA:output_type -> skiff.join.v1.GetCAResponse
+	6,  // 8: skiff.join.v1.Join.Join:output_type -> skiff.join.v1.JoinResponse
+	8,  // 9: skiff.join.v1.Join.RenewCertificate:output_type -> skiff.join.v1.RenewCertificateResponse
+	10, // 10: skiff.join.v1.Join.GossipKeys:output_type -> skiff.join.v1.GossipKeysResponse
+	7,  // [7:11] is the sub-list for method output_type
+	3,  // [3:7] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_join_v1_join_proto_init() }
@@ -684,7 +774,7 @@ func file_join_v1_join_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_join_v1_join_proto_rawDesc), len(file_join_v1_join_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

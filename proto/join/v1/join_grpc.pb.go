@@ -32,6 +32,7 @@ const (
 	Join_GetCA_FullMethodName            = "/skiff.join.v1.Join/GetCA"
 	Join_Join_FullMethodName             = "/skiff.join.v1.Join/Join"
 	Join_RenewCertificate_FullMethodName = "/skiff.join.v1.Join/RenewCertificate"
+	Join_GossipKeys_FullMethodName       = "/skiff.join.v1.Join/GossipKeys"
 )
 
 // JoinClient is the client API for Join service.
@@ -50,6 +51,10 @@ type JoinClient interface {
 	// and addresses for a new CSR. Requires the caller's current, verified
 	// client certificate.
 	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
+	// GossipKeys returns the cluster's gossip key ring, the primary key
+	// first. Only nodes and control nodes (verified certificates) may call
+	// it: workers poll it to follow key rotations (`ctl gossip key`).
+	GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error)
 }
 
 type joinClient struct {
@@ -90,6 +95,16 @@ func (c *joinClient) RenewCertificate(ctx context.Context, in *RenewCertificateR
 	return out, nil
 }
 
+func (c *joinClient) GossipKeys(ctx context.Context, in *GossipKeysRequest, opts ...grpc.CallOption) (*GossipKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GossipKeysResponse)
+	err := c.cc.Invoke(ctx, Join_GossipKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JoinServer is the server API for Join service.
 // All implementations must embed UnimplementedJoinServer
 // for forward compatibility.
@@ -106,6 +121,10 @@ type JoinServer interface {
 	// and addresses for a new CSR. Requires the caller's current, verified
 	// client certificate.
 	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
+	// GossipKeys returns the cluster's gossip key ring, the primary key
+	// first. Only nodes and control nodes (verified certificates) may call
+	// it: workers poll it to follow key rotations (`ctl gossip key`).
+	GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error)
 	mustEmbedUnimplementedJoinServer()
 }
 
@@ -124,6 +143,9 @@ func (UnimplementedJoinServer) Join(context.Context, *JoinRequest) (*JoinRespons
 }
 func (UnimplementedJoinServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedJoinServer) GossipKeys(context.Context, *GossipKeysRequest) (*GossipKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GossipKeys not implemented")
 }
 func (UnimplementedJoinServer) mustEmbedUnimplementedJoinServer() {}
 func (UnimplementedJoinServer) testEmbeddedByValue()              {}
@@ -200,6 +222,24 @@ func _Join_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Join_GossipKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GossipKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JoinServer).GossipKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Join_GossipKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JoinServer).GossipKeys(ctx, req.(*GossipKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Join_ServiceDesc is the grpc.ServiceDesc for Join service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -218,6 +258,10 @@ var Join_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewCertificate",
 			Handler:    _Join_RenewCertificate_Handler,
+		},
+		{
+			MethodName: "GossipKeys",
+			Handler:    _Join_GossipKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,27 @@ type member struct {
 }
 
 func (m *member) DeadSince(name string) (time.Time, bool) { return m.g.DeadSince(name) }
+
+// ApplyKeys sets the member's key ring (keys[0] encrypts).
+func (m *member) ApplyKeys(keys [][]byte) error { return m.g.ApplyKeys(keys, 2*time.Second) }
+
+// KeyHolders counts the live members holding each key fingerprint.
+func (m *member) KeyHolders() (holders, primaries map[string]int, members int) {
+	holders, primaries = map[string]int{}, map[string]int{}
+	for _, x := range m.g.Members() {
+		if x.State != gossip.StateAlive {
+			continue
+		}
+		members++
+		for i, f := range strings.Split(x.Meta.Keys, ",") {
+			holders[f]++
+			if i == 0 {
+				primaries[f]++
+			}
+		}
+	}
+	return holders, primaries, members
+}
 
 // Stats are this member's counters (members by state, deaths seen, keys),
 // for whoever exports metrics.

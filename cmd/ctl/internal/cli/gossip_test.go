@@ -27,6 +27,76 @@ import (
 // range once its Node has one); a worker stopped
 // with its context leaves (Left), which is not a death.
 func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
+	gc := startGossipCluster(t, false)
+	get, ccfg, addr, stopWorker, port := gc.get, gc.ccfg, gc.addr, gc.stopWorker, gc.port
+	c, w := get("c1"), get("w1")
+	// The control node announces the cluster's pod range (from the store):
+	// the worker's agent learns it there.
+	testutil.WaitFor(t, 10*time.Second, "c1's metadata with the cluster range at w1", func() bool {
+		x, _ := w.g.Member("c1")
+		return noKeys(x.Meta) == gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}
+	})
+	if cn := w.ControlNodes(); len(cn) != 1 || cn[0] != (node.ControlMember{Name: "c1", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}) {
+		t.Errorf("worker's ControlNodes() = %+v", cn)
+	}
+	if x, _ := c.g.Member("w1"); noKeys(x.Meta) != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
+		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
+	}
+	// The worker's pod range, once its Node has one, reaches the others.
+	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewFromConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec == nil {
+		n.Spec = &apiv1.NodeSpec{}
+	}
+	n.Spec.PodCIDR = "10.244.7.0/24"
+	if _, err := client.Update(ctx, cl, n); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.Meta.PodCIDR == "10.244.7.0/24"
+	})
+	stopWorker()
+	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
+		x, _ := c.g.Member("w1")
+		return x.State == gossip.StateLeft
+	})
+	if _, dead := c.DeadSince("w1"); dead {
+		t.Error("a worker stopped cleanly is reported dead")
+	}
+}
+
+// gossipCluster is a control node c1 (127.0.0.61), a `ctl join` worker
+// w1 (127.0.0.62) and, with withC2, a second control node c2 (127.0.0.64),
+// all gossip members, alive at each other.
+type gossipCluster struct {
+	get        func(name string) *member
+	ccfg, wcfg node.Config
+	// addr is c1's API address.
+	addr       string
+	stopWorker func()
+	// port is the gossip port of every member.
+	port int
+	// startKey is the key the named node's member was last started with.
+	startKey func(name string) []byte
+	// restartWorker stops w1 and runs it again on its data dir.
+	restartWorker func()
+}
+
+func startGossipCluster(t *testing.T, withC2 bool) gossipCluster {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.61:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,11 +106,12 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var mu sync.Mutex
 	members := map[string]*member{}
+	startKeys := map[string][]byte{}
 	factory := func(info node.MemberInfo) (node.Membership, error) {
 		m, err := gossipMembership(port, log, nil)(info)
 		if err == nil {
 			mu.Lock()
-			members[info.Name] = m.(*member)
+			members[info.Name], startKeys[info.Name] = m.(*member), info.Key
 			mu.Unlock()
 		}
 		return m, err
@@ -90,13 +161,29 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	stopWorker := run(func(ctx context.Context) error {
 		return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
 	})
-	testutil.WaitFor(t, 30*time.Second, "c1 and w1 alive at both members", func() bool {
-		c, w := get("c1"), get("w1")
-		if c == nil || w == nil {
-			return false
+	names := []string{"c1", "w1"}
+	if withC2 {
+		cj := regexp.MustCompile(`ctl join --control --token (\S+) (\S+)`).FindStringSubmatch(out.String())
+		if cj == nil {
+			t.Fatalf("no control join command in init's output:\n%s", out.String())
 		}
-		for _, m := range []*member{c, w} {
-			for _, name := range []string{"c1", "w1"} {
+		c2cfg, _ := config("c2", "127.0.0.64")
+		run(func(ctx context.Context) error {
+			return node.Join(ctx, c2cfg, node.JoinOptions{Address: cj[2], Token: cj[1], Control: true})
+		})
+		names = append(names, "c2")
+	}
+	testutil.WaitFor(t, 60*time.Second, "every node alive at every member", func() bool {
+		var ms []*member
+		for _, name := range names {
+			m := get(name)
+			if m == nil {
+				return false
+			}
+			ms = append(ms, m)
+		}
+		for _, m := range ms {
+			for _, name := range names {
 				if x, ok := m.g.Member(name); !ok || x.State != gossip.StateAlive {
 					return false
 				}
@@ -104,53 +191,21 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 		}
 		return true
 	})
-	c, w := get("c1"), get("w1")
-	// The control node announces the cluster's pod range (from the store):
-	// the worker's agent learns it there.
-	testutil.WaitFor(t, 10*time.Second, "c1's metadata with the cluster range at w1", func() bool {
-		x, _ := w.g.Member("c1")
-		return x.Meta == gossip.Meta{Role: gossip.RoleControl, Node: "c1", IP: "127.0.0.61", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}
-	})
-	if cn := w.ControlNodes(); len(cn) != 1 || cn[0] != (node.ControlMember{Name: "c1", APIAddress: addr, ClusterCIDR: "10.244.0.0/16"}) {
-		t.Errorf("worker's ControlNodes() = %+v", cn)
+	startKey := func(name string) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return startKeys[name]
 	}
-	if x, _ := c.g.Member("w1"); x.Meta != (gossip.Meta{Role: gossip.RoleWorker, Node: "w1", IP: "127.0.0.62"}) || x.Addr != net.JoinHostPort("127.0.0.62", itoa(port)) {
-		t.Errorf("control node sees w1 at %s with meta %+v", x.Addr, x.Meta)
+	restartWorker := func() {
+		stopWorker()
+		mu.Lock()
+		delete(members, "w1")
+		mu.Unlock()
+		run(func(ctx context.Context) error {
+			return node.Join(ctx, wcfg, node.JoinOptions{Address: addr, Token: token})
+		})
 	}
-	// The worker's pod range, once its Node has one, reaches the others.
-	admin, err := client.LoadConfig(filepath.Join(ccfg.DataDir, node.AdminConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.NewFromConfig(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.Spec == nil {
-		n.Spec = &apiv1.NodeSpec{}
-	}
-	n.Spec.PodCIDR = "10.244.7.0/24"
-	if _, err := client.Update(ctx, cl, n); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
-		x, _ := c.g.Member("w1")
-		return x.Meta.PodCIDR == "10.244.7.0/24"
-	})
-	stopWorker()
-	testutil.WaitFor(t, 10*time.Second, "w1 left at c1", func() bool {
-		x, _ := c.g.Member("w1")
-		return x.State == gossip.StateLeft
-	})
-	if _, dead := c.DeadSince("w1"); dead {
-		t.Error("a worker stopped cleanly is reported dead")
-	}
+	return gossipCluster{get: get, ccfg: ccfg, wcfg: wcfg, addr: addr, stopWorker: stopWorker, port: port, startKey: startKey, restartWorker: restartWorker}
 }
 
 func freeTCP(t *testing.T, ip string) int {
@@ -174,4 +229,10 @@ func TestGossipPortOutOfRangeRefused(t *testing.T) {
 			t.Errorf("--gossip-port %s: err %v, want one naming the flag and value", port, err)
 		}
 	}
+}
+
+// noKeys is m without its key fingerprints (gossipkeys_test checks those).
+func noKeys(m gossip.Meta) gossip.Meta {
+	m.Keys = ""
+	return m
 }

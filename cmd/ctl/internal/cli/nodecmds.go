@@ -30,7 +30,7 @@ import (
 // member, snapshot, user, node).
 func (o *options) nodeCommands() []*cobra.Command {
 	return []*cobra.Command{o.initCmd(), o.joinCmd(), o.recoverCmd(),
-		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd(), o.nodeCmd(), o.caCmd()}
+		o.tokenCmd(), o.membersCmd(), o.memberCmd(), o.snapshotCmd(), o.userCmd(), o.nodeCmd(), o.caCmd(), o.gossipCmd()}
 }
 
 // nodeFlags are the flags of commands that run a node.

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// countingHandler counts memberlist's warnings that mean a member fell
+// behind (whatever the bench log's level or destination), so that a failed
+// run says why with numbers.
+type countingHandler struct {
+	slog.Handler
+	queueFull, udpFailed *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	switch {
+	case strings.Contains(r.Message, "handler queue full"):
+		h.queueFull.Add(1)
+	case strings.Contains(r.Message, "UDP probes failed"):
+		h.udpFailed.Add(1)
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return countingHandler{Handler: h.Handler.WithAttrs(a), queueFull: h.queueFull, udpFailed: h.udpFailed}
+}
+
+func (h countingHandler) WithGroup(n string) slog.Handler {
+	return countingHandler{Handler: h.Handler.WithGroup(n), queueFull: h.queueFull, udpFailed: h.udpFailed}
+}
+
+// cpuMeter measures the CPU this process got over a span, as a share of
+// GOMAXPROCS cores: on a shared machine the members get only what the
+// scheduler leaves them.
+type cpuMeter struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+func startCPU() cpuMeter { return cpuMeter{wall: time.Now(), cpu: processCPU()} }
+
+// String: "0.42 of 2 cores over 80s, load average 9.3".
+func (m cpuMeter) String() string {
+	wall := time.Since(m.wall)
+	used := processCPU() - m.cpu
+	return fmt.Sprintf("this process got %.2f of %d cores over %s, load average %s", used.Seconds()/wall.Seconds(), runtime.GOMAXPROCS(0), wall.Round(time.Second), loadAverage())
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAverage is the 1-minute load average ("?" where unknown).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
