@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,13 +15,13 @@ func TestCheckSubPath(t *testing.T) {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"..", "../x", "a/../../x", "a/..", "/etc"} {
+	for _, bad := range []string{"..", filepath.Join("..", "x"), "a/../../x", "a/..", "/etc"} {
 		err := checkSubPath("containers[0].volumeMounts[1].subPath", bad)
 		if !errors.Is(err, ErrSubPath) || !strings.Contains(err.Error(), "containers[0].volumeMounts[1].subPath") {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	p := &Pod{UID: "u", Containers: []Container{{Name: "c", Image: "i", VolumeMounts: []VolumeMount{{Name: "v", MountPath: "/m", SubPath: "../x"}}}},
+	p := &Pod{UID: "u", Containers: []Container{{Name: "c", Image: "i", VolumeMounts: []VolumeMount{{Name: "v", MountPath: "/m", SubPath: filepath.Join("..", "x")}}}},
 		Volumes: []Volume{{Name: "v", Source: nil}}}
 	if err := p.Validate(); err == nil {
 		t.Error("Validate accepted a '..' subPath")

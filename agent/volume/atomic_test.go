@@ -77,7 +77,7 @@ func TestDownwardAPIFromAPI(t *testing.T) {
 		want string
 	}{
 		{&apiv1.DownwardAPIVolumeFile{Path: "ip", FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "status.podIP"}}, `items[0].fieldRef.fieldPath "status.podIP"`},
-		{&apiv1.DownwardAPIVolumeFile{Path: "../x", FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "metadata.name"}}, `items[0].path "../x"`},
+		{&apiv1.DownwardAPIVolumeFile{Path: filepath.Join("..", "x"), FieldRef: &apiv1.ObjectFieldSelector{FieldPath: "metadata.name"}}, `items[0].path "` + filepath.Join("..", "x") + `"`},
 		{&apiv1.DownwardAPIVolumeFile{Path: "m", ResourceFieldRef: &apiv1.ResourceFieldSelector{Resource: "limits.cpu"}}, `items[0].resourceFieldRef.containerName: required`},
 	} {
 		v.DownwardAPI.Items = []*apiv1.DownwardAPIVolumeFile{c.item}
