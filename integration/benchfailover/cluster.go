@@ -170,7 +170,10 @@ func (c *cluster) newNode(name string, extra []string) (*node, error) {
 	}
 	n := &node{name: name, dataDir: filepath.Join(c.dir, name), apiAddr: "127.0.0.1:" + strconv.Itoa(api)}
 	n.args = append(extra, "--data-dir", n.dataDir, "--name", name, "--advertise", "127.0.0.1", "--bind-address", "127.0.0.1",
-		"--api-port", strconv.Itoa(api), "--raft-port", strconv.Itoa(raft), "--log-level", "info")
+		"--api-port", strconv.Itoa(api), "--raft-port", strconv.Itoa(raft), "--log-level", "info",
+		// Three control nodes share this host: no gossip (one port per host)
+		// and no fixed-port side servers.
+		"--gossip=false", "--metrics-port", "-1", "--dashboard-port", "0")
 	return n, nil
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -169,4 +170,27 @@ func (m *member) join(ctx context.Context) {
 	} else {
 		m.log.Info("gossip joined", "answered", n)
 	}
+}
+
+// gossipPortFree binds the gossip port (TCP and UDP, as memberlist will)
+// and lets it go: a port another process holds is refused with the flags
+// that fix it instead of failing after the node has joined.
+func gossipPortFree(bind string, port int) error {
+	if bind == "" {
+		bind = "0.0.0.0"
+	}
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		_ = l.Close()
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", addr)
+		if err == nil {
+			_ = pc.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("--gossip-port %d: %s is taken (another node on this host?): pass another --gossip-port, the same on every node, or --gossip=false: %w", port, addr, err)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -235,4 +236,30 @@ func TestGossipPortOutOfRangeRefused(t *testing.T) {
 func noKeys(m gossip.Meta) gossip.Meta {
 	m.Keys = ""
 	return m
+}
+
+// A taken gossip port is refused before the node is created or joins: a
+// control node that joined and then died on the port would leave the
+// cluster a dead member.
+func TestGossipPortTakenRefusedBeforeJoining(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := itoa(held.Addr().(*net.TCPAddr).Port)
+	dir := filepath.Join(t.TempDir(), "n")
+	for _, args := range [][]string{
+		{"init", "--data-dir", dir, "--bind-address", "127.0.0.1", "--gossip-port", port},
+		{"join", "--control", "--token", "skiff1.x", "--data-dir", dir, "--bind-address", "127.0.0.1", "--gossip-port", port, "127.0.0.1:1"},
+	} {
+		var out, errb bytes.Buffer
+		err := Run(context.Background(), args, Streams{In: &bytes.Buffer{}, Out: &out, Err: &errb})
+		if err == nil || !strings.Contains(err.Error(), "--gossip-port "+port) || !strings.Contains(err.Error(), "--gossip=false") {
+			t.Errorf("%s: err %v, want the taken port refused naming --gossip-port and --gossip=false", args[0], err)
+		}
+		if _, serr := os.Stat(dir); !os.IsNotExist(serr) {
+			t.Errorf("%s: data dir %s exists after a refused start (stat: %v)", args[0], dir, serr)
+		}
+	}
 }

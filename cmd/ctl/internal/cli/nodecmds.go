@@ -106,6 +106,12 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 		if f.gossipPort <= 0 || f.gossipPort > 65535 {
 			return node.Config{}, fmt.Errorf("--gossip-port %d: want 1-65535", f.gossipPort)
 		}
+		// Checked before the node joins or changes anything: a control node
+		// that joined the store and then died on a taken port would leave
+		// the cluster a dead member.
+		if err := gossipPortFree(f.bind, f.gossipPort); err != nil {
+			return node.Config{}, err
+		}
 		cfg.Membership = gossipMembership(f.gossipPort, cfg.Logger, reg)
 	}
 	return cfg, nil
