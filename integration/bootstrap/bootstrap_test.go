@@ -165,7 +165,7 @@ func TestClusterLifecycleAndSecurity(t *testing.T) {
 		}
 		parsed.Pin = strings.Repeat("ab", 32)
 		dir := filepath.Join(t.TempDir(), "x1")
-		mustFail(t, "cluster CA does not match the token's pin", "join", "--control", "--token", parsed.String(),
+		mustFail(t, "cluster CA does not match the token's pin", "join", "--control", "--gossip=false", "--token", parsed.String(),
 			"--data-dir", dir, "--name", "x1", "--advertise", "127.0.0.1", "--bind-address", "127.0.0.1",
 			"--api-port", fmt.Sprint(freePort(t)), "--raft-port", fmt.Sprint(freePort(t)), c.anyAPI())
 		// No Join call with this token reached any node (joins are audited
@@ -185,7 +185,7 @@ func TestClusterLifecycleAndSecurity(t *testing.T) {
 		tok := strings.TrimSpace(c.mustCtl(t, "token", "create", "--role", "worker", "--ttl", "1s"))
 		id := tokenID(t, tok)
 		c.waitTokenState(t, id, "expired")
-		mustFail(t, "join token has expired", "join", "--token", tok, "--data-dir", filepath.Join(t.TempDir(), "w"),
+		mustFail(t, "join token has expired", "join", "--gossip=false", "--token", tok, "--data-dir", filepath.Join(t.TempDir(), "w"),
 			"--name", "w-expired", "--advertise", "127.0.0.1", c.anyAPI())
 	})
 
@@ -194,7 +194,7 @@ func TestClusterLifecycleAndSecurity(t *testing.T) {
 		id := tokenID(t, tok)
 		c.mustCtl(t, "token", "revoke", id)
 		c.waitTokenState(t, id, "revoked")
-		mustFail(t, "join token was revoked", "join", "--token", tok, "--data-dir", filepath.Join(t.TempDir(), "w"),
+		mustFail(t, "join token was revoked", "join", "--gossip=false", "--token", tok, "--data-dir", filepath.Join(t.TempDir(), "w"),
 			"--name", "w-revoked", "--advertise", "127.0.0.1", c.anyAPI())
 	})
 

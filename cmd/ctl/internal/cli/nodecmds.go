@@ -106,15 +106,19 @@ func (f *nodeFlags) config(o *options) (node.Config, error) {
 		if f.gossipPort <= 0 || f.gossipPort > 65535 {
 			return node.Config{}, fmt.Errorf("--gossip-port %d: want 1-65535", f.gossipPort)
 		}
-		// Checked before the node joins or changes anything: a control node
-		// that joined the store and then died on a taken port would leave
-		// the cluster a dead member.
-		if err := gossipPortFree(f.bind, f.gossipPort); err != nil {
-			return node.Config{}, err
-		}
 		cfg.Membership = gossipMembership(f.gossipPort, cfg.Logger, reg)
 	}
 	return cfg, nil
+}
+
+// gossipPortFree is checked after the flags and before the node is
+// created or joins: a control node that joined the store and then died on
+// a taken gossip port would leave the cluster a dead member.
+func (f *nodeFlags) gossipPortFree() error {
+	if !f.gossip {
+		return nil
+	}
+	return gossipPortFree(f.bind, f.gossipPort)
 }
 
 // leaderLoops builds the scheduler and every controller (the builtin
@@ -161,6 +165,9 @@ fixed when the cluster is created.`,
 				return err
 			}
 			cfg.ClusterNetwork = net
+			if err := f.gossipPortFree(); err != nil {
+				return err
+			}
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
 			return node.Init(ctx, cfg)
@@ -223,6 +230,9 @@ re-join that machine, use a token from ` + "`ctl token create --node NAME`" + `.
 				case token == "":
 					return errors.New("--token is required to join (see `ctl token create` on a control node)")
 				}
+			}
+			if err := f.gossipPortFree(); err != nil {
+				return err
 			}
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
