@@ -130,4 +130,3 @@ func TestPreemptionRespectsDisruptionBudgets(t *testing.T) {
 		t.Fatalf("foreign and empty budgets: victims %v, want [z-guarded]", victimNames(pr))
 	}
 }
-

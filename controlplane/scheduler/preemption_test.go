@@ -286,7 +286,9 @@ func TestPreemptionSparesDisruptionBudgets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	app := func(name string) func(*apiv1.Pod) { return func(p *apiv1.Pod) { p.Metadata.Labels = map[string]string{"app": name} } }
+	app := func(name string) func(*apiv1.Pod) {
+		return func(p *apiv1.Pod) { p.Metadata.Labels = map[string]string{"app": name} }
+	}
 	for i := 0; i < 4; i++ {
 		if _, err := client.Create(ctx, cl, testPod(fmt.Sprintf("small%d", i), "1", withClass("low"), onNode("n0"), app("small"))); err != nil {
 			t.Fatal(err)
