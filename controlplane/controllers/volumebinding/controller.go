@@ -119,10 +119,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if claim.GetMetadata().GetDeletionTimestamp() != "" {
 		return nil
 	}
-	if claim.GetSpec().StorageClassName == nil {
+	class, set := kinds.ClaimClass(claim)
+	if !set {
 		return c.giveDefaultClass(ctx, claim)
 	}
-	class := claim.GetSpec().GetStorageClassName()
 	if vn := claim.GetSpec().GetVolumeName(); vn != "" {
 		vo, ok := c.volumes.Get("", vn)
 		if !ok {
@@ -240,6 +240,12 @@ func (c *Controller) provision(ctx context.Context, claim *apiv1.PersistentVolum
 	}
 	sc := o.(*apiv1.StorageClass)
 	if sc.GetProvisioner() != kinds.LocalProvisioner {
+		if p := sc.GetProvisioner(); p != kinds.NoProvisioner && claim.GetStatus().GetPhase() != kinds.ClaimBound {
+			// Kubernetes' words: an external provisioner would make it;
+			// Skiff runs none but its own.
+			c.event(ctx, claim, client.EventNormal, "ExternalProvisioning",
+				"Waiting for a volume to be created either by the external provisioner '"+p+"' or manually by the system administrator (Skiff provisions only "+kinds.LocalProvisioner+")")
+		}
 		return nil
 	}
 	md := claim.GetMetadata()
