@@ -274,3 +274,47 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBetaClassAndExternalProvisioner: a claim naming its class with the
+// beta annotation volume.beta.kubernetes.io/storage-class (as the
+// Kubernetes cassandra example does) is of that class, not given the
+// default one; a class whose provisioner Skiff does not run leaves it
+// Pending with Kubernetes' ExternalProvisioning event, and its pod
+// unschedulable (the class binds Immediate).
+func TestBetaClassAndExternalProvisioner(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: 1, Loops: []string{"scheduler", "persistentvolume", "volumeprotection"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	sc := &apiv1.StorageClass{Metadata: &apiv1.ObjectMeta{Name: "fast"}, Provisioner: "k8s.io/minikube-hostpath"}
+	kinds.SetTypeMeta(sc, "storage.k8s.io/v1", "StorageClass")
+	mustCreate(t, cl, sc)
+	pvc := claim("cassandra-data", nil, "1Gi")
+	pvc.Metadata.Annotations = map[string]string{kinds.BetaStorageClassAnnotation: "fast"}
+	mustCreate(t, cl, pvc)
+	mustCreate(t, cl, podWithClaim("cassandra-0", "cassandra-data"))
+	waitFor(t, "ExternalProvisioning event on the claim", func() bool {
+		evs, _, err := client.List[*apiv1.Event](ctx, cl, client.ListOptions{Namespace: "default"})
+		if err != nil {
+			return false
+		}
+		for _, e := range evs {
+			if e.GetReason() == "ExternalProvisioning" && e.GetInvolvedObject().GetName() == "cassandra-data" &&
+				strings.Contains(e.GetMessage(), "k8s.io/minikube-hostpath") {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "pod cassandra-0 unschedulable for its unbound claim", func() bool {
+		for _, cond := range getPod(cl, "cassandra-0").GetStatus().GetConditions() {
+			if cond.GetType() == "PodScheduled" && cond.GetStatus() == "False" && strings.Contains(cond.GetMessage(), "unbound immediate PersistentVolumeClaims") {
+				return true
+			}
+		}
+		return false
+	})
+	got := getClaim(t, cl, "cassandra-data")
+	if got.GetSpec().StorageClassName != nil || got.GetStatus().GetPhase() != kinds.ClaimPending {
+		t.Fatalf("claim: class %v phase %s, want no storageClassName given (the annotation names fast) and Pending", got.GetSpec().StorageClassName, got.GetStatus().GetPhase())
+	}
+}
