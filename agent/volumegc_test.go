@@ -35,7 +35,7 @@ func provisionedPV(name, node, dir, reclaim string) *apiv1.PersistentVolume {
 // certificate against API servers deciding with the node authorizer.
 // A provisioned volume of this node that is deleted (reclaim Delete: it
 // waits with the provisioner's finalizer) has its directory removed from
-// disk by the agent, which then drops the finalizer, so the volume goes; a
+// disk by the agent, which then drops the finalizer (the volume can go); a
 // Released volume kept by Retain keeps its object and its data; a deleted
 // volume provisioned on another node is neither readable nor writable by
 // this node, and its directory (planted here) stays; a viewer may not drop
@@ -98,10 +98,12 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.WaitFor(t, 20*time.Second, "pvc-mine's directory removed and the volume gone", func() bool {
-		_, err := client.Get[*apiv1.PersistentVolume](ctx, admin, "", "pvc-mine")
+	// (The API's admission gave every volume kubernetes.io/pv-protection;
+	// no volumeprotection loop runs here, so that one stays.)
+	testutil.WaitFor(t, 20*time.Second, "pvc-mine's directory removed and the provisioner finalizer dropped", func() bool {
+		pv, err := client.Get[*apiv1.PersistentVolume](ctx, admin, "", "pvc-mine")
 		_, statErr := os.Stat(mine)
-		return client.IsNotFound(err) && os.IsNotExist(statErr)
+		return err == nil && slices.Equal(pv.GetMetadata().GetFinalizers(), []string{"kubernetes.io/pv-protection"}) && os.IsNotExist(statErr)
 	})
 	// Another node's deleted volume: the agent cannot read it, so keeps
 	// the directory; the volume keeps its finalizer.

@@ -11,7 +11,8 @@
 //     the volume controller marked it Released, or it was never bound) the
 //     finalizer is dropped.
 //
-// The finalizers are added by this loop to objects that lack them (as
-// Kubernetes' controllers also do behind its admission plugin); an object
-// deleted before the loop saw it goes at once.
+// The API's StorageObjectInUseProtection admission adds the finalizers to
+// every new claim and volume; this loop adds them to objects that lack
+// them (stored before, or a finalizer removed by hand), as Kubernetes'
+// controllers also do.
 package volumeprotection

@@ -26,8 +26,13 @@ func TestInUseProtection(t *testing.T) {
 		Spec: &apiv1.PersistentVolumeClaimSpec{AccessModes: []string{"ReadWriteOnce"},
 			Resources: &apiv1.ResourceRequirements{Requests: map[string]string{"storage": "1Gi"}}}}
 	kinds.SetTypeMeta(pvc, "v1", "PersistentVolumeClaim")
-	if _, err := client.Create(ctx, cl, pvc); err != nil {
+	created, err := client.Create(ctx, cl, pvc)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The API's StorageObjectInUseProtection admission, before any loop.
+	if !slices.Equal(created.GetMetadata().GetFinalizers(), []string{kinds.PVCProtectionFinalizer}) {
+		t.Errorf("created claim finalizers %v, want [%s] from admission", created.GetMetadata().GetFinalizers(), kinds.PVCProtectionFinalizer)
 	}
 	pod := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "user"},
 		Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "c", Image: "busybox"}},
@@ -71,8 +76,8 @@ func TestInUseProtection(t *testing.T) {
 		Spec: &apiv1.PersistentVolumeSpec{Capacity: map[string]string{"storage": "1Gi"}, AccessModes: []string{"ReadWriteOnce"},
 			HostPath: &apiv1.HostPathVolumeSource{Path: "/srv/disk"}}}
 	kinds.SetTypeMeta(pv, "v1", "PersistentVolume")
-	if _, err := client.Create(ctx, cl, pv); err != nil {
-		t.Fatal(err)
+	if created, err := client.Create(ctx, cl, pv); err != nil || !slices.Equal(created.GetMetadata().GetFinalizers(), []string{kinds.PVProtectionFinalizer}) {
+		t.Fatalf("create volume: %v, finalizers %v, want [%s] from admission", err, created.GetMetadata().GetFinalizers(), kinds.PVProtectionFinalizer)
 	}
 	getPV := func() *apiv1.PersistentVolume {
 		got, err := client.Get[*apiv1.PersistentVolume](ctx, cl, "", "disk")
