@@ -54,6 +54,9 @@ type Agent struct {
 	// volRefresh paces updates of running pods' ConfigMap/Secret/downwardAPI
 	// volumes (volrefresh.go).
 	volRefresh volumeRefresh
+	// unreleased are deleted volumes whose directory the volume GC removed
+	// but whose finalizer it could not drop yet (its goroutine only).
+	unreleased map[string]bool
 }
 
 type writtenStatus struct {

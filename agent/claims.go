@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -17,6 +18,8 @@ const (
 	localVolumeDirAnnotation = "skiff.io/local-volume-dir"
 	provisionedByAnnotation  = "pv.kubernetes.io/provisioned-by"
 	localProvisioner         = "skiff.io/local"
+	selectedNodeAnnotation   = "volume.kubernetes.io/selected-node"
+	provisionerFinalizer     = "external-provisioner.volume.kubernetes.io/finalizer"
 )
 
 // errClaimNotBound: the claim has no volume yet (the pod waits).
@@ -29,9 +32,20 @@ type claimReader interface {
 	PersistentVolume(ctx context.Context, name string) (*apiv1.PersistentVolume, error)
 	// VolumeDir is where provisioned local volumes live on this node.
 	VolumeDir() string
+	// Node is this node's Node as stored (its labels, which a volume's
+	// node affinity must match).
+	Node(ctx context.Context) (*apiv1.Node, error)
 }
 
 func (r apiResolver) VolumeDir() string { return r.volumeDir }
+
+func (r apiResolver) Node(ctx context.Context) (*apiv1.Node, error) {
+	n, err := client.Get[*apiv1.Node](ctx, r.c, "", r.nodeName)
+	if err != nil {
+		return nil, fmt.Errorf("this node %s: %w", r.nodeName, err)
+	}
+	return n, nil
+}
 
 func (r apiResolver) PersistentVolumeClaim(ctx context.Context, ns, name string) (*apiv1.PersistentVolumeClaim, error) {
 	c, err := client.Get[*apiv1.PersistentVolumeClaim](ctx, r.c, ns, name)
@@ -75,6 +89,18 @@ func (r volumeResolver) ClaimPath(name string) (string, bool, error) {
 	if ref := pv.GetSpec().GetClaimRef(); ref.GetUid() != claim.GetMetadata().GetUid() {
 		return "", false, fmt.Errorf("volume %s is bound to another claim", vn)
 	}
+	// A volume pinned to other nodes is not on this one's disk (a pod
+	// bound here by hand, or a scheduler bug, must not get an empty
+	// directory in its place): refuse, as kubelet does.
+	if req := pv.GetSpec().GetNodeAffinity().GetRequired(); req != nil {
+		node, err := cr.Node(c.ctx)
+		if err != nil {
+			return "", false, err
+		}
+		if !nodeSelectorMatches(req, node) {
+			return "", false, fmt.Errorf("volume %s: its node affinity %s does not admit this node %s", vn, formatNodeSelector(req), node.GetMetadata().GetName())
+		}
+	}
 	switch {
 	case pv.GetSpec().GetLocal() != nil:
 		path := filepath.Clean(pv.GetSpec().GetLocal().GetPath())
@@ -90,4 +116,52 @@ func (r volumeResolver) ClaimPath(name string) (string, bool, error) {
 		return filepath.Clean(pv.GetSpec().GetHostPath().GetPath()), false, nil
 	}
 	return "", false, fmt.Errorf("volume %s: only local and hostPath volumes can be mounted", vn)
+}
+
+// nodeSelectorMatches reports whether node satisfies one of sel's terms
+// (every expression and field of it), as the scheduler decides.
+func nodeSelectorMatches(sel *apiv1.NodeSelector, node *apiv1.Node) bool {
+	labels := node.GetMetadata().GetLabels()
+	for _, term := range sel.GetNodeSelectorTerms() {
+		ok := len(term.GetMatchExpressions())+len(term.GetMatchFields()) > 0
+		for _, r := range term.GetMatchExpressions() {
+			v, has := labels[r.GetKey()]
+			in := has && slices.Contains(r.GetValues(), v)
+			switch r.GetOperator() {
+			case "In":
+				ok = ok && in
+			case "NotIn":
+				ok = ok && !in
+			case "Exists":
+				ok = ok && has
+			case "DoesNotExist":
+				ok = ok && !has
+			default:
+				ok = false
+			}
+		}
+		for _, r := range term.GetMatchFields() {
+			in := r.GetKey() == "metadata.name" && slices.Contains(r.GetValues(), node.GetMetadata().GetName())
+			ok = ok && ((r.GetOperator() == "In" && in) || (r.GetOperator() == "NotIn" && !in))
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func formatNodeSelector(sel *apiv1.NodeSelector) string {
+	var terms []string
+	for _, t := range sel.GetNodeSelectorTerms() {
+		var parts []string
+		for _, r := range t.GetMatchExpressions() {
+			parts = append(parts, fmt.Sprintf("%s %s %v", r.GetKey(), r.GetOperator(), r.GetValues()))
+		}
+		for _, r := range t.GetMatchFields() {
+			parts = append(parts, fmt.Sprintf("%s %s %v", r.GetKey(), r.GetOperator(), r.GetValues()))
+		}
+		terms = append(terms, "("+strings.Join(parts, ", ")+")")
+	}
+	return strings.Join(terms, " or ")
 }

@@ -38,7 +38,7 @@ func TestStatefulSetDataOutlivesItsPod(t *testing.T) {
 	graphCtx, stopGraph := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stopGraph(); wg.Wait() })
-	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler", "statefulset", "persistentvolume"},
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler", "statefulset", "persistentvolume", "volumeprotection"},
 		TuneAPI: func(cfg *api.Config) {
 			g := api.NewNodeGraph(cfg.Store, cfg.Registry, cfg.Logger)
 			wg.Add(1)

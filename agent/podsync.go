@@ -20,6 +20,8 @@ import (
 type apiResolver struct {
 	c         *client.Client
 	volumeDir string
+	// nodeName is this node: a claim's volume must admit it.
+	nodeName string
 }
 
 func (r apiResolver) ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error) {
@@ -214,7 +216,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 // reason and retried on the next pass.
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
-	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir}, pod, a.hostIP())
+	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName}, pod, a.hostIP())
 	if err == nil {
 		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
 	}

@@ -99,7 +99,7 @@ func (a *Agent) maybeRefreshVolumes(ctx context.Context, pod *apiv1.Pod) {
 }
 
 func (a *Agent) refreshVolumes(ctx context.Context, pod *apiv1.Pod) {
-	c := &converter{ctx: ctx, res: apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir}, pod: pod, hostIP: a.hostIP(),
+	c := &converter{ctx: ctx, res: apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName}, pod: pod, hostIP: a.hostIP(),
 		cms: map[string]*apiv1.ConfigMap{}, secrets: map[string]*apiv1.Secret{}}
 	var vols []runtime.Volume
 	for i, v := range pod.GetSpec().GetVolumes() {

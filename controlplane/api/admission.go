@@ -21,6 +21,7 @@ var admissionPlugins = []func(*Server) admissionPlugin{
 	newPodCIDRs,                // Nodes' pod ranges inside the cluster range and apart
 	newServiceAccountAdmission, // pods' service account defaulted and present
 	newPriorityAdmission,       // pods' priorityClassName resolved to a priority
+	newStorageProtection,       // claims and volumes get their in-use protection finalizer
 }
 
 // admissionOp is the kind of write being admitted.

@@ -133,7 +133,7 @@ func (s *Server) authorize(ctx context.Context, verb string, kind, sub, ns, name
 	return s.authorizeAttrs(ctx, Attributes{Identity: id, Verb: verb, Kind: kind, Subresource: sub, Namespace: ns, Name: name})
 }
 
-// authorizeWrite is authorize for update and patch: when the authorizer
+// authorizeWrite is authorize for update and patch (and get): when the authorizer
 // decides on the stored object, it reads it first (a missing object is
 // passed as nil; the write then fails with NotFound if allowed).
 func (s *Server) authorizeWrite(ctx context.Context, k *kinds.Kind, verb, sub, ns, name string) error {

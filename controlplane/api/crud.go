@@ -162,7 +162,9 @@ func (s *Server) Get(ctx context.Context, req *apiv1.GetRequest) (*apiv1.Object,
 		return nil, toStatus(err)
 	}
 	ns := scope(k, req.GetNamespace())
-	if err := s.authorize(ctx, "get", k.Name, "", ns, req.GetName()); err != nil {
+	// A node's get of some kinds is decided on the object (authz
+	// NeedsStored): authorizeWrite reads it first.
+	if err := s.authorizeWrite(ctx, k, "get", "", ns, req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
 	st, err := s.get(ctx, k, ns, req.GetName(), req.GetStale())

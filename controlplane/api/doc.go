@@ -6,7 +6,8 @@
 // from the mTLS peer certificate and the authorization hook, defaults and
 // validation (from the kinds registry), admission (an ordered chain of
 // plugins registered in admissionPlugins: namespace lifecycle, LimitRange
-// defaults, ResourceQuota accounting; each adds its compares to the same
+// defaults, ResourceQuota accounting, … StorageObjectInUseProtection: the
+// in-use finalizers of new claims and volumes; each adds its compares to the same
 // store transaction as the write), optimistic concurrency on
 // resourceVersion (the store's mod_revision), generation bumps, graceful
 // deletion and the other per-kind behaviour of the kind's Hooks, finalizers,

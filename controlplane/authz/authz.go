@@ -59,17 +59,21 @@ type Request struct {
 	// Stored is the object as currently stored, for update, patch and
 	// delete. The node restriction decides pod status writes on it (the
 	// stored spec.nodeName, not the one the caller sends). nil for reads
-	// and create.
+	// and create, but for a node's get of a PersistentVolume (NeedsStored).
 	Stored proto.Message
 }
 
 // NeedsStored reports whether the decision for r depends on the stored
 // object, so the server must read it first and pass it in Stored: a
-// node's writes to pods. Authorize with the same stored revision the
+// node's writes to pods, and its reads and writes of PersistentVolumes
+// (nodevolumes.go). Authorize with the same stored revision the
 // write's compare-and-swap is based on, so a pod re-bound in between makes
 // the write fail instead of slipping through.
 func NeedsStored(r Request) bool {
-	return r.Identity.Role == pki.RoleNode && r.Kind == "Pod" && !IsReadOnly(r.Verb)
+	if r.Identity.Role != pki.RoleNode {
+		return false
+	}
+	return (r.Kind == "Pod" && !IsReadOnly(r.Verb)) || r.Kind == "PersistentVolume"
 }
 
 // Graph tells which objects the pods bound to a node reference (the
@@ -178,12 +182,7 @@ func (a *Authorizer) nodeRead(ctx context.Context, r Request) error {
 		return nil
 	}
 	if r.Kind == "PersistentVolume" {
-		// The volume of a claim its pod uses (the claim itself is guarded
-		// by the graph), by name: never a list or watch of all volumes.
-		if r.Verb != VerbGet || r.Name == "" {
-			return deny(r, "a node may not list or watch persistentvolumes: it gets, by name, those its pods' claims are bound to")
-		}
-		return nil
+		return a.nodeReadVolume(ctx, r)
 	}
 	return deny(r, "a node reads only pods, services, endpoints, nodes, leases, namespaces and networkpolicies, and the secrets and configmaps its pods reference")
 }
@@ -219,6 +218,8 @@ func nodeWrite(r Request) error {
 			return deny(r, fmt.Sprintf("the pod is bound to node %q", bound))
 		}
 		return nil
+	case "PersistentVolume":
+		return nodeWriteVolume(r)
 	case "Lease":
 		// Its heartbeat: the Lease named after it in kube-node-lease.
 		if !write || r.Subresource != "" || r.Namespace != kinds.NodeLeaseNamespace || r.Name != self {

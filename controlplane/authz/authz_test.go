@@ -23,6 +23,7 @@ var (
 	bob     = must(pki.UserIdentity("bob", pki.RoleViewer))
 	control = must(pki.ControlIdentity("c1"))
 	w1      = must(pki.NodeIdentity("w1"))
+	w2      = must(pki.NodeIdentity("w2"))
 )
 
 func podOn(node string) *apiv1.Pod {
@@ -96,7 +97,7 @@ func TestAuthorize(t *testing.T) {
 			`forbidden: user "node:w1" (role node) may not list secrets: a node may not list or watch secrets: it gets, by name, those the pods bound to it reference`},
 		{"node watches its pod's secret by name", Request{Identity: w1, Verb: VerbWatch, Kind: "Secret", Namespace: "shop", Name: "db"},
 			`forbidden: user "node:w1" (role node) may not watch secrets "db" in namespace "shop": a node may not list or watch secrets: it gets, by name, those the pods bound to it reference`},
-		{"node gets a persistent volume by name", Request{Identity: w1, Verb: VerbGet, Kind: "PersistentVolume", Name: "pvc-1"}, ""},
+		{"node gets a volume that is not stored (NotFound follows)", Request{Identity: w1, Verb: VerbGet, Kind: "PersistentVolume", Name: "pvc-1"}, ""},
 		{"node lists persistent volumes", Request{Identity: w1, Verb: VerbList, Kind: "PersistentVolume"},
 			`forbidden: user "node:w1" (role node) may not list persistentvolumes: a node may not list or watch persistentvolumes: it gets, by name, those its pods' claims are bound to`},
 		{"viewer deletes a persistent volume", Request{Identity: bob, Verb: VerbDelete, Kind: "PersistentVolume", Name: "pvc-1"},
@@ -236,6 +237,9 @@ func TestNeedsStored(t *testing.T) {
 		{Request{Identity: w1, Verb: VerbPatch, Kind: "Pod", Subresource: "status"}, true},
 		{Request{Identity: w1, Verb: VerbDelete, Kind: "Pod"}, true},
 		{Request{Identity: w1, Verb: VerbGet, Kind: "Pod"}, false},
+		{Request{Identity: w1, Verb: VerbGet, Kind: "PersistentVolume"}, true},
+		{Request{Identity: w1, Verb: VerbUpdate, Kind: "PersistentVolume"}, true},
+		{Request{Identity: bob, Verb: VerbGet, Kind: "PersistentVolume"}, false},
 		{Request{Identity: w1, Verb: VerbUpdate, Kind: "Node", Subresource: "status"}, false},
 		{Request{Identity: admin, Verb: VerbUpdate, Kind: "Pod", Subresource: "status"}, false},
 	}

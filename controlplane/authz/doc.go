@@ -17,10 +17,13 @@
 //     PersistentVolumeClaim only while a pod bound to the node references
 //     it (volumes, projected volumes, env, envFrom, imagePullSecrets),
 //     decided on a Graph the API server keeps from its stored pods; never
-//     list or watch those kinds; get a PersistentVolume by name (the
-//     volume of such a claim), never list or watch them. Writes: create and update only their own
+//     list or watch those kinds; get by name a PersistentVolume bound to
+//     such a claim or provisioned on the node (nodevolumes.go, decided on
+//     the stored volume), never list or watch them. Writes: create and update only their own
 //     Node (and its status) and their own heartbeat Lease
-//     (kube-node-lease/<name>); update the status of pods bound to them
+//     (kube-node-lease/<name>); drop the provisioner finalizer of a
+//     volume provisioned on them that is being deleted (nothing else in
+//     it); update the status of pods bound to them
 //     and delete them (decided on the STORED pod's spec.nodeName, which the
 //     server passes in Request.Stored); create and update Events; no pod
 //     creates (there are no static pods to mirror). Nothing else.

@@ -45,6 +45,9 @@ func (a *Authorizer) AuthorizeObject(_ context.Context, r Request, obj proto.Mes
 	case pki.RoleAdmin, pki.RoleViewer, pki.RoleUser, RoleServiceAccount:
 		return a.checkEscalation(r, obj)
 	}
+	if r.Identity.Role == pki.RoleNode && r.Kind == "PersistentVolume" {
+		return nodeVolumeObject(r, obj)
+	}
 	if r.Identity.Role != pki.RoleNode || r.Kind != "Node" {
 		return nil
 	}

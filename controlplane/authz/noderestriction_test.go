@@ -22,7 +22,7 @@ func (g mapGraph) References(_ context.Context, node, kind, ns, name string) (bo
 }
 
 var testGraph = mapGraph{
-	"w1": {"Secret shop/db": true, "ConfigMap shop/cfg": true},
+	"w1": {"Secret shop/db": true, "ConfigMap shop/cfg": true, "PersistentVolumeClaim shop/data": true},
 	"w2": {"Secret shop/w2-db": true},
 }
 

@@ -8,5 +8,8 @@
 // ones run per node, which is the fast path for plain pods, derived rather
 // than hard-coded, so a new filter is never skipped by accident. It runs
 // only on the Raft leader, on ctrlkit.Base like every leader loop; binds
-// are committed in batches through the API.
+// are committed in batches through the API. A pod no node fits may preempt
+// lower-priority pods (preemption.go), ranking candidate nodes as
+// kube-scheduler does: fewest victims whose eviction breaks a
+// PodDisruptionBudget, then lowest victim priority, then fewest victims.
 package scheduler

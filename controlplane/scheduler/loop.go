@@ -73,6 +73,8 @@ type Scheduler struct {
 	reports *ctrlkit.WorkQueue
 	t       *term // this leadership term's state (OnStart)
 	volumes *volumeState
+	// pdbs: preemption prefers victims whose eviction breaks no budget.
+	pdbs *ctrlkit.Cache
 }
 
 // New returns a scheduler that reads and binds through c.
@@ -131,6 +133,7 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) *Scheduler {
 		OnDelete: func(o client.Object) { s.t.nodeDeleted(o.(*apiv1.Node)) },
 	})
 	s.watchVolumes()
+	s.pdbs = s.Watch("PodDisruptionBudget", client.EventHandler{})
 	s.Go("started", func(context.Context) error {
 		c := s.t.cache
 		c.mu.Lock()
@@ -349,7 +352,7 @@ func (t *term) place(key string) (req bindReq, result, fitMsg string) {
 		if !mayPreempt(p) || c.preemptionPending(key) {
 			return req, "unschedulable", err.Error()
 		}
-		pr := t.alg.Preempt(pi, c.nodeList)
+		pr := t.alg.Preempt(pi, c.nodeList, t.s.budgets())
 		if pr == nil {
 			return req, "unschedulable", err.Error()
 		}

@@ -265,3 +265,64 @@ func TestPreemptorNominatedWhileVictimsTerminate(t *testing.T) {
 		return err == nil && p.GetSpec().GetNodeName() == "n0"
 	})
 }
+
+// TestPreemptionSparesDisruptionBudgets: the layout of
+// TestPreemptionEvictsFewestVictims, with a PodDisruptionBudget
+// (minAvailable 2, kept by the real disruption controller) over n1's two
+// 2-cpu pods: the urgent pod now evicts two of n0's 1-cpu pods, whose
+// eviction breaks no budget, instead of one guarded pod on n1.
+func TestPreemptionSparesDisruptionBudgets(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"scheduler", "disruption"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := c.Pool.AddNodeWithCapacity(ctx, fmt.Sprintf("n%d", i), nil,
+			map[string]string{"cpu": "4", "memory": "8Gi", "pods": "110"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pc := range []*apiv1.PriorityClass{priorityClass("low", 100, ""), priorityClass("high", 1000, "")} {
+		if _, err := client.Create(ctx, cl, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := func(name string) func(*apiv1.Pod) {
+		return func(p *apiv1.Pod) { p.Metadata.Labels = map[string]string{"app": name} }
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := client.Create(ctx, cl, testPod(fmt.Sprintf("small%d", i), "1", withClass("low"), onNode("n0"), app("small"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := client.Create(ctx, cl, testPod(fmt.Sprintf("big%d", i), "2", withClass("low"), onNode("n1"), app("big"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	two := "2"
+	pdb := &apiv1.PodDisruptionBudget{ApiVersion: "policy/v1", Kind: "PodDisruptionBudget", Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "big"},
+		Spec: &apiv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &apiv1.LabelSelector{MatchLabels: map[string]string{"app": "big"}}}}
+	if _, err := client.Create(ctx, cl, pdb); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "budget big observed with no disruption allowed", func() bool {
+		b, err := client.Get[*apiv1.PodDisruptionBudget](ctx, cl, "default", "big")
+		return err == nil && b.GetStatus().GetObservedGeneration() >= 1 && b.GetStatus().GetExpectedPods() == 2 && b.GetStatus().GetDisruptionsAllowed() == 0
+	})
+	if _, err := client.Create(ctx, cl, testPod("urgent", "2", withClass("high"))); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the urgent pod bound after preemption", func() bool {
+		p, err := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+		return err == nil && p.GetSpec().GetNodeName() != ""
+	})
+	urgent, _ := client.Get[*apiv1.Pod](ctx, cl, "default", "urgent")
+	if urgent.GetSpec().GetNodeName() != "n0" {
+		t.Fatalf("urgent pod bound to %s, want n0 (n1's victim would break budget big)", urgent.GetSpec().GetNodeName())
+	}
+	for _, p := range listPods(t, cl) {
+		if name := p.GetMetadata().GetName(); (name == "big0" || name == "big1") && p.GetMetadata().GetDeletionTimestamp() != "" {
+			t.Errorf("guarded pod %s was evicted", name)
+		}
+	}
+}

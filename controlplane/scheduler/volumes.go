@@ -69,10 +69,11 @@ func (v *volumeState) check(p *PodInfo, n *NodeInfo) string {
 			}
 			continue
 		}
-		if claim.GetSpec().StorageClassName == nil {
+		class, set := kinds.ClaimClass(claim)
+		if !set {
 			return "pod has unbound immediate PersistentVolumeClaims" // the default class is not given yet
 		}
-		co, ok := v.classes.Get("", claim.GetSpec().GetStorageClassName())
+		co, ok := v.classes.Get("", class)
 		if !ok || co.(*apiv1.StorageClass).GetVolumeBindingMode() != kinds.BindingWaitForFirstConsumer {
 			return "pod has unbound immediate PersistentVolumeClaims"
 		}

@@ -266,7 +266,13 @@ var statefulSetKind = define(Kind{
 		s.RevisionHistoryLimit = ptr[int32](10)
 	}
 	if s.PersistentVolumeClaimRetentionPolicy == nil {
-		s.PersistentVolumeClaimRetentionPolicy = &apiv1.StatefulSetPersistentVolumeClaimRetentionPolicy{WhenDeleted: "Retain", WhenScaled: "Retain"}
+		s.PersistentVolumeClaimRetentionPolicy = &apiv1.StatefulSetPersistentVolumeClaimRetentionPolicy{}
+	}
+	if s.PersistentVolumeClaimRetentionPolicy.WhenDeleted == "" {
+		s.PersistentVolumeClaimRetentionPolicy.WhenDeleted = "Retain"
+	}
+	if s.PersistentVolumeClaimRetentionPolicy.WhenScaled == "" {
+		s.PersistentVolumeClaimRetentionPolicy.WhenScaled = "Retain"
 	}
 	for _, pvc := range s.VolumeClaimTemplates {
 		if pvc.Spec != nil && pvc.Spec.VolumeMode == nil {
@@ -283,6 +289,10 @@ var statefulSetKind = define(Kind{
 	}
 	errs := validateNonNegative32("spec.replicas", s.Replicas)
 	errs = append(errs, validateSelectorTemplate(s.GetSelector(), s.GetTemplate(), "spec")...)
+	if rp := s.GetPersistentVolumeClaimRetentionPolicy(); rp != nil {
+		errs = append(errs, oneOf("spec.persistentVolumeClaimRetentionPolicy.whenDeleted", rp.GetWhenDeleted(), "Retain", "Delete")...)
+		errs = append(errs, oneOf("spec.persistentVolumeClaimRetentionPolicy.whenScaled", rp.GetWhenScaled(), "Retain", "Delete")...)
+	}
 	var claims []string
 	for _, pvc := range s.GetVolumeClaimTemplates() {
 		claims = append(claims, pvc.GetMetadata().GetName())

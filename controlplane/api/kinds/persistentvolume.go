@@ -19,6 +19,19 @@ const (
 	ClaimLost       = "Lost"
 )
 
+// Finalizers of persistent storage, Kubernetes' names.
+const (
+	// PVCProtectionFinalizer holds a claim that a pod not yet terminated
+	// uses until no such pod is left (the volumeprotection controller).
+	PVCProtectionFinalizer = "kubernetes.io/pvc-protection"
+	// PVProtectionFinalizer holds a volume while it is Bound.
+	PVProtectionFinalizer = "kubernetes.io/pv-protection"
+	// ProvisionerFinalizer holds a volume the built-in local provisioner
+	// made until the agent of its node has removed its directory (reclaim
+	// policy Delete): only that node owns the disk.
+	ProvisionerFinalizer = "external-provisioner.volume.kubernetes.io/finalizer"
+)
+
 // AccessModes a volume or claim may name.
 var AccessModes = []string{"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
 

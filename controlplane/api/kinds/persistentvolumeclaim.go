@@ -11,6 +11,33 @@ import (
 // volume there (Kubernetes' name).
 const SelectedNodeAnnotation = "volume.kubernetes.io/selected-node"
 
+// BetaStorageClassAnnotation is the storage class annotation that came
+// before spec.storageClassName; Kubernetes still honours it on claims and
+// volumes, and manifests still use it.
+const BetaStorageClassAnnotation = "volume.beta.kubernetes.io/storage-class"
+
+// ClaimClass is the storage class a claim asks for, as Kubernetes reads
+// it: the beta annotation if present, else spec.storageClassName; set is
+// false when neither is (the default class is then given to it).
+func ClaimClass(c *apiv1.PersistentVolumeClaim) (class string, set bool) {
+	if a, ok := c.GetMetadata().GetAnnotations()[BetaStorageClassAnnotation]; ok {
+		return a, true
+	}
+	if c.GetSpec().StorageClassName != nil {
+		return c.GetSpec().GetStorageClassName(), true
+	}
+	return "", false
+}
+
+// VolumeClass is a volume's storage class: the beta annotation if present,
+// else spec.storageClassName.
+func VolumeClass(pv *apiv1.PersistentVolume) string {
+	if a, ok := pv.GetMetadata().GetAnnotations()[BetaStorageClassAnnotation]; ok {
+		return a
+	}
+	return pv.GetSpec().GetStorageClassName()
+}
+
 var persistentVolumeClaimKind = define(Kind{
 	Name: "PersistentVolumeClaim", Plural: "persistentvolumeclaims", Singular: "persistentvolumeclaim", ShortNames: []string{"pvc"},
 	APIVersions: []string{"v1"}, Retired: retiredCore, Namespaced: true,

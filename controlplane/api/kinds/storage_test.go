@@ -115,3 +115,30 @@ func TestBuiltinLocalStorageClass(t *testing.T) {
 		t.Error("no built-in StorageClass local")
 	}
 }
+
+// The beta storage class annotation wins over spec.storageClassName, as in
+// Kubernetes; without either a claim has no class yet.
+func TestClaimClass(t *testing.T) {
+	fast, empty := "fast", ""
+	for _, c := range []struct {
+		ann   map[string]string
+		class *string
+		want  string
+		set   bool
+	}{
+		{nil, nil, "", false},
+		{nil, &fast, "fast", true},
+		{nil, &empty, "", true},
+		{map[string]string{BetaStorageClassAnnotation: "slow"}, nil, "slow", true},
+		{map[string]string{BetaStorageClassAnnotation: "slow"}, &fast, "slow", true},
+	} {
+		pvc := &apiv1.PersistentVolumeClaim{Metadata: &apiv1.ObjectMeta{Annotations: c.ann}, Spec: &apiv1.PersistentVolumeClaimSpec{StorageClassName: c.class}}
+		if got, set := ClaimClass(pvc); got != c.want || set != c.set {
+			t.Errorf("ClaimClass(annotations %v, class %v) = %q %v, want %q %v", c.ann, c.class, got, set, c.want, c.set)
+		}
+	}
+	pv := &apiv1.PersistentVolume{Metadata: &apiv1.ObjectMeta{Annotations: map[string]string{BetaStorageClassAnnotation: "slow"}}, Spec: &apiv1.PersistentVolumeSpec{StorageClassName: "fast"}}
+	if got := VolumeClass(pv); got != "slow" {
+		t.Errorf("VolumeClass = %q, want slow", got)
+	}
+}

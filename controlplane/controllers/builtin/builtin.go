@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceip"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/controlplane/controllers/volumebinding"
+	"github.com/skiffhq/skiff/controlplane/controllers/volumeprotection"
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 )
 
@@ -43,6 +44,7 @@ func Register(r *controllers.Registry) {
 	r.Register("disruption", disruption.NewLoop)
 	r.Register("serviceaccount", serviceaccount.NewLoop)
 	r.Register("persistentvolume", volumebinding.NewLoop)
+	r.Register("volumeprotection", volumeprotection.NewLoop)
 	r.Register("ingressstatus", ingressstatus.NewLoop)
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -21,9 +23,10 @@ func ClaimName(template, set string, ord int) string {
 
 // withClaims makes the claims of ordinal ord that do not exist yet and
 // adds them to pod as volumes named after their templates (a volume the
-// pod template already defines under that name wins). The claims carry no
-// owner reference: they outlive the pod and, with the default retention
-// policy, the set.
+// pod template already defines under that name wins). With the default
+// retention policy (Retain) the claims carry no owner reference: they
+// outlive the pod and the set; whenDeleted Delete makes the set their owner
+// from the start (claimOwners keeps the references after that).
 func (c *Controller) withClaims(ctx context.Context, set *apiv1.StatefulSet, pod *apiv1.Pod, ord int) error {
 	md := set.GetMetadata()
 	for _, tmpl := range set.GetSpec().GetVolumeClaimTemplates() {
@@ -39,6 +42,9 @@ func (c *Controller) withClaims(ctx context.Context, set *apiv1.StatefulSet, pod
 			claim.Metadata.Labels = map[string]string{}
 		}
 		maps.Copy(claim.Metadata.Labels, tmpl.GetMetadata().GetLabels())
+		if retention(set).GetWhenDeleted() == policyDelete {
+			claim.Metadata.OwnerReferences = []*apiv1.OwnerReference{ownerRef(set, "apps/v1", "StatefulSet")}
+		}
 		kinds.SetTypeMeta(claim, "v1", "PersistentVolumeClaim")
 		if _, err := client.Create(ctx, c.Client(), claim); err != nil && !client.IsAlreadyExists(err) {
 			c.event(ctx, set, client.EventWarning, "FailedCreate", "create Claim "+name+" for Pod "+pod.GetMetadata().GetName()+" failed: "+client.Reason(err))
@@ -60,4 +66,55 @@ func hasVolume(spec *apiv1.PodSpec, name string) bool {
 		}
 	}
 	return false
+}
+
+const policyDelete = "Delete"
+
+func retention(set *apiv1.StatefulSet) *apiv1.StatefulSetPersistentVolumeClaimRetentionPolicy {
+	return set.GetSpec().GetPersistentVolumeClaimRetentionPolicy()
+}
+
+// ownerRef is a plain (non-controller) owner reference: the garbage
+// collector deletes the claim once every owner is gone.
+func ownerRef(o client.Object, apiVersion, kind string) *apiv1.OwnerReference {
+	md := o.GetMetadata()
+	return &apiv1.OwnerReference{ApiVersion: apiVersion, Kind: kind, Name: md.GetName(), Uid: md.GetUid()}
+}
+
+// claimOwners makes the owner references of the claims of pod (ordinal
+// ord) say what persistentVolumeClaimRetentionPolicy asks, as Kubernetes'
+// StatefulSet controller does: whenDeleted Delete makes the set an owner
+// (the garbage collector deletes the claims with the set); whenScaled
+// Delete makes a condemned pod (an ordinal scaled away) the owner instead
+// (the claims go with the pod); Retain removes those references. The
+// claims' in-use protection keeps them until the pod is gone.
+func (c *Controller) claimOwners(ctx context.Context, set *apiv1.StatefulSet, pod *apiv1.Pod, ord int, condemned bool) error {
+	md := set.GetMetadata()
+	rp := retention(set)
+	wantSet := rp.GetWhenDeleted() == policyDelete && !(condemned && rp.GetWhenScaled() == policyDelete)
+	wantPod := condemned && rp.GetWhenScaled() == policyDelete
+	for _, tmpl := range set.GetSpec().GetVolumeClaimTemplates() {
+		name := ClaimName(tmpl.GetMetadata().GetName(), md.GetName(), ord)
+		o, ok := c.claims.Get(md.GetNamespace(), name)
+		if !ok || o.GetMetadata().GetDeletionTimestamp() != "" {
+			continue
+		}
+		refs := o.GetMetadata().GetOwnerReferences()
+		next := slices.DeleteFunc(slices.Clone(refs), func(r *apiv1.OwnerReference) bool {
+			return r.GetUid() == md.GetUid() || r.GetUid() == pod.GetMetadata().GetUid()
+		})
+		if wantSet {
+			next = append(next, ownerRef(set, "apps/v1", "StatefulSet"))
+		}
+		if wantPod {
+			next = append(next, ownerRef(pod, "v1", "Pod"))
+		}
+		if slices.EqualFunc(refs, next, func(a, b *apiv1.OwnerReference) bool { return a.GetUid() == b.GetUid() }) {
+			continue
+		}
+		if err := ctrlkit.SetOwnerRefs(ctx, c.Client(), c.claims, o, next); err != nil && !client.IsNotFound(err) {
+			return fmt.Errorf("set the owners of claim %s (retention policy whenDeleted=%s whenScaled=%s): %w", name, rp.GetWhenDeleted(), rp.GetWhenScaled(), err)
+		}
+	}
+	return nil
 }

@@ -2,8 +2,12 @@ package statefulset_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
@@ -99,4 +103,90 @@ func TestVolumeClaimTemplatesOnHollowNodes(t *testing.T) {
 			t.Errorf("claim %s after the set's deletion: %v %v, want it kept and Bound", name, c.GetStatus().GetPhase(), err)
 		}
 	}
+}
+
+// TestClaimRetentionPolicyOnHollowNodes: persistentVolumeClaimRetentionPolicy
+// whenScaled Delete removes the claims of the ordinals scaled away (once
+// their pods are gone) and keeps the others; whenDeleted Delete removes
+// the rest with the set. A bad policy value is refused naming the field.
+func TestClaimRetentionPolicyOnHollowNodes(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: 2})
+	cl := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	replicas := int32(3)
+	set := &apiv1.StatefulSet{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "db"},
+		Spec: &apiv1.StatefulSetSpec{Replicas: &replicas, ServiceName: "db", PodManagementPolicy: "Parallel",
+			PersistentVolumeClaimRetentionPolicy: &apiv1.StatefulSetPersistentVolumeClaimRetentionPolicy{WhenDeleted: "Delete", WhenScaled: "Delete"},
+			Selector:                             &apiv1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: &apiv1.PodTemplateSpec{Metadata: &apiv1.ObjectMeta{Labels: map[string]string{"app": "db"}},
+				Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "db", Image: "db",
+					VolumeMounts: []*apiv1.VolumeMount{{Name: "data", MountPath: "/data"}}}}}},
+			VolumeClaimTemplates: []*apiv1.PersistentVolumeClaim{{Metadata: &apiv1.ObjectMeta{Name: "data"},
+				Spec: &apiv1.PersistentVolumeClaimSpec{AccessModes: []string{"ReadWriteOnce"},
+					Resources: &apiv1.ResourceRequirements{Requests: map[string]string{"storage": "1Gi"}}}}}}}
+	kinds.SetTypeMeta(set, "apps/v1", "StatefulSet")
+
+	bad := proto.Clone(set).(*apiv1.StatefulSet)
+	bad.Metadata.Name = "bad"
+	bad.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = "Archive"
+	if _, err := client.Create(ctx, cl, bad); err == nil || !strings.Contains(err.Error(), "spec.persistentVolumeClaimRetentionPolicy.whenScaled") || !strings.Contains(err.Error(), "Archive") {
+		t.Errorf("whenScaled Archive: %v, want an error naming the field and value", err)
+	}
+
+	created, err := client.Create(ctx, cl, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(ord int) *apiv1.PersistentVolumeClaim {
+		pvc, err := client.Get[*apiv1.PersistentVolumeClaim](ctx, cl, "default", statefulset.ClaimName("data", "db", ord))
+		if err != nil && !client.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return pvc
+	}
+	ownedBy := func(pvc *apiv1.PersistentVolumeClaim, uid string) bool {
+		for _, r := range pvc.GetMetadata().GetOwnerReferences() {
+			if r.GetUid() == uid {
+				return true
+			}
+		}
+		return false
+	}
+	testutil.WaitFor(t, time.Minute, "three pods running, each claim Bound and owned by the set", func() bool {
+		for ord := range 3 {
+			p, err := client.Get[*apiv1.Pod](ctx, cl, "default", fmt.Sprintf("db-%d", ord))
+			pvc := claim(ord)
+			if err != nil || p.GetStatus().GetPhase() != "Running" || pvc.GetStatus().GetPhase() != kinds.ClaimBound || !ownedBy(pvc, created.GetMetadata().GetUid()) {
+				return false
+			}
+		}
+		return true
+	})
+	pod2, err := client.Get[*apiv1.Pod](ctx, cl, "default", "db-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := int32(1)
+	cur, err := client.Get[*apiv1.StatefulSet](ctx, cl, "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Replicas = &one
+	if _, err := client.Update(ctx, cl, cur); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, time.Minute, "claims of ordinals 1 and 2 deleted with their pods (whenScaled Delete)", func() bool {
+		return claim(1) == nil && claim(2) == nil
+	})
+	if _, err := client.Get[*apiv1.Pod](ctx, cl, "default", "db-2"); !client.IsNotFound(err) {
+		t.Errorf("claim of db-2 gone while its pod %s is still there: %v", pod2.GetMetadata().GetUid(), err)
+	}
+	if pvc := claim(0); pvc == nil || !ownedBy(pvc, created.GetMetadata().GetUid()) {
+		t.Fatalf("claim of ordinal 0 after the scale-down: %v, want kept, owned by the set", pvc.GetMetadata())
+	}
+	if _, _, err := cl.Delete(ctx, "StatefulSet", "default", "db", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, time.Minute, "claim of ordinal 0 deleted with the set (whenDeleted Delete)", func() bool { return claim(0) == nil })
 }

@@ -26,9 +26,10 @@ const (
 // Controller reconciles StatefulSets.
 type Controller struct {
 	*ctrlkit.Base
-	sets *ctrlkit.Cache
-	pods *ctrlkit.Cache
-	rec  *client.Recorder
+	sets   *ctrlkit.Cache
+	pods   *ctrlkit.Cache
+	claims *ctrlkit.Cache
+	rec    *client.Recorder
 }
 
 // New returns the StatefulSet controller.
@@ -44,6 +45,8 @@ func New(cfg ctrlkit.Config) *Controller {
 		}
 	}
 	c.pods = c.Watch("Pod", client.EventHandler{OnAdd: owner, OnDelete: owner, OnUpdate: func(_, o client.Object) { owner(o) }}).Indexed(ctrlkit.ByOwner)
+	// Claims: their owner references follow the retention policy.
+	c.claims = c.Watch("PersistentVolumeClaim", client.EventHandler{})
 	return c
 }
 
@@ -100,6 +103,13 @@ func (c *Controller) manage(ctx context.Context, set *apiv1.StatefulSet, rev str
 	ordered := set.GetSpec().GetPodManagementPolicy() != "Parallel"
 	start := int(set.GetSpec().GetOrdinals().GetStart())
 	end := start + replicas(set)
+	// Claim owners first: a condemned pod's claims must name it before it
+	// is deleted, for whenScaled Delete.
+	for ord, p := range pods {
+		if err := c.claimOwners(ctx, set, p, ord, ord < start || ord >= end); err != nil {
+			return err
+		}
+	}
 	// Finished pods are replaced under the same name.
 	for ord, p := range pods {
 		if ph := p.GetStatus().GetPhase(); (ph == ctrlkit.PodFailed || ph == ctrlkit.PodSucceeded) && !ctrlkit.IsPodTerminating(p) {

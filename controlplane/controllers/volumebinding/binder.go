@@ -39,7 +39,7 @@ func Capacity(pv *apiv1.PersistentVolume) kinds.Quantity {
 // selector, and not bound or reserved for another claim.
 func Fits(pv *apiv1.PersistentVolume, c *apiv1.PersistentVolumeClaim, class string) bool {
 	s := pv.GetSpec()
-	if pv.GetMetadata().GetDeletionTimestamp() != "" || s.GetStorageClassName() != class {
+	if pv.GetMetadata().GetDeletionTimestamp() != "" || kinds.VolumeClass(pv) != class {
 		return false
 	}
 	if ref := s.GetClaimRef(); ref != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -62,7 +63,14 @@ func New(cfg ctrlkit.Config) *Controller {
 	c.volumes = c.Watch("PersistentVolume", client.EventHandler{OnAdd: volume, OnDelete: volume,
 		OnUpdate: func(_, o client.Object) { volume(o) }})
 	c.classes = c.Watch("StorageClass", client.EventHandler{OnAdd: pending, OnUpdate: func(_, o client.Object) { pending(o) }})
-	c.nodes = c.Watch("Node", client.EventHandler{})
+	// A node that goes releases the deleted volumes waiting for its agent.
+	c.nodes = c.Watch("Node", client.EventHandler{OnDelete: func(o client.Object) {
+		for _, v := range c.volumes.List() {
+			if v.GetMetadata().GetAnnotations()[kinds.SelectedNodeAnnotation] == o.GetMetadata().GetName() {
+				c.Enqueue(v)
+			}
+		}
+	}})
 	// A pod bound to a node selects the node of its unbound
 	// WaitForFirstConsumer claims.
 	pod := func(o client.Object) {
@@ -111,10 +119,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if claim.GetMetadata().GetDeletionTimestamp() != "" {
 		return nil
 	}
-	if claim.GetSpec().StorageClassName == nil {
+	class, set := kinds.ClaimClass(claim)
+	if !set {
 		return c.giveDefaultClass(ctx, claim)
 	}
-	class := claim.GetSpec().GetStorageClassName()
 	if vn := claim.GetSpec().GetVolumeName(); vn != "" {
 		vo, ok := c.volumes.Get("", vn)
 		if !ok {
@@ -232,6 +240,12 @@ func (c *Controller) provision(ctx context.Context, claim *apiv1.PersistentVolum
 	}
 	sc := o.(*apiv1.StorageClass)
 	if sc.GetProvisioner() != kinds.LocalProvisioner {
+		if p := sc.GetProvisioner(); p != kinds.NoProvisioner && claim.GetStatus().GetPhase() != kinds.ClaimBound {
+			// Kubernetes' words: an external provisioner would make it;
+			// Skiff runs none but its own.
+			c.event(ctx, claim, client.EventNormal, "ExternalProvisioning",
+				"Waiting for a volume to be created either by the external provisioner '"+p+"' or manually by the system administrator (Skiff provisions only "+kinds.LocalProvisioner+")")
+		}
 		return nil
 	}
 	md := claim.GetMetadata()
@@ -265,7 +279,11 @@ func (c *Controller) provision(ctx context.Context, claim *apiv1.PersistentVolum
 	}
 	name := "pvc-" + md.GetUid()
 	pv := &apiv1.PersistentVolume{
-		Metadata: &apiv1.ObjectMeta{Name: name, Annotations: map[string]string{ProvisionedByAnnotation: kinds.LocalProvisioner}},
+		// The node's name (the authorizer lets that node, and only it, read
+		// the volume and drop ProvisionerFinalizer once its directory is
+		// gone) and the finalizer that waits for it.
+		Metadata: &apiv1.ObjectMeta{Name: name, Annotations: map[string]string{ProvisionedByAnnotation: kinds.LocalProvisioner,
+			kinds.SelectedNodeAnnotation: node}, Finalizers: []string{kinds.ProvisionerFinalizer}},
 		Spec: &apiv1.PersistentVolumeSpec{
 			Capacity:                      map[string]string{"storage": claim.GetSpec().GetResources().GetRequests()["storage"]},
 			AccessModes:                   claim.GetSpec().GetAccessModes(),
@@ -301,42 +319,75 @@ func (c *Controller) consumerNode(ns, claim string) string {
 	return ""
 }
 
-// syncVolume keeps a volume's phase and reclaims it when its claim is gone.
+// syncVolume keeps a volume's phase and reclaims it when its claim is gone:
+// Released first (so pv-protection lets it go), then, with reclaim policy
+// Delete, deleted; a provisioned volume then waits for its node's agent to
+// remove its directory (ProvisionerFinalizer), unless that node is gone.
 func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	o, ok := c.volumes.Get("", name)
 	if !ok {
 		return nil
 	}
 	pv := o.(*apiv1.PersistentVolume)
-	if pv.GetMetadata().GetDeletionTimestamp() != "" {
-		return nil
-	}
 	ref := pv.GetSpec().GetClaimRef()
+	claimGone := false
+	if ref != nil && ref.GetUid() != "" {
+		co, ok := c.claims.Get(ref.GetNamespace(), ref.GetName())
+		claimGone = !ok || co.GetMetadata().GetUid() != ref.GetUid()
+	}
+	if pv.GetMetadata().GetDeletionTimestamp() != "" {
+		if claimGone && pv.GetStatus().GetPhase() == kinds.VolumeBound {
+			return c.volumeStatus(ctx, pv, kinds.VolumeReleased)
+		}
+		return c.releaseOrphan(ctx, pv)
+	}
 	if ref == nil {
 		return c.volumeStatus(ctx, pv, kinds.VolumeAvailable)
 	}
-	co, ok := c.claims.Get(ref.GetNamespace(), ref.GetName())
-	if ok && (ref.GetUid() == "" || co.GetMetadata().GetUid() == ref.GetUid()) {
-		if co.(*apiv1.PersistentVolumeClaim).GetSpec().GetVolumeName() == name {
+	if !claimGone {
+		co, ok := c.claims.Get(ref.GetNamespace(), ref.GetName())
+		if ok && co.(*apiv1.PersistentVolumeClaim).GetSpec().GetVolumeName() == name {
 			return c.volumeStatus(ctx, pv, kinds.VolumeBound)
 		}
 		return c.volumeStatus(ctx, pv, kinds.VolumeAvailable) // reserved; the claim's sync binds it
 	}
-	if ref.GetUid() == "" {
-		return c.volumeStatus(ctx, pv, kinds.VolumeAvailable) // reserved for a claim not made yet
-	}
 	// The claim it was bound to is gone.
-	if pv.GetSpec().GetPersistentVolumeReclaimPolicy() == kinds.ReclaimDelete {
-		err := ctrlkit.Delete(ctx, c.Client(), c.volumes, pv, "")
-		if err == nil {
-			c.event(ctx, pv, client.EventNormal, "VolumeDeleted", "claim "+ref.GetNamespace()+"/"+ref.GetName()+" is gone; reclaim policy Delete")
-		}
-		return ignoreGone(err)
-	}
 	if pv.GetStatus().GetPhase() != kinds.VolumeReleased {
-		c.event(ctx, pv, client.EventNormal, "VolumeReleased", "claim "+ref.GetNamespace()+"/"+ref.GetName()+" is gone; reclaim policy Retain keeps the volume")
+		why := "reclaim policy Retain keeps the volume and its data"
+		if pv.GetSpec().GetPersistentVolumeReclaimPolicy() == kinds.ReclaimDelete {
+			why = "reclaim policy Delete"
+		}
+		c.event(ctx, pv, client.EventNormal, "VolumeReleased", "claim "+ref.GetNamespace()+"/"+ref.GetName()+" is gone; "+why)
+		return c.volumeStatus(ctx, pv, kinds.VolumeReleased) // the update brings the volume back
 	}
-	return c.volumeStatus(ctx, pv, kinds.VolumeReleased)
+	if pv.GetSpec().GetPersistentVolumeReclaimPolicy() != kinds.ReclaimDelete {
+		return nil
+	}
+	err := ctrlkit.Delete(ctx, c.Client(), c.volumes, pv, "")
+	if err == nil {
+		c.event(ctx, pv, client.EventNormal, "VolumeDelete", "claim "+ref.GetNamespace()+"/"+ref.GetName()+" is gone; reclaim policy Delete")
+	}
+	return ignoreGone(err)
+}
+
+// releaseOrphan drops ProvisionerFinalizer from a deleted provisioned
+// volume whose node is gone: no agent is left to remove its directory.
+func (c *Controller) releaseOrphan(ctx context.Context, pv *apiv1.PersistentVolume) error {
+	md := pv.GetMetadata()
+	node := md.GetAnnotations()[kinds.SelectedNodeAnnotation]
+	if !slices.Contains(md.GetFinalizers(), kinds.ProvisionerFinalizer) || node == "" {
+		return nil
+	}
+	if _, ok := c.nodes.Get("", node); ok {
+		return nil // its agent removes the directory, then the finalizer
+	}
+	next := codec.Clone(pv)
+	next.Metadata.Finalizers = slices.DeleteFunc(next.Metadata.Finalizers, func(f string) bool { return f == kinds.ProvisionerFinalizer })
+	if _, err := ctrlkit.Update(ctx, c.Client(), c.volumes, next); err != nil {
+		return ignoreGone(fmt.Errorf("release volume %s of removed node %s: %w", md.GetName(), node, err))
+	}
+	c.event(ctx, pv, client.EventWarning, "VolumeOrphaned", "node "+node+" is gone: the volume's directory there was not removed")
+	return nil
 }
 
 func ignoreGone(err error) error {

@@ -17,7 +17,18 @@
 //     node agent's volume directory (its Node's skiff.io/local-volume-dir
 //     annotation), with node affinity to the node, so the claim's pods
 //     follow it.
-//   - When a bound claim is deleted, its volume is Released: reclaim
-//     policy Delete deletes the volume object, Retain keeps it Released
-//     with its data.
+//   - A claim's class is its volume.beta.kubernetes.io/storage-class
+//     annotation if it has one, else spec.storageClassName (as Kubernetes
+//     reads it); a class whose provisioner Skiff does not run leaves the
+//     claim Pending with an ExternalProvisioning event.
+//   - A provisioned volume carries volume.kubernetes.io/selected-node (its
+//     node) and the finalizer external-provisioner.volume.kubernetes.io/
+//     finalizer.
+//   - When a bound claim is gone (its in-use protection, package
+//     volumeprotection, lets it go only once no pod uses it), its volume is
+//     Released: reclaim policy Retain keeps it Released with its data;
+//     Delete deletes the volume object, which then waits for the agent of
+//     its node to remove the directory and drop the finalizer (only that
+//     node owns the disk); if that node is removed the controller drops
+//     the finalizer itself.
 package volumebinding

@@ -3,6 +3,7 @@ package volumebinding_test
 import (
 	"context"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,20 +185,136 @@ func TestBindingAndProvisioningOnHollowNodes(t *testing.T) {
 		}
 	}
 
-	// Reclaim Delete: the claim goes, its provisioned volume goes.
+	// In-use protection: every claim and volume carries its finalizer.
+	waitFor(t, "protection finalizers on claim scratch and volume "+pvName, func() bool {
+		pv, err := getPV(cl, pvName)
+		return err == nil && slices.Contains(getClaim(t, cl, "scratch").GetMetadata().GetFinalizers(), kinds.PVCProtectionFinalizer) &&
+			slices.Contains(pv.GetMetadata().GetFinalizers(), kinds.PVProtectionFinalizer) &&
+			slices.Contains(pv.GetMetadata().GetFinalizers(), kinds.ProvisionerFinalizer) &&
+			pv.GetMetadata().GetAnnotations()[kinds.SelectedNodeAnnotation] == node
+	})
+	// A claim used by pods that have not terminated stays while they do.
 	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "scratch", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "volume "+pvName+" deleted with its claim", func() bool {
+	users := []string{"user", "user-a", "user-b", "user-c", "user-d"}
+	for i, name := range users {
+		// Deleting one and the volume is still held by the others.
+		c := getClaim(t, cl, "scratch")
+		if c == nil || c.GetMetadata().GetDeletionTimestamp() == "" || c.GetStatus().GetPhase() != kinds.ClaimBound {
+			t.Fatalf("claim scratch with %d pods using it: %v, want it kept, Bound and marked for deletion", len(users)-i, c.GetMetadata())
+		}
+		if pv, err := getPV(cl, pvName); err != nil || pv.GetMetadata().GetDeletionTimestamp() != "" || pv.GetStatus().GetPhase() != kinds.VolumeBound {
+			t.Fatalf("volume %s while its claim is in use: %v %v", pvName, pv.GetMetadata(), err)
+		}
+		if i == 1 {
+			// A terminated pod no longer holds it: the hollow node
+			// reports user-a Succeeded (its phase set by hand here).
+			p := getPod(cl, name)
+			p.Status.Phase = "Succeeded"
+			if _, err := client.UpdateStatus(ctx, cl, p); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, _, err := cl.Delete(ctx, "Pod", "default", name, client.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "pod "+name+" gone", func() bool { return getPod(cl, name) == nil })
+	}
+	// Reclaim Delete: the claim goes, its volume is Released and deleted,
+	// held for its node's agent to remove the directory.
+	waitFor(t, "claim scratch gone once no pod uses it", func() bool { return getClaim(t, cl, "scratch") == nil })
+	waitFor(t, "volume "+pvName+" Released, deleted, waiting for its node", func() bool {
+		pv, err := getPV(cl, pvName)
+		return err == nil && pv.GetStatus().GetPhase() == kinds.VolumeReleased && pv.GetMetadata().GetDeletionTimestamp() != "" &&
+			slices.Equal(pv.GetMetadata().GetFinalizers(), []string{kinds.ProvisionerFinalizer})
+	})
+	// Its node goes (no agent left to clean up): the volume is let go.
+	if _, _, err := cl.Delete(ctx, "Node", "", node, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "volume "+pvName+" deleted once its node is gone", func() bool {
 		_, err := getPV(cl, pvName)
 		return client.IsNotFound(err)
 	})
-	// Reclaim Retain: the static volume stays, Released.
+	// Reclaim Retain: the static volume stays, Released, and deleting it
+	// then drops pv-protection (it is no longer Bound).
 	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "db", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "manual-2g Released", func() bool {
 		pv, err := getPV(cl, "manual-2g")
-		return err == nil && pv.GetStatus().GetPhase() == kinds.VolumeReleased
+		return err == nil && pv.GetStatus().GetPhase() == kinds.VolumeReleased && pv.GetMetadata().GetDeletionTimestamp() == ""
 	})
+	// pv-protection: a Bound volume stays while bound.
+	if _, _, err := cl.Delete(ctx, "PersistentVolume", "", "static-1g", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if pv, err := getPV(cl, "static-1g"); err != nil || pv.GetMetadata().GetDeletionTimestamp() == "" || pv.GetStatus().GetPhase() != kinds.VolumeBound {
+		t.Fatalf("bound volume static-1g after delete: %v %v, want kept and Bound", pv.GetMetadata(), err)
+	}
+	if _, _, err := cl.Delete(ctx, "PersistentVolume", "", "manual-2g", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Released manual-2g deleted", func() bool {
+		_, err := getPV(cl, "manual-2g")
+		return client.IsNotFound(err)
+	})
+	if _, _, err := cl.Delete(ctx, "Pod", "default", "waiter", client.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.Delete(ctx, "PersistentVolumeClaim", "default", "later", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "static-1g deleted once its claim and the claim's pod are gone", func() bool {
+		_, err := getPV(cl, "static-1g")
+		return client.IsNotFound(err)
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestBetaClassAndExternalProvisioner: a claim naming its class with the
+// beta annotation volume.beta.kubernetes.io/storage-class (as the
+// Kubernetes cassandra example does) is of that class, not given the
+// default one; a class whose provisioner Skiff does not run leaves it
+// Pending with Kubernetes' ExternalProvisioning event, and its pod
+// unschedulable (the class binds Immediate).
+func TestBetaClassAndExternalProvisioner(t *testing.T) {
+	c := cptest.Start(t, cptest.Options{HollowNodes: 1, Loops: []string{"scheduler", "persistentvolume", "volumeprotection"}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	sc := &apiv1.StorageClass{Metadata: &apiv1.ObjectMeta{Name: "fast"}, Provisioner: "k8s.io/minikube-hostpath"}
+	kinds.SetTypeMeta(sc, "storage.k8s.io/v1", "StorageClass")
+	mustCreate(t, cl, sc)
+	pvc := claim("cassandra-data", nil, "1Gi")
+	pvc.Metadata.Annotations = map[string]string{kinds.BetaStorageClassAnnotation: "fast"}
+	mustCreate(t, cl, pvc)
+	mustCreate(t, cl, podWithClaim("cassandra-0", "cassandra-data"))
+	waitFor(t, "ExternalProvisioning event on the claim", func() bool {
+		evs, _, err := client.List[*apiv1.Event](ctx, cl, client.ListOptions{Namespace: "default"})
+		if err != nil {
+			return false
+		}
+		for _, e := range evs {
+			if e.GetReason() == "ExternalProvisioning" && e.GetInvolvedObject().GetName() == "cassandra-data" &&
+				strings.Contains(e.GetMessage(), "k8s.io/minikube-hostpath") {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "pod cassandra-0 unschedulable for its unbound claim", func() bool {
+		for _, cond := range getPod(cl, "cassandra-0").GetStatus().GetConditions() {
+			if cond.GetType() == "PodScheduled" && cond.GetStatus() == "False" && strings.Contains(cond.GetMessage(), "unbound immediate PersistentVolumeClaims") {
+				return true
+			}
+		}
+		return false
+	})
+	got := getClaim(t, cl, "cassandra-data")
+	if got.GetSpec().StorageClassName != nil || got.GetStatus().GetPhase() != kinds.ClaimPending {
+		t.Fatalf("claim: class %v phase %s, want no storageClassName given (the annotation names fast) and Pending", got.GetSpec().StorageClassName, got.GetStatus().GetPhase())
+	}
 }
