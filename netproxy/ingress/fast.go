@@ -84,6 +84,10 @@ type fastConn struct {
 	state    atomic.Int32
 	clientIP string
 	out      []byte // the upstream request head, rebuilt per request
+	// deadlineSet is when the idle deadline was last set; headerDeadline
+	// that the header timeout replaced it since.
+	deadlineSet    time.Time
+	headerDeadline bool
 }
 
 // countingWriter counts bytes that reached the client, so an error before
@@ -227,7 +231,12 @@ func (s *fastServer) serveConn(fc *fastConn) {
 		if s.isClosing() {
 			return
 		}
-		_ = fc.c.SetReadDeadline(time.Now().Add(fastIdleTimeout))
+		// The idle deadline moves at most once a second: resetting a
+		// timer per request costs more than a second of slack is worth.
+		if now := time.Now(); fc.headerDeadline || now.Sub(fc.deadlineSet) > time.Second {
+			_ = fc.c.SetReadDeadline(now.Add(fastIdleTimeout))
+			fc.deadlineSet, fc.headerDeadline = now, false
+		}
 		n, err := fc.readHead()
 		if err != nil && !errors.Is(err, errHeadTooBig) {
 			return // the client left, timed out, or sent a broken head
@@ -273,7 +282,7 @@ func (fc *fastConn) readHead() (int, error) {
 		if len(buf) > 0 && !timed {
 			// A head under way gets the header timeout, not the idle one.
 			_ = fc.c.SetReadDeadline(time.Now().Add(fastHeaderTimeout))
-			timed = true
+			timed, fc.headerDeadline = true, true
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
