@@ -46,8 +46,11 @@ const (
 )
 
 var (
-	errHeadTooBig = errors.New("ingress: request head larger than the fast path's buffer")
+	// errHeadTooBig: the head does not fit the buffer or is not one the
+	// fast path parses; the standard server takes the connection.
+	errHeadTooBig = errors.New("ingress: request head for the standard server")
 	crlfcrlf      = []byte("\r\n\r\n")
+	lflf          = []byte("\n\n")
 )
 
 // Connection states for shutdown: an idle connection (waiting for a
@@ -277,6 +280,11 @@ func (fc *fastConn) readHead() (int, error) {
 		}
 		scanned = len(buf)
 		if len(buf) == fc.br.Size() {
+			return 0, errHeadTooBig
+		}
+		// Not a request line's first byte (TLS on the HTTP port, say), or
+		// lines ended by a bare LF: the standard server answers those.
+		if len(buf) > 0 && (buf[0] < 'A' || buf[0] > 'Z' || bytes.Contains(buf, lflf)) {
 			return 0, errHeadTooBig
 		}
 		if len(buf) > 0 && !timed {

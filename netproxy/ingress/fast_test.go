@@ -182,7 +182,7 @@ func TestFastPathHeadersAndPipelining(t *testing.T) {
 // Requests the fast path does not serve go, with the bytes already read,
 // to the standard server on the same connection: a body, a head larger
 // than the fast buffer, a percent-encoded path (routed decoded, as
-// net/http does).
+// net/http does), lines ended by a bare LF.
 func TestFastPathHandsOff(t *testing.T) {
 	port := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -212,8 +212,13 @@ func TestFastPathHandsOff(t *testing.T) {
 	if resp, body := c3.read("GET"); resp.StatusCode != 200 || !strings.HasPrefix(body, "GET /x ") {
 		t.Fatalf("percent-encoded path: %d %q", resp.StatusCode, body)
 	}
-	if n := srv.fast.handoffs.Load(); n != 3 {
-		t.Errorf("%d connections handed off, want 3 (body, big head, percent-encoding)", n)
+	c4 := dial(t, addr)
+	c4.send("GET /lf HTTP/1.1\nHost: h\n\n")
+	if resp, body := c4.read("GET"); resp.StatusCode != 200 || !strings.HasPrefix(body, "GET /lf ") {
+		t.Fatalf("head with bare LF line ends: %d %q", resp.StatusCode, body)
+	}
+	if n := srv.fast.handoffs.Load(); n != 4 {
+		t.Errorf("%d connections handed off, want 4 (body, big head, percent-encoding, bare LF)", n)
 	}
 }
 
