@@ -11,7 +11,9 @@
 // Proxy with a Table built from a real Ingress, Service and Endpoints
 // objects (netproxy/ingress.Build), serving on loopback in this process;
 // nginx (Debian) runs with worker_processes auto. Everything stays on
-// loopback. It ends with one line:
+// loopback. Each proxy's CPU time per request (from /proc: this process
+// for the ingress proxy, nginx's master and workers) is printed too: on a
+// shared machine it moves far less than req/s. It ends with one line:
 //
-//	ingress-bench: rps=N p99_ms=N nginx_rps=N nginx_p99_ms=N direct_rps=N ratio_vs_nginx=N
+//	ingress-bench: rps=N p99_ms=N nginx_rps=N nginx_p99_ms=N direct_rps=N ratio_vs_nginx=N cpu_us_per_req=N nginx_cpu_us_per_req=N
 package main

@@ -121,17 +121,24 @@ func run(dur time.Duration, conns, threads int) error {
 	go func() { served <- srv.Serve(ctx) }()
 	defer func() { cancel(); <-served }()
 
-	nginxPort, stopNginx, err := startNginx(ports)
+	nginxPort, nginxPID, stopNginx, err := startNginx(ports)
 	if err != nil {
 		return err
 	}
 	defer stopNginx()
 
 	hostHdr := "Host: bench.local"
-	targets := []struct{ name, url string }{
-		{"ingress", "http://" + srv.HTTPAddr().String() + "/"},
-		{"nginx", "http://127.0.0.1:" + nginxPort + "/"},
-		{"direct", "http://127.0.0.1:" + ports[0] + "/"},
+	// cpu reads the CPU time the target's proxy used so far (the ingress
+	// proxy is this process; nginx is its master and workers), so each
+	// run also yields CPU per request: unlike req/s it does not depend on
+	// how much of the shared machine the proxy got.
+	targets := []struct {
+		name, url string
+		cpu       func() (time.Duration, error)
+	}{
+		{"ingress", "http://" + srv.HTTPAddr().String() + "/", func() (time.Duration, error) { return processCPU(os.Getpid(), false) }},
+		{"nginx", "http://127.0.0.1:" + nginxPort + "/", func() (time.Duration, error) { return processCPU(nginxPID, true) }},
+		{"direct", "http://127.0.0.1:" + ports[0] + "/", nil},
 	}
 	// Rounds interleave the targets, so a burst of load from elsewhere on
 	// the machine hits all of them alike; each result is the median.
@@ -147,22 +154,35 @@ func run(dur time.Duration, conns, threads int) error {
 					return err
 				}
 			}
+			var cpu0 time.Duration
+			if tg.cpu != nil {
+				if cpu0, err = tg.cpu(); err != nil {
+					return fmt.Errorf("%s CPU time: %w", tg.name, err)
+				}
+			}
 			r, err := wrk(dur, conns, threads, tg.url, hostHdr)
+			if err == nil && tg.cpu != nil {
+				cpu1, cerr := tg.cpu()
+				if cerr != nil {
+					return fmt.Errorf("%s CPU time: %w", tg.name, cerr)
+				}
+				r.cpuPerReq = float64((cpu1 - cpu0).Microseconds()) / (r.rps * dur.Seconds())
+			}
 			if profile != "" && tg.name == "ingress" && round == 0 {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
 				return fmt.Errorf("wrk %s: %w", tg.name, err)
 			}
-			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms\n", round+1, tg.name, r.rps, r.p99ms)
+			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms  proxy CPU %5.1f us/req\n", round+1, tg.name, r.rps, r.p99ms, r.cpuPerReq)
 			got[tg.name] = append(got[tg.name], r)
 		}
 	}
 	ing, ngx, direct := median(got["ingress"]), median(got["nginx"]), median(got["direct"])
 	fmt.Printf("ingress: %.0f req/s p99 %.2f ms; nginx: %.0f req/s p99 %.2f ms; direct (one backend): %.0f req/s p99 %.2f ms (medians of %d rounds of wrk -t%d -c%d -d%s)\n",
 		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, direct.p99ms, rounds, threads, conns, dur)
-	fmt.Printf("ingress-bench: rps=%.0f p99_ms=%.2f nginx_rps=%.0f nginx_p99_ms=%.2f direct_rps=%.0f ratio_vs_nginx=%.2f\n",
-		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, ing.rps/ngx.rps)
+	fmt.Printf("ingress-bench: rps=%.0f p99_ms=%.2f nginx_rps=%.0f nginx_p99_ms=%.2f direct_rps=%.0f ratio_vs_nginx=%.2f cpu_us_per_req=%.1f nginx_cpu_us_per_req=%.1f\n",
+		ing.rps, ing.p99ms, ngx.rps, ngx.p99ms, direct.rps, ing.rps/ngx.rps, ing.cpuPerReq, ngx.cpuPerReq)
 	return nil
 }
 
@@ -208,25 +228,25 @@ http {
 
 // startNginx runs nginx in the foreground on a free loopback port with a
 // config of its own in a temporary directory.
-func startNginx(backends []string) (port string, stop func(), err error) {
+func startNginx(backends []string) (port string, pid int, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "benchingress-nginx-")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, backends[0], backends[1], port)), 0o644); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command("nginx", "-c", conf, "-p", dir, "-g", "daemon off;")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -238,17 +258,17 @@ func startNginx(backends []string) (port string, stop func(), err error) {
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
 		if err == nil {
 			c.Close()
-			return port, stop, nil
+			return port, cmd.Process.Pid, stop, nil
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, fmt.Errorf("nginx did not listen on 127.0.0.1:%s: %w", port, err)
+			return "", 0, nil, fmt.Errorf("nginx did not listen on 127.0.0.1:%s: %w", port, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-type wrkResult struct{ rps, p99ms float64 }
+type wrkResult struct{ rps, p99ms, cpuPerReq float64 }
 
 var (
 	reRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
@@ -285,10 +305,55 @@ func wrk(dur time.Duration, conns, threads int, url, header string) (wrkResult, 
 func median(rs []wrkResult) wrkResult {
 	rps := make([]float64, len(rs))
 	p99 := make([]float64, len(rs))
+	cpu := make([]float64, len(rs))
 	for i, r := range rs {
-		rps[i], p99[i] = r.rps, r.p99ms
+		rps[i], p99[i], cpu[i] = r.rps, r.p99ms, r.cpuPerReq
 	}
 	sort.Float64s(rps)
 	sort.Float64s(p99)
-	return wrkResult{rps: rps[len(rps)/2], p99ms: p99[len(p99)/2]}
+	sort.Float64s(cpu)
+	return wrkResult{rps: rps[len(rps)/2], p99ms: p99[len(p99)/2], cpuPerReq: cpu[len(cpu)/2]}
+}
+
+// processCPU is the user+system CPU time of process pid (and, with
+// children, of its child processes: nginx's workers) from /proc.
+func processCPU(pid int, children bool) (time.Duration, error) {
+	const clockTick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	total := time.Duration(0)
+	read := func(p string) (ppid int, cpu time.Duration, err error) {
+		b, err := os.ReadFile(filepath.Join("/proc", p, "stat"))
+		if err != nil {
+			return 0, 0, err
+		}
+		// Fields after the command (which may hold spaces) in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			return 0, 0, fmt.Errorf("/proc/%s/stat: %d fields", p, len(f))
+		}
+		ppid, _ = strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return ppid, time.Duration(ut+st) * clockTick, nil
+	}
+	_, cpu, err := read(strconv.Itoa(pid))
+	if err != nil {
+		return 0, err
+	}
+	total += cpu
+	if !children {
+		return total, nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if ppid, cpu, err := read(e.Name()); err == nil && ppid == pid {
+			total += cpu
+		}
+	}
+	return total, nil
 }

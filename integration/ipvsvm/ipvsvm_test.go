@@ -39,7 +39,7 @@ func TestIPVSInQEMU(t *testing.T) {
 		t.Fatalf("guest failed: %s", r)
 	}
 	want := []string{"AutoChoosesIPVS", "FullSync", "Sysctls", "RoundRobin", "UDP", "NodePort", "Hairpin",
-		"SessionAffinity", "EndpointRemovedGraceful", "NoEndpointsRefused", "RestartKeepsTraffic", "IncrementalChange", "ResyncIdempotent"}
+		"SessionAffinity", "EndpointRemovedGraceful", "NoEndpointsRefused", "RestartKeepsTraffic", "IncrementalChange", "NetworkPolicyViaClusterIP", "ResyncIdempotent"}
 	for _, name := range want {
 		t.Run(name, func(t *testing.T) {
 			r, ok := results[name]

@@ -19,7 +19,8 @@ import (
 // modules.dep. crc32c_generic comes first: libcrc32c's soft dependency on
 // it is not in modules.dep, and nf_conntrack needs libcrc32c.
 var Modules = []string{"crc32c_generic", "nf_conntrack", "ip_vs", "ip_vs_rr", "dummy", "veth",
-	"nf_tables", "nft_chain_nat", "nft_masq", "nft_fib_ipv4", "nft_reject_ipv4", "nft_numgen"}
+	"nf_tables", "nft_chain_nat", "nft_masq", "nft_fib_ipv4", "nft_reject_ipv4", "nft_numgen",
+	"nft_ct", "nft_fib_inet"} // nft_ct, nft_fib_inet: netproxy/netpol's table
 
 // ErrUnavailable means qemu or the Debian kernel package is not installed.
 var ErrUnavailable = errors.New("qemu or Debian kernel not installed")

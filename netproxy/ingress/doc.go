@@ -18,9 +18,17 @@
 //     the backend's next endpoint (round robin); a connect failure, or a
 //     bodiless idempotent request whose connection broke before a
 //     response, is retried on the next endpoint.
+//   - Fast path (fast.go, fastparse.go, fastupstream.go): the HTTP port's
+//     connections start here. A plain HTTP/1.1 request without a body is
+//     parsed in place and proxied in the connection's own goroutine over
+//     a pool of keep-alive backend connections (same table, round robin,
+//     retries and X-Forwarded-* as the Proxy); anything else — h2c,
+//     WebSocket and other upgrades, request bodies, HTTP/1.0, unusual
+//     heads — hands the connection, with the bytes already read, to the
+//     standard server below. fast.go says why.
 //   - Server (server.go): the listeners: HTTP/1.1 and h2c on the HTTP
-//     port, TLS with SNI (certificates from the Ingresses' TLS Secrets) and
-//     HTTP/2 on the HTTPS port.
+//     port (behind the fast path), TLS with SNI (certificates from the
+//     Ingresses' TLS Secrets) and HTTP/2 on the HTTPS port.
 //   - Feed (feed.go): informers for Ingresses, Services and Endpoints; it
 //     gets the referenced TLS Secrets by name (the node authorizer lets a
 //     node read only the Secrets an Ingress references) and rebuilds the

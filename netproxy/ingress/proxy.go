@@ -24,6 +24,7 @@ type Proxy struct {
 	table     atomic.Pointer[Table]
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
+	pool      *upPool // the HTTP port's fast path (fast.go)
 	log       *slog.Logger
 }
 
@@ -40,7 +41,7 @@ func NewProxy(log *slog.Logger) *Proxy {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Proxy{log: log}
+	p := &Proxy{log: log, pool: newUpPool()}
 	p.table.Store(Build(Sources{}))
 	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	p.transport = &http.Transport{
@@ -88,7 +89,10 @@ func (p *Proxy) SetTable(t *Table) { p.table.Store(t) }
 func (p *Proxy) Table() *Table { return p.table.Load() }
 
 // Close closes idle backend connections.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+	p.pool.close()
+}
 
 // ServeHTTP routes one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,7 @@ type Server struct {
 	log   *slog.Logger
 	http  net.Listener
 	https net.Listener
+	fast  *fastServer // the HTTP port's fast path
 }
 
 // Listen opens the configured ports (so a busy port fails at start, with
@@ -48,6 +49,7 @@ func Listen(cfg ServerConfig, proxy *Proxy) (*Server, error) {
 		if s.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("ingress HTTP listener: %w", err)
 		}
+		s.fast = newFastServer(proxy, newHandoffListener(s.http.Addr()), s.log)
 	}
 	if cfg.HTTPSAddr != "" {
 		if s.https, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
@@ -81,7 +83,10 @@ func (s *Server) HTTPSAddr() net.Addr {
 func (s *Server) Serve(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	var servers []*http.Server
+	fast := s.fast
 	if s.http != nil {
+		// Connections start on the fast path (fast.go); what it does not
+		// serve goes to this standard server through the handoff listener.
 		srv := s.newServer()
 		if s.cfg.H2C {
 			srv.Protocols = new(http.Protocols)
@@ -89,7 +94,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			srv.Protocols.SetUnencryptedHTTP2(true)
 		}
 		servers = append(servers, srv)
-		g.Go(func() error { return served(srv.Serve(s.http)) })
+		g.Go(func() error { return served(srv.Serve(fast.handoff)) })
+		g.Go(func() error { return fast.serve(s.http) })
 		s.log.Info("ingress serving HTTP", "addr", s.http.Addr().String())
 	}
 	if s.https != nil {
@@ -113,6 +119,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var errs []error
+		if fast != nil {
+			errs = append(errs, fast.shutdown(sctx, s.http))
+		}
 		for _, srv := range servers {
 			if err := srv.Shutdown(sctx); err != nil {
 				errs = append(errs, err, srv.Close())

@@ -10,7 +10,12 @@
 // between pods on the node's bridge (bridged packets go through the inet
 // hooks: bridge-nf-call-iptables), from the VXLAN device to local pods and
 // from local pods to it. Ingress is decided at the destination's node,
-// egress at the source's node, each for its local pods only.
+// egress at the source's node, each for its local pods only. Decisions are
+// made on the backend's address, never a ClusterIP's: nftables Services
+// DNAT at prerouting, before forward; IPVS Services never pass forward
+// (the ClusterIP is local: input, then IPVS sends the rewritten packet out
+// through output), so the same decisions also run on the output hook for
+// packets whose source is not the node's own.
 //
 // Semantics are Kubernetes': a pod selected by any policy with a direction
 // in its policyTypes is isolated for that direction, and then only what

@@ -177,18 +177,37 @@ func (p *Programmer) rebuild(m *Model, all []Set) error {
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	p.ingress = c.AddChain(&nftables.Chain{Table: p.table, Name: "ingress"})
 	p.egress = c.AddChain(&nftables.Chain{Table: p.table, Name: "egress"})
-	add := func(exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: p.table, Chain: fwd, Exprs: exprs}) }
-	// Only IPv4 is policed (the pod network is IPv4); replies of allowed
-	// connections pass; then egress at the source's node, ingress at the
-	// destination's (each set holds only this node's pods).
-	add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}}, &expr.Verdict{Kind: expr.VerdictAccept})
-	add(&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryNative(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryNative(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryNative(0)}, &expr.Verdict{Kind: expr.VerdictAccept})
-	add(append(lookup(p.sets[setEgressIsolated], saddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.egress.Name})...)
-	add(append(lookup(p.sets[setIngressIsolated], daddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.ingress.Name})...)
+	// IPVS forwards a pod's connection to a ClusterIP without the forward
+	// hook: the ClusterIP is a local address, so the packet goes to input,
+	// where IPVS rewrites its destination and sends it out through the
+	// output hook. Policing only forward would let a pod reach, through
+	// the Service, a backend its egress policy denies (and reach a local
+	// backend whose ingress policy denies it). So the same decisions also
+	// run on output, after IPVS's rewrite (ip daddr is the backend), for
+	// packets whose source is not this node's own: those are IPVS's.
+	// (nftables DNAT happens at prerouting, before forward, so forward
+	// already sees the backend.)
+	out := c.AddChain(&nftables.Chain{Table: p.table, Name: "output", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	for _, ch := range []*nftables.Chain{fwd, out} {
+		add := func(exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: p.table, Chain: ch, Exprs: exprs}) }
+		// Only IPv4 is policed (the pod network is IPv4); replies of allowed
+		// connections pass; then egress at the source's node, ingress at the
+		// destination's (each set holds only this node's pods).
+		add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}}, &expr.Verdict{Kind: expr.VerdictAccept})
+		if ch == out {
+			// The node's own traffic (probes) is never filtered.
+			add(&expr.Fib{Register: 1, FlagSADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryNative(unix.RTN_LOCAL)}, &expr.Verdict{Kind: expr.VerdictAccept})
+		}
+		add(&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryNative(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryNative(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryNative(0)}, &expr.Verdict{Kind: expr.VerdictAccept})
+		add(append(lookup(p.sets[setEgressIsolated], saddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.egress.Name})...)
+		add(append(lookup(p.sets[setIngressIsolated], daddr(reg0)), &expr.Verdict{Kind: expr.VerdictJump, Chain: p.ingress.Name})...)
+	}
 	p.addRules(m)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("write table inet %s: %w", TableName, err)

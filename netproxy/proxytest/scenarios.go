@@ -46,6 +46,7 @@ func Scenarios() []Scenario {
 		{"NoEndpointsRefused", noEndpoints},
 		{"RestartKeepsTraffic", restart},
 		{"IncrementalChange", incremental},
+		{"NetworkPolicyViaClusterIP", policyViaClusterIP},
 	}
 }
 
