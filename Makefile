@@ -130,8 +130,9 @@ bench-runtime: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./agent/runtime/bench/... $(BENCH_ARGS)
 
 # Exec round trip and logs -f throughput through the API relay, beside
-# libcontainer's exec and a read of the log file on the node; the last line
-# is the result (stream-bench: …). Root (containers).
+# libcontainer's exec, a read of the log file on the node and the ceiling
+# of the transport (one mTLS gRPC stream on loopback, one and two hops);
+# the last line is the result (stream-bench: …). Root (containers).
 bench-stream: deps
 	@out=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkStream$$' -benchtime 1x -timeout 30m \
 	  ./cmd/ctl/internal/streamtest/ $(BENCH_ARGS) >$$out 2>&1; rc=$$?; \

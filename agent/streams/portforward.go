@@ -57,7 +57,7 @@ func (s *Server) PortForward(stream streamv1.NodeStreams_PortForwardServer) erro
 			}
 		}
 	}()
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, ChunkSize)
 	for { // pod → caller
 		n, err := conn.Read(buf)
 		if n > 0 {

@@ -70,11 +70,31 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "streams")}, nil
 }
 
+// streamWindow is the HTTP/2 flow-control window of each stream toward
+// the node (exec's stdin, port-forward's uploads): what may be in flight
+// before the handler takes it, as api.NodeStreamWindow is the other way.
+const streamWindow = 1 << 20
+
+// writeBuffer is how much of a connection's outgoing HTTP/2 frames are
+// gathered before one write to TLS: gRPC's default (32 KiB) makes a write
+// and a system call per two 16 KiB frames of a bulk stream.
+const writeBuffer = 256 << 10
+
+// TransportOptions are the stream port's HTTP/2 settings: windows and
+// buffers sized for bulk output (logs, cp) of a few streams per
+// connection (the API servers'), each still bounded.
+func TransportOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(4 * streamWindow),
+		grpc.WriteBufferSize(writeBuffer), grpc.ReadBufferSize(writeBuffer),
+	}
+}
+
 // Serve answers on lis until ctx ends.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(s.cfg.TLS)),
+	g := grpc.NewServer(append(TransportOptions(), grpc.Creds(credentials.NewTLS(s.cfg.TLS)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.StreamInterceptor(s.authorize), grpc.UnaryInterceptor(s.authorizeUnary))
+		grpc.StreamInterceptor(s.authorize), grpc.UnaryInterceptor(s.authorizeUnary))...)
 	streamv1.RegisterNodeStreamsServer(g, s)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()

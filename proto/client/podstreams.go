@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/skiffhq/skiff/proto/codec"
 	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
@@ -37,7 +38,11 @@ type LogOptions struct {
 	Previous bool
 }
 
-// Logs writes a container's log to w as it arrives. Opening the stream
+// Logs writes a container's log to w as it arrives, a message (up to the
+// node's chunk, 256 KiB) at a time: in the pieces it arrived in, then a
+// call of w's Flush() error if it has one, so a buffered w gathers each
+// message into few writes and still shows a follow's output at once.
+// Opening the stream
 // fails over between servers like a read; once output has arrived, an
 // error ends the call.
 func (c *Client) Logs(ctx context.Context, ns, pod string, opts LogOptions, w io.Writer) error {
@@ -64,8 +69,12 @@ func (c *Client) logsOnce(ctx context.Context, req *streamv1.LogsRequest, w io.W
 	if err != nil {
 		return false, err
 	}
+	flush, _ := w.(interface{ Flush() error })
+	// Each chunk is received as its wire bytes and its data written to w
+	// straight from the buffers gRPC read it into: no decode, no copy.
 	for {
-		m, err := stream.Recv()
+		m := new(codec.Raw)
+		err := stream.RecvMsg(m)
 		if errors.Is(err, io.EOF) {
 			return true, nil
 		}
@@ -73,8 +82,16 @@ func (c *Client) logsOnce(ctx context.Context, req *streamv1.LogsRequest, w io.W
 			return started, err
 		}
 		started = true
-		if _, err := w.Write(m.GetData()); err != nil {
+		err = m.WriteBytesField(logsChunkData, w)
+		m.Free()
+		if err == nil && flush != nil {
+			err = flush.Flush()
+		}
+		if err != nil {
 			return true, err
 		}
 	}
 }
+
+// logsChunkData is LogsChunk's data field.
+var logsChunkData = (&streamv1.LogsChunk{}).ProtoReflect().Descriptor().Fields().ByName("data").Number()

@@ -81,6 +81,9 @@ type grpcCodec struct{}
 func (grpcCodec) Name() string { return "proto" }
 
 func (grpcCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*Raw); ok {
+		return r.take(), nil
+	}
 	vt, ok := v.(vtMessage)
 	if !ok {
 		m, ok := v.(proto.Message)
@@ -108,6 +111,10 @@ func (grpcCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (grpcCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*Raw); ok {
+		r.keep(data)
+		return nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("codec: cannot unmarshal into %T: not a protobuf message", v)

@@ -11,5 +11,8 @@
 // client, go through protobuf-go unchanged.
 //
 // Importing the package replaces gRPC's "proto" codec with one that uses
-// the generated code when a message has it.
+// the generated code when a message has it, and that passes a Raw (a
+// message kept as its wire bytes) through untouched: the API server's relay
+// of log chunks receives and sends Raws, and the client writes a chunk's
+// data from the buffers it arrived in.
 package codec

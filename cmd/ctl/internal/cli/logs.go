@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -123,7 +124,12 @@ func (o *options) logs(ctx context.Context, f logsFlags, args []string) error {
 			sources = append(sources, source{name, defaultContainer(p, o.streams.Err)})
 		}
 	}
-	out := &lineMux{w: o.streams.Out}
+	// Output is buffered: a chunk of log arrives in the pieces (HTTP/2
+	// frames of 16 KiB) it came in, and is written out whole, once per
+	// chunk (the client flushes after each).
+	bw := bufio.NewWriterSize(o.streams.Out, 256<<10)
+	out := &lineMux{w: bw}
+	defer func() { _ = out.flushOut() }()
 	writer := func(s source) io.Writer {
 		if !f.prefix {
 			return out.source("")
@@ -170,7 +176,14 @@ func (o *options) logs(ctx context.Context, f logsFlags, args []string) error {
 // its source's prefix.
 type lineMux struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  *bufio.Writer
+}
+
+// flushOut writes out what the buffer holds.
+func (m *lineMux) flushOut() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.w.Flush()
 }
 
 type lineSource struct {
@@ -180,6 +193,9 @@ type lineSource struct {
 }
 
 func (m *lineMux) source(prefix string) io.Writer { return &lineSource{m: m, prefix: prefix} }
+
+// Flush is called by the client after each message of the log.
+func (s *lineSource) Flush() error { return s.m.flushOut() }
 
 func (s *lineSource) Write(p []byte) (int, error) {
 	if s.prefix == "" {
@@ -217,5 +233,6 @@ func (m *lineMux) flush(w io.Writer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, _ = fmt.Fprintf(m.w, "%s%s\n", s.prefix, s.pending)
+	_ = m.w.Flush()
 	s.pending = nil
 }
