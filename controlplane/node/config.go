@@ -42,6 +42,9 @@ type LoopDeps struct {
 	// ClusterNetwork reads the cluster's pod network settings from the
 	// store (clusternet.Default when the cluster was created without).
 	ClusterNetwork func(context.Context) (clusternet.Network, error)
+	// APIServers lists the current control nodes' API addresses
+	// (host:port) from the store: the kubernetes Service's endpoints.
+	APIServers func(context.Context) ([]string, error)
 	// Members is the gossip membership's verdict on nodes; nil when this
 	// node runs no gossip member (Config.Membership unset).
 	Members interface {

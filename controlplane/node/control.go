@@ -465,7 +465,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: c.leaderClusterNetwork}
+		ClusterNetwork: c.leaderClusterNetwork, APIServers: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}
