@@ -198,6 +198,7 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.apiServers.set([]string{st.APIAddress()})
 	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
 	ac.NodeStreams = nodeStreams(bundle, renewer, c.audit, log)
+	ac.ServiceAccountTokens = true // rbac.Tokens and rbac.RootCAPublisher run here
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
