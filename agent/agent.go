@@ -54,6 +54,8 @@ type Agent struct {
 	// volRefresh paces updates of running pods' ConfigMap/Secret/downwardAPI
 	// volumes (volrefresh.go).
 	volRefresh volumeRefresh
+	// tokens are the pods' projected service account tokens (tokencache.go).
+	tokens tokenCache
 }
 
 type writtenStatus struct {

@@ -20,6 +20,8 @@ import (
 type apiResolver struct {
 	c         *client.Client
 	volumeDir string
+	tokens    *tokenCache // nil: every call mints
+	uid       string      // the pod's, for the token cache
 }
 
 func (r apiResolver) ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error) {
@@ -40,11 +42,17 @@ func (r apiResolver) Secret(ctx context.Context, ns, name string) (*apiv1.Secret
 
 // PodToken gets a service account token for a pod bound to this node.
 func (r apiResolver) PodToken(ctx context.Context, ns, pod, audience string, expirationSeconds int64) ([]byte, error) {
-	resp, err := r.c.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: ns, Pod: pod, Audience: audience, ExpirationSeconds: expirationSeconds})
-	if err != nil {
-		return nil, fmt.Errorf("service account token for pod %s/%s: %w", ns, pod, err)
+	mint := func(ctx context.Context) ([]byte, error) {
+		resp, err := r.c.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: ns, Pod: pod, Audience: audience, ExpirationSeconds: expirationSeconds})
+		if err != nil {
+			return nil, fmt.Errorf("service account token for pod %s/%s: %w", ns, pod, err)
+		}
+		return []byte(resp.GetToken()), nil
 	}
-	return []byte(resp.GetToken()), nil
+	if r.tokens == nil || r.uid == "" {
+		return mint(ctx)
+	}
+	return r.tokens.get(ctx, r.uid, audience, expirationSeconds, mint)
 }
 
 func isNotFound(err error) bool { return client.IsNotFound(err) }
@@ -101,6 +109,7 @@ func (a *Agent) syncAll(ctx context.Context) {
 		})
 	}
 	a.volRefresh.forget(keep)
+	a.tokens.forget(keep)
 	a.mu.Lock()
 	for uid := range a.written {
 		if !keep[uid] {
@@ -214,7 +223,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 // reason and retried on the next pass.
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
-	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir}, pod, a.hostIP())
+	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, tokens: &a.tokens, uid: pod.GetMetadata().GetUid()}, pod, a.hostIP())
 	if err == nil {
 		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
 	}
