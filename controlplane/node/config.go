@@ -30,6 +30,14 @@ const (
 	DefaultAgentPort = 7445
 )
 
+// APIServiceSANs are the names a control node's serving certificate
+// carries besides its own address, so that a program in a pod verifies
+// the API reached through the kubernetes Service (default/kubernetes,
+// controllers/apiservice) against ca.crt as client-go does: the Service's
+// ClusterIP (the first address of the default Service range) and its DNS
+// names in the default cluster domain.
+var APIServiceSANs = []string{"10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+
 // LoopDeps is what leader-only loops are built from on a control node.
 type LoopDeps struct {
 	// Client talks to this node's API server as control:<name>.
