@@ -55,6 +55,10 @@ type Options struct {
 	// the current control nodes (after a successful call); negative never.
 	LearnInterval time.Duration
 	Logger        *slog.Logger
+	// TokenFile, when set, is sent as "authorization: Bearer <its
+	// content>" on every call, read afresh each time (a service account
+	// token the node rotates).
+	TokenFile string
 }
 
 // DefaultOptions: 6 attempts with backoff from 100 ms — long enough to ride
@@ -154,12 +158,16 @@ func New(opts Options) (*Client, error) {
 }
 
 func (c *Client) dial(addr string) (*server, error) {
-	conn, err := grpc.NewClient(addr,
+	var extra []grpc.DialOption
+	if c.opts.TokenFile != "" {
+		extra = append(extra, grpc.WithPerRPCCredentials(tokenFileCreds(c.opts.TokenFile)))
+	}
+	conn, err := grpc.NewClient(addr, append(extra,
 		grpc.WithTransportCredentials(credentials.NewTLS(c.opts.TLS.Clone())),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: c.opts.DialTimeout}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.opts.KeepaliveTime, Timeout: c.opts.KeepaliveTimeout, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: server %q: %w", ErrConfig, addr, err)
 	}
@@ -248,6 +256,12 @@ func NewFromConfig(cfg *Config) (*Client, error) {
 	}
 	o := DefaultOptions()
 	o.Servers, o.TLS = cfg.Servers, tc
+	if o.TokenFile = cfg.tokenPath(); o.TokenFile != "" {
+		// A token client reaches the API through the address it was given
+		// (in a pod, the kubernetes Service, which already spreads over
+		// the control nodes); their own addresses may not be reachable.
+		o.LearnInterval = -1
+	}
 	if cfg.Namespace != "" {
 		o.Namespace = cfg.Namespace
 	}
