@@ -57,6 +57,8 @@ type Agent struct {
 	// unreleased are deleted volumes whose directory the volume GC removed
 	// but whose finalizer it could not drop yet (its goroutine only).
 	unreleased map[string]bool
+	// tokens are the pods' projected service account tokens (tokencache.go).
+	tokens tokenCache
 }
 
 type writtenStatus struct {

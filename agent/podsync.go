@@ -22,6 +22,8 @@ type apiResolver struct {
 	volumeDir string
 	// nodeName is this node: a claim's volume must admit it.
 	nodeName string
+	tokens   *tokenCache // nil: every call mints
+	uid      string      // the pod's, for the token cache
 }
 
 func (r apiResolver) ConfigMap(ctx context.Context, ns, name string) (*apiv1.ConfigMap, error) {
@@ -42,11 +44,17 @@ func (r apiResolver) Secret(ctx context.Context, ns, name string) (*apiv1.Secret
 
 // PodToken gets a service account token for a pod bound to this node.
 func (r apiResolver) PodToken(ctx context.Context, ns, pod, audience string, expirationSeconds int64) ([]byte, error) {
-	resp, err := r.c.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: ns, Pod: pod, Audience: audience, ExpirationSeconds: expirationSeconds})
-	if err != nil {
-		return nil, fmt.Errorf("service account token for pod %s/%s: %w", ns, pod, err)
+	mint := func(ctx context.Context) ([]byte, error) {
+		resp, err := r.c.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: ns, Pod: pod, Audience: audience, ExpirationSeconds: expirationSeconds})
+		if err != nil {
+			return nil, fmt.Errorf("service account token for pod %s/%s: %w", ns, pod, err)
+		}
+		return []byte(resp.GetToken()), nil
 	}
-	return []byte(resp.GetToken()), nil
+	if r.tokens == nil || r.uid == "" {
+		return mint(ctx)
+	}
+	return r.tokens.get(ctx, r.uid, audience, expirationSeconds, mint)
 }
 
 func isNotFound(err error) bool { return client.IsNotFound(err) }
@@ -103,6 +111,7 @@ func (a *Agent) syncAll(ctx context.Context) {
 		})
 	}
 	a.volRefresh.forget(keep)
+	a.tokens.forget(keep)
 	a.mu.Lock()
 	for uid := range a.written {
 		if !keep[uid] {
@@ -216,7 +225,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *apiv1.Pod) {
 // reason and retried on the next pass.
 func (a *Agent) start(ctx context.Context, pod *apiv1.Pod) {
 	uid := pod.GetMetadata().GetUid()
-	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName}, pod, a.hostIP())
+	rp, err := convertPod(ctx, apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName, tokens: &a.tokens, uid: pod.GetMetadata().GetUid()}, pod, a.hostIP())
 	if err == nil {
 		rp.ResolvConf, err = a.resolvConfFor(ctx, pod)
 	}

@@ -11,7 +11,7 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
-// ConfigMap, Secret and downwardAPI volumes of running pods follow their
+// ConfigMap, Secret, downwardAPI and projected volumes of running pods follow their
 // objects, as kubelet's do: every volumeRefreshInterval, and at once when
 // the pod's own labels or annotations change, the agent converts those
 // volumes afresh and the runtime rewrites the ones whose content changed
@@ -24,8 +24,10 @@ import (
 var volumeRefreshInterval = 20 * time.Second
 
 // refreshedVolumeTypes are the API volume fields that follow their objects.
+// Projected volumes too: their service account tokens are replaced
+// before 80 % of their lifetime (tokencache.go).
 func refreshable(v *apiv1.Volume) bool {
-	return v.GetConfigMap() != nil || v.GetSecret() != nil || v.GetDownwardAPI() != nil
+	return v.GetConfigMap() != nil || v.GetSecret() != nil || v.GetDownwardAPI() != nil || v.GetProjected() != nil
 }
 
 // volumeUpdater is the runtime's optional UpdateVolumes.
@@ -99,7 +101,7 @@ func (a *Agent) maybeRefreshVolumes(ctx context.Context, pod *apiv1.Pod) {
 }
 
 func (a *Agent) refreshVolumes(ctx context.Context, pod *apiv1.Pod) {
-	c := &converter{ctx: ctx, res: apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName}, pod: pod, hostIP: a.hostIP(),
+	c := &converter{ctx: ctx, res: apiResolver{c: a.cfg.Client, volumeDir: a.cfg.VolumeDir, nodeName: a.cfg.NodeName, tokens: &a.tokens, uid: pod.GetMetadata().GetUid()}, pod: pod, hostIP: a.hostIP(),
 		cms: map[string]*apiv1.ConfigMap{}, secrets: map[string]*apiv1.Secret{}}
 	var vols []runtime.Volume
 	for i, v := range pod.GetSpec().GetVolumes() {

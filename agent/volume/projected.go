@@ -140,3 +140,7 @@ func (*Projected) Mount(dir string) (string, bool) { return dir, true }
 
 // TearDown implements Source.
 func (*Projected) TearDown(dir string) error { return unmountIfMounted(dir) }
+
+// Update implements Updatable: the tmpfs is there; the files switch at
+// once (..data), which is how a refreshed token replaces the old one.
+func (p *Projected) Update(dir string) error { return p.Prepare(dir) }

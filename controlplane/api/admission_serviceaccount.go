@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/codec"
 )
 
@@ -48,17 +49,35 @@ func (p *serviceAccountAdmission) admit(ctx context.Context, r *admissionRequest
 		spec = r.kind.PodSpec(r.obj)
 		spec.ServiceAccountName, spec.ServiceAccount = name, name
 	}
-	if name == kinds.DefaultServiceAccount {
-		return nil
-	}
 	ns := r.obj.GetMetadata().GetNamespace()
 	st, err := p.s.get(ctx, p.accounts, ns, name, true)
 	if err != nil {
 		return err
 	}
-	if st == nil {
+	if st == nil && name != kinds.DefaultServiceAccount {
 		return fmt.Errorf("%w: spec.serviceAccountName: serviceaccount %q not found in namespace %q", ErrInvalid, name, ns)
 	}
-	r.txn.expect(p.accounts.Key(ns, name), st.rev)
+	var account *apiv1.ServiceAccount
+	if st != nil {
+		r.txn.expect(p.accounts.Key(ns, name), st.rev)
+		account, _ = st.obj.(*apiv1.ServiceAccount)
+	}
+	if !p.s.cfg.ServiceAccountTokens || !automount(spec, account) {
+		return nil
+	}
+	r.obj = codec.Clone(r.obj)
+	mountAPIAccess(r.kind.PodSpec(r.obj))
 	return nil
+}
+
+// automount: the pod's automountServiceAccountToken wins, then the
+// account's; unset means true (Kubernetes').
+func automount(spec *apiv1.PodSpec, account *apiv1.ServiceAccount) bool {
+	if spec.AutomountServiceAccountToken != nil {
+		return *spec.AutomountServiceAccountToken
+	}
+	if account != nil && account.AutomountServiceAccountToken != nil {
+		return *account.AutomountServiceAccountToken
+	}
+	return true
 }

@@ -396,7 +396,7 @@ func TestAPIOnThreeNodes(t *testing.T) {
 			t.Fatalf("same apply: %v %v", res, err)
 		}
 		// Someone else sets a field and the status; apply keeps them.
-		if _, err := client.Patch[*apiv1.Service](ctx, cl, "default", "web", []byte(`{"metadata":{"annotations":{"other":"x"}},"spec":{"clusterIP":"10.96.0.10"}}`)); err != nil {
+		if _, err := client.Patch[*apiv1.Service](ctx, cl, "default", "web", []byte(`{"metadata":{"annotations":{"other":"x"}},"spec":{"clusterIP":"10.96.0.20"}}`)); err != nil {
 			t.Fatal(err)
 		}
 		out, res, err := cl.Apply(ctx, svc(8080, false))
@@ -404,7 +404,7 @@ func TestAPIOnThreeNodes(t *testing.T) {
 			t.Fatalf("changed apply: %v %v", res, err)
 		}
 		s := out.(*apiv1.Service)
-		if s.Spec.Ports[0].Port != 8080 || s.Metadata.Labels["tier"] != "" || s.Metadata.Annotations["other"] != "x" || s.Spec.ClusterIP != "10.96.0.10" {
+		if s.Spec.Ports[0].Port != 8080 || s.Metadata.Labels["tier"] != "" || s.Metadata.Annotations["other"] != "x" || s.Spec.ClusterIP != "10.96.0.20" {
 			t.Fatalf("three-way merge: ports %v labels %v annotations %v clusterIP %q", s.Spec.Ports, s.Metadata.Labels, s.Metadata.Annotations, s.Spec.ClusterIP)
 		}
 	})

@@ -59,6 +59,12 @@ type Config struct {
 	// NodeStreams is how logs, exec, attach and port-forward reach the
 	// agents (podstreams.go).
 	NodeStreams NodeStreamsConfig
+	// ServiceAccountTokens: this API's cluster mints service account
+	// tokens and publishes its CA as ConfigMap kube-root-ca.crt (a control
+	// node does), so the ServiceAccount admission mounts the token in
+	// pods (admission_apiaccess.go). Off in test servers without either,
+	// whose pods could not start with the volume.
+	ServiceAccountTokens bool
 	// admissionPlugins replaces the admission chain (tests); nil means
 	// admissionPlugins as registered.
 	admissionPlugins []func(*Server) admissionPlugin

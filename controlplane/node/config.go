@@ -30,6 +30,14 @@ const (
 	DefaultAgentPort = 7445
 )
 
+// APIServiceSANs are the names a control node's serving certificate
+// carries besides its own address, so that a program in a pod verifies
+// the API reached through the kubernetes Service (default/kubernetes,
+// controllers/apiservice) against ca.crt as client-go does: the Service's
+// ClusterIP (the first address of the default Service range) and its DNS
+// names in the default cluster domain.
+var APIServiceSANs = []string{"10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+
 // LoopDeps is what leader-only loops are built from on a control node.
 type LoopDeps struct {
 	// Client talks to this node's API server as control:<name>.
@@ -42,6 +50,9 @@ type LoopDeps struct {
 	// ClusterNetwork reads the cluster's pod network settings from the
 	// store (clusternet.Default when the cluster was created without).
 	ClusterNetwork func(context.Context) (clusternet.Network, error)
+	// APIServers lists the current control nodes' API addresses
+	// (host:port) from the store: the kubernetes Service's endpoints.
+	APIServers func(context.Context) ([]string, error)
 	// Members is the gossip membership's verdict on nodes; nil when this
 	// node runs no gossip member (Config.Membership unset).
 	Members interface {

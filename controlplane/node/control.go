@@ -198,6 +198,7 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.apiServers.set([]string{st.APIAddress()})
 	ac.APIServers = func(context.Context) ([]string, error) { return c.apiServers.get(), nil }
 	ac.NodeStreams = nodeStreams(bundle, renewer, c.audit, log)
+	ac.ServiceAccountTokens = true // rbac.Tokens and rbac.RootCAPublisher run here
 	if c.API, err = api.New(ac); err != nil {
 		return nil, err
 	}
@@ -465,7 +466,7 @@ func (c *Control) runLoops(ctx context.Context) error {
 	}
 	defer cl.Close()
 	deps := LoopDeps{Client: cl, Node: c.state.Name, Logger: c.log, Registerer: c.cfg.Registerer, Sweeper: c.API,
-		ClusterNetwork: c.leaderClusterNetwork}
+		ClusterNetwork: c.leaderClusterNetwork, APIServers: func(ctx context.Context) ([]string, error) { return apiAddresses(ctx, c.Store) }}
 	if c.cfg.Membership != nil {
 		deps.Members = &c.members
 	}

@@ -66,7 +66,7 @@ func initFresh(ctx context.Context, cfg Config, st State) error {
 			return err
 		}
 		kp, _, err := ca.Issue(pki.IssueOptions{Identity: id, Lifetime: cfg.NodeCertLifetime, Server: true,
-			Hosts: []string{st.Advertise, "127.0.0.1", "localhost"}})
+			Hosts: append([]string{st.Advertise, "127.0.0.1", "localhost"}, APIServiceSANs...)})
 		if err != nil {
 			return err
 		}

@@ -88,9 +88,10 @@ func Join(ctx context.Context, cfg Config, opts JoinOptions) error {
 	joiner := pki.NewJoinClient(jc)
 	req := pki.JoinRequest{Address: opts.Address, Token: tok, NodeName: st.Name}
 	if role == RoleControl {
-		// A control node also serves local callers (ctl on the machine).
+		// A control node also serves local callers (ctl on the machine)
+		// and pods calling the kubernetes Service.
 		req.Role, req.AdvertiseAddress, req.RaftAddress = pki.JoinControl, st.APIAddress(), st.RaftAddress()
-		req.ExtraSANs = []string{"127.0.0.1", "localhost"}
+		req.ExtraSANs = append([]string{"127.0.0.1", "localhost"}, APIServiceSANs...)
 	} else {
 		// A worker serves nothing under its certificate (client
 		// authentication only); the join service names at most this

@@ -145,6 +145,28 @@ func TestRBACThroughTheAPI(t *testing.T) {
 	}
 	noCert := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}
 	robot := apiv1.NewAPIClient(dial(t, addr, noCert, tokResp.GetToken()))
+	// A pod of team-b's default account, which nothing binds.
+	mustCreate(t, admin, &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "team-b", Name: "plain"},
+		Spec: &apiv1.PodSpec{Containers: []*apiv1.Container{{Name: "c", Image: "busybox:1.36"}}}})
+	plainTok, err := authzAdmin.CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: "team-b", Pod: "plain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := apiv1.NewAPIClient(dial(t, addr, noCert, plainTok.GetToken()))
+	createKubernetes := func(c apiv1.APIClient, obj client.Object) func(context.Context) error {
+		return func(ctx context.Context) error {
+			env, err := client.Pack(obj)
+			if err != nil {
+				return err
+			}
+			_, err = c.Create(ctx, &apiv1.CreateRequest{Object: env})
+			return err
+		}
+	}
+	kubeSvc := &apiv1.Service{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "kubernetes"},
+		Spec: &apiv1.ServiceSpec{ClusterIP: "10.96.0.1", Ports: []*apiv1.ServicePort{{Name: "https", Port: 443}}}}
+	kubeEps := &apiv1.Endpoints{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "kubernetes"},
+		Subsets: []*apiv1.EndpointSubset{{Addresses: []*apiv1.EndpointAddress{{Ip: "192.0.2.66"}}, Ports: []*apiv1.EndpointPort{{Name: "https", Port: 7443}}}}}
 
 	type call func(context.Context) error
 	apiOf := func(tc *tls.Config) apiv1.APIClient { return apiv1.NewAPIClient(dial(t, addr, tc, "")) }
@@ -252,6 +274,11 @@ func TestRBACThroughTheAPI(t *testing.T) {
 		{"frank creates a Role granting * (escalation)", createRoleWith(frank, "team-a", "all", []string{"*"}, "*"), codes.PermissionDenied},
 		{"frank binds himself to cluster-admin in team-a (escalation)", bindClusterAdmin(frank, "team-a"), codes.PermissionDenied},
 		{"admin user binds cluster-admin in team-b", bindClusterAdmin(alice, "team-b"), codes.OK},
+		{"service account token without a RoleBinding lists pods in its namespace", list(plain, "Pod", "team-b"), codes.PermissionDenied},
+		{"worker node creates Service default/kubernetes", createKubernetes(worker, kubeSvc), codes.PermissionDenied},
+		{"worker node creates Endpoints default/kubernetes", createKubernetes(worker, kubeEps), codes.PermissionDenied},
+		{"viewer creates Service default/kubernetes", createKubernetes(viewer, kubeSvc), codes.PermissionDenied},
+		{"viewer creates Endpoints default/kubernetes", createKubernetes(viewer, kubeEps), codes.PermissionDenied},
 		{"token for audience vault", list(apiv1.NewAPIClient(dial(t, addr, noCert, otherAud.GetToken())), "Pod", "team-a"), codes.Unauthenticated},
 		{"no certificate and no token", list(apiv1.NewAPIClient(dial(t, addr, noCert, "")), "Pod", "team-a"), codes.Unauthenticated},
 		{"a forged token", list(apiv1.NewAPIClient(dial(t, addr, noCert, tokResp.GetToken()[:len(tokResp.GetToken())-4]+"AAAA")), "Pod", "team-a"), codes.Unauthenticated},

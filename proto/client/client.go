@@ -55,6 +55,10 @@ type Options struct {
 	// the current control nodes (after a successful call); negative never.
 	LearnInterval time.Duration
 	Logger        *slog.Logger
+	// TokenFile, when set, is sent as "authorization: Bearer <its
+	// content>" on every call, read afresh each time (a service account
+	// token the node rotates).
+	TokenFile string
 }
 
 // DefaultOptions: 6 attempts with backoff from 100 ms — long enough to ride
@@ -163,7 +167,11 @@ const streamWindow = 4 << 20
 const readBuffer = 256 << 10
 
 func (c *Client) dial(addr string) (*server, error) {
-	conn, err := grpc.NewClient(addr,
+	var extra []grpc.DialOption
+	if c.opts.TokenFile != "" {
+		extra = append(extra, grpc.WithPerRPCCredentials(tokenFileCreds(c.opts.TokenFile)))
+	}
+	conn, err := grpc.NewClient(addr, append(extra,
 		grpc.WithTransportCredentials(credentials.NewTLS(c.opts.TLS.Clone())),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: c.opts.DialTimeout}),
@@ -176,7 +184,7 @@ func (c *Client) dial(addr string) (*server, error) {
 		// bounded (per stream and per connection). 4 MiB in flight per
 		// stream still fills a 50 ms path at 80 MB/s.
 		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(4*streamWindow),
-		grpc.WithReadBufferSize(readBuffer))
+		grpc.WithReadBufferSize(readBuffer))...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: server %q: %w", ErrConfig, addr, err)
 	}
@@ -265,6 +273,12 @@ func NewFromConfig(cfg *Config) (*Client, error) {
 	}
 	o := DefaultOptions()
 	o.Servers, o.TLS = cfg.Servers, tc
+	if o.TokenFile = cfg.tokenPath(); o.TokenFile != "" {
+		// A token client reaches the API through the address it was given
+		// (in a pod, the kubernetes Service, which already spreads over
+		// the control nodes); their own addresses may not be reachable.
+		o.LearnInterval = -1
+	}
 	if cfg.Namespace != "" {
 		o.Namespace = cfg.Namespace
 	}

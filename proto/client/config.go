@@ -37,6 +37,10 @@ type Config struct {
 	ClientCertificateData    string `json:"client-certificate-data,omitempty"`
 	ClientKey                string `json:"client-key,omitempty"`
 	ClientKeyData            string `json:"client-key-data,omitempty"`
+	// TokenFile, instead of a client certificate, is a file holding a
+	// service account token, read again on every call (the node replaces
+	// a pod's token before it expires). InClusterConfig sets it.
+	TokenFile string `json:"token-file,omitempty"`
 	// Namespace is the default namespace of namespaced requests.
 	Namespace string `json:"namespace,omitempty"`
 	// CurrentContext and Contexts let one file hold several clusters
@@ -92,8 +96,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: servers: at least one server address is required", ErrConfig)
 	case c.CertificateAuthority == "" && c.CertificateAuthorityData == "":
 		return fmt.Errorf("%w: certificate-authority or certificate-authority-data is required", ErrConfig)
+	case c.TokenFile != "":
+		return nil // a token instead of a certificate
 	case c.ClientCertificate == "" && c.ClientCertificateData == "":
-		return fmt.Errorf("%w: client-certificate or client-certificate-data is required", ErrConfig)
+		return fmt.Errorf("%w: client-certificate or client-certificate-data (or token-file) is required", ErrConfig)
 	case c.ClientKey == "" && c.ClientKeyData == "":
 		return fmt.Errorf("%w: client-key or client-key-data is required", ErrConfig)
 	}
@@ -154,7 +160,8 @@ func (c *Config) material(field, path, data string) ([]byte, error) {
 	return b, nil
 }
 
-// TLS builds the mutual-TLS client config.
+// TLS builds the mutual-TLS client config; with a token-file and no
+// client certificate, one that verifies the server only.
 func (c *Config) TLS() (*tls.Config, error) {
 	caPEM, err := c.material("certificate-authority", c.CertificateAuthority, c.CertificateAuthorityData)
 	if err != nil {
@@ -163,6 +170,9 @@ func (c *Config) TLS() (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%w: certificate-authority: no PEM certificate found", ErrConfig)
+	}
+	if c.TokenFile != "" && c.ClientCertificate == "" && c.ClientCertificateData == "" {
+		return &tls.Config{RootCAs: pool, ServerName: c.ServerName, MinVersion: tls.VersionTLS13, VerifyConnection: RefuseWorkerServer}, nil
 	}
 	certPEM, err := c.material("client-certificate", c.ClientCertificate, c.ClientCertificateData)
 	if err != nil {
@@ -178,6 +188,14 @@ func (c *Config) TLS() (*tls.Config, error) {
 	}
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS13,
 		VerifyConnection: RefuseWorkerServer}, nil
+}
+
+// tokenPath is TokenFile, relative to the config file's directory.
+func (c *Config) tokenPath() string {
+	if c.TokenFile == "" || filepath.IsAbs(c.TokenFile) || c.dir == "" {
+		return c.TokenFile
+	}
+	return filepath.Join(c.dir, c.TokenFile)
 }
 
 // workerGroup is the certificate organization of worker nodes (pki's

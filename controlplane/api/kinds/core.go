@@ -300,12 +300,30 @@ func defaultService(s *apiv1.Service) {
 	}
 }
 
+// ReservedClusterIPs are the ClusterIPs of the Services the cluster keeps
+// itself, by address, with the one Service that may hold each
+// (namespace/name): the kubernetes Service at the first address of the
+// default Service range and the cluster DNS Service at 10.96.0.10. The
+// ClusterIP allocator (controllers/serviceip) never hands them out.
+var ReservedClusterIPs = map[string]string{"10.96.0.1": "default/kubernetes", "10.96.0.10": "kube-system/kube-dns"}
+
 func validateService(s *apiv1.Service) FieldErrors {
 	sp := s.GetSpec()
 	if sp == nil {
 		return FieldErrors{Required("spec", "")}
 	}
 	var errs FieldErrors
+	self := s.GetMetadata().GetNamespace() + "/" + s.GetMetadata().GetName()
+	for i, ip := range append([]string{sp.GetClusterIP()}, sp.GetClusterIPs()...) {
+		if owner, ok := ReservedClusterIPs[ip]; ok && owner != self {
+			path := "spec.clusterIP"
+			if i > 0 {
+				path = idx("spec.clusterIPs", i-1)
+			}
+			errs = append(errs, Invalid(path, ip, "is reserved for the Service "+owner+"; leave it empty to get a free address"))
+			break
+		}
+	}
 	errs = append(errs, oneOf("spec.type", sp.GetType(), serviceTypes...)...)
 	if sp.GetSessionAffinity() != "" {
 		errs = append(errs, oneOf("spec.sessionAffinity", sp.GetSessionAffinity(), "None", "ClientIP")...)

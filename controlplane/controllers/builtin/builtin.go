@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/apiservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
@@ -30,6 +31,7 @@ func Register(r *controllers.Registry) {
 	r.Register("nodelifecycle", nodelifecycle.NewLoop)
 	r.Register("serviceip", serviceip.NewLoop)
 	r.Register("dnsservice", dnsservice.NewLoop)
+	r.Register("apiservice", apiservice.NewLoop)
 	r.Register("endpoints", endpoints.NewLoop)
 	r.Register("replicaset", replicaset.NewReplicaSetLoop)
 	r.Register("replicationcontroller", replicaset.NewReplicationControllerLoop)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -51,12 +53,17 @@ type Config struct {
 	Informers *client.InformerFactory
 	// Registerer, when set, takes the loop's queue and reconcile metrics.
 	Registerer prometheus.Registerer
+	// Reserved are ClusterIPs never handed out, by address, with the one
+	// Service (namespace/name) that may claim each by naming it in
+	// spec.clusterIP: the kubernetes and cluster DNS Services'.
+	Reserved map[string]string
 }
 
 // DefaultConfig: 10.96.0.0/12, ports 30000–32767 (Kubernetes' defaults).
 func DefaultConfig() Config {
 	return Config{ServiceCIDR: "10.96.0.0/12", NodePortMin: 30000, NodePortMax: 32767, RecordNamespace: "kube-system",
-		OrphanGrace: 30 * time.Second, GCPeriod: 10 * time.Second, Workers: 4, Logger: slog.Default()}
+		OrphanGrace: 30 * time.Second, GCPeriod: 10 * time.Second, Workers: 4, Logger: slog.Default(),
+		Reserved: maps.Clone(kinds.ReservedClusterIPs)}
 }
 
 // Controller is the allocation loop, on ctrlkit.Base: the main queue
@@ -98,6 +105,9 @@ func New(c *client.Client, rec *client.Recorder, cfg Config) (*Controller, error
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
+	}
+	if cfg.Reserved == nil {
+		cfg.Reserved = def.Reserved
 	}
 	ips, err := parseRange(cfg.ServiceCIDR)
 	if err != nil {
@@ -246,7 +256,9 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		changed = true
 	default:
 		a, err := netip.ParseAddr(ip)
-		if err != nil || !t.c.ips.contains(a) {
+		if owner, ok := t.c.cfg.Reserved[ip]; ok && owner != client.Key(svc) {
+			t.warn(ctx, svc, "ClusterIPReserved", fmt.Sprintf("spec.clusterIP %s is reserved for the Service %s: the Service stays unallocated", ip, owner))
+		} else if err != nil || !t.c.ips.contains(a) {
 			t.warn(ctx, svc, "ClusterIPOutOfRange", fmt.Sprintf("spec.clusterIP %s is not in the service CIDR %s: the Service stays unallocated", ip, t.c.cfg.ServiceCIDR))
 		} else if err := t.claim(ctx, svc, clusterIPRecord(a.String()), "clusterip"); err != nil {
 			if !errors.Is(err, errTaken) {
@@ -394,7 +406,10 @@ func (t *term) value(kind, name string) string {
 func (t *term) pickFree(kind string) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	taken := func(name string) bool { return t.records[name] != nil || t.claimed[name] }
+	taken := func(name string) bool {
+		_, reserved := t.c.cfg.Reserved[strings.TrimPrefix(name, "clusterip-")]
+		return t.records[name] != nil || t.claimed[name] || (kind == "clusterip" && reserved)
+	}
 	var name string
 	var ok bool
 	if kind == "clusterip" {

@@ -427,6 +427,9 @@ func leftovers(ctx context.Context, cl *client.Client, namespaces []string) []st
 				if k.Name == "ConfigMap" && name == "kube-root-ca.crt" {
 					continue
 				}
+				if (k.Name == "Service" || k.Name == "Endpoints") && ns == "default" && name == "kubernetes" {
+					continue // the apiservice loop's, as in Kubernetes
+				}
 				left = append(left, k.Name+" "+ns+"/"+name)
 			}
 		}

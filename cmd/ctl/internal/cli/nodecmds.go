@@ -16,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/apiservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/builtin"
 	"github.com/skiffhq/skiff/controlplane/controllers/dnsservice"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
@@ -128,8 +129,10 @@ func leaderLoops(d node.LoopDeps) ([]controlplane.Loop, error) {
 	pc.Network = d.ClusterNetwork
 	dc := dnsservice.DefaultConfig()
 	dc.Network = d.ClusterNetwork
+	ac := apiservice.DefaultConfig()
+	ac.APIServers = d.APIServers
 	deps := controllers.Deps{Client: d.Client, Node: d.Node, Logger: d.Logger, Registerer: d.Registerer,
-		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc, "dnsservice": dc}}
+		Informers: client.NewInformerFactory(d.Client), Sweeper: d.Sweeper, Configs: map[string]any{"podcidr": pc, "dnsservice": dc, "apiservice": ac}}
 	if d.Members != nil {
 		// Gossip's confirmed deaths are the node lifecycle's first signal.
 		nl := nodelifecycle.DefaultConfig()

@@ -120,6 +120,14 @@ func (o *options) loadConfig() (*client.Config, error) {
 	}
 	cfg, err := client.LoadConfigContext(path, o.contextName)
 	if err != nil {
+		// In a pod, as kubectl: no --config, --server or $SKIFF_CONFIG and
+		// no config file, but a service account token mounted — use it,
+		// through the kubernetes Service.
+		if errors.Is(err, os.ErrNotExist) && o.configPath == "" && len(o.servers) == 0 && os.Getenv(client.ConfigEnv) == "" && o.contextName == "" {
+			if ic, icErr := client.InClusterConfig(); icErr == nil {
+				return ic, nil
+			}
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no client config at %s: pass --config, set $%s, or create a cluster with `ctl init`", path, client.ConfigEnv)
 		}
