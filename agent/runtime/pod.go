@@ -66,6 +66,8 @@ type ctrRT struct {
 	imageRef string
 	// created: an attempt pre-created with the sandbox, waiting to exec.
 	created *createdCtr
+	// inst: the running process, for attach (attach.go); nil when none.
+	inst *instance
 }
 
 type podRT struct {
