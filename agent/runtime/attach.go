@@ -94,8 +94,10 @@ func (in *instance) startTTY(cl *containerLog) {
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		in.ttyGone = true
-		_ = in.tty.Close()
+		if !in.ttyGone {
+			in.ttyGone = true
+			_ = in.tty.Close()
+		}
 	}()
 }
 
@@ -105,6 +107,22 @@ func (in *instance) finish(code int32) {
 	defer in.mu.Unlock()
 	in.code = code
 	close(in.done)
+	if in.stdinW != nil {
+		_ = in.stdinW.Close()
+		in.stdinW = nil
+	}
+}
+
+// detach closes what the runtime holds for a process it stops supervising
+// (Runtime.Close, as the agent exits): its terminal's master (which hangs
+// the terminal up) and a stdinOnce writer (the process reads EOF).
+func (in *instance) detach() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.tty != nil && !in.ttyGone {
+		in.ttyGone = true
+		_ = in.tty.Close()
+	}
 	if in.stdinW != nil {
 		_ = in.stdinW.Close()
 		in.stdinW = nil

@@ -428,6 +428,12 @@ func (p *podRT) detach() {
 	p.abortPrecreated()
 	p.mu.Lock()
 	p.persistLocked()
+	for _, c := range p.order {
+		if c.inst != nil {
+			// What this process held goes with it, as when the agent exits.
+			c.inst.detach()
+		}
+	}
 	p.mu.Unlock()
 	p.stopLogs()
 }
