@@ -198,7 +198,8 @@ func (r volumeResolver) PodField(path string) (string, bool) {
 func (c *converter) container(field string, ctr *apiv1.Container) (runtime.Container, error) {
 	out := runtime.Container{Name: ctr.GetName(), Image: ctr.GetImage(),
 		ImagePullPolicy: image.PullPolicy(ctr.GetImagePullPolicy()),
-		Command:         ctr.GetCommand(), Args: ctr.GetArgs(), WorkingDir: ctr.GetWorkingDir()}
+		Command:         ctr.GetCommand(), Args: ctr.GetArgs(), WorkingDir: ctr.GetWorkingDir(),
+		Stdin: ctr.GetStdin(), StdinOnce: ctr.GetStdinOnce(), TTY: ctr.GetTty()}
 	lc, err := lifecycle(field, ctr.GetLifecycle(), ctr.GetPorts())
 	if err != nil {
 		return out, err

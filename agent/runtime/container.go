@@ -76,6 +76,8 @@ type createdCtr struct {
 	img  *image.Image
 	ex   execContext
 	pc   *phaseClock
+	// inst holds the process's terminal or stdinOnce writer (attach.go).
+	inst *instance
 }
 
 // startContainer creates and starts one attempt of c.
@@ -140,19 +142,14 @@ func (p *podRT) createContainer(c *ctrRT, img *image.Image) (_ *createdCtr, retE
 			_ = lc.Destroy()
 		}
 	}()
-	stdout, stderr, err := c.log.stdio()
-	if err != nil {
-		return nil, err
-	}
-	defer stdout.Close()
-	defer stderr.Close()
 	proc := &libcontainer.Process{Args: args, Env: ex.Env, Cwd: ex.Cwd, UID: ex.UID, GID: ex.GID,
-		AdditionalGroups: ex.Groups, Stdout: stdout, Stderr: stderr, Init: true}
-	if err := lc.Start(proc); err != nil {
+		AdditionalGroups: ex.Groups, Init: true}
+	inst, err := p.stdio(c, proc, func() error { return lc.Start(proc) })
+	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.spec.Name, err)
 	}
 	pc.mark("lc_start")
-	return &createdCtr{lc: lc, proc: proc, img: img, ex: ex, pc: pc}, nil
+	return &createdCtr{lc: lc, proc: proc, img: img, ex: ex, pc: pc, inst: inst}, nil
 }
 
 // execContainer starts the user's process of a created container and
@@ -190,7 +187,10 @@ func (p *podRT) execContainer(c *ctrRT, cc *createdCtr) error {
 		paths[k] = v
 	}
 	p.mu.Lock()
-	c.lc, c.pid, c.exitCh, c.attached = lc, st.InitProcessPid, exitCh, false
+	c.lc, c.pid, c.exitCh, c.attached, c.inst = lc, st.InitProcessPid, exitCh, false, cc.inst
+	if cc.inst.tty != nil {
+		cc.inst.startTTY(c.log)
+	}
 	c.waiting, c.killNote = nil, ""
 	c.started = c.spec.StartupProbe == nil
 	c.ready = false
@@ -207,6 +207,7 @@ func (p *podRT) execContainer(c *ctrRT, cc *createdCtr) error {
 func (p *podRT) discardCreated(c *ctrRT, cc *createdCtr) {
 	_ = cc.lc.Signal(unix.SIGKILL)
 	_, _ = cc.proc.Wait()
+	cc.inst.discard()
 	if err := cc.lc.Destroy(); err != nil {
 		p.rt.log.Warn("destroy container", "pod", p.rec.Pod.UID, "container", c.spec.Name, "err", err)
 	}
@@ -414,7 +415,10 @@ func (p *podRT) finishContainer(c *ctrRT, e exitInfo) *StateTerminated {
 	}
 	c.rec.Last = t
 	c.rec.LcID, c.rec.CgroupPaths = "", nil
-	c.lc, c.pid, c.exitCh, c.attached = nil, 0, nil, false
+	if c.inst != nil {
+		c.inst.finish(t.ExitCode)
+	}
+	c.lc, c.pid, c.exitCh, c.attached, c.inst = nil, 0, nil, false, nil
 	c.ready, c.started = false, false
 	_ = removeCgroupTree(p.cgroupPath(c))
 	p.persistLocked()
@@ -463,6 +467,7 @@ func (p *podRT) reattach() error {
 			continue
 		}
 		c.pid, c.exitCh, c.attached = st.InitProcessPid, ch, true
+		c.inst = &instance{done: make(chan struct{}), reattached: true}
 		c.waiting = nil
 		c.started = c.spec.StartupProbe == nil
 	}

@@ -10,7 +10,8 @@
 // policy with CrashLoopBackOff back-off, graceful stop, exit reasons, logs
 // (FIFOs pumped into size-rotated CRI-format files, read line by line with
 // tail, since and follow; a restart keeps the previous instance's log as
-// <container>.log.prev), exec (stdin, TTY, resize), a dial into a pod's
+// <container>.log.prev), exec (stdin, TTY, resize), attach to a
+// container's main process (its stdin, stdinOnce and terminal: attach.go), a dial into a pod's
 // network namespace for port-forward, probes (via agent/probe), lifecycle
 // hooks (lifecycle.go), subPath mounts resolved safely inside the volume
 // (subpath.go), env holding the pod's IP (podipenv.go), updates of

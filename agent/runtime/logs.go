@@ -152,6 +152,9 @@ type containerLog struct {
 
 	readers []*os.File
 	wg      sync.WaitGroup
+
+	subMu sync.Mutex
+	subs  map[*subscriber]struct{}
 }
 
 func (cl *containerLog) fifo(stream string) string {
@@ -179,7 +182,7 @@ func (cl *containerLog) startPumps() error {
 		cl.wg.Add(1)
 		go func() {
 			defer cl.wg.Done()
-			pump(r, stream, cl.file)
+			cl.pump(r, stream)
 		}()
 	}
 	return nil
@@ -213,21 +216,69 @@ func (cl *containerLog) stopPumps() {
 	cl.file.close()
 }
 
-func pump(r io.Reader, stream string, lf *logFile) {
-	br := bufio.NewReaderSize(r, maxLogLine)
+// pump copies one output stream of the container into the log file as it
+// comes, and hands each chunk to the attached callers (attach.go) at once,
+// not line by line: a prompt without a newline reaches them.
+func (cl *containerLog) pump(r io.Reader, stream string) {
+	ll := lineLog{stream: stream, lf: cl.file}
+	buf := make([]byte, 32<<10)
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			partial := line[len(line)-1] != '\n'
-			msg := bytes.TrimSuffix(line, []byte("\n"))
-			if werr := lf.write(stream, partial, msg, time.Now()); werr != nil && errors.Is(werr, os.ErrClosed) {
+		n, err := r.Read(buf)
+		if n > 0 {
+			cl.broadcast(stream, buf[:n])
+			if werr := ll.write(buf[:n], time.Now()); werr != nil && errors.Is(werr, os.ErrClosed) {
 				return
 			}
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return // deadline at stop, or closed
+		if err != nil {
+			_ = ll.flush(time.Now()) // deadline at stop, or closed
+			return
 		}
 	}
+}
+
+// lineLog splits a stream into log records: one F record per line, P
+// records for pieces of a line longer than maxLogLine, and what is left
+// without a newline at the end.
+type lineLog struct {
+	stream  string
+	lf      *logFile
+	pending []byte
+}
+
+func (l *lineLog) write(p []byte, now time.Time) error {
+	for len(p) > 0 {
+		chunk, complete := p, false
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			chunk, p, complete = p[:i], p[i+1:], true
+		} else {
+			p = nil
+		}
+		l.pending = append(l.pending, chunk...)
+		for len(l.pending) >= maxLogLine {
+			if err := l.lf.write(l.stream, true, l.pending[:maxLogLine], now); err != nil {
+				return err
+			}
+			l.pending = append(l.pending[:0], l.pending[maxLogLine:]...)
+		}
+		if complete {
+			err := l.lf.write(l.stream, false, l.pending, now)
+			l.pending = l.pending[:0]
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *lineLog) flush(now time.Time) error {
+	if len(l.pending) == 0 {
+		return nil
+	}
+	err := l.lf.write(l.stream, true, l.pending, now)
+	l.pending = l.pending[:0]
+	return err
 }
 
 // LogOptions for reading a container's log.

@@ -66,6 +66,8 @@ type ctrRT struct {
 	imageRef string
 	// created: an attempt pre-created with the sandbox, waiting to exec.
 	created *createdCtr
+	// inst: the running process, for attach (attach.go); nil when none.
+	inst *instance
 }
 
 type podRT struct {
@@ -426,6 +428,12 @@ func (p *podRT) detach() {
 	p.abortPrecreated()
 	p.mu.Lock()
 	p.persistLocked()
+	for _, c := range p.order {
+		if c.inst != nil {
+			// What this process held goes with it, as when the agent exits.
+			c.inst.detach()
+		}
+	}
 	p.mu.Unlock()
 	p.stopLogs()
 }

@@ -100,9 +100,13 @@ func (p *podRT) createSandbox(ctx context.Context) error {
 		p.abortPrecreated()
 		return fmt.Errorf("runtime: sandbox %s: %w", uid, err)
 	}
+	p.mu.Lock() // status (ListPods) reads the IP while the sandbox is made
 	sb.Networked = true
 	if att.IP != nil {
 		sb.IP = att.IP.String()
+	}
+	p.mu.Unlock()
+	if att.IP != nil {
 		// Rewritten in place: containers created above have the file
 		// bind-mounted already, and none of their processes has started.
 		if err := p.writeEtc(); err != nil {

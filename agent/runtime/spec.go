@@ -67,6 +67,12 @@ type Container struct {
 	StartupProbe    *probe.Probe     `json:"startupProbe,omitempty"`
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
 	Lifecycle       *Lifecycle       `json:"lifecycle,omitempty"`
+	// Stdin keeps the main process's stdin open for attach (attach.go);
+	// StdinOnce closes it when the first attach that wrote to it ends;
+	// TTY gives the process a terminal, whose output is one stream.
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	TTY       bool `json:"tty,omitempty"`
 }
 
 // EnvVar is a literal environment variable, or one the runtime fills

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -134,9 +133,11 @@ func (s *Server) Exec(stream streamv1.NodeStreams_ExecServer) error {
 	return nil
 }
 
-// Attach implements NodeStreams: the container's output from now on, as
-// `logs -f` of new lines split into stdout and stderr. The runtime keeps
-// no container's stdin open, so stdin is refused.
+// Attach implements NodeStreams: the main process of a container, as
+// the runtime attaches it (agent/runtime/attach.go): its output from now
+// on, stdin when asked (the container must keep it open), terminal
+// resizes. The last message is the process's exit code; a caller whose
+// stdin ended (detached) gets code 0.
 func (s *Server) Attach(stream streamv1.NodeStreams_AttachServer) error {
 	start, err := firstStart(stream)
 	if err != nil {
@@ -145,45 +146,27 @@ func (s *Server) Attach(stream streamv1.NodeStreams_AttachServer) error {
 	if len(start.GetCommand()) > 0 {
 		return status.Error(codes.InvalidArgument, "command: attach takes none (use exec)")
 	}
-	if start.GetStdin() {
-		return status.Error(codes.FailedPrecondition, "stdin: this node's runtime does not keep a container's stdin open; attach shows its output (leave out -i), or use exec -i")
-	}
 	uid, ctr, err := s.resolve(start.GetPod())
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	go func() { // the caller going away ends the call
-		for {
-			if _, err := stream.Recv(); err != nil {
-				if !errors.Is(err, io.EOF) {
-					cancel()
-				}
-				return
-			}
-		}
-	}()
 	out := &lockedSender{s: stream}
-	now := time.Now()
-	errs := make(chan error, 2)
-	for _, st := range []string{"stdout", "stderr"} {
-		go func() {
-			errs <- s.cfg.Runtime.Logs(ctx, uid, ctr, runtime.LogOptions{Follow: true, Stream: st, SinceTime: now}, out.writer(st == "stderr"))
-		}()
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	resize := make(chan runtime.WinSize)
+	go pumpInput(stream, pw, true, resize, cancel) // the runtime ignores resizes without a terminal
+	opts := runtime.AttachOptions{Stdout: out.writer(false), Stderr: out.writer(true), Size: winSize(start.GetSize()), Resize: resize}
+	if start.GetStdin() {
+		opts.Stdin = pr
 	}
-	var first error
-	for range 2 {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			cancel()
+	res, err := s.cfg.Runtime.Attach(ctx, uid, ctr, opts)
+	if err != nil {
+		if stream.Context().Err() != nil {
+			return toStatus(stream.Context().Err())
 		}
+		return toStatus(fmt.Errorf("attach: %w", err))
 	}
-	if first != nil && ctx.Err() == nil {
-		return toStatus(fmt.Errorf("attach: %w", first))
-	}
-	if stream.Context().Err() != nil {
-		return toStatus(stream.Context().Err())
-	}
-	return out.send(&streamv1.ExecOutput{Output: &streamv1.ExecOutput_Exit{Exit: &streamv1.ExecExit{}}})
+	return out.send(&streamv1.ExecOutput{Output: &streamv1.ExecOutput_Exit{Exit: &streamv1.ExecExit{Code: int32(res.Code)}}})
 }

@@ -35,6 +35,7 @@ type Runtime interface {
 	PodIdentity(uid string) (runtime.PodIdentity, error)
 	Logs(ctx context.Context, uid, container string, opts runtime.LogOptions, w io.Writer) error
 	Exec(ctx context.Context, uid, container string, opts runtime.ExecOptions) (int, error)
+	Attach(ctx context.Context, uid, container string, opts runtime.AttachOptions) (runtime.AttachResult, error)
 	DialPort(ctx context.Context, uid string, port int) (net.Conn, error)
 }
 
@@ -175,7 +176,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, runtime.ErrPodNotFound), errors.Is(err, runtime.ErrContainerNotFound), errors.Is(err, runtime.ErrNoPreviousInstance):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, runtime.ErrNotRunning):
+	case errors.Is(err, runtime.ErrNotRunning), errors.Is(err, runtime.ErrNoStdin):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrBadRequest):
 		return status.Error(codes.InvalidArgument, err.Error())

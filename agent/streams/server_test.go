@@ -37,6 +37,9 @@ func (onePod) Exec(_ context.Context, _, _ string, o runtime.ExecOptions) (int, 
 	_, _ = o.Stdout.Write([]byte(strings.Join(o.Cmd, " ")))
 	return 0, nil
 }
+func (onePod) Attach(context.Context, string, string, runtime.AttachOptions) (runtime.AttachResult, error) {
+	return runtime.AttachResult{}, runtime.ErrNotRunning
+}
 func (onePod) DialPort(context.Context, string, int) (net.Conn, error) {
 	return nil, errors.New("no ports")
 }

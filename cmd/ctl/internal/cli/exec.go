@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/console"
 	"github.com/spf13/cobra"
 
+	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+	"github.com/skiffhq/skiff/proto/client"
 	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
@@ -61,13 +63,17 @@ command's exit code. Needs an admin; each exec is in the audit log.`,
 func (o *options) attachCmd() *cobra.Command {
 	var f execFlags
 	cmd := &cobra.Command{
-		Use:   "attach (POD | TYPE/NAME) [-c CONTAINER]",
-		Short: "Attach to a running container's output",
+		Use:   "attach (POD | TYPE/NAME) [-c CONTAINER] [-i] [-t]",
+		Short: "Attach to a running container",
 		Long: `Attach to the main process of a running container, as kubectl attach
-does: its output from now on, until it exits or ctl is interrupted. This
-runtime keeps no container's stdin open, so -i is refused. Needs an
-admin; each attach is in the audit log.`,
+does: its output from now on; with -i its stdin too (the container must
+have stdin: true), and with -t its terminal (tty: true; the local one is
+put in raw mode and its size follows the local window). Attach ends when
+the process exits (ctl exits with its exit code), when ctl's stdin ends
+(unless the container has stdinOnce, whose stdin then closes), or when ctl
+is interrupted. Needs an admin; each attach is in the audit log.`,
 		Example: `  ctl attach web-1
+  ctl attach -it shell-1
   ctl attach deploy/web -c app`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -78,8 +84,8 @@ admin; each attach is in the audit log.`,
 		ValidArgsFunction: o.completeNames("Pod"),
 	}
 	fl := cmd.Flags()
-	fl.BoolVarP(&f.stdin, "stdin", "i", false, "pass stdin to the container (refused: no container keeps stdin open)")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "stdin is a terminal")
+	fl.BoolVarP(&f.stdin, "stdin", "i", false, "pass stdin to the container (it must have stdin: true)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "stdin is a terminal (the container must have tty: true)")
 	fl.StringVarP(&f.container, "container", "c", "", "the container (default: the only or first one)")
 	return cmd
 }
@@ -97,12 +103,27 @@ func (o *options) execLike(ctx context.Context, f execFlags, podArg string, comm
 	if err != nil {
 		return err
 	}
-	ctr := f.container
-	if ctr == "" {
-		ctr = defaultContainer(pod, o.streams.Err)
+	if f.container == "" {
+		f.container = defaultContainer(pod, o.streams.Err)
 	}
+	return o.streamTo(ctx, c, pod, f, command)
+}
+
+// streamTo runs command in a container of pod (exec), or attaches to its
+// main process (attach, command nil).
+func (o *options) streamTo(ctx context.Context, c *client.Client, pod *apiv1.Pod, f execFlags, command []string) error {
+	ctr := f.container
 	start := &streamv1.ExecStart{Pod: &streamv1.PodRef{Namespace: pod.GetMetadata().GetNamespace(), Name: pod.GetMetadata().GetName(), Container: ctr},
 		Command: command, Stdin: f.stdin}
+	if command == nil && f.tty {
+		// As kubectl: a terminal only if the container has one.
+		for _, cs := range pod.GetSpec().GetContainers() {
+			if cs.GetName() == ctr && !cs.GetTty() {
+				fmt.Fprintf(o.streams.Err, "Unable to use a TTY - container %s did not allocate one\n", ctr)
+				f.tty = false
+			}
+		}
+	}
 	var term console.Console
 	if f.tty {
 		if file, ok := o.streams.In.(*os.File); ok && f.stdin {
@@ -127,6 +148,7 @@ func (o *options) execLike(ctx context.Context, f execFlags, podArg string, comm
 	streamCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var stream streamv1.PodStreams_ExecClient
+	var err error
 	if command != nil {
 		stream, err = c.PodStreams().Exec(streamCtx)
 	} else {
@@ -143,6 +165,10 @@ func (o *options) execLike(ctx context.Context, f execFlags, podArg string, comm
 	}
 	if err := send(&streamv1.ExecInput{Input: &streamv1.ExecInput_Start{Start: start}}); err != nil {
 		return callStatus(err, stream.Recv)
+	}
+	if command == nil && f.stdin && term != nil {
+		// The shell printed its prompt before we attached (kubectl's hint).
+		fmt.Fprint(o.streams.Err, "If you don't see a command prompt, try pressing enter.\r\n")
 	}
 	if f.stdin {
 		go copyStdin(o.streams.In, send)

@@ -5,42 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/api/manifest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
-
-// AttachFunc attaches the caller's streams to a running container
-// (`ctl attach`). `ctl run -i/-t` uses it; nil until the build has an
-// attach (the streaming verbs register theirs by setting Attach).
-type AttachFunc func(ctx context.Context, o AttachRequest) error
-
-// AttachRequest is what run hands to Attach.
-type AttachRequest struct {
-	Client         *client.Client
-	Namespace, Pod string
-	Container      string
-	Stdin, TTY     bool
-	Streams        Streams
-}
-
-// Attach is the attach implementation `ctl run -i/-t` calls (see AttachFunc).
-var Attach AttachFunc
-
-// ErrNoAttach: -i/-t asked for an attach this build lacks.
-var ErrNoAttach = errors.New("ctl run -i/-t needs ctl attach, which this build does not have yet; run without -i/-t and use `ctl logs`")
 
 type runOptions struct {
 	image, port, restart, labels string
 	env                          []string
 	stdin, tty, rm, command      bool
 	expose                       bool
+	podRunningTimeout            time.Duration
 	out                          createOutput
 }
 
@@ -51,15 +37,22 @@ func (o *options) runCmd() *cobra.Command {
 		Short: "Run a pod from an image",
 		Long: `Run creates one pod running IMAGE, labelled run=NAME unless --labels says
 otherwise. Arguments after -- are the container's args, or its command with
---command. --expose with --port also creates a ClusterIP Service for it.`,
+--command. --expose with --port also creates a ClusterIP Service for it.
+
+With -i (and -t for a terminal) the container keeps its stdin open
+(stdinOnce: it closes when the session ends), and run waits for the pod to
+run and attaches to it as ctl attach does. With --restart Never or
+OnFailure it then waits for the pod to finish and exits with its
+container's exit code; --rm deletes the pod after the session, as kubectl
+does.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pod, err := r.pod(args[0], args[1:], o.ns())
 			if err != nil {
 				return err
 			}
-			if (r.stdin || r.tty) && Attach == nil {
-				return ErrNoAttach
+			if r.tty && !r.stdin {
+				return fmt.Errorf("-i/--stdin is required for containers with -t/--tty=true")
 			}
 			if r.rm && !(r.stdin || r.tty) {
 				return fmt.Errorf("--rm should only be used for attached containers (-i or -t)")
@@ -98,8 +91,9 @@ otherwise. Arguments after -- are the container's args, or its command with
 			if !(r.stdin || r.tty) {
 				return nil
 			}
-			err = Attach(cmd.Context(), AttachRequest{Client: c, Namespace: o.ns(), Pod: pod.Metadata.Name,
-				Container: pod.Metadata.Name, Stdin: r.stdin, TTY: r.tty, Streams: o.streams})
+			actx, stop := untilSignal(cmd.Context())
+			defer stop()
+			err = r.attach(actx, o, c, pod.Metadata.Namespace, pod.Metadata.Name)
 			if r.rm {
 				dctx, cancel := o.ctx(context.WithoutCancel(cmd.Context()))
 				_, _, derr := c.Delete(dctx, "Pod", o.ns(), pod.Metadata.Name, client.DeleteOptions{})
@@ -121,6 +115,7 @@ otherwise. Arguments after -- are the container's args, or its command with
 	f.BoolVarP(&r.stdin, "stdin", "i", false, "keep stdin open and attach to it")
 	f.BoolVarP(&r.tty, "tty", "t", false, "allocate a TTY")
 	f.BoolVar(&r.rm, "rm", false, "delete the pod when the attached session ends")
+	f.DurationVar(&r.podRunningTimeout, "pod-running-timeout", time.Minute, "how long to wait for the pod to run before attaching")
 	f.BoolVar(&r.command, "command", false, "the arguments after -- are the command, not args")
 	f.BoolVar(&r.expose, "expose", false, "also create a Service for the pod (needs --port)")
 	r.out.flags(cmd)
@@ -143,7 +138,8 @@ func (r *runOptions) pod(name string, extra []string, ns string) (*apiv1.Pod, er
 			return nil, err
 		}
 	}
-	ctr := &apiv1.Container{Name: name, Image: r.image, Stdin: r.stdin, Tty: r.tty}
+	// As kubectl: stdin closes when the first attach ends.
+	ctr := &apiv1.Container{Name: name, Image: r.image, Stdin: r.stdin, StdinOnce: r.stdin, Tty: r.tty}
 	if r.command {
 		if len(extra) == 0 {
 			return nil, fmt.Errorf("--command needs the command after --")
@@ -400,4 +396,100 @@ func (o *options) createOrPrint(ctx context.Context, c *client.Client, obj kinds
 	}
 	_, err = o.streams.Out.Write(b)
 	return err
+}
+
+// attach is run's session with the pod it created, as kubectl run -i:
+// wait until the pod runs (or already finished), attach (or, finished,
+// print its log), then with restart policy Never or OnFailure wait for it
+// to finish and return its container's exit code.
+func (r *runOptions) attach(ctx context.Context, o *options, c *client.Client, ns, name string) error {
+	pod, err := r.waitPod(ctx, c, ns, name, r.podRunningTimeout, func(p *apiv1.Pod) bool {
+		ph := p.GetStatus().GetPhase()
+		return ph == "Running" || ph == "Succeeded" || ph == "Failed"
+	})
+	if err != nil {
+		return fmt.Errorf("pod %s/%s did not start running within %s: %w", ns, name, r.podRunningTimeout, err)
+	}
+	attached := false
+	if pod.GetStatus().GetPhase() == "Running" {
+		err = o.streamTo(ctx, c, pod, execFlags{stdin: r.stdin, tty: r.tty, container: name}, nil)
+		var exit *ExitError
+		switch {
+		case errors.As(err, &exit):
+			attached = true // the exit code comes from the pod's status below
+		case status.Code(err) == codes.FailedPrecondition:
+			// It finished between the wait and the attach: show its log.
+		case err != nil:
+			return err
+		default:
+			attached = true
+		}
+	}
+	if ctx.Err() != nil {
+		return nil // interrupted: detached
+	}
+	if !attached {
+		lctx, cancel := o.ctx(ctx)
+		defer cancel()
+		ls, err := c.PodStreams().Logs(lctx, &streamv1.LogsRequest{Pod: &streamv1.PodRef{Namespace: ns, Name: name, Container: name}})
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := ls.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					return err
+				}
+				break
+			}
+			if _, err := o.streams.Out.Write(m.GetData()); err != nil {
+				return err
+			}
+		}
+	}
+	if r.restart == "Always" {
+		return nil // no exit code to wait for: the container restarts
+	}
+	done := func(p *apiv1.Pod) bool {
+		ph := p.GetStatus().GetPhase()
+		return ph == "Succeeded" || (ph == "Failed" && r.restart == "Never")
+	}
+	if pod, err = r.waitPod(ctx, c, ns, name, 0, done); err != nil {
+		return err
+	}
+	if pod.GetStatus().GetPhase() == "Succeeded" {
+		return nil
+	}
+	for _, cs := range pod.GetStatus().GetContainerStatuses() {
+		if t := cs.GetState().GetTerminated(); cs.GetName() == name && t != nil && t.GetExitCode() != 0 {
+			return &ExitError{Code: int(t.GetExitCode())}
+		}
+	}
+	return fmt.Errorf("pod %s/%s failed with unknown exit code", ns, name)
+}
+
+// waitPod polls the pod until cond holds (timeout 0: until ctx ends).
+func (r *runOptions) waitPod(ctx context.Context, c *client.Client, ns, name string, timeout time.Duration, cond func(*apiv1.Pod) bool) (*apiv1.Pod, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p, err := client.Get[*apiv1.Pod](ctx, c, ns, name)
+		if err == nil && cond(p) {
+			return p, nil
+		}
+		if err != nil && !client.IsUnavailable(err) && ctx.Err() == nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }

@@ -212,7 +212,7 @@ func TestStreamVerbs(t *testing.T) {
 		}
 		l.expectAudit(t, "attach", "report-x1", "main", "")
 		_, errOut, code := l.ctl(ctx, "admin", nil, "attach", "-i", "report-x1")
-		if code != 1 || !strings.Contains(errOut, "does not keep a container's stdin open") {
+		if code != 1 || !strings.Contains(errOut, `container "main" does not keep stdin open (its spec has no stdin: true)`) {
 			t.Fatalf("attach -i: %d %q", code, errOut)
 		}
 	})
