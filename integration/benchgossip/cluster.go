@@ -41,6 +41,9 @@ type cluster struct {
 	// queueFull and udpFailed count memberlist's warnings that a member
 	// dropped a message (handler queue full) or missed UDP acks.
 	queueFull, udpFailed atomic.Int64
+	// resyncs counts members made to push/pull with the leader while the
+	// cluster formed (see syncAfter).
+	resyncs atomic.Int64
 }
 
 type death struct {
@@ -141,20 +144,58 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			return fmt.Errorf("start member: %w", err)
 		}
 		least, dead := target, 0
+		nextSync := time.Now().Add(syncAfter)
 		err := waitFor(time.Until(deadline), fmt.Sprintf("every member to see %d alive", target), func() bool {
 			least, dead = target, 0
+			var behind []*gossip.Gossip
 			for _, g := range c.live() {
 				st := g.Stats()
 				least, dead = min(least, st.Alive), max(dead, st.Dead)
+				if st.Alive < target {
+					behind = append(behind, g)
+				}
+			}
+			if len(behind) > 0 && time.Now().After(nextSync) {
+				c.resync(behind)
+				nextSync = time.Now().Add(syncAfter)
 			}
 			return least >= target
 		})
 		if err != nil {
-			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; %s)",
-				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), cpu)
+			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader: %d; %s)",
+				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load(), cpu)
 		}
 	}
 	return nil
+}
+
+// syncAfter is how long a wave may leave a member not knowing all the
+// others before it syncs with the leader. Members that join at the same
+// time can miss each other's alive broadcast: member X learns of member Z
+// only from members that already knew X when they gossiped Z's alive,
+// and each member sends that message a limited number of times
+// (RetransmitMult × log10 n), so with 25 members joining together about
+// one pair per wave at 500 members is missed, until the periodic push/pull
+// (every 15–30 s × a factor that grows with the size, 75–150 s at 500)
+// repairs it. A member behind after syncAfter does that push/pull now,
+// with the leader, which every member joined through and so knows all.
+const syncAfter = 3 * time.Second
+
+// resync makes each given member push/pull its state with the leader (a
+// Join of a member already in the cluster is exactly that).
+func (c *cluster) resync(behind []*gossip.Gossip) {
+	c.mu.Lock()
+	leader := c.addrs[leaderName]
+	c.mu.Unlock()
+	for _, g := range behind {
+		if g.Name() == leaderName {
+			continue
+		}
+		c.resyncs.Add(1)
+		if _, err := g.Join(leader); err != nil {
+			c.log.Warn("resync with the leader", "member", g.Name(), "err", err)
+		}
+	}
 }
 
 // seeds are the leader's address and up to k-1 other members'.
