@@ -86,11 +86,12 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 		return nil, err
 	}
 	if name != leaderName {
-		// Through the leader and two other members: one busy member's
-		// push/pull may time out while 8 join at once.
+		// Through the leader (a Join is a push/pull of the whole member
+		// list with each address given: one is enough), then, should the
+		// busy leader's push/pull time out, through it and two others.
 		var err error
 		for attempt := range 5 {
-			if _, err = g.Join(c.seeds(3)...); err == nil {
+			if _, err = g.Join(c.seeds(1 + 2*min(attempt, 1))...); err == nil {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
