@@ -59,7 +59,10 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	}
 	defer c.stop()
 	cpu := startCPU()
-	defer func() { res.cpu = cpu.String() }()
+	defer func() {
+		res.cpu = fmt.Sprintf("%s; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader while forming: %d",
+			cpu, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load())
+	}()
 	if err := c.grow(n, time.Duration(n)*200*time.Millisecond+60*time.Second); err != nil {
 		return res, err
 	}
