@@ -32,7 +32,11 @@ type transport struct {
 	streamCh chan net.Conn
 	log      *slog.Logger
 	shutdown atomic.Bool
-	wg       sync.WaitGroup
+	// done is closed by Shutdown: a loop blocked handing over a packet or
+	// stream nobody takes any more (memberlist not started, or gone)
+	// returns.
+	done chan struct{}
+	wg   sync.WaitGroup
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -63,7 +67,7 @@ func listen(ip net.IP, port int, log *slog.Logger) (*transport, error) {
 			break
 		}
 	}
-	t := &transport{bindIP: ip, tcp: tcp, udp: udp, packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), log: log}
+	t := &transport{bindIP: ip, tcp: tcp, udp: udp, packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), log: log, done: make(chan struct{})}
 	t.wg.Add(2)
 	go t.acceptLoop()
 	go t.readLoop()
@@ -142,7 +146,10 @@ func (t *transport) StreamCh() <-chan net.Conn { return t.streamCh }
 // Shutdown implements memberlist.Transport: it closes the sockets and
 // waits for the loops to end.
 func (t *transport) Shutdown() error {
-	t.shutdown.Store(true)
+	if t.shutdown.Swap(true) {
+		return nil
+	}
+	close(t.done)
 	_ = t.tcp.Close()
 	_ = t.udp.Close()
 	t.wg.Wait()
@@ -167,7 +174,12 @@ func (t *transport) acceptLoop() {
 			continue
 		}
 		delay = 0
-		t.streamCh <- conn
+		select {
+		case t.streamCh <- conn:
+		case <-t.done:
+			_ = conn.Close()
+			return
+		}
 	}
 }
 
@@ -190,6 +202,11 @@ func (t *transport) readLoop() {
 		if n < 1 {
 			continue // memberlist needs at least the message type
 		}
-		t.packetCh <- &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: net.UDPAddrFromAddrPort(from), Timestamp: ts}
+		p := &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: net.UDPAddrFromAddrPort(from), Timestamp: ts}
+		select {
+		case t.packetCh <- p:
+		case <-t.done:
+			return
+		}
 	}
 }

@@ -99,3 +99,23 @@ func recvPacket(t *testing.T, tr *transport) *memberlist.Packet {
 	}
 	return nil
 }
+
+// TestTransportShutdownWithPacketsWaiting: Shutdown returns even when a
+// packet arrived that nobody took (memberlist never started, or stopped).
+func TestTransportShutdownWithPacketsWaiting(t *testing.T) {
+	a, b := listenT(t), listenT(t)
+	if _, err := a.WriteTo([]byte("nobody reads this"), net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port()))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let b's read loop block handing it over (no wait would also pass)
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown blocked for 5 s with a packet waiting")
+	}
+}
