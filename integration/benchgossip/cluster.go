@@ -152,12 +152,12 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			for _, g := range c.live() {
 				st := g.Stats()
 				least, dead = min(least, st.Alive), max(dead, st.Dead)
-				if st.Alive < target {
-					behind = append(behind, g)
+				if st.Alive+st.Dead+st.Left < target {
+					behind = append(behind, g) // does not know every member
 				}
 			}
 			if len(behind) > 0 && time.Now().After(nextSync) {
-				c.resync(behind)
+				c.resync(behind[:min(len(behind), maxSyncs)])
 				nextSync = time.Now().Add(syncAfter)
 			}
 			return least >= target
@@ -181,6 +181,12 @@ func (c *cluster) grow(n int, within time.Duration) error {
 // repairs it. A member behind after syncAfter does that push/pull now,
 // with the leader, which every member joined through and so knows all.
 const syncAfter = 3 * time.Second
+
+// maxSyncs is how many members sync with the leader at once: each is a
+// push/pull of the whole member list with the leader. Only members that
+// do not know some member sync; one that holds a live member as dead
+// waits for that member's refutation, which no sync would hasten.
+const maxSyncs = 8
 
 // resync makes each given member push/pull its state with the leader (a
 // Join of a member already in the cluster is exactly that).
