@@ -63,7 +63,9 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		res.cpu = fmt.Sprintf("%s; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader while forming: %d",
 			cpu, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load())
 	}()
-	if err := c.grow(n, time.Duration(n)*200*time.Millisecond+60*time.Second); err != nil {
+	// Forming may take a while on a busy machine: a live member declared
+	// dead while the others join comes back when its refutation arrives.
+	if err := c.grow(n, time.Duration(n)*400*time.Millisecond+120*time.Second); err != nil {
 		return res, err
 	}
 	if p.steady > 0 {
