@@ -13,10 +13,12 @@
 // observer's failed direct probe is followed by indirect probes through
 // other members and a suspicion period in which the suspect may refute, so
 // a node cut off from one member but reachable by the others stays alive.
-// LANTiming is tuned so a dead member is declared dead by every member
-// within about 3 s in a cluster of up to ~100 members (see LANTiming for
-// the numbers and what was measured; make bench-gossip measures it, with
-// memberlist's defaults as the anchor, and BENCHMARKS.md has the runs).
+// LANTiming is tuned so a dead member is declared dead within about 3 s
+// in a cluster of up to 500 members (see LANTiming for the arithmetic;
+// make bench-gossip measures it, with memberlist's defaults as the
+// anchor, and BENCHMARKS.md has the runs). Members send uncompressed
+// packets through a transport of this package (transport.go) that costs
+// less per packet than memberlist's own.
 // Stats and Config.OnChange expose counters and state changes (metrics,
 // the benchmark).
 //

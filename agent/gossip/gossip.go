@@ -109,31 +109,48 @@ type Timing struct {
 	SuspicionMult           int
 	SuspicionMaxTimeoutMult int
 	GossipInterval          time.Duration
-	PushPullInterval        time.Duration
+	// GossipNodes is how many members each gossip round sends to
+	// (0: memberlist's 3).
+	GossipNodes      int
+	PushPullInterval time.Duration
 }
 
 // LANTiming is tuned for one LAN (sub-millisecond round trips) so that a
-// failed member is declared dead everywhere within 3 s up to ~100 members:
+// failed member is declared dead within 3 s at 500 members. The time from
+// a death to a member's verdict is the sum of
 //
-//   - ProbeInterval 300 ms (memberlist's LAN default: 1 s); ProbeTimeout
-//     150 ms for the direct ping (default 500 ms), the rest of the interval
-//     for indirect pings through 3 other members (and a TCP ping).
-//   - Suspicion lasts SuspicionMult (3; default 4) × max(1, log10 n) ×
-//     ProbeInterval = 0.9 s up to 10 members, 1.8 s at 100, 2.4 s at 500
-//     (defaults: 4 s, 8 s, 10.8 s), stretched up to SuspicionMaxTimeoutMult
-//     (2; default 6) times that while no other member confirms the
-//     suspicion; in a large cluster confirmations come within a probe or two.
-//   - Gossip every 200 ms (the default) to 3 members spreads the verdict.
+//   - W, until some member probes the dead one: each member probes one
+//     other per ProbeInterval (P) in shuffled order, so the dead member
+//     is probed about once per P whatever the size: W is roughly
+//     exponential with mean P (p50 0.7 P, p99 4.6 P);
+//   - P, the failed probe: a direct ping (ProbeTimeout), then indirect
+//     pings through 3 members and a TCP ping until the interval ends;
+//   - the suspicion: SuspicionMult × log10(n) × P once another member's
+//     own failed probe confirms it (memberlist's Lifeguard: unconfirmed,
+//     it lasts up to SuspicionMaxTimeoutMult times longer, which is what
+//     keeps a member that is only slow from being declared dead);
+//   - D, gossip carrying the verdict (or the suspicion) to the member:
+//     every GossipInterval to GossipNodes members, ~4 rounds at 500.
 //
-// Measured on loopback, all members in one process on 2 busy cores: a
-// killed member is dead at every member after 1.3–1.6 s with 5 members,
-// 1.9–2.9 s with 30, 2.6–3.0 s with 100. Probes at 200 ms / 100 ms with
-// gossip every 100 ms detected faster but declared live members dead at 100
-// members in that setting; the defaults take 10–13 s at 100.
+// With P = 200 ms, suspicion multiplier 3 and gossip every 100 ms to 4
+// members: suspicion 0.6 s up to 10 members, 1.2 s at 100, 1.62 s at 500
+// (at most 3× that unconfirmed), and at 500 members detection p50 ≈ 0.14
+// + 0.2 + 1.62 + ~0.35 ≈ 2.3 s, p99 ≈ 0.92 + 0.2 + 1.62 + ~0.5 ≈ 3.2 s
+// (the maximum of 20 deaths, about p96: ≈ 2.9 s). memberlist's LAN
+// defaults (1 s probes, multiplier 4, gossip every 200 ms to 3) take
+// 10.8 s of suspicion alone at 500. The price is CPU: a member sends and
+// answers 5 probes a second (ping and ack, each encrypted, ~100 bytes);
+// make bench-gossip reports it per member.
+//
+// ProbeTimeout 100 ms is ~100 LAN round trips; a late direct ack still
+// counts until the interval ends, so it only decides when the indirect
+// pings start. Push/pull anti-entropy runs every 30 s (memberlist's
+// default; memberlist stretches it with the size: 150 s at 500): each is
+// a full member list each way, so it costs in proportion to the size.
 func LANTiming() Timing {
-	return Timing{ProbeInterval: 300 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond,
-		SuspicionMult: 3, SuspicionMaxTimeoutMult: 2, GossipInterval: 200 * time.Millisecond,
-		PushPullInterval: 15 * time.Second}
+	return Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		SuspicionMult: 3, SuspicionMaxTimeoutMult: 3, GossipInterval: 100 * time.Millisecond, GossipNodes: 4,
+		PushPullInterval: 30 * time.Second}
 }
 
 // DefaultLANTiming is memberlist's own LAN configuration (1 s probes,
@@ -143,7 +160,8 @@ func LANTiming() Timing {
 func DefaultLANTiming() Timing {
 	d := memberlist.DefaultLANConfig()
 	return Timing{ProbeInterval: d.ProbeInterval, ProbeTimeout: d.ProbeTimeout, SuspicionMult: d.SuspicionMult,
-		SuspicionMaxTimeoutMult: d.SuspicionMaxTimeoutMult, GossipInterval: d.GossipInterval, PushPullInterval: d.PushPullInterval}
+		SuspicionMaxTimeoutMult: d.SuspicionMaxTimeoutMult, GossipInterval: d.GossipInterval, GossipNodes: d.GossipNodes,
+		PushPullInterval: d.PushPullInterval}
 }
 
 // Config configures a member.
@@ -187,7 +205,11 @@ type Gossip struct {
 	leaving map[string]bool
 	now     func() time.Time
 	// deaths counts the members this one saw go Dead (Stats).
-	deaths   uint64
+	deaths uint64
+	// count is how many members are in each State, kept as they change
+	// so that Stats costs the same with 5 members or 5,000 (a benchmark
+	// polls every member's Stats).
+	count    [StateLeft + 1]int
 	onChange func(Member)
 }
 
@@ -221,7 +243,11 @@ func Start(cfg Config) (*Gossip, error) {
 	}
 	g := &Gossip{self: cfg.Meta, log: cfg.Logger.With("component", "gossip"), meta: meta, members: map[string]*Member{}, leaving: map[string]bool{}, now: time.Now, onChange: cfg.OnChange}
 	stdlog := newStdLogger(g.log)
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{cfg.BindAddr}, BindPort: cfg.BindPort, Logger: stdlog})
+	bindIP := net.ParseIP(cfg.BindAddr)
+	if b4 := bindIP.To4(); b4 != nil {
+		bindIP = b4
+	}
+	nt, err := listen(bindIP, cfg.BindPort, g.log)
 	if err != nil {
 		return nil, fmt.Errorf("gossip listen on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
 	}
@@ -237,15 +263,19 @@ func Start(cfg Config) (*Gossip, error) {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
 	mc.Transport = tr
-	mc.BindAddr, mc.BindPort = cfg.BindAddr, nt.GetAutoBindPort()
-	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, nt.GetAutoBindPort()
+	mc.BindAddr, mc.BindPort = cfg.BindAddr, nt.port()
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, nt.port()
 	mc.Keyring = keyring
 	mc.TCPTimeout = 2 * time.Second // one LAN: a stream that takes longer is to a dead member
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	mc.EnableCompression = false
 	t := cfg.Timing
 	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
 	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
 	mc.GossipInterval, mc.PushPullInterval = t.GossipInterval, t.PushPullInterval
+	if t.GossipNodes > 0 {
+		mc.GossipNodes = t.GossipNodes
+	}
 	mc.Delegate = (*delegate)(g)
 	mc.Events = (*events)(g)
 	mc.Logger = stdlog
@@ -534,11 +564,14 @@ func (g *Gossip) record(n *memberlist.Node, meta wireMeta, gone bool) (changed M
 	if m == nil {
 		m = &Member{Name: n.Name}
 		g.members[n.Name] = m
+		g.count[StateUnknown]++
 	}
 	m.Addr, m.Meta = n.Address(), meta.Meta
 	if m.State == st {
 		return Member{}, false
 	}
+	g.count[m.State]--
+	g.count[st]++
 	m.State, m.Since = st, g.now()
 	if st == StateDead {
 		g.deaths++
@@ -561,17 +594,7 @@ type Stats struct {
 // Stats counts this member's view now.
 func (g *Gossip) Stats() Stats {
 	g.mu.Lock()
-	s := Stats{DeathsSeen: g.deaths}
-	for _, m := range g.members {
-		switch m.State {
-		case StateAlive:
-			s.Alive++
-		case StateDead:
-			s.Dead++
-		case StateLeft:
-			s.Left++
-		}
-	}
+	s := Stats{DeathsSeen: g.deaths, Alive: g.count[StateAlive], Dead: g.count[StateDead], Left: g.count[StateLeft]}
 	g.mu.Unlock()
 	s.Keys = g.KeyCount()
 	return s

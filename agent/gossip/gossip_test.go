@@ -193,6 +193,11 @@ func TestKilledMemberDeadEverywhereWithinBound(t *testing.T) {
 	if _, dead := ms[0].DeadSince("m4"); dead {
 		t.Error("a member that left is reported dead")
 	}
+	// Stats keeps its counts as states change: the same as counting the
+	// members' states.
+	if st := ms[0].Stats(); st.Alive != 3 || st.Dead != 1 || st.Left != 1 || st.DeathsSeen != 1 {
+		t.Errorf("m0 stats %+v, want 3 alive (itself included), 1 dead, 1 left, 1 death seen; members %v", st, ms[0].Members())
+	}
 }
 
 func TestPartitionFromOneObserverIsNotDeath(t *testing.T) {

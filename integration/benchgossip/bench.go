@@ -20,6 +20,11 @@ type params struct {
 	lossRate float64
 	// onlyAnchor skips the LANTiming runs.
 	onlyAnchor bool
+	// steady is how long the formed cluster runs idle (no death, no loss)
+	// while its CPU is measured; cpuProfile, when set, is where a CPU
+	// profile of that span goes (suffixed with the size and timing).
+	steady     time.Duration
+	cpuProfile string
 }
 
 // result is what one size and timing measured.
@@ -35,6 +40,9 @@ type result struct {
 	lossSent, lossDropped  int64
 	// cpu is the CPU share this process got over the size's run.
 	cpu string
+	// steadyCPU is the CPU the formed cluster used per member per second
+	// with nobody dying and no loss (0: not measured).
+	steadyCPU time.Duration
 }
 
 func (r result) falsePositives() int { return r.falseDetect + max(r.falseLoss, 0) }
@@ -42,7 +50,8 @@ func (r result) falsePositives() int { return r.falseDetect + max(r.falseLoss, 0
 // measure runs one size with one timing: members die one at a time (each
 // replaced by a new member, so the size stays n), then, when loss > 0, the
 // whole cluster runs with packet loss and nobody dying.
-func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Duration, lossRate float64) (res result, err error) {
+func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Duration, p params) (res result, err error) {
+	lossRate := p.lossRate
 	res = result{members: n, timing: name, falseLoss: -1}
 	c, err := newCluster(timing)
 	if err != nil {
@@ -50,9 +59,19 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	}
 	defer c.stop()
 	cpu := startCPU()
-	defer func() { res.cpu = cpu.String() }()
-	if err := c.grow(n, time.Duration(n)*200*time.Millisecond+60*time.Second); err != nil {
+	defer func() {
+		res.cpu = fmt.Sprintf("%s; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader while forming: %d",
+			cpu, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load())
+	}()
+	// Forming may take a while on a busy machine: a live member declared
+	// dead while the others join comes back when its refutation arrives.
+	if err := c.grow(n, time.Duration(n)*400*time.Millisecond+120*time.Second); err != nil {
 		return res, err
+	}
+	if p.steady > 0 {
+		if res.steadyCPU, err = c.steadyCPU(p.steady, profilePath(p.cpuProfile, n, name)); err != nil {
+			return res, err
+		}
 	}
 	// The longest a death may take: every member knows well within the
 	// suspicion timeout's upper bound plus a few probe rounds.

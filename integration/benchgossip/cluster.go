@@ -41,6 +41,9 @@ type cluster struct {
 	// queueFull and udpFailed count memberlist's warnings that a member
 	// dropped a message (handler queue full) or missed UDP acks.
 	queueFull, udpFailed atomic.Int64
+	// resyncs counts members made to push/pull with the leader while the
+	// cluster formed (see syncAfter).
+	resyncs atomic.Int64
 }
 
 type death struct {
@@ -83,11 +86,12 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 		return nil, err
 	}
 	if name != leaderName {
-		// Through the leader and two other members: one busy member's
-		// push/pull may time out while 8 join at once.
+		// Through the leader (a Join is a push/pull of the whole member
+		// list with each address given: one is enough), then, should the
+		// busy leader's push/pull time out, through it and two others.
 		var err error
 		for attempt := range 5 {
-			if _, err = g.Join(c.seeds(3)...); err == nil {
+			if _, err = g.Join(c.seeds(1 + 2*min(attempt, 1))...); err == nil {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
@@ -108,7 +112,11 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 // member to see all of them alive: a join storm of hundreds of members at
 // once (each join an alive broadcast every member retransmits, plus a
 // push/pull of the whole member list) floods the members' handler queues.
-const waveSize = 25
+// Each join costs n × RetransmitMult × log10 n sends, so the wave shrinks
+// as the cluster grows (25 up to 100 members, 12 at 200, 5 from 500): at
+// 200 members a wave of 25 overflowed the handler queues (35,788 drops)
+// with a full core for the process.
+func waveSize(n int) int { return max(5, min(25, 2500/max(n, 1))) }
 
 // grow starts members until there are n, in waves of waveSize (at most 4
 // joining at a time), and after each wave waits until every member sees
@@ -122,7 +130,7 @@ func (c *cluster) grow(n int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	cpu := startCPU()
 	for c.size() < n {
-		target := min(n, c.size()+waveSize)
+		target := min(n, c.size()+waveSize(c.size()))
 		sem := make(chan struct{}, 4)
 		var wg sync.WaitGroup
 		errs := make(chan error, target)
@@ -141,20 +149,64 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			return fmt.Errorf("start member: %w", err)
 		}
 		least, dead := target, 0
+		nextSync := time.Now().Add(syncAfter)
 		err := waitFor(time.Until(deadline), fmt.Sprintf("every member to see %d alive", target), func() bool {
 			least, dead = target, 0
+			var behind []*gossip.Gossip
 			for _, g := range c.live() {
 				st := g.Stats()
 				least, dead = min(least, st.Alive), max(dead, st.Dead)
+				if st.Alive+st.Dead+st.Left < target {
+					behind = append(behind, g) // does not know every member
+				}
+			}
+			if len(behind) > 0 && time.Now().After(nextSync) {
+				c.resync(behind[:min(len(behind), maxSyncs)])
+				nextSync = time.Now().Add(syncAfter)
 			}
 			return least >= target
 		})
 		if err != nil {
-			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; %s)",
-				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), cpu)
+			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader: %d; %s)",
+				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load(), cpu)
 		}
 	}
 	return nil
+}
+
+// syncAfter is how long a wave may leave a member not knowing all the
+// others before it syncs with the leader. Members that join at the same
+// time can miss each other's alive broadcast: member X learns of member Z
+// only from members that already knew X when they gossiped Z's alive,
+// and each member sends that message a limited number of times
+// (RetransmitMult × log10 n), so with 25 members joining together about
+// one pair per wave at 500 members is missed, until the periodic push/pull
+// (every 15–30 s × a factor that grows with the size, 75–150 s at 500)
+// repairs it. A member behind after syncAfter does that push/pull now,
+// with the leader, which every member joined through and so knows all.
+const syncAfter = 3 * time.Second
+
+// maxSyncs is how many members sync with the leader at once: each is a
+// push/pull of the whole member list with the leader. Only members that
+// do not know some member sync; one that holds a live member as dead
+// waits for that member's refutation, which no sync would hasten.
+const maxSyncs = 8
+
+// resync makes each given member push/pull its state with the leader (a
+// Join of a member already in the cluster is exactly that).
+func (c *cluster) resync(behind []*gossip.Gossip) {
+	c.mu.Lock()
+	leader := c.addrs[leaderName]
+	c.mu.Unlock()
+	for _, g := range behind {
+		if g.Name() == leaderName {
+			continue
+		}
+		c.resyncs.Add(1)
+		if _, err := g.Join(leader); err != nil {
+			c.log.Warn("resync with the leader", "member", g.Name(), "err", err)
+		}
+	}
 }
 
 // seeds are the leader's address and up to k-1 other members'.

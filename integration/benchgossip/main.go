@@ -36,8 +36,10 @@ func main() {
 	loss := flag.Duration("loss", 30*time.Second, "how long each size runs with packet loss and no death")
 	lossRate := flag.Float64("loss-rate", 0.05, "share of UDP packets dropped in the loss phase")
 	onlyAnchor := flag.Bool("only-anchor", false, "measure memberlist's defaults only (no LANTiming run)")
+	steady := flag.Duration("steady", 10*time.Second, "how long each formed cluster runs idle while its CPU per member is measured (0: not measured)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each idle span to this file (size and timing added to the name)")
 	flag.Parse()
-	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor}
+	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor, steady: *steady, cpuProfile: *cpuProfile}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 3 {
@@ -58,20 +60,20 @@ func run(out io.Writer, p params) ([]result, error) {
 	var all []result
 	for _, n := range p.sizes {
 		if !p.onlyAnchor {
-			r, err := measure(n, "LANTiming", gossip.LANTiming(), p.rounds, p.loss, p.lossRate)
+			r, err := measure(n, "LANTiming", gossip.LANTiming(), p.rounds, p.loss, p)
 			if err != nil {
 				return all, fmt.Errorf("%d members, LANTiming: %w", n, err)
 			}
 			all = append(all, r)
-			fmt.Fprintf(out, "  %d members LANTiming: detect p99 %d ms, converge p99 %d ms, false positives %d (%s)\n", n, ms(pct(r.detect, .99)), ms(pct(r.converge, .99)), r.falsePositives(), r.cpu)
+			fmt.Fprintf(out, "  %d members LANTiming: detect p99 %d ms, converge p99 %d ms, false positives %d, idle CPU %s ms per member per second (%s)\n", n, ms(pct(r.detect, .99)), ms(pct(r.converge, .99)), r.falsePositives(), steadyString(r.steadyCPU), r.cpu)
 		}
 		if p.anchorRounds > 0 {
-			a, err := measure(n, "memberlist LAN defaults", gossip.DefaultLANTiming(), p.anchorRounds, 0, 0)
+			a, err := measure(n, "memberlist LAN defaults", gossip.DefaultLANTiming(), p.anchorRounds, 0, p)
 			if err != nil {
 				return all, fmt.Errorf("%d members, memberlist defaults: %w", n, err)
 			}
 			all = append(all, a)
-			fmt.Fprintf(out, "  %d members memberlist defaults: detect p99 %d ms (%s)\n", n, ms(pct(a.detect, .99)), a.cpu)
+			fmt.Fprintf(out, "  %d members memberlist defaults: detect p99 %d ms, idle CPU %s ms per member per second (%s)\n", n, ms(pct(a.detect, .99)), steadyString(a.steadyCPU), a.cpu)
 		}
 	}
 	printTable(out, all, p)
@@ -81,16 +83,16 @@ func run(out io.Writer, p params) ([]result, error) {
 func printTable(out io.Writer, all []result, p params) {
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "members\ttiming\tdeaths\tdetect p50 ms\tdetect p99 ms\tconverge p50 ms\tconverge p99 ms\tfalse pos. (deaths)\tfalse pos. (%.0f%% loss, %s)\t\n", p.lossRate*100, p.loss)
+	fmt.Fprintf(w, "members\ttiming\tdeaths\tdetect p50 ms\tdetect p99 ms\tconverge p50 ms\tconverge p99 ms\tfalse pos. (deaths)\tfalse pos. (%.0f%% loss, %s)\tidle CPU ms/member/s\t\n", p.lossRate*100, p.loss)
 	for _, r := range all {
 		lossCol := "-"
 		if r.falseLoss >= 0 {
 			lossCol = fmt.Sprintf("%d (%d/%d pkts dropped)", r.falseLoss, r.lossDropped, r.lossSent)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", r.members, r.timing, r.samples,
-			ms(pct(r.detect, .5)), ms(pct(r.detect, .99)), ms(pct(r.converge, .5)), ms(pct(r.converge, .99)), r.falseDetect, lossCol)
+		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.members, r.timing, r.samples,
+			ms(pct(r.detect, .5)), ms(pct(r.detect, .99)), ms(pct(r.converge, .5)), ms(pct(r.converge, .99)), r.falseDetect, lossCol, steadyString(r.steadyCPU))
 	}
-	fmt.Fprintf(w, "any\tKubernetes node-monitor-grace-period\t-\t40000\t40000\t-\t-\t-\t-\t\n")
+	fmt.Fprintf(w, "any\tKubernetes node-monitor-grace-period\t-\t40000\t40000\t-\t-\t-\t-\t-\t\n")
 	w.Flush()
 	fmt.Fprintln(out, "detect: death → the leader's member confirms it dead (MemberHealth.DeadSince, nodelifecycle's first signal;")
 	fmt.Fprintln(out, "        the Node is NotReady at the controller's next check). converge: → every live member knows.")
@@ -110,4 +112,12 @@ func summary(all []result) *result {
 		}
 	}
 	return best
+}
+
+// steadyString is a per-member CPU cost in milliseconds ("-": not measured).
+func steadyString(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond))
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -79,4 +81,40 @@ func loadAverage() string {
 		return "?"
 	}
 	return f[0]
+}
+
+// steadyCPU runs the formed cluster idle for span and returns the CPU this
+// process used per member per second (the members' steady cost: probes,
+// acks, push/pulls, encryption); with profile set it writes a CPU profile
+// of the span there.
+func (c *cluster) steadyCPU(span time.Duration, profile string) (time.Duration, error) {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := processCPU()
+	time.Sleep(span)
+	used := processCPU() - start
+	return time.Duration(float64(used) / float64(c.size()) / span.Seconds()), nil
+}
+
+// profilePath is base with the size and timing before its extension
+// ("" when base is "").
+func profilePath(base string, n int, timing string) string {
+	if base == "" {
+		return ""
+	}
+	ext := filepath.Ext(base)
+	tag := "lan"
+	if timing != "LANTiming" {
+		tag = "defaults"
+	}
+	return fmt.Sprintf("%s-%d-%s%s", strings.TrimSuffix(base, ext), n, tag, ext)
 }
