@@ -94,8 +94,17 @@ func Open(cfg Config) (*Store, error) {
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{s.mux},
 		MaxPool: 5,
-		Timeout: 5 * time.Second,
-		Logger:  newHCLogger("raft-net", s.log),
+		// 1: no pipelined replication. With the default (2) a leader whose
+		// follower answers Success=false can park its replication of that
+		// follower for good: pipelineDecode returns, the next pipelined
+		// send blocks on an unbuffered channel nobody drains, and the
+		// heartbeat goroutine keeps the follower quiet, so no election
+		// heals it; Shutdown then waits forever (seen here as a hung test;
+		// hashicorp/raft#612). HashiCorp measured pipelining as of little
+		// use with batching (hashicorp/raft#541).
+		MaxRPCsInFlight: 1,
+		Timeout:         5 * time.Second,
+		Logger:          newHCLogger("raft-net", s.log),
 	})
 	s.peers = newPeerPool(s.mux)
 	s.rpc = grpc.NewServer(grpc.Creds(handshakenCreds{}))
