@@ -25,7 +25,7 @@ const (
 // KubernetesServiceHost is the ClusterIP pods are told to reach the API at
 // (KUBERNETES_SERVICE_HOST): the kubernetes Service's, reserved in
 // kinds.ReservedClusterIPs.
-const KubernetesServiceHost = "10.96.0.1"
+const KubernetesServiceHost = kinds.KubernetesServiceIP
 
 var _ = func() bool {
 	if kinds.ReservedClusterIPs[KubernetesServiceHost] != "default/kubernetes" {

@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/dashboard"
@@ -36,7 +37,7 @@ const (
 // controllers/apiservice) against ca.crt as client-go does: the Service's
 // ClusterIP (the first address of the default Service range) and its DNS
 // names in the default cluster domain.
-var APIServiceSANs = []string{"10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+var APIServiceSANs = []string{kinds.KubernetesServiceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 
 // LoopDeps is what leader-only loops are built from on a control node.
 type LoopDeps struct {

@@ -305,7 +305,15 @@ func defaultService(s *apiv1.Service) {
 // (namespace/name): the kubernetes Service at the first address of the
 // default Service range and the cluster DNS Service at 10.96.0.10. The
 // ClusterIP allocator (controllers/serviceip) never hands them out.
-var ReservedClusterIPs = map[string]string{"10.96.0.1": "default/kubernetes", "10.96.0.10": "kube-system/kube-dns"}
+var ReservedClusterIPs = map[string]string{KubernetesServiceIP: "default/kubernetes", ClusterDNSIP: "kube-system/kube-dns"}
+
+// KubernetesServiceIP is the kubernetes Service's ClusterIP (the API as pods
+// reach it) and ClusterDNSIP the cluster DNS Service's, in the default
+// Service range.
+const (
+	KubernetesServiceIP = "10.96.0.1"
+	ClusterDNSIP        = "10.96.0.10"
+)
 
 func validateService(s *apiv1.Service) FieldErrors {
 	sp := s.GetSpec()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	"github.com/skiffhq/skiff/controlplane/clusternet"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -40,7 +41,7 @@ type Config struct {
 // DefaultConfig: 10.96.0.10 (kubeadm's choice in the default Service
 // range), checked every 30 s.
 func DefaultConfig() Config {
-	return Config{Address: "10.96.0.10", Period: 30 * time.Second}
+	return Config{Address: kinds.ClusterDNSIP, Period: 30 * time.Second}
 }
 
 // Loop keeps the Service.
