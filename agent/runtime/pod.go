@@ -85,9 +85,13 @@ type podRT struct {
 	detached chan struct{}
 	done     chan struct{}
 	started  bool
-	stopOnce sync.Once
-	stopErr  error
-	logsUp   bool
+	// stopMu serialises stops; stopped is set once one finished cleanly.
+	// A stop cut short (its context ended mid-teardown, as when the agent
+	// shuts down while removing a pod) is not remembered as done: the next
+	// RemovePod tears down what is left instead of returning the old error.
+	stopMu  sync.Mutex
+	stopped bool
+	logsUp  bool
 }
 
 func (r *Runtime) newPodRT(rec *podRecord) *podRT {
@@ -377,38 +381,40 @@ func (p *podRT) ensureImage(c *ctrRT) (*image.Image, error) {
 // stop ends the pod: no more restarts, containers get SIGTERM then SIGKILL
 // after grace, then the sandbox goes.
 func (p *podRT) stop(ctx context.Context, grace *time.Duration) error {
-	p.stopOnce.Do(func() {
-		if grace != nil {
-			p.mu.Lock()
-			p.grace = *grace
-			p.mu.Unlock()
-		}
-		p.cancel()
-		if p.started {
-			select {
-			case <-p.done:
-			case <-ctx.Done():
-				p.stopErr = ctx.Err()
-				return
-			}
-		}
-		// Attempts pre-created with the sandbox that run never reached.
-		p.abortPrecreated()
-		// Containers never started by run (re-attach of a stopped pod).
-		for _, c := range p.order {
-			if c.lc != nil {
-				p.finishContainer(c, p.kill(c, 0))
-			}
-		}
-		p.stopLogs()
-		err := p.teardownSandbox(ctx)
+	p.stopMu.Lock()
+	defer p.stopMu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	if grace != nil {
 		p.mu.Lock()
-		p.rec.Stopped = true
-		p.persistLocked()
+		p.grace = *grace
 		p.mu.Unlock()
-		p.stopErr = err
-	})
-	return p.stopErr
+	}
+	p.cancel()
+	if p.started {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// Attempts pre-created with the sandbox that run never reached.
+	p.abortPrecreated()
+	// Containers never started by run (re-attach of a stopped pod).
+	for _, c := range p.order {
+		if c.lc != nil {
+			p.finishContainer(c, p.kill(c, 0))
+		}
+	}
+	p.stopLogs()
+	err := p.teardownSandbox(ctx) // idempotent: a retry deletes what is left
+	p.mu.Lock()
+	p.rec.Stopped = true
+	p.persistLocked()
+	p.mu.Unlock()
+	p.stopped = err == nil
+	return err
 }
 
 // detach stops supervising, leaving containers and sandbox as they are.

@@ -399,3 +399,30 @@ func TestValidateNamesField(t *testing.T) {
 		}
 	}
 }
+
+// A removal cut short (its context ends while containers are still being
+// stopped, as when the agent shuts down mid-delete) is not remembered as
+// done: the next RemovePod finishes the job instead of returning the old
+// error, and nothing is left behind.
+func TestRemoveCutShortIsRetried(t *testing.T) {
+	t.Parallel()
+	e := runtimetest.NewEnv(t)
+	img := e.Registry.BusyboxImage(t, "busybox", nil)
+	run(t, e, &runtime.Pod{UID: "cut", Name: "cut", TerminationGracePeriodSeconds: i64(2),
+		Containers: []runtime.Container{{Name: "stubborn", Image: img, Command: []string{"sleep", "3600"}}}})
+	testutil.WaitFor(t, 20*time.Second, "running", func() bool { return running(t, e, "cut", "stubborn") })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := e.Runtime.RemovePod(ctx, "cut"); err == nil {
+		t.Fatal("RemovePod within 200ms of a 2s grace period succeeded; want the context's error")
+	}
+	if err := e.Runtime.RemovePod(context.Background(), "cut"); err != nil {
+		t.Fatalf("second RemovePod after a cut-short one: %v", err)
+	}
+	if pods := e.Runtime.ListPods(); len(pods) != 0 {
+		t.Fatalf("pods after removal: %+v", pods)
+	}
+	if leaks := e.Leftovers(); len(leaks) > 0 {
+		t.Fatalf("leftovers after the retried removal:\n  %s", strings.Join(leaks, "\n  "))
+	}
+}
