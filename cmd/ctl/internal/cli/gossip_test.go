@@ -54,17 +54,22 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.Spec == nil {
-		n.Spec = &apiv1.NodeSpec{}
-	}
-	n.Spec.PodCIDR = "10.244.7.0/24"
-	if _, err := client.Update(ctx, cl, n); err != nil {
-		t.Fatal(err)
-	}
+	// The worker's agent registers its Node and keeps updating its status:
+	// wait for the Node, and retry the update on a conflict with the agent.
+	testutil.WaitFor(t, 20*time.Second, "w1's Node given a pod range", func() bool {
+		n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
+		if err == nil {
+			if n.Spec == nil {
+				n.Spec = &apiv1.NodeSpec{}
+			}
+			n.Spec.PodCIDR = "10.244.7.0/24"
+			_, err = client.Update(ctx, cl, n)
+		}
+		if err != nil {
+			t.Logf("update w1's Node: %v", err)
+		}
+		return err == nil
+	})
 	testutil.WaitFor(t, 10*time.Second, "w1's pod range in its metadata at c1", func() bool {
 		x, _ := c.g.Member("w1")
 		return x.Meta.PodCIDR == "10.244.7.0/24"
