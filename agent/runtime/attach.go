@@ -46,9 +46,11 @@ import (
 // ErrNoStdin: an attach asked for stdin the container does not have open.
 var ErrNoStdin = errors.New("container stdin not open")
 
-// subBacklog is how many output chunks an attached caller may lag behind
-// before it is cut off (each chunk is at most 32 KiB).
-const subBacklog = 128
+// subBacklogBytes is how much of the container's output an attached
+// caller may lag behind before it is cut off. It is counted in bytes, not
+// chunks: a terminal echoes keystrokes a few bytes at a time, and a burst of
+// tiny chunks must not cut off a caller that is only a few KiB behind.
+const subBacklogBytes = 4 << 20
 
 // instance is one run of a container's main process, as attach sees it.
 type instance struct {
@@ -150,10 +152,14 @@ func (in *instance) resize(ws WinSize) {
 	}
 }
 
-// subscriber is one attached caller's share of a container's output.
+// subscriber is one attached caller's share of a container's output: what
+// it has not taken yet, consecutive chunks of one stream merged.
 type subscriber struct {
-	ch   chan outChunk
-	lost chan struct{} // closed when it fell behind and was cut off
+	mu      sync.Mutex
+	pending []outChunk
+	bytes   int
+	ready   chan struct{} // a token when pending became non-empty
+	lost    chan struct{} // closed when it fell behind and was cut off
 }
 
 type outChunk struct {
@@ -161,8 +167,37 @@ type outChunk struct {
 	data   []byte
 }
 
+// push queues p; false when the backlog passed subBacklogBytes.
+func (s *subscriber) push(stream string, p []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bytes+len(p) > subBacklogBytes {
+		return false
+	}
+	if n := len(s.pending); n > 0 && s.pending[n-1].stream == stream {
+		s.pending[n-1].data = append(s.pending[n-1].data, p...)
+	} else {
+		s.pending = append(s.pending, outChunk{stream: stream, data: bytes.Clone(p)})
+	}
+	s.bytes += len(p)
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns everything queued, in order.
+func (s *subscriber) take() []outChunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.pending
+	s.pending, s.bytes = nil, 0
+	return out
+}
+
 func (cl *containerLog) subscribe() *subscriber {
-	s := &subscriber{ch: make(chan outChunk, subBacklog), lost: make(chan struct{})}
+	s := &subscriber{ready: make(chan struct{}, 1), lost: make(chan struct{})}
 	cl.subMu.Lock()
 	defer cl.subMu.Unlock()
 	if cl.subs == nil {
@@ -179,15 +214,13 @@ func (cl *containerLog) unsubscribe(s *subscriber) {
 }
 
 // broadcast hands p to every attached caller without waiting for any: one
-// that lags subBacklog chunks behind is cut off (its attach ends with an
+// that lags subBacklogBytes behind is cut off (its attach ends with an
 // error) rather than holding the container's output back.
 func (cl *containerLog) broadcast(stream string, p []byte) {
 	cl.subMu.Lock()
 	defer cl.subMu.Unlock()
 	for s := range cl.subs {
-		select {
-		case s.ch <- outChunk{stream: stream, data: bytes.Clone(p)}:
-		default:
+		if !s.push(stream, p) {
 			delete(cl.subs, s)
 			close(s.lost)
 		}
@@ -313,26 +346,30 @@ func (r *Runtime) Attach(ctx context.Context, uid, name string, opts AttachOptio
 			stdinDone <- err
 		}()
 	}
-	deliver := func(o outChunk) error {
-		w := opts.Stdout
-		if o.stream == "stderr" && !c.spec.TTY {
-			w = opts.Stderr
+	deliver := func() error {
+		for _, o := range sub.take() {
+			w := opts.Stdout
+			if o.stream == "stderr" && !c.spec.TTY {
+				w = opts.Stderr
+			}
+			if w == nil {
+				continue
+			}
+			if _, err := w.Write(o.data); err != nil {
+				return err
+			}
 		}
-		if w == nil {
-			return nil
-		}
-		_, err := w.Write(o.data)
-		return err
+		return nil
 	}
 	resize := opts.Resize
 	for {
 		select {
-		case o := <-sub.ch:
-			if err := deliver(o); err != nil {
+		case <-sub.ready:
+			if err := deliver(); err != nil {
 				return res, fmt.Errorf("attach: %w", err)
 			}
 		case <-sub.lost:
-			return res, fmt.Errorf("attach: the caller fell %d chunks behind the container's output and was cut off", subBacklog)
+			return res, fmt.Errorf("attach: the caller fell %d MiB behind the container's output and was cut off", subBacklogBytes>>20)
 		case ws, ok := <-resize:
 			if !ok {
 				resize = nil
@@ -360,15 +397,8 @@ func (r *Runtime) Attach(ctx context.Context, uid, name string, opts AttachOptio
 			} else {
 				c.log.settle()
 			}
-			for drained := false; !drained; {
-				select {
-				case o := <-sub.ch:
-					if err := deliver(o); err != nil {
-						return res, fmt.Errorf("attach: %w", err)
-					}
-				default:
-					drained = true
-				}
+			if err := deliver(); err != nil {
+				return res, fmt.Errorf("attach: %w", err)
 			}
 			res.Exited, res.Code = true, int(inst.code)
 			return res, nil
