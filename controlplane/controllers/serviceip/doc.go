@@ -10,8 +10,13 @@
 // (a deposed one's late write) cannot both create the same record, and a
 // Service whose update lost the race keeps the record it owns, which the
 // next attempt reuses. Records whose Service is gone or no longer uses
-// them are deleted: at once when the Service is deleted, after
-// OrphanGrace otherwise (an update may still be in flight). This is the
+// them are deleted: at once when the Service is deleted; otherwise once
+// the Service has moved past the resourceVersion the record names (each
+// record carries the version its Service update is conditional on, and a
+// reused record is re-dated before its update), because until then that
+// update may still land — however slow it is, and whatever this loop's
+// informer has seen. Records without that version go after OrphanGrace.
+// This is the
 // shape of Kubernetes' IPAddress objects (MultiCIDRServiceAllocator);
 // a dedicated kind can replace the ConfigMaps without changing the logic.
 //

@@ -34,6 +34,11 @@ const (
 	LabelAllocation = "skiff.dev/allocation" // "clusterip" or "nodeport"
 	dataService     = "service"              // namespace/name
 	dataUID         = "uid"                  // the Service's uid
+	// dataForVersion is the Service's resourceVersion the record was made
+	// (or last re-claimed) for: the Service update that writes the value is
+	// conditional on it, so once the Service has moved past it without
+	// using the value, that update can no longer land and the record may go.
+	dataForVersion = "serviceResourceVersion"
 )
 
 // Config tunes the allocator.
@@ -183,7 +188,11 @@ func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
 // record is an allocation record as cached.
 type record struct {
 	name, service, owner, uid string
-	created                   time.Time
+	// rv is the record's own resourceVersion; forRV its dataForVersion
+	// (0 for records written before it existed).
+	rv      string
+	forRV   int64
+	created time.Time
 }
 
 // term is one leadership term's state.
@@ -209,7 +218,8 @@ func (t *term) setRecord(cm *apiv1.ConfigMap) {
 	}
 	t.mu.Lock()
 	t.records[cm.GetMetadata().GetName()] = &record{name: cm.GetMetadata().GetName(), service: cm.GetData()[dataService],
-		owner: cm.GetData()[dataUID], uid: cm.GetMetadata().GetUid(), created: created}
+		owner: cm.GetData()[dataUID], uid: cm.GetMetadata().GetUid(), rv: cm.GetMetadata().GetResourceVersion(),
+		forRV: client.Revision(cm.GetData()[dataForVersion]), created: created}
 	t.mu.Unlock()
 }
 
@@ -340,7 +350,7 @@ func (t *term) create(ctx context.Context, svc *apiv1.Service, name, kind string
 	uid := svc.GetMetadata().GetUid()
 	cm := &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Name: name, Namespace: t.c.cfg.RecordNamespace,
 		Labels: map[string]string{LabelAllocation: kind}},
-		Data: map[string]string{dataService: client.Key(svc), dataUID: uid}}
+		Data: map[string]string{dataService: client.Key(svc), dataUID: uid, dataForVersion: svc.GetMetadata().GetResourceVersion()}}
 	out, err := client.Create(ctx, t.c.c, cm)
 	if err == nil {
 		t.setRecord(out)
@@ -367,14 +377,23 @@ func (t *term) create(ctx context.Context, svc *apiv1.Service, name, kind string
 func (t *term) allocate(ctx context.Context, svc *apiv1.Service, kind string, reusable func(*record) bool) (string, error) {
 	uid := svc.GetMetadata().GetUid()
 	prefix := kind + "-"
+	var mine []string
 	t.mu.Lock()
 	for _, r := range t.records {
 		if r.owner == uid && strings.HasPrefix(r.name, prefix) && reusable(r) {
-			t.mu.Unlock()
-			return t.value(kind, r.name), nil
+			mine = append(mine, r.name)
 		}
 	}
 	t.mu.Unlock()
+	for _, name := range mine {
+		ok, err := t.reclaim(ctx, svc, name)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return t.value(kind, name), nil
+		}
+	}
 	for attempt := 0; attempt < 64; attempt++ {
 		name, err := t.pickFree(kind)
 		if err != nil {
@@ -393,6 +412,44 @@ func (t *term) allocate(ctx context.Context, svc *apiv1.Service, kind string, re
 		return t.value(kind, name), nil
 	}
 	return "", fmt.Errorf("allocate %s for service %s: too many collisions", kind, client.Key(svc))
+}
+
+// reclaim re-dates a record svc already owns (made for an earlier attempt
+// whose Service update lost) to svc's current resourceVersion, which the
+// coming update is conditional on, so collect cannot take it while that
+// update may still land. The record write is conditional on the record's
+// own resourceVersion, as collect's delete is: of the two, one loses.
+// false: the record is gone or changed; allocate afresh.
+func (t *term) reclaim(ctx context.Context, svc *apiv1.Service, name string) (bool, error) {
+	cur, err := client.Get[*apiv1.ConfigMap](ctx, t.c.c, t.c.cfg.RecordNamespace, name)
+	if client.IsNotFound(err) {
+		t.forget(name)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read allocation record %s: %w", name, err)
+	}
+	if cur.GetData()[dataUID] != svc.GetMetadata().GetUid() {
+		t.setRecord(cur)
+		return false, nil
+	}
+	cur.Data[dataForVersion] = svc.GetMetadata().GetResourceVersion()
+	out, err := client.Update(ctx, t.c.c, cur)
+	if client.IsNotFound(err) || client.IsConflict(err) {
+		t.forget(name)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-claim allocation record %s: %w", name, err)
+	}
+	t.setRecord(out)
+	return true, nil
+}
+
+func (t *term) forget(name string) {
+	t.mu.Lock()
+	delete(t.records, name)
+	t.mu.Unlock()
 }
 
 func (t *term) value(kind, name string) string {
@@ -426,7 +483,12 @@ func (t *term) pickFree(kind string) (string, error) {
 }
 
 // collect deletes a record whose Service is gone (at once) or does not
-// use it (after OrphanGrace).
+// use it: once the Service has moved past the resourceVersion the record
+// was made for (the update that would have used it can no longer land),
+// or, for a record without that version or a Service this informer has
+// not seen, after OrphanGrace. Time alone is not enough: a slow update, or
+// this loop's informer lagging behind another allocator's update, gave one
+// address to two Services.
 func (c *Controller) collect(ctx context.Context, name string) error {
 	t := c.t
 	t.mu.Lock()
@@ -442,20 +504,29 @@ func (c *Controller) collect(ctx context.Context, name string) error {
 	if !gone {
 		ns, svcName, _ := strings.Cut(r.service, "/")
 		obj, ok := c.services.Get(ns, svcName)
-		if ok && obj.GetMetadata().GetUid() == r.owner && uses(obj.(*apiv1.Service), name) {
-			return nil
-		}
-		if time.Since(r.created) < t.c.cfg.OrphanGrace {
-			return nil
+		switch {
+		case ok && obj.GetMetadata().GetUid() == r.owner:
+			if uses(obj.(*apiv1.Service), name) {
+				return nil
+			}
+			if r.forRV != 0 && client.Revision(obj.GetMetadata().GetResourceVersion()) <= r.forRV {
+				return nil // the update made for it may still land
+			}
+			if r.forRV == 0 && time.Since(r.created) < t.c.cfg.OrphanGrace {
+				return nil
+			}
+		case time.Since(r.created) < t.c.cfg.OrphanGrace:
+			return nil // not seen here yet, or replaced: give it time
 		}
 	}
-	_, _, err := t.c.c.Delete(ctx, "ConfigMap", t.c.cfg.RecordNamespace, name, client.DeleteOptions{UID: r.uid})
-	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) {
+	_, _, err := t.c.c.Delete(ctx, "ConfigMap", t.c.cfg.RecordNamespace, name, client.DeleteOptions{UID: r.uid, ResourceVersion: r.rv})
+	if client.IsConflict(err) {
+		return nil // re-claimed (or replaced) since it was read: its newer version decides
+	}
+	if err != nil && !client.IsNotFound(err) {
 		return fmt.Errorf("release %s: %w", name, err)
 	}
-	t.mu.Lock()
-	delete(t.records, name)
-	t.mu.Unlock()
+	t.forget(name)
 	return nil
 }
 

@@ -291,3 +291,57 @@ func TestTwoAllocatorsRacing(t *testing.T) {
 		return true
 	})
 }
+
+// A record whose Service update may still land — the Service is still at
+// the resourceVersion the record was made for — is not collected however
+// old it is; once the Service has moved past that version without using
+// it, it is. A record from before that version was kept goes after
+// OrphanGrace, as before. (Time alone gave one address to two Services
+// when an allocator's update was slower than the grace, or another
+// allocator's informer lagged behind it.)
+func TestRecordKeptWhileItsUpdateMayLand(t *testing.T) {
+	cfg := serviceip.Config{ServiceCIDR: "10.96.0.0/24", OrphanGrace: time.Millisecond, GCPeriod: 100 * time.Millisecond}
+	c := cptest.Start(t, cptest.Options{HollowNodes: -1, Loops: []string{"serviceip"}, Configs: map[string]any{"serviceip": cfg}})
+	cl := c.Client(t)
+	ctx := context.Background()
+	// Headless: the allocator has nothing to do for these two Services, so
+	// their records are as an allocator leaves them between its record
+	// create and its Service update.
+	var pending, legacy *apiv1.Service
+	for _, p := range []**apiv1.Service{&pending, &legacy} {
+		name := map[**apiv1.Service]string{&pending: "pending", &legacy: "legacy"}[p]
+		s, err := client.Create(ctx, cl, svc(name, "ClusterIP", "None"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p = s
+	}
+	record := func(ip string, s *apiv1.Service, forRV string) {
+		data := map[string]string{"service": "default/" + s.GetMetadata().GetName(), "uid": s.GetMetadata().GetUid()}
+		if forRV != "" {
+			data["serviceResourceVersion"] = forRV
+		}
+		if _, err := client.Create(ctx, cl, &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Namespace: "kube-system", Name: "clusterip-" + ip,
+			Labels: map[string]string{serviceip.LabelAllocation: "clusterip"}}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("10.96.0.50", pending, pending.GetMetadata().GetResourceVersion())
+	record("10.96.0.51", legacy, "")
+	exists := func(name string) bool {
+		_, err := client.Get[*apiv1.ConfigMap](ctx, cl, "kube-system", name)
+		return err == nil
+	}
+	testutil.WaitFor(t, 10*time.Second, "the record without a version collected after the grace", func() bool { return !exists("clusterip-10.96.0.51") })
+	// One more: its collection comes after a whole pass over every record.
+	record("10.96.0.52", legacy, "")
+	testutil.WaitFor(t, 10*time.Second, "a second record without a version collected", func() bool { return !exists("clusterip-10.96.0.52") })
+	if !exists("clusterip-10.96.0.50") {
+		t.Fatal("the record made for the Service's current resourceVersion was collected: its update could still land")
+	}
+	pending.Metadata.Labels = map[string]string{"moved": "on"}
+	if _, err := client.Update(ctx, cl, pending); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the record collected once the Service moved past its version", func() bool { return !exists("clusterip-10.96.0.50") })
+}
