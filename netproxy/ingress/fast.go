@@ -26,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -72,6 +73,10 @@ type fastServer struct {
 	// handoffs counts connections given to the standard server (tests
 	// read it to know which path served them).
 	handoffs atomic.Int64
+	// loops serve connections on Linux (evloop_linux.go); without them
+	// each connection gets a goroutine (serveConn).
+	loops    []*evLoop
+	nextLoop int
 	mu       sync.Mutex
 	conns    map[*fastConn]struct{}
 	active   int           // connections inside a request
@@ -87,6 +92,7 @@ type fastConn struct {
 	state    atomic.Int32
 	clientIP string
 	out      []byte // the upstream request head, rebuilt per request
+	hout     []byte // the client's response head, rebuilt per response
 	// deadlineSet is when the idle deadline was last set; headerDeadline
 	// that the header timeout replaced it since.
 	deadlineSet    time.Time
@@ -115,8 +121,36 @@ func newFastServer(p *Proxy, handoff *handoffListener, log *slog.Logger) *fastSe
 	return &fastServer{proxy: p, handoff: handoff, log: log, conns: map[*fastConn]struct{}{}}
 }
 
-// serve accepts until ln is closed by shutdown.
+// serve accepts until ln is closed by shutdown, then waits for the
+// event loops to finish.
 func (s *fastServer) serve(ln net.Listener) error {
+	loops, err := startLoops(s)
+	if err != nil {
+		s.log.Warn("ingress: no event loops; a goroutine per connection", "err", err)
+	}
+	loopErrs := make(chan error, len(loops))
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		for _, l := range loops {
+			l.closeFDs()
+		}
+		return nil
+	}
+	s.loops = loops
+	s.mu.Unlock()
+	for _, l := range loops {
+		go func() { loopErrs <- l.run() }()
+	}
+	err = s.accept(ln)
+	errs := []error{err}
+	for range loops {
+		errs = append(errs, <-loopErrs)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *fastServer) accept(ln net.Listener) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -132,6 +166,20 @@ func (s *fastServer) serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if len(s.loops) > 0 {
+			var ip string
+			if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+				ip = host
+			}
+			fd, err := takeFD(c)
+			if err != nil {
+				s.log.Warn("ingress: taking an accepted connection", "err", err)
+				continue
+			}
+			s.loops[s.nextLoop].add(fd, ip)
+			s.nextLoop = (s.nextLoop + 1) % len(s.loops)
+			continue
+		}
 		fc := &fastConn{c: c}
 		if !s.track(fc) {
 			_ = c.Close()
@@ -192,7 +240,11 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 	} else {
 		s.drained = done
 	}
+	loops := s.loops
 	s.mu.Unlock()
+	for _, l := range loops {
+		l.shutdown(false)
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -202,6 +254,14 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 		}
 		s.mu.Unlock()
 	}
+	for _, l := range loops {
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			l.shutdown(true)
+			<-l.done
+		}
+	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -210,15 +270,26 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 
 // serveConn serves requests until the client leaves, a response requires
 // closing, or one request needs the standard server.
-func (s *fastServer) serveConn(fc *fastConn) {
+func (s *fastServer) serveConn(fc *fastConn) { s.runConn(fc, nil, nil) }
+
+// runConn is serveConn for a connection whose first bytes may have been
+// read elsewhere (pre, the event loop's buffer) and whose first request
+// may already be under way (first, which reports whether to go on).
+func (s *fastServer) runConn(fc *fastConn, pre []byte, first func(*fastConn) bool) {
 	handedOff := false
 	fc.br = readerPool.Get().(*bufio.Reader)
-	fc.br.Reset(fc.c)
+	if len(pre) > 0 {
+		fc.br.Reset(io.MultiReader(bytes.NewReader(pre), fc.c))
+	} else {
+		fc.br.Reset(fc.c)
+	}
 	fc.cw.c = fc.c
 	fc.bw = writerPool.Get().(*bufio.Writer)
 	fc.bw.Reset(&fc.cw)
-	if host, _, err := net.SplitHostPort(fc.c.RemoteAddr().String()); err == nil {
-		fc.clientIP = host
+	if fc.clientIP == "" {
+		if host, _, err := net.SplitHostPort(fc.c.RemoteAddr().String()); err == nil {
+			fc.clientIP = host
+		}
 	}
 	defer func() {
 		s.untrack(fc)
@@ -230,6 +301,15 @@ func (s *fastServer) serveConn(fc *fastConn) {
 			readerPool.Put(fc.br)
 		}
 	}()
+	if first != nil {
+		fc.state.Store(connBusy)
+		s.begin()
+		keep := first(fc)
+		s.end()
+		if !keep || !fc.state.CompareAndSwap(connBusy, connIdle) {
+			return
+		}
+	}
 	for {
 		if s.isClosing() {
 			return
@@ -342,7 +422,7 @@ func (l *handoffListener) Addr() net.Addr { return l.addr }
 // bufferedConn reads what the fast path buffered before the connection.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -1,0 +1,929 @@
+//go:build linux
+
+package ingress
+
+// The fast path's event loops (Linux).
+//
+// Why not a goroutine per connection: measured with `make bench-ingress`
+// (BENCHMARKS.md), the goroutine fast path still spent ~25 % more CPU per
+// request than nginx, nearly all of it in the kernel. Go's poller always
+// tries a read first and parks on EAGAIN, so each wait for the client's
+// next request and for the backend's answer costs a read that fails
+// (about one per request), and waking the parked goroutine makes the
+// scheduler's spinning threads sleep and wake (nanosleep, futex) — in a
+// VM, where a syscall is dear, that is the gap. These loops work as nginx
+// does: one edge-triggered epoll set per loop (one loop per GOMAXPROCS),
+// non-blocking sockets, a read only when epoll said there is data and
+// until a short read says it is drained, so a request costs the four
+// reads and writes it needs plus a share of one epoll_wait.
+//
+// A loop serves the common case in full: the request head the fast path
+// parses (fastparse.go), the backend's answer with no body or a
+// Content-Length body (streamed with backpressure when it does not fit
+// the buffer), round robin, retries, keep-alive pools per loop. A request
+// the fast path does not parse goes, with the bytes already read, to the
+// standard server (handoff). A response the loop does not relay —
+// chunked, delimited by close, 1xx — moves the connection and its backend
+// connection, with their buffered bytes, to a goroutine running the
+// fast path's blocking code (runConn, finishFast) for the rest of the
+// connection's life. So every feature keeps one complete implementation.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	evBatch = 128
+	// evTick is the longest a loop sleeps without looking at deadlines.
+	evTick = 1000 // ms
+)
+
+// Client connection states.
+const (
+	csIdle     = iota // reading a request head
+	csUpstream        // the request is at a backend (dialling, sending, awaiting the head)
+	csWrite           // writing the response (and streaming its body)
+)
+
+// evLoop is one event loop.
+type evLoop struct {
+	s      *fastServer
+	epfd   int
+	wakefd int
+	events [evBatch]unix.EpollEvent
+	slots  []evSlot // by file descriptor
+	gen    uint32
+	idle   map[netip.AddrPort][]*evUp // idle backend connections, last in first out
+	now    time.Time
+	swept  time.Time
+
+	mu       sync.Mutex
+	incoming []evNew
+	stop     bool // shutdown began: idle clients close, busy ones finish
+	force    bool // shutdown's time is up: close everything
+	exited   bool
+
+	stopping bool
+	busy     int // clients inside a request
+	done     chan struct{}
+}
+
+type evNew struct {
+	fd       int
+	clientIP string
+}
+
+// evSlot maps a file descriptor to its connection; gen guards against an
+// event for a descriptor closed and reused within one batch.
+type evSlot struct {
+	gen uint32
+	c   *evConn
+	u   *evUp
+}
+
+// evConn is a client connection on a loop.
+type evConn struct {
+	l        *evLoop
+	fd       int
+	clientIP string
+	in       []byte // fastReadBuffer bytes; the unread ones are in[r:w]
+	r, w     int
+	canRead  bool // epoll said readable and no short read since
+	canWrite bool
+	state    int
+	serving  bool // inside serveRequests (no recursion)
+	deadline time.Time
+	timed    bool // a head under way: the header timeout applies
+
+	req      fastRequest
+	reqOut   []byte // the upstream request head
+	b        *Backend
+	start    uint32
+	attempt  int
+	attempts int
+	fresh    bool // this attempt is the retry on a fresh connection
+	up       *evUp
+	reused   bool
+	lastErr  error
+
+	wbuf      []byte // response bytes to write: wbuf[woff:]
+	woff      int
+	remaining int64 // body bytes still to stream from up
+	upReuse   bool  // up may carry another request after this response
+}
+
+// evUp is a backend connection on a loop.
+type evUp struct {
+	fd         int
+	ep         netip.AddrPort
+	buf        []byte // upstreamReadBuffer bytes; unread ones are buf[r:w]
+	r, w       int
+	canRead    bool
+	canWrite   bool
+	connecting bool
+	since      time.Time // dial start, or when it went idle
+	owner      *evConn   // nil while idle in the pool
+	wpend      []byte    // request bytes not yet written
+}
+
+// startLoops starts one loop per GOMAXPROCS; nil (and the goroutine fast
+// path) when the kernel refuses epoll or eventfd.
+func startLoops(s *fastServer) ([]*evLoop, error) {
+	n := runtime.GOMAXPROCS(0)
+	var loops []*evLoop
+	for range n {
+		l, err := newLoop(s)
+		if err != nil {
+			for _, l := range loops {
+				l.closeFDs()
+			}
+			return nil, err
+		}
+		loops = append(loops, l)
+	}
+	return loops, nil
+}
+
+func newLoop(s *fastServer) (*evLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: epoll_create1: %w", err)
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("ingress: eventfd: %w", err)
+	}
+	l := &evLoop{s: s, epfd: epfd, wakefd: wfd, idle: map[netip.AddrPort][]*evUp{}, done: make(chan struct{})}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd), Pad: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("ingress: epoll_ctl eventfd: %w", err)
+	}
+	return l, nil
+}
+
+func (l *evLoop) closeFDs() {
+	_ = unix.Close(l.epfd)
+	_ = unix.Close(l.wakefd)
+}
+
+func (l *evLoop) wake() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// add gives the loop a client socket (a descriptor of its own).
+func (l *evLoop) add(fd int, clientIP string) {
+	l.mu.Lock()
+	if l.exited || l.stop {
+		l.mu.Unlock()
+		_ = unix.Close(fd)
+		return
+	}
+	l.incoming = append(l.incoming, evNew{fd, clientIP})
+	l.mu.Unlock()
+	l.wake()
+}
+
+// shutdown asks the loop to close idle clients and finish busy ones;
+// force closes everything.
+func (l *evLoop) shutdown(force bool) {
+	l.mu.Lock()
+	l.stop = true
+	l.force = l.force || force
+	l.mu.Unlock()
+	l.wake()
+}
+
+// register adds fd to the epoll set and the slot table.
+func (l *evLoop) register(fd int, c *evConn, u *evUp) error {
+	l.gen++
+	if l.gen == 1<<32-1 {
+		l.gen = 1 // Pad -1 marks the wake-up descriptor
+	}
+	for fd >= len(l.slots) {
+		l.slots = append(l.slots, make([]evSlot, max(64, len(l.slots)))...)
+	}
+	l.slots[fd] = evSlot{gen: l.gen, c: c, u: u}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(l.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.slots[fd] = evSlot{}
+		return err
+	}
+	return nil
+}
+
+// forget removes fd from the loop without closing it.
+func (l *evLoop) forget(fd int) {
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	l.slots[fd] = evSlot{}
+}
+
+func (l *evLoop) closeFD(fd int) {
+	l.slots[fd] = evSlot{} // close removes it from the epoll set: ours is its only descriptor
+	_ = unix.Close(fd)
+}
+
+// run is the loop: until shutdown has closed every client.
+func (l *evLoop) run() error {
+	defer func() {
+		l.mu.Lock()
+		l.exited = true
+		pending := l.incoming
+		l.incoming = nil
+		l.mu.Unlock()
+		for _, n := range pending {
+			_ = unix.Close(n.fd)
+		}
+		for fd, sl := range l.slots {
+			if sl.c != nil || sl.u != nil {
+				_ = unix.Close(fd)
+			}
+		}
+		l.slots = nil
+		l.closeFDs()
+		close(l.done)
+	}()
+	l.now = time.Now()
+	l.swept = l.now
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events[:], evTick)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("ingress: epoll_wait: %w", err)
+		}
+		l.now = time.Now()
+		for i := range n {
+			ev := &l.events[i]
+			if ev.Pad == -1 {
+				if l.control() {
+					return nil
+				}
+				continue
+			}
+			fd := int(ev.Fd)
+			if fd >= len(l.slots) || l.slots[fd].gen != uint32(ev.Pad) {
+				continue // closed earlier in this batch
+			}
+			sl := l.slots[fd]
+			in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+			out := ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+			if sl.c != nil {
+				sl.c.canRead = sl.c.canRead || in
+				sl.c.canWrite = sl.c.canWrite || out
+				sl.c.onEvent()
+			} else {
+				sl.u.canRead = sl.u.canRead || in
+				sl.u.canWrite = sl.u.canWrite || out
+				sl.u.onEvent(l)
+			}
+		}
+		if l.now.Sub(l.swept) >= time.Second {
+			l.sweep()
+		}
+		if l.stopping && l.busy == 0 {
+			return nil
+		}
+	}
+}
+
+// control handles the wake-up descriptor: new clients and shutdown; true
+// means exit now.
+func (l *evLoop) control() bool {
+	var b [8]byte
+	_, _ = unix.Read(l.wakefd, b[:])
+	l.mu.Lock()
+	news := l.incoming
+	l.incoming = nil
+	stop, force := l.stop, l.force
+	l.mu.Unlock()
+	for _, nw := range news {
+		c := &evConn{l: l, fd: nw.fd, clientIP: nw.clientIP, in: make([]byte, fastReadBuffer), deadline: l.now.Add(fastIdleTimeout)}
+		if stop || l.register(nw.fd, c, nil) != nil {
+			_ = unix.Close(nw.fd)
+		}
+	}
+	if force {
+		return true
+	}
+	if stop && !l.stopping {
+		l.stopping = true
+		for _, sl := range l.slots {
+			if c := sl.c; c != nil && c.state == csIdle {
+				c.close()
+			}
+		}
+	}
+	return false
+}
+
+// sweep enforces the timeouts: client idle and header, dial, and the
+// pool's idle limit.
+func (l *evLoop) sweep() {
+	l.swept = l.now
+	for _, sl := range l.slots {
+		switch {
+		case sl.c != nil:
+			if sl.c.state == csIdle && l.now.After(sl.c.deadline) {
+				sl.c.close()
+			}
+		case sl.u != nil:
+			u := sl.u
+			if u.owner == nil && l.now.Sub(u.since) >= upstreamIdleTimeout {
+				l.dropIdle(u)
+			} else if u.owner != nil && u.connecting && l.now.Sub(u.since) >= upstreamDialTimeout {
+				u.owner.upFailed(&dialError{fmt.Errorf("dial tcp %s: i/o timeout", u.ep)})
+			}
+		}
+	}
+}
+
+// getUp takes an idle connection to ep from the pool.
+func (l *evLoop) getUp(ep netip.AddrPort) *evUp {
+	list := l.idle[ep]
+	if len(list) == 0 {
+		return nil
+	}
+	u := list[len(list)-1]
+	list[len(list)-1] = nil
+	l.idle[ep] = list[:len(list)-1]
+	return u
+}
+
+func (l *evLoop) putUp(u *evUp) {
+	list := l.idle[u.ep]
+	if l.stopping || len(list) >= maxIdlePerEndpoint {
+		l.closeUp(u)
+		return
+	}
+	u.owner, u.wpend, u.since = nil, nil, l.now
+	u.r, u.w = 0, 0
+	l.idle[u.ep] = append(list, u)
+}
+
+// dropIdle closes an idle pooled connection and takes it out of the pool.
+func (l *evLoop) dropIdle(u *evUp) {
+	list := l.idle[u.ep]
+	for i, x := range list {
+		if x == u {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			l.idle[u.ep] = list[:len(list)-1]
+			break
+		}
+	}
+	l.closeUp(u)
+}
+
+func (l *evLoop) closeUp(u *evUp) {
+	if u.fd >= 0 {
+		l.closeFD(u.fd)
+		u.fd = -1
+	}
+}
+
+// dial starts a non-blocking connect to ep.
+func (l *evLoop) dial(ep netip.AddrPort) (*evUp, error) {
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if a := ep.Addr().Unmap(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ep.Port()), Addr: a.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ep.Port()), Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, &dialError{fmt.Errorf("dial tcp %s: socket: %w", ep, err)}
+	}
+	// As net.Dialer sets them: no Nagle delay, keep-alive probes.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 30)
+	u := &evUp{fd: fd, ep: ep, buf: make([]byte, upstreamReadBuffer), since: l.now}
+	switch err := unix.Connect(fd, sa); {
+	case err == nil:
+	case errors.Is(err, unix.EINPROGRESS):
+		u.connecting = true
+	default:
+		_ = unix.Close(fd)
+		return nil, &dialError{fmt.Errorf("dial tcp %s: %w", ep, err)}
+	}
+	if err := l.register(fd, nil, u); err != nil {
+		_ = unix.Close(fd)
+		return nil, &dialError{fmt.Errorf("dial tcp %s: epoll: %w", ep, err)}
+	}
+	return u, nil
+}
+
+// onEvent handles readiness of a backend connection.
+func (u *evUp) onEvent(l *evLoop) {
+	c := u.owner
+	if c == nil {
+		// Idle in the pool: the backend closed it (or sent what nobody
+		// asked for). Either way it cannot carry a request.
+		if u.canRead {
+			var b [1]byte
+			if _, err := unix.Read(u.fd, b[:]); errors.Is(err, unix.EAGAIN) {
+				u.canRead = false
+				return
+			}
+			l.dropIdle(u)
+		}
+		return
+	}
+	if u.connecting {
+		if !u.canWrite {
+			return
+		}
+		u.connecting = false
+		if soErr, err := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soErr != 0 {
+			if err == nil {
+				err = syscall.Errno(soErr)
+			}
+			c.upFailed(&dialError{fmt.Errorf("dial tcp %s: %w", u.ep, err)})
+			return
+		}
+	}
+	switch c.state {
+	case csUpstream:
+		c.sendRequest()
+	case csWrite:
+		c.flush()
+	}
+}
+
+// onEvent handles readiness of a client connection.
+func (c *evConn) onEvent() {
+	switch c.state {
+	case csIdle:
+		c.serveRequests()
+	case csWrite:
+		c.flush()
+	}
+	// csUpstream: the client's bytes wait until the response is out.
+}
+
+// serveRequests reads and serves request heads while the connection is
+// idle; it returns when it has to wait.
+func (c *evConn) serveRequests() {
+	if c.serving {
+		return
+	}
+	c.serving = true
+	defer func() { c.serving = false }()
+	for c.state == csIdle && c.fd >= 0 {
+		buf := c.in[c.r:c.w]
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 && buf[0] >= 'A' && buf[0] <= 'Z' && !bytes.Contains(buf[:i+4], lflf) {
+			c.begin(i + 4)
+			continue
+		}
+		// Not a request line's first byte (TLS on the HTTP port, say), or
+		// lines ended by a bare LF: the standard server answers those.
+		if len(buf) > 0 && (buf[0] < 'A' || buf[0] > 'Z' || bytes.Contains(buf, lflf)) {
+			c.handoff()
+			return
+		}
+		if c.r > 0 {
+			c.w = copy(c.in, buf)
+			c.r = 0
+		}
+		if c.w == len(c.in) {
+			c.handoff() // a head bigger than the fast path's buffer
+			return
+		}
+		if c.w > 0 && !c.timed {
+			// A head under way gets the header timeout, not the idle one.
+			c.deadline, c.timed = c.l.now.Add(fastHeaderTimeout), true
+		}
+		if !c.canRead {
+			return
+		}
+		n, err := unix.Read(c.fd, c.in[c.w:])
+		switch {
+		case n > 0:
+			if c.w+n < len(c.in) {
+				c.canRead = false // a short read: drained until epoll says more
+			}
+			c.w += n
+		case err == nil || !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
+			c.close() // the client left, or the socket failed
+			return
+		case errors.Is(err, unix.EAGAIN):
+			c.canRead = false
+		}
+	}
+}
+
+// begin starts serving the n-byte head at in[r:].
+func (c *evConn) begin(n int) {
+	head := c.in[c.r : c.r+n]
+	c.req = fastRequest{}
+	out, ok := appendUpstreamRequest(c.reqOut[:0], head, c.clientIP, &c.req)
+	if !ok {
+		c.handoff()
+		return
+	}
+	c.reqOut = out
+	c.r += n
+	if c.r == c.w {
+		c.r, c.w = 0, 0 // req's slices stay valid: nothing is read before the response
+	}
+	c.timed = false
+	c.state = csUpstream
+	c.l.busy++
+	b := c.l.s.proxy.table.Load().Route(bytesString(c.req.host), bytesString(c.req.path))
+	switch {
+	case b == nil:
+		c.errorPage(404, "Not Found", "404 no ingress rule matches this host and path")
+		return
+	case len(b.Endpoints) == 0:
+		c.errorPage(503, "Service Unavailable", "503 backend "+b.Name+" has no ready endpoints")
+		return
+	}
+	// The retry policy is serveFast's (and retryTransport's).
+	c.b, c.start, c.attempt, c.fresh, c.lastErr = b, b.start(), 0, false, nil
+	c.attempts = min(MaxAttempts, len(b.Endpoints))
+	if c.req.replayable {
+		c.attempts = max(c.attempts, 2)
+	}
+	c.tryEndpoint()
+}
+
+// tryEndpoint sends the request to the endpoint of the current attempt.
+func (c *evConn) tryEndpoint() {
+	for c.attempt < c.attempts {
+		ep := c.b.pick(c.start, c.attempt)
+		var u *evUp
+		if !c.fresh {
+			u = c.l.getUp(ep)
+		}
+		c.reused = u != nil
+		if u == nil {
+			var err error
+			if u, err = c.l.dial(ep); err != nil {
+				c.lastErr = err
+				c.fresh = false
+				c.attempt++
+				continue
+			}
+		}
+		c.up, u.owner, u.wpend = u, c, c.reqOut
+		if !u.connecting {
+			c.sendRequest()
+		}
+		return
+	}
+	c.l.s.log.Debug("ingress: backend request failed", "backend", c.b.Name, "err", c.lastErr)
+	c.errorPage(502, "Bad Gateway", "502 backend "+c.b.Name+" did not answer")
+}
+
+// upFailed: the attempt failed before any byte reached the client.
+func (c *evConn) upFailed(err error) {
+	u := c.up
+	c.up = nil
+	c.l.closeUp(u)
+	c.lastErr = err
+	if c.reused && c.req.replayable && !c.fresh {
+		// A pooled connection the backend had closed: once more on a
+		// fresh one to the same endpoint before moving on.
+		c.fresh = true
+		c.tryEndpoint()
+		return
+	}
+	c.fresh = false
+	var de *dialError
+	if !errors.As(err, &de) && !c.req.replayable {
+		c.attempt = c.attempts // not safe to send twice
+	}
+	c.attempt++
+	c.tryEndpoint()
+}
+
+// sendRequest writes the request head and reads the response head.
+func (c *evConn) sendRequest() {
+	u := c.up
+	for len(u.wpend) > 0 {
+		if !u.canWrite {
+			return
+		}
+		n, err := unix.Write(u.fd, u.wpend)
+		if n > 0 {
+			u.wpend = u.wpend[n:]
+			if len(u.wpend) > 0 {
+				u.canWrite = false
+			}
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			u.canWrite = false
+			return
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		c.upFailed(fmt.Errorf("write to %s: %w", u.ep, err))
+		return
+	}
+	for {
+		buf := u.buf[u.r:u.w]
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			c.gotHead(i + 4)
+			return
+		}
+		if u.r > 0 {
+			u.w = copy(u.buf, buf)
+			u.r = 0
+		}
+		if u.w == len(u.buf) {
+			c.upFailed(errUpstreamLarge)
+			return
+		}
+		if !u.canRead {
+			return
+		}
+		n, err := unix.Read(u.fd, u.buf[u.w:])
+		switch {
+		case n > 0:
+			if u.w+n < len(u.buf) {
+				u.canRead = false
+			}
+			u.w += n
+		case errors.Is(err, unix.EAGAIN):
+			u.canRead = false
+			return
+		case errors.Is(err, unix.EINTR):
+		case err == nil:
+			c.upFailed(io.ErrUnexpectedEOF) // closed before (all of) a head
+			return
+		default:
+			c.upFailed(fmt.Errorf("read from %s: %w", u.ep, err))
+			return
+		}
+	}
+}
+
+// gotHead handles the n-byte response head at the front of up's buffer.
+func (c *evConn) gotHead(n int) {
+	u := c.up
+	var h respHead
+	head, err := appendResponseHead(c.wbuf[:0], u.buf[u.r:u.r+n], &c.req, &h)
+	if err != nil {
+		c.upFailed(err)
+		return
+	}
+	switch {
+	case h.status < 200, !c.req.head && h.status != 204 && h.status != 304 && (h.chunked || h.length < 0):
+		// Informational, chunked or close-delimited: the goroutine path.
+		c.toGoroutine()
+		return
+	case c.req.head || h.status == 204 || h.status == 304:
+		c.remaining = 0
+	default:
+		c.remaining = h.length
+	}
+	c.wbuf, c.woff = head, 0
+	c.upReuse = !h.upClose
+	u.r += n
+	k := int(min(c.remaining, int64(u.w-u.r)))
+	c.wbuf = append(c.wbuf, u.buf[u.r:u.r+k]...)
+	u.r += k
+	c.remaining -= int64(k)
+	c.state = csWrite
+	c.flush()
+}
+
+// flush writes wbuf, then streams the rest of the body from up, then
+// ends the request.
+func (c *evConn) flush() {
+	for c.woff < len(c.wbuf) {
+		if !c.canWrite {
+			return
+		}
+		n, err := unix.Write(c.fd, c.wbuf[c.woff:])
+		if n > 0 {
+			c.woff += n
+			if c.woff < len(c.wbuf) {
+				c.canWrite = false
+			}
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			c.canWrite = false
+			return
+		}
+		if !errors.Is(err, unix.EINTR) {
+			c.abort() // the client left mid-response
+			return
+		}
+	}
+	u := c.up
+	for c.remaining > 0 {
+		if u.r == u.w {
+			u.r, u.w = 0, 0
+			if !u.canRead {
+				return
+			}
+			n, err := unix.Read(u.fd, u.buf)
+			switch {
+			case n > 0:
+				if n < len(u.buf) {
+					u.canRead = false
+				}
+				u.w = n
+			case errors.Is(err, unix.EAGAIN):
+				u.canRead = false
+				return
+			case errors.Is(err, unix.EINTR):
+				continue
+			default:
+				c.abort() // the body ended early: the client sees its connection close
+				return
+			}
+		}
+		if !c.canWrite {
+			return
+		}
+		k := int(min(c.remaining, int64(u.w-u.r)))
+		n, err := unix.Write(c.fd, u.buf[u.r:u.r+k])
+		if n > 0 {
+			u.r += n
+			c.remaining -= int64(n)
+			if n < k {
+				c.canWrite = false
+			}
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			c.canWrite = false
+			return
+		}
+		if !errors.Is(err, unix.EINTR) {
+			c.abort()
+			return
+		}
+	}
+	c.finish()
+}
+
+// finish ends a request whose response is out.
+func (c *evConn) finish() {
+	l := c.l
+	if u := c.up; u != nil {
+		c.up = nil
+		if c.upReuse && u.r == u.w {
+			l.putUp(u)
+		} else {
+			l.closeUp(u)
+		}
+	}
+	c.wbuf, c.woff = c.wbuf[:0], 0
+	l.busy--
+	if c.req.closeAfter || l.stopping {
+		c.close()
+		return
+	}
+	c.state = csIdle
+	c.deadline = l.now.Add(fastIdleTimeout)
+	c.serveRequests()
+}
+
+// abort closes the client and its backend connection mid-response.
+func (c *evConn) abort() {
+	if c.up != nil {
+		c.l.closeUp(c.up)
+		c.up = nil
+	}
+	c.l.busy--
+	c.close()
+}
+
+// errorPage answers the current request with what http.Error writes.
+func (c *evConn) errorPage(code int, status, body string) {
+	w := append(c.wbuf[:0], "HTTP/1.1 "...)
+	w = strconv.AppendInt(w, int64(code), 10)
+	w = append(w, " "+status+"\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "...)
+	w = strconv.AppendInt(w, int64(len(body)+1), 10)
+	if c.req.closeAfter {
+		w = append(w, "\r\nConnection: close"...)
+	}
+	w = append(w, "\r\n\r\n"...)
+	if !c.req.head {
+		w = append(w, body...)
+		w = append(w, '\n')
+	}
+	c.wbuf, c.woff, c.remaining, c.up = w, 0, 0, nil
+	c.state = csWrite
+	c.flush()
+}
+
+// close closes the client connection (not its backend connection).
+func (c *evConn) close() {
+	if c.fd >= 0 {
+		c.l.closeFD(c.fd)
+		c.fd = -1
+	}
+}
+
+// handoff gives the connection, with its unread bytes, to the standard
+// server.
+func (c *evConn) handoff() {
+	l := c.l
+	if c.state != csIdle {
+		l.busy-- // begin counted it
+		c.state = csIdle
+	}
+	pre := bytes.Clone(c.in[c.r:c.w])
+	fd := c.fd
+	l.forget(fd)
+	c.fd = -1
+	conn, err := fdConn(fd)
+	if err != nil {
+		l.s.log.Warn("ingress: handing a connection to the standard server", "err", err)
+		return
+	}
+	l.s.handoffs.Add(1)
+	bc := &bufferedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(pre), conn)}
+	go func() {
+		if !l.s.handoff.give(bc) {
+			_ = conn.Close()
+		}
+	}()
+}
+
+// toGoroutine moves the connection in the middle of a request — the
+// response head is in up's buffer, nothing reached the client — and its
+// backend connection to the fast path's blocking code.
+func (c *evConn) toGoroutine() {
+	l, u := c.l, c.up
+	pre, upre := bytes.Clone(c.in[c.r:c.w]), bytes.Clone(u.buf[u.r:u.w])
+	cfd, ufd := c.fd, u.fd
+	l.forget(cfd)
+	l.forget(ufd)
+	c.fd, u.fd, c.up = -1, -1, nil
+	l.busy--
+	cconn, err := fdConn(cfd)
+	if err != nil {
+		_ = unix.Close(ufd)
+		l.s.log.Warn("ingress: moving a connection off the event loop", "err", err)
+		return
+	}
+	uconn, err := fdConn(ufd)
+	if err != nil {
+		_ = cconn.Close()
+		l.s.log.Warn("ingress: moving a connection off the event loop", "err", err)
+		return
+	}
+	fc := &fastConn{c: cconn, clientIP: c.clientIP}
+	uc := &upConn{c: uconn, ep: u.ep, bw: newUpWriter(uconn)}
+	uc.br = newUpReader(io.MultiReader(bytes.NewReader(upre), uconn))
+	req := fastRequest{head: c.req.head, replayable: c.req.replayable, closeAfter: c.req.closeAfter}
+	name, s := c.b.Name, l.s
+	if !s.track(fc) {
+		_ = cconn.Close()
+		_ = uconn.Close()
+		return
+	}
+	go s.runConn(fc, pre, func(fc *fastConn) bool { return s.proxy.finishFast(fc, uc, &req, name) })
+}
+
+// fdConn makes a net.Conn (in Go's poller) of a socket descriptor, which
+// it takes over.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close()
+	return net.FileConn(f) // a duplicate; f's closes with f
+}
+
+// takeFD detaches c's socket for a loop: a duplicate descriptor (still
+// non-blocking), c itself closed.
+func takeFD(c net.Conn) (int, error) {
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("ingress: %T has no descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
