@@ -70,9 +70,15 @@ type fastServer struct {
 	log     *slog.Logger
 
 	closing atomic.Bool
-	// handoffs counts connections given to the standard server (tests
-	// read it to know which path served them).
+	// handoffs counts connections given to the standard server, looped
+	// those given to an event loop, moved those a loop gave to a
+	// goroutine (tests read them to know which path served them).
 	handoffs atomic.Int64
+	looped   atomic.Int64
+	moved    atomic.Int64
+	// noLoops serves every connection with a goroutine (tests of that
+	// path on Linux).
+	noLoops bool
 	// loops serve connections on Linux (evloop_linux.go); without them
 	// each connection gets a goroutine (serveConn).
 	loops    []*evLoop
@@ -124,9 +130,12 @@ func newFastServer(p *Proxy, handoff *handoffListener, log *slog.Logger) *fastSe
 // serve accepts until ln is closed by shutdown, then waits for the
 // event loops to finish.
 func (s *fastServer) serve(ln net.Listener) error {
-	loops, err := startLoops(s)
-	if err != nil {
-		s.log.Warn("ingress: no event loops; a goroutine per connection", "err", err)
+	var loops []*evLoop
+	if !s.noLoops {
+		var err error
+		if loops, err = startLoops(s); err != nil {
+			s.log.Warn("ingress: no event loops; a goroutine per connection", "err", err)
+		}
 	}
 	loopErrs := make(chan error, len(loops))
 	s.mu.Lock()
@@ -142,8 +151,7 @@ func (s *fastServer) serve(ln net.Listener) error {
 	for _, l := range loops {
 		go func() { loopErrs <- l.run() }()
 	}
-	err = s.accept(ln)
-	errs := []error{err}
+	errs := []error{s.accept(ln)}
 	for range loops {
 		errs = append(errs, <-loopErrs)
 	}
@@ -176,6 +184,7 @@ func (s *fastServer) accept(ln net.Listener) error {
 				s.log.Warn("ingress: taking an accepted connection", "err", err)
 				continue
 			}
+			s.looped.Add(1)
 			s.loops[s.nextLoop].add(fd, ip)
 			s.nextLoop = (s.nextLoop + 1) % len(s.loops)
 			continue
