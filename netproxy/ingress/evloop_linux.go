@@ -190,17 +190,18 @@ func (l *evLoop) wake() {
 	_, _ = unix.Write(l.wakefd, one[:])
 }
 
-// add gives the loop a client socket (a descriptor of its own).
-func (l *evLoop) add(fd int, clientIP string) {
+// add gives the loop a client socket (a descriptor of its own); false
+// (fd still the caller's) when the loop has ended.
+func (l *evLoop) add(fd int, clientIP string) bool {
 	l.mu.Lock()
 	if l.exited || l.stop {
 		l.mu.Unlock()
-		_ = unix.Close(fd)
-		return
+		return false
 	}
 	l.incoming = append(l.incoming, evNew{fd, clientIP})
 	l.mu.Unlock()
 	l.wake()
+	return true
 }
 
 // shutdown asks the loop to close idle clients and finish busy ones;

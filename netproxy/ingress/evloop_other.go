@@ -2,7 +2,10 @@
 
 package ingress
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // evLoop: the event loops are Linux-only (evloop_linux.go); elsewhere
 // every fast-path connection gets a goroutine.
@@ -11,6 +14,7 @@ type evLoop struct{ done chan struct{} }
 func startLoops(*fastServer) ([]*evLoop, error) { return nil, nil }
 func (l *evLoop) closeFDs()                     {}
 func (l *evLoop) run() error                    { return nil }
-func (l *evLoop) add(int, string)               {}
+func (l *evLoop) add(int, string) bool          { return false }
 func (l *evLoop) shutdown(bool)                 {}
 func takeFD(net.Conn) (int, error)              { return -1, nil }
+func fdConn(int) (net.Conn, error)              { return nil, errors.ErrUnsupported }

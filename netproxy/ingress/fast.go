@@ -149,7 +149,15 @@ func (s *fastServer) serve(ln net.Listener) error {
 	s.loops = loops
 	s.mu.Unlock()
 	for _, l := range loops {
-		go func() { loopErrs <- l.run() }()
+		go func() {
+			err := l.run()
+			if err != nil {
+				// Said now, not only when Serve returns: the loop's
+				// connections are gone and new ones go to goroutines.
+				s.log.Error("ingress: event loop failed", "err", err)
+			}
+			loopErrs <- err
+		}()
 	}
 	errs := []error{s.accept(ln)}
 	for range loops {
@@ -184,10 +192,17 @@ func (s *fastServer) accept(ln net.Listener) error {
 				s.log.Warn("ingress: taking an accepted connection", "err", err)
 				continue
 			}
-			s.looped.Add(1)
-			s.loops[s.nextLoop].add(fd, ip)
+			l := s.loops[s.nextLoop]
 			s.nextLoop = (s.nextLoop + 1) % len(s.loops)
-			continue
+			if l.add(fd, ip) {
+				s.looped.Add(1)
+				continue
+			}
+			// That loop has ended (shutdown, or it failed): a goroutine.
+			if c, err = fdConn(fd); err != nil {
+				s.log.Warn("ingress: taking an accepted connection", "err", err)
+				continue
+			}
 		}
 		fc := &fastConn{c: c}
 		if !s.track(fc) {
