@@ -1,6 +1,9 @@
 package ingress
 
-// The HTTP port's fast path.
+// The HTTP port's fast path. On Linux its connections are served by
+// event loops (evloop_linux.go); this file's goroutine per connection
+// serves them elsewhere, and on Linux the connections a loop moves off
+// (a response it does not relay).
 //
 // Why not only net/http's server with httputil.ReverseProxy: measured
 // with `make bench-ingress` (BENCHMARKS.md), that path served half of
