@@ -200,6 +200,10 @@ error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # Like the ingress proxy, never close a keep-alive connection for its
+  # request count (the default 1000 would make wrk and nginx reconnect
+  # several times a run).
+  keepalive_requests 1000000;
   client_body_temp_path %[1]s/body;
   proxy_temp_path %[1]s/proxy;
   fastcgi_temp_path %[1]s/fastcgi;
@@ -209,6 +213,7 @@ http {
     server 127.0.0.1:%[2]s;
     server 127.0.0.1:%[3]s;
     keepalive 256;
+    keepalive_requests 1000000;
   }
   server {
     listen 127.0.0.1:%[4]s;
