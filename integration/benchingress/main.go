@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -154,6 +155,7 @@ func run(dur time.Duration, conns, threads int) error {
 					return err
 				}
 			}
+			allocs0 := heapAllocs()
 			var cpu0 time.Duration
 			if tg.cpu != nil {
 				if cpu0, err = tg.cpu(); err != nil {
@@ -168,13 +170,22 @@ func run(dur time.Duration, conns, threads int) error {
 				}
 				r.cpuPerReq = float64((cpu1 - cpu0).Microseconds()) / (r.rps * dur.Seconds())
 			}
+			if err == nil && tg.name == "ingress" {
+				// The whole process's heap objects (wrk's output parsing
+				// too), so an upper bound for the proxy's.
+				r.allocsPerReq = float64(heapAllocs()-allocs0) / (r.rps * dur.Seconds())
+			}
 			if profile != "" && tg.name == "ingress" && round == 0 {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
 				return fmt.Errorf("wrk %s: %w", tg.name, err)
 			}
-			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms  proxy CPU %5.1f us/req\n", round+1, tg.name, r.rps, r.p99ms, r.cpuPerReq)
+			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms  proxy CPU %5.1f us/req", round+1, tg.name, r.rps, r.p99ms, r.cpuPerReq)
+			if tg.name == "ingress" {
+				fmt.Printf("  heap allocations %.3f/req", r.allocsPerReq)
+			}
+			fmt.Println()
 			got[tg.name] = append(got[tg.name], r)
 		}
 	}
@@ -273,7 +284,14 @@ func startNginx(backends []string) (port string, pid int, stop func(), err error
 	}
 }
 
-type wrkResult struct{ rps, p99ms, cpuPerReq float64 }
+type wrkResult struct{ rps, p99ms, cpuPerReq, allocsPerReq float64 }
+
+// heapAllocs is the number of heap objects this process allocated so far.
+func heapAllocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
 
 var (
 	reRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
