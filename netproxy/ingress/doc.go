@@ -18,7 +18,8 @@
 //     the backend's next endpoint (round robin); a connect failure, or a
 //     bodiless idempotent request whose connection broke before a
 //     response, is retried on the next endpoint.
-//   - Fast path (fast.go, fastparse.go, fastupstream.go, evloop_linux.go):
+//   - Fast path (fast.go, fastparse.go, fastupstream.go, evloop_linux.go,
+//     evconn_linux.go):
 //     the HTTP port's connections start here. A plain HTTP/1.1 request
 //     without a body is parsed in place and proxied over a pool of
 //     keep-alive backend connections (same table, round robin, retries
