@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -154,6 +155,7 @@ func run(dur time.Duration, conns, threads int) error {
 					return err
 				}
 			}
+			allocs0 := heapAllocs()
 			var cpu0 time.Duration
 			if tg.cpu != nil {
 				if cpu0, err = tg.cpu(); err != nil {
@@ -168,13 +170,22 @@ func run(dur time.Duration, conns, threads int) error {
 				}
 				r.cpuPerReq = float64((cpu1 - cpu0).Microseconds()) / (r.rps * dur.Seconds())
 			}
+			if err == nil && tg.name == "ingress" {
+				// The whole process's heap objects (wrk's output parsing
+				// too), so an upper bound for the proxy's.
+				r.allocsPerReq = float64(heapAllocs()-allocs0) / (r.rps * dur.Seconds())
+			}
 			if profile != "" && tg.name == "ingress" && round == 0 {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
 				return fmt.Errorf("wrk %s: %w", tg.name, err)
 			}
-			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms  proxy CPU %5.1f us/req\n", round+1, tg.name, r.rps, r.p99ms, r.cpuPerReq)
+			fmt.Printf("round %d %-8s %8.0f req/s  p99 %7.2f ms  proxy CPU %5.1f us/req", round+1, tg.name, r.rps, r.p99ms, r.cpuPerReq)
+			if tg.name == "ingress" {
+				fmt.Printf("  heap allocations %.3f/req", r.allocsPerReq)
+			}
+			fmt.Println()
 			got[tg.name] = append(got[tg.name], r)
 		}
 	}
@@ -200,6 +211,10 @@ error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # Like the ingress proxy, never close a keep-alive connection for its
+  # request count (the default 1000 would make wrk and nginx reconnect
+  # several times a run).
+  keepalive_requests 1000000;
   client_body_temp_path %[1]s/body;
   proxy_temp_path %[1]s/proxy;
   fastcgi_temp_path %[1]s/fastcgi;
@@ -209,6 +224,7 @@ http {
     server 127.0.0.1:%[2]s;
     server 127.0.0.1:%[3]s;
     keepalive 256;
+    keepalive_requests 1000000;
   }
   server {
     listen 127.0.0.1:%[4]s;
@@ -268,7 +284,14 @@ func startNginx(backends []string) (port string, pid int, stop func(), err error
 	}
 }
 
-type wrkResult struct{ rps, p99ms, cpuPerReq float64 }
+type wrkResult struct{ rps, p99ms, cpuPerReq, allocsPerReq float64 }
+
+// heapAllocs is the number of heap objects this process allocated so far.
+func heapAllocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
 
 var (
 	reRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)

@@ -18,14 +18,20 @@
 //     the backend's next endpoint (round robin); a connect failure, or a
 //     bodiless idempotent request whose connection broke before a
 //     response, is retried on the next endpoint.
-//   - Fast path (fast.go, fastparse.go, fastupstream.go): the HTTP port's
-//     connections start here. A plain HTTP/1.1 request without a body is
-//     parsed in place and proxied in the connection's own goroutine over
-//     a pool of keep-alive backend connections (same table, round robin,
-//     retries and X-Forwarded-* as the Proxy); anything else — h2c,
-//     WebSocket and other upgrades, request bodies, HTTP/1.0, unusual
-//     heads — hands the connection, with the bytes already read, to the
-//     standard server below. fast.go says why.
+//   - Fast path (fast.go, fastparse.go, fastupstream.go, evloop_linux.go,
+//     evconn_linux.go):
+//     the HTTP port's connections start here. A plain HTTP/1.1 request
+//     without a body is parsed in place and proxied over a pool of
+//     keep-alive backend connections (same table, round robin, retries
+//     and X-Forwarded-* as the Proxy). On Linux edge-triggered epoll
+//     event loops (one per GOMAXPROCS, as nginx runs a worker per core)
+//     serve it with no goroutine hand-off and no read that finds nothing;
+//     a response they do not relay (chunked, close-delimited, 1xx) moves
+//     the connection to a goroutine running the same blocking code that
+//     serves every connection elsewhere. Anything else — h2c, WebSocket
+//     and other upgrades, request bodies, HTTP/1.0, unusual heads — hands
+//     the connection, with the bytes already read, to the standard server
+//     below. fast.go and evloop_linux.go say why.
 //   - Server (server.go): the listeners: HTTP/1.1 and h2c on the HTTP
 //     port (behind the fast path), TLS with SNI (certificates from the
 //     Ingresses' TLS Secrets) and HTTP/2 on the HTTPS port.

@@ -1,6 +1,9 @@
 package ingress
 
-// The HTTP port's fast path.
+// The HTTP port's fast path. On Linux its connections are served by
+// event loops (evloop_linux.go); this file's goroutine per connection
+// serves them elsewhere, and on Linux the connections a loop moves off
+// (a response it does not relay).
 //
 // Why not only net/http's server with httputil.ReverseProxy: measured
 // with `make bench-ingress` (BENCHMARKS.md), that path served half of
@@ -26,6 +29,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -69,9 +73,19 @@ type fastServer struct {
 	log     *slog.Logger
 
 	closing atomic.Bool
-	// handoffs counts connections given to the standard server (tests
-	// read it to know which path served them).
+	// handoffs counts connections given to the standard server, looped
+	// those given to an event loop, moved those a loop gave to a
+	// goroutine (tests read them to know which path served them).
 	handoffs atomic.Int64
+	looped   atomic.Int64
+	moved    atomic.Int64
+	// noLoops serves every connection with a goroutine (tests of that
+	// path on Linux).
+	noLoops bool
+	// loops serve connections on Linux (evloop_linux.go); without them
+	// each connection gets a goroutine (serveConn).
+	loops    []*evLoop
+	nextLoop int
 	mu       sync.Mutex
 	conns    map[*fastConn]struct{}
 	active   int           // connections inside a request
@@ -87,6 +101,7 @@ type fastConn struct {
 	state    atomic.Int32
 	clientIP string
 	out      []byte // the upstream request head, rebuilt per request
+	hout     []byte // the client's response head, rebuilt per response
 	// deadlineSet is when the idle deadline was last set; headerDeadline
 	// that the header timeout replaced it since.
 	deadlineSet    time.Time
@@ -115,8 +130,46 @@ func newFastServer(p *Proxy, handoff *handoffListener, log *slog.Logger) *fastSe
 	return &fastServer{proxy: p, handoff: handoff, log: log, conns: map[*fastConn]struct{}{}}
 }
 
-// serve accepts until ln is closed by shutdown.
+// serve accepts until ln is closed by shutdown, then waits for the
+// event loops to finish.
 func (s *fastServer) serve(ln net.Listener) error {
+	var loops []*evLoop
+	if !s.noLoops {
+		var err error
+		if loops, err = startLoops(s); err != nil {
+			s.log.Warn("ingress: no event loops; a goroutine per connection", "err", err)
+		}
+	}
+	loopErrs := make(chan error, len(loops))
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		for _, l := range loops {
+			l.closeFDs()
+		}
+		return nil
+	}
+	s.loops = loops
+	s.mu.Unlock()
+	for _, l := range loops {
+		go func() {
+			err := l.run()
+			if err != nil {
+				// Said now, not only when Serve returns: the loop's
+				// connections are gone and new ones go to goroutines.
+				s.log.Error("ingress: event loop failed", "err", err)
+			}
+			loopErrs <- err
+		}()
+	}
+	errs := []error{s.accept(ln)}
+	for range loops {
+		errs = append(errs, <-loopErrs)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *fastServer) accept(ln net.Listener) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -132,6 +185,28 @@ func (s *fastServer) serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if len(s.loops) > 0 {
+			var ip string
+			if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+				ip = host
+			}
+			fd, err := takeFD(c)
+			if err != nil {
+				s.log.Warn("ingress: taking an accepted connection", "err", err)
+				continue
+			}
+			l := s.loops[s.nextLoop]
+			s.nextLoop = (s.nextLoop + 1) % len(s.loops)
+			if l.add(fd, ip) {
+				s.looped.Add(1)
+				continue
+			}
+			// That loop has ended (shutdown, or it failed): a goroutine.
+			if c, err = fdConn(fd); err != nil {
+				s.log.Warn("ingress: taking an accepted connection", "err", err)
+				continue
+			}
+		}
 		fc := &fastConn{c: c}
 		if !s.track(fc) {
 			_ = c.Close()
@@ -192,7 +267,11 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 	} else {
 		s.drained = done
 	}
+	loops := s.loops
 	s.mu.Unlock()
+	for _, l := range loops {
+		l.shutdown(false)
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -202,6 +281,14 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 		}
 		s.mu.Unlock()
 	}
+	for _, l := range loops {
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			l.shutdown(true)
+			<-l.done
+		}
+	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -210,15 +297,26 @@ func (s *fastServer) shutdown(ctx context.Context, ln net.Listener) error {
 
 // serveConn serves requests until the client leaves, a response requires
 // closing, or one request needs the standard server.
-func (s *fastServer) serveConn(fc *fastConn) {
+func (s *fastServer) serveConn(fc *fastConn) { s.runConn(fc, nil, nil) }
+
+// runConn is serveConn for a connection whose first bytes may have been
+// read elsewhere (pre, the event loop's buffer) and whose first request
+// may already be under way (first, which reports whether to go on).
+func (s *fastServer) runConn(fc *fastConn, pre []byte, first func(*fastConn) bool) {
 	handedOff := false
 	fc.br = readerPool.Get().(*bufio.Reader)
-	fc.br.Reset(fc.c)
+	if len(pre) > 0 {
+		fc.br.Reset(io.MultiReader(bytes.NewReader(pre), fc.c))
+	} else {
+		fc.br.Reset(fc.c)
+	}
 	fc.cw.c = fc.c
 	fc.bw = writerPool.Get().(*bufio.Writer)
 	fc.bw.Reset(&fc.cw)
-	if host, _, err := net.SplitHostPort(fc.c.RemoteAddr().String()); err == nil {
-		fc.clientIP = host
+	if fc.clientIP == "" {
+		if host, _, err := net.SplitHostPort(fc.c.RemoteAddr().String()); err == nil {
+			fc.clientIP = host
+		}
 	}
 	defer func() {
 		s.untrack(fc)
@@ -230,6 +328,15 @@ func (s *fastServer) serveConn(fc *fastConn) {
 			readerPool.Put(fc.br)
 		}
 	}()
+	if first != nil {
+		fc.state.Store(connBusy)
+		s.begin()
+		keep := first(fc)
+		s.end()
+		if !keep || !fc.state.CompareAndSwap(connBusy, connIdle) {
+			return
+		}
+	}
 	for {
 		if s.isClosing() {
 			return
@@ -342,7 +449,7 @@ func (l *handoffListener) Addr() net.Addr { return l.addr }
 // bufferedConn reads what the fast path buffered before the connection.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -2,12 +2,14 @@ package ingress
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,9 +18,32 @@ import (
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
 
+// labFunc starts a fastLab on one of the fast path's two tiers.
+type labFunc func(t *testing.T, ports ...int) (string, *Server)
+
+// forTiers runs a test on the event loops (Linux) and with a goroutine
+// per connection, the two ways the fast path serves a connection.
+func forTiers(t *testing.T, test func(t *testing.T, lab labFunc)) {
+	for _, noLoops := range []bool{false, true} {
+		name := "loops"
+		if noLoops {
+			name = "goroutines"
+		}
+		t.Run(name, func(t *testing.T) {
+			test(t, func(t *testing.T, ports ...int) (string, *Server) {
+				t.Helper()
+				return fastLab(t, noLoops, ports...)
+			})
+		})
+	}
+}
+
+// onLoops reports whether srv serves its connections on event loops.
+func onLoops(srv *Server) bool { return !srv.fast.noLoops && runtime.GOOS == "linux" }
+
 // fastLab serves one Ingress host ("h") whose "/" goes to the given
 // loopback backend ports, through Listen and Serve as a node does.
-func fastLab(t *testing.T, ports ...int) (string, *Server) {
+func fastLab(t *testing.T, noLoops bool, ports ...int) (string, *Server) {
 	t.Helper()
 	p := NewProxy(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var subsets []*apiv1.EndpointSubset
@@ -38,6 +63,7 @@ func fastLab(t *testing.T, ports ...int) (string, *Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.fast.noLoops = noLoops
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
@@ -135,14 +161,16 @@ func (c *rawClient) read(method string) (*http.Response, string) {
 // by the proxy (a client's own are replaced), hop-by-hop headers and the
 // ones Connection names removed, the rest as sent; pipelined requests are
 // answered in order on one connection; HEAD and unknown hosts.
-func TestFastPathHeadersAndPipelining(t *testing.T) {
+func TestFastPathHeadersAndPipelining(t *testing.T) { forTiers(t, testFastPathHeadersAndPipelining) }
+
+func testFastPathHeadersAndPipelining(t *testing.T, lab labFunc) {
 	port := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s xff=%q xhost=%q proto=%q secret=%q pa=%q custom=%q ka=%q cl=%d",
 			r.Method, r.URL.RequestURI(), r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"),
 			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Secret"), r.Header.Get("Proxy-Authorization"),
 			r.Header.Get("X-Custom"), r.Header.Get("Keep-Alive"), r.ContentLength)
 	})
-	addr, srv := fastLab(t, port)
+	addr, srv := lab(t, port)
 	c := dial(t, addr)
 	c.send("GET /a?q=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\n" +
 		"Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nProxy-Authorization: p\r\nKeep-Alive: 5\r\nX-Custom: c\r\n\r\n" +
@@ -177,18 +205,24 @@ func TestFastPathHeadersAndPipelining(t *testing.T) {
 	if n := srv.fast.handoffs.Load(); n != 0 {
 		t.Errorf("%d connections went to the standard server, want all on the fast path", n)
 	}
+	if onLoops(srv) && (srv.fast.looped.Load() != 1 || srv.fast.moved.Load() != 0) {
+		t.Errorf("looped %d moved %d, want the connection served on an event loop throughout",
+			srv.fast.looped.Load(), srv.fast.moved.Load())
+	}
 }
 
 // Requests the fast path does not serve go, with the bytes already read,
 // to the standard server on the same connection: a body, a head larger
 // than the fast buffer, a percent-encoded path (routed decoded, as
 // net/http does), lines ended by a bare LF.
-func TestFastPathHandsOff(t *testing.T) {
+func TestFastPathHandsOff(t *testing.T) { forTiers(t, testFastPathHandsOff) }
+
+func testFastPathHandsOff(t *testing.T, lab labFunc) {
 	port := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s body=%q big=%d", r.Method, r.URL.Path, b, len(r.Header.Get("X-Big")))
 	})
-	addr, srv := fastLab(t, port)
+	addr, srv := lab(t, port)
 	c := dial(t, addr)
 	c.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\nPOST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
 	if resp, body := c.read("GET"); resp.StatusCode != 200 || !strings.HasPrefix(body, "GET /first ") {
@@ -226,7 +260,9 @@ func TestFastPathHandsOff(t *testing.T) {
 // reaches the client while the backend still holds the rest), 204, a body
 // delimited by the backend closing (the client's connection closes too),
 // and a head too large for the relay (502, as nginx answers).
-func TestFastPathResponseFraming(t *testing.T) {
+func TestFastPathResponseFraming(t *testing.T) { forTiers(t, testFastPathResponseFraming) }
+
+func testFastPathResponseFraming(t *testing.T, lab labFunc) {
 	release := make(chan struct{})
 	streaming := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/204" {
@@ -243,7 +279,8 @@ func TestFastPathResponseFraming(t *testing.T) {
 		_, _ = io.WriteString(w, "second")
 		w.Header().Set("X-Sum", "42")
 	})
-	c := dial(t, addrOf(fastLab(t, streaming)))
+	addr, srv := lab(t, streaming)
+	c := dial(t, addr)
 	c.send("GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
@@ -262,25 +299,68 @@ func TestFastPathResponseFraming(t *testing.T) {
 	if resp, body := c.read("GET"); resp.StatusCode != 204 || body != "" {
 		t.Fatalf("204: %d %q", resp.StatusCode, body)
 	}
+	if onLoops(srv) && srv.fast.moved.Load() != 1 {
+		t.Errorf("moved %d, want the chunked response's connection moved off its event loop once", srv.fast.moved.Load())
+	}
 
 	closing := rawBackend(t, "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil close", false)
-	c = dial(t, addrOf(fastLab(t, closing)))
+	c = dial(t, addrOf(lab(t, closing)))
 	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "until close" || !resp.Close || resp.Header.Get("X-A") != "1" {
 		t.Fatalf("close-delimited body: %d %q close=%v", resp.StatusCode, body, resp.Close)
 	}
 
 	huge := rawBackend(t, "HTTP/1.1 200 OK\r\nX-Huge: "+strings.Repeat("h", upstreamReadBuffer)+"\r\nContent-Length: 0\r\n\r\n", true)
-	c = dial(t, addrOf(fastLab(t, huge)))
+	c = dial(t, addrOf(lab(t, huge)))
 	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if resp, body := c.read("GET"); resp.StatusCode != 502 {
 		t.Fatalf("oversize response head: %d %q, want 502", resp.StatusCode, body)
 	}
 }
 
+// A Content-Length body far larger than every buffer on the way streams
+// through intact, with backpressure (the client reads only after the
+// proxy has filled the socket), and the connections stay usable.
+func TestFastPathLargeBody(t *testing.T) { forTiers(t, testFastPathLargeBody) }
+
+func testFastPathLargeBody(t *testing.T, lab labFunc) {
+	const size = 32 << 20
+	pattern := make([]byte, size)
+	for i := range pattern {
+		pattern[i] = byte(i % 251)
+	}
+	port := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/small" {
+			_, _ = io.WriteString(w, "small")
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = w.Write(pattern)
+	})
+	addr, srv := lab(t, port)
+	c := dial(t, addr)
+	c.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /small HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || resp.ContentLength != size || !bytes.Equal(got, pattern) {
+		t.Fatalf("large body: %v, length %d (header %d), intact %v", err, len(got), resp.ContentLength, bytes.Equal(got, pattern))
+	}
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "small" {
+		t.Fatalf("request after the large body: %d %q", resp.StatusCode, body)
+	}
+	if onLoops(srv) && srv.fast.moved.Load() != 0 {
+		t.Errorf("moved %d, want a Content-Length body streamed on the event loop", srv.fast.moved.Load())
+	}
+}
+
 // Retries: a refused endpoint is skipped; a pooled connection the backend
 // closed while idle is replaced by a fresh one (the GET still succeeds).
-func TestFastPathRetries(t *testing.T) {
+func TestFastPathRetries(t *testing.T) { forTiers(t, testFastPathRetries) }
+
+func testFastPathRetries(t *testing.T, lab labFunc) {
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +369,7 @@ func TestFastPathRetries(t *testing.T) {
 	dead.Close()
 	// Keep-alive in words, but each connection closes after one answer.
 	once := rawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
-	c := dial(t, addrOf(fastLab(t, deadPort, once)))
+	c := dial(t, addrOf(lab(t, deadPort, once)))
 	for i := range 6 {
 		c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 		if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "ok" {
@@ -301,6 +381,12 @@ func TestFastPathRetries(t *testing.T) {
 // Shutdown closes idle keep-alive connections at once and lets a request
 // in flight finish.
 func TestFastPathShutdown(t *testing.T) {
+	for _, noLoops := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loops", true: "goroutines"}[noLoops], func(t *testing.T) { testFastPathShutdown(t, noLoops) })
+	}
+}
+
+func testFastPathShutdown(t *testing.T, noLoops bool) {
 	release, arrived := make(chan struct{}), make(chan struct{})
 	port := httpBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -324,6 +410,7 @@ func TestFastPathShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.fast.noLoops = noLoops
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()

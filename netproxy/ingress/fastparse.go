@@ -192,6 +192,20 @@ type span struct{ line, name []byte }
 // standard server.
 func (fc *fastConn) parseRequest(br *bufio.Reader, n int, req *fastRequest) bool {
 	head, _ := br.Peek(n)
+	out, ok := appendUpstreamRequest(fc.out[:0], head, fc.clientIP, req)
+	if !ok {
+		return false
+	}
+	fc.out = out
+	_, _ = br.Discard(n)
+	return true
+}
+
+// appendUpstreamRequest parses head (a whole request head, through its
+// blank line) and, when the fast path can serve it, fills req and appends
+// the upstream request head to out. req's slices point into head.
+func appendUpstreamRequest(out, head []byte, clientIP string, req *fastRequest) ([]byte, bool) {
+	n := len(head)
 	head = head[:n-2] // through the last header line's CRLF
 	eol := bytes.Index(head, []byte("\r\n"))
 	line := head[:eol]
@@ -199,20 +213,20 @@ func (fc *fastConn) parseRequest(br *bufio.Reader, n int, req *fastRequest) bool
 	// Request line: METHOD SP origin-form SP HTTP/1.1.
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 {
-		return false
+		return nil, false
 	}
 	method := line[:sp1]
 	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
 	if sp2 < 0 {
-		return false
+		return nil, false
 	}
 	target := line[sp1+1 : sp1+1+sp2]
 	if string(line[sp1+1+sp2+1:]) != "HTTP/1.1" || !validToken(method) || !validTarget(target) {
-		return false
+		return nil, false
 	}
 	switch string(method) {
 	case "CONNECT", "PRI":
-		return false
+		return nil, false
 	case "GET", "OPTIONS":
 		req.replayable = true
 	case "HEAD":
@@ -238,26 +252,26 @@ func (fc *fastConn) parseRequest(br *bufio.Reader, n int, req *fastRequest) bool
 		rest = rest[eol+2:]
 		colon := bytes.IndexByte(l, ':')
 		if colon <= 0 || nlines == maxFastHeaders {
-			return false // obs-fold, no name, or too many: the standard server decides
+			return nil, false // obs-fold, no name, or too many: the standard server decides
 		}
 		name, value := l[:colon], trimOWS(l[colon+1:])
 		if !validToken(name) || !validValue(value) {
-			return false
+			return nil, false
 		}
 		switch headerRole(name) {
 		case hdrHandoff:
-			return false
+			return nil, false
 		case hdrDrop:
 			continue
 		case hdrHost:
 			if hasHost || !validHost(value) {
-				return false
+				return nil, false
 			}
 			hasHost, req.host = true, value
 			continue
 		case hdrContentLength:
 			if zeroLen || string(value) != "0" {
-				return false // a body (or a repeated length) is the standard server's
+				return nil, false // a body (or a repeated length) is the standard server's
 			}
 			zeroLen = true
 			continue
@@ -274,7 +288,7 @@ func (fc *fastConn) parseRequest(br *bufio.Reader, n int, req *fastRequest) bool
 					req.closeAfter = true
 				case foldEq(tok, "keep-alive"):
 				case foldEq(tok, "upgrade") || nconn == len(conn):
-					return false
+					return nil, false
 				default:
 					conn[nconn] = tok
 					nconn++
@@ -286,11 +300,11 @@ func (fc *fastConn) parseRequest(br *bufio.Reader, n int, req *fastRequest) bool
 		nlines++
 	}
 	if !hasHost {
-		return false
+		return nil, false
 	}
 
 	// The upstream head: what ReverseProxy with SetXForwarded sends.
-	out := append(fc.out[:0], method...)
+	out = append(out, method...)
 	out = append(out, ' ')
 	out = append(out, target...)
 	out = append(out, " HTTP/1.1\r\nHost: "...)
@@ -306,9 +320,9 @@ next:
 		out = append(out, s.line...)
 		out = append(out, "\r\n"...)
 	}
-	if fc.clientIP != "" {
+	if clientIP != "" {
 		out = append(out, "X-Forwarded-For: "...)
-		out = append(out, fc.clientIP...)
+		out = append(out, clientIP...)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "X-Forwarded-Host: "...)
@@ -321,9 +335,7 @@ next:
 	case zeroLen, string(method) == "POST", string(method) == "PUT", string(method) == "PATCH":
 		out = append(out, "Content-Length: 0\r\n"...)
 	}
-	fc.out = append(out, "\r\n"...)
-	_, _ = br.Discard(n)
-	return true
+	return append(out, "\r\n"...), true
 }
 
 // bytesString views b as a string for a lookup that does not keep it.

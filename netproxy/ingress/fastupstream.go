@@ -83,8 +83,11 @@ func (p *upPool) dial(ep netip.AddrPort) (*upConn, error) {
 	if err != nil {
 		return nil, &dialError{err}
 	}
-	return &upConn{c: c, ep: ep, br: bufio.NewReaderSize(c, upstreamReadBuffer), bw: bufio.NewWriterSize(c, upstreamWriteBuffer)}, nil
+	return &upConn{c: c, ep: ep, br: newUpReader(c), bw: newUpWriter(c)}, nil
 }
+
+func newUpReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, upstreamReadBuffer) }
+func newUpWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, upstreamWriteBuffer) }
 
 // put returns a connection whose last response ended cleanly.
 func (p *upPool) put(uc *upConn) {
@@ -216,6 +219,12 @@ func (p *Proxy) exchange(fc *fastConn, uc *upConn, req *fastRequest) (sent bool,
 	if err := uc.bw.Flush(); err != nil {
 		return false, err
 	}
+	return p.relay(fc, uc, req)
+}
+
+// relay is exchange after the request went out: it relays the response
+// (its head may already be in uc's buffer) and pools or closes uc.
+func (p *Proxy) relay(fc *fastConn, uc *upConn, req *fastRequest) (sent bool, err error) {
 	before := fc.cw.n
 	reusable, err := relayResponse(fc, uc, req)
 	if err != nil {
@@ -235,6 +244,22 @@ func (p *Proxy) exchange(fc *fastConn, uc *upConn, req *fastRequest) (sent bool,
 		_ = uc.c.Close()
 	}
 	return true, nil
+}
+
+// finishFast serves the rest of a request the event loop began: the
+// response head from the backend is in uc's buffer, nothing has reached
+// the client yet. False means close the client connection.
+func (p *Proxy) finishFast(fc *fastConn, uc *upConn, req *fastRequest, backend string) bool {
+	sent, err := p.relay(fc, uc, req)
+	if err == nil {
+		return !req.closeAfter
+	}
+	_ = uc.c.Close()
+	if sent {
+		return false
+	}
+	p.log.Debug("ingress: backend request failed", "backend", backend, "err", err)
+	return fc.errorPage(req, 502, "Bad Gateway", "502 backend "+backend+" did not answer")
 }
 
 // respHead is what the relay needs from a response head.
@@ -287,24 +312,37 @@ func writeResponseHead(fc *fastConn, uc *upConn, req *fastRequest, h *respHead) 
 		return err
 	}
 	raw, _ := uc.br.Peek(n)
+	out, err := appendResponseHead(fc.hout[:0], raw, req, h)
+	if err != nil {
+		return err
+	}
+	fc.hout = out
+	_, _ = fc.bw.Write(out)
+	return nil
+}
+
+// appendResponseHead parses raw, a whole response head through its blank
+// line, into h and appends the client's version of it to out.
+func appendResponseHead(out, raw []byte, req *fastRequest, h *respHead) ([]byte, error) {
+	n := len(raw)
 	h.headBytes, h.length = n, -1
 	raw = raw[:n-2]
 	eol := bytes.Index(raw, []byte("\r\n"))
 	line, rest := raw[:eol], raw[eol+2:]
 	// HTTP/1.x SP 3DIGIT [SP reason]
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
-		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
+		return nil, fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
 	http10 := line[7] == '0'
 	if line[7] != '0' && line[7] != '1' {
-		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
+		return nil, fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
 	status, err := strconv.Atoi(string(line[9:12]))
 	if err != nil || status < 100 {
-		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
+		return nil, fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
 	if status == 101 {
-		return fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", errUpstreamHead)
+		return nil, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", errUpstreamHead)
 	}
 	h.status = status
 	informational := status < 200
@@ -321,11 +359,11 @@ func writeResponseHead(fc *fastConn, uc *upConn, req *fastRequest, h *respHead) 
 		rest = rest[eol+2:]
 		colon := bytes.IndexByte(l, ':')
 		if colon <= 0 || nlines == len(lines) {
-			return fmt.Errorf("%w: header line %q", errUpstreamHead, l)
+			return nil, fmt.Errorf("%w: header line %q", errUpstreamHead, l)
 		}
 		name, value := l[:colon], trimOWS(l[colon+1:])
 		if !validToken(name) || !validValue(value) {
-			return fmt.Errorf("%w: header line %q", errUpstreamHead, l)
+			return nil, fmt.Errorf("%w: header line %q", errUpstreamHead, l)
 		}
 		switch respHeaderRole(name) {
 		case hdrConnection:
@@ -347,12 +385,12 @@ func writeResponseHead(fc *fastConn, uc *upConn, req *fastRequest, h *respHead) 
 		case hdrContentLength:
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 0 || value[0] == '+' || (h.length >= 0 && h.length != n) {
-				return fmt.Errorf("%w: Content-Length %q", errUpstreamHead, value)
+				return nil, fmt.Errorf("%w: Content-Length %q", errUpstreamHead, value)
 			}
 			h.length = n
 		case hdrTransferEncoding:
 			if !foldEq(value, "chunked") {
-				return fmt.Errorf("%w: Transfer-Encoding %q (only chunked is relayed)", errUpstreamHead, value)
+				return nil, fmt.Errorf("%w: Transfer-Encoding %q (only chunked is relayed)", errUpstreamHead, value)
 			}
 			h.chunked = true
 			continue // written below, once
@@ -368,13 +406,12 @@ func writeResponseHead(fc *fastConn, uc *upConn, req *fastRequest, h *respHead) 
 	if h.chunked {
 		h.length = -1
 		if http10 {
-			return fmt.Errorf("%w: chunked HTTP/1.0 response", errUpstreamHead)
+			return nil, fmt.Errorf("%w: chunked HTTP/1.0 response", errUpstreamHead)
 		}
 	}
-	bw := fc.bw
-	_, _ = bw.WriteString("HTTP/1.1 ")
-	_, _ = bw.Write(line[9:])
-	_, _ = bw.WriteString("\r\n")
+	out = append(out, "HTTP/1.1 "...)
+	out = append(out, line[9:]...)
+	out = append(out, "\r\n"...)
 next:
 	for _, s := range lines[:nlines] {
 		if h.chunked && foldEq(s.name, "content-length") {
@@ -385,18 +422,17 @@ next:
 				continue next
 			}
 		}
-		_, _ = bw.Write(s.line)
-		_, _ = bw.WriteString("\r\n")
+		out = append(out, s.line...)
+		out = append(out, "\r\n"...)
 	}
 	if h.chunked && !req.head && status != 204 && status != 304 {
-		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	}
 	closeDelimited := !informational && !h.chunked && h.length < 0 && !req.head && status != 204 && status != 304
 	if !informational && (req.closeAfter || closeDelimited) {
-		_, _ = bw.WriteString("Connection: close\r\n")
+		out = append(out, "Connection: close\r\n"...)
 	}
-	_, _ = bw.WriteString("\r\n")
-	return nil
+	return append(out, "\r\n"...), nil
 }
 
 const hdrTransferEncoding = hdrHandoff + 1
