@@ -41,12 +41,12 @@ const DefaultAgentTimeout = 2 * time.Minute
 type Controller struct {
 	*ctrlkit.Base
 	agentTimeout time.Duration
-	claims  *ctrlkit.Cache
-	volumes *ctrlkit.Cache
-	classes *ctrlkit.Cache
-	nodes   *ctrlkit.Cache
-	pods    *ctrlkit.Cache
-	rec     *client.Recorder
+	claims       *ctrlkit.Cache
+	volumes      *ctrlkit.Cache
+	classes      *ctrlkit.Cache
+	nodes        *ctrlkit.Cache
+	pods         *ctrlkit.Cache
+	rec          *client.Recorder
 }
 
 // New returns the controller with DefaultAgentTimeout.
