@@ -92,6 +92,7 @@ func New(cfg Config) (*Agent, error) {
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
 		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
 		written: map[string]writtenStatus{}}
+	a.volRefresh.every, a.tokens.refresh = cfg.VolumeRefreshInterval, cfg.VolumeRefreshInterval
 	a.lease = client.NewNodeLease(cfg.Client, cfg.NodeName, 3*cfg.HeartbeatInterval)
 	checkSelf := func(o client.Object) { a.checkOwnStatus(o.(*apiv1.Node)) }
 	a.self = client.NewInformer(cfg.Client, "Node", client.ListOptions{FieldSelector: "metadata.name=" + cfg.NodeName},

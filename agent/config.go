@@ -58,6 +58,12 @@ type Config struct {
 	// removes the directories of deleted volumes as their watch events
 	// come (volumegc.go), this catches what an event could not do.
 	VolumeGCInterval time.Duration
+	// VolumeRefreshInterval is how often running pods' ConfigMap, Secret,
+	// downwardAPI and projected volumes are converted afresh (a changed
+	// object shows in the pod within it; a service account token is
+	// replaced at 80 % of its lifetime, or when less than two of these
+	// are left). Zero: 20 s.
+	VolumeRefreshInterval time.Duration
 	// StreamPort is the port of the node's stream server (agent/streams),
 	// published in status.daemonEndpoints.kubeletEndpoint for the API
 	// server to dial at NodeIP; 0 publishes none.
