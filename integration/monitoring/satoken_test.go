@@ -82,7 +82,7 @@ func TestServiceAccountTokenIsRefreshedInThePod(t *testing.T) {
 	pod := &apiv1.Pod{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "tokens"},
 		Spec: &apiv1.PodSpec{AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: client.Int64(1),
 			Containers: []*apiv1.Container{{Name: "copy", Image: img,
-				Command: []string{"sh", "-c", "while :; do cat /var/run/secrets/tokens/token > /out/t.tmp && mv /out/t.tmp /out/token; sleep 0.5; done"},
+				Command:      []string{"sh", "-c", "while :; do cat /var/run/secrets/tokens/token > /out/t.tmp && mv /out/t.tmp /out/token; sleep 0.5; done"},
 				VolumeMounts: []*apiv1.VolumeMount{{Name: "tok", MountPath: "/var/run/secrets/tokens", ReadOnly: true}, {Name: "out", MountPath: "/out"}}}},
 			Volumes: []*apiv1.Volume{
 				{Name: "tok", Projected: &apiv1.ProjectedVolumeSource{Sources: []*apiv1.VolumeProjection{
