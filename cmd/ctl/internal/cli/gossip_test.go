@@ -54,10 +54,12 @@ func TestDaemonsGossipWithTheClusterKey(t *testing.T) {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	n, err := client.Get[*apiv1.Node](ctx, cl, "", "w1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The worker registers its Node after gossip forms: wait for it.
+	var n *apiv1.Node
+	testutil.WaitFor(t, 20*time.Second, "the worker's Node w1 registered", func() bool {
+		n, err = client.Get[*apiv1.Node](ctx, cl, "", "w1")
+		return err == nil
+	})
 	if n.Spec == nil {
 		n.Spec = &apiv1.NodeSpec{}
 	}
