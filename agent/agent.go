@@ -54,9 +54,10 @@ type Agent struct {
 	// volRefresh paces updates of running pods' ConfigMap/Secret/downwardAPI
 	// volumes (volrefresh.go).
 	volRefresh volumeRefresh
-	// unreleased are deleted volumes whose directory the volume GC removed
-	// but whose finalizer it could not drop yet (its goroutine only).
-	unreleased map[string]bool
+	// volumes are the PersistentVolumes provisioned on this node (nil
+	// without a VolumeDir); volumeWake wakes the volume GC (volumegc.go).
+	volumes    *client.Informer
+	volumeWake chan struct{}
 	// tokens are the pods' projected service account tokens (tokencache.go).
 	tokens tokenCache
 }
@@ -91,14 +92,32 @@ func New(cfg Config) (*Agent, error) {
 		recorder: client.NewRecorder(cfg.Client, "skiff-agent", cfg.NodeName),
 		wake:     make(chan struct{}, 1), statusWake: make(chan struct{}, 1), busy: map[string]bool{}, configErr: map[string]string{},
 		written: map[string]writtenStatus{}}
+	a.volRefresh.every, a.tokens.refresh = cfg.VolumeRefreshInterval, cfg.VolumeRefreshInterval
 	a.lease = client.NewNodeLease(cfg.Client, cfg.NodeName, 3*cfg.HeartbeatInterval)
 	checkSelf := func(o client.Object) { a.checkOwnStatus(o.(*apiv1.Node)) }
 	a.self = client.NewInformer(cfg.Client, "Node", client.ListOptions{FieldSelector: "metadata.name=" + cfg.NodeName},
 		client.EventHandler{OnAdd: checkSelf, OnUpdate: func(_, cur client.Object) { checkSelf(cur) }})
+	a.volumeWake = make(chan struct{}, 1)
 	poke := func(client.Object) { a.poke() }
 	a.pods = client.NewInformer(cfg.Client, "Pod", client.ListOptions{FieldSelector: "spec.nodeName=" + cfg.NodeName},
-		client.EventHandler{OnAdd: poke, OnDelete: poke, OnUpdate: func(_, cur client.Object) { a.poke() }})
+		client.EventHandler{OnAdd: poke, OnDelete: func(client.Object) { a.poke(); a.pokeVolumes() }, OnUpdate: func(old, cur client.Object) {
+			a.poke()
+			if ended(cur.(*apiv1.Pod)) && !ended(old.(*apiv1.Pod)) {
+				a.pokeVolumes() // its claims' volumes may be free now
+			}
+		}})
+	if cfg.VolumeDir != "" {
+		pokeVolumes := func(client.Object) { a.pokeVolumes() }
+		a.volumes = client.NewInformer(cfg.Client, "PersistentVolume", client.ListOptions{LabelSelector: localVolumeNodeLabel + "=" + cfg.NodeName},
+			client.EventHandler{OnAdd: pokeVolumes, OnDelete: pokeVolumes, OnUpdate: func(_, cur client.Object) { a.pokeVolumes() }})
+	}
 	return a, nil
+}
+
+// ended: the pod's containers will not run again.
+func ended(p *apiv1.Pod) bool {
+	ph := p.GetStatus().GetPhase()
+	return ph == "Succeeded" || ph == "Failed"
 }
 
 func (a *Agent) poke() {

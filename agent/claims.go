@@ -20,6 +20,10 @@ const (
 	localProvisioner         = "skiff.io/local"
 	selectedNodeAnnotation   = "volume.kubernetes.io/selected-node"
 	provisionerFinalizer     = "external-provisioner.volume.kubernetes.io/finalizer"
+	// localVolumeNodeLabel on a provisioned volume names its node; the
+	// agent lists and watches its own volumes by it (the node authorizer
+	// allows no other list).
+	localVolumeNodeLabel = "skiff.io/local-volume-node"
 )
 
 // errClaimNotBound: the claim has no volume yet (the pod waits).

@@ -54,9 +54,16 @@ type Config struct {
 	// skiff.io/local-volume-dir annotation tells the provisioner. Empty:
 	// no provisioned volume is mounted here.
 	VolumeDir string
-	// VolumeGCInterval between sweeps of VolumeDir for the directories of
-	// deleted volumes.
+	// VolumeGCInterval between the volume GC's safety-net sweeps: it
+	// removes the directories of deleted volumes as their watch events
+	// come (volumegc.go), this catches what an event could not do.
 	VolumeGCInterval time.Duration
+	// VolumeRefreshInterval is how often running pods' ConfigMap, Secret,
+	// downwardAPI and projected volumes are converted afresh (a changed
+	// object shows in the pod within it; a service account token is
+	// replaced at 80 % of its lifetime, or when less than two of these
+	// are left). Zero: 20 s.
+	VolumeRefreshInterval time.Duration
 	// StreamPort is the port of the node's stream server (agent/streams),
 	// published in status.daemonEndpoints.kubeletEndpoint for the API
 	// server to dial at NodeIP; 0 publishes none.
@@ -103,7 +110,7 @@ type Config struct {
 // DefaultConfig: lease renewals every 2 s, three inside the node lifecycle
 // controller's 6 s grace; the full status every minute.
 func DefaultConfig() Config {
-	return Config{HeartbeatInterval: 2 * time.Second, StatusReportInterval: time.Minute, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute, VolumeGCInterval: 30 * time.Second, UsageInterval: 15 * time.Second,
+	return Config{HeartbeatInterval: 2 * time.Second, StatusReportInterval: time.Minute, SyncInterval: time.Second, ImageGCInterval: 5 * time.Minute, VolumeGCInterval: 5 * time.Minute, UsageInterval: 15 * time.Second,
 		Capacity: map[string]string{}, Reserved: map[string]string{}}
 }
 

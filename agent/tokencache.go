@@ -33,6 +33,9 @@ type tokenCache struct {
 	mu     sync.Mutex
 	tokens map[tokenKey]cachedToken
 	now    func() time.Time // nil: time.Now
+	// refresh is the volume refresh pace (Config.VolumeRefreshInterval);
+	// zero: volumeRefreshInterval.
+	refresh time.Duration
 }
 
 func (c *tokenCache) clock() time.Time {
@@ -42,11 +45,12 @@ func (c *tokenCache) clock() time.Time {
 	return time.Now()
 }
 
-// fresh reports whether t can still be handed out at now.
-func (t cachedToken) fresh(now time.Time) bool {
+// fresh reports whether t can still be handed out at now, with volumes
+// refreshed every refresh.
+func (t cachedToken) fresh(now time.Time, refresh time.Duration) bool {
 	life := t.exp.Sub(t.minted)
 	renew := t.minted.Add(time.Duration(float64(life) * tokenRenewAt))
-	if left := t.exp.Sub(now); left < 2*volumeRefreshInterval {
+	if left := t.exp.Sub(now); left < 2*refresh {
 		return false // the next refresh might come too late
 	}
 	return now.Before(renew)
@@ -61,7 +65,11 @@ func (c *tokenCache) get(ctx context.Context, uid, audience string, seconds int6
 	c.mu.Lock()
 	t, ok := c.tokens[k]
 	c.mu.Unlock()
-	if ok && t.fresh(now) {
+	refresh := c.refresh
+	if refresh <= 0 {
+		refresh = volumeRefreshInterval
+	}
+	if ok && t.fresh(now, refresh) {
 		return t.token, nil
 	}
 	tok, err := mint(ctx)

@@ -19,8 +19,9 @@ import (
 // A referenced object that is gone or unreadable leaves the volume as it
 // was.
 
-// volumeRefreshInterval bounds how long a running pod shows an old
-// ConfigMap or Secret (Kubernetes: about a minute).
+// volumeRefreshInterval is the default of Config.VolumeRefreshInterval,
+// which bounds how long a running pod shows an old ConfigMap or Secret
+// (Kubernetes: about a minute).
 var volumeRefreshInterval = 20 * time.Second
 
 // refreshedVolumeTypes are the API volume fields that follow their objects.
@@ -50,6 +51,16 @@ func (r instrumentedRuntime) UpdateVolumes(uid string, vols []runtime.Volume) ([
 type volumeRefresh struct {
 	mu   sync.Mutex
 	last map[string]refreshMark
+	// every is the pace (Config.VolumeRefreshInterval); zero:
+	// volumeRefreshInterval.
+	every time.Duration
+}
+
+func (v *volumeRefresh) interval() time.Duration {
+	if v.every > 0 {
+		return v.every
+	}
+	return volumeRefreshInterval
 }
 
 type refreshMark struct {
@@ -67,7 +78,7 @@ func (v *volumeRefresh) due(pod *apiv1.Pod, now time.Time) bool {
 		v.last = map[string]refreshMark{}
 	}
 	m, seen := v.last[md.GetUid()]
-	if seen && m.meta == meta && now.Sub(m.at) < volumeRefreshInterval {
+	if seen && m.meta == meta && now.Sub(m.at) < v.interval() {
 		return false
 	}
 	v.last[md.GetUid()] = refreshMark{at: now, meta: meta}

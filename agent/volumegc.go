@@ -2,51 +2,87 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
-// runVolumeGC removes, every VolumeGCInterval, the directories of
-// provisioned local volumes that are being deleted (reclaim policy Delete:
-// the volume controller deleted the volume once its claim was gone; it
-// waits, with provisionerFinalizer, for this agent to remove the directory
-// and drop the finalizer) or whose PersistentVolume is gone. A Retained
-// volume keeps its object, so its data stays.
+// The volume GC is the local provisioner's deleter, on the node that owns
+// the disk. The volume controller deletes a provisioned volume whose claim
+// is gone (reclaim policy Delete); the volume then waits, with
+// provisionerFinalizer, for this agent. The agent follows its own volumes
+// (an informer on the volumes labelled with its node: the node authorizer
+// lets it list no others) and, as soon as one is being deleted and no pod
+// of this node still uses it, removes its directory — a directory that is
+// already gone counts as removed, as Kubernetes' local provisioner counts
+// it — and drops the finalizer: the volume object can go. A volume whose
+// reclaim policy is Retain keeps its data: only the finalizer is dropped.
+// It reacts to the watch (a volume deleted, a pod of this node ended) and
+// sweeps again every VolumeGCInterval as a safety net. What it cannot do
+// it says with a Warning event on the volume (VolumeFailedDelete), besides
+// its log; the controller marks a volume its node's agent leaves waiting
+// Failed.
+//
+// A directory under VolumeDir that no volume of this node names is kept:
+// without its volume the agent cannot tell a deleted volume's data from
+// another's (deleting data is the one mistake not to make); it is logged
+// once.
+
+// runVolumeGC runs the volume informer and sweeps on its events, on
+// pods' ends and every VolumeGCInterval.
 func (a *Agent) runVolumeGC(ctx context.Context) error {
-	t := time.NewTicker(a.cfg.VolumeGCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			a.sweepVolumes(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := a.volumes.Run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("volume informer: %w", err)
 		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := a.volumes.WaitForSync(ctx); err != nil {
+			return nil // ctx ended
+		}
+		t := time.NewTicker(a.cfg.VolumeGCInterval)
+		defer t.Stop()
+		kept := map[string]bool{}
+		for {
+			a.sweepVolumes(ctx, kept)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			case <-a.volumeWake:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// pokeVolumes wakes the volume GC (a volume changed, a pod ended).
+func (a *Agent) pokeVolumes() {
+	select {
+	case a.volumeWake <- struct{}{}:
+	default:
 	}
 }
 
-// sweepVolumes removes the volume directories no volume object and no pod
-// of this node stands for. When it cannot tell (an API error), it keeps
-// the directory: deleting data is the one mistake not to make.
-func (a *Agent) sweepVolumes(ctx context.Context) {
-	for name := range a.unreleased {
-		pv, err := client.Get[*apiv1.PersistentVolume](ctx, a.cfg.Client, "", name)
-		switch {
-		case client.IsNotFound(err):
-			delete(a.unreleased, name)
-		case err == nil && a.reclaimable(pv, filepath.Join(a.cfg.VolumeDir, name)):
-			a.releaseVolume(ctx, pv)
-		case err == nil:
-			delete(a.unreleased, name)
-		}
+// sweepVolumes reclaims every volume of this node being deleted, and logs
+// the directories no volume of this node names (once each: kept).
+func (a *Agent) sweepVolumes(ctx context.Context, kept map[string]bool) {
+	names := map[string]bool{}
+	for _, o := range a.volumes.List() {
+		pv := o.(*apiv1.PersistentVolume)
+		names[pv.GetMetadata().GetName()] = true
+		a.reclaim(ctx, pv)
 	}
 	entries, err := os.ReadDir(a.cfg.VolumeDir)
 	if err != nil {
@@ -57,55 +93,58 @@ func (a *Agent) sweepVolumes(ctx context.Context) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(name, "pvc-") {
+		if !e.IsDir() || !strings.HasPrefix(name, "pvc-") || names[name] || kept[name] {
 			continue
 		}
-		pv, err := client.Get[*apiv1.PersistentVolume](ctx, a.cfg.Client, "", name)
-		reclaim := err == nil && a.reclaimable(pv, filepath.Join(a.cfg.VolumeDir, name))
-		if !reclaim && !client.IsNotFound(err) {
-			continue // the volume exists, or the API cannot say
-		}
-		if a.volumeInUse(ctx, name) {
-			continue
-		}
-		path := filepath.Join(a.cfg.VolumeDir, name)
-		if err := os.RemoveAll(path); err != nil {
-			a.log.Warn("volume GC: remove", "dir", path, "err", err)
-			continue
-		}
-		a.log.Info("removed the directory of a deleted volume", "volume", name, "dir", path)
-		if reclaim {
-			a.releaseVolume(ctx, pv)
-		}
+		kept[name] = true
+		a.log.Warn("volume GC: kept a volume directory no volume provisioned on this node names (its volume is gone, or not this node's)",
+			"dir", filepath.Join(a.cfg.VolumeDir, name))
 	}
 }
 
-// reclaimable: pv was provisioned on this node at dir, is being deleted
-// (reclaim policy Delete) and waits for this agent (provisionerFinalizer).
-func (a *Agent) reclaimable(pv *apiv1.PersistentVolume, dir string) bool {
+// reclaim removes the directory of pv if it is this node's, being deleted
+// and used by no pod here, then drops the provisioner's finalizer.
+func (a *Agent) reclaim(ctx context.Context, pv *apiv1.PersistentVolume) {
 	md := pv.GetMetadata()
-	return md.GetDeletionTimestamp() != "" && slices.Contains(md.GetFinalizers(), provisionerFinalizer) &&
-		md.GetAnnotations()[provisionedByAnnotation] == localProvisioner && md.GetAnnotations()[selectedNodeAnnotation] == a.cfg.NodeName &&
-		filepath.Clean(pv.GetSpec().GetLocal().GetPath()) == dir
-}
-
-// releaseVolume drops provisionerFinalizer once the directory is gone: the
-// volume object can go. A failure is retried at the next sweeps
-// (unreleased: the directory is not there any more to be found).
-func (a *Agent) releaseVolume(ctx context.Context, pv *apiv1.PersistentVolume) {
-	name := pv.GetMetadata().GetName()
+	name := md.GetName()
+	if md.GetDeletionTimestamp() == "" || !slices.Contains(md.GetFinalizers(), provisionerFinalizer) ||
+		md.GetAnnotations()[provisionedByAnnotation] != localProvisioner || md.GetAnnotations()[selectedNodeAnnotation] != a.cfg.NodeName {
+		return
+	}
+	if a.volumeInUse(ctx, name) {
+		return // a pod ending pokes the GC again
+	}
+	dir := filepath.Join(a.cfg.VolumeDir, name)
+	if filepath.Clean(pv.GetSpec().GetLocal().GetPath()) != dir {
+		a.volumeProblem(ctx, pv, fmt.Sprintf("the volume's path %q is not %s, its directory under this node's volume directory: not removed", pv.GetSpec().GetLocal().GetPath(), dir))
+		return
+	}
+	if pv.GetSpec().GetPersistentVolumeReclaimPolicy() == "Delete" {
+		// RemoveAll of a directory already gone succeeds: nothing to
+		// remove is the outcome asked for.
+		if err := os.RemoveAll(dir); err != nil {
+			a.volumeProblem(ctx, pv, fmt.Sprintf("remove the volume's directory on node %s: %v", a.cfg.NodeName, err))
+			return
+		}
+		a.log.Info("removed the directory of a deleted volume", "volume", name, "dir", dir)
+	}
 	next := proto.Clone(pv).(*apiv1.PersistentVolume)
 	next.Metadata.Finalizers = slices.DeleteFunc(next.Metadata.Finalizers, func(f string) bool { return f == provisionerFinalizer })
 	if _, err := client.Update(ctx, a.cfg.Client, next); err != nil && !client.IsNotFound(err) {
+		// The next event or sweep tries again (the volume is still listed).
 		a.log.Warn("volume GC: release the deleted volume", "volume", name, "err", err)
-		if a.unreleased == nil {
-			a.unreleased = map[string]bool{}
-		}
-		a.unreleased[name] = true
 		return
 	}
-	delete(a.unreleased, name)
 	a.log.Info("released the deleted volume", "volume", name)
+}
+
+// volumeProblem says why a volume of this node waits: a Warning event on
+// it (VolumeFailedDelete, the controller's reason for the same) and the log.
+func (a *Agent) volumeProblem(ctx context.Context, pv *apiv1.PersistentVolume, msg string) {
+	a.log.Warn("volume GC: "+msg, "volume", pv.GetMetadata().GetName())
+	if err := a.recorder.Event(ctx, pv, client.EventWarning, "VolumeFailedDelete", msg); err != nil && ctx.Err() == nil {
+		a.log.Debug("record event", "err", err)
+	}
 }
 
 // volumeInUse reports whether a pod of this node that has not ended uses

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ const provisionerFinalizer = "external-provisioner.volume.kubernetes.io/finalize
 // at dir/name, holding the provisioner's finalizer.
 func provisionedPV(name, node, dir, reclaim string) *apiv1.PersistentVolume {
 	return &apiv1.PersistentVolume{ApiVersion: "v1", Kind: "PersistentVolume",
-		Metadata: &apiv1.ObjectMeta{Name: name, Finalizers: []string{provisionerFinalizer},
+		Metadata: &apiv1.ObjectMeta{Name: name, Finalizers: []string{provisionerFinalizer}, Labels: map[string]string{"skiff.io/local-volume-node": node},
 			Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": "skiff.io/local", "volume.kubernetes.io/selected-node": node}},
 		Spec: &apiv1.PersistentVolumeSpec{Capacity: map[string]string{"storage": "1Gi"}, AccessModes: []string{"ReadWriteOnce"},
 			PersistentVolumeReclaimPolicy: &reclaim, StorageClassName: "local",
@@ -32,14 +33,17 @@ func provisionedPV(name, node, dir, reclaim string) *apiv1.PersistentVolume {
 }
 
 // TestVolumeGCReclaimsDeletedVolumes: a real agent with its node's
-// certificate against API servers deciding with the node authorizer.
-// A provisioned volume of this node that is deleted (reclaim Delete: it
-// waits with the provisioner's finalizer) has its directory removed from
-// disk by the agent, which then drops the finalizer (the volume can go); a
-// Released volume kept by Retain keeps its object and its data; a deleted
-// volume provisioned on another node is neither readable nor writable by
-// this node, and its directory (planted here) stays; a viewer may not drop
-// the finalizer either.
+// certificate against API servers deciding with the node authorizer, its
+// safety-net sweep an hour apart, so what happens follows from watch
+// events. A provisioned volume of this node that is deleted (reclaim
+// Delete: it waits with the provisioner's finalizer) has its directory
+// removed from disk by the agent, which then drops the finalizer (the
+// volume can go); one whose directory was never made (or is already gone)
+// is released too; a Released volume kept by Retain keeps its object and
+// its data; a deleted volume provisioned on another node is neither
+// listed, readable nor writable by this node, and its directory (planted
+// here) stays; a viewer may not drop the finalizer either. The node cannot
+// tell a volume name that does not exist from one it may not read.
 func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 	const nodeName = "vg1"
 	cp, nc := startWithNodeAuthorizer(t, 1, nodeName)
@@ -74,7 +78,8 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 	}
 	mine, kept, theirs := write("pvc-mine"), write("pvc-kept"), write("pvc-theirs")
 	for _, pv := range []*apiv1.PersistentVolume{provisionedPV("pvc-mine", nodeName, dir, "Delete"),
-		provisionedPV("pvc-kept", nodeName, dir, "Retain"), provisionedPV("pvc-theirs", "vg2", dir, "Delete")} {
+		provisionedPV("pvc-kept", nodeName, dir, "Retain"), provisionedPV("pvc-theirs", "vg2", dir, "Delete"),
+		provisionedPV("pvc-nodir", nodeName, dir, "Delete"), provisionedPV("pvc-elsewhere", nodeName, filepath.Join(dir, "moved"), "Delete")} {
 		if _, err := client.Create(ctx, admin, pv); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +87,7 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 
 	cfg := agent.DefaultConfig()
 	cfg.NodeName, cfg.Client, cfg.Runtime = nodeName, nc, idleRuntime{}
-	cfg.VolumeDir, cfg.VolumeGCInterval = dir, 100*time.Millisecond
+	cfg.VolumeDir, cfg.VolumeGCInterval = dir, time.Hour
 	cfg.Logger = testLogger()
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -93,7 +98,7 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 	go func() { done <- a.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	for _, name := range []string{"pvc-mine", "pvc-theirs"} {
+	for _, name := range []string{"pvc-mine", "pvc-theirs", "pvc-nodir", "pvc-elsewhere"} {
 		if _, _, err := admin.Delete(ctx, "PersistentVolume", "", name, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -104,6 +109,26 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 		pv, err := client.Get[*apiv1.PersistentVolume](ctx, admin, "", "pvc-mine")
 		_, statErr := os.Stat(mine)
 		return err == nil && slices.Equal(pv.GetMetadata().GetFinalizers(), []string{"kubernetes.io/pv-protection"}) && os.IsNotExist(statErr)
+	})
+	testutil.WaitFor(t, 20*time.Second, "pvc-nodir (no directory on the node) released all the same", func() bool {
+		pv, err := client.Get[*apiv1.PersistentVolume](ctx, admin, "", "pvc-nodir")
+		return err == nil && !slices.Contains(pv.GetMetadata().GetFinalizers(), provisionerFinalizer)
+	})
+	// A volume whose path is not its directory here: not removed, and
+	// the agent says so with a Warning event (a node records events
+	// without reading them).
+	testutil.WaitFor(t, 20*time.Second, "a VolumeFailedDelete event from the agent on pvc-elsewhere", func() bool {
+		evs, _, err := client.List[*apiv1.Event](ctx, admin, client.ListOptions{Namespace: "default"})
+		if err != nil {
+			return false
+		}
+		for _, e := range evs {
+			if e.GetInvolvedObject().GetName() == "pvc-elsewhere" && e.GetReason() == "VolumeFailedDelete" &&
+				e.GetSource().GetComponent() == "skiff-agent" && strings.Contains(e.GetMessage(), "not removed") {
+				return true
+			}
+		}
+		return false
 	})
 	// Another node's deleted volume: the agent cannot read it, so keeps
 	// the directory; the volume keeps its finalizer.
@@ -139,5 +164,32 @@ func TestVolumeGCReclaimsDeletedVolumes(t *testing.T) {
 	}
 	if _, _, err := client.List[*apiv1.PersistentVolume](ctx, nc, client.ListOptions{}); !client.IsForbidden(err) {
 		t.Errorf("node lists volumes: %v, want forbidden", err)
+	}
+	if _, _, err := client.List[*apiv1.PersistentVolume](ctx, nc, client.ListOptions{LabelSelector: "skiff.io/local-volume-node=vg2"}); !client.IsForbidden(err) {
+		t.Errorf("node lists another node's volumes: %v, want forbidden", err)
+	}
+	own, _, err := client.List[*apiv1.PersistentVolume](ctx, nc, client.ListOptions{LabelSelector: "skiff.io/local-volume-node=" + nodeName})
+	if err != nil {
+		t.Fatalf("node lists its own volumes: %v", err)
+	}
+	for _, pv := range own {
+		if pv.GetMetadata().GetName() == "pvc-theirs" {
+			t.Errorf("node's own volumes list another node's volume")
+		}
+	}
+	// Existence is not told: a name that does not exist is refused as
+	// another node's volume is, for reads and writes.
+	_, errTheirs := client.Get[*apiv1.PersistentVolume](ctx, nc, "", "pvc-theirs")
+	_, errMissing := client.Get[*apiv1.PersistentVolume](ctx, nc, "", "pvc-never-was")
+	if !client.IsForbidden(errMissing) || client.Reason(errMissing) != strings.ReplaceAll(client.Reason(errTheirs), "pvc-theirs", "pvc-never-was") {
+		t.Errorf("node gets a volume that does not exist: %v; another node's: %v; want the same refusal", errMissing, errTheirs)
+	}
+	ghost := proto.Clone(drop).(*apiv1.PersistentVolume)
+	ghost.Metadata.Name, ghost.Metadata.ResourceVersion = "pvc-never-was", ""
+	if _, err := client.Update(ctx, nc, ghost); !client.IsForbidden(err) {
+		t.Errorf("node updates a volume that does not exist: %v, want forbidden", err)
+	}
+	if _, _, err := nc.Delete(ctx, "PersistentVolume", "", "pvc-never-was", client.DeleteOptions{}); !client.IsForbidden(err) {
+		t.Errorf("node deletes a volume that does not exist: %v, want forbidden", err)
 	}
 }

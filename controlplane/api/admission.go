@@ -20,6 +20,7 @@ var admissionPlugins = []func(*Server) admissionPlugin{
 	newResourceQuota,           // ResourceQuota charges and refunds
 	newPodCIDRs,                // Nodes' pod ranges inside the cluster range and apart
 	newServiceAccountAdmission, // pods' service account defaulted and present
+	newNamespaceDefaultAccount, // a new namespace's default ServiceAccount, in the same write
 	newPriorityAdmission,       // pods' priorityClassName resolved to a priority
 	newStorageProtection,       // claims and volumes get their in-use protection finalizer
 }

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiffhq/skiff/consensus/consensustest"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -109,10 +111,10 @@ func TestServiceAccountAdmissionMountsTheToken(t *testing.T) {
 		t.Errorf("KUBERNETES_SERVICE_PORT %q, want 443", port)
 	}
 
-	// A missing account is refused, naming the field.
+	// A missing account is refused as Kubernetes refuses it.
 	_, err = createT(t, s, saPod("p2", "robot", nil))
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.serviceAccountName") || !strings.Contains(err.Error(), `"robot" not found`) {
-		t.Fatalf("pod of a missing account: %v, want ErrInvalid naming spec.serviceAccountName", err)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), `error looking up service account default/robot: serviceaccount "robot" not found`) {
+		t.Fatalf("pod of a missing account: %v, want forbidden: error looking up service account default/robot", err)
 	}
 
 	// automount false: on the pod, or on the account (the pod's true wins).
@@ -156,5 +158,44 @@ func TestServiceAccountAdmissionMountsTheToken(t *testing.T) {
 	}
 	if v := apiAccessVolume(out.(*apiv1.Pod)); v != nil {
 		t.Errorf("ServiceAccountTokens off: got volume %s", v.GetName())
+	}
+}
+
+// A new namespace holds its default ServiceAccount from its first
+// revision (same write), so a pod created right after it is admitted
+// without the serviceaccount controller; a pod naming "default" where it
+// is missing (deleted, no controller to make it again) is refused with
+// Kubernetes' words, after looking for it again for a while.
+func TestDefaultServiceAccountComesWithTheNamespace(t *testing.T) {
+	s := startTokenServer(t, false)
+	ns, err := createT(t, s, &apiv1.Namespace{Metadata: &apiv1.ObjectMeta{Name: "fresh"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := s.get(ctx, s.kind("ServiceAccount"), "fresh", "default", false)
+	if err != nil || st == nil {
+		t.Fatalf("default ServiceAccount of a new namespace: %v %v, want it stored with the namespace", st, err)
+	}
+	if rv := formatRev(st.rev); rv != ns.GetMetadata().GetResourceVersion() || st.obj.GetMetadata().GetUid() == "" {
+		t.Errorf("default ServiceAccount at revision %s uid %q, want the namespace's revision %s and a uid", rv, st.obj.GetMetadata().GetUid(), ns.GetMetadata().GetResourceVersion())
+	}
+	pod := saPod("right-after", "", nil)
+	pod.Metadata.Namespace = "fresh"
+	if _, err := createT(t, s, pod); err != nil {
+		t.Fatalf("pod right after its namespace: %v", err)
+	}
+	if _, _, err := s.delete(ctx, s.kind("ServiceAccount"), "fresh", "default", deleteOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	pod = saPod("no-account", "", nil)
+	pod.Metadata.Namespace = "fresh"
+	_, err = createT(t, s, pod)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), `error looking up service account fresh/default: serviceaccount "default" not found`) {
+		t.Fatalf("pod without its namespace's default account: %v, want forbidden: error looking up service account fresh/default", err)
+	}
+	if waited := time.Since(start); waited < (defaultAccountRetries-1)*defaultAccountPause {
+		t.Errorf("refused after %s: the default account was not looked for again", waited)
 	}
 }

@@ -140,7 +140,7 @@ func TestAdmissionPluginsRunInOrder(t *testing.T) {
 	for _, newPlugin := range admissionPlugins {
 		names = append(names, newPlugin(s).name())
 	}
-	if !slices.Equal(names, []string{"NamespaceLifecycle", "LimitRanger", "ResourceQuota", "PodCIDR", "ServiceAccount", "Priority", "StorageObjectInUseProtection"}) {
+	if !slices.Equal(names, []string{"NamespaceLifecycle", "LimitRanger", "ResourceQuota", "PodCIDR", "ServiceAccount", "NamespaceDefaultServiceAccount", "Priority", "StorageObjectInUseProtection"}) {
 		t.Fatalf("built-in chain %v", names)
 	}
 }

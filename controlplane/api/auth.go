@@ -38,6 +38,10 @@ type Attributes struct {
 	Resource, Group string
 	Namespace       string
 	Name            string
+	// LabelSelector is a list's or watch's label selector as sent: the
+	// answer holds only what it selects (a node lists only the
+	// PersistentVolumes labelled with its name).
+	LabelSelector string
 	// Stored is the object as stored, set for writes the authorizer asked
 	// to see it for (StoredNeeder); nil otherwise.
 	Stored proto.Message

@@ -55,7 +55,8 @@ func (s *Server) List(ctx context.Context, req *apiv1.ListRequest) (*apiv1.List,
 	if !k.Namespaced {
 		ns = ""
 	}
-	if err := s.authorize(ctx, "list", k.Name, "", ns, ""); err != nil {
+	id, _ := IdentityFrom(ctx)
+	if err := s.authorizeAttrs(ctx, Attributes{Identity: id, Verb: "list", Kind: k.Name, Namespace: ns, LabelSelector: req.GetLabelSelector()}); err != nil {
 		return nil, toStatus(err)
 	}
 	list, err := s.list(ctx, k, ns, req)

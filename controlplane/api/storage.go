@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/skiffhq/skiff/consensus"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/codec"
@@ -288,6 +291,11 @@ func (s *Server) commit(ctx context.Context, t *txnBuilder) (int64, error) {
 	}
 	resp, err := s.writes.Txn(ctx, req)
 	if err != nil {
+		if errors.Is(err, consensus.ErrIndeterminate) {
+			if rev, ok := s.settle(ctx, t); ok {
+				return rev, nil
+			}
+		}
 		return 0, fmt.Errorf("write: %w", err)
 	}
 	if resp.Succeeded {
@@ -306,6 +314,46 @@ func (s *Server) commit(ctx context.Context, t *txnBuilder) (int64, error) {
 		}
 	}
 	return 0, errRetry
+}
+
+// settleWindow bounds how long settle waits for a leader to read from.
+const settleWindow = 10 * time.Second
+
+// settle decides a write the store could not (leadership moved while it
+// was in flight: it may have committed or not) by reading its object back
+// once a leader serves linearizable reads again — after a new leader's
+// first commit, an entry of the old term is either in the log for good or
+// gone for good. The object holding exactly the bytes this write put (a
+// create's bytes carry its fresh uid) means it committed, with the whole
+// transaction: its revision is returned. Anything else leaves the outcome
+// to the caller as before (ok false). Without this, a leader change during
+// `ctl apply` or a controller's write answered "write outcome unknown".
+func (s *Server) settle(ctx context.Context, t *txnBuilder) (int64, bool) {
+	var want []byte
+	for _, op := range t.ops {
+		if p := op.GetPut(); p != nil && string(p.GetKey()) == t.objectKey {
+			want = p.GetValue()
+		}
+	}
+	if t.objectKey == "" || want == nil {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleWindow)
+	defer cancel()
+	for {
+		resp, err := s.store.Range(ctx, &storepb.RangeRequest{Key: []byte(t.objectKey)})
+		if err == nil {
+			if len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, want) {
+				return resp.Kvs[0].ModRevision, true
+			}
+			return 0, false
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-time.After(50 * time.Millisecond): // no leader yet
+		}
+	}
 }
 
 // conflict is the object's own compare failing.

@@ -33,7 +33,9 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.API_WatchServer) er
 	if !k.Namespaced {
 		ns = ""
 	}
-	if err := s.authorize(ctx, "watch", k.Name, "", ns, req.GetName()); err != nil {
+	id, _ := IdentityFrom(ctx)
+	if err := s.authorizeAttrs(ctx, Attributes{Identity: id, Verb: "watch", Kind: k.Name, Namespace: ns, Name: req.GetName(),
+		LabelSelector: req.GetLabelSelector()}); err != nil {
 		return toStatus(err)
 	}
 	sel, err := parseSelection(k, req.GetLabelSelector(), req.GetFieldSelector())

@@ -56,6 +56,9 @@ type Request struct {
 	Namespace   string
 	// Name is the object's name; empty for list/watch of a collection.
 	Name string
+	// LabelSelector is a list's or watch's label selector as sent (the
+	// answer holds only what it selects).
+	LabelSelector string
 	// Stored is the object as currently stored, for update, patch and
 	// delete. The node restriction decides pod status writes on it (the
 	// stored spec.nodeName, not the one the caller sends). nil for reads

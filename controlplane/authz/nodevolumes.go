@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -20,9 +21,13 @@ import (
 //     the node references (the graph), or a volume the built-in local
 //     provisioner made on the node (annotation
 //     volume.kubernetes.io/selected-node names it): its agent owns that
-//     directory and removes it when the volume is deleted. A name that is
-//     not stored answers NotFound (the agent's volume GC tells a deleted
-//     volume from one it may not read). Never list or watch.
+//     directory and removes it when the volume is deleted. Any other name,
+//     stored or not, is refused with the same words: what a node may not
+//     read, it may not learn the existence of either (Kubernetes' "no
+//     relationship found").
+//   - list and watch only the volumes labelled kinds.LocalVolumeNodeLabel
+//     with its own name, with exactly that label selector (the provisioner
+//     sets the label): its agent follows the volumes it must clean up.
 //   - update, only such a provisioned volume of its own that is being
 //     deleted, and only to drop kinds.ProvisionerFinalizer
 //     (nodeVolumeObject): the agent has removed the directory.
@@ -51,53 +56,63 @@ func storedVolume(r Request) (*apiv1.PersistentVolume, error) {
 	return pv, nil
 }
 
+// noRelation is the one refusal of a node's reads and writes of volumes
+// that are not its own: it names neither the volume's state nor whether
+// it exists.
+func noRelation(r Request) error {
+	return deny(r, fmt.Sprintf("no relationship found between node %q and this persistentvolume (a node reads the volumes of its pods' claims and those provisioned on it)", r.Identity.Name))
+}
+
+// OwnVolumesSelector is the label selector with which a node lists and
+// watches the volumes provisioned on it.
+func OwnVolumesSelector(node string) string { return kinds.LocalVolumeNodeLabel + "=" + node }
+
 func (a *Authorizer) nodeReadVolume(ctx context.Context, r Request) error {
 	self := r.Identity.Name
+	if r.Verb == VerbList || r.Verb == VerbWatch {
+		sel := strings.ReplaceAll(strings.ReplaceAll(r.LabelSelector, " ", ""), "==", "=")
+		if r.Name != "" || sel != OwnVolumesSelector(self) {
+			return deny(r, fmt.Sprintf("a node lists and watches only the persistentvolumes provisioned on it, with labelSelector %q", OwnVolumesSelector(self)))
+		}
+		return nil
+	}
 	if r.Verb != VerbGet || r.Name == "" {
-		return deny(r, "a node may not list or watch persistentvolumes: it gets, by name, those its pods' claims are bound to")
+		return deny(r, "a node gets persistentvolumes by name")
 	}
 	pv, err := storedVolume(r)
 	if err != nil {
 		return err
 	}
 	if pv == nil {
-		return nil // not stored: the get answers NotFound
+		return noRelation(r) // not stored: refused as any volume not its own
 	}
 	if provisionedOn(pv) == self {
 		return nil
 	}
 	ref := pv.GetSpec().GetClaimRef()
 	if ref == nil || a.graph == nil {
-		return deny(r, fmt.Sprintf("the volume is bound to no claim a pod bound to node %q uses", self))
+		return noRelation(r)
 	}
 	ok, err := a.graph.References(ctx, self, "PersistentVolumeClaim", ref.GetNamespace(), ref.GetName())
 	if err != nil {
-		return fmt.Errorf("%w: %w", deny(r, fmt.Sprintf("cannot tell whether a pod bound to node %q uses claim %s/%s", self, ref.GetNamespace(), ref.GetName())), err)
+		return fmt.Errorf("%w: %w", deny(r, fmt.Sprintf("cannot tell yet whether node %q may read it", self)), err)
 	}
 	if !ok {
-		return deny(r, fmt.Sprintf("its claim %s/%s is used by no pod bound to node %q (a node reads only the volumes of its pods' claims)",
-			ref.GetNamespace(), ref.GetName(), self))
+		return noRelation(r)
 	}
 	return nil
 }
 
 func nodeWriteVolume(r Request) error {
-	self := r.Identity.Name
-	if r.Verb != VerbUpdate || r.Subresource != "" {
-		return deny(r, "a node may only update a volume provisioned on it, to drop "+kinds.ProvisionerFinalizer+" once it removed its directory")
-	}
 	pv, err := storedVolume(r)
 	if err != nil {
 		return err
 	}
-	if pv == nil {
-		return deny(r, "the server did not pass the stored volume (server bug, or it is gone)")
+	if pv == nil || provisionedOn(pv) != r.Identity.Name {
+		return noRelation(r)
 	}
-	if on := provisionedOn(pv); on != self {
-		if on == "" {
-			return deny(r, "the volume was not made by the built-in local provisioner")
-		}
-		return deny(r, fmt.Sprintf("the volume was provisioned on node %q", on))
+	if r.Verb != VerbUpdate || r.Subresource != "" {
+		return deny(r, "a node may only update a volume provisioned on it, to drop "+kinds.ProvisionerFinalizer+" once it removed its directory")
 	}
 	if pv.GetMetadata().GetDeletionTimestamp() == "" {
 		return deny(r, "the volume is not being deleted")

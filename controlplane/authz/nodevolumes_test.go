@@ -48,14 +48,14 @@ func TestNodeVolumes(t *testing.T) {
 	}{
 		{"node gets the volume of its pod's claim", Request{Identity: w1}, boundVolume("pv-data", "shop", "data"), ""},
 		{"other node gets the volume of w1's pod's claim", Request{Identity: w2}, boundVolume("pv-data", "shop", "data"),
-			`its claim shop/data is used by no pod bound to node "w2"`},
+			`no relationship found between node "w2"`},
 		{"node gets the volume of a claim in another namespace", Request{Identity: w1}, boundVolume("pv-x", "other", "data"),
-			`its claim other/data is used by no pod bound to node "w1"`},
+			`no relationship found between node "w1"`},
 		{"node gets an unbound volume", Request{Identity: w1}, &apiv1.PersistentVolume{Metadata: &apiv1.ObjectMeta{Name: "free"}},
-			"bound to no claim"},
+			`no relationship found between node "w1"`},
 		{"node gets a volume provisioned on it", Request{Identity: w1}, provisioned("pvc-1", "w1", true), ""},
 		{"other node gets a volume provisioned on w1", Request{Identity: w2}, provisioned("pvc-1", "w1", true),
-			`its claim shop/gone is used by no pod bound to node "w2"`},
+			`no relationship found between node "w2"`},
 		{"graph cannot tell", Request{Identity: w1}, boundVolume("pv-b", "shop", "broken"), "cannot tell"},
 	}
 	for _, c := range reads {
@@ -68,7 +68,44 @@ func TestNodeVolumes(t *testing.T) {
 		}
 	}
 	if err := a.Authorize(ctx, Request{Identity: w1, Verb: VerbWatch, Kind: "PersistentVolume", Name: "pvc-1", Stored: provisioned("pvc-1", "w1", true)}); !errors.Is(err, ErrForbidden) {
-		t.Errorf("node watches its provisioned volume: %v, want forbidden", err)
+		t.Errorf("node watches its provisioned volume by name: %v, want forbidden", err)
+	}
+	// A name that is not stored is refused in the same words as another
+	// node's volume: a node cannot tell which names exist.
+	unrelated := get(Request{Identity: w2}, provisioned("pvc-1", "w1", true))
+	missing := a.Authorize(ctx, Request{Identity: w2, Verb: VerbGet, Kind: "PersistentVolume", Name: "pvc-1"})
+	if !errors.Is(missing, ErrForbidden) || unrelated == nil || missing.Error() != unrelated.Error() {
+		t.Errorf("node gets a volume that does not exist: %v; another node's: %v; want the same refusal", missing, unrelated)
+	}
+	for _, verb := range []string{VerbUpdate, VerbPatch, VerbDelete} {
+		missing := a.Authorize(ctx, Request{Identity: w2, Verb: verb, Kind: "PersistentVolume", Name: "pvc-1"})
+		theirs := a.Authorize(ctx, Request{Identity: w2, Verb: verb, Kind: "PersistentVolume", Name: "pvc-1", Stored: provisioned("pvc-1", "w1", true)})
+		if !errors.Is(missing, ErrForbidden) || theirs == nil || missing.Error() != theirs.Error() {
+			t.Errorf("node %ss a volume that does not exist: %v; another node's: %v; want the same refusal", verb, missing, theirs)
+		}
+	}
+	// List and watch: only its own provisioned volumes, by their label.
+	for _, c := range []struct {
+		who      Request
+		verb     string
+		selector string
+		allowed  bool
+	}{
+		{Request{Identity: w1}, VerbList, "skiff.io/local-volume-node=w1", true},
+		{Request{Identity: w1}, VerbWatch, "skiff.io/local-volume-node == w1", true},
+		{Request{Identity: w1}, VerbList, "", false},
+		{Request{Identity: w1}, VerbWatch, "skiff.io/local-volume-node=w2", false},
+		{Request{Identity: w1}, VerbList, "skiff.io/local-volume-node!=w2", false},
+		{Request{Identity: w1}, VerbList, "skiff.io/local-volume-node in (w1,w2)", false},
+		{Request{Identity: w2}, VerbList, "skiff.io/local-volume-node=w1", false},
+		{Request{Identity: bob}, VerbList, "skiff.io/local-volume-node=w1", true}, // a viewer lists volumes anyway
+	} {
+		r := c.who
+		r.Verb, r.Kind, r.LabelSelector = c.verb, "PersistentVolume", c.selector
+		err := a.Authorize(ctx, r)
+		if (err == nil) != c.allowed {
+			t.Errorf("%s %s persistentvolumes -l %q: %v, want allowed=%v", r.Identity.User, c.verb, c.selector, err, c.allowed)
+		}
 	}
 
 	// Writes: the request, then the object to store.
@@ -83,7 +120,7 @@ func TestNodeVolumes(t *testing.T) {
 		denyRequest bool
 	}{
 		{"node drops the provisioner finalizer of its deleted volume", Request{Identity: w1, Verb: VerbUpdate}, dropped, "", false},
-		{"other node drops it", Request{Identity: w2, Verb: VerbUpdate}, dropped, `provisioned on node "w1"`, true},
+		{"other node drops it", Request{Identity: w2, Verb: VerbUpdate}, dropped, `no relationship found between node "w2"`, true},
 		{"viewer drops it", Request{Identity: bob, Verb: VerbUpdate}, dropped, "no RBAC rule allows it", true},
 		{"node updates its volume's status", Request{Identity: w1, Verb: VerbUpdate, Subresource: "status"}, dropped, "may only update a volume provisioned on it", true},
 		{"node deletes its volume", Request{Identity: w1, Verb: VerbDelete}, dropped, "may only update a volume provisioned on it", true},
@@ -116,7 +153,7 @@ func TestNodeVolumes(t *testing.T) {
 	}
 	static := boundVolume("pv-data", "shop", "data")
 	static.Metadata.DeletionTimestamp = "2026-01-01T00:00:00Z"
-	if err := a.Authorize(ctx, Request{Identity: w1, Verb: VerbUpdate, Kind: "PersistentVolume", Name: "pv-data", Stored: static}); err == nil || !strings.Contains(err.Error(), "not made by the built-in local provisioner") {
+	if err := a.Authorize(ctx, Request{Identity: w1, Verb: VerbUpdate, Kind: "PersistentVolume", Name: "pv-data", Stored: static}); err == nil || !strings.Contains(err.Error(), "no relationship found") {
 		t.Errorf("node updates a static volume of its pod: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/dashboard"
 	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/controlplane/rbac"
 	"github.com/skiffhq/skiff/proto/client"
 )
 
@@ -106,6 +107,11 @@ type Config struct {
 	// UserCertLifetime is the default lifetime of user certificates (and
 	// the cap of their renewals).
 	UserCertLifetime time.Duration
+	// ServiceAccountMinTokenLifetime lowers the shortest service account
+	// token lifetime (expirationSeconds) this control node mints, from
+	// rbac.MinTokenLifetime (10 minutes, Kubernetes'), down to
+	// rbac.MinTokenLifetimeFloor; 0 keeps it.
+	ServiceAccountMinTokenLifetime time.Duration
 	// NodeLiveWindow: a worker join under the name of a Node whose newest
 	// heartbeat is younger than this is refused without a token bound to
 	// that name (DefaultNodeLiveWindow when zero).
@@ -190,6 +196,9 @@ func (c *Config) fill() error {
 	}
 	if c.AuditMaxBytes <= 0 {
 		c.AuditMaxBytes = def.AuditMaxBytes
+	}
+	if m := c.ServiceAccountMinTokenLifetime; m != 0 && (m < rbac.MinTokenLifetimeFloor || m > rbac.DefaultTokenLifetime) {
+		return fmt.Errorf("node config: ServiceAccountMinTokenLifetime %s: must be between %s and %s", m, rbac.MinTokenLifetimeFloor, rbac.DefaultTokenLifetime)
 	}
 	c.fillMetrics()
 	if c.Renew.Renew != nil {

@@ -192,6 +192,9 @@ func startControl(cfg Config, st State, bootstrap bool) (_ *Control, err error) 
 	c.graph = api.NewNodeGraph(c.Store, ac.Registry, log)
 	var az Authorizer
 	c.rbac, az = newRBACParts(c.Store, ac.Registry, c.graph, bundle, log)
+	if err := c.rbac.tokens.SetMinLifetime(cfg.ServiceAccountMinTokenLifetime); err != nil {
+		return nil, err
+	}
 	ac.Store, ac.Authorizer, ac.Logger, ac.Registerer = c.Store, az, log, cfg.Registerer
 	ac.Limits = cfg.APILimits
 	ac.Limits.ExemptGroups = append([]string{pki.GroupControl}, cfg.APILimits.ExemptGroups...)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/integration/testutil"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
+	streamv1 "github.com/skiffhq/skiff/proto/stream/v1"
 )
 
 // oneControlNode runs `ctl init` and returns the API address, the admin
@@ -329,6 +331,99 @@ func TestRBACThroughTheAPI(t *testing.T) {
 		_, err := apiv1.NewAuthorizationClient(dial(t, addr, tc, "")).CreatePodToken(ctx, &apiv1.CreatePodTokenRequest{Namespace: "team-a", Pod: "bot"})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("%s CreatePodToken: %v, want PermissionDenied", name, err)
+		}
+	}
+
+	// Existence is not told to who may not see it: every refused identity
+	// gets the same answer (PermissionDenied, the same words) for an object
+	// that exists and for one that does not — authorization is decided
+	// before the object is read, as Kubernetes does.
+	mustCreate(t, admin, &apiv1.Secret{Metadata: &apiv1.ObjectMeta{Namespace: "team-b", Name: "keys"}, Data: map[string][]byte{"k": []byte("v")}})
+	hostPath := &apiv1.PersistentVolume{Metadata: &apiv1.ObjectMeta{Name: "pv-static"},
+		Spec: &apiv1.PersistentVolumeSpec{Capacity: map[string]string{"storage": "1Gi"}, AccessModes: []string{"ReadWriteOnce"},
+			HostPath: &apiv1.HostPathVolumeSource{Path: "/srv/static"}}}
+	mustCreate(t, admin, hostPath)
+	conn := func(tc *tls.Config, token string) (apiv1.APIClient, streamv1.PodStreamsClient) {
+		cc := dial(t, addr, tc, token)
+		return apiv1.NewAPIClient(cc), streamv1.NewPodStreamsClient(cc)
+	}
+	viewerAPI, _ := conn(certTLS(t, ca, userID(t, "vic", pki.RoleViewer)), "")
+	workerAPI, _ := conn(certTLS(t, ca, nodeID), "")
+	plainAPI, plainStreams := conn(noCert, plainTok.GetToken())
+	robotAPI, _ := conn(noCert, tokResp.GetToken())
+	getOf := func(c apiv1.APIClient, kind, ns string) func(string) error {
+		return func(name string) error {
+			_, err := c.Get(ctx, &apiv1.GetRequest{Kind: kind, Namespace: ns, Name: name})
+			return err
+		}
+	}
+	deleteOf := func(c apiv1.APIClient, kind, ns string) func(string) error {
+		return func(name string) error {
+			_, err := c.Delete(ctx, &apiv1.DeleteRequest{Kind: kind, Namespace: ns, Name: name})
+			return err
+		}
+	}
+	patchOf := func(c apiv1.APIClient, kind, ns string) func(string) error {
+		return func(name string) error {
+			_, err := c.Patch(ctx, &apiv1.PatchRequest{Kind: kind, Namespace: ns, Name: name, Patch: []byte(`{"metadata":{"labels":{"x":"y"}}}`)})
+			return err
+		}
+	}
+	watchOf := func(c apiv1.APIClient, kind, ns string) func(string) error {
+		return func(name string) error {
+			w, err := c.Watch(ctx, &apiv1.WatchRequest{Kind: kind, Namespace: ns, Name: name})
+			if err != nil {
+				return err
+			}
+			_, err = w.Recv()
+			return err
+		}
+	}
+	evictOf := func(c apiv1.APIClient, ns string) func(string) error {
+		return func(name string) error {
+			_, err := c.Evict(ctx, &apiv1.EvictRequest{Namespace: ns, Name: name})
+			return err
+		}
+	}
+	logsOf := func(c streamv1.PodStreamsClient, ns string) func(string) error {
+		return func(name string) error {
+			s, err := c.Logs(ctx, &streamv1.LogsRequest{Pod: &streamv1.PodRef{Namespace: ns, Name: name}})
+			if err != nil {
+				return err
+			}
+			_, err = s.Recv()
+			return err
+		}
+	}
+	probes := []struct {
+		what     string
+		do       func(name string) error
+		existing string
+	}{
+		{"viewer gets a secret", getOf(viewerAPI, "Secret", "team-a"), "db"},
+		{"viewer deletes a pod", deleteOf(viewerAPI, "Pod", "team-a"), "bot"},
+		{"viewer patches a secret", patchOf(viewerAPI, "Secret", "team-a"), "db"},
+		{"viewer evicts a pod", evictOf(viewerAPI, "team-a"), "bot"},
+		{"viewer watches a secret by name", watchOf(viewerAPI, "Secret", "team-a"), "db"},
+		{"worker node gets a secret no pod of it uses", getOf(workerAPI, "Secret", "team-a"), "db"},
+		{"worker node gets a volume not its own", getOf(workerAPI, "PersistentVolume", ""), "pv-static"},
+		{"worker node patches a volume not its own", patchOf(workerAPI, "PersistentVolume", ""), "pv-static"},
+		{"worker node deletes a volume not its own", deleteOf(workerAPI, "PersistentVolume", ""), "pv-static"},
+		{"service account without binding gets a pod", getOf(plainAPI, "Pod", "team-a"), "bot"},
+		{"service account without binding deletes a secret", deleteOf(plainAPI, "Secret", "team-a"), "db"},
+		{"service account without binding reads a pod's logs", logsOf(plainStreams, "team-a"), "bot"},
+		{"service account without binding watches a secret by name", watchOf(plainAPI, "Secret", "team-a"), "db"},
+		{"service account (edit in team-a) gets a secret in team-b", getOf(robotAPI, "Secret", "team-b"), "keys"},
+		{"service account (edit in team-a) deletes a secret in team-b", deleteOf(robotAPI, "Secret", "team-b"), "keys"},
+	}
+	for _, p := range probes {
+		there, missing := p.do(p.existing), p.do("no-such-"+p.existing)
+		if status.Code(there) != codes.PermissionDenied || status.Code(missing) != codes.PermissionDenied {
+			t.Errorf("%s: existing %v, missing %v; want PermissionDenied for both", p.what, there, missing)
+			continue
+		}
+		if a, b := status.Convert(there).Message(), strings.ReplaceAll(status.Convert(missing).Message(), "no-such-"+p.existing, p.existing); a != b {
+			t.Errorf("%s: the refusal tells the object exists:\n  existing: %s\n  missing:  %s", p.what, a, b)
 		}
 	}
 

@@ -60,7 +60,7 @@ func (a authorizer) request(attrs api.Attributes) (authz.Request, error) {
 		return authz.Request{}, fmt.Errorf("%w: %v", authz.ErrForbidden, err)
 	}
 	return authz.Request{Identity: id, Groups: attrs.Identity.Groups, Verb: attrs.Verb, Kind: attrs.Kind, Subresource: attrs.Subresource,
-		Resource: attrs.Resource, Group: attrs.Group, Namespace: attrs.Namespace, Name: attrs.Name, Stored: attrs.Stored}, nil
+		Resource: attrs.Resource, Group: attrs.Group, Namespace: attrs.Namespace, Name: attrs.Name, LabelSelector: attrs.LabelSelector, Stored: attrs.Stored}, nil
 }
 
 // requestIdentity is the pki identity of a caller: from its certificate

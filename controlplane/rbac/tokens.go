@@ -34,6 +34,10 @@ const (
 	DefaultTokenLifetime = time.Hour
 	MinTokenLifetime     = 10 * time.Minute
 	MaxTokenLifetime     = 24 * time.Hour
+	// MinTokenLifetimeFloor bounds what SetMinLifetime accepts: a token
+	// must outlive a few of the agents' refreshes (tests and short-lived
+	// clusters lower the 10-minute minimum, never to nothing).
+	MinTokenLifetimeFloor = 10 * time.Second
 )
 
 // SigningKeys are the CA keys tokens are signed with (the current one)
@@ -56,11 +60,28 @@ type Tokens struct {
 	keys SigningKeys
 	pods PodLookup
 	now  func() time.Time
+	// min is the shortest expirationSeconds accepted (MinTokenLifetime
+	// unless SetMinLifetime lowered it).
+	min time.Duration
+}
+
+// SetMinLifetime sets the shortest token lifetime Mint accepts, between
+// MinTokenLifetimeFloor and DefaultTokenLifetime; 0 keeps MinTokenLifetime.
+// Call it before the tokens are used.
+func (t *Tokens) SetMinLifetime(d time.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	if d < MinTokenLifetimeFloor || d > DefaultTokenLifetime {
+		return fmt.Errorf("%w: minimum service account token lifetime %s: must be between %s and %s", ErrBadToken, d, MinTokenLifetimeFloor, DefaultTokenLifetime)
+	}
+	t.min = d
+	return nil
 }
 
 // NewTokens returns the token signer and verifier.
 func NewTokens(keys SigningKeys, pods PodLookup) *Tokens {
-	return &Tokens{keys: keys, pods: pods, now: time.Now}
+	return &Tokens{keys: keys, pods: pods, now: time.Now, min: MinTokenLifetime}
 }
 
 // tokenKey derives the token signing key from a CA key. A separate key
@@ -115,8 +136,8 @@ func (t *Tokens) Mint(pod PodRef, audience string, lifetime time.Duration) (stri
 	if lifetime == 0 {
 		lifetime = DefaultTokenLifetime
 	}
-	if lifetime < MinTokenLifetime || lifetime > MaxTokenLifetime {
-		return "", time.Time{}, fmt.Errorf("%w: expirationSeconds %d: must be between %d and %d", ErrBadToken, int64(lifetime/time.Second), int64(MinTokenLifetime/time.Second), int64(MaxTokenLifetime/time.Second))
+	if lifetime < t.min || lifetime > MaxTokenLifetime {
+		return "", time.Time{}, fmt.Errorf("%w: expirationSeconds %d: must be between %d and %d", ErrBadToken, int64(lifetime/time.Second), int64(t.min/time.Second), int64(MaxTokenLifetime/time.Second))
 	}
 	if audience == "" {
 		audience = APIAudience

@@ -88,7 +88,19 @@ func run(t *testing.T, what string, f func(context.Context) error) {
 	})
 }
 
+// clusterOptions tune startClusterWith's nodes (zero: the defaults).
+type clusterOptions struct {
+	// minTokenLifetime is the control nodes' ServiceAccountMinTokenLifetime.
+	minTokenLifetime time.Duration
+	// volumeRefresh is the agent's VolumeRefreshInterval.
+	volumeRefresh time.Duration
+}
+
 func startCluster(t *testing.T, controls int) *cluster {
+	return startClusterWith(t, controls, clusterOptions{})
+}
+
+func startClusterWith(t *testing.T, controls int, opts clusterOptions) *cluster {
 	e := runtimetest.NewEnv(t)
 	c := &cluster{t: t, env: e}
 	base := t.TempDir()
@@ -103,6 +115,7 @@ func startCluster(t *testing.T, controls int) *cluster {
 		cfg.DataDir, cfg.Name, cfg.Advertise, cfg.BindAddress = filepath.Join(base, name), name, "127.0.0.1", "127.0.0.1"
 		cfg.APIPort, cfg.RaftPort, cfg.MetricsPort = freePort(t), freePort(t), freePort(t)
 		cfg.Logger, cfg.Loops = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("at", name), leaderLoops
+		cfg.ServiceAccountMinTokenLifetime = opts.minTokenLifetime
 		return cfg
 	}
 	// The cluster keeps the default range: the worker's pods take their
@@ -153,6 +166,7 @@ func startCluster(t *testing.T, controls int) *cluster {
 		ac.NodeName, ac.Client, ac.Runtime, ac.Registerer = env.Name, env.Client, e.Runtime, env.Registerer
 		ac.NodeIP = netip.MustParseAddr("127.0.0.1")
 		ac.HeartbeatInterval, ac.SyncInterval, ac.UsageInterval = time.Second, 300*time.Millisecond, time.Second
+		ac.VolumeRefreshInterval = opts.volumeRefresh
 		ac.Logger = env.Logger
 		a, err := agent.New(ac)
 		if err != nil {

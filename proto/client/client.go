@@ -462,9 +462,17 @@ func (f *failoverAPI) Delete(ctx context.Context, in *apiv1.DeleteRequest, opts 
 }
 
 // Apply states the whole desired object: sending it again after it was
-// applied changes nothing, so it is retried as a read is.
+// applied changes nothing, so it is retried as a read is, and also when
+// the store could not tell whether it committed (Unknown: leadership lost
+// while it was in flight). Such a retry of an apply that did commit
+// answers "unchanged".
 func (f *failoverAPI) Apply(ctx context.Context, in *apiv1.ApplyRequest, opts ...grpc.CallOption) (*apiv1.ApplyResponse, error) {
-	return unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
+	for attempt := 1; ; attempt++ {
+		resp, err := unary(ctx, f.c, in, opts, apiv1.APIClient.Apply)
+		if status.Code(err) != codes.Unknown || attempt >= f.c.opts.MaxAttempts || ctx.Err() != nil {
+			return resp, err
+		}
+	}
 }
 func (f *failoverAPI) CreateMany(ctx context.Context, in *apiv1.CreateManyRequest, opts ...grpc.CallOption) (*apiv1.CreateManyResponse, error) {
 	return unaryWrite(ctx, f.c, in, opts, apiv1.APIClient.CreateMany)

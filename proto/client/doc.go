@@ -3,8 +3,8 @@
 // addresses, CA, client certificate), mutual-TLS connections to every
 // control node with failover and retries on Unavailable (a write only when
 // it provably was not applied: never sent, or marked so by the server;
-// otherwise ErrOutcomeUnknown, and a Create with CreateIDAnnotation settles
-// its own outcome), typed helpers over
+// otherwise ErrOutcomeUnknown; a Create with CreateIDAnnotation and every
+// Delete settle their own outcome), typed helpers over
 // the kind-agnostic envelope, an informer (list, then watch from the list's
 // resourceVersion, re-list when the history is gone) and an Event recorder.
 //

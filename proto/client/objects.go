@@ -404,11 +404,72 @@ func (c *Client) Delete(ctx context.Context, kind, ns, name string, opts DeleteO
 		req.Preconditions = &apiv1.Preconditions{Uid: opts.UID, ResourceVersion: opts.ResourceVersion}
 	}
 	resp, err := c.api.Delete(ctx, req)
+	if IsOutcomeUnknown(err) {
+		return c.resolveDelete(ctx, req, err)
+	}
 	if err != nil {
 		return nil, false, err
 	}
 	obj, err = Unpack(resp.GetObject())
 	return obj, resp.GetRemoved(), err
+}
+
+// resolveDelete settles a delete whose answer was lost (a leadership
+// change while it committed, a broken connection): unlike a create or a
+// compare-and-set, a delete can be told from the object as it is now, so
+// the caller gets the outcome instead of ErrOutcomeUnknown. The object
+// gone: the delete took effect (removed, no object). Marked for deletion:
+// it took effect and the object waits for its grace period or finalizers.
+// Still there and not marked: it was not applied, and is sent again, bound
+// (when the caller gave no uid precondition) to the uid just read, so the
+// retry deletes that object and never one made under the same name after
+// it. What stays open is the window kubectl has too: a delete applied, then
+// a new object of the same name made before this read; the read sees that
+// one unmarked and deletes it.
+func (c *Client) resolveDelete(ctx context.Context, req *apiv1.DeleteRequest, cause error) (Object, bool, error) {
+	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
+		env, err := c.api.Get(ctx, &apiv1.GetRequest{Kind: req.GetKind(), Namespace: req.GetNamespace(), Name: req.GetName()})
+		if IsNotFound(err) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, cause // the read cannot tell either
+		}
+		cur, err := Unpack(env)
+		if err != nil {
+			return nil, false, err
+		}
+		md := cur.GetMetadata()
+		if md.GetDeletionTimestamp() != "" {
+			return cur, false, nil
+		}
+		if uid := req.GetPreconditions().GetUid(); uid != "" && uid != md.GetUid() {
+			// The object the caller meant is gone (the delete took
+			// effect); this is another one of the same name.
+			return nil, true, nil
+		}
+		again := proto.Clone(req).(*apiv1.DeleteRequest)
+		if again.Preconditions == nil {
+			again.Preconditions = &apiv1.Preconditions{}
+		}
+		if again.Preconditions.Uid == "" {
+			again.Preconditions.Uid = md.GetUid()
+		}
+		resp, err := c.api.Delete(ctx, again)
+		switch {
+		case err == nil:
+			obj, err := Unpack(resp.GetObject())
+			return obj, resp.GetRemoved(), err
+		case IsNotFound(err):
+			return nil, true, nil
+		case IsOutcomeUnknown(err):
+			cause = err
+			continue
+		default:
+			return nil, false, err
+		}
+	}
+	return nil, false, cause
 }
 
 // Apply creates or declaratively updates obj by name. An empty namespace

@@ -105,7 +105,8 @@ func (p *dropProxy) serverToClient(server, client net.Conn) {
 // API server has received and applied a write. A create with an
 // idempotency key comes back as the created object; one without, and a
 // compare-and-set update, come back ErrOutcomeUnknown — never AlreadyExists
-// or Conflict for the caller's own successful write. A write whose
+// or Conflict for the caller's own successful write; a delete comes back
+// with its outcome, read from the object. A write whose
 // connection was never established is sent to the next server.
 func TestWriteAnswerLostIsNeverReportedAsFailed(t *testing.T) {
 	c := apitest.Start(t, 1, nil)
@@ -180,6 +181,50 @@ func TestWriteAnswerLostIsNeverReportedAsFailed(t *testing.T) {
 		now, err := client.Get[*apiv1.ConfigMap](ctx, direct, "default", "unkeyed")
 		if err != nil || now.GetData()["v"] != "2" {
 			t.Fatalf("the update was applied, store has %v (%v)", now.GetData(), err)
+		}
+	})
+
+	// A delete can be settled by reading the object: the caller gets the
+	// outcome (removed, or marked for deletion), not ErrOutcomeUnknown —
+	// ctl delete -f no longer fails when leadership moves mid-delete.
+	t.Run("DeleteAnswerLost", func(t *testing.T) {
+		if _, err := client.Create(ctx, direct, &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "doomed"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.API().Version(ctx, &apiv1.VersionRequest{}); err != nil { // reconnect first
+			t.Fatal(err)
+		}
+		proxy.arm(func() bool { return !exists("doomed")() })
+		obj, removed, err := cl.Delete(ctx, "ConfigMap", "default", "doomed", client.DeleteOptions{})
+		if err != nil || !removed {
+			t.Fatalf("delete whose answer was lost: removed=%v obj=%v err=%v, want removed and no error", removed, obj, err)
+		}
+	})
+
+	t.Run("DeleteMarkedAnswerLost", func(t *testing.T) {
+		if _, err := client.Create(ctx, direct, &apiv1.ConfigMap{Metadata: &apiv1.ObjectMeta{Namespace: "default", Name: "held",
+			Finalizers: []string{"example.com/hold"}}}); err != nil {
+			t.Fatal(err)
+		}
+		marked := func() bool {
+			cm, err := client.Get[*apiv1.ConfigMap](ctx, direct, "default", "held")
+			return err == nil && cm.GetMetadata().GetDeletionTimestamp() != ""
+		}
+		if _, err := cl.API().Version(ctx, &apiv1.VersionRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		proxy.arm(marked)
+		obj, removed, err := cl.Delete(ctx, "ConfigMap", "default", "held", client.DeleteOptions{})
+		if err != nil || removed || obj == nil || obj.GetMetadata().GetDeletionTimestamp() == "" {
+			t.Fatalf("delete (held by a finalizer) whose answer was lost: removed=%v obj=%v err=%v, want marked for deletion", removed, obj, err)
+		}
+		cm, err := client.Get[*apiv1.ConfigMap](ctx, direct, "default", "held")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Metadata.Finalizers = nil
+		if _, err := client.Update(ctx, direct, cm); err != nil {
+			t.Fatal(err)
 		}
 	})
 

@@ -32,6 +32,12 @@ const (
 	ProvisionerFinalizer = "external-provisioner.volume.kubernetes.io/finalizer"
 )
 
+// LocalVolumeNodeLabel on a volume the built-in local provisioner made
+// names its node: that node's agent lists and watches the volumes
+// selected by it (and only those), to remove their directories when they
+// are deleted.
+const LocalVolumeNodeLabel = "skiff.io/local-volume-node"
+
 // AccessModes a volume or claim may name.
 var AccessModes = []string{"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
 

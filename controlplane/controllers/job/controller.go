@@ -283,6 +283,9 @@ func (c *Controller) create(ctx context.Context, j *apiv1.Job, n int, indexes []
 		c.event(ctx, j, client.EventNormal, "SuccessfulCreate", "Created pod(s): "+strings.Join(created, ", "))
 	}
 	if err != nil {
+		// As Kubernetes' job controller: say why, then retry with backoff
+		// (a missing service account, a quota).
+		c.event(ctx, j, client.EventWarning, "FailedCreate", "Error creating: "+client.Reason(err))
 		return fmt.Errorf("create pods: %w", err)
 	}
 	return nil

@@ -7,31 +7,60 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/api/kinds"
+	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/ctrlkit"
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 	"github.com/skiffhq/skiff/proto/client"
 	"github.com/skiffhq/skiff/proto/codec"
 )
 
+// Config is the controller's configuration (registered name
+// "persistentvolume").
+type Config struct {
+	ctrlkit.Config
+	// AgentTimeout is how long a deleted provisioned volume waits for the
+	// agent of its (Ready) node to remove its directory before it is
+	// marked Failed with a VolumeFailedDelete event saying so. A node not
+	// Ready marks it at once. The volume keeps waiting either way: the
+	// agent may come back.
+	AgentTimeout time.Duration
+}
+
+// DefaultAgentTimeout is Config.AgentTimeout's default: far above an
+// agent's reaction (a watch event), well below a user's patience.
+const DefaultAgentTimeout = 2 * time.Minute
+
 // Controller binds claims and provisions local volumes. Its keys are
 // "namespace/name" for claims and "name" for volumes (cluster-scoped).
 type Controller struct {
 	*ctrlkit.Base
-	claims  *ctrlkit.Cache
-	volumes *ctrlkit.Cache
-	classes *ctrlkit.Cache
-	nodes   *ctrlkit.Cache
-	pods    *ctrlkit.Cache
-	rec     *client.Recorder
+	agentTimeout time.Duration
+	claims       *ctrlkit.Cache
+	volumes      *ctrlkit.Cache
+	classes      *ctrlkit.Cache
+	nodes        *ctrlkit.Cache
+	pods         *ctrlkit.Cache
+	rec          *client.Recorder
 }
 
-// New returns the controller.
+// New returns the controller with DefaultAgentTimeout.
 func New(cfg ctrlkit.Config) *Controller {
-	c := &Controller{}
+	return NewWithConfig(Config{Config: cfg})
+}
+
+// NewWithConfig returns the controller.
+func NewWithConfig(full Config) *Controller {
+	cfg := full.Config
+	c := &Controller{agentTimeout: full.AgentTimeout}
+	if c.agentTimeout <= 0 {
+		c.agentTimeout = DefaultAgentTimeout
+	}
 	c.Base = ctrlkit.NewBase("persistentvolume-binder", cfg, c.sync)
 	c.rec = client.NewRecorder(cfg.Client, "persistentvolume-controller", "")
 	// A claim's change also requeues its volume, whose phase follows it.
@@ -63,12 +92,18 @@ func New(cfg ctrlkit.Config) *Controller {
 	c.volumes = c.Watch("PersistentVolume", client.EventHandler{OnAdd: volume, OnDelete: volume,
 		OnUpdate: func(_, o client.Object) { volume(o) }})
 	c.classes = c.Watch("StorageClass", client.EventHandler{OnAdd: pending, OnUpdate: func(_, o client.Object) { pending(o) }})
-	// A node that goes releases the deleted volumes waiting for its agent.
-	c.nodes = c.Watch("Node", client.EventHandler{OnDelete: func(o client.Object) {
+	// A node that goes releases the deleted volumes waiting for its agent;
+	// one whose readiness changes changes what they say they wait for.
+	nodeVolumes := func(o client.Object) {
 		for _, v := range c.volumes.List() {
 			if v.GetMetadata().GetAnnotations()[kinds.SelectedNodeAnnotation] == o.GetMetadata().GetName() {
 				c.Enqueue(v)
 			}
+		}
+	}
+	c.nodes = c.Watch("Node", client.EventHandler{OnDelete: nodeVolumes, OnUpdate: func(old, cur client.Object) {
+		if nodeReady(old.(*apiv1.Node)) != nodeReady(cur.(*apiv1.Node)) {
+			nodeVolumes(cur)
 		}
 	}})
 	// A pod bound to a node selects the node of its unbound
@@ -88,8 +123,26 @@ func New(cfg ctrlkit.Config) *Controller {
 	return c
 }
 
-// NewLoop is the registry factory ("persistentvolume").
-var NewLoop = ctrlkit.Factory("persistentvolume", New)
+// NewLoop is the registry factory ("persistentvolume"): its config is a
+// Config (a zero ctrlkit.Config in it: the defaults), a ctrlkit.Config, or
+// none.
+func NewLoop(d controllers.Deps) (controlplane.Loop, error) {
+	cfg, ok := d.Configs["persistentvolume"].(Config)
+	if !ok {
+		return ctrlkit.Factory("persistentvolume", New)(d)
+	}
+	if cfg.Config.Workers == 0 {
+		cfg.Config = ctrlkit.DefaultConfig(d.Client)
+	}
+	dd := d
+	dd.Configs = map[string]any{"persistentvolume": cfg.Config}
+	base, err := ctrlkit.FromDeps(dd, "persistentvolume")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Config = base
+	return NewWithConfig(cfg), nil
+}
 
 // podClaims indexes bound pods by the claims they use ("ns/claim").
 func podClaims(o client.Object) []string {
@@ -281,9 +334,11 @@ func (c *Controller) provision(ctx context.Context, claim *apiv1.PersistentVolum
 	pv := &apiv1.PersistentVolume{
 		// The node's name (the authorizer lets that node, and only it, read
 		// the volume and drop ProvisionerFinalizer once its directory is
-		// gone) and the finalizer that waits for it.
+		// gone; its agent watches the volumes labelled with it) and the
+		// finalizer that waits for it.
 		Metadata: &apiv1.ObjectMeta{Name: name, Annotations: map[string]string{ProvisionedByAnnotation: kinds.LocalProvisioner,
-			kinds.SelectedNodeAnnotation: node}, Finalizers: []string{kinds.ProvisionerFinalizer}},
+			kinds.SelectedNodeAnnotation: node}, Labels: map[string]string{kinds.LocalVolumeNodeLabel: node},
+			Finalizers: []string{kinds.ProvisionerFinalizer}},
 		Spec: &apiv1.PersistentVolumeSpec{
 			Capacity:                      map[string]string{"storage": claim.GetSpec().GetResources().GetRequests()["storage"]},
 			AccessModes:                   claim.GetSpec().GetAccessModes(),
@@ -329,6 +384,17 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 		return nil
 	}
 	pv := o.(*apiv1.PersistentVolume)
+	if node := provisionedOn(pv); node != "" && pv.GetMetadata().GetLabels()[kinds.LocalVolumeNodeLabel] != node {
+		// Provisioned before volumes were labelled: label it, so its
+		// node's agent sees it (the update brings the volume back).
+		next := codec.Clone(pv)
+		if next.Metadata.Labels == nil {
+			next.Metadata.Labels = map[string]string{}
+		}
+		next.Metadata.Labels[kinds.LocalVolumeNodeLabel] = node
+		_, err := ctrlkit.Update(ctx, c.Client(), c.volumes, next)
+		return ignoreGone(err)
+	}
 	ref := pv.GetSpec().GetClaimRef()
 	claimGone := false
 	if ref != nil && ref.GetUid() != "" {
@@ -372,14 +438,17 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 
 // releaseOrphan drops ProvisionerFinalizer from a deleted provisioned
 // volume whose node is gone: no agent is left to remove its directory.
+// While the node is there, its agent removes the directory and then the
+// finalizer; a node not Ready, or an agent silent past AgentTimeout,
+// leaves the volume waiting visibly (awaitAgent).
 func (c *Controller) releaseOrphan(ctx context.Context, pv *apiv1.PersistentVolume) error {
 	md := pv.GetMetadata()
 	node := md.GetAnnotations()[kinds.SelectedNodeAnnotation]
 	if !slices.Contains(md.GetFinalizers(), kinds.ProvisionerFinalizer) || node == "" {
 		return nil
 	}
-	if _, ok := c.nodes.Get("", node); ok {
-		return nil // its agent removes the directory, then the finalizer
+	if no, ok := c.nodes.Get("", node); ok {
+		return c.awaitAgent(ctx, pv, no.(*apiv1.Node))
 	}
 	next := codec.Clone(pv)
 	next.Metadata.Finalizers = slices.DeleteFunc(next.Metadata.Finalizers, func(f string) bool { return f == kinds.ProvisionerFinalizer })
@@ -388,6 +457,71 @@ func (c *Controller) releaseOrphan(ctx context.Context, pv *apiv1.PersistentVolu
 	}
 	c.event(ctx, pv, client.EventWarning, "VolumeOrphaned", "node "+node+" is gone: the volume's directory there was not removed")
 	return nil
+}
+
+// awaitAgent marks a deleted volume that its node's agent has not
+// released Failed, with a VolumeFailedDelete event naming why (Kubernetes'
+// phase and reason for a deletion that does not happen): at once when
+// the node is not Ready, else once AgentTimeout has passed since the
+// deletion (checked again then).
+func (c *Controller) awaitAgent(ctx context.Context, pv *apiv1.PersistentVolume, node *apiv1.Node) error {
+	md := pv.GetMetadata()
+	name := node.GetMetadata().GetName()
+	var why string
+	if ready, since := nodeReadyCondition(node); ready != "True" {
+		if ready == "" {
+			ready = "not reported"
+		}
+		why = fmt.Sprintf("node %s is not ready (Ready %s%s): its agent cannot remove the volume's directory; the volume is deleted when it is back, or when the node is removed", name, ready, since)
+	} else {
+		deleted, err := time.Parse(time.RFC3339, md.GetDeletionTimestamp())
+		if err != nil {
+			return nil
+		}
+		if left := deleted.Add(c.agentTimeout).Sub(c.Now()); left > 0 {
+			c.EnqueueAfter(md.GetName(), left)
+			return nil
+		}
+		why = fmt.Sprintf("the agent of node %s has not removed the volume's directory within %s of its deletion (is it running? its log says why); the volume is deleted once it has", name, c.agentTimeout)
+	}
+	if st := pv.GetStatus(); st.GetPhase() == kinds.VolumeFailed && st.GetMessage() == why {
+		return nil
+	}
+	c.event(ctx, pv, client.EventWarning, "VolumeFailedDelete", why)
+	next := codec.Clone(pv)
+	next.Status = &apiv1.PersistentVolumeStatus{Phase: kinds.VolumeFailed, Reason: "VolumeFailedDelete", Message: why}
+	_, err := ctrlkit.UpdateStatus(ctx, c.Client(), c.volumes, next)
+	return ignoreGone(err)
+}
+
+// nodeReadyCondition is a node's Ready status ("" when it reports none)
+// and, for messages, " since <time>".
+func nodeReadyCondition(n *apiv1.Node) (string, string) {
+	for _, cond := range n.GetStatus().GetConditions() {
+		if cond.GetType() == "Ready" {
+			since := ""
+			if t := cond.GetLastTransitionTime(); t != "" {
+				since = " since " + t
+			}
+			return cond.GetStatus(), since
+		}
+	}
+	return "", ""
+}
+
+func nodeReady(n *apiv1.Node) bool {
+	s, _ := nodeReadyCondition(n)
+	return s == "True"
+}
+
+// provisionedOn is the node the built-in local provisioner made pv on, ""
+// for any other volume.
+func provisionedOn(pv *apiv1.PersistentVolume) string {
+	a := pv.GetMetadata().GetAnnotations()
+	if a[ProvisionedByAnnotation] != kinds.LocalProvisioner {
+		return ""
+	}
+	return a[kinds.SelectedNodeAnnotation]
 }
 
 func ignoreGone(err error) error {

@@ -29,6 +29,10 @@
 //     Released: reclaim policy Retain keeps it Released with its data;
 //     Delete deletes the volume object, which then waits for the agent of
 //     its node to remove the directory and drop the finalizer (only that
-//     node owns the disk); if that node is removed the controller drops
-//     the finalizer itself.
+//     node owns the disk; the agent watches the volumes labelled
+//     skiff.io/local-volume-node with its name, which every provisioned
+//     volume carries); if that node is removed the controller drops the
+//     finalizer itself. It never waits silently: on a node that is not
+//     Ready, or past Config.AgentTimeout on a Ready one, the volume is
+//     marked Failed with a VolumeFailedDelete event saying why.
 package volumebinding
