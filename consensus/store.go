@@ -228,7 +228,13 @@ func (s *Store) Close() error {
 	close(s.stop)
 	var errs []error
 	if s.raft != nil {
+		start := time.Now()
 		errs = append(errs, s.raft.Shutdown().Error())
+		// Shutdown waits for every raft goroutine; one stuck in a send
+		// (hashicorp/raft#612 was such) shows here first.
+		if took := time.Since(start); took > time.Second {
+			s.log.Warn("raft shutdown was slow", "took", took.Round(time.Millisecond))
+		}
 	}
 	s.rpc.Stop()
 	s.peers.close()

@@ -94,12 +94,20 @@ func skiffWALTune(c *consensus.Config) {
 	c.LogStore = consensus.LogStoreWAL
 }
 
-// skiffTuneDescription says what the nodes run with.
-func skiffTuneDescription(logStore string) string {
-	d := consensus.DefaultConfig()
-	return fmt.Sprintf("production timeouts of consensus.DefaultConfig (heartbeat %s, election %s, leader lease %s, commit %s); "+
-		"store defaults otherwise (raft BatchApplyCh, MaxAppendEntries %d, pipelined replication with %d AppendEntries in flight per follower, %s log with fsync)",
-		d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout, d.CommitTimeout, consensus.DefaultMaxAppendEntries, consensus.DefaultMaxRPCsInFlight, logStore)
+// skiffTuneDescription says what the nodes of a system tuned by tune run with.
+func skiffTuneDescription(tune func(*consensus.Config), logStore string) string {
+	var c consensus.Config
+	tune(&c)
+	inflight, maxAppend := c.MaxRPCsInFlight, c.MaxAppendEntries
+	if inflight == 0 {
+		inflight = consensus.DefaultMaxRPCsInFlight
+	}
+	if maxAppend == 0 {
+		maxAppend = consensus.DefaultMaxAppendEntries
+	}
+	return fmt.Sprintf("heartbeat %s, election %s, leader lease %s, commit %s (production timeouts of consensus.DefaultConfig unless a knob says otherwise); "+
+		"raft BatchApplyCh, MaxAppendEntries %d, %d AppendEntries in flight per follower (1 = no pipelining), %s log with fsync",
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout, maxAppend, inflight, logStore)
 }
 
 func main() {
@@ -334,7 +342,7 @@ func openSkiff(cfg benchConfig, name, dir string, tune func(*consensus.Config), 
 		return nil, err
 	}
 	fmt.Fprintf(out, "%s: gRPC KV over mutual TLS (TLS 1.3) to %s; leader %s; tune: %s; linearizable reads = Range{Stale:false}\n",
-		name, strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription(logStore))
+		name, strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription(tune, logStore))
 	return &system{name: name, clientFor: s.clientFor, leader: s.Leader, close: s.Close}, nil
 }
 
