@@ -2,9 +2,12 @@ package consensus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -287,5 +290,30 @@ func TestPipelineRecoversFromRejectedAppends(t *testing.T) {
 	endLoad()
 	if err := doShutdown(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Replication knobs out of range are refused naming the field and value.
+func TestConfigRefusesBadReplicationKnobs(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.MaxRPCsInFlight = -1 }, "MaxRPCsInFlight -1"},
+		{func(c *Config) { c.MaxAppendEntries = 2048 }, "MaxAppendEntries 2048"},
+		{func(c *Config) { c.MaxAppendEntries = -5 }, "MaxAppendEntries -5"},
+	} {
+		c := Config{ID: "n1", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", MaxVoters: 5,
+			ServerTLS: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}, ClientTLS: &tls.Config{},
+			PeerIdentity: func(*x509.Certificate) (string, error) { return "", nil }}
+		tc.set(&c)
+		err := c.validate()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("validate() = %v, want ErrInvalid naming %q", err, tc.want)
+		}
+	}
+	var d Config
+	if d.maxRPCsInFlight() != DefaultMaxRPCsInFlight || d.maxAppendEntries() != DefaultMaxAppendEntries {
+		t.Errorf("zero knobs: inflight %d, max append %d; want the defaults", d.maxRPCsInFlight(), d.maxAppendEntries())
 	}
 }
