@@ -52,7 +52,14 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout is how soon an idle leader tells followers the commit
 	// index; it bounds how long a follower's read-your-write waits.
-	CommitTimeout     time.Duration
+	CommitTimeout time.Duration
+	// MaxRPCsInFlight is how many AppendEntries requests the leader keeps
+	// in flight to each follower (pipelined replication); 1 turns
+	// pipelining off, 0 means DefaultMaxRPCsInFlight.
+	MaxRPCsInFlight int
+	// MaxAppendEntries caps the entries in one AppendEntries request (and
+	// one leader log write); 0 means DefaultMaxAppendEntries.
+	MaxAppendEntries  int
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	// TrailingLogs is how many entries stay after a snapshot; a follower
@@ -74,6 +81,27 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Fault, when set, lets tests cut this node off the network.
 	Fault *NetworkFault
+}
+
+// Replication defaults (Config.MaxRPCsInFlight, Config.MaxAppendEntries);
+// BENCHMARKS.md has the measurements behind them.
+const (
+	DefaultMaxRPCsInFlight  = 2
+	DefaultMaxAppendEntries = 256
+)
+
+func (c Config) maxRPCsInFlight() int {
+	if c.MaxRPCsInFlight == 0 {
+		return DefaultMaxRPCsInFlight
+	}
+	return c.MaxRPCsInFlight
+}
+
+func (c Config) maxAppendEntries() int {
+	if c.MaxAppendEntries == 0 {
+		return DefaultMaxAppendEntries
+	}
+	return c.MaxAppendEntries
 }
 
 // DefaultConfig returns production defaults.
@@ -120,6 +148,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: config: ServerTLS must require and verify client certificates", ErrInvalid)
 	case c.PeerIdentity == nil:
 		return fmt.Errorf("%w: config: PeerIdentity is required (it says which certificates are control members)", ErrInvalid)
+	case c.MaxRPCsInFlight < 0:
+		return fmt.Errorf("%w: config: MaxRPCsInFlight %d is negative (1 turns pipelining off, 0 is the default)", ErrInvalid, c.MaxRPCsInFlight)
+	case c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024:
+		return fmt.Errorf("%w: config: MaxAppendEntries %d is outside 0-1024 (0 is the default; raft refuses more than 1024)", ErrInvalid, c.MaxAppendEntries)
 	case c.MaxVoters < 1:
 		return fmt.Errorf("%w: config: MaxVoters %d must be at least 1", ErrInvalid, c.MaxVoters)
 	}

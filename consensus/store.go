@@ -94,15 +94,9 @@ func Open(cfg Config) (*Store, error) {
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{s.mux},
 		MaxPool: 5,
-		// 1: no pipelined replication. With the default (2) a leader whose
-		// follower answers Success=false can park its replication of that
-		// follower for good: pipelineDecode returns, the next pipelined
-		// send blocks on an unbuffered channel nobody drains, and the
-		// heartbeat goroutine keeps the follower quiet, so no election
-		// heals it; Shutdown then waits forever (seen here as a hung test;
-		// hashicorp/raft#612). HashiCorp measured pipelining as of little
-		// use with batching (hashicorp/raft#541).
-		MaxRPCsInFlight: 1,
+		// Pipelined replication: safeTransport keeps raft's pipeline from
+		// parking a follower for good (hashicorp/raft#612; pipeline.go).
+		MaxRPCsInFlight: cfg.maxRPCsInFlight(),
 		Timeout:         5 * time.Second,
 		Logger:          newHCLogger("raft-net", s.log),
 	})
@@ -124,7 +118,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("log cache: %w", err)
 	}
 	s.stable = newClosingStable(logStore)
-	r, err := raft.NewRaft(rc, s.fsm, logs, s.stable, snaps, s.transport)
+	r, err := raft.NewRaft(rc, s.fsm, logs, s.stable, snaps, safeTransport{s.transport})
 	if err != nil {
 		s.closeTransport()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -173,7 +167,7 @@ func raftConfig(cfg Config, log *slog.Logger) *raft.Config {
 	rc.TrailingLogs = cfg.TrailingLogs
 	// Batch queued applies into one log write and one fsync.
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 256
+	rc.MaxAppendEntries = cfg.maxAppendEntries()
 	rc.Logger = newHCLogger("raft", log)
 	return rc
 }
@@ -234,7 +228,13 @@ func (s *Store) Close() error {
 	close(s.stop)
 	var errs []error
 	if s.raft != nil {
+		start := time.Now()
 		errs = append(errs, s.raft.Shutdown().Error())
+		// Shutdown waits for every raft goroutine; one stuck in a send
+		// (hashicorp/raft#612 was such) shows here first.
+		if took := time.Since(start); took > time.Second {
+			s.log.Warn("raft shutdown was slow", "took", took.Round(time.Millisecond))
+		}
 	}
 	s.rpc.Stop()
 	s.peers.close()

@@ -287,6 +287,14 @@ func (f *NetworkFault) track(c net.Conn) net.Conn {
 	}
 	tc := &trackedConn{Conn: c, f: f}
 	f.mu.Lock()
+	if f.isolated {
+		// Isolated while this connection was being dialed or accepted:
+		// Isolate did not see it, so close it here or it would outlive the
+		// cut (seen as a leader that kept one follower through it).
+		f.mu.Unlock()
+		_ = c.Close()
+		return c
+	}
 	if f.conns == nil {
 		f.conns = map[*trackedConn]struct{}{}
 	}

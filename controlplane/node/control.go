@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,9 +297,18 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 	defer cancel()
 	errs := make(chan error, 8)
 	var wg sync.WaitGroup
+	var runningMu sync.Mutex
+	running := map[string]bool{}
 	start := func(name string, f func(context.Context) error) {
 		wg.Add(1)
-		goRun(ctx, errs, name, func(ctx context.Context) error { defer wg.Done(); return f(ctx) })
+		runningMu.Lock()
+		running[name] = true
+		runningMu.Unlock()
+		goRun(ctx, errs, name, func(ctx context.Context) error {
+			defer wg.Done()
+			defer func() { runningMu.Lock(); delete(running, name); runningMu.Unlock() }()
+			return f(ctx)
+		})
 	}
 	serve := func(g *grpc.Server, l net.Listener) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -365,8 +376,23 @@ func (c *Control) Run(ctx context.Context, ready func(context.Context, *Control)
 		c.handOffLeadership()
 	}
 	cancel()
+	stopAt := time.Now()
 	c.stopServing()
-	wg.Wait()
+	if took := time.Since(stopAt); took > time.Second {
+		c.log.Warn("stopping: the API server took long to stop its calls", "took", took.Round(time.Millisecond))
+	}
+	// A part slow to stop delays a planned restart: name it.
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Second):
+		runningMu.Lock()
+		names := slices.Sorted(maps.Keys(running))
+		runningMu.Unlock()
+		c.log.Warn("stopping: parts still running a second after the stop", "parts", names)
+		<-stopped
+	}
 	return first
 }
 

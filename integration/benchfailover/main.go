@@ -296,6 +296,20 @@ func measure(ctx context.Context, c *cluster, w *writer, leader *node, kind stri
 			}
 		}
 	}
+	if kind == "term" && r.exit > time.Second {
+		// Say where a slow exit after the hand-over went: the stopping
+		// node's log from the signal on.
+		fmt.Fprintf(os.Stderr, "%s took %s to exit after SIGTERM; its log since:\n", leader.name, r.exit.Round(time.Millisecond))
+		for _, line := range strings.Split(leader.log.String(), "\n") {
+			m := reLogLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && at.After(t0) {
+				fmt.Fprintf(os.Stderr, "  %s\n", line)
+			}
+		}
+	}
 	if at := c.firstLogged(leader, t0, "leader changed", reSomeLeader); !at.IsZero() {
 		r.elected = at.Sub(t0)
 	}

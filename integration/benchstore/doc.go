@@ -9,6 +9,12 @@
 // against etcd and ends with a `store-bench-wal:` line and, last, the
 // `store-bench:` summary line of the default store, both for 64 clients.
 //
+// For A/B runs of replication settings, -systems also takes variants such
+// as skiff:inflight=1 or skiff-wal:maxappend=64,commit=2ms (variant.go):
+// each is one more cluster measured in the same interleaved rounds, with
+// its own table and a `store-bench-variant` line before the summary lines.
+// -ops write skips the read points.
+//
 // It is its own Go module because etcd's client (go.etcd.io/etcd/client/v3)
 // brings dependencies the main module should not carry; a replace directive
 // points it at the repository root.

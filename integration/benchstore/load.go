@@ -192,6 +192,9 @@ func sleepUntil(ctx context.Context, t time.Time) {
 
 // prefill writes every key once so reads find values, with a bounded
 // number of concurrent writers.
+// prefillAttempts is how often prefill sends one key's put before it gives up.
+const prefillAttempts = 5
+
 func prefill(ctx context.Context, clientFor func(i int) kvClient, writers int, keys []string, value []byte) error {
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
@@ -201,11 +204,20 @@ func prefill(ctx context.Context, clientFor func(i int) kvClient, writers int, k
 			defer wg.Done()
 			c := clientFor(w)
 			for k := w; k < len(keys); k += writers {
-				opCtx, cancel := context.WithTimeout(ctx, opTimeout)
-				err := c.Put(opCtx, keys[k], value)
-				cancel()
+				// A put of a fixed value is idempotent, so a failed one
+				// (a leader change on a loaded machine leaves outcomes
+				// unknown) is simply sent again, a few times.
+				var err error
+				for attempt := 0; attempt < prefillAttempts && ctx.Err() == nil; attempt++ {
+					opCtx, cancel := context.WithTimeout(ctx, opTimeout)
+					err = c.Put(opCtx, keys[k], value)
+					cancel()
+					if err == nil {
+						break
+					}
+				}
 				if err != nil {
-					errs[w] = fmt.Errorf("prefill %s: %w", keys[k], err)
+					errs[w] = fmt.Errorf("prefill %s (%d attempts): %w", keys[k], prefillAttempts, err)
 					return
 				}
 			}

@@ -36,7 +36,9 @@ type benchConfig struct {
 	EtcdBin      string
 	EtcdTLS      bool
 	Systems      []string
-	ProfileDir   string
+	// Ops are the operations measured at each client count.
+	Ops        []op
+	ProfileDir string
 	// Trace also writes a runtime/trace of each Skiff point into ProfileDir.
 	Trace  bool
 	TmpDir string
@@ -55,6 +57,7 @@ func defaultBenchConfig() benchConfig {
 		EtcdBin:        "/usr/bin/etcd",
 		EtcdTLS:        true,
 		Systems:        []string{sysSkiff, sysSkiffWAL, sysEtcd},
+		Ops:            []op{opWrite, opRead},
 	}
 }
 
@@ -91,17 +94,25 @@ func skiffWALTune(c *consensus.Config) {
 	c.LogStore = consensus.LogStoreWAL
 }
 
-// skiffTuneDescription says what the nodes run with.
-func skiffTuneDescription(logStore string) string {
-	d := consensus.DefaultConfig()
-	return fmt.Sprintf("production timeouts of consensus.DefaultConfig (heartbeat %s, election %s, leader lease %s, commit %s); "+
-		"store defaults otherwise (raft BatchApplyCh, MaxAppendEntries 256, %s log with fsync)",
-		d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout, d.CommitTimeout, logStore)
+// skiffTuneDescription says what the nodes of a system tuned by tune run with.
+func skiffTuneDescription(tune func(*consensus.Config), logStore string) string {
+	var c consensus.Config
+	tune(&c)
+	inflight, maxAppend := c.MaxRPCsInFlight, c.MaxAppendEntries
+	if inflight == 0 {
+		inflight = consensus.DefaultMaxRPCsInFlight
+	}
+	if maxAppend == 0 {
+		maxAppend = consensus.DefaultMaxAppendEntries
+	}
+	return fmt.Sprintf("heartbeat %s, election %s, leader lease %s, commit %s (production timeouts of consensus.DefaultConfig unless a knob says otherwise); "+
+		"raft BatchApplyCh, MaxAppendEntries %d, %d AppendEntries in flight per follower (1 = no pipelining), %s log with fsync",
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout, maxAppend, inflight, logStore)
 }
 
 func main() {
 	cfg := defaultBenchConfig()
-	var clients, systems string
+	var clients, systems, ops string
 	flag.StringVar(&clients, "clients", "1,16,64,256", "comma-separated concurrent client counts")
 	flag.IntVar(&cfg.SummaryClients, "summary-clients", cfg.SummaryClients, "client count reported on the final store-bench line")
 	flag.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured warm-up before each point")
@@ -112,7 +123,9 @@ func main() {
 	flag.IntVar(&cfg.ConnsPerNode, "conns", cfg.ConnsPerNode, "client connections per node/member")
 	flag.StringVar(&cfg.EtcdBin, "etcd", cfg.EtcdBin, "etcd 3.4 server binary")
 	flag.BoolVar(&cfg.EtcdTLS, "etcd-tls", cfg.EtcdTLS, "mutual TLS for etcd clients and peers (Skiff always uses it)")
-	flag.StringVar(&systems, "systems", strings.Join(cfg.Systems, ","), "systems to measure: skiff (raft-boltdb log), skiff-wal (raft-wal log), etcd")
+	flag.StringVar(&systems, "systems", strings.Join(cfg.Systems, ","),
+		"systems to measure: skiff (raft-boltdb log), skiff-wal (raft-wal log), etcd, and variants skiff[-wal]:knob=value,... (knobs inflight, maxappend, commit; see variant.go)")
+	flag.StringVar(&ops, "ops", "write,read", "operations to measure at each client count: write, read or both")
 	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each Skiff point's measured window here (Skiff runs in this process)")
 	flag.BoolVar(&cfg.Trace, "trace", false, "with -profile-dir, also write an execution trace of each Skiff point")
 	flag.Parse()
@@ -122,6 +135,9 @@ func main() {
 		fatal(fmt.Errorf("-clients: %w", err))
 	}
 	cfg.Systems = strings.Split(systems, ",")
+	if cfg.Ops, err = parseOps(ops); err != nil {
+		fatal(fmt.Errorf("-ops: %w", err))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := run(ctx, cfg, os.Stdout); err != nil {
@@ -146,12 +162,29 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
+func parseOps(s string) ([]op, error) {
+	var out []op
+	for _, f := range strings.Split(s, ",") {
+		switch o := op(strings.TrimSpace(f)); o {
+		case opWrite, opRead:
+			out = append(out, o)
+		default:
+			return nil, fmt.Errorf("operation %q: want %s or %s", f, opWrite, opRead)
+		}
+	}
+	return out, nil
+}
+
 func (c benchConfig) validate() error {
 	switch {
 	case len(c.Clients) == 0:
 		return errors.New("clients: empty list")
 	case !slices.Contains(c.Clients, c.SummaryClients):
 		return fmt.Errorf("summary-clients: %d is not among clients %v", c.SummaryClients, c.Clients)
+	case len(c.Ops) == 0:
+		return errors.New("ops: empty list")
+	case !slices.Contains(c.Ops, opWrite):
+		return errors.New("ops: the summary lines need write")
 	case c.Duration <= 0:
 		return fmt.Errorf("duration: %s must be positive", c.Duration)
 	case c.Warmup < 0:
@@ -166,8 +199,13 @@ func (c benchConfig) validate() error {
 		return fmt.Errorf("conns: %d must be at least 1", c.ConnsPerNode)
 	}
 	for _, s := range c.Systems {
+		if _, isVariant, err := parseVariant(s); err != nil {
+			return err
+		} else if isVariant {
+			continue
+		}
 		if s != sysSkiff && s != sysSkiffWAL && s != sysEtcd {
-			return fmt.Errorf("systems: unknown system %q (want skiff, skiff-wal, etcd)", s)
+			return fmt.Errorf("systems: unknown system %q (want skiff, skiff-wal, etcd, or skiff[-wal]:knob=value,...)", s)
 		}
 	}
 	return nil
@@ -241,6 +279,9 @@ func run(ctx context.Context, cfg benchConfig, out io.Writer) (results, error) {
 			s, err = openSkiff(cfg, sysSkiffWAL, filepath.Join(tmp, "skiff-wal"), skiffWALTune, "raft-wal", out)
 		case sysEtcd:
 			s, err = openEtcd(cfg, tmp, out)
+		default:
+			v, _, _ := parseVariant(name) // validated above
+			s, err = openSkiff(cfg, name, filepath.Join(tmp, fmt.Sprintf("variant-%d", len(systems))), v.tune, v.logStore(), out)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -258,7 +299,7 @@ func run(ctx context.Context, cfg benchConfig, out io.Writer) (results, error) {
 			fmt.Fprintf(out, "round %d of %d\n", round, cfg.Rounds)
 		}
 		for _, n := range cfg.Clients {
-			for _, o := range []op{opWrite, opRead} {
+			for _, o := range cfg.Ops {
 				for _, s := range systems {
 					if err := measure(ctx, cfg, s, o, n, round, keys, value, res, out); err != nil {
 						return res, err
@@ -267,9 +308,14 @@ func run(ctx context.Context, cfg benchConfig, out io.Writer) (results, error) {
 			}
 		}
 	}
-	for _, sys := range []string{sysSkiff, sysSkiffWAL} {
-		if slices.Contains(cfg.Systems, sys) {
+	for _, sys := range cfg.Systems {
+		if sys != sysEtcd {
 			printTable(out, cfg, res, sys)
+		}
+	}
+	for _, sys := range cfg.Systems {
+		if _, isVariant, _ := parseVariant(sys); isVariant {
+			fmt.Fprintln(out, summaryLine("store-bench-variant "+sys, sys, cfg.SummaryClients, res))
 		}
 	}
 	if slices.Contains(cfg.Systems, sysSkiffWAL) {
@@ -296,7 +342,7 @@ func openSkiff(cfg benchConfig, name, dir string, tune func(*consensus.Config), 
 		return nil, err
 	}
 	fmt.Fprintf(out, "%s: gRPC KV over mutual TLS (TLS 1.3) to %s; leader %s; tune: %s; linearizable reads = Range{Stale:false}\n",
-		name, strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription(logStore))
+		name, strings.Join(s.Endpoints(), ","), s.leader, skiffTuneDescription(tune, logStore))
 	return &system{name: name, clientFor: s.clientFor, leader: s.Leader, close: s.Close}, nil
 }
 
@@ -425,7 +471,7 @@ func printTable(out io.Writer, cfg benchConfig, res results, sys string) {
 	fmt.Fprintf(out, "%-6s %7s | %10s %8s %8s %8s | %10s %8s %8s %8s | %6s\n",
 		"op", "clients", sys+"/s", "p50 ms", "p99 ms", "cpu ms", "etcd/s", "p50 ms", "p99 ms", "cpu ms", "ratio")
 	fmt.Fprintln(out, strings.Repeat("-", 108))
-	for _, o := range []op{opWrite, opRead} {
+	for _, o := range cfg.Ops {
 		for _, n := range cfg.Clients {
 			fmt.Fprintf(out, "%-6s %7d | %s | %s | %6s\n", o, n,
 				cells(res, sys, o, n), cells(res, sysEtcd, o, n), ratio(res, sys, o, n))

@@ -93,3 +93,27 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("p99 of one sample = %d, want 1", got)
 	}
 }
+
+// Variants name their base system and knobs; a bad one is refused with the
+// knob and value in the message.
+func TestParseVariant(t *testing.T) {
+	v, ok, err := parseVariant("skiff-wal:inflight=1,maxappend=64,commit=2ms")
+	if err != nil || !ok || v.base != sysSkiffWAL || len(v.set) != 3 {
+		t.Fatalf("parseVariant: %+v ok=%v err=%v", v, ok, err)
+	}
+	if _, ok, err := parseVariant(sysSkiff); ok || err != nil {
+		t.Fatalf("plain name taken for a variant (ok=%v err=%v)", ok, err)
+	}
+	for in, want := range map[string]string{
+		"etcd:inflight=2":     "knobs apply to",
+		"skiff:inflight=0":    `inflight="0"`,
+		"skiff:commit=fast":   `commit="fast"`,
+		"skiff:batch=1":       `unknown knob "batch"`,
+		"skiff:inflight":      `knob "inflight" is not key=value`,
+		"skiff:maxappend=-64": `maxappend="-64"`,
+	} {
+		if _, _, err := parseVariant(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseVariant(%q) = %v, want an error containing %q", in, err, want)
+		}
+	}
+}
