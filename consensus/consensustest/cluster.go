@@ -99,30 +99,41 @@ func ExpectedVoters(n, max int) int {
 	return n
 }
 
-// WaitVoters waits until the leader's configuration has exactly want voters.
+// WaitVoters waits until every running node's configuration has exactly
+// want voters. The leader's alone is not enough: it lists a promotion as
+// soon as it is appended, before a quorum has it, and a test that stops
+// the leader then can leave the others without the voters to elect one.
 func (c *Cluster) WaitVoters(want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last int
+	var lastNode string
 	for time.Now().Before(deadline) {
-		if l, err := c.WaitLeader(time.Until(deadline)); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			ms, err := l.Store().Members(ctx)
-			cancel()
-			if err == nil {
-				last = 0
-				for _, m := range ms {
-					if m.Suffrage == 0 { // VOTER
-						last++
+		if _, err := c.WaitLeader(time.Until(deadline)); err == nil {
+			all := true
+			for _, n := range c.Running() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				ms, err := n.Store().Members(ctx)
+				cancel()
+				last, lastNode = 0, n.ID
+				if err == nil {
+					for _, m := range ms {
+						if m.Suffrage == 0 { // VOTER
+							last++
+						}
 					}
 				}
-				if last == want {
-					return nil
+				if err != nil || last != want {
+					all = false
+					break
 				}
+			}
+			if all {
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("voters: want %d, have %d after %s", want, last, timeout)
+	return fmt.Errorf("voters: want %d, %s has %d after %s", want, lastNode, last, timeout)
 }
 
 // Start is NewCluster for tests: it fails the test on error and closes the
