@@ -58,10 +58,14 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		return res, err
 	}
 	defer c.stop()
+	if progress != nil {
+		mon := startMonitor(c, progress, time.Second)
+		defer mon.Stop()
+	}
 	cpu := startCPU()
 	defer func() {
 		res.cpu = fmt.Sprintf("%s; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader while forming: %d",
-			cpu, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load())
+			cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())
 	}()
 	// Forming may take a while on a busy machine: a live member declared
 	// dead while the others join comes back when its refutation arrives.
@@ -78,6 +82,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	bound := 20*timing.ProbeInterval*time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) + 10*time.Second
 	killed := map[string]bool{}
 	start := time.Now()
+	phase(fmt.Sprintf("%d members formed; %d deaths", n, rounds))
 	for range rounds {
 		victim := c.victim()
 		killed[victim] = true
@@ -120,6 +125,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	res.falseDetect, _ = c.falsePositives(start, killed)
 	if loss > 0 {
 		from := time.Now()
+		phase(fmt.Sprintf("%.0f %% loss for %s", lossRate*100, loss))
 		c.setLoss(lossRate)
 		time.Sleep(loss) // the phase itself: the cluster runs lossy for this long
 		c.setLoss(0)
@@ -134,6 +140,13 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		c.mu.Unlock()
 	}
 	return res, nil
+}
+
+// phase marks the start of a phase in the -v output.
+func phase(what string) {
+	if progress != nil {
+		fmt.Fprintf(progress, "benchgossip: %s (%s)\n", what, time.Now().UTC().Format(time.TimeOnly))
+	}
 }
 
 // pct is the q-quantile (nearest rank) of ds.

@@ -38,9 +38,9 @@ type cluster struct {
 	// deaths is every (observer, member) Dead event, in order.
 	deaths []death
 	next   int // name suffix of the next member started
-	// queueFull and udpFailed count memberlist's warnings that a member
-	// dropped a message (handler queue full) or missed UDP acks.
-	queueFull, udpFailed atomic.Int64
+	// ev counts memberlist's warnings that a member fell behind and the
+	// failure detector's verdicts.
+	ev events
 	// resyncs counts members made to push/pull with the leader while the
 	// cluster formed (see syncAfter).
 	resyncs atomic.Int64
@@ -57,7 +57,7 @@ func newCluster(timing gossip.Timing) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{timing: timing, key: key, members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}
-	c.log = slog.New(countingHandler{Handler: slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn}), queueFull: &c.queueFull, udpFailed: &c.udpFailed})
+	c.log = slog.New(countingHandler{Handler: slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn}), ev: &c.ev})
 	return c, nil
 }
 
@@ -166,9 +166,13 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			}
 			return least >= target
 		})
+		if progress != nil {
+			fmt.Fprintf(progress, "benchgossip: wave to %d members ended %s after start (%s; dropped on full handler queues: %d; UDP probes failed: %d; syncs: %d)\n",
+				target, time.Since(cpu.wall).Round(100*time.Millisecond), cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())
+		}
 		if err != nil {
 			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader: %d; %s)",
-				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load(), cpu)
+				err, least, dead, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load(), cpu)
 		}
 	}
 	return nil
@@ -319,6 +323,9 @@ func waitFor(within time.Duration, what string, cond func() bool) error {
 	}
 	return nil
 }
+
+// progress, when set (-v), receives a line per join wave.
+var progress io.Writer
 
 // benchLog receives the members' warnings (BENCH_GOSSIP_LOG=1: stderr).
 var benchLog io.Writer = io.Discard

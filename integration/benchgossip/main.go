@@ -38,7 +38,18 @@ func main() {
 	onlyAnchor := flag.Bool("only-anchor", false, "measure memberlist's defaults only (no LANTiming run)")
 	steady := flag.Duration("steady", 10*time.Second, "how long each formed cluster runs idle while its CPU per member is measured (0: not measured)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each idle span to this file (size and timing added to the name)")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060) while the run lasts")
+	verbose := flag.Bool("v", false, "print a line per join wave to stderr")
 	flag.Parse()
+	if *verbose {
+		progress = os.Stderr
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "benchgossip:", err)
+			os.Exit(2)
+		}
+	}
 	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor, steady: *steady, cpuProfile: *cpuProfile}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
