@@ -9,6 +9,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,16 +17,22 @@ import (
 // its goroutines ran, beside the failure detector's events: the timeline
 // that shows whether a cascade follows starvation or causes it. A line:
 //
-//	t=12s members=150 cpu=0.84 osWait=0.31 schedP50=0.1ms schedP99=12ms schedMax=50ms runnable=20 goroutines=1500 gcCPU=0.08 suspects=3 deaths=0 refutes=1 udpFailed=2 queueFull=0
+//	t=12s members=150 cpu=0.84 osWait=0.31 timerLateMax=40ms schedP50=0.1ms schedP99=12ms schedMax=50ms runnable=20 goroutines=1500 gcCPU=0.08 suspects=3 deaths=0 refutes=1 udpFailed=2 queueFull=0
 //
 // cpu is the CPU this process used per wall second (of GOMAXPROCS cores);
 // osWait the time its threads sat runnable in the kernel's run queue per
-// wall second (the machine's other load taking the cores); sched* the
+// wall second (the machine's other load taking the cores); timerLateMax
+// the most a 10 ms sleep overslept; sched* the
 // Go scheduler's latencies (runnable to running) in the interval — what a
 // probe's ack waits at each goroutine hand-off; gcCPU the garbage
-// collector's share of the CPU used. Counters are per interval.
+// collector's share of the runtime's busy CPU estimate. Counters are per
+// interval.
 type monitor struct {
-	c     *cluster
+	// lateMax is the most a 10 ms sleep overslept since the last line
+	// (ns): how late a member's timer (a probe timeout, a gossip tick)
+	// fires, whatever the cause — kernel run queue, Go scheduler, GC.
+	lateMax atomic.Int64
+	c       *cluster
 	out   io.Writer
 	start time.Time
 	stop  chan struct{}
@@ -35,6 +42,7 @@ type monitor struct {
 func startMonitor(c *cluster, out io.Writer, every time.Duration) *monitor {
 	m := &monitor{c: c, out: out, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	go m.run(every)
+	go m.measureLateness()
 	return m
 }
 
@@ -51,7 +59,7 @@ type monitorSample struct {
 	cpu               time.Duration
 	osWait            time.Duration
 	sched             *metrics.Float64Histogram
-	gcCPU             float64
+	gcCPU, busyCPU    float64
 	runnable, goroutn uint64
 	suspects, deaths  int64
 	refutes, udp, qf  int64
@@ -74,8 +82,9 @@ func (m *monitor) sample() monitorSample {
 	if s[2].Value.Kind() == metrics.KindUint64 {
 		out.goroutn = s[2].Value.Uint64()
 	}
-	if s[3].Value.Kind() == metrics.KindFloat64 {
+	if s[3].Value.Kind() == metrics.KindFloat64 && s[4].Value.Kind() == metrics.KindFloat64 && s[5].Value.Kind() == metrics.KindFloat64 {
 		out.gcCPU = s[3].Value.Float64()
+		out.busyCPU = s[4].Value.Float64() - s[5].Value.Float64()
 	}
 	ev := &m.c.ev
 	out.suspects, out.deaths, out.refutes, out.udp, out.qf = ev.suspects.Load(), ev.deaths.Load(), ev.refutes.Load(), ev.udpFailed.Load(), ev.queueFull.Load()
@@ -100,18 +109,40 @@ func (m *monitor) run(every time.Duration) {
 		}
 		cpu := (cur.cpu - prev.cpu).Seconds()
 		gcShare := 0.0
-		if cpu > 0 {
-			// The runtime's GC CPU estimate counts GOMAXPROCS × wall while
-			// a GC runs; as a share of the CPU the process really used it
-			// is only indicative.
-			gcShare = math.Min(1, (cur.gcCPU-prev.gcCPU)/cpu)
+		if busy := cur.busyCPU - prev.busyCPU; busy > 0 {
+			// The runtime's CPU classes are estimates from wall time (a
+			// starved process looks busy): compared only with each
+			// other, as the runtime's documentation says.
+			gcShare = (cur.gcCPU - prev.gcCPU) / busy
 		}
 		p50, p99, pmax := histDelta(prev.sched, cur.sched)
-		fmt.Fprintf(m.out, "monitor: t=%s members=%d cpu=%.2f osWait=%.2f schedP50=%s schedP99=%s schedMax=%s runnable=%d goroutines=%d gcCPU=%.2f suspects=%d deaths=%d refutes=%d udpFailed=%d queueFull=%d load=%s\n",
-			cur.at.Sub(m.start).Round(time.Second), m.c.size(), cpu/wall, (cur.osWait-prev.osWait).Seconds()/wall,
+		fmt.Fprintf(m.out, "monitor: t=%s members=%d cpu=%.2f osWait=%.2f timerLateMax=%s schedP50=%s schedP99=%s schedMax=%s runnable=%d goroutines=%d gcCPU=%.2f suspects=%d deaths=%d refutes=%d udpFailed=%d queueFull=%d load=%s\n",
+			cur.at.Sub(m.start).Round(time.Second), m.c.size(), cpu/wall, (cur.osWait-prev.osWait).Seconds()/wall, time.Duration(m.lateMax.Swap(0)).Round(time.Millisecond),
 			p50, p99, pmax, cur.runnable, cur.goroutn, gcShare,
 			cur.suspects-prev.suspects, cur.deaths-prev.deaths, cur.refutes-prev.refutes, cur.udp-prev.udp, cur.qf-prev.qf, loadAverage())
 		prev = cur
+	}
+}
+
+// measureLateness sleeps 10 ms at a time and records the most it
+// overslept, until the monitor stops.
+func (m *monitor) measureLateness() {
+	const nap = 10 * time.Millisecond
+	for {
+		select {
+		case <-m.stop:
+			return
+		default:
+		}
+		t0 := time.Now()
+		time.Sleep(nap)
+		late := int64(time.Since(t0) - nap)
+		for {
+			cur := m.lateMax.Load()
+			if late <= cur || m.lateMax.CompareAndSwap(cur, late) {
+				break
+			}
+		}
 	}
 }
 
