@@ -33,10 +33,10 @@ type monitor struct {
 	// fires, whatever the cause — kernel run queue, Go scheduler, GC.
 	lateMax atomic.Int64
 	c       *cluster
-	out   io.Writer
-	start time.Time
-	stop  chan struct{}
-	done  chan struct{}
+	out     io.Writer
+	start   time.Time
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func startMonitor(c *cluster, out io.Writer, every time.Duration) *monitor {
