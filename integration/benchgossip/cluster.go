@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,9 @@ type cluster struct {
 	// OnChange, which takes c.mu, with its own locks held).
 	addrs map[string]string
 	lossy map[string]*gossiptest.Lossy
-	// deaths is every (observer, member) Dead event, in order.
-	deaths []death
+	// deaths holds every (observer, member) Dead event, in a shard per
+	// observer (see deathLog).
+	deaths []*deathLog
 	next   int // name suffix of the next member started
 	// ev counts memberlist's warnings that a member fell behind and the
 	// failure detector's verdicts.
@@ -51,13 +53,30 @@ type death struct {
 	at               time.Time
 }
 
+// deathLog is one member's Dead events. memberlist calls OnChange with
+// the member's own node lock held, so a lock shared by every member here
+// would tie them together: while one waits for it, its acks wait too, and
+// in a cascade (hundreds of deaths a second) that is every member.
+type deathLog struct {
+	mu     sync.Mutex
+	deaths []death
+}
+
 func newCluster(timing gossip.Timing) (*cluster, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
 	c := &cluster{timing: timing, key: key, members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}
-	c.log = slog.New(countingHandler{Handler: slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn}), ev: &c.ev})
+	// Without BENCH_GOSSIP_LOG the warnings are only counted: a text
+	// handler, even into io.Discard, formats under one lock that every
+	// member would share (memberlist logs some warnings with its node
+	// lock held).
+	var text slog.Handler
+	if benchLog != io.Discard {
+		text = slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn})
+	}
+	c.log = slog.New(countingHandler{Handler: text, ev: &c.ev})
 	return c, nil
 }
 
@@ -72,14 +91,15 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 	c.next++
 	c.mu.Unlock()
 	l := &gossiptest.Lossy{}
+	dl := &deathLog{}
 	g, err := gossip.Start(gossip.Config{Name: name, BindAddr: "127.0.0.1", BindPort: 0, Key: c.key,
 		Meta: gossip.Meta{Role: role, Node: name, IP: "127.0.0.1"}, Timing: c.timing, Logger: c.log,
 		WrapTransport: func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport { return l.Wrap(t) },
 		OnChange: func(m gossip.Member) {
 			if m.State == gossip.StateDead {
-				c.mu.Lock()
-				c.deaths = append(c.deaths, death{observer: name, member: m.Name, at: m.Since})
-				c.mu.Unlock()
+				dl.mu.Lock()
+				dl.deaths = append(dl.deaths, death{observer: name, member: m.Name, at: m.Since})
+				dl.mu.Unlock()
 			}
 		}})
 	if err != nil {
@@ -104,6 +124,7 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 	addr := g.Addr()
 	c.mu.Lock()
 	c.members[name], c.lossy[name], c.addrs[name] = g, l, addr
+	c.deaths = append(c.deaths, dl)
 	c.mu.Unlock()
 	return g, nil
 }
@@ -289,14 +310,19 @@ func (c *cluster) setLoss(p float64) {
 // from while they were alive (not killed): each distinct one counts once.
 func (c *cluster) falsePositives(from time.Time, killed map[string]bool) (members int, observations int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	logs := slices.Clone(c.deaths)
+	c.mu.Unlock()
 	seen := map[string]bool{}
-	for _, d := range c.deaths {
-		if d.at.Before(from) || killed[d.member] {
-			continue
+	for _, dl := range logs {
+		dl.mu.Lock()
+		for _, d := range dl.deaths {
+			if d.at.Before(from) || killed[d.member] {
+				continue
+			}
+			observations++
+			seen[d.member] = true
 		}
-		observations++
-		seen[d.member] = true
+		dl.mu.Unlock()
 	}
 	return len(seen), observations
 }

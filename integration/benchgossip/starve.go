@@ -16,7 +16,8 @@ import (
 
 // countingHandler counts memberlist's warnings that mean a member fell
 // behind (whatever the bench log's level or destination), so that a failed
-// run says why with numbers.
+// run says why with numbers. Handler (nil: none) gets the records at its
+// own level.
 type countingHandler struct {
 	slog.Handler
 	ev *events
@@ -49,17 +50,23 @@ func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	case strings.Contains(r.Message, "Refuting a"):
 		h.ev.refutes.Add(1)
 	}
-	if !h.Handler.Enabled(ctx, r.Level) {
+	if h.Handler == nil || !h.Handler.Enabled(ctx, r.Level) {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
 func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	if h.Handler == nil {
+		return h
+	}
 	return countingHandler{Handler: h.Handler.WithAttrs(a), ev: h.ev}
 }
 
 func (h countingHandler) WithGroup(n string) slog.Handler {
+	if h.Handler == nil {
+		return h
+	}
 	return countingHandler{Handler: h.Handler.WithGroup(n), ev: h.ev}
 }
 
