@@ -11,6 +11,12 @@
 // suspicion multiplier 4); and Kubernetes' 40 s node-monitor grace period,
 // the time a silent kubelet's Node takes to turn NotReady.
 //
+// -v prints a line a second while a size runs (CPU the process got, its
+// threads' wait in the kernel's run queue, timer lateness, the Go
+// scheduler's latency, suspicions, deaths, refutations): the timeline that
+// shows whether false positives follow starvation. -pprof serves the
+// runtime's profiles on a loopback address.
+//
 // Run with `make bench-gossip`. The last line is machine-readable:
 //
 //	gossip-bench: members=500 detect_p50_ms=N detect_p99_ms=N converge_ms=N false_positives=N
