@@ -38,6 +38,9 @@ type result struct {
 	// falseLoss: live members declared dead under packet loss (-1: not run).
 	falseDetect, falseLoss int
 	lossSent, lossDropped  int64
+	// lateDeaths and lateLoss are how late 10 ms timers woke (p99, worst)
+	// while members died and in the loss phase: the machine's stalls.
+	lateDeaths, lateLoss [2]time.Duration
 	// cpu is the CPU share this process got over the size's run.
 	cpu string
 	// steadyCPU is the CPU the formed cluster used per member per second
@@ -123,6 +126,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	}
 	res.samples = len(res.detect)
 	res.falseDetect, _ = c.falsePositives(start, killed)
+	res.lateDeaths[0], res.lateDeaths[1] = machineLateness.window(start, time.Now())
 	if loss > 0 {
 		from := time.Now()
 		phase(fmt.Sprintf("%.0f %% loss for %s", lossRate*100, loss))
@@ -132,6 +136,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		// A suspicion raised just before the end runs its course.
 		time.Sleep(2 * time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) * timing.ProbeInterval)
 		res.falseLoss, _ = c.falsePositives(from, killed)
+		res.lateLoss[0], res.lateLoss[1] = machineLateness.window(from, time.Now())
 		c.mu.Lock()
 		for _, l := range c.lossy {
 			res.lossSent += l.Sent()
