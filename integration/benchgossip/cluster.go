@@ -32,8 +32,8 @@ type cluster struct {
 	mu      sync.Mutex
 	members map[string]*gossip.Gossip
 	// addrs are the members' gossip addresses, read once at start: c.mu
-	// must never be held while calling into a member (memberlist calls
-	// OnChange, which takes c.mu, with its own locks held).
+	// is not held while calling into a member (a call that waits for a
+	// member's locks would stall every caller of c.mu behind it).
 	addrs map[string]string
 	lossy map[string]*gossiptest.Lossy
 	// deaths holds every (observer, member) Dead event, in a shard per
