@@ -72,7 +72,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	}()
 	// Forming may take a while on a busy machine: a live member declared
 	// dead while the others join comes back when its refutation arrives.
-	if err := c.grow(n, time.Duration(n)*400*time.Millisecond+120*time.Second); err != nil {
+	if err := c.grow(n, time.Duration(n)*600*time.Millisecond+120*time.Second); err != nil {
 		return res, err
 	}
 	if p.steady > 0 {

@@ -134,14 +134,38 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 // once (each join an alive broadcast every member retransmits, plus a
 // push/pull of the whole member list) floods the members' handler queues.
 // Each join costs n × RetransmitMult × log10 n sends, so the wave shrinks
-// as the cluster grows (25 up to 100 members, 12 at 200, 5 from 500): at
-// 200 members a wave of 25 overflowed the handler queues (35,788 drops)
-// with a full core for the process.
-func waveSize(n int) int { return max(5, min(25, 2500/max(n, 1))) }
+// as the cluster grows (25 up to 40 members, 10 at 100, 5 from 200): at
+// load 3.5 with the whole machine to itself, the wave of 25 from 101
+// members queued 175–218 runnable goroutines, the Go scheduler's p99
+// passed 200 ms and 81 suspicions followed in the next second — the
+// start of a cascade that 1.3–1.8 cores did not end.
+func waveSize(n int) int { return max(5, min(25, 1000/max(n, 1))) }
+
+// calmFor bounds how long a wave waits for the process to be calm (see
+// waitCalm) before the next wave joins anyway.
+const calmFor = 20 * time.Second
+
+// waitCalm waits (at most within) until a half-second passes in which the
+// Go scheduler's p99 latency stays under 20 ms and no member suspects
+// another: the previous wave's joiners re-gossip the whole member list for
+// seconds after every member sees them, and a wave joining into that
+// burst is what starts a cascade. Real members each have their own CPU;
+// this process has all of them to share.
+func (c *cluster) waitCalm(within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		before, suspects := schedLatencies(), c.ev.suspects.Load()
+		time.Sleep(500 * time.Millisecond)
+		_, p99, _ := histDelta(before, schedLatencies())
+		if p99 <= 20*time.Millisecond && c.ev.suspects.Load() == suspects {
+			return
+		}
+	}
+}
 
 // grow starts members until there are n, in waves of waveSize (at most 4
 // joining at a time), and after each wave waits until every member sees
-// all members so far alive.
+// all members so far alive and the process is calm again (waitCalm).
 func (c *cluster) grow(n int, within time.Duration) error {
 	if c.size() == 0 {
 		if _, err := c.add(); err != nil {
@@ -187,6 +211,9 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			}
 			return least >= target
 		})
+		if err == nil {
+			c.waitCalm(min(calmFor, time.Until(deadline)))
+		}
 		if progress != nil {
 			fmt.Fprintf(progress, "benchgossip: wave to %d members ended %s after start (%s; dropped on full handler queues: %d; UDP probes failed: %d; syncs: %d)\n",
 				target, time.Since(cpu.wall).Round(100*time.Millisecond), cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())

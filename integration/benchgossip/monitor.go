@@ -146,6 +146,17 @@ func (m *monitor) measureLateness() {
 	}
 }
 
+// schedLatencies reads the Go scheduler's cumulative latency histogram.
+func schedLatencies() *metrics.Float64Histogram {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return nil
+	}
+	h := s[0].Value.Float64Histogram()
+	return &metrics.Float64Histogram{Counts: append([]uint64(nil), h.Counts...), Buckets: h.Buckets}
+}
+
 // histDelta is the p50, p99 and largest bucket of the latencies recorded
 // between two readings of a cumulative histogram (upper bucket bounds).
 func histDelta(a, b *metrics.Float64Histogram) (p50, p99, pmax time.Duration) {
