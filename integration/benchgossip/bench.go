@@ -38,6 +38,9 @@ type result struct {
 	// falseLoss: live members declared dead under packet loss (-1: not run).
 	falseDetect, falseLoss int
 	lossSent, lossDropped  int64
+	// lateDeaths and lateLoss are how late 10 ms timers woke (p99, worst)
+	// while members died and in the loss phase: the machine's stalls.
+	lateDeaths, lateLoss [2]time.Duration
 	// cpu is the CPU share this process got over the size's run.
 	cpu string
 	// steadyCPU is the CPU the formed cluster used per member per second
@@ -58,14 +61,18 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		return res, err
 	}
 	defer c.stop()
+	if progress != nil {
+		mon := startMonitor(c, progress, time.Second)
+		defer mon.Stop()
+	}
 	cpu := startCPU()
 	defer func() {
 		res.cpu = fmt.Sprintf("%s; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader while forming: %d",
-			cpu, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load())
+			cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())
 	}()
 	// Forming may take a while on a busy machine: a live member declared
 	// dead while the others join comes back when its refutation arrives.
-	if err := c.grow(n, time.Duration(n)*400*time.Millisecond+120*time.Second); err != nil {
+	if err := c.grow(n, time.Duration(n)*600*time.Millisecond+120*time.Second); err != nil {
 		return res, err
 	}
 	if p.steady > 0 {
@@ -78,6 +85,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	bound := 20*timing.ProbeInterval*time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) + 10*time.Second
 	killed := map[string]bool{}
 	start := time.Now()
+	phase(fmt.Sprintf("%d members formed; %d deaths", n, rounds))
 	for range rounds {
 		victim := c.victim()
 		killed[victim] = true
@@ -118,14 +126,17 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	}
 	res.samples = len(res.detect)
 	res.falseDetect, _ = c.falsePositives(start, killed)
+	res.lateDeaths[0], res.lateDeaths[1] = machineLateness.window(start, time.Now())
 	if loss > 0 {
 		from := time.Now()
+		phase(fmt.Sprintf("%.0f %% loss for %s", lossRate*100, loss))
 		c.setLoss(lossRate)
 		time.Sleep(loss) // the phase itself: the cluster runs lossy for this long
 		c.setLoss(0)
 		// A suspicion raised just before the end runs its course.
 		time.Sleep(2 * time.Duration(timing.SuspicionMult*timing.SuspicionMaxTimeoutMult) * timing.ProbeInterval)
 		res.falseLoss, _ = c.falsePositives(from, killed)
+		res.lateLoss[0], res.lateLoss[1] = machineLateness.window(from, time.Now())
 		c.mu.Lock()
 		for _, l := range c.lossy {
 			res.lossSent += l.Sent()
@@ -134,6 +145,13 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 		c.mu.Unlock()
 	}
 	return res, nil
+}
+
+// phase marks the start of a phase in the -v output.
+func phase(what string) {
+	if progress != nil {
+		fmt.Fprintf(progress, "benchgossip: %s (%s)\n", what, time.Now().UTC().Format(time.TimeOnly))
+	}
 }
 
 // pct is the q-quantile (nearest rank) of ds.

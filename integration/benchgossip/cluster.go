@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,16 +32,17 @@ type cluster struct {
 	mu      sync.Mutex
 	members map[string]*gossip.Gossip
 	// addrs are the members' gossip addresses, read once at start: c.mu
-	// must never be held while calling into a member (memberlist calls
-	// OnChange, which takes c.mu, with its own locks held).
+	// is not held while calling into a member (a call that waits for a
+	// member's locks would stall every caller of c.mu behind it).
 	addrs map[string]string
 	lossy map[string]*gossiptest.Lossy
-	// deaths is every (observer, member) Dead event, in order.
-	deaths []death
+	// deaths holds every (observer, member) Dead event, in a shard per
+	// observer (see deathLog).
+	deaths []*deathLog
 	next   int // name suffix of the next member started
-	// queueFull and udpFailed count memberlist's warnings that a member
-	// dropped a message (handler queue full) or missed UDP acks.
-	queueFull, udpFailed atomic.Int64
+	// ev counts memberlist's warnings that a member fell behind and the
+	// failure detector's verdicts.
+	ev events
 	// resyncs counts members made to push/pull with the leader while the
 	// cluster formed (see syncAfter).
 	resyncs atomic.Int64
@@ -51,13 +53,30 @@ type death struct {
 	at               time.Time
 }
 
+// deathLog is one member's Dead events. memberlist calls OnChange with
+// the member's own node lock held, so a lock shared by every member here
+// would tie them together: while one waits for it, its acks wait too, and
+// in a cascade (hundreds of deaths a second) that is every member.
+type deathLog struct {
+	mu     sync.Mutex
+	deaths []death
+}
+
 func newCluster(timing gossip.Timing) (*cluster, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
 	c := &cluster{timing: timing, key: key, members: map[string]*gossip.Gossip{}, addrs: map[string]string{}, lossy: map[string]*gossiptest.Lossy{}}
-	c.log = slog.New(countingHandler{Handler: slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn}), queueFull: &c.queueFull, udpFailed: &c.udpFailed})
+	// Without BENCH_GOSSIP_LOG the warnings are only counted: a text
+	// handler, even into io.Discard, formats under one lock that every
+	// member would share (memberlist logs some warnings with its node
+	// lock held).
+	var text slog.Handler
+	if benchLog != io.Discard {
+		text = slog.NewTextHandler(benchLog, &slog.HandlerOptions{Level: slog.LevelWarn})
+	}
+	c.log = slog.New(countingHandler{Handler: text, ev: &c.ev})
 	return c, nil
 }
 
@@ -72,14 +91,15 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 	c.next++
 	c.mu.Unlock()
 	l := &gossiptest.Lossy{}
+	dl := &deathLog{}
 	g, err := gossip.Start(gossip.Config{Name: name, BindAddr: "127.0.0.1", BindPort: 0, Key: c.key,
 		Meta: gossip.Meta{Role: role, Node: name, IP: "127.0.0.1"}, Timing: c.timing, Logger: c.log,
 		WrapTransport: func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport { return l.Wrap(t) },
 		OnChange: func(m gossip.Member) {
 			if m.State == gossip.StateDead {
-				c.mu.Lock()
-				c.deaths = append(c.deaths, death{observer: name, member: m.Name, at: m.Since})
-				c.mu.Unlock()
+				dl.mu.Lock()
+				dl.deaths = append(dl.deaths, death{observer: name, member: m.Name, at: m.Since})
+				dl.mu.Unlock()
 			}
 		}})
 	if err != nil {
@@ -104,6 +124,7 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 	addr := g.Addr()
 	c.mu.Lock()
 	c.members[name], c.lossy[name], c.addrs[name] = g, l, addr
+	c.deaths = append(c.deaths, dl)
 	c.mu.Unlock()
 	return g, nil
 }
@@ -113,14 +134,38 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 // once (each join an alive broadcast every member retransmits, plus a
 // push/pull of the whole member list) floods the members' handler queues.
 // Each join costs n × RetransmitMult × log10 n sends, so the wave shrinks
-// as the cluster grows (25 up to 100 members, 12 at 200, 5 from 500): at
-// 200 members a wave of 25 overflowed the handler queues (35,788 drops)
-// with a full core for the process.
-func waveSize(n int) int { return max(5, min(25, 2500/max(n, 1))) }
+// as the cluster grows (25 up to 40 members, 10 at 100, 5 from 200): at
+// load 3.5 with the whole machine to itself, the wave of 25 from 101
+// members queued 175–218 runnable goroutines, the Go scheduler's p99
+// passed 200 ms and 81 suspicions followed in the next second — the
+// start of a cascade that 1.3–1.8 cores did not end.
+func waveSize(n int) int { return max(5, min(25, 1000/max(n, 1))) }
+
+// calmFor bounds how long a wave waits for the process to be calm (see
+// waitCalm) before the next wave joins anyway.
+const calmFor = 20 * time.Second
+
+// waitCalm waits (at most within) until a half-second passes in which the
+// Go scheduler's p99 latency stays under 20 ms and no member suspects
+// another: the previous wave's joiners re-gossip the whole member list for
+// seconds after every member sees them, and a wave joining into that
+// burst is what starts a cascade. Real members each have their own CPU;
+// this process has all of them to share.
+func (c *cluster) waitCalm(within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		before, suspects := schedLatencies(), c.ev.suspects.Load()
+		time.Sleep(500 * time.Millisecond)
+		_, p99, _ := histDelta(before, schedLatencies())
+		if p99 <= 20*time.Millisecond && c.ev.suspects.Load() == suspects {
+			return
+		}
+	}
+}
 
 // grow starts members until there are n, in waves of waveSize (at most 4
 // joining at a time), and after each wave waits until every member sees
-// all members so far alive.
+// all members so far alive and the process is calm again (waitCalm).
 func (c *cluster) grow(n int, within time.Duration) error {
 	if c.size() == 0 {
 		if _, err := c.add(); err != nil {
@@ -166,9 +211,16 @@ func (c *cluster) grow(n int, within time.Duration) error {
 			}
 			return least >= target
 		})
+		if err == nil {
+			c.waitCalm(min(calmFor, time.Until(deadline)))
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "benchgossip: wave to %d members ended %s after start (%s; dropped on full handler queues: %d; UDP probes failed: %d; syncs: %d)\n",
+				target, time.Since(cpu.wall).Round(100*time.Millisecond), cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())
+		}
 		if err != nil {
 			return fmt.Errorf("%w (the worst member sees %d alive; at most %d dead; messages dropped on full handler queues: %d; probes failed over UDP but not TCP: %d; members synced with the leader: %d; %s)",
-				err, least, dead, c.queueFull.Load(), c.udpFailed.Load(), c.resyncs.Load(), cpu)
+				err, least, dead, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load(), cpu)
 		}
 	}
 	return nil
@@ -285,14 +337,19 @@ func (c *cluster) setLoss(p float64) {
 // from while they were alive (not killed): each distinct one counts once.
 func (c *cluster) falsePositives(from time.Time, killed map[string]bool) (members int, observations int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	logs := slices.Clone(c.deaths)
+	c.mu.Unlock()
 	seen := map[string]bool{}
-	for _, d := range c.deaths {
-		if d.at.Before(from) || killed[d.member] {
-			continue
+	for _, dl := range logs {
+		dl.mu.Lock()
+		for _, d := range dl.deaths {
+			if d.at.Before(from) || killed[d.member] {
+				continue
+			}
+			observations++
+			seen[d.member] = true
 		}
-		observations++
-		seen[d.member] = true
+		dl.mu.Unlock()
 	}
 	return len(seen), observations
 }
@@ -319,6 +376,9 @@ func waitFor(within time.Duration, what string, cond func() bool) error {
 	}
 	return nil
 }
+
+// progress, when set (-v), receives a line per join wave.
+var progress io.Writer
 
 // benchLog receives the members' warnings (BENCH_GOSSIP_LOG=1: stderr).
 var benchLog io.Writer = io.Discard

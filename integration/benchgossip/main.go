@@ -11,6 +11,12 @@
 // suspicion multiplier 4); and Kubernetes' 40 s node-monitor grace period,
 // the time a silent kubelet's Node takes to turn NotReady.
 //
+// -v prints a line a second while a size runs (CPU the process got, its
+// threads' wait in the kernel's run queue, timer lateness, the Go
+// scheduler's latency, suspicions, deaths, refutations): the timeline that
+// shows whether false positives follow starvation. -pprof serves the
+// runtime's profiles on a loopback address.
+//
 // Run with `make bench-gossip`. The last line is machine-readable:
 //
 //	gossip-bench: members=500 detect_p50_ms=N detect_p99_ms=N converge_ms=N false_positives=N
@@ -38,7 +44,18 @@ func main() {
 	onlyAnchor := flag.Bool("only-anchor", false, "measure memberlist's defaults only (no LANTiming run)")
 	steady := flag.Duration("steady", 10*time.Second, "how long each formed cluster runs idle while its CPU per member is measured (0: not measured)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each idle span to this file (size and timing added to the name)")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060) while the run lasts")
+	verbose := flag.Bool("v", false, "print a line per join wave to stderr")
 	flag.Parse()
+	if *verbose {
+		progress = os.Stderr
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "benchgossip:", err)
+			os.Exit(2)
+		}
+	}
 	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor, steady: *steady, cpuProfile: *cpuProfile}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -57,6 +74,7 @@ func main() {
 // run measures every size (LANTiming, then the anchor), prints the table
 // and the summary line of the largest size, and returns the results.
 func run(out io.Writer, p params) ([]result, error) {
+	startLateness()
 	var all []result
 	for _, n := range p.sizes {
 		if !p.onlyAnchor {
@@ -83,20 +101,25 @@ func run(out io.Writer, p params) ([]result, error) {
 func printTable(out io.Writer, all []result, p params) {
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "members\ttiming\tdeaths\tdetect p50 ms\tdetect p99 ms\tconverge p50 ms\tconverge p99 ms\tfalse pos. (deaths)\tfalse pos. (%.0f%% loss, %s)\tidle CPU ms/member/s\t\n", p.lossRate*100, p.loss)
+	fmt.Fprintf(w, "members\ttiming\tdeaths\tdetect p50 ms\tdetect p99 ms\tconverge p50 ms\tconverge p99 ms\tfalse pos. (deaths)\tfalse pos. (%.0f%% loss, %s)\tidle CPU ms/member/s\ttimers late p99/max ms (deaths; loss)\t\n", p.lossRate*100, p.loss)
 	for _, r := range all {
 		lossCol := "-"
 		if r.falseLoss >= 0 {
 			lossCol = fmt.Sprintf("%d (%d/%d pkts dropped)", r.falseLoss, r.lossDropped, r.lossSent)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.members, r.timing, r.samples,
-			ms(pct(r.detect, .5)), ms(pct(r.detect, .99)), ms(pct(r.converge, .5)), ms(pct(r.converge, .99)), r.falseDetect, lossCol, steadyString(r.steadyCPU))
+		late := fmt.Sprintf("%d/%d", ms(r.lateDeaths[0]), ms(r.lateDeaths[1]))
+		if r.falseLoss >= 0 {
+			late += fmt.Sprintf("; %d/%d", ms(r.lateLoss[0]), ms(r.lateLoss[1]))
+		}
+		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.members, r.timing, r.samples,
+			ms(pct(r.detect, .5)), ms(pct(r.detect, .99)), ms(pct(r.converge, .5)), ms(pct(r.converge, .99)), r.falseDetect, lossCol, steadyString(r.steadyCPU), late)
 	}
-	fmt.Fprintf(w, "any\tKubernetes node-monitor-grace-period\t-\t40000\t40000\t-\t-\t-\t-\t-\t\n")
+	fmt.Fprintf(w, "any\tKubernetes node-monitor-grace-period\t-\t40000\t40000\t-\t-\t-\t-\t-\t-\t\n")
 	w.Flush()
 	fmt.Fprintln(out, "detect: death → the leader's member confirms it dead (MemberHealth.DeadSince, nodelifecycle's first signal;")
 	fmt.Fprintln(out, "        the Node is NotReady at the controller's next check). converge: → every live member knows.")
-	fmt.Fprintln(out, "p99 of 100 or fewer deaths (nearest rank) is their maximum.")
+	fmt.Fprintln(out, "p99 of 100 or fewer deaths (nearest rank) is their maximum. timers late: how late a 10 ms sleep woke in this")
+	fmt.Fprintln(out, "        process (p99/max): past LANTiming's 100 ms probe timeout, the machine's stalls fail probes at every member at once.")
 	if last := summary(all); last != nil {
 		fmt.Fprintf(out, "gossip-bench: members=%d detect_p50_ms=%d detect_p99_ms=%d converge_ms=%d false_positives=%d\n",
 			last.members, ms(pct(last.detect, .5)), ms(pct(last.detect, .99)), ms(pct(last.converge, .99)), last.falsePositives())

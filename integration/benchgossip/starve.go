@@ -16,10 +16,23 @@ import (
 
 // countingHandler counts memberlist's warnings that mean a member fell
 // behind (whatever the bench log's level or destination), so that a failed
-// run says why with numbers.
+// run says why with numbers. Handler (nil: none) gets the records at its
+// own level.
 type countingHandler struct {
 	slog.Handler
-	queueFull, udpFailed *atomic.Int64
+	ev *events
+}
+
+// events counts what memberlist logs when a member falls behind or the
+// failure detector acts: the cascade's signs, in the order they come.
+type events struct {
+	// queueFull: a message dropped on a full handler queue; udpFailed: a
+	// probe answered over TCP only (acks over UDP came too late).
+	queueFull, udpFailed atomic.Int64
+	// suspects: a member's own probe failed and it suspects the target;
+	// deaths: a suspicion ran out (the member declares the target dead);
+	// refutes: a member told it is suspect or dead refutes it.
+	suspects, deaths, refutes atomic.Int64
 }
 
 func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -27,22 +40,34 @@ func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true
 func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	switch {
 	case strings.Contains(r.Message, "handler queue full"):
-		h.queueFull.Add(1)
+		h.ev.queueFull.Add(1)
 	case strings.Contains(r.Message, "UDP probes failed"):
-		h.udpFailed.Add(1)
+		h.ev.udpFailed.Add(1)
+	case strings.Contains(r.Message, "no acks received"):
+		h.ev.suspects.Add(1)
+	case strings.Contains(r.Message, "suspect timeout reached"):
+		h.ev.deaths.Add(1)
+	case strings.Contains(r.Message, "Refuting a"):
+		h.ev.refutes.Add(1)
 	}
-	if !h.Handler.Enabled(ctx, r.Level) {
+	if h.Handler == nil || !h.Handler.Enabled(ctx, r.Level) {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
 func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return countingHandler{Handler: h.Handler.WithAttrs(a), queueFull: h.queueFull, udpFailed: h.udpFailed}
+	if h.Handler == nil {
+		return h
+	}
+	return countingHandler{Handler: h.Handler.WithAttrs(a), ev: h.ev}
 }
 
 func (h countingHandler) WithGroup(n string) slog.Handler {
-	return countingHandler{Handler: h.Handler.WithGroup(n), queueFull: h.queueFull, udpFailed: h.udpFailed}
+	if h.Handler == nil {
+		return h
+	}
+	return countingHandler{Handler: h.Handler.WithGroup(n), ev: h.ev}
 }
 
 // cpuMeter measures the CPU this process got over a span, as a share of
