@@ -238,6 +238,15 @@ func (o *options) memberCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.adminCall(cmd, func(ctx context.Context, c adminv1.AdminClient) error {
 				_, err := c.RemoveMember(ctx, &adminv1.RemoveMemberRequest{Id: args[0]})
+				if code := status.Code(err); code == codes.Unavailable || code == codes.Unknown {
+					// The leader that carried the removal out may be the
+					// member removed: it leaves at once and its answer can
+					// be lost on the way back. Whether it is gone is in the
+					// membership the next leader serves.
+					if memberGone(ctx, c, args[0]) {
+						return nil
+					}
+				}
 				return err
 			}); err != nil {
 				return err
@@ -247,6 +256,33 @@ func (o *options) memberCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// memberGone polls the membership (for up to 15 s, or ctx) until id is not
+// in it; false if it stays or the membership cannot be read.
+func memberGone(ctx context.Context, c adminv1.AdminClient, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if resp, err := c.ListMembers(ctx, &adminv1.ListMembersRequest{}); err == nil {
+			gone := true
+			for _, m := range resp.Members {
+				if m.Id == id {
+					gone = false
+				}
+			}
+			if gone {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 func (o *options) snapshotCmd() *cobra.Command {
