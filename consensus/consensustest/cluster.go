@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -194,8 +195,23 @@ func (c *Cluster) AddNode() (*Node, error) {
 	n := &Node{ID: id, Dir: cfg.DataDir, Addr: addr, Fault: &consensus.NetworkFault{}}
 	cfg.Fault = n.Fault
 	n.cfg = cfg
-	if err := n.Start(); err != nil {
-		return nil, err
+	// The port was free when the OS named it, but another test process
+	// (go test -p) may bind it before this node does: take another.
+	for attempt := 1; ; attempt++ {
+		err := n.Start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+			return nil, err
+		}
+		if err := os.RemoveAll(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if addr, err = FreeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		n.Addr, n.cfg.BindAddr = addr, addr
 	}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, n)

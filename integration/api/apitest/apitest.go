@@ -62,12 +62,10 @@ func NewCluster(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{Store: sc, opts: opts}
 	for _, n := range sc.Nodes {
-		addr, err := consensustest.FreeLoopbackAddr()
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		srv := &Server{Node: n, Addr: addr}
+		// Port 0: the listener takes its port from the OS at once (a
+		// port picked and released first can be taken by another test
+		// process before it is bound); restarts then reuse it.
+		srv := &Server{Node: n, Addr: "127.0.0.1:0"}
 		c.servers = append(c.servers, srv)
 		if err := c.startServer(srv); err != nil {
 			c.Close()
@@ -123,6 +121,9 @@ func (c *Cluster) startServer(srv *Server) error {
 	}
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", srv.Addr, err)
+	}
+	if a := lis.Addr().String(); a != srv.Addr { // first start only: restarts keep it
+		srv.Addr = a
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv.API, srv.cancel, srv.done = a, cancel, make(chan error, 1)
