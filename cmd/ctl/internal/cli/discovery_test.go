@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,8 +106,16 @@ func TestWorkerFollowsControlNodes(t *testing.T) {
 	}
 	testutil.WaitFor(t, 30*time.Second, "w1 to save all three control nodes", func() bool { return len(savedServers()) == 3 })
 
-	// c1 goes: removed from the store through c2, then stopped.
+	// c1 goes: removed from the store through c2, then stopped — once c2
+	// and c3 vote (the odd-quorum reconcile promotes them after they join;
+	// removing the only voter is refused).
 	admin := filepath.Join(c1.DataDir, node.AdminConfigFile)
+	testutil.WaitFor(t, 30*time.Second, "three voters", func() bool {
+		var out bytes.Buffer
+		err := Run(context.Background(), []string{"--config", admin, "--server", apis[0], "members"},
+			Streams{In: &bytes.Buffer{}, Out: &out, Err: io.Discard})
+		return err == nil && strings.Count(out.String(), " voter ") == 3
+	})
 	var stdout, stderr bytes.Buffer
 	if err := Run(context.Background(), []string{"--config", admin, "--server", apis[0], "member", "remove", "c1"},
 		Streams{In: &bytes.Buffer{}, Out: &stdout, Err: &stderr}); err != nil {
