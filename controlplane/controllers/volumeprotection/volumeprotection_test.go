@@ -63,8 +63,8 @@ func TestInUseProtection(t *testing.T) {
 	if _, err := client.Patch[*apiv1.Pod](ctx, cl, "default", "user", []byte(`{"metadata":{"labels":{"poke":"1"}}}`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // a negative check: nothing may happen in this while
-	if getClaim() == nil {
+	// A negative check: the claim stays for the whole while.
+	if testutil.Eventually(500*time.Millisecond, func() bool { return getClaim() == nil }) {
 		t.Fatal("claim removed while a pod that has not terminated names it")
 	}
 	if _, _, err := cl.Delete(ctx, "Pod", "default", "user", client.DeleteOptions{GracePeriodSeconds: client.Int64(0)}); err != nil {
@@ -97,8 +97,12 @@ func TestInUseProtection(t *testing.T) {
 	if _, _, err := cl.Delete(ctx, "PersistentVolume", "", "disk", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // a negative check, as above
-	if got := getPV(); got == nil || got.GetMetadata().GetDeletionTimestamp() == "" {
+	// A negative check, as above: kept and marked for the whole while.
+	var got *apiv1.PersistentVolume
+	if testutil.Eventually(500*time.Millisecond, func() bool {
+		got = getPV()
+		return got == nil || got.GetMetadata().GetDeletionTimestamp() == ""
+	}) {
 		t.Fatalf("Bound volume after delete: %v, want kept, marked for deletion", got.GetMetadata())
 	}
 	released := getPV()

@@ -224,7 +224,9 @@ func TestAttachStdinAndRun(t *testing.T) {
 func (l *lab) bindWhenCreated(t *testing.T, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for ctx.Err() == nil {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		p, err := client.Get[*apiv1.Pod](ctx, l.admin, "default", name)
 		if err == nil {
 			if p.GetSpec().GetNodeName() != "" {
@@ -235,6 +237,10 @@ func (l *lab) bindWhenCreated(t *testing.T, name string) {
 				return
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
