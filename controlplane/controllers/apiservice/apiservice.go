@@ -111,24 +111,7 @@ func (l *Loop) Name() string { return "apiservice" }
 
 // Run ensures the Service and Endpoints until ctx ends.
 func (l *Loop) Run(ctx context.Context) error {
-	retry := time.Second
-	for {
-		wait := l.cfg.Period
-		if err := l.Ensure(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			l.log.Warn("kubernetes Service not in place", "err", err)
-			wait, retry = min(retry, l.cfg.Period), min(retry*2, l.cfg.Period)
-		} else {
-			retry = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	return controllers.EnsureEvery(ctx, l.cfg.Period, l.log, "kubernetes Service", l.Ensure)
 }
 
 // ClusterIP is the Service's address.

@@ -78,24 +78,7 @@ func (l *Loop) Name() string { return "dnsservice" }
 
 // Run ensures the Service until ctx ends.
 func (l *Loop) Run(ctx context.Context) error {
-	retry := time.Second
-	for {
-		wait := l.cfg.Period
-		if err := l.Ensure(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			l.log.Warn("cluster DNS Service not in place", "err", err)
-			wait, retry = retry, min(retry*2, l.cfg.Period)
-		} else {
-			retry = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	return controllers.EnsureEvery(ctx, l.cfg.Period, l.log, "cluster DNS Service", l.Ensure)
 }
 
 // Want is the Service for domain.
