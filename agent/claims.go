@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
@@ -101,7 +100,7 @@ func (r volumeResolver) ClaimPath(name string) (string, bool, error) {
 		if err != nil {
 			return "", false, err
 		}
-		if !nodeSelectorMatches(req, node) {
+		if !apiv1.NodeSelectorMatches(req, node) {
 			return "", false, fmt.Errorf("volume %s: its node affinity %s does not admit this node %s", vn, formatNodeSelector(req), node.GetMetadata().GetName())
 		}
 	}
@@ -120,39 +119,6 @@ func (r volumeResolver) ClaimPath(name string) (string, bool, error) {
 		return filepath.Clean(pv.GetSpec().GetHostPath().GetPath()), false, nil
 	}
 	return "", false, fmt.Errorf("volume %s: only local and hostPath volumes can be mounted", vn)
-}
-
-// nodeSelectorMatches reports whether node satisfies one of sel's terms
-// (every expression and field of it), as the scheduler decides.
-func nodeSelectorMatches(sel *apiv1.NodeSelector, node *apiv1.Node) bool {
-	labels := node.GetMetadata().GetLabels()
-	for _, term := range sel.GetNodeSelectorTerms() {
-		ok := len(term.GetMatchExpressions())+len(term.GetMatchFields()) > 0
-		for _, r := range term.GetMatchExpressions() {
-			v, has := labels[r.GetKey()]
-			in := has && slices.Contains(r.GetValues(), v)
-			switch r.GetOperator() {
-			case "In":
-				ok = ok && in
-			case "NotIn":
-				ok = ok && !in
-			case "Exists":
-				ok = ok && has
-			case "DoesNotExist":
-				ok = ok && !has
-			default:
-				ok = false
-			}
-		}
-		for _, r := range term.GetMatchFields() {
-			in := r.GetKey() == "metadata.name" && slices.Contains(r.GetValues(), node.GetMetadata().GetName())
-			ok = ok && ((r.GetOperator() == "In" && in) || (r.GetOperator() == "NotIn" && !in))
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
 }
 
 func formatNodeSelector(sel *apiv1.NodeSelector) string {

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"strconv"
 
 	apiv1 "github.com/skiffhq/skiff/proto/api/v1"
 )
@@ -85,65 +84,11 @@ func filterNodeAffinity(p *PodInfo, n *NodeInfo) string {
 	}
 	// Terms are ORed; requirements within a term are ANDed.
 	for _, term := range req.GetNodeSelectorTerms() {
-		if termMatches(term, n.Node) {
+		if apiv1.NodeSelectorTermMatches(term, n.Node) {
 			return ""
 		}
 	}
 	return "node(s) didn't match Pod's node affinity/selector"
-}
-
-func termMatches(term *apiv1.NodeSelectorTerm, n *apiv1.Node) bool {
-	if len(term.GetMatchExpressions()) == 0 && len(term.GetMatchFields()) == 0 {
-		return false // an empty term matches nothing, as in Kubernetes
-	}
-	labels := n.GetMetadata().GetLabels()
-	for _, r := range term.GetMatchExpressions() {
-		v, has := labels[r.GetKey()]
-		if !requirementMatches(r, v, has) {
-			return false
-		}
-	}
-	for _, r := range term.GetMatchFields() {
-		if r.GetKey() != "metadata.name" || !requirementMatches(r, n.GetMetadata().GetName(), true) {
-			return false
-		}
-	}
-	return true
-}
-
-func requirementMatches(r *apiv1.NodeSelectorRequirement, v string, has bool) bool {
-	in := func() bool {
-		for _, x := range r.GetValues() {
-			if x == v {
-				return true
-			}
-		}
-		return false
-	}
-	switch r.GetOperator() {
-	case "In":
-		return has && in()
-	case "NotIn":
-		return !has || !in()
-	case "Exists":
-		return has
-	case "DoesNotExist":
-		return !has
-	case "Gt", "Lt":
-		if !has || len(r.GetValues()) != 1 {
-			return false
-		}
-		a, err1 := strconv.ParseInt(v, 10, 64)
-		b, err2 := strconv.ParseInt(r.GetValues()[0], 10, 64)
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		if r.GetOperator() == "Gt" {
-			return a > b
-		}
-		return a < b
-	}
-	return false
 }
 
 func filterTaints(p *PodInfo, n *NodeInfo) string {

@@ -1,5 +1,7 @@
 package scheduler
 
+import apiv1 "github.com/skiffhq/skiff/proto/api/v1"
+
 // A Score ranks a feasible node for a pod from 0 (worst) to MaxScore.
 //
 // Relevant is the score's PreScore-Skip: asked once per pod, false means
@@ -73,7 +75,7 @@ func scorePreferredAffinity(p *PodInfo, n *NodeInfo) int64 {
 	var total, got int64
 	for _, pref := range prefs {
 		total += int64(pref.GetWeight())
-		if pref.GetPreference() != nil && termMatches(pref.GetPreference(), n.Node) {
+		if pref.GetPreference() != nil && apiv1.NodeSelectorTermMatches(pref.GetPreference(), n.Node) {
 			got += int64(pref.GetWeight())
 		}
 	}

@@ -92,7 +92,7 @@ func VolumeFitsNode(pv *apiv1.PersistentVolume, node *apiv1.Node) bool {
 		return true
 	}
 	for _, t := range required.GetNodeSelectorTerms() {
-		if termMatches(t, node) {
+		if apiv1.NodeSelectorTermMatches(t, node) {
 			return true
 		}
 	}
