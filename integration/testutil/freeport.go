@@ -7,8 +7,18 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// handedOut holds the ports this process has given out: two calls in a
+// row (--api-port and --raft-port of one node) must not get the same
+// port, which the portFree check alone allows since nothing is bound
+// to the first until the daemon starts.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
 
 // FreePort is a loopback TCP port for a daemon a test starts with a fixed
 // port (ctl's --api-port, --raft-port, ...), which the daemon binds itself
@@ -37,11 +47,26 @@ func PickPort() (int, error) {
 	}
 	for i := 0; i < 200; i++ {
 		p := lo + rand.IntN(hi-lo)
-		if portFree(p) {
+		if claim(p) {
 			return p, nil
 		}
 	}
 	return 0, fmt.Errorf("no free loopback port in %d-%d after 200 tries", lo, hi)
+}
+
+// claim marks p handed out if no earlier call in this process got it and
+// it is free now.
+func claim(p int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports[p] || !portFree(p) {
+		return false
+	}
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	handedOut.ports[p] = true
+	return true
 }
 
 func portFree(p int) bool {
