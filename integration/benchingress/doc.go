@@ -10,7 +10,10 @@
 // share a Go runtime with them. The ingress proxy is the package's own
 // Proxy with a Table built from a real Ingress, Service and Endpoints
 // objects (netproxy/ingress.Build), serving on loopback in this process;
-// nginx (Debian) runs with worker_processes auto. Everything stays on
+// nginx (Debian) runs with as many workers as the ingress proxy has event
+// loops. By default (-pin) wrk runs on a CPU of its own (taskset) and
+// everything measured on the others, as a client on another machine
+// would; -pin=false shares all CPUs. Everything stays on
 // loopback. Each proxy's CPU time per request (from /proc: this process
 // for the ingress proxy, nginx's master and workers) is printed too: on a
 // shared machine it moves far less than req/s. It ends with one line:

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
@@ -27,6 +28,11 @@ import (
 var (
 	profile string
 	rounds  int
+	// wrkPrefix runs wrk on the load generator's CPU (taskset), when pinned.
+	wrkPrefix []string
+	// workers is the proxies' worker count: nginx's worker_processes and
+	// the ingress proxy's GOMAXPROCS (one event loop each).
+	workers = "auto"
 )
 
 const backendEnv = "SKIFF_BENCHINGRESS_BACKEND"
@@ -41,12 +47,41 @@ func main() {
 	threads := flag.Int("t", 2, "wrk threads")
 	flag.IntVar(&rounds, "rounds", 3, "interleaved rounds (each target once per round; medians reported)")
 	cpuProfile := flag.String("cpuprofile", "", "write the ingress proxy's CPU profile (its wrk run) here")
+	pin := flag.Bool("pin", true, "run wrk on a CPU of its own and the proxies and backends on the others (needs 2 CPUs and taskset)")
 	flag.Parse()
 	profile = *cpuProfile
+	if *pin {
+		if err := pinClient(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-ingress:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*dur, *conns, *threads); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-ingress:", err)
 		os.Exit(1)
 	}
+}
+
+// pinClient puts wrk on a CPU of its own and this process (the ingress
+// proxy) and its children (backends, nginx) on the others, with as many
+// proxy workers as those CPUs.
+func pinClient() error {
+	client, servers, ok := splitCPUs()
+	if !ok {
+		fmt.Println("pin: fewer than 2 CPUs, running unpinned")
+		return nil
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return fmt.Errorf("taskset not found (Debian package util-linux), or run with -pin=false: %w", err)
+	}
+	if err := pinProcess(servers); err != nil {
+		return err
+	}
+	runtime.GOMAXPROCS(len(servers))
+	workers = strconv.Itoa(len(servers))
+	wrkPrefix = []string{"taskset", "-c", strconv.Itoa(client)}
+	fmt.Printf("pin: wrk on CPU %d; proxies and backends on CPUs %v, %s worker(s) each\n", client, servers, workers)
+	return nil
 }
 
 // runBackends serves two loopback HTTP servers and prints their ports.
@@ -205,7 +240,7 @@ func mustAtoi(s string) int32 {
 	return int32(n)
 }
 
-const nginxConf = `worker_processes auto;
+const nginxConf = `worker_processes %[5]s;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
@@ -256,7 +291,7 @@ func startNginx(backends []string) (port string, pid int, stop func(), err error
 	port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, backends[0], backends[1], port)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, backends[0], backends[1], port, workers)), 0o644); err != nil {
 		return "", 0, nil, err
 	}
 	cmd := exec.Command("nginx", "-c", conf, "-p", dir, "-g", "daemon off;")
@@ -300,8 +335,9 @@ var (
 )
 
 func wrk(dur time.Duration, conns, threads int, url, header string) (wrkResult, error) {
-	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(),
-		"--latency", "-H", header, url).CombinedOutput()
+	args := append(append([]string{}, wrkPrefix...), "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(),
+		"--latency", "-H", header, url)
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("%w\n%s", err, out)
 	}
