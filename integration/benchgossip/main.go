@@ -15,7 +15,10 @@
 // threads' wait in the kernel's run queue, timer lateness, the Go
 // scheduler's latency, suspicions, deaths, refutations): the timeline that
 // shows whether false positives follow starvation. -pprof serves the
-// runtime's profiles on a loopback address.
+// runtime's profiles on a loopback address. -capture writes an execution
+// trace (the last seconds, with CPU samples) and a goroutine dump when
+// the process stalls or many goroutines wait to run at once: what set off
+// a burst.
 //
 // Run with `make bench-gossip`. The last line is machine-readable:
 //
@@ -46,6 +49,8 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each idle span to this file (size and timing added to the name)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060) while the run lasts")
 	verbose := flag.Bool("v", false, "print a line per join wave to stderr")
+	capture := flag.String("capture", "", "when the process stalls (80 ms) or -capture-runnable goroutines wait to run, write the last seconds of an execution trace with CPU samples (PREFIX-N.trace) and a goroutine dump (PREFIX-N.goroutines); the whole run's CPU profile goes to PREFIX.cpu")
+	captureRunnable := flag.Uint64("capture-runnable", 300, "runnable goroutines that count as a burst for -capture")
 	flag.Parse()
 	if *verbose {
 		progress = os.Stderr
@@ -55,6 +60,18 @@ func main() {
 			fmt.Fprintln(os.Stderr, "benchgossip:", err)
 			os.Exit(2)
 		}
+	}
+	if *capture != "" {
+		if *cpuProfile != "" {
+			fmt.Fprintln(os.Stderr, "benchgossip: -capture and -cpuprofile both need the CPU profiler; give one")
+			os.Exit(2)
+		}
+		bc, err := startCapture(*capture, *captureRunnable, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchgossip:", err)
+			os.Exit(2)
+		}
+		defer bc.Stop()
 	}
 	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor, steady: *steady, cpuProfile: *cpuProfile}
 	for _, s := range strings.Split(*sizes, ",") {
