@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -37,6 +38,13 @@ import (
 
 	"github.com/skiffhq/skiff/agent/gossip"
 )
+
+// gcPercent is the bench's GOGC (unless GOGC is set): the next garbage
+// collection comes after allocating 8 × the live heap, so that the cycle
+// forced in each calm (waitCalm) is the only one a join's or a death's
+// storm sees. The live heap is the members' n² node states (~120 MB at
+// 424 members), so the process may grow to ~2 GB at 500.
+const gcPercent = 800
 
 func main() {
 	sizes := flag.String("sizes", "10,100,500", "cluster sizes (members), comma-separated")
@@ -52,6 +60,9 @@ func main() {
 	capture := flag.String("capture", "", "when the process stalls (80 ms) or -capture-runnable goroutines wait to run, write the last seconds of an execution trace with CPU samples (PREFIX-N.trace) and a goroutine dump (PREFIX-N.goroutines); the whole run's CPU profile goes to PREFIX.cpu")
 	captureRunnable := flag.Uint64("capture-runnable", 300, "runnable goroutines that count as a burst for -capture")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	if *verbose {
 		progress = os.Stderr
 	}
