@@ -176,6 +176,9 @@ const calmFor = 20 * time.Second
 // of allocation away (see gcPercent), past a storm's. It collects only
 // when half of that headroom is used: a full collection of the n² states
 // every wave (~160 MB at 470 members, every second) cost 0.2-0.3 cores.
+// Near 470 members the collection itself takes both cores for ~0.4 s and
+// started a cascade when the last joiner was still re-gossiping: at that
+// size one process has no moment calm enough (BENCHMARKS.md, fifth round).
 func (c *cluster) waitCalm(within time.Duration) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
