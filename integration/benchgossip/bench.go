@@ -71,8 +71,9 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 			cpu, c.ev.queueFull.Load(), c.ev.udpFailed.Load(), c.resyncs.Load())
 	}()
 	// Forming may take a while on a busy machine: a live member declared
-	// dead while the others join comes back when its refutation arrives.
-	if err := c.grow(n, time.Duration(n)*600*time.Millisecond+120*time.Second); err != nil {
+	// dead while the others join comes back when its refutation arrives;
+	// from 201 members they join one at a time (waveSize), ~1 s each.
+	if err := c.grow(n, time.Duration(n)*time.Second+120*time.Second); err != nil {
 		return res, err
 	}
 	if p.steady > 0 {
@@ -87,6 +88,10 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	start := time.Now()
 	phase(fmt.Sprintf("%d members formed; %d deaths", n, rounds))
 	for range rounds {
+		// The last round's replacement joined with a broadcast storm (see
+		// waveSize); the next death waits for it to pass, as a wave does,
+		// so that one round's storms do not pile onto the next's.
+		c.waitCalm(10 * time.Second)
 		victim := c.victim()
 		killed[victim] = true
 		at := c.kill(victim)
@@ -128,6 +133,7 @@ func measure(n int, name string, timing gossip.Timing, rounds int, loss time.Dur
 	res.falseDetect, _ = c.falsePositives(start, killed)
 	res.lateDeaths[0], res.lateDeaths[1] = machineLateness.window(start, time.Now())
 	if loss > 0 {
+		c.waitCalm(10 * time.Second)
 		from := time.Now()
 		phase(fmt.Sprintf("%.0f %% loss for %s", lossRate*100, loss))
 		c.setLoss(lossRate)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -130,16 +132,26 @@ func (c *cluster) add() (*gossip.Gossip, error) {
 }
 
 // waveSize is how many members join before the bench waits for every
-// member to see all of them alive: a join storm of hundreds of members at
-// once (each join an alive broadcast every member retransmits, plus a
-// push/pull of the whole member list) floods the members' handler queues.
-// Each join costs n × RetransmitMult × log10 n sends, so the wave shrinks
-// as the cluster grows (25 up to 40 members, 10 at 100, 5 from 200): at
-// load 3.5 with the whole machine to itself, the wave of 25 from 101
-// members queued 175–218 runnable goroutines, the Go scheduler's p99
-// passed 200 ms and 81 suspicions followed in the next second — the
-// start of a cascade that 1.3–1.8 cores did not end.
-func waveSize(n int) int { return max(5, min(25, 1000/max(n, 1))) }
+// member to see all of them alive and for the process to be calm again.
+// A join is a broadcast storm in this process. memberlist gossips only
+// when it has something queued, so an idle member sends no gossip at all;
+// ~100 ms after a join every member has the joiner's alive message queued
+// and sends it in 4 packets every 100 ms (LANTiming) until it has gone out
+// RetransmitMult × log10 n = 12 times — n × 12 packets, each encrypted with
+// a fresh AES-GCM, sent, decrypted and decoded, within ~300 ms — while the
+// joiner re-gossips all n alive states it merged. On its own machine a
+// member's share of that is a dozen packets; here the n members' shares
+// land on the same 2 cores at once. Traced (-capture) at 247, 308 and 433
+// members: 115-150 ms after a wave of 3-5 began, every member's gossip
+// tick had packets to send, the process went from 0.3-0.7 to 1.6-1.9
+// cores (gossip sends, alive handling, and the garbage collector marking
+// the members' n² node states), UDP read loops queued by the hundred, the
+// first direct probes timed out ~350 ms after the wave began, and their
+// suspicions (each an O(n) broadcast again) started the cascade. The
+// wave is sized to keep wave × n under 400: 16 at 25 members, 4 at 100, 2
+// at 200, 1 from 201 (single joins at 400 members, quiet machine: +0.1-0.15
+// cores for 2 s, at most 180 runnable goroutines, scheduler p99 ≤ 10 ms).
+func waveSize(n int) int { return max(1, min(25, 400/max(n, 1))) }
 
 // calmFor bounds how long a wave waits for the process to be calm (see
 // waitCalm) before the next wave joins anyway.
@@ -151,6 +163,22 @@ const calmFor = 20 * time.Second
 // seconds after every member sees them, and a wave joining into that
 // burst is what starts a cascade. Real members each have their own CPU;
 // this process has all of them to share.
+//
+// Once calm, it collects garbage (runtime.GC) before returning. The
+// members' node states are n² in this one process (~120 MB live at 424
+// members) and the garbage collector is triggered by the sum of their
+// allocations, so a cycle tends to start inside the very storm the bench
+// is about to cause: traced at 424 members on a quiet machine, a single
+// join's storm held the process at 1.3-1.5 cores and the GC mark phase
+// it set off ~375 ms in took it to 1.9, and direct probes timed out. A
+// member on its own machine collects only its own n states, on its own
+// CPU. Collected in the calm, the next cycle is GOGC % of the live heap
+// of allocation away (see gcPercent), past a storm's. It collects only
+// when half of that headroom is used: a full collection of the n² states
+// every wave (~160 MB at 470 members, every second) cost 0.2-0.3 cores.
+// Near 470 members the collection itself takes both cores for ~0.4 s and
+// started a cascade when the last joiner was still re-gossiping: at that
+// size one process has no moment calm enough (BENCHMARKS.md, fifth round).
 func (c *cluster) waitCalm(within time.Duration) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -158,9 +186,26 @@ func (c *cluster) waitCalm(within time.Duration) {
 		time.Sleep(500 * time.Millisecond)
 		_, p99, _ := histDelta(before, schedLatencies())
 		if p99 <= 20*time.Millisecond && c.ev.suspects.Load() == suspects {
+			if gcHeadroomHalfUsed() {
+				runtime.GC()
+			}
 			return
 		}
 	}
+}
+
+// gcHeadroomHalfUsed reports whether the heap has used half of the room
+// left before the next garbage collection starts on its own.
+func gcHeadroomHalfUsed() bool {
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindUint64 {
+			return true
+		}
+	}
+	goal, live, now := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	return goal <= live || now >= live+(goal-live)/2
 }
 
 // grow starts members until there are n, in waves of waveSize (at most 4
@@ -176,6 +221,9 @@ func (c *cluster) grow(n int, within time.Duration) error {
 	cpu := startCPU()
 	for c.size() < n {
 		target := min(n, c.size()+waveSize(c.size()))
+		if progress != nil {
+			fmt.Fprintf(progress, "benchgossip: wave to %d members starts (%s)\n", target, time.Now().UTC().Format("15:04:05.000"))
+		}
 		sem := make(chan struct{}, 4)
 		var wg sync.WaitGroup
 		errs := make(chan error, target)

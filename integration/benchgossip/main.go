@@ -15,7 +15,10 @@
 // threads' wait in the kernel's run queue, timer lateness, the Go
 // scheduler's latency, suspicions, deaths, refutations): the timeline that
 // shows whether false positives follow starvation. -pprof serves the
-// runtime's profiles on a loopback address.
+// runtime's profiles on a loopback address. -capture writes an execution
+// trace (the last seconds, with CPU samples) and a goroutine dump when
+// the process stalls or many goroutines wait to run at once: what set off
+// a burst.
 //
 // Run with `make bench-gossip`. The last line is machine-readable:
 //
@@ -27,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +38,13 @@ import (
 
 	"github.com/skiffhq/skiff/agent/gossip"
 )
+
+// gcPercent is the bench's GOGC (unless GOGC is set): the next garbage
+// collection comes after allocating 8 × the live heap, so that the cycle
+// forced in each calm (waitCalm) is the only one a join's or a death's
+// storm sees. The live heap is the members' n² node states (~120 MB at
+// 424 members), so the process may grow to ~2 GB at 500.
+const gcPercent = 800
 
 func main() {
 	sizes := flag.String("sizes", "10,100,500", "cluster sizes (members), comma-separated")
@@ -46,7 +57,12 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each idle span to this file (size and timing added to the name)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060) while the run lasts")
 	verbose := flag.Bool("v", false, "print a line per join wave to stderr")
+	capture := flag.String("capture", "", "when the process stalls (80 ms) or -capture-runnable goroutines wait to run, write the last seconds of an execution trace with CPU samples (PREFIX-N.trace) and a goroutine dump (PREFIX-N.goroutines); the whole run's CPU profile goes to PREFIX.cpu")
+	captureRunnable := flag.Uint64("capture-runnable", 300, "runnable goroutines that count as a burst for -capture")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	if *verbose {
 		progress = os.Stderr
 	}
@@ -55,6 +71,18 @@ func main() {
 			fmt.Fprintln(os.Stderr, "benchgossip:", err)
 			os.Exit(2)
 		}
+	}
+	if *capture != "" {
+		if *cpuProfile != "" {
+			fmt.Fprintln(os.Stderr, "benchgossip: -capture and -cpuprofile both need the CPU profiler; give one")
+			os.Exit(2)
+		}
+		bc, err := startCapture(*capture, *captureRunnable, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchgossip:", err)
+			os.Exit(2)
+		}
+		defer bc.Stop()
 	}
 	p := params{rounds: *rounds, anchorRounds: *anchorRounds, loss: *loss, lossRate: *lossRate, onlyAnchor: *onlyAnchor, steady: *steady, cpuProfile: *cpuProfile}
 	for _, s := range strings.Split(*sizes, ",") {

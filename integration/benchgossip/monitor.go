@@ -17,7 +17,7 @@ import (
 // its goroutines ran, beside the failure detector's events: the timeline
 // that shows whether a cascade follows starvation or causes it. A line:
 //
-//	t=12s members=150 cpu=0.84 osWait=0.31 timerLateMax=40ms schedP50=0.1ms schedP99=12ms schedMax=50ms runnable=20 goroutines=1500 gcCPU=0.08 suspects=3 deaths=0 refutes=1 udpFailed=2 queueFull=0
+//	monitor: 18:58:01 t=12s members=150 cpu=0.84 osWait=0.31 timerLateMax=40ms schedP50=0.1ms schedP99=12ms schedMax=50ms runnable=20 goroutines=1500 gcCPU=0.08 heapLiveMB=40 suspects=3 deaths=0 refutes=1 udpFailed=2 queueFull=0
 //
 // cpu is the CPU this process used per wall second (of GOMAXPROCS cores);
 // osWait the time its threads sat runnable in the kernel's run queue per
@@ -25,8 +25,9 @@ import (
 // the most a 10 ms sleep overslept; sched* the
 // Go scheduler's latencies (runnable to running) in the interval — what a
 // probe's ack waits at each goroutine hand-off; gcCPU the garbage
-// collector's share of the runtime's busy CPU estimate. Counters are per
-// interval.
+// collector's share of the runtime's busy CPU estimate; heapLiveMB the heap
+// the last GC found live (the members' node states, n² in all). Counters
+// are per interval.
 type monitor struct {
 	// lateMax is the most a 10 ms sleep overslept since the last line
 	// (ns): how late a member's timer (a probe timeout, a gossip tick)
@@ -52,7 +53,7 @@ func (m *monitor) Stop() {
 }
 
 var monitorMetrics = []string{"/sched/latencies:seconds", "/sched/goroutines/runnable:goroutines", "/sched/goroutines:goroutines",
-	"/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/total:cpu-seconds", "/cpu/classes/idle:cpu-seconds"}
+	"/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/total:cpu-seconds", "/cpu/classes/idle:cpu-seconds", "/gc/heap/live:bytes"}
 
 type monitorSample struct {
 	at                time.Time
@@ -61,6 +62,7 @@ type monitorSample struct {
 	sched             *metrics.Float64Histogram
 	gcCPU, busyCPU    float64
 	runnable, goroutn uint64
+	heapLive          uint64
 	suspects, deaths  int64
 	refutes, udp, qf  int64
 }
@@ -85,6 +87,9 @@ func (m *monitor) sample() monitorSample {
 	if s[3].Value.Kind() == metrics.KindFloat64 && s[4].Value.Kind() == metrics.KindFloat64 && s[5].Value.Kind() == metrics.KindFloat64 {
 		out.gcCPU = s[3].Value.Float64()
 		out.busyCPU = s[4].Value.Float64() - s[5].Value.Float64()
+	}
+	if s[6].Value.Kind() == metrics.KindUint64 {
+		out.heapLive = s[6].Value.Uint64()
 	}
 	ev := &m.c.ev
 	out.suspects, out.deaths, out.refutes, out.udp, out.qf = ev.suspects.Load(), ev.deaths.Load(), ev.refutes.Load(), ev.udpFailed.Load(), ev.queueFull.Load()
@@ -116,9 +121,9 @@ func (m *monitor) run(every time.Duration) {
 			gcShare = (cur.gcCPU - prev.gcCPU) / busy
 		}
 		p50, p99, pmax := histDelta(prev.sched, cur.sched)
-		fmt.Fprintf(m.out, "monitor: t=%s members=%d cpu=%.2f osWait=%.2f timerLateMax=%s schedP50=%s schedP99=%s schedMax=%s runnable=%d goroutines=%d gcCPU=%.2f suspects=%d deaths=%d refutes=%d udpFailed=%d queueFull=%d load=%s\n",
-			cur.at.Sub(m.start).Round(time.Second), m.c.size(), cpu/wall, (cur.osWait-prev.osWait).Seconds()/wall, time.Duration(m.lateMax.Swap(0)).Round(time.Millisecond),
-			p50, p99, pmax, cur.runnable, cur.goroutn, gcShare,
+		fmt.Fprintf(m.out, "monitor: %s t=%s members=%d cpu=%.2f osWait=%.2f timerLateMax=%s schedP50=%s schedP99=%s schedMax=%s runnable=%d goroutines=%d gcCPU=%.2f heapLiveMB=%d suspects=%d deaths=%d refutes=%d udpFailed=%d queueFull=%d load=%s\n",
+			cur.at.UTC().Format("15:04:05"), cur.at.Sub(m.start).Round(time.Second), m.c.size(), cpu/wall, (cur.osWait-prev.osWait).Seconds()/wall, time.Duration(m.lateMax.Swap(0)).Round(time.Millisecond),
+			p50, p99, pmax, cur.runnable, cur.goroutn, gcShare, cur.heapLive>>20,
 			cur.suspects-prev.suspects, cur.deaths-prev.deaths, cur.refutes-prev.refutes, cur.udp-prev.udp, cur.qf-prev.qf, loadAverage())
 		prev = cur
 	}
