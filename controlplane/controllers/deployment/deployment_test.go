@@ -216,8 +216,9 @@ func TestPauseResumeAndProgressDeadline(t *testing.T) {
 		im := images(e, "app=api")
 		return im["img:1"] == 3 && len(im) == 1
 	})
-	time.Sleep(300 * time.Millisecond) // give a wrong rollout a chance to show
-	if im := images(e, "app=api"); im["img:2"] != 0 {
+	// A wrong rollout gets 300 ms to show, checked throughout.
+	var im map[string]int
+	if testutil.Eventually(300*time.Millisecond, func() bool { im = images(e, "app=api"); return im["img:2"] != 0 }) {
 		t.Fatalf("paused deployment rolled: %v", im)
 	}
 	// Resume with pods of the new template never getting ready.

@@ -100,12 +100,17 @@ func TestRolloutVerbs(t *testing.T) {
 		t.Fatalf("second pause: %v", err)
 	}
 	mustCtl("set", "image", "deployment/web", "*=img:3")
-	time.Sleep(300 * time.Millisecond) // a paused rollout must not start; give it the chance
-	pods, _, _ := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "default", LabelSelector: "app=web"})
-	for _, p := range pods {
-		if p.GetSpec().GetContainers()[0].GetImage() == "img:3" {
-			t.Fatal("paused deployment rolled out img:3")
+	// A paused rollout must not start: checked throughout 300 ms.
+	if testutil.Eventually(300*time.Millisecond, func() bool {
+		pods, _, _ := client.List[*apiv1.Pod](ctx, cl, client.ListOptions{Namespace: "default", LabelSelector: "app=web"})
+		for _, p := range pods {
+			if p.GetSpec().GetContainers()[0].GetImage() == "img:3" {
+				return true
+			}
 		}
+		return false
+	}) {
+		t.Fatal("paused deployment rolled out img:3")
 	}
 	mustCtl("rollout", "resume", "deployment/web")
 	mustCtl("rollout", "status", "deployment/web", "--timeout=30s")
