@@ -303,20 +303,9 @@ func (c *evConn) flush() {
 		if !c.canWrite {
 			return
 		}
-		n, err := rawWrite(c.fd, c.wbuf[c.woff:])
-		if n > 0 {
-			c.woff += n
-			if c.woff < len(c.wbuf) {
-				c.canWrite = false
-			}
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			c.canWrite = false
-			return
-		}
-		if !errors.Is(err, unix.EINTR) {
-			c.abort() // the client left mid-response
+		n, ok := c.writeClient(c.wbuf[c.woff:])
+		c.woff += n
+		if !ok {
 			return
 		}
 	}
@@ -348,25 +337,37 @@ func (c *evConn) flush() {
 			return
 		}
 		k := int(min(c.remaining, int64(u.w-u.r)))
-		n, err := rawWrite(c.fd, u.buf[u.r:u.r+k])
-		if n > 0 {
-			u.r += n
-			c.remaining -= int64(n)
-			if n < k {
-				c.canWrite = false
-			}
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			c.canWrite = false
-			return
-		}
-		if !errors.Is(err, unix.EINTR) {
-			c.abort()
+		n, ok := c.writeClient(u.buf[u.r : u.r+k])
+		u.r += n
+		c.remaining -= int64(n)
+		if !ok {
 			return
 		}
 	}
 	c.finish()
+}
+
+// writeClient makes one write of p to the client. It returns the bytes
+// written and false when flush must return: the socket is full (canWrite
+// off until epoll says otherwise) or the client left mid-response (the
+// connection is aborted). A short write turns canWrite off too.
+func (c *evConn) writeClient(p []byte) (int, bool) {
+	n, err := rawWrite(c.fd, p)
+	switch {
+	case n > 0:
+		if n < len(p) {
+			c.canWrite = false
+		}
+		return n, true
+	case errors.Is(err, unix.EAGAIN):
+		c.canWrite = false
+		return 0, false
+	case errors.Is(err, unix.EINTR):
+		return 0, true
+	default:
+		c.abort()
+		return 0, false
+	}
 }
 
 // finish ends a request whose response is out.
